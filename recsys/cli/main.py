@@ -1,0 +1,49 @@
+"""The `recsys` command: one entry point with subcommands, like `feast` or `tfx`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Sequence
+
+import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
+from recsys import __version__
+from recsys.cli import data_commands, demo
+from recsys.errors import RecsysError
+from recsys.runtime import check_stack
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recsys",
+        description="A real-time personalised recommender: event lake, Beam features, Feast, "
+                    "TFRS models and a TF Serving-compatible model server.")
+    parser.add_argument("--version", action="version", version=f"recsys {__version__}")
+    parser.add_argument("--log-level", default="INFO", metavar="LEVEL",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="DEBUG, INFO (default), WARNING or ERROR")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    data_commands.add_parser(subparsers)
+    demo.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
+                                                     "%(message)s")
+    try:
+        check_stack()
+        return args.func(args)
+    except RecsysError as exc:
+        print(f"recsys: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

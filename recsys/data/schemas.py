@@ -1,0 +1,124 @@
+"""The versioned data model shared by every part of recsys: Arrow schemas for events, items and
+users, and the vocabularies their fields draw from.
+
+Guarantees:
+* Each schema carries its table name and version in its metadata
+  (``recsys.table``, ``recsys.schema_version``); the lake records the versions it holds.
+* Timestamps are ``timestamp[us, tz=UTC]``; ids are non-empty strings.
+* Columns marked ``nullable=False`` are required; every other field is optional, because real
+  logs and profiles have gaps.
+* ``ingested_at`` is written by the lake, never taken from the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+INGESTED_AT = "ingested_at"
+
+EVENT_TYPES: tuple[str, ...] = (
+    "impression",  # the item was shown
+    "click",  # the user opened it; dwell_time_s is the time spent on it
+    "watch",  # the user consumed it; watch_time_s is how long
+    "like",
+    "dislike",
+    "skip",  # the user abandoned it early or swiped past it
+    "share",
+    "rating",  # explicit rating; the value is in `rating` (MovieLens)
+)
+DEVICES: tuple[str, ...] = ("mobile", "desktop", "tablet", "tv", "other")
+AGE_BUCKETS: tuple[str, ...] = ("13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
+COUNTRY_PATTERN = r"^[A-Z]{2}$"  # ISO 3166-1 alpha-2
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Z]{2})?$"  # ISO 639 code, optional region: en, pt-BR
+MAX_RATING = 10.0
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lake table: its name, Arrow schema and the column that identifies a record."""
+
+    name: str
+    schema: pa.Schema
+    key: str
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.schema if not f.nullable and f.name != INGESTED_AT)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """Columns an input may carry (everything but the lake-owned ``ingested_at``)."""
+        return tuple(f.name for f in self.schema if f.name != INGESTED_AT)
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    fields = [*fields, pa.field(INGESTED_AT, TIMESTAMP, nullable=False)]
+    return pa.schema(
+        fields,
+        metadata={"recsys.table": name, "recsys.schema_version": str(SCHEMA_VERSION)},
+    )
+
+
+EVENTS = TableSpec(
+    "events",
+    _schema(
+        "events",
+        [
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("event_type", pa.string(), nullable=False),
+            pa.field("timestamp", TIMESTAMP, nullable=False),
+            pa.field("session_id", pa.string()),
+            pa.field("watch_time_s", pa.float32()),
+            pa.field("dwell_time_s", pa.float32()),
+            pa.field("rating", pa.float32()),
+            # context of the request that produced the event
+            pa.field("position", pa.int32()),  # 0-based slot in the list the item was shown in
+            pa.field("device", pa.string()),
+            pa.field("country", pa.string()),
+            pa.field("language", pa.string()),
+        ],
+    ),
+    key="event_id",
+)
+
+ITEMS = TableSpec(
+    "items",
+    _schema(
+        "items",
+        [
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("title", pa.string()),
+            pa.field("category", pa.string()),
+            pa.field("language", pa.string()),
+            pa.field("tags", pa.list_(pa.string())),
+            pa.field("created_at", TIMESTAMP),
+            pa.field("duration_s", pa.float32()),
+        ],
+    ),
+    key="item_id",
+)
+
+USERS = TableSpec(
+    "users",
+    _schema(
+        "users",
+        [
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("signup_at", TIMESTAMP),
+            pa.field("country", pa.string()),
+            pa.field("language", pa.string()),
+            pa.field("device", pa.string()),  # primary device
+            pa.field("age_bucket", pa.string()),
+            pa.field("declared_categories", pa.list_(pa.string())),  # onboarding choices
+        ],
+    ),
+    key="user_id",
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (EVENTS, ITEMS, USERS)}

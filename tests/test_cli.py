@@ -1,0 +1,101 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.cli.main import main
+from test_movielens import write_movielens
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_generate_then_describe(tmp_path, capsys):
+    lake = tmp_path / "lake"
+    code, out, _ = _run(capsys, "data", "generate", "--out", str(lake), "--users", "100",
+                        "--items", "300", "--days", "2", "--end-date", "2026-11-01",
+                        "--no-progress")
+    assert code == 0
+    assert "users from synthetic(seed=42, users=100, items=300, days=2): received 100, " \
+           "written 100" in out
+    assert "events: received" in out and "events/s" in out
+    code, out, _ = _run(capsys, "data", "describe", str(lake))
+    assert code == 0 and "in 2 daily partitions" in out and "impression" in out
+
+
+def test_import_movielens_twice(tmp_path, capsys):
+    src = write_movielens(tmp_path / "ml")
+    args = ["data", "import-movielens", "--src", str(src), "--out", str(tmp_path / "lake"),
+            "--max-bad-fraction", "1"]
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "written 4," in out and "rejected 5" in out
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "written 0, already in lake 4" in out
+
+
+def test_errors_are_one_line_with_exit_code_1(tmp_path, capsys):
+    code, _, err = _run(capsys, "data", "import-movielens", "--src", str(tmp_path / "nope"),
+                        "--out", str(tmp_path / "lake"))
+    assert code == 1
+    assert err.startswith("recsys: error: --src ") and "is not a directory" in err
+    code, _, err = _run(capsys, "data", "describe", str(tmp_path / "missing"))
+    assert code == 1 and "is not a recsys lake" in err
+
+
+def test_bad_ratio_fails_with_the_dead_letter_path(tmp_path, capsys):
+    src = write_movielens(tmp_path / "ml")
+    code, _, err = _run(capsys, "data", "import-movielens", "--src", str(src),
+                        "--out", str(tmp_path / "lake"))
+    assert code == 1 and "nothing was written" in err and "_dead_letter" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "generate", "--out", "x", "--users", "0"],
+     "argument --users: expected a positive integer, got '0'"),
+    (["data", "generate", "--out", "x", "--items", "many"],
+     "argument --items: expected a positive integer, got 'many'"),
+    (["data", "generate", "--out", "x", "--seed", "-1"],
+     "argument --seed: expected an integer >= 0, got '-1'"),
+    (["data", "generate", "--out", "x", "--end-date", "31/05/2024"],
+     "argument --end-date: expected a date like 2024-05-31, got '31/05/2024'"),
+    (["data", "generate", "--users", "5"], "the following arguments are required: --out"),
+    (["data", "import-movielens", "--src", "a", "--out", "b", "--max-bad-fraction", "2"],
+     "argument --max-bad-fraction: expected a number in [0, 1], got '2'"),
+    (["data", "frobnicate"], "invalid choice: 'frobnicate'"),
+    (["--log-level", "LOUD", "demo"], "argument --log-level: invalid choice: 'LOUD'"),
+])
+def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_generate_with_future_end_date_is_refused(tmp_path, capsys):
+    code, _, err = _run(capsys, "data", "generate", "--out", str(tmp_path / "l"),
+                        "--end-date", "2999-01-01")
+    assert code == 1 and "end_date 2999-01-01 lies in the future" in err
+
+
+def test_demo_runs_and_is_idempotent(tmp_path, capsys):
+    args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2"]
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "new events written (0 already in the lake)" in out
+    assert "click-through rate" in out
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and " 0 new events written" in out
+
+
+def test_installed_console_script(tmp_path):
+    exe = Path(sys.executable).with_name("recsys")
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "data" in out.stdout and "demo" in out.stdout
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
+    assert version.stdout.strip() == "recsys 0.1.0"
