@@ -1,7 +1,5 @@
 import json
-from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from conftest import event
@@ -38,9 +36,12 @@ def test_refuses_to_turn_a_non_empty_directory_into_a_lake(tmp_path):
 def test_corrupt_and_newer_lake_metadata(tmp_path):
     root = tmp_path / "lake"
     Lake(root, create=True)
-    (root / "_lake.json").write_text("{not json")
-    with pytest.raises(LakeError, match="is corrupt"):
-        Lake(root)
+    for corrupt in ("{not json", "[]", '{"format": "recsys-lake"}',
+                    '{"format": "recsys-lake", "format_version": 1, "schema_versions": {"events": '
+                    '"x"}}'):
+        (root / "_lake.json").write_text(corrupt)
+        with pytest.raises(LakeError, match="is corrupt"):
+            Lake(root)
     (root / "_lake.json").write_text(json.dumps(
         {"format": "recsys-lake", "format_version": 1, "schema_versions": {"events": 2}}))
     with pytest.raises(LakeError, match="written by a newer recsys"):

@@ -119,7 +119,8 @@ def _coerce_string(series: pd.Series, field: pa.Field) -> Coerced:
         array = pa.array(series.where(~blank, None), type=field.type, from_pandas=True)
         return Coerced(array, np.zeros(len(series), bool), {})
     if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
-        return Coerced(pa.array(series.astype(str), type=field.type), np.zeros(len(series), bool), {})
+        array = pa.array(series.astype(str), type=field.type)
+        return Coerced(array, np.zeros(len(series), bool), {})
     return _per_value(series, field, _to_string, "a string")
 
 

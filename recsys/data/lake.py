@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 from recsys.data.dead_letter import Locator, write_dead_letter
 from recsys.data.rules import ValidationPolicy
 from recsys.data.schemas import EVENTS, INGESTED_AT, ITEMS, SCHEMA_VERSION, TABLES, USERS, TableSpec
-from recsys.data.validation import Input, Rejection, _fingerprints, validate
+from recsys.data.validation import Input, Rejection, row_fingerprints, validate
 from recsys.errors import BadRecordRatioError, LakeError
 
 LAKE_FORMAT = "recsys-lake"
@@ -102,11 +103,13 @@ class Lake:
         try:
             meta = json.loads(path.read_text())
             fmt, version, schemas = meta["format"], meta["format_version"], meta["schema_versions"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LakeError(f"{path} is corrupt ({exc}); it must be the JSON recsys wrote") from exc
+            newer = {name: v for name, v in schemas.items() if int(v) > SCHEMA_VERSION}
+            version = int(version)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LakeError(f"{path} is corrupt ({exc!r}); it must be the JSON recsys wrote"
+                            ) from exc
         if fmt != LAKE_FORMAT:
             raise LakeError(f"{path} says format {fmt!r}, expected {LAKE_FORMAT!r}")
-        newer = {name: v for name, v in schemas.items() if v > SCHEMA_VERSION}
         if version > LAKE_FORMAT_VERSION or newer:
             raise LakeError(f"{path.parent} was written by a newer recsys (format {version}, "
                             f"schemas {schemas}); upgrade recsys to read it")
@@ -146,7 +149,7 @@ class Lake:
         result = validate(data, spec, policy)
         run = _run_id()
         report = WriteReport(spec.name, source)
-        rejected = sorted([*prior_rejections, *result.rejected], key=lambda r: r.row)
+        rejected = [*prior_rejections, *result.rejected]
         report.received = result.received + len(prior_rejections)
         report.duplicates_in_input = result.duplicates
         report.rejected = len(rejected)
@@ -177,7 +180,7 @@ class Lake:
         ends = np.r_[starts[1:], len(days)]
         ingested_type = EVENTS.schema.field(INGESTED_AT).type
         ingested = pa.scalar(dt.datetime.now(dt.timezone.utc), type=ingested_type).value
-        for start, end in zip(starts, ends):
+        for start, end in zip(starts, ends, strict=True):
             day = dt.date(1970, 1, 1) + dt.timedelta(days=int(days[start]))
             part = table.slice(start, end - start)
             part_dir = self.root / EVENTS.name / f"{EVENT_DATE}={day.isoformat()}"
@@ -205,9 +208,9 @@ class Lake:
                 incoming = table.filter(known)
                 old = current.filter(pc.is_in(current.column(spec.key),
                                               value_set=incoming.column(spec.key)))
-                old_prints = dict(zip(old.column(spec.key).to_pylist(), _fingerprints(old)))
-                unchanged = np.array([old_prints[k] == p for k, p in zip(
-                    incoming.column(spec.key).to_pylist(), _fingerprints(incoming))])
+                old_print = pd.Series(row_fingerprints(old), index=old.column(spec.key).to_pandas())
+                new_keys = incoming.column(spec.key).to_pandas()
+                unchanged = new_keys.map(old_print).to_numpy() == row_fingerprints(incoming)
                 drop = np.zeros(table.num_rows, dtype=bool)
                 drop[np.flatnonzero(known_np)[unchanged]] = True
                 report.already_in_lake = int(drop.sum())
@@ -218,7 +221,8 @@ class Lake:
         table = table.append_column(
             pa.field(INGESTED_AT, spec.schema.field(INGESTED_AT).type, nullable=False),
             pa.array([ingested] * table.num_rows, type=spec.schema.field(INGESTED_AT).type))
-        _atomic_write_parquet(table.cast(spec.schema), self.root / spec.name / f"part-{run}.parquet")
+        target = self.root / spec.name / f"part-{run}.parquet"
+        _atomic_write_parquet(table.cast(spec.schema), target)
         report.written = table.num_rows
 
     # -- reading ---------------------------------------------------------------------------

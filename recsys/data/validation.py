@@ -103,7 +103,7 @@ def _record(raw: Mapping[str, RawColumn], i: int) -> dict[str, Any]:
     return out
 
 
-def _fingerprints(table: pa.Table) -> np.ndarray:
+def row_fingerprints(table: pa.Table) -> np.ndarray:
     """A 64-bit hash of each row's content (lists joined), for telling repeats from conflicts."""
     cols = {}
     for name in table.column_names:
@@ -172,7 +172,7 @@ def _dedupe(table: pa.Table, rows: np.ndarray, key: str) -> tuple[
     repeated = keys.duplicated(keep="first").to_numpy()
     if not repeated.any():
         return table, rows, 0, []
-    prints = _fingerprints(table)
+    prints = row_fingerprints(table)
     first_pos = pd.Series(np.arange(len(keys))).groupby(keys.to_numpy()).transform("first")
     first_pos = first_pos.to_numpy()
     same = prints == prints[first_pos]
