@@ -23,7 +23,7 @@ setup(
         "tensorflow-recommenders==0.7.7",
         "scann[tf]==1.4.2",
         "tensorflow-serving-api==2.20.*",
-        "feast[postgres,redis]==0.67.0",
+        "feast[duckdb,postgres,redis]==0.67.0",
         "apache-beam==2.77.0",
         # Data layer and tooling.
         "numpy>=2.0",

@@ -1,0 +1,30 @@
+"""Catalogue and profile feature rows: static attributes, valid from when they were known."""
+
+from __future__ import annotations
+
+from beam_jobs.records import US_PER_S, Item, to_micros
+from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+
+
+def catalogue_row(item: Item) -> dict:
+    """An item's attributes, valid from its creation (the epoch when unknown)."""
+    since = item.created_us if item.created_us is not None else 0
+    return {
+        "item_id": item.item_id, EVENT_TIMESTAMP: since, CREATED_TIMESTAMP: since,
+        "category": item.category, "language": item.language, "tags": list(item.tags),
+        "duration_s": item.duration_s,
+        "created_at_s": None if item.created_us is None else item.created_us // US_PER_S,
+    }
+
+
+def profile_row(row: dict) -> dict:
+    """A user's profile, valid from signup (the epoch when unknown); gaps stay null."""
+    signup = row.get("signup_at")
+    since = to_micros(signup, "signup_at") if signup is not None else 0
+    return {
+        "user_id": row["user_id"], EVENT_TIMESTAMP: since, CREATED_TIMESTAMP: since,
+        "country": row.get("country"), "language": row.get("language"),
+        "device": row.get("device"), "age_bucket": row.get("age_bucket"),
+        "declared_categories": list(row.get("declared_categories") or []),
+        "signup_at_s": None if signup is None else since // US_PER_S,
+    }

@@ -1,0 +1,222 @@
+"""The feature build: one Beam pipeline from the lake to feature tables, session sequences and
+training examples.
+
+    python -m beam_jobs.pipeline --lake LAKE --output OUT [--runner DirectRunner ...]
+
+Standard ``PipelineOptions``: ``--runner`` picks the engine, ``--direct_running_mode``
+multi_processing and ``--direct_num_workers`` parallelise the DirectRunner. Outputs (Parquet)::
+
+    OUT/user_features/  OUT/item_features/  OUT/item_catalogue/  OUT/user_profile/
+    OUT/user_session/   OUT/session_sequences/  OUT/training_examples/
+    OUT/_dead_letter/   bad records, one JSON line each, with the reason
+    OUT/_run.json       counters of this run
+
+A run writes into a staging directory and replaces the previous outputs only when it succeeded
+and the share of bad records is within ``--max_bad_ratio``; otherwise it raises
+:class:`BadRecordRatioError` and leaves the previous outputs as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs.config import FeatureConfig, PositiveRule
+from beam_jobs.feature_rows import catalogue_row, profile_row
+from beam_jobs.item_features import item_feature_rows
+from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
+from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
+from beam_jobs.snapshots import day_of
+from beam_jobs.timeline import process_user
+from recsys.errors import BadRecordRatioError, ConfigError
+from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE,
+                                    USER_SESSION)
+
+log = logging.getLogger(__name__)
+OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
+    USER_FEATURES.name: USER_FEATURES.arrow_schema(),
+    ITEM_FEATURES.name: ITEM_FEATURES.arrow_schema(),
+    ITEM_CATALOGUE.name: ITEM_CATALOGUE.arrow_schema(),
+    USER_PROFILE.name: USER_PROFILE.arrow_schema(),
+    USER_SESSION.name: USER_SESSION.arrow_schema(),
+    "session_sequences": SESSION_SEQUENCES,
+    "training_examples": TRAINING_EXAMPLES,
+}
+
+
+class FeatureJobOptions(PipelineOptions):
+    """Options of the feature build (Beam style: underscores)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--lake", required=True, help="the recsys lake to read")
+        parser.add_argument("--output", required=True, help="directory for the outputs")
+        defaults = FeatureConfig()
+        rule = defaults.positive
+        parser.add_argument("--history_length", type=int, default=defaults.history_length)
+        parser.add_argument("--session_gap_s", type=int, default=defaults.session_gap_s)
+        parser.add_argument("--split", default=defaults.split, help="none or temporal")
+        parser.add_argument("--test_fraction", type=float, default=defaults.test_fraction)
+        parser.add_argument("--max_bad_ratio", type=float, default=defaults.max_bad_ratio)
+        parser.add_argument("--positive_event_types", default=",".join(rule.event_types))
+        parser.add_argument("--positive_min_dwell_s", type=float, default=rule.min_dwell_s)
+        parser.add_argument("--positive_min_watch_fraction", type=float,
+                            default=rule.min_watch_fraction)
+        parser.add_argument("--positive_min_rating", type=float, default=rule.min_rating)
+
+
+def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureConfig]:
+    """The typed configuration, checked; raises ConfigError naming a bad option."""
+    opts = options.view_as(FeatureJobOptions)
+    rule = PositiveRule(
+        event_types=tuple(t.strip() for t in opts.positive_event_types.split(",") if t.strip()),
+        min_dwell_s=opts.positive_min_dwell_s,
+        min_watch_fraction=opts.positive_min_watch_fraction,
+        min_rating=opts.positive_min_rating)
+    cfg = FeatureConfig(history_length=opts.history_length, session_gap_s=opts.session_gap_s,
+                        split=opts.split, test_fraction=opts.test_fraction,
+                        max_bad_ratio=opts.max_bad_ratio, positive=rule)
+    lake = Path(opts.lake)
+    if not (lake / "_lake.json").exists():
+        raise ConfigError(f"--lake {lake} is not a recsys lake (no _lake.json)")
+    return lake, Path(opts.output), cfg
+
+
+class ProcessUsers(beam.DoFn):
+    OUTPUTS = ("examples", "user_features", "user_session", "item_events")
+
+    def process(self, keyed, items, horizon_day, cfg: FeatureConfig):
+        user_id, events = keyed
+        out = process_user(user_id, events, items, cfg, horizon_day)
+        yield from out.sequences
+        for row in out.examples:
+            yield beam.pvalue.TaggedOutput("examples", row)
+        for row in out.user_features:
+            yield beam.pvalue.TaggedOutput("user_features", row)
+        if out.session_state is not None:
+            yield beam.pvalue.TaggedOutput("user_session", out.session_state)
+        for event in out.feature_events:
+            yield beam.pvalue.TaggedOutput("item_events", (event.item_id, event))
+
+
+def _write(pcoll, out: Path, table: str):
+    return pcoll | f"Write{table}" >> beam.io.WriteToParquet(
+        str(out / table / "part"), OUTPUT_SCHEMAS[table], file_name_suffix=".parquet")
+
+
+def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:
+    """Add the whole feature build to ``p`` (see the module docstring)."""
+    events = read_events(p, lake)
+    item_rows, items = read_items(p, lake)
+    items_by_id = items.records | "IndexItems" >> beam.Map(lambda item: (item.item_id, item))
+    item_lookup = beam.pvalue.AsDict(items_by_id)
+    horizon = beam.pvalue.AsSingleton(
+        events.records
+        | "Times" >> beam.Map(lambda e: e.ts_us)
+        | "Latest" >> beam.CombineGlobally(max).without_defaults()
+        | "HorizonDay" >> beam.Map(lambda ts: day_of(ts) + 1))
+
+    per_user = (events.records
+                | "ByUser" >> beam.GroupBy(lambda e: e.user_id)
+                | "Timelines" >> beam.ParDo(ProcessUsers(), item_lookup, horizon, cfg)
+                .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
+    item_features = (per_user.item_events
+                     | "ByItem" >> beam.GroupByKey()
+                     | "ItemFeatures" >> beam.FlatMap(
+                         lambda kv, lookup, day: item_feature_rows(
+                             kv[0], lookup.get(kv[0]), list(kv[1]), cfg, day),
+                         item_lookup, horizon))
+    users = read_latest(p, lake, "users", "user_id")
+
+    _write(per_user.session_sequences, out, "session_sequences")
+    _write(per_user.examples, out, "training_examples")
+    _write(per_user.user_features, out, USER_FEATURES.name)
+    _write(per_user.user_session, out, USER_SESSION.name)
+    _write(item_features, out, ITEM_FEATURES.name)
+    _write(items.records | "Catalogue" >> beam.Map(catalogue_row), out, ITEM_CATALOGUE.name)
+    _write(users | "Profiles" >> beam.Map(profile_row), out, USER_PROFILE.name)
+    dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
+    dead | "WriteDeadLetters" >> beam.io.WriteToText(
+        str(out / "_dead_letter" / "records"), file_name_suffix=".jsonl")
+    del item_rows
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    counters: dict[str, int]
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.counters.get("events_read", 0) / max(self.seconds, 1e-9)
+
+
+def _counters(result) -> dict[str, int]:
+    metrics = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+    return {m.key.metric.name: int(m.committed or 0) for m in metrics["counters"]}
+
+
+def run(argv: Sequence[str] | None = None) -> BuildResult:
+    """Run the feature build with Beam command-line options; see the module docstring."""
+    options = PipelineOptions(argv)
+    lake, out, cfg = config_from_options(options)
+    staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
+    started = time.perf_counter()
+    try:
+        with beam.Pipeline(options=options) as p:
+            build(p, lake, staging, cfg)
+        result = p.result
+        counters = _counters(result)
+        read = counters.get("events_read", 0) + counters.get("items_read", 0)
+        bad = counters.get("events_bad", 0) + counters.get("items_bad", 0)
+        if read and bad / read > cfg.max_bad_ratio:
+            kept = out.parent / f"{out.name}.failed-dead-letter"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.move(str(staging / "_dead_letter"), kept)
+            raise BadRecordRatioError(
+                f"{bad:,} of {read:,} records are bad ({bad / read:.2%} > --max_bad_ratio "
+                f"{cfg.max_bad_ratio:.2%}); the outputs in {out} were left unchanged. "
+                f"Reasons per record: {kept}")
+        seconds = time.perf_counter() - started
+        (staging / "_run.json").write_text(json.dumps(
+            {"counters": counters, "seconds": seconds, "config": repr(cfg)}, indent=2))
+        _replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("feature build: %s in %.1fs", counters, seconds)
+    return BuildResult(out, counters, seconds)
+
+
+def _replace(staging: Path, out: Path) -> None:
+    """Move the staged tables into ``out``, replacing the previous ones table by table."""
+    out.mkdir(parents=True, exist_ok=True)
+    for table in [*OUTPUT_SCHEMAS, "_dead_letter", "_run.json"]:
+        new, old = staging / table, out / table
+        trash = out / f".old-{table}-{uuid.uuid4().hex[:8]}"
+        if old.exists():
+            old.rename(trash)
+        if new.exists():
+            new.rename(old)
+        if trash.exists():
+            shutil.rmtree(trash) if trash.is_dir() else trash.unlink()
+
+
+__all__ = ["BuildResult", "FeatureJobOptions", "build", "run"]
+
+if __name__ == "__main__":
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    run(sys.argv[1:])
