@@ -60,8 +60,9 @@ class FeatureJobOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        parser.add_argument("--lake", required=True, help="the recsys lake to read")
-        parser.add_argument("--output", required=True, help="directory for the outputs")
+        # Not required=True: Beam parses every registered options class for every pipeline.
+        parser.add_argument("--lake", help="the recsys lake to read (required)")
+        parser.add_argument("--output", help="directory for the outputs (required)")
         defaults = FeatureConfig()
         rule = defaults.positive
         parser.add_argument("--history_length", type=int, default=defaults.history_length)
@@ -87,6 +88,9 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
     cfg = FeatureConfig(history_length=opts.history_length, session_gap_s=opts.session_gap_s,
                         split=opts.split, test_fraction=opts.test_fraction,
                         max_bad_ratio=opts.max_bad_ratio, positive=rule)
+    for name in ("lake", "output"):
+        if not getattr(opts, name):
+            raise ConfigError(f"--{name} is required")
     lake = Path(opts.lake)
     if not (lake / "_lake.json").exists():
         raise ConfigError(f"--lake {lake} is not a recsys lake (no _lake.json)")
@@ -110,9 +114,24 @@ class ProcessUsers(beam.DoFn):
             yield beam.pvalue.TaggedOutput("item_events", (event.item_id, event))
 
 
+class WriteTable(beam.PTransform):
+    """Rows (dicts) -> Parquet files under ``out/table/``, converted to Arrow in batches."""
+
+    def __init__(self, out: Path, table: str):
+        super().__init__()
+        self.out, self.table = out, table
+
+    def expand(self, rows):
+        schema = OUTPUT_SCHEMAS[self.table]
+        return (rows
+                | "Batch" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=20_000)
+                | "ToArrow" >> beam.Map(lambda batch: pa.Table.from_pylist(batch, schema=schema))
+                | "Write" >> beam.io.WriteToParquetBatched(
+                    str(self.out / self.table / "part"), schema, file_name_suffix=".parquet"))
+
+
 def _write(pcoll, out: Path, table: str):
-    return pcoll | f"Write{table}" >> beam.io.WriteToParquet(
-        str(out / table / "part"), OUTPUT_SCHEMAS[table], file_name_suffix=".parquet")
+    return pcoll | f"Write{table}" >> WriteTable(out, table)
 
 
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:

@@ -1,0 +1,194 @@
+"""Beam transforms under TestPipeline with exact expected outputs, and whole runs on a lake."""
+
+import datetime as dt
+import json
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs.config import FeatureConfig
+from beam_jobs.lake_io import DEAD_LETTER, ParseRows
+from beam_jobs.pipeline import ProcessUsers, run
+from beam_jobs.records import US_PER_S, Event, Item, parse_event
+from recsys.data.lake import Lake
+from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.errors import BadRecordRatioError
+
+BASE = 1_767_225_600  # 2026-01-01T00:00:00Z
+UTC = dt.timezone.utc
+
+
+def us(seconds: float) -> int:
+    return int((BASE + seconds) * US_PER_S)
+
+
+ITEMS = {"i1": Item("i1", "news"), "i2": Item("i2", "music")}
+E1 = Event("e1", "u", "i1", "click", us(100), dwell_time_s=20.0)
+E2 = Event("e2", "u", "i2", "impression", us(200))
+E3 = Event("e3", "u", "i2", "click", us(200), dwell_time_s=5.0)
+E4 = Event("e4", "u", "i1", "like", us(2501))  # 2301 s after e3: a new session
+
+
+def _seq(event, session, position, ids, cats, gaps):
+    return {"event_id": event.event_id, "user_id": "u", "item_id": event.item_id,
+            "event_type": event.event_type, "event_timestamp": event.ts_us,
+            "session_id": f"u/{session}", "session_position": position,
+            "history_length": len(ids), "history_item_ids": ids, "history_categories": cats,
+            "history_gaps_s": gaps}
+
+
+EXPECTED_SEQUENCES = [
+    _seq(E1, 0, 0, [], [], []),
+    _seq(E2, 0, 1, ["i1"], ["news"], [100.0]),
+    _seq(E3, 0, 2, ["i1"], ["news"], [100.0]),  # same microsecond as e2: not in its history
+    _seq(E4, 1, 0, ["i2", "i1"], ["music", "news"], [2301.0, 2401.0]),
+]
+
+
+
+def test_sequences_are_exact_for_out_of_order_and_late_events():
+    with BeamTestPipeline() as p:
+        items = p | "Items" >> beam.Create(list(ITEMS.items()))
+        out = (p
+               | beam.Create([E4, E3, E1, E2])  # the late e4 first, the rest shuffled
+               | beam.GroupBy(lambda e: e.user_id)
+               | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, FeatureConfig())
+               .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
+        assert_that(out.session_sequences, equal_to(EXPECTED_SEQUENCES))
+        examples = out.examples | beam.Map(lambda r: (r["example_id"], r["split"],
+                                                      r["history_item_ids"]))
+        # e3's 5 s dwell is below the 10 s threshold; e4 is a like in a new session
+        assert_that(examples, equal_to([("e1", "train", []), ("e4", "train", ["i2", "i1"])]),
+                    label="examples")
+        items_seen = out.item_events | beam.Map(lambda kv: (kv[0], kv[1].event_id))
+        assert_that(items_seen, equal_to([("i1", "e1"), ("i2", "e2"), ("i2", "e3"),
+                                          ("i1", "e4")]), label="item events")
+
+
+def test_temporal_split_keeps_features_to_the_training_events():
+    cfg = FeatureConfig(split="temporal")
+    with BeamTestPipeline() as p:
+        items = p | "Items" >> beam.Create(list(ITEMS.items()))
+        out = (p
+               | beam.Create([E1, E2, E3, E4])
+               | beam.GroupBy(lambda e: e.user_id)
+               | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, cfg)
+               .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
+        # two positives (e1, e4): max(1, floor(0.4)) = 1 test example, e4
+        assert_that(out.session_sequences | beam.Map(lambda r: r["event_id"]),
+                    equal_to(["e1", "e2", "e3"]))
+        assert_that(out.examples | beam.Map(lambda r: (r["example_id"], r["split"],
+                                                       r["history_item_ids"])),
+                    equal_to([("e1", "train", []), ("e4", "test", ["i2", "i1"])]),
+                    label="examples")
+        assert_that(out.item_events | beam.Map(lambda kv: kv[1].event_id),
+                    equal_to(["e1", "e2", "e3"]), label="no test event reaches item features")
+
+
+def test_parse_rows_sends_bad_rows_to_the_dead_letter_with_reasons():
+    good = {"event_id": "e1", "user_id": "u", "item_id": "i", "event_type": "click",
+            "timestamp": us(0)}
+    bad = {**good, "event_id": "e2", "event_type": "teleport"}
+    with BeamTestPipeline() as p:
+        parsed = p | beam.Create([good, bad]) | ParseRows("events", parse_event)
+        assert_that(parsed.records, equal_to([Event("e1", "u", "i", "click", us(0))]))
+        assert_that(parsed[DEAD_LETTER] | beam.Map(json.loads), equal_to([
+            {"table": "events", "reason": "unknown event_type 'teleport'", "record": bad}]),
+            label="dead letter")
+
+
+# -- whole runs on a lake ----------------------------------------------------------------
+
+@pytest.fixture
+def small_lake(tmp_path):
+    lake = Lake(tmp_path / "lake", create=True)
+    generate(SyntheticConfig(users=60, items=200, days=3, seed=5, end_date=dt.date(2026, 1, 5)),
+             lake, progress=False)
+    return lake
+
+
+def _tables(out):
+    return {t: pq.read_table(out / t).num_rows for t in
+            ("user_features", "item_features", "item_catalogue", "user_profile", "user_session",
+             "session_sequences", "training_examples")}
+
+
+def test_run_writes_every_table_and_reruns_replace_them(small_lake, tmp_path):
+    out = tmp_path / "features"
+    first = run(["--lake", str(small_lake.root), "--output", str(out)])
+    events = small_lake.read("events").num_rows
+    assert first.counters["events_read"] == events and first.counters.get("events_bad", 0) == 0
+    counts = _tables(out)
+    assert counts["session_sequences"] == events
+    assert counts["item_catalogue"] == 200 and counts["user_profile"] == 60
+    assert all(n > 0 for n in counts.values()), counts
+    run(["--lake", str(small_lake.root), "--output", str(out)])
+    assert _tables(out) == counts  # replaced, not appended
+    assert not [p for p in out.parent.iterdir() if "staging" in p.name]
+
+
+def test_late_events_in_a_later_lake_write_give_the_same_outputs(tmp_path):
+    rows = [{"event_id": f"e{i}", "user_id": "u", "item_id": f"i{i % 3}", "event_type": "click",
+             "timestamp": dt.datetime(2026, 1, 1, 10, i, tzinfo=UTC), "dwell_time_s": 30.0}
+            for i in range(10)]
+    at_once, late = Lake(tmp_path / "a", create=True), Lake(tmp_path / "b", create=True)
+    at_once.write_events(rows, "t")
+    late.write_events(rows[5:], "t")
+    late.write_events(rows[:5], "t late")  # earlier timestamps, written afterwards
+    outs = []
+    for lake in (at_once, late):
+        out = tmp_path / f"out-{lake.root.name}"
+        run(["--lake", str(lake.root), "--output", str(out)])
+        table = pq.read_table(out / "session_sequences").sort_by("event_id")
+        outs.append(table.drop_columns([]).to_pylist())
+    assert outs[0] == outs[1]
+    assert outs[0][9]["history_item_ids"][:3] == ["i2", "i1", "i0"]
+
+
+def _corrupt(lake: Lake, n_bad: int):
+    """Write rows into the lake behind validation's back, as a foreign writer could."""
+    schema = pa.schema([("event_id", pa.string()), ("user_id", pa.string()),
+                        ("item_id", pa.string()), ("event_type", pa.string()),
+                        ("timestamp", pa.timestamp("us", tz="UTC"))])
+    part = lake.root / "events" / "event_date=2026-01-04"
+    rows = [{"event_id": f"bad{i}", "user_id": "u1", "item_id": "i1", "event_type": "teleport",
+             "timestamp": dt.datetime(2026, 1, 4, tzinfo=UTC)} for i in range(n_bad)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), part / "part-zz-foreign.parquet")
+
+
+def test_bad_records_within_the_ratio_go_to_the_dead_letter(small_lake, tmp_path):
+    _corrupt(small_lake, 3)
+    out = tmp_path / "features"
+    result = run(["--lake", str(small_lake.root), "--output", str(out)])
+    assert result.counters["events_bad"] == 3
+    lines = [json.loads(line) for f in (out / "_dead_letter").glob("*.jsonl")
+             for line in f.read_text().splitlines()]
+    assert sorted(line["record"]["event_id"] for line in lines) == ["bad0", "bad1", "bad2"]
+    assert {line["reason"] for line in lines} == {"unknown event_type 'teleport'"}
+
+
+def test_too_many_bad_records_fail_loudly_and_keep_the_previous_outputs(small_lake, tmp_path):
+    out = tmp_path / "features"
+    run(["--lake", str(small_lake.root), "--output", str(out)])
+    before = _tables(out)
+    _corrupt(small_lake, 50)
+    with pytest.raises(BadRecordRatioError, match=r"50 of .* records are bad .* --max_bad_ratio "
+                                                  r"0.10%\); the outputs in .* were left"):
+        run(["--lake", str(small_lake.root), "--output", str(out), "--max_bad_ratio", "0.001"])
+    assert _tables(out) == before
+    failed = tmp_path / "features.failed-dead-letter"
+    assert sum(len(f.read_text().splitlines()) for f in failed.glob("*.jsonl")) == 50
+
+
+def test_bad_options_are_config_errors(tmp_path):
+    from recsys.errors import ConfigError
+    with pytest.raises(ConfigError, match="is not a recsys lake"):
+        run(["--lake", str(tmp_path), "--output", str(tmp_path / "o")])
+    with pytest.raises(ConfigError, match="--output is required"):
+        run(["--lake", str(tmp_path)])
+    with pytest.raises(ConfigError, match="split must be one of"):
+        run(["--lake", str(tmp_path), "--output", "o", "--split", "random"])
