@@ -11,9 +11,10 @@ def catalogue_row(item: Item) -> dict:
     since = item.created_us if item.created_us is not None else 0
     return {
         "item_id": item.item_id, EVENT_TIMESTAMP: since, CREATED_TIMESTAMP: since,
-        "category": item.category, "language": item.language, "tags": list(item.tags),
-        "duration_s": item.duration_s,
-        "created_at_s": None if item.created_us is None else item.created_us // US_PER_S,
+        "item_category": item.category, "item_language": item.language,
+        "item_tags": list(item.tags),
+        "item_duration_s": item.duration_s,
+        "item_created_at_s": None if item.created_us is None else item.created_us // US_PER_S,
     }
 
 
@@ -23,8 +24,8 @@ def profile_row(row: dict) -> dict:
     since = to_micros(signup, "signup_at") if signup is not None else 0
     return {
         "user_id": row["user_id"], EVENT_TIMESTAMP: since, CREATED_TIMESTAMP: since,
-        "country": row.get("country"), "language": row.get("language"),
-        "device": row.get("device"), "age_bucket": row.get("age_bucket"),
-        "declared_categories": list(row.get("declared_categories") or []),
-        "signup_at_s": None if signup is None else since // US_PER_S,
+        "user_country": row.get("country"), "user_language": row.get("language"),
+        "user_device": row.get("device"), "user_age_bucket": row.get("age_bucket"),
+        "user_declared_categories": list(row.get("declared_categories") or []),
+        "user_signup_at_s": None if signup is None else since // US_PER_S,
     }

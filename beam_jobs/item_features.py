@@ -39,17 +39,17 @@ def item_feature_rows(item_id: str, item: Item | None, events: Sequence[Event],
         end = day * US_PER_DAY
         row = {"item_id": item_id, EVENT_TIMESTAMP: end, CREATED_TIMESTAMP: end}
         for w in WINDOWS_DAYS:
-            row[f"impressions_{w}d"] = impressions.count(end, w)
-            row[f"clicks_{w}d"] = clicks.count(end, w)
-            row[f"engagements_{w}d"] = engaged.count(end, w)
+            row[f"item_impressions_{w}d"] = impressions.count(end, w)
+            row[f"item_clicks_{w}d"] = clicks.count(end, w)
+            row[f"item_engagements_{w}d"] = engaged.count(end, w)
         created = item.created_us if item is not None else None
         row.update({
-            "ctr_7d": ratio(clicks.count(end, 7), impressions.count(end, 7)),
-            "ctr_30d": ratio(clicks.count(end, 30), impressions.count(end, 30)),
-            "avg_watch_fraction_30d": mean(fractions.window(end, 30)),
-            "mean_rating_30d": mean(ratings.window(end, 30)),
-            "lifetime_engagements": engaged.before(end),
-            "age_days": None if created is None else (end - created) / US_PER_DAY,
+            "item_ctr_7d": ratio(clicks.count(end, 7), impressions.count(end, 7)),
+            "item_ctr_30d": ratio(clicks.count(end, 30), impressions.count(end, 30)),
+            "item_avg_watch_fraction_30d": mean(fractions.window(end, 30)),
+            "item_mean_rating_30d": mean(ratings.window(end, 30)),
+            "item_lifetime_engagements": engaged.before(end),
+            "item_age_days": None if created is None else (end - created) / US_PER_DAY,
         })
         rows.append(row)
     return rows

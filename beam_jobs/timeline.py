@@ -116,11 +116,11 @@ def process_user(user_id: str, events: Iterable[Event], items: Mapping[str, Item
         state = history.columns(last.ts_us)
         out.session_state = {
             "user_id": user_id, EVENT_TIMESTAMP: last.ts_us, CREATED_TIMESTAMP: last.ts_us,
-            "recent_item_ids": state["history_item_ids"],
-            "recent_categories": state["history_categories"],
+            "session_recent_item_ids": state["history_item_ids"],
+            "session_recent_categories": state["history_categories"],
             "session_length": last_slot.position + 1,
             "session_started_at_s": last_slot.session_start_us // US_PER_S,
-            "last_event_at_s": last.ts_us // US_PER_S,
+            "session_last_event_at_s": last.ts_us // US_PER_S,
         }
     return out
 

@@ -55,7 +55,7 @@ def user_feature_rows(user_id: str, events: Sequence[Event], slots: Sequence[Ses
         end = day * US_PER_DAY
         row = {"user_id": user_id, EVENT_TIMESTAMP: end, CREATED_TIMESTAMP: end}
         for w in WINDOWS_DAYS:
-            row[f"engagements_{w}d"] = engaged.count(end, w)
+            row[f"user_engagements_{w}d"] = engaged.count(end, w)
         shown, opened = impressions.count(end, 30), clicks.count(end, 30)
         recent_items = [item for item in engaged.window(end, 30) if item is not None]
         categories = Counter(i.category for i in recent_items if i.category)
@@ -64,21 +64,21 @@ def user_feature_rows(user_id: str, events: Sequence[Event], slots: Sequence[Ses
         recent_sessions = sessions.window(end, 7)
         last_active = activity.times[activity.before(end) - 1]
         row.update({
-            "impressions_30d": shown,
-            "clicks_30d": opened,
-            "ctr_30d": ratio(opened, shown),
-            "avg_watch_time_s_30d": mean(watches.window(end, 30)),
-            "avg_dwell_time_s_30d": mean(dwells.window(end, 30)),
-            "mean_rating_30d": mean(ratings.window(end, 30)),
-            "top_categories_30d": top,
-            "top_category_share_30d": ratio(categories[top[0]], sum(categories.values()))
+            "user_impressions_30d": shown,
+            "user_clicks_30d": opened,
+            "user_ctr_30d": ratio(opened, shown),
+            "user_avg_watch_time_s_30d": mean(watches.window(end, 30)),
+            "user_avg_dwell_time_s_30d": mean(dwells.window(end, 30)),
+            "user_mean_rating_30d": mean(ratings.window(end, 30)),
+            "user_top_categories_30d": top,
+            "user_top_category_share_30d": ratio(categories[top[0]], sum(categories.values()))
             if top else None,
-            "top_language_30d": _top(languages, 1)[0] if languages else None,
-            "sessions_7d": len(recent_sessions),
-            "sessions_per_day_7d": len(recent_sessions) / 7,
-            "mean_session_length_7d": mean([float(n) for n in recent_sessions]),
-            "days_since_last_active": (end - last_active) / US_PER_DAY,
-            "lifetime_engagements": engaged.before(end),
+            "user_top_language_30d": _top(languages, 1)[0] if languages else None,
+            "user_sessions_7d": len(recent_sessions),
+            "user_sessions_per_day_7d": len(recent_sessions) / 7,
+            "user_mean_session_length_7d": mean([float(n) for n in recent_sessions]),
+            "user_days_since_last_active": (end - last_active) / US_PER_DAY,
+            "user_lifetime_engagements": engaged.before(end),
         })
         rows.append(row)
     return rows

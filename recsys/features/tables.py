@@ -1,5 +1,8 @@
 """The feature tables: their names, columns and types, declared once.
 
+Every feature name carries its entity (``user_``, ``item_``, ``session_``...), so that a feature
+service can join several views without full feature names.
+
 The Beam jobs write these columns (plus ``event_timestamp`` and ``created_timestamp``), the
 PostgreSQL loader creates tables from them and the Feast feature views declare the same schema,
 so a column can never exist on one side only.
@@ -49,58 +52,58 @@ def _windowed(prefix: str, kind: str = "int64", windows=WINDOWS_DAYS) -> tuple:
 
 
 USER_FEATURES = FeatureTable("user_features", "user_id", (
-    *_windowed("engagements"),
-    ("impressions_30d", "int64"),
-    ("clicks_30d", "int64"),
-    ("ctr_30d", "float32"),
-    ("avg_watch_time_s_30d", "float32"),
-    ("avg_dwell_time_s_30d", "float32"),
-    ("mean_rating_30d", "float32"),
-    ("top_categories_30d", "string_list"),
-    ("top_category_share_30d", "float32"),
-    ("top_language_30d", "string"),
-    ("sessions_7d", "int64"),
-    ("sessions_per_day_7d", "float32"),
-    ("mean_session_length_7d", "float32"),
-    ("days_since_last_active", "float32"),
-    ("lifetime_engagements", "int64"),
+    *_windowed("user_engagements"),
+    ("user_impressions_30d", "int64"),
+    ("user_clicks_30d", "int64"),
+    ("user_ctr_30d", "float32"),
+    ("user_avg_watch_time_s_30d", "float32"),
+    ("user_avg_dwell_time_s_30d", "float32"),
+    ("user_mean_rating_30d", "float32"),
+    ("user_top_categories_30d", "string_list"),
+    ("user_top_category_share_30d", "float32"),
+    ("user_top_language_30d", "string"),
+    ("user_sessions_7d", "int64"),
+    ("user_sessions_per_day_7d", "float32"),
+    ("user_mean_session_length_7d", "float32"),
+    ("user_days_since_last_active", "float32"),
+    ("user_lifetime_engagements", "int64"),
 ))
 
 ITEM_FEATURES = FeatureTable("item_features", "item_id", (
-    *_windowed("impressions"),
-    *_windowed("clicks"),
-    *_windowed("engagements"),
-    ("ctr_7d", "float32"),
-    ("ctr_30d", "float32"),
-    ("avg_watch_fraction_30d", "float32"),
-    ("mean_rating_30d", "float32"),
-    ("lifetime_engagements", "int64"),
-    ("age_days", "float32"),
+    *_windowed("item_impressions"),
+    *_windowed("item_clicks"),
+    *_windowed("item_engagements"),
+    ("item_ctr_7d", "float32"),
+    ("item_ctr_30d", "float32"),
+    ("item_avg_watch_fraction_30d", "float32"),
+    ("item_mean_rating_30d", "float32"),
+    ("item_lifetime_engagements", "int64"),
+    ("item_age_days", "float32"),
 ))
 
 ITEM_CATALOGUE = FeatureTable("item_catalogue", "item_id", (
-    ("category", "string"),
-    ("language", "string"),
-    ("tags", "string_list"),
-    ("duration_s", "float32"),
-    ("created_at_s", "int64"),
+    ("item_category", "string"),
+    ("item_language", "string"),
+    ("item_tags", "string_list"),
+    ("item_duration_s", "float32"),
+    ("item_created_at_s", "int64"),
 ))
 
 USER_PROFILE = FeatureTable("user_profile", "user_id", (
-    ("country", "string"),
-    ("language", "string"),
-    ("device", "string"),
-    ("age_bucket", "string"),
-    ("declared_categories", "string_list"),
-    ("signup_at_s", "int64"),
+    ("user_country", "string"),
+    ("user_language", "string"),
+    ("user_device", "string"),
+    ("user_age_bucket", "string"),
+    ("user_declared_categories", "string_list"),
+    ("user_signup_at_s", "int64"),
 ))
 
 USER_SESSION = FeatureTable("user_session", "user_id", (
-    ("recent_item_ids", "string_list"),
-    ("recent_categories", "string_list"),
+    ("session_recent_item_ids", "string_list"),
+    ("session_recent_categories", "string_list"),
     ("session_length", "int64"),
     ("session_started_at_s", "int64"),
-    ("last_event_at_s", "int64"),
+    ("session_last_event_at_s", "int64"),
 ))
 
 FEATURE_TABLES: dict[str, FeatureTable] = {
