@@ -1,0 +1,72 @@
+"""Opening a feature repository and running Feast on it, as `feast -c REPO` would.
+
+Feast's DuckDB offline store reads FileSource paths relative to the working directory, and the
+feast CLI changes into the repository first; :func:`in_repo` does the same for library calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from feast import FeatureStore
+from feast.repo_config import RepoConfig, load_repo_config
+
+from recsys.errors import ConfigError
+
+PROFILES = {"embedded": Path("."), "production": Path("production")}
+
+
+def profile_repo(repo: Path, profile: str) -> Path:
+    """The directory of ``profile`` inside a recsys feature repository."""
+    if profile not in PROFILES:
+        raise ConfigError(f"--profile must be one of {list(PROFILES)}, got {profile!r}")
+    path = (Path(repo) / PROFILES[profile]).resolve()
+    if not (path / "feature_store.yaml").is_file():
+        raise ConfigError(f"{path} has no feature_store.yaml; --repo must point at a recsys "
+                          "feature repository such as feature_repo/")
+    return path
+
+
+@contextmanager
+def in_repo(path: Path) -> Iterator[Path]:
+    """Work from inside the repository, with its modules importable (as `feast -c` does)."""
+    previous = Path.cwd()
+    os.chdir(path)
+    sys.path.insert(0, str(path))
+    for name, module in list(sys.modules.items()):  # a same-named module of another repo
+        origin = getattr(module, "__file__", None) or ""
+        if origin.endswith("_features.py") and Path(origin).parent != path:
+            del sys.modules[name]
+    try:
+        yield path
+    finally:
+        sys.path.remove(str(path))
+        os.chdir(previous)
+
+
+def repo_config(path: Path) -> RepoConfig:
+    return load_repo_config(path, path / "feature_store.yaml")
+
+
+def apply(path: Path) -> None:
+    """`feast apply` on the repository at ``path``."""
+    from feast.repo_operations import apply_total
+
+    with in_repo(path):
+        apply_total(repo_config(path), path, skip_source_validation=False)
+
+
+def materialize(path: Path, end: dt.datetime, start: dt.datetime | None = None) -> None:
+    """Load feature values into the online store: from ``start`` when given (a backfill, like
+    `feast materialize`), otherwise incrementally from where the last run stopped."""
+    with in_repo(path):
+        store = FeatureStore(repo_path=str(path))
+        if start is None:
+            store.materialize_incremental(end_date=end)
+        else:
+            store.materialize(start_date=start, end_date=end)
