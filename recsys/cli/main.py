@@ -9,7 +9,7 @@ from typing import Sequence
 
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
 from recsys import __version__
-from recsys.cli import data_commands, demo
+from recsys.cli import data_commands, demo, features_commands
 from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 
@@ -25,13 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DEBUG, INFO (default), WARNING or ERROR")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.add_parser(subparsers)
+    features_commands.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_beam_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.beam_args = extra
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
                                                      "%(message)s")
     try:

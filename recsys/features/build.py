@@ -1,0 +1,34 @@
+"""`recsys features build`: run the Beam feature build for a profile and put its outputs where
+the profile's offline store reads them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from beam_jobs.pipeline import BuildResult, run
+from recsys.features.postgres_loader import connection_string, load_all
+from recsys.features.store import profile_repo, repo_config
+
+
+@dataclass
+class FeatureBuild:
+    beam: BuildResult
+    loaded: dict[str, int] | None  # rows per table loaded into PostgreSQL (production only)
+
+
+def build_features(lake: Path, repo: Path, profile: str,
+                   beam_args: Sequence[str] = ()) -> FeatureBuild:
+    """Run the Beam jobs on ``lake`` into ``<profile dir>/data``; for the production profile,
+    then load the tables into its PostgreSQL offline store."""
+    path = profile_repo(repo, profile)
+    out = path / "data"
+    result = run(["--lake", str(lake), "--output", str(out), *beam_args])
+    loaded = None
+    if profile == "production":
+        store = repo_config(path).offline_store
+        dsn = connection_string(store.host, store.port, store.database, store.user,
+                                store.password)
+        loaded = load_all(dsn, store.db_schema, out)
+    return FeatureBuild(result, loaded)
