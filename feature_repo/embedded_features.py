@@ -1,5 +1,6 @@
 """Embedded profile: the feature tables are Parquet files written by `recsys features build`
-into data/ beside this file, read by DuckDB."""
+into data/ beside this file, read by DuckDB. Paths are relative to this directory, where feast
+runs (see feature_store.yaml)."""
 
 from feast import FileSource
 from feast.data_format import ParquetFormat

@@ -45,7 +45,7 @@ def require_services() -> None:
 
 def embedded_repo(tmp_path: Path, tables: dict[str, pa.Table]) -> Path:
     """A copy of the embedded repository whose data/ holds ``tables`` (empty where absent)."""
-    repo = tmp_path / "repo"
+    repo = tmp_path / "feature_repo"
     shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
     for name, table in FEATURE_TABLES.items():
         target = repo / "data" / name
@@ -60,7 +60,7 @@ def production_repo(tmp_path: Path, tables: dict[str, pa.Table]) -> tuple[Path, 
     ``tables``; returns (profile directory, schema)."""
     require_services()
     name = f"t{uuid.uuid4().hex[:10]}"
-    repo = tmp_path / "repo"
+    repo = tmp_path / "feature_repo"
     shutil.copytree(REPO, repo, ignore=shutil.ignore_patterns("data", "__pycache__"))
     yaml_path = repo / "production" / "feature_store.yaml"
     text = yaml_path.read_text().replace("project: recsys", f"project: {name}")

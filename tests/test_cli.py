@@ -97,3 +97,28 @@ def test_installed_console_script(tmp_path):
     assert "data" in out.stdout and "demo" in out.stdout
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
     assert version.stdout.strip() == "recsys 0.1.0"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "apply", "--profile", "cloud"], "argument --profile: invalid choice: 'cloud'"),
+    (["features", "materialize", "--end-date", "tomorrow"],
+     "argument --end-date: expected an ISO-8601 time like 2026-11-01T00:00:00, got 'tomorrow'"),
+    (["features", "build"], "the following arguments are required: --lake"),
+    (["data", "describe", "x", "--runner", "DirectRunner"],
+     "unrecognized arguments: --runner DirectRunner"),
+])
+def test_bad_feature_flags_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_features_commands_name_a_missing_repo(tmp_path, capsys):
+    code, _, err = _run(capsys, "features", "apply", "--repo", str(tmp_path))
+    assert code == 1 and "has no feature_store.yaml" in err
+    code, _, err = _run(capsys, "features", "build", "--lake", str(tmp_path / "nolake"),
+                        "--repo", "feature_repo")
+    assert code == 1 and "is not a recsys lake" in err
+    code, _, err = _run(capsys, "features", "build", "--lake", str(tmp_path), "--split", "x")
+    assert code == 1 and "split must be one of" in err

@@ -1,45 +1,90 @@
 """`recsys demo`: the whole system on embedded defaults, as far as it is built.
 
-Today: simulate a small platform into a lake and show what it made. Later issues extend this
-until it runs features, training, serving and streaming end to end.
+Today: simulate a small platform into a lake, build its features with Beam, register them with
+Feast (DuckDB + SQLite), materialize them and read a user's online features. Later issues extend
+this until it runs training, serving and streaming end to end.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import logging
+import shutil
 from pathlib import Path
 
 from recsys.cli.arguments import positive_int
 from recsys.data.describe import describe
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.errors import ConfigError
+
+CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo = subparsers.add_parser(
         "demo", help="run the system end to end on a small synthetic platform",
-        description="Run the system end to end on embedded defaults: for now, simulate a small "
-                    "platform into a lake and describe it.")
+        description="Run the system end to end on embedded defaults: simulate a platform into "
+                    "a lake, build features with Beam, apply and materialize them with Feast, "
+                    "and read online features.")
     demo.add_argument("--workdir", type=Path, default=Path("demo-output"), metavar="DIR",
-                      help="where the demo writes its lake (default: ./demo-output)")
+                      help="where the demo writes its lake and feature repository "
+                           "(default: ./demo-output)")
     demo.add_argument("--users", type=positive_int, default=2_000, metavar="N")
     demo.add_argument("--items", type=positive_int, default=10_000, metavar="M")
     demo.add_argument("--days", type=positive_int, default=7, metavar="D")
     demo.set_defaults(func=run_demo)
 
 
+def _feature_repo(workdir: Path) -> Path:
+    """A copy of the checkout's feature repository for the demo (definitions refreshed)."""
+    if not (CHECKOUT_REPO / "feature_store.yaml").exists():
+        raise ConfigError(f"{CHECKOUT_REPO} not found: run the demo from a recsys checkout")
+    repo = workdir / "feature_repo"
+    shutil.copytree(CHECKOUT_REPO, repo, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("data", "__pycache__"))
+    return repo
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    from recsys.features.build import build_features
+    from recsys.features.store import apply, in_repo, materialize
+
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     lake_dir = args.workdir / "lake"
     cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
-    print(f"[1/1] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
+    print(f"[1/4] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
           f"into {lake_dir}")
     report = generate(cfg, Lake(lake_dir, create=True))
     print(f"      {report.events_written:,} new events written "
           f"({report.events_received - report.events_written:,} already in the lake) "
           f"in {report.seconds:.1f}s")
-    print(f"\nThe lake at {lake_dir}:")
     for line in describe(Lake(lake_dir)).lines():
-        print(f"  {line}")
-    print("\nNext: `recsys data describe " + str(lake_dir) + "`, or read it with pyarrow/DuckDB "
-          "(hive-partitioned Parquet under events/, items/, users/).")
+        print(f"      {line}")
+
+    repo = _feature_repo(args.workdir)
+    print(f"\n[2/4] building features with Beam into {repo / 'data'}")
+    built = build_features(lake_dir, repo, "embedded")
+    print(f"      {built.beam.counters.get('events_read', 0):,} events in "
+          f"{built.beam.seconds:.1f}s ({built.beam.events_per_second:,.0f} events/s)")
+
+    print(f"\n[3/4] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
+    apply(repo.resolve())
+    materialize(repo.resolve(), dt.datetime.now(dt.timezone.utc))
+
+    print("\n[4/4] online features of the most active user (feature service 'ranking')")
+    from feast import FeatureStore
+
+    events = Lake(lake_dir).read("events", columns=["user_id", "item_id"]).to_pandas()
+    user = events["user_id"].value_counts().index[0]
+    item = events["item_id"].value_counts().index[0]
+    with in_repo(repo.resolve()) as path:
+        store = FeatureStore(repo_path=str(path))
+        online = store.get_online_features(features=store.get_feature_service("ranking"),
+                                           entity_rows=[{"user_id": user, "item_id": item}])
+        values = online.to_dict()
+    for name in sorted(values):
+        print(f"      {name:<32} {values[name][0]}")
+    print(f"\nNext: `feast -c {repo} feature-views list`, `recsys data describe {lake_dir}`.")
     return 0

@@ -1,7 +1,8 @@
-"""Opening a feature repository and running Feast on it, as `feast -c REPO` would.
+"""Opening a feature repository and running Feast on it, as `feast -c feature_repo` would.
 
-Feast's DuckDB offline store reads FileSource paths relative to the working directory, and the
-feast CLI changes into the repository first; :func:`in_repo` does the same for library calls.
+Feast 0.67 resolves the SQL registry URL and the DuckDB FileSource paths against the working
+directory (only ``feast apply`` changes into the repository), so the embedded profile's paths
+are relative to the repository and :func:`in_repo` works from inside it.
 """
 
 from __future__ import annotations
