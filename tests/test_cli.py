@@ -67,6 +67,12 @@ def test_bad_ratio_fails_with_the_dead_letter_path(tmp_path, capsys):
      "argument --max-bad-fraction: expected a number in [0, 1], got '2'"),
     (["data", "frobnicate"], "invalid choice: 'frobnicate'"),
     (["--log-level", "LOUD", "demo"], "argument --log-level: invalid choice: 'LOUD'"),
+    (["features", "apply", "--profile", "cloud"], "argument --profile: invalid choice: 'cloud'"),
+    (["features", "materialize", "--end-date", "tomorrow"],
+     "argument --end-date: expected an ISO-8601 time like 2026-11-01T00:00:00, got 'tomorrow'"),
+    (["features", "build"], "the following arguments are required: --lake"),
+    (["data", "describe", "x", "--runner", "DirectRunner"],
+     "unrecognized arguments: --runner DirectRunner"),
 ])
 def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
@@ -97,21 +103,6 @@ def test_installed_console_script(tmp_path):
     assert "data" in out.stdout and "demo" in out.stdout
     version = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
     assert version.stdout.strip() == "recsys 0.1.0"
-
-
-@pytest.mark.parametrize("argv, message", [
-    (["features", "apply", "--profile", "cloud"], "argument --profile: invalid choice: 'cloud'"),
-    (["features", "materialize", "--end-date", "tomorrow"],
-     "argument --end-date: expected an ISO-8601 time like 2026-11-01T00:00:00, got 'tomorrow'"),
-    (["features", "build"], "the following arguments are required: --lake"),
-    (["data", "describe", "x", "--runner", "DirectRunner"],
-     "unrecognized arguments: --runner DirectRunner"),
-])
-def test_bad_feature_flags_exit_2(capsys, argv, message):
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
 
 
 def test_features_commands_name_a_missing_repo(tmp_path, capsys):
