@@ -86,5 +86,6 @@ def run_demo(args: argparse.Namespace) -> int:
         values = online.to_dict()
     for name in sorted(values):
         print(f"      {name:<32} {values[name][0]}")
-    print(f"\nNext: `feast -c {repo} feature-views list`, `recsys data describe {lake_dir}`.")
+    print(f"\nNext: `cd {repo} && feast feature-views list`, "
+          f"`recsys data describe {lake_dir}`.")
     return 0
