@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -64,16 +65,15 @@ class ParseRows(beam.PTransform):
 class ReadParquetRows(beam.PTransform):
     """Rows of every Parquet file matching ``pattern`` (none matching: no rows)."""
 
-    def __init__(self, pattern: str, columns: list[str] | None = None):
+    def __init__(self, pattern: str):
         super().__init__()
-        self.pattern, self.columns = pattern, columns
+        self.pattern = pattern
 
     def expand(self, pbegin):
-        root = Path(self.pattern.split("*", 1)[0])
-        if not any(root.parent.glob(str(Path(self.pattern).relative_to(root.parent)))):
+        if not glob.glob(self.pattern):
             return pbegin | "Empty" >> beam.Create([])
         return (pbegin
-                | "Read" >> beam.io.ReadFromParquetBatched(self.pattern, columns=self.columns)
+                | "Read" >> beam.io.ReadFromParquetBatched(self.pattern)
                 | "Rows" >> beam.FlatMap(table_rows))
 
 
@@ -96,5 +96,5 @@ def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str):
 
 
 def read_items(p: beam.Pipeline, lake: Path):
-    rows = read_latest(p, lake, "items", "item_id")
-    return rows, rows | "ParseItems" >> ParseRows("items", parse_item)
+    return read_latest(p, lake, "items", "item_id") | "ParseItems" >> ParseRows("items",
+                                                                                parse_item)

@@ -40,16 +40,12 @@ from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
 from beam_jobs.snapshots import day_of
 from beam_jobs.timeline import process_user
 from recsys.errors import BadRecordRatioError, ConfigError
-from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE,
-                                    USER_SESSION)
+from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES,
+                                    USER_FEATURES, USER_PROFILE, USER_SESSION)
 
 log = logging.getLogger(__name__)
 OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
-    USER_FEATURES.name: USER_FEATURES.arrow_schema(),
-    ITEM_FEATURES.name: ITEM_FEATURES.arrow_schema(),
-    ITEM_CATALOGUE.name: ITEM_CATALOGUE.arrow_schema(),
-    USER_PROFILE.name: USER_PROFILE.arrow_schema(),
-    USER_SESSION.name: USER_SESSION.arrow_schema(),
+    **{name: table.arrow_schema() for name, table in FEATURE_TABLES.items()},
     "session_sequences": SESSION_SEQUENCES,
     "training_examples": TRAINING_EXAMPLES,
 }
@@ -137,7 +133,7 @@ def _write(pcoll, out: Path, table: str):
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:
     """Add the whole feature build to ``p`` (see the module docstring)."""
     events = read_events(p, lake)
-    item_rows, items = read_items(p, lake)
+    items = read_items(p, lake)
     items_by_id = items.records | "IndexItems" >> beam.Map(lambda item: (item.item_id, item))
     item_lookup = beam.pvalue.AsDict(items_by_id)
     horizon = beam.pvalue.AsSingleton(
@@ -168,7 +164,6 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:
     dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
     dead | "WriteDeadLetters" >> beam.io.WriteToText(
         str(out / "_dead_letter" / "records"), file_name_suffix=".jsonl")
-    del item_rows
 
 
 @dataclass

@@ -8,6 +8,7 @@ __all__ = [
     "SchemaError",
     "BadRecordRatioError",
     "LakeError",
+    "FeatureStoreError",
     "SourceError",
     "StackVersionError",
 ]
@@ -35,6 +36,11 @@ class SourceError(RecsysError):
 
 class LakeError(RecsysError):
     """The lake on disk is missing, corrupt, or written by an incompatible version."""
+
+
+class FeatureStoreError(RecsysError):
+    """The feature store (its offline tables, registry or online store) cannot be reached or
+    is missing what a command needs."""
 
 
 class StackVersionError(RecsysError, ImportError):

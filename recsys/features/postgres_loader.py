@@ -11,6 +11,7 @@ import psycopg
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from recsys.errors import FeatureStoreError
 from recsys.features.tables import FEATURE_TABLES, KINDS, FeatureTable
 
 log = logging.getLogger(__name__)
@@ -59,9 +60,20 @@ def load_table(conn: psycopg.Connection, schema: str, table: FeatureTable, sourc
 
 
 def load_all(dsn: str, schema: str, features_dir: Path) -> dict[str, int]:
-    """Load every feature table found under ``features_dir``; returns rows per table."""
+    """Load every feature table under ``features_dir``; returns rows per table."""
+    missing = [name for name in FEATURE_TABLES if not (features_dir / name).is_dir()]
+    if missing:
+        raise FeatureStoreError(f"{features_dir} lacks the feature tables {missing}; run "
+                                "`recsys features build` first")
     loaded = {}
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise FeatureStoreError(
+            f"cannot connect to the PostgreSQL offline store ({dsn.split(' password=')[0]}): "
+            f"{str(exc).strip().splitlines()[0]}; check offline_store in the production "
+            "feature_store.yaml") from exc
+    with conn:
         for name, table in FEATURE_TABLES.items():
             loaded[name] = load_table(conn, schema, table, features_dir / name)
             log.info("loaded %s rows into %s.%s", f"{loaded[name]:,}", schema, name)

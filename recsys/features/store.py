@@ -39,9 +39,9 @@ def in_repo(path: Path) -> Iterator[Path]:
     previous = Path.cwd()
     os.chdir(path)
     sys.path.insert(0, str(path))
-    for name, module in list(sys.modules.items()):  # a same-named module of another repo
-        origin = getattr(module, "__file__", None) or ""
-        if origin.endswith("_features.py") and Path(origin).parent != path:
+    for name in (f.stem for f in path.glob("*.py")):  # same-named module of another repo copy
+        module = sys.modules.get(name)
+        if module is not None and Path(getattr(module, "__file__", "") or "").parent != path:
             del sys.modules[name]
     try:
         yield path
