@@ -36,6 +36,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "bench": ["matplotlib>=3.8"],  # plots written by benchmarks/
     },
     entry_points={"console_scripts": ["recsys = recsys.cli.main:main"]},
     classifiers=[
