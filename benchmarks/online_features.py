@@ -108,7 +108,7 @@ def main() -> int:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        ax.boxplot(list(samples.values()), labels=list(samples), showfliers=False)
+        ax.boxplot(list(samples.values()), tick_labels=list(samples), showfliers=False)
         ax.set_ylabel("latency (ms)")
         ax.set_title("Feast get_online_features")
         plot = args.out.with_suffix(".png")
