@@ -24,7 +24,7 @@ setup(
         "scann[tf]==1.4.2",
         "tensorflow-serving-api==2.20.*",
         "feast[duckdb,postgres,redis]==0.67.0",
-        "apache-beam==2.77.0",
+        "apache-beam[tfrecord]==2.77.0",
         # Data layer and tooling.
         "numpy>=2.0",
         "pandas>=2.2",

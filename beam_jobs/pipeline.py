@@ -8,6 +8,8 @@ multi_processing and ``--direct_num_workers`` parallelise the DirectRunner. Outp
 
     OUT/user_features/  OUT/item_features/  OUT/item_catalogue/  OUT/user_profile/
     OUT/user_session/   OUT/session_sequences/  OUT/training_examples/
+    OUT/training_examples_tfrecord/  the same examples as gzipped tf.train.Example TFRecords
+                        (with --tfrecord)
     OUT/_dead_letter/   bad records, one JSON line each, with the reason
     OUT/_run.json       counters of this run
 
@@ -38,12 +40,14 @@ from beam_jobs.item_features import item_feature_rows
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
 from beam_jobs.snapshots import day_of
+from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.errors import BadRecordRatioError, ConfigError
 from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES,
                                     USER_FEATURES, USER_PROFILE, USER_SESSION)
 
 log = logging.getLogger(__name__)
+TFRECORD_DIR = "training_examples_tfrecord"
 OUTPUT_SCHEMAS: dict[str, pa.Schema] = {
     **{name: table.arrow_schema() for name, table in FEATURE_TABLES.items()},
     "session_sequences": SESSION_SEQUENCES,
@@ -71,6 +75,8 @@ class FeatureJobOptions(PipelineOptions):
         parser.add_argument("--positive_min_watch_fraction", type=float,
                             default=rule.min_watch_fraction)
         parser.add_argument("--positive_min_rating", type=float, default=rule.min_rating)
+        parser.add_argument("--tfrecord", action="store_true",
+                            help="also write the training examples as TFRecord")
 
 
 def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureConfig]:
@@ -130,7 +136,8 @@ def _write(pcoll, out: Path, table: str):
     return pcoll | f"Write{table}" >> WriteTable(out, table)
 
 
-def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:
+def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
+          tfrecord: bool = False) -> None:
     """Add the whole feature build to ``p`` (see the module docstring)."""
     events = read_events(p, lake)
     items = read_items(p, lake)
@@ -156,6 +163,11 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig) -> None:
 
     _write(per_user.session_sequences, out, "session_sequences")
     _write(per_user.examples, out, "training_examples")
+    if tfrecord:
+        (per_user.examples
+         | "ToTfExample" >> beam.Map(to_tf_example)
+         | "WriteTfRecords" >> beam.io.WriteToTFRecord(
+             str(out / TFRECORD_DIR / "part"), file_name_suffix=".tfrecord.gz"))
     _write(per_user.user_features, out, USER_FEATURES.name)
     _write(per_user.user_session, out, USER_SESSION.name)
     _write(item_features, out, ITEM_FEATURES.name)
@@ -190,7 +202,8 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
     started = time.perf_counter()
     try:
         with beam.Pipeline(options=options) as p:
-            build(p, lake, staging, cfg)
+            build(p, lake, staging, cfg,
+                  tfrecord=options.view_as(FeatureJobOptions).tfrecord)
         result = p.result
         counters = _counters(result)
         read = counters.get("events_read", 0) + counters.get("items_read", 0)
@@ -216,7 +229,7 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
 def _replace(staging: Path, out: Path) -> None:
     """Move the staged tables into ``out``, replacing the previous ones table by table."""
     out.mkdir(parents=True, exist_ok=True)
-    for table in [*OUTPUT_SCHEMAS, "_dead_letter", "_run.json"]:
+    for table in [*OUTPUT_SCHEMAS, TFRECORD_DIR, "_dead_letter", "_run.json"]:
         new, old = staging / table, out / table
         trash = out / f".old-{table}-{uuid.uuid4().hex[:8]}"
         if old.exists():

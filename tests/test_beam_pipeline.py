@@ -192,3 +192,27 @@ def test_bad_options_are_config_errors(tmp_path):
         run(["--lake", str(tmp_path)])
     with pytest.raises(ConfigError, match="split must be one of"):
         run(["--lake", str(tmp_path), "--output", "o", "--split", "random"])
+
+
+@pytest.mark.slow
+def test_tfrecord_examples_equal_the_parquet_examples(small_lake, tmp_path):
+    out = tmp_path / "features"
+    run(["--lake", str(small_lake.root), "--output", str(out), "--tfrecord"])
+    import tensorflow as tf
+
+    files = sorted(str(f) for f in (out / "training_examples_tfrecord").glob("*.tfrecord.gz"))
+    parsed = {}
+    for raw in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        example = tf.train.Example.FromString(raw.numpy())
+        feats = example.features.feature
+        parsed[feats["example_id"].bytes_list.value[0].decode()] = (
+            feats["user_id"].bytes_list.value[0].decode(),
+            feats["event_timestamp"].int64_list.value[0],
+            [v.decode() for v in feats["history_item_ids"].bytes_list.value],
+            round(feats["label_weight"].float_list.value[0], 5))
+    table = pq.read_table(out / "training_examples").to_pylist()
+    expected = {r["example_id"]: (r["user_id"],
+                                  int(r["event_timestamp"].timestamp() * 1_000_000),
+                                  r["history_item_ids"], round(r["label_weight"], 5))
+                for r in table}
+    assert parsed == expected and len(parsed) > 10
