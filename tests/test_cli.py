@@ -71,6 +71,8 @@ def test_bad_ratio_fails_with_the_dead_letter_path(tmp_path, capsys):
     (["features", "materialize", "--end-date", "tomorrow"],
      "argument --end-date: expected an ISO-8601 time like 2026-11-01T00:00:00, got 'tomorrow'"),
     (["features", "build"], "the following arguments are required: --lake"),
+    (["features", "training-set", "--out", "x.parquet", "--split", "dev"],
+     "argument --split: invalid choice: 'dev'"),
     (["data", "describe", "x", "--runner", "DirectRunner"],
      "unrecognized arguments: --runner DirectRunner"),
 ])

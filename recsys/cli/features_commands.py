@@ -63,6 +63,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     mat.add_argument("--start-date", type=_iso_datetime, default=None, metavar="TIME")
     mat.set_defaults(func=run_materialize)
 
+    ts = commands.add_parser(
+        "training-set", help="point-in-time join of the training examples with a service",
+        description="Join the Beam training examples with a feature service's features through "
+                    "get_historical_features (point in time, filter_by_created_timestamp) and "
+                    "write Parquet.")
+    _repo_args(ts)
+    ts.add_argument("--service", default="ranking", help="feature service (default: ranking)")
+    ts.add_argument("--split", choices=["train", "test"], default=None,
+                    help="only this split (default: all examples)")
+    ts.add_argument("--out", required=True, type=Path, metavar="FILE.parquet")
+    ts.set_defaults(func=run_training_set)
+
 
 def run_build(args: argparse.Namespace) -> int:
     from recsys.features.build import build_features
@@ -91,4 +103,14 @@ def run_materialize(args: argparse.Namespace) -> int:
     end = args.end_date or dt.datetime.now(dt.timezone.utc)
     materialize(path, end, args.start_date)
     print(f"materialized {path} up to {end.isoformat(timespec='seconds')}")
+    return 0
+
+
+def run_training_set(args: argparse.Namespace) -> int:
+    from recsys.features.training_set import training_set
+
+    frame = training_set(profile_repo(args.repo, args.profile), args.service, args.split)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(args.out, index=False)
+    print(f"wrote {len(frame):,} examples with {frame.shape[1]} columns to {args.out}")
     return 0
