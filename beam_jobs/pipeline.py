@@ -116,6 +116,23 @@ class ProcessUsers(beam.DoFn):
             yield beam.pvalue.TaggedOutput("item_events", (event.item_id, event))
 
 
+class ItemFeatures(beam.PTransform):
+    """(item_id, event) pairs -> item feature rows, per item (see item_features.py)."""
+
+    def __init__(self, items, horizon_day, cfg: FeatureConfig):
+        super().__init__()
+        self.items, self.horizon_day, self.cfg = items, horizon_day, cfg
+
+    def expand(self, item_events):
+        cfg = self.cfg
+        return (item_events
+                | "ByItem" >> beam.GroupByKey()
+                | "Rows" >> beam.FlatMap(
+                    lambda kv, lookup, day: item_feature_rows(
+                        kv[0], lookup.get(kv[0]), list(kv[1]), cfg, day),
+                    self.items, self.horizon_day))
+
+
 class WriteTable(beam.PTransform):
     """Rows (dicts) -> Parquet files under ``out/table/``, converted to Arrow in batches."""
 
@@ -153,12 +170,8 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
                 | "ByUser" >> beam.GroupBy(lambda e: e.user_id)
                 | "Timelines" >> beam.ParDo(ProcessUsers(), item_lookup, horizon, cfg)
                 .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
-    item_features = (per_user.item_events
-                     | "ByItem" >> beam.GroupByKey()
-                     | "ItemFeatures" >> beam.FlatMap(
-                         lambda kv, lookup, day: item_feature_rows(
-                             kv[0], lookup.get(kv[0]), list(kv[1]), cfg, day),
-                         item_lookup, horizon))
+    item_features = per_user.item_events | "ItemFeatures" >> ItemFeatures(item_lookup,
+                                                                           horizon, cfg)
     users = read_latest(p, lake, "users", "user_id")
 
     _write(per_user.session_sequences, out, "session_sequences")

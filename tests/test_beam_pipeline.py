@@ -216,3 +216,32 @@ def test_tfrecord_examples_equal_the_parquet_examples(small_lake, tmp_path):
                                   r["history_item_ids"], round(r["label_weight"], 5))
                 for r in table}
     assert parsed == expected and len(parsed) > 10
+
+
+def test_item_features_are_exact_per_item():
+    from beam_jobs.pipeline import ItemFeatures
+    from beam_jobs.records import US_PER_DAY
+
+    day0 = us(0) // US_PER_DAY  # 2026-01-01
+    with BeamTestPipeline() as p:
+        items = p | "Items" >> beam.Create([("i1", Item("i1", "news", duration_s=100.0,
+                                                        created_us=day0 * US_PER_DAY))])
+        events = p | "Events" >> beam.Create([
+            ("i1", Event("a", "u1", "i1", "impression", us(10))),
+            ("i1", Event("b", "u1", "i1", "click", us(20), dwell_time_s=30.0)),
+            ("i1", Event("c", "u1", "i1", "watch", us(50), watch_time_s=25.0)),
+            ("i1", Event("d", "u2", "i1", "impression", us(86_400 * 3))),  # day 3, out of order
+        ])
+        rows = events | ItemFeatures(beam.pvalue.AsDict(items), day0 + 5, FeatureConfig())
+        summary = rows | beam.Map(lambda r: (
+            r["event_timestamp"] // US_PER_DAY - day0, r["item_impressions_1d"],
+            r["item_impressions_7d"], r["item_clicks_7d"], r["item_ctr_7d"],
+            r["item_avg_watch_fraction_30d"], r["item_age_days"]))
+        # Snapshots at the midnights after day 0 (d1), day 0 + 1d window (d2), day 3 (d4),
+        # day 3 + 1d (d5); later exits are past the horizon (day 5).
+        assert_that(summary, equal_to([
+            (1, 1, 1, 1, 1.0, 0.25, 1.0),
+            (2, 0, 1, 1, 1.0, 0.25, 2.0),
+            (4, 1, 2, 1, 0.5, 0.25, 4.0),
+            (5, 0, 2, 1, 0.5, 0.25, 5.0),
+        ]))
