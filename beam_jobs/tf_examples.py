@@ -2,7 +2,8 @@
 
 Mapping: strings -> bytes_list (UTF-8), ints and timestamps (microseconds) -> int64_list,
 floats -> float_list, lists by their element type; a missing value (None) leaves the feature out,
-as tf.Example expects; a missing element of a string list (an item without a category) is "". The schema is the Parquet schema of ``training_examples``.
+as tf.Example expects; a missing element of a string list (an item without a category) is "".
+The schema is the Parquet schema of ``training_examples``.
 """
 
 from __future__ import annotations

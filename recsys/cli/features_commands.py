@@ -11,16 +11,8 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from recsys.cli.arguments import iso_datetime
 from recsys.features.store import PROFILES, apply, materialize, profile_repo
-
-
-def _iso_datetime(text: str) -> dt.datetime:
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO-8601 time like 2026-11-01T00:00:00, got {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _repo_args(parser: argparse.ArgumentParser) -> None:
@@ -58,9 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Load the latest feature values up to --end-date into the online store: "
                     "incrementally from the last run, or from --start-date (a backfill).")
     _repo_args(mat)
-    mat.add_argument("--end-date", type=_iso_datetime, default=None, metavar="TIME",
+    mat.add_argument("--end-date", type=iso_datetime, default=None, metavar="TIME",
                      help="default: now")
-    mat.add_argument("--start-date", type=_iso_datetime, default=None, metavar="TIME")
+    mat.add_argument("--start-date", type=iso_datetime, default=None, metavar="TIME")
     mat.set_defaults(func=run_materialize)
 
     ts = commands.add_parser(
