@@ -1,0 +1,68 @@
+"""Tables (pandas) to the towers' input arrays, following :mod:`trainer.feature_spec`.
+
+Guarantees: one output row per input row, in order; lists are truncated or padded to their
+spec's width; missing values become the spec's missing marker; a required column that is
+absent raises :class:`~recsys.errors.SchemaError` naming it and where it should come from.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import SchemaError
+from trainer.feature_spec import InputSpec
+
+US_PER_DAY = 86_400 * 1_000_000
+
+
+def _scalar(values: pd.Series, spec: InputSpec) -> np.ndarray:
+    if spec.dtype == "string":
+        out = values.astype(object).where(values.notna(), "")
+        return np.asarray([str(v) for v in out], dtype=object)
+    if spec.dtype == "int64":
+        return pd.to_numeric(values, errors="coerce").fillna(0).to_numpy(np.int64)
+    return pd.to_numeric(values, errors="coerce").to_numpy(np.float32)
+
+
+def _padded(values: pd.Series, spec: InputSpec) -> np.ndarray:
+    width = spec.width
+    out = np.full((len(values), width), spec.missing, dtype=spec.numpy_dtype)
+    for row, entries in enumerate(values):
+        if entries is None or (isinstance(entries, float) and np.isnan(entries)):
+            continue
+        kept = list(entries)[:width]
+        if spec.dtype == "string":
+            kept = ["" if v is None else str(v) for v in kept]
+        out[row, :len(kept)] = kept
+    return out
+
+
+def to_arrays(frame: pd.DataFrame, specs: Iterable[InputSpec],
+              source: str = "the training data") -> dict[str, np.ndarray]:
+    """The columns of ``frame`` named by ``specs`` as arrays (see the module guarantees)."""
+    specs = list(specs)
+    missing = [s.name for s in specs if s.name not in frame.columns]
+    if missing:
+        raise SchemaError(f"{source} lacks column(s) {', '.join(missing)}; "
+                          f"it has {', '.join(map(str, frame.columns))}")
+    return {s.name: (_scalar(frame[s.name], s) if s.width is None else _padded(frame[s.name], s))
+            for s in specs}
+
+
+def with_item_age(items: pd.DataFrame, reference_us: np.ndarray | int) -> pd.DataFrame:
+    """``items`` plus ``item_age_days`` at ``reference_us`` (one time, or one per row);
+    NaN where the creation time is unknown."""
+    created = pd.to_numeric(items["item_created_at_s"], errors="coerce").to_numpy(np.float64)
+    age = (np.asarray(reference_us, dtype=np.float64) / US_PER_DAY) - created / 86_400.0
+    return items.assign(item_age_days=age.astype(np.float32))
+
+
+def take(arrays: Mapping[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows ``index`` of every array."""
+    return {name: values[index] for name, values in arrays.items()}
+
+
+__all__ = ["to_arrays", "with_item_age", "take", "US_PER_DAY"]

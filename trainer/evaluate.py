@@ -1,0 +1,85 @@
+"""Scoring the evaluation set with a model and turning rankings into the protocol's metrics.
+
+Guarantees: every model is ranked over the same candidates with the same exclusions; the
+candidate tower sees each item's age at the user's request time (rounded to
+``age_resolution_days``), as an index built at that time would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from recsys.evaluation import ranking_metrics, segment_metrics, top_k
+from recsys.evaluation.segments import recent_items, short_history_users
+from trainer.arrays import US_PER_DAY, to_arrays, with_item_age
+from trainer.evaluation_set import EvaluationSet
+from trainer.feature_spec import candidate_inputs, query_inputs
+
+DEFAULT_KS = (10, 20, 100)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """``short_history``: users with at most this many train positives; ``recent_days``: items
+    created at most this many days before the end of the train split."""
+
+    short_history: int = 30
+    recent_days: float = 365.0
+
+
+def embed(tower, arrays: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
+    """Run a tower over arrays in batches; float32 [rows, dim]."""
+    import tensorflow as tf
+
+    n = len(next(iter(arrays.values())))
+    out = []
+    for start in range(0, n, batch_size):
+        batch = {k: tf.constant(v[start:start + batch_size]) for k, v in arrays.items()}
+        out.append(tower(batch, training=False).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def popularity_scores(es: EvaluationSet) -> np.ndarray:
+    """Most-popular baseline: every user gets the train counts."""
+    return np.broadcast_to(es.train_counts.astype(np.float32),
+                           (len(es.queries), len(es.candidates)))
+
+
+def two_tower_scores(model, es: EvaluationSet, age_resolution_days: float = 30.0) -> np.ndarray:
+    """Dot products of each user's query embedding with every candidate embedding."""
+    cfg = model.cfg
+    queries = embed(model.query_tower, to_arrays(es.queries, query_inputs(cfg), "test queries"))
+    step = int(age_resolution_days * US_PER_DAY)
+    buckets = (es.request_times_us // step) * step
+    scores = np.empty((len(es.queries), len(es.candidates)), dtype=np.float32)
+    for bucket in np.unique(buckets):
+        rows = np.flatnonzero(buckets == bucket)
+        items = to_arrays(with_item_age(es.candidates, int(bucket)), candidate_inputs(cfg),
+                          "candidates")
+        scores[rows] = queries[rows] @ embed(model.candidate_tower, items).T
+    return scores
+
+
+def evaluate_scores(scores: np.ndarray, es: EvaluationSet, ks: Sequence[int] = DEFAULT_KS,
+                    segments: Segments = Segments()) -> dict:
+    """Overall metrics plus per segment, as ``{"overall": {...}, "segments": {...}}``."""
+    ranked = top_k(scores, max(ks), es.exclude)
+    overall = ranking_metrics(ranked, es.relevant, len(es.candidates), ks)
+    reference_s = int(es.request_times_us.max() // 1_000_000) if len(es.queries) else 0
+    created = es.candidates["item_created_at_s"].to_numpy(np.float64)
+    by_segment = segment_metrics(
+        ranked, es.relevant, len(es.candidates),
+        user_segments={f"users with <= {segments.short_history} train interactions":
+                       short_history_users(es.history_lengths, segments.short_history)},
+        item_segments={f"items created in the last {segments.recent_days:g} days":
+                       recent_items(created, reference_s,
+                                    segments.recent_days)},
+        ks=ks)
+    return {"overall": overall, "segments": by_segment}
+
+
+__all__ = ["DEFAULT_KS", "Segments", "embed", "popularity_scores", "two_tower_scores",
+           "evaluate_scores"]

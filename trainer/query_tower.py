@@ -1,0 +1,70 @@
+"""The query tower: who the user is, what they engaged with recently, and the request."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalModelConfig
+from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding
+from trainer.layers.lookup_embedding import PAD_INDEX
+from trainer.vocabularies import Vocabularies
+
+
+def mlp(units: tuple[int, ...], out_dim: int, name: str) -> tf.keras.Sequential:
+    """Dense ReLU layers, then a linear projection to ``out_dim`` and L2 normalisation."""
+    layers = [tf.keras.layers.Dense(u, activation="relu") for u in units]
+    layers.append(tf.keras.layers.Dense(out_dim))
+    layers.append(tf.keras.layers.Lambda(lambda x: tf.math.l2_normalize(x, axis=-1)))
+    return tf.keras.Sequential(layers, name=name)
+
+
+class QueryTower(tf.keras.Model):
+    """User id (unknown users share a trained row), the pooled recent items and categories,
+    the time since the latest one, context (hour, weekday, device, country, language) and the
+    Feast user features, through an MLP.
+
+    Input: a mapping with the inputs of :func:`trainer.feature_spec.query_inputs`.
+    Output: float32 [B, embedding_dim], unit length.
+    """
+
+    def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.user = LookupEmbedding(vocab.user_ids, cfg.id_embedding_dim, cfg.id_dropout,
+                                    name="user_id")
+        self.history_items = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim,
+                                             name="history_item_ids")
+        self.history_categories = LookupEmbedding(vocab.categories, cfg.feature_embedding_dim,
+                                                  name="history_categories")
+        self.pooling = HistoryPooling(cfg.recency_decay)
+        self.hour = tf.keras.layers.Embedding(24, cfg.feature_embedding_dim, name="hour_of_day")
+        self.weekday = tf.keras.layers.Embedding(7, cfg.feature_embedding_dim,
+                                                 name="day_of_week")
+        self.strings = {name: LookupEmbedding(vocab.strings.get(name, []),
+                                              cfg.feature_embedding_dim, name=name)
+                        for name in (*CONTEXT_CATEGORICAL_FEATURES,
+                                     *cfg.user_categorical_features)}
+        self.numeric = LogStandardize({n: vocab.numeric.get(n, (0.0, 1.0))
+                                       for n in cfg.user_numeric_features})
+        self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "query_mlp")
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
+        ids = self.history_items.indices(features["history_item_ids"])
+        mask = ids != PAD_INDEX
+        items = self.pooling(self.history_items.embedding(ids), mask)
+        categories = self.pooling(self.history_categories(features["history_categories"]), mask)
+        gaps = tf.cast(features["history_gaps_s"], tf.float32)
+        latest_gap = tf.where(mask[:, 0], tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
+                              0.0)[:, tf.newaxis]
+        parts = [
+            self.user(features["user_id"], training=training), items, categories,
+            latest_gap, tf.cast(mask[:, :1], tf.float32),
+            self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
+            self.weekday(tf.clip_by_value(features["day_of_week"], 0, 6)),
+            *(layer(features[name]) for name, layer in self.strings.items()),
+        ]
+        if self.cfg.user_numeric_features:
+            parts.append(self.numeric(features))
+        return self.head(tf.concat(parts, axis=-1))

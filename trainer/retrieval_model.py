@@ -1,0 +1,73 @@
+"""The two-tower retrieval model (TFRS): in-batch softmax with sampling-bias correction.
+
+Loss per batch: softmax over (cosine similarity / temperature) of each query against every
+candidate of the batch, plus ``num_random_negatives`` catalogue items drawn uniformly when
+configured (mixed negative sampling). Each candidate's logit is corrected by ``-log Q`` with Q
+its expected inclusion probability in the batch (logQ correction), so popular items are not
+pushed down just for being frequent negatives; accidental hits (the positive's own item
+appearing as a negative) are removed.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from trainer.candidate_tower import CandidateTower
+from trainer.config import RetrievalModelConfig
+from trainer.feature_spec import candidate_inputs
+from trainer.query_tower import QueryTower
+from trainer.vocabularies import Vocabularies
+
+SAMPLING_PROBABILITY = "item_sampling_probability"
+
+
+class TwoTowerModel(tfrs.Model):
+    """Query tower + candidate tower + a TFRS Retrieval task.
+
+    Training features: the query inputs, the candidate inputs of the positive item, and
+    ``item_sampling_probability`` (the item's share of training positives).
+    ``catalogue``: candidate arrays of items to draw random negatives from (needed only when
+    ``num_random_negatives`` > 0).
+    """
+
+    def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies,
+                 catalogue: Mapping[str, np.ndarray] | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.query_tower = QueryTower(cfg, vocab, name="query_tower")
+        self.candidate_tower = CandidateTower(cfg, vocab, name="candidate_tower")
+        self.task = tfrs.tasks.Retrieval(temperature=cfg.temperature,
+                                         num_hard_negatives=cfg.num_hard_negatives,
+                                         remove_accidental_hits=True)
+        self._catalogue = None
+        if cfg.num_random_negatives:
+            if catalogue is None:
+                raise ValueError("num_random_negatives > 0 needs the catalogue to sample from")
+            self._catalogue = {s.name: tf.constant(catalogue[s.name])
+                               for s in candidate_inputs(cfg)}
+
+    def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False):
+        queries = self.query_tower(features, training=training)
+        candidates = self.candidate_tower(features, training=training)
+        batch = tf.cast(tf.shape(queries)[0], tf.float32)
+        inclusion = tf.minimum(tf.cast(features[SAMPLING_PROBABILITY], tf.float32) * batch, 1.0)
+        ids = features["item_id"]
+        if self._catalogue is not None and training:
+            n = tf.shape(self._catalogue["item_id"])[0]
+            pick = tf.random.uniform([self.cfg.num_random_negatives], 0, n, dtype=tf.int32)
+            extra = {name: tf.gather(values, pick) for name, values in self._catalogue.items()}
+            candidates = tf.concat([candidates, self.candidate_tower(extra, training=training)],
+                                   axis=0)
+            uniform = self.cfg.num_random_negatives / tf.cast(n, tf.float32)
+            inclusion = tf.concat([inclusion, tf.fill([self.cfg.num_random_negatives],
+                                                      uniform)], axis=0)
+            ids = tf.concat([ids, extra["item_id"]], axis=0)
+        return self.task(queries, candidates, candidate_sampling_probability=inclusion,
+                         candidate_ids=ids, compute_metrics=not training)
+
+
+__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY"]
