@@ -30,6 +30,7 @@ def _configure_legacy_keras() -> None:
             "serving, beam_jobs) before tensorflow, or export TF_USE_LEGACY_KERAS=1."
         )
     os.environ[_LEGACY_KERAS_VAR] = "1"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ info lines (oneDNN, CUDA probing)
 
 
 _configure_legacy_keras()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import RetrievalModelConfig
-from trainer.layers import HistoryPooling, LookupEmbedding
+from trainer.config import RetrievalConfig, RetrievalModelConfig
+from trainer.layers import HistoryPooling, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.query_tower import mlp
 from trainer.vocabularies import Vocabularies
@@ -24,6 +25,7 @@ class CandidateTower(tf.keras.Model):
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
+        self.vocab = vocab
         self.item = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim, cfg.id_dropout,
                                     name="item_id")
         self.category = LookupEmbedding(vocab.categories, cfg.feature_embedding_dim,
@@ -35,7 +37,7 @@ class CandidateTower(tf.keras.Model):
         self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "candidate_mlp")
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        tag_ids = self.tags.indices(features["item_tags"])
+        tag_ids = self.tags.indices(fixed_width(features["item_tags"], self.cfg.max_tags, ""))
         tags = self.tag_pooling(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
         age = tf.cast(features["item_age_days"], tf.float32)
         missing = tf.math.is_nan(age)
@@ -46,3 +48,11 @@ class CandidateTower(tf.keras.Model):
             tags, age[:, tf.newaxis], tf.cast(missing, tf.float32)[:, tf.newaxis],
         ]
         return self.head(tf.concat(parts, axis=-1))
+
+    def get_config(self) -> dict:
+        return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CandidateTower":
+        model_cfg = RetrievalConfig.from_dict({"model": config["cfg"]}).model
+        return cls(model_cfg, Vocabularies(**config["vocab"]))

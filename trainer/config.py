@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from recsys.errors import ConfigError
@@ -167,5 +168,37 @@ def _section(kind: type, raw: Any, name: str):
         raise ConfigError(f"config section {name!r}: {exc}") from exc
 
 
-__all__ = ["RetrievalModelConfig", "TrainConfig", "RetrievalConfig", "STRATEGIES",
+
+
+def load_config(path: Path | None = None,
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RetrievalConfig:
+    """The defaults, updated by the YAML file at ``path`` (sections ``model`` and ``train``),
+    then by ``overrides`` (e.g. command-line flags; None values are ignored)."""
+    raw: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    if path is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, Mapping):
+            raise ConfigError(f"config file {path} must hold a mapping with sections model "
+                              f"and train, got {type(loaded).__name__}")
+        unknown = set(loaded or {}) - set(raw)
+        if unknown:
+            raise ConfigError(f"config file {path}: unknown section(s) "
+                              f"{', '.join(sorted(unknown))}; expected model, train")
+        for section, values in (loaded or {}).items():
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"config file {path}: section {section!r} must be a mapping")
+            raw[section].update(values)
+    for section, values in (overrides or {}).items():
+        raw[section].update({k: v for k, v in values.items() if v is not None})
+    return RetrievalConfig.from_dict(raw)
+
+
+__all__ = ["RetrievalModelConfig", "TrainConfig", "RetrievalConfig", "STRATEGIES", "load_config",
            "USER_NUMERIC_FEATURES", "USER_CATEGORICAL_FEATURES", "CONTEXT_CATEGORICAL_FEATURES"]

@@ -4,6 +4,7 @@ Layout (like an Estimator's ``model_dir``)::
 
     MODEL_DIR/config.json        the RetrievalConfig
     MODEL_DIR/vocabularies.json  trainer.vocabularies.Vocabularies
+    MODEL_DIR/data.json          the time of the latest training example, the example count
     MODEL_DIR/checkpoints/       tf.train.CheckpointManager (model, optimizer, epoch)
     MODEL_DIR/logs/              TensorBoard (train/ and validation/)
     MODEL_DIR/history.json       loss per epoch, examples/second
@@ -55,6 +56,21 @@ class ModelDir:
                 raise ConfigError(f"{self.path} holds a model trained with another model config; "
                                   "use a new --model_dir or the same configuration")
         self.config_file.write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    @property
+    def data_file(self) -> Path:
+        return self.path / "data.json"
+
+    def write_data_info(self, data_end_us: int, n_examples: int) -> None:
+        """What the model was trained on: the latest training event and the example count."""
+        self.data_file.write_text(json.dumps({"data_end_us": data_end_us,
+                                              "examples": n_examples}))
+
+    def data_end_us(self) -> int:
+        """Time of the latest training example (microseconds since the epoch, UTC)."""
+        if not self.data_file.exists():
+            raise SourceError(f"{self.data_file} not found: train the model first")
+        return int(json.loads(self.data_file.read_text())["data_end_us"])
 
     def read_config(self) -> RetrievalConfig:
         if not self.config_file.exists():

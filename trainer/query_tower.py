@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalModelConfig
-from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalConfig, RetrievalModelConfig
+from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.vocabularies import Vocabularies
 
@@ -32,6 +33,7 @@ class QueryTower(tf.keras.Model):
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
+        self.vocab = vocab
         self.user = LookupEmbedding(vocab.user_ids, cfg.id_embedding_dim, cfg.id_dropout,
                                     name="user_id")
         self.history_items = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim,
@@ -51,16 +53,19 @@ class QueryTower(tf.keras.Model):
         self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "query_mlp")
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        ids = self.history_items.indices(features["history_item_ids"])
+        width = self.cfg.history_length
+        ids = self.history_items.indices(fixed_width(features["history_item_ids"], width, ""))
         mask = ids != PAD_INDEX
         items = self.pooling(self.history_items.embedding(ids), mask)
-        categories = self.pooling(self.history_categories(features["history_categories"]), mask)
-        gaps = tf.cast(features["history_gaps_s"], tf.float32)
-        latest_gap = tf.where(mask[:, 0], tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
+        categories = self.pooling(self.history_categories(
+            fixed_width(features["history_categories"], width, "")), mask)
+        gaps = fixed_width(tf.cast(features["history_gaps_s"], tf.float32), width, 0.0)
+        has_history = mask[:, 0]
+        latest_gap = tf.where(has_history, tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
                               0.0)[:, tf.newaxis]
         parts = [
             self.user(features["user_id"], training=training), items, categories,
-            latest_gap, tf.cast(mask[:, :1], tf.float32),
+            latest_gap, tf.cast(has_history, tf.float32)[:, tf.newaxis],
             self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
             self.weekday(tf.clip_by_value(features["day_of_week"], 0, 6)),
             *(layer(features[name]) for name, layer in self.strings.items()),
@@ -68,3 +73,11 @@ class QueryTower(tf.keras.Model):
         if self.cfg.user_numeric_features:
             parts.append(self.numeric(features))
         return self.head(tf.concat(parts, axis=-1))
+
+    def get_config(self) -> dict:
+        return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "QueryTower":
+        model_cfg = RetrievalConfig.from_dict({"model": config["cfg"]}).model
+        return cls(model_cfg, Vocabularies(**config["vocab"]))

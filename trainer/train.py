@@ -22,7 +22,7 @@ from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
 from trainer.retrieval_model import SAMPLING_PROBABILITY, TwoTowerModel
 from trainer.strategy import make_strategy
-from trainer.training_data import RetrievalData, with_content
+from trainer.training_data import RetrievalData, timestamps_us, with_content
 from trainer.arrays import to_arrays
 from trainer.vocabularies import Vocabularies
 
@@ -88,6 +88,7 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     candidates = to_arrays(frame, candidate_inputs(cfg.model), "the training set")
     vocab = Vocabularies.build(queries, candidates, query_inputs(cfg.model))
     vocab.save(directory.vocabularies_file)
+    directory.write_data_info(int(timestamps_us(data.train).max()), n_examples=len(frame))
     catalogue = _catalogue_arrays(data, cfg, vocab) if cfg.model.num_random_negatives else None
     features = {**queries, **candidates,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}

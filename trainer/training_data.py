@@ -1,7 +1,8 @@
 """The retrieval model's data: Beam training examples joined point in time with the Feast
 ``retrieval`` service, and the item catalogue.
 
-Guarantees: train arrays hold one row per ``train`` example, in the examples' order, with the
+Guarantees: train arrays hold one row per ``train`` example, ordered by time then example id
+(so the same examples give the same run whatever order the store returns them in), with the
 positive item's content as of the catalogue's latest row and its age at the example's time;
 nothing from ``test`` examples reaches the vocabularies or the training arrays.
 """
@@ -73,6 +74,7 @@ def load_retrieval_data(repo: Path, examples: pd.DataFrame | None = None) -> Ret
         raise SourceError("the training examples have no 'split' column: rebuild them with "
                           "`recsys features build`")
     catalogue = read_catalogue(repo / "data")
+    examples = examples.sort_values(["event_timestamp", "example_id"], kind="stable")
     train = examples[examples["split"] == "train"].reset_index(drop=True)
     test = examples[examples["split"] == "test"].reset_index(drop=True)
     if train.empty:

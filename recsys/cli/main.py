@@ -9,7 +9,8 @@ from typing import Sequence
 
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
 from recsys import __version__
-from recsys.cli import data_commands, demo, features_commands
+from recsys.cli import (benchmark_commands, data_commands, demo, features_commands,
+                        model_commands)
 from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_commands.add_parser(subparsers)
     features_commands.add_parser(subparsers)
+    model_commands.add_parsers(subparsers)
+    benchmark_commands.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
 

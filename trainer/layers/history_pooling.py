@@ -5,6 +5,15 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def fixed_width(values: tf.Tensor, width: int, pad) -> tf.Tensor:
+    """``values`` [B, T] truncated or right-padded with ``pad`` to [B, width] (static width),
+    so clients may send lists of any length, even 0."""
+    values = values[:, :width]
+    missing = width - tf.shape(values)[1]
+    padded = tf.pad(values, [[0, 0], [0, missing]], constant_values=pad)
+    return tf.reshape(padded, [-1, width])
+
+
 class HistoryPooling(tf.keras.layers.Layer):
     """Masked mean and recency-weighted mean of a sequence, concatenated.
 

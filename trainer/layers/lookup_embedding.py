@@ -32,6 +32,7 @@ class LookupEmbedding(tf.keras.layers.Layer):
         self.lookup = tf.keras.layers.StringLookup(vocabulary=entries, mask_token="",
                                                    num_oov_indices=1)
         self.embedding = tf.keras.layers.Embedding(len(entries) + 2, dim)
+        self.built = True  # no weights of its own; callers may use .indices / .embedding only
 
     def indices(self, values: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         ids = self.lookup(values)

@@ -1,0 +1,186 @@
+"""`recsys train retrieval`, `recsys evaluate`, `recsys export` and `recsys export check`.
+
+Flags use dashes like the rest of the CLI; the names TensorFlow users know also work with
+underscores (``--model_dir``, ``--model_base_path``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from recsys.cli.arguments import positive_int
+from recsys.errors import ConfigError
+
+log = logging.getLogger("recsys")
+
+
+def _repo_args(parser: argparse.ArgumentParser) -> None:
+    from recsys.features.store import PROFILES
+
+    parser.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR",
+                        help="the recsys feature repository with built features "
+                             "(default: ./feature_repo)")
+    parser.add_argument("--profile", choices=list(PROFILES), default="embedded",
+                        help="feature repository profile (default: embedded)")
+
+
+def _model_dir_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--model-dir", "--model_dir", dest="model_dir", type=Path,
+                        required=required, metavar="DIR",
+                        help="the model directory (config, vocabularies, checkpoints, logs)")
+
+
+def _ks(text: str) -> int:
+    return positive_int(text)
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="train a model",
+                                  description="Train a model on the Beam training data and "
+                                              "Feast features.")
+    models = train.add_subparsers(dest="model", required=True, metavar="MODEL")
+    retrieval = models.add_parser(
+        "retrieval", help="the two-tower retrieval model (TFRS)",
+        description="Train the TFRS two-tower retrieval model on the train split of the "
+                    "feature repository (Beam examples joined point in time with the Feast "
+                    "'retrieval' service). Resumes from the model directory's last checkpoint; "
+                    "TensorBoard logs go to MODEL_DIR/logs.")
+    _repo_args(retrieval)
+    _model_dir_arg(retrieval)
+    retrieval.add_argument("--config", type=Path, metavar="FILE.yaml",
+                           help="YAML with sections 'model' and 'train' (see trainer/config.py)")
+    retrieval.add_argument("--epochs", type=positive_int, metavar="N")
+    retrieval.add_argument("--batch-size", type=positive_int, metavar="N")
+    retrieval.add_argument("--learning-rate", type=float, metavar="LR")
+    retrieval.add_argument("--embedding-dim", type=positive_int, metavar="D")
+    retrieval.add_argument("--seed", type=int, metavar="S")
+    retrieval.add_argument("--strategy", choices=["default", "mirrored", "multi_worker_mirrored"],
+                           help="tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG)")
+    retrieval.add_argument("--no-progress", action="store_true", help="no progress bar")
+    retrieval.set_defaults(func=run_train_retrieval)
+
+    evaluate = subparsers.add_parser(
+        "evaluate", help="offline metrics under the shared protocol",
+        description="Recall@K, NDCG@K, MAP@K and coverage@K (../shared/EVALUATION.md) of the "
+                    "most-popular baseline and the trained model on the test split, overall "
+                    "and per segment. Writes MODEL_DIR/evaluation.json.")
+    _repo_args(evaluate)
+    _model_dir_arg(evaluate, required=False)
+    evaluate.add_argument("--ks", type=_ks, nargs="+", default=[10, 20, 100], metavar="K")
+    evaluate.add_argument("--out", type=Path, metavar="FILE.json")
+    evaluate.set_defaults(func=run_evaluate)
+
+    export = subparsers.add_parser(
+        "export", help="export versioned SavedModels; `export check PATH` inspects one",
+        description="Write a new numeric version of 'retrieval' (ScaNN), 'retrieval_portable' "
+                    "(brute force, stock ops) and 'item_tower' under MODEL_BASE_PATH, each "
+                    "checked by loading it back before it is renamed into place.")
+    _repo_args(export)
+    _model_dir_arg(export, required=False)
+    export.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                        type=Path, metavar="DIR", help="TF Serving model base path")
+    export.add_argument("--top-k", type=positive_int, default=100, metavar="K",
+                        help="items per query in the retrieval signatures (default 100)")
+    export.add_argument("--num-leaves", type=positive_int, metavar="N")
+    export.add_argument("--num-leaves-to-search", type=positive_int, metavar="N")
+    export.add_argument("--num-reordering-candidates", type=positive_int, metavar="N")
+    export.add_argument("--exact", action="store_true",
+                        help="configure ScaNN to search exhaustively (equals brute force)")
+    export.set_defaults(func=run_export)
+    checks = export.add_subparsers(dest="export_command", required=False, metavar="check")
+    check = checks.add_parser("check", help="which custom ops a SavedModel needs",
+                              description="Read a SavedModel (without loading it) and say which "
+                                          "custom ops it needs and whether stock TF Serving "
+                                          "can load it. Exit status 0 either way, 1 if it "
+                                          "cannot be read.")
+    check.add_argument("path", type=Path, metavar="PATH")
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=run_export_check)
+
+
+def _repo(args: argparse.Namespace) -> Path:
+    from recsys.features.store import profile_repo
+
+    return profile_repo(args.repo, args.profile)
+
+
+def run_train_retrieval(args: argparse.Namespace) -> int:
+    from trainer import workflow
+    from trainer.config import load_config
+
+    cfg = load_config(args.config, {
+        "model": {"embedding_dim": args.embedding_dim},
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size,
+                  "learning_rate": args.learning_rate, "seed": args.seed,
+                  "strategy": args.strategy}})
+    result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
+    losses = ", ".join(f"{x:.1f}" for x in result.losses)
+    print(f"trained {result.epochs_run} epoch(s) on {result.examples:,} examples at "
+          f"{result.examples_per_second:,.0f} examples/s; loss per epoch: {losses}")
+    print(f"model directory: {result.model_dir} (TensorBoard: tensorboard --logdir "
+          f"{result.model_dir / 'logs'})")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from recsys.evaluation.report import format_table, protocol_document
+    from trainer import workflow
+
+    report = workflow.evaluate(_repo(args), args.model_dir, args.ks)
+    models = {name: r["overall"] for name, r in report["models"].items()}
+    print(f"{report['users']:,} users, {report['candidate_items']:,} candidate items, "
+          f"{report['test_interactions']:,} test interactions "
+          f"({report['cold_test_interactions']:,} with cold items dropped)")
+    print(format_table(models, args.ks))
+    for name, result in report["models"].items():
+        for segment, metrics in result["segments"].items():
+            if metrics.get("users"):
+                print(f"  {name} / {segment} ({metrics['users']} users): "
+                      f"recall@10 {metrics.get('recall@10', float('nan')):.4f}, "
+                      f"ndcg@10 {metrics.get('ndcg@10', float('nan')):.4f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        document = protocol_document(str(args.repo), models, {
+            k: v for k, v in report.items() if k != "models"})
+        args.out.write_text(json.dumps(document, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from trainer import workflow
+    from trainer.scann_config import ScannConfig
+
+    if args.model_dir is None or args.model_base_path is None:
+        raise ConfigError("recsys export needs --model-dir and --model-base-path "
+                          "(or use `recsys export check PATH`)")
+    scann = ScannConfig(num_leaves=args.num_leaves,
+                        num_leaves_to_search=args.num_leaves_to_search,
+                        num_reordering_candidates=args.num_reordering_candidates,
+                        exact=args.exact)
+    result = workflow.export(_repo(args), args.model_dir, args.model_base_path, args.top_k,
+                             scann)
+    print(f"exported version {result.version} ({result.items:,} items indexed):")
+    for name, path in result.paths.items():
+        ops = result.manifests[name]["ops"]
+        custom = ", ".join(ops["custom"]) or "none"
+        print(f"  {name:<20} {path}  custom ops: {custom}")
+    return 0
+
+
+def run_export_check(args: argparse.Namespace) -> int:
+    from trainer.saved_model_ops import format_report, inspect_saved_model
+
+    report = inspect_saved_model(args.path)
+    if args.json:
+        print(json.dumps({"path": str(report.path), "ops": list(report.ops),
+                          "custom_ops": list(report.custom_ops),
+                          "namespaces": list(report.namespaces),
+                          "stock_tf_serving_loadable": report.stock_serving_loadable,
+                          "requires_imports": dict(report.required_imports)}, indent=2))
+    else:
+        print(format_report(report))
+    return 0

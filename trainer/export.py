@@ -1,0 +1,133 @@
+"""``recsys export``: the trained towers as versioned SavedModels under a model base path.
+
+Guarantees: the three artifacts (``retrieval`` with ScaNN, ``retrieval_portable`` with a
+brute-force index and stock ops only, ``item_tower``) get the same new version number; each
+is written to a temporary directory, loaded back with ``tf.saved_model.load`` and checked to
+give the in-memory model's outputs; only when all three pass are they renamed into place, so a
+failed check publishes nothing. ``retrieval_portable`` is refused if it contains any custom op.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from recsys.errors import RecsysError
+from trainer.arrays import to_arrays, with_item_age
+from trainer.evaluate import embed
+from trainer.feature_spec import candidate_inputs, query_inputs
+from trainer.manifest import write_manifest
+from trainer.saved_model_ops import inspect_saved_model
+from trainer.scann_config import ScannConfig
+from trainer.serving_modules import ItemTowerModule, RetrievalModule
+from trainer.versioning import next_version, staged_version
+
+log = logging.getLogger(__name__)
+ARTIFACTS = ("retrieval", "retrieval_portable", "item_tower")
+SAVE_OPTIONS = {"retrieval": ["Scann"], "retrieval_portable": [], "item_tower": []}
+
+
+class ExportError(RecsysError):
+    """An artifact failed its load check; nothing of it was published."""
+
+
+@dataclass
+class ExportResult:
+    version: int
+    paths: dict[str, Path]
+    items: int
+    manifests: dict[str, dict]
+
+
+def _sample(arrays: Mapping[str, np.ndarray], rows: int = 8) -> dict[str, tf.Tensor]:
+    return {k: tf.constant(v[:rows]) for k, v in arrays.items()}
+
+
+def _check_loaded(path: Path, signature: str, inputs: Mapping[str, tf.Tensor],
+                  expected: Mapping[str, np.ndarray], artifact: str) -> None:
+    loaded = tf.saved_model.load(str(path))
+    if signature not in loaded.signatures:
+        raise ExportError(f"{artifact}: signature {signature!r} missing after reload")
+    got = loaded.signatures[signature](**inputs)
+    for name, want in expected.items():
+        have = got[name].numpy()
+        same = (np.array_equal(have, want) if have.dtype == object
+                else np.allclose(have, want, atol=1e-5))
+        if not same:
+            raise ExportError(f"{artifact}: output {name!r} differs after save -> load")
+
+
+def _stage(staging: Path, artifact: str, version: int, module, inputs, expected_signature,
+           details: dict) -> dict:
+    signatures = module.signatures()
+    expected = {k: v.numpy() for k, v in signatures[expected_signature](**inputs).items()}
+    options = tf.saved_model.SaveOptions(namespace_whitelist=SAVE_OPTIONS[artifact])
+    tf.saved_model.save(module, str(staging), signatures=signatures, options=options)
+    _check_loaded(staging, expected_signature, inputs, expected, artifact)
+    if artifact != "retrieval" and not inspect_saved_model(staging).stock_serving_loadable:
+        raise ExportError(f"{artifact} contains custom ops; it must load in stock TF Serving")
+    return write_manifest(staging, artifact, version, details)
+
+
+def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,
+                  k: int = 100, scann: ScannConfig = ScannConfig(),
+                  queries: pd.DataFrame | None = None,
+                  details: Mapping[str, Any] | None = None) -> ExportResult:
+    """Export ``model`` (a trained TwoTowerModel) indexing ``candidates`` (catalogue rows),
+    whose ages are taken at ``reference_us``. ``queries`` (rows with the query inputs) feed the
+    load checks; without them a synthetic query of unknown user and empty history is used."""
+    import tensorflow_recommenders as tfrs
+
+    cfg = model.cfg
+    items = to_arrays(with_item_age(candidates, reference_us), candidate_inputs(cfg),
+                      "the catalogue")
+    n = len(items["item_id"])
+    if n == 0:
+        raise ExportError("the catalogue is empty: nothing to index")
+    k = min(k, n)
+    embeddings = tf.constant(embed(model.candidate_tower, items))
+    identifiers = tf.constant(items["item_id"])
+    query_specs = query_inputs(cfg)
+    if queries is None or queries.empty:
+        queries = pd.DataFrame({s.name: [s.missing if s.width is None else []]
+                                for s in query_specs})
+    query_sample = _sample(to_arrays(queries, query_specs, "the check queries"))
+    version = next_version(base_path, ARTIFACTS)
+    info = {"embedding_dim": cfg.embedding_dim, "item_count": n, "k": k,
+            "item_age_reference": pd.Timestamp(reference_us, unit="us", tz="UTC").isoformat(),
+            **(details or {})}
+
+    scann_args = scann.layer_arguments(n, k)
+    index = tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **scann_args)
+    index.index(embeddings, identifiers)
+    brute = tfrs.layers.factorized_top_k.BruteForce(model.query_tower, k=k)
+    brute.index(embeddings, identifiers)
+    modules = {
+        "retrieval": (RetrievalModule(index, model.query_tower, query_specs, k), query_sample,
+                      "retrieval", {**info, "index": {"type": "scann", **scann_args}}),
+        "retrieval_portable": (RetrievalModule(brute, model.query_tower, query_specs, k),
+                               query_sample, "retrieval", {**info, "index": {"type":
+                                                                             "brute_force"}}),
+        "item_tower": (ItemTowerModule(model.candidate_tower, candidate_inputs(cfg)),
+                       _sample(items), "item_tower", info),
+    }
+    paths, manifests = {}, {}
+    with ExitStack() as stack:  # all three are renamed into place only if all pass
+        for artifact, (module, inputs, signature, details_) in modules.items():
+            staging = stack.enter_context(staged_version(base_path / artifact, version))
+            manifests[artifact] = _stage(staging, artifact, version, module, inputs, signature,
+                                         details_)
+            paths[artifact] = base_path / artifact / str(version)
+    for path in paths.values():
+        log.info("exported %s", path)
+    return ExportResult(version, paths, n, manifests)
+
+
+__all__ = ["export_models", "ExportResult", "ExportError", "ARTIFACTS"]

@@ -1,0 +1,72 @@
+"""The exported artifacts as ``tf.Module``s with named signatures (TF Serving conventions).
+
+* ``RetrievalModule``: query features in, ``item_ids`` string [B, k] and ``scores`` float32
+  [B, k] out (signatures ``retrieval`` and ``serving_default``), plus ``query_embedding``
+  (features in, ``embedding`` float32 [B, d] out). The index is ScaNN (custom ``Scann>`` ops)
+  or brute force (stock ops only).
+* ``ItemTowerModule``: item features in, ``embedding`` float32 [B, d] out (signatures
+  ``item_tower`` and ``serving_default``), for indexing items the index has not seen.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import tensorflow as tf
+
+from trainer.feature_spec import InputSpec
+
+
+def _signature(specs: Iterable[InputSpec]) -> list[dict[str, tf.TensorSpec]]:
+    return [{s.name: s.tensor_spec() for s in specs}]
+
+
+class RetrievalModule(tf.Module):
+    """Top-k retrieval through ``index`` (a TFRS ScaNN or BruteForce layer built on the query
+    tower). ``k`` is fixed at export; clients slice for fewer."""
+
+    def __init__(self, index, query_tower: tf.keras.Model, specs: Iterable[InputSpec], k: int):
+        super().__init__(name="retrieval")
+        self.index = index
+        self.query_tower = query_tower
+        self.k = k
+        signature = _signature(specs)
+
+        @tf.function(input_signature=signature)
+        def retrieve(features):
+            scores, ids = self.index(features)
+            return {"item_ids": tf.ensure_shape(ids, [None, self.k]),
+                    "scores": tf.ensure_shape(scores, [None, self.k])}
+
+        @tf.function(input_signature=signature)
+        def query_embedding(features):
+            return {"embedding": self.query_tower(features)}
+
+        self.retrieve = retrieve
+        self.query_embedding = query_embedding
+
+    def signatures(self) -> dict:
+        fn = self.retrieve.get_concrete_function()
+        return {"retrieval": fn, "serving_default": fn,
+                "query_embedding": self.query_embedding.get_concrete_function()}
+
+
+class ItemTowerModule(tf.Module):
+    """The candidate tower alone."""
+
+    def __init__(self, candidate_tower: tf.keras.Model, specs: Iterable[InputSpec]):
+        super().__init__(name="item_tower")
+        self.candidate_tower = candidate_tower
+
+        @tf.function(input_signature=_signature(specs))
+        def embed(features):
+            return {"embedding": self.candidate_tower(features)}
+
+        self.embed = embed
+
+    def signatures(self) -> dict:
+        fn = self.embed.get_concrete_function()
+        return {"item_tower": fn, "serving_default": fn}
+
+
+__all__ = ["RetrievalModule", "ItemTowerModule"]

@@ -1,0 +1,90 @@
+"""The retrieval model's commands as functions over a feature repository and a model
+directory: train, evaluate, export. The CLI and the quality benchmark call these.
+
+Guarantees: evaluation writes ``MODEL_DIR/evaluation.json`` and the next export copies those
+figures into its manifests; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from recsys.errors import SourceError
+from trainer.config import RetrievalConfig
+from trainer.evaluate import (DEFAULT_KS, Segments, evaluate_scores, popularity_scores,
+                              two_tower_scores)
+from trainer.evaluation_set import build_evaluation_set
+from trainer.export import ExportResult, export_models
+from trainer.feature_spec import query_inputs
+from trainer.model_dir import ModelDir
+from trainer.scann_config import ScannConfig
+from trainer.train import TrainResult, train_retrieval
+from trainer.training_data import RetrievalData, load_retrieval_data, read_catalogue
+
+log = logging.getLogger(__name__)
+EVALUATION_FILE = "evaluation.json"
+
+
+def train(repo: Path, model_dir: Path, cfg: RetrievalConfig, progress: bool = True,
+          data: RetrievalData | None = None) -> TrainResult:
+    data = data or load_retrieval_data(repo)
+    log.info("training on %s examples (%s users, %s items)", f"{len(data.train):,}",
+             f"{data.train['user_id'].nunique():,}", f"{data.train['item_id'].nunique():,}")
+    return train_retrieval(data, cfg, model_dir, progress=progress)
+
+
+def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
+             segments: Segments = Segments(), data: RetrievalData | None = None) -> dict:
+    """Protocol metrics of most-popular and (with ``model_dir``) the two-tower model."""
+    data = data or load_retrieval_data(repo)
+    if data.test.empty:
+        raise SourceError("no test examples: build the features with --split temporal")
+    es = build_evaluation_set(data)
+    results = {"most-popular": evaluate_scores(popularity_scores(es), es, ks, segments)}
+    if model_dir is not None:
+        _, _, model = ModelDir(model_dir).restore()
+        results["two-tower"] = evaluate_scores(two_tower_scores(model, es), es, ks, segments)
+    report = {"users": len(es.queries), "candidate_items": len(es.candidates),
+              "train_interactions": len(data.train),
+              "test_interactions": int(sum(len(r) for r in es.relevant)),
+              "cold_test_interactions": es.cold_test_items, "models": results}
+    if model_dir is not None:
+        (Path(model_dir) / EVALUATION_FILE).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 16) -> pd.DataFrame:
+    """A few real queries (training examples; features absent from them left missing)."""
+    path = repo / "data" / "training_examples"
+    if not path.is_dir():
+        return pd.DataFrame()
+    frame = pq.read_table(path).to_pandas().head(rows)
+    for spec in query_inputs(cfg.model):
+        if spec.name not in frame.columns:
+            frame[spec.name] = [spec.missing] * len(frame) if spec.width is None else (
+                [[] for _ in range(len(frame))])
+    return frame
+
+
+def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
+           scann: ScannConfig = ScannConfig()) -> ExportResult:
+    """Index every catalogue item of ``repo`` (ages at the latest training example) and
+    publish the three artifacts under ``base_path``."""
+    directory = ModelDir(model_dir)
+    cfg, _, model = directory.restore()
+    evaluation_path = Path(model_dir) / EVALUATION_FILE
+    details = {"model_dir": str(Path(model_dir).resolve()), "config": cfg.to_dict()}
+    if evaluation_path.exists():
+        details["evaluation"] = json.loads(evaluation_path.read_text())
+    return export_models(model, read_catalogue(repo / "data"), directory.data_end_us(),
+                         base_path, k=k, scann=scann, queries=_check_queries(repo, cfg),
+                         details=details)
+
+
+__all__ = ["train", "evaluate", "export", "EVALUATION_FILE"]
