@@ -55,3 +55,31 @@ def event(**overrides) -> dict:
     }
     record.update(overrides)
     return record
+
+
+@pytest.fixture(scope="session")
+def small_repo(tmp_path_factory) -> Path:
+    """A feature repository built by Beam and applied with Feast from a small synthetic
+    platform (temporal split), shared by the retrieval tests; treat it as read-only."""
+    from retrieval_support import build_small_repo
+
+    return build_small_repo(tmp_path_factory.mktemp("platform"))
+
+
+@pytest.fixture(scope="session")
+def small_data(small_repo):
+    """The small platform's examples joined through Feast's ``retrieval`` service."""
+    from trainer.training_data import load_retrieval_data
+
+    return load_retrieval_data(small_repo)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(small_data, tmp_path_factory) -> Path:
+    """A two-tower model trained for two epochs on the small platform; read-only."""
+    from retrieval_support import small_config
+    from trainer.train import train_retrieval
+
+    path = tmp_path_factory.mktemp("model") / "two_tower"
+    train_retrieval(small_data, small_config(), path, progress=False)
+    return path

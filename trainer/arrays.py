@@ -29,13 +29,15 @@ def _scalar(values: pd.Series, spec: InputSpec) -> np.ndarray:
 
 def _padded(values: pd.Series, spec: InputSpec) -> np.ndarray:
     width = spec.width
-    out = np.full((len(values), width), spec.missing, dtype=spec.numpy_dtype)
+    out = np.full((len(values), width), spec.pad, dtype=spec.numpy_dtype)
     for row, entries in enumerate(values):
         if entries is None or (isinstance(entries, float) and np.isnan(entries)):
             continue
         kept = list(entries)[:width]
         if spec.dtype == "string":
             kept = ["" if v is None else str(v) for v in kept]
+        else:
+            kept = [spec.pad if v is None or v != v else v for v in kept]
         out[row, :len(kept)] = kept
     return out
 

@@ -31,6 +31,19 @@ def _check(condition: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_number(obj: Any, name: str, test, allowed: str) -> None:
+    value = getattr(obj, name)
+    _check(_is_number(value) and test(value), name, value, allowed)
+
+
 @dataclass(frozen=True)
 class RetrievalModelConfig:
     """Shape of the two towers.
@@ -72,17 +85,22 @@ class RetrievalModelConfig:
         for name in ("embedding_dim", "id_embedding_dim", "feature_embedding_dim",
                      "history_length", "max_tags"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value > 0, name, value, "a positive integer")
-        _check(all(isinstance(u, int) and u > 0 for u in self.hidden_units), "hidden_units",
-               self.hidden_units, "positive integers")
-        _check(0.0 < self.recency_decay <= 1.0, "recency_decay", self.recency_decay,
-               "in (0, 1]")
-        _check(self.temperature > 0.0, "temperature", self.temperature, "> 0")
-        _check(0.0 <= self.id_dropout < 1.0, "id_dropout", self.id_dropout, "in [0, 1)")
-        _check(self.num_random_negatives >= 0, "num_random_negatives",
-               self.num_random_negatives, ">= 0")
-        _check(self.num_hard_negatives is None or self.num_hard_negatives > 0,
-               "num_hard_negatives", self.num_hard_negatives, "None or > 0")
+            _check(_is_int(value) and value > 0, name, value, "a positive integer")
+        _check(isinstance(self.hidden_units, tuple)
+               and all(_is_int(u) and u > 0 for u in self.hidden_units), "hidden_units",
+               self.hidden_units, "a list of positive integers")
+        _check_number(self, "recency_decay", lambda v: 0.0 < v <= 1.0, "a number in (0, 1]")
+        _check_number(self, "temperature", lambda v: v > 0.0, "a number > 0")
+        _check_number(self, "id_dropout", lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+        _check(_is_int(self.num_random_negatives) and self.num_random_negatives >= 0,
+               "num_random_negatives", self.num_random_negatives, "an integer >= 0")
+        _check(self.num_hard_negatives is None
+               or (_is_int(self.num_hard_negatives) and self.num_hard_negatives > 0),
+               "num_hard_negatives", self.num_hard_negatives, "None or an integer > 0")
+        for name in ("user_numeric_features", "user_categorical_features"):
+            names = getattr(self, name)
+            _check(isinstance(names, tuple) and all(isinstance(n, str) for n in names), name,
+                   names, "a list of feature names")
         from recsys.features.tables import USER_FEATURES, USER_PROFILE
 
         known = set(USER_FEATURES.feature_names) | set(USER_PROFILE.feature_names)
@@ -117,10 +135,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "checkpoint_every_epochs", "max_checkpoints"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value > 0, name, value, "a positive integer")
-        _check(self.learning_rate > 0.0, "learning_rate", self.learning_rate, "> 0")
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
-               "an integer >= 0")
+            _check(_is_int(value) and value > 0, name, value, "a positive integer")
+        _check_number(self, "learning_rate", lambda v: v > 0.0, "a number > 0")
+        _check(_is_int(self.seed) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.strategy in STRATEGIES, "strategy", self.strategy,
                f"one of {', '.join(STRATEGIES)}")
 
@@ -161,6 +178,11 @@ def _section(kind: type, raw: Any, name: str):
         default = getattr(kind(), key)
         if isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, str):
+            try:  # YAML 1.1 reads 3e-3 as a string
+                value = float(value)
+            except ValueError:
+                pass
         values[key] = value
     try:
         return kind(**values)
@@ -195,6 +217,10 @@ def load_config(path: Path | None = None,
             if not isinstance(values, Mapping):
                 raise ConfigError(f"config file {path}: section {section!r} must be a mapping")
             raw[section].update(values)
+    unknown = set(overrides or {}) - set(raw)
+    if unknown:
+        raise ConfigError(f"unknown override section(s) {', '.join(sorted(unknown))}; "
+                          "expected model, train")
     for section, values in (overrides or {}).items():
         raw[section].update({k: v for k, v in values.items() if v is not None})
     return RetrievalConfig.from_dict(raw)

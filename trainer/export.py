@@ -9,6 +9,7 @@ failed check publishes nothing. ``retrieval_portable`` is refused if it contains
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -76,6 +77,34 @@ def _stage(staging: Path, artifact: str, version: int, module, inputs, expected_
     return write_manifest(staging, artifact, version, details)
 
 
+def _recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
+    width = min(10, exact.shape[1])
+    hits = [len(set(a[:width]) & set(b[:width])) for a, b in zip(found, exact)]
+    return float(sum(hits) / (width * len(exact)))
+
+
+def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: ScannConfig, k: int,
+                 queries: Mapping[str, tf.Tensor]):
+    """A ScaNN layer over the embeddings; unless exact, ``num_leaves_to_search`` doubles until
+    recall@10 against exact search on ``queries`` reaches ``scann.min_recall``."""
+    import tensorflow_recommenders as tfrs
+
+    args = scann.layer_arguments(int(embeddings.shape[0]), k)
+    scores = model.query_tower(queries).numpy() @ embeddings.numpy().T
+    exact = identifiers.numpy()[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
+    while True:
+        index = tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args)
+        index.index(embeddings, identifiers)
+        recall = _recall_at_10(index(queries)[1].numpy(), exact)
+        done = recall >= scann.min_recall or args["num_leaves_to_search"] >= args["num_leaves"]
+        log.info("ScaNN %s leaves, %s searched: recall@10 %.3f on %d check queries",
+                 args["num_leaves"], args["num_leaves_to_search"], recall, len(exact))
+        if done or scann.exact:
+            return index, {**args, "check_recall@10": recall, "check_queries": len(exact)}
+        args = {**args, "num_leaves_to_search": min(args["num_leaves"],
+                                                    2 * args["num_leaves_to_search"])}
+
+
 def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,
                   k: int = 100, scann: ScannConfig = ScannConfig(),
                   queries: pd.DataFrame | None = None,
@@ -98,15 +127,14 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
     if queries is None or queries.empty:
         queries = pd.DataFrame({s.name: [s.missing if s.width is None else []]
                                 for s in query_specs})
-    query_sample = _sample(to_arrays(queries, query_specs, "the check queries"))
+    query_sample = _sample(to_arrays(queries, query_specs, "the check queries"), rows=256)
     version = next_version(base_path, ARTIFACTS)
     info = {"embedding_dim": cfg.embedding_dim, "item_count": n, "k": k,
+            "model_config": dataclasses.asdict(cfg),
             "item_age_reference": pd.Timestamp(reference_us, unit="us", tz="UTC").isoformat(),
             **(details or {})}
 
-    scann_args = scann.layer_arguments(n, k)
-    index = tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **scann_args)
-    index.index(embeddings, identifiers)
+    index, scann_args = _tuned_scann(model, embeddings, identifiers, scann, k, query_sample)
     brute = tfrs.layers.factorized_top_k.BruteForce(model.query_tower, k=k)
     brute.index(embeddings, identifiers)
     modules = {

@@ -3,7 +3,7 @@
 The same specs type the training arrays, the Keras inputs and the exported signatures, so a
 client of the SavedModel sends exactly what the model was trained on. Missing values are
 encoded, never dropped: ``""`` for strings, NaN for numbers; lists are padded with ``""`` (ids)
-or 0 (gaps) to a fixed width.
+or 0 (gaps) to a fixed width, and a NaN inside a numeric list counts as 0.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ class InputSpec:
 
     @property
     def missing(self):
+        """The value of a missing scalar."""
         return {"string": "", "float32": np.nan, "int64": 0}[self.dtype]
+
+    @property
+    def pad(self):
+        """The value that fills a list up to ``width``."""
+        return {"string": "", "float32": 0.0, "int64": 0}[self.dtype]
 
     def tensor_spec(self):
         import tensorflow as tf

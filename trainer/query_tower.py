@@ -59,7 +59,8 @@ class QueryTower(tf.keras.Model):
         items = self.pooling(self.history_items.embedding(ids), mask)
         categories = self.pooling(self.history_categories(
             fixed_width(features["history_categories"], width, "")), mask)
-        gaps = fixed_width(tf.cast(features["history_gaps_s"], tf.float32), width, 0.0)
+        gaps = tf.cast(features["history_gaps_s"], tf.float32)
+        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
         has_history = mask[:, 0]
         latest_gap = tf.where(has_history, tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
                               0.0)[:, tf.newaxis]

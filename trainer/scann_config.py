@@ -20,6 +20,8 @@ class ScannConfig:
         training_iterations: k-means iterations for the tree.
         exact: probe every leaf and re-score every item: results equal brute force (for tests
             and small catalogues).
+        min_recall: the export measures recall@10 against brute force on sample queries and
+            doubles ``num_leaves_to_search`` until it reaches this (0 disables the check).
     """
 
     num_leaves: int | None = None
@@ -28,8 +30,11 @@ class ScannConfig:
     dimensions_per_block: int = 2
     training_iterations: int = 12
     exact: bool = False
+    min_recall: float = 0.95
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.min_recall, (int, float)) and 0.0 <= self.min_recall <= 1.0):
+            raise ConfigError(f"min_recall must be a number in [0, 1], got {self.min_recall!r}")
         for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):

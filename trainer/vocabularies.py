@@ -95,8 +95,15 @@ class Vocabularies:
         except FileNotFoundError as exc:
             raise SourceError(f"{path} not found: is this a model directory written by "
                               "`recsys train retrieval`?") from exc
-        raw["numeric"] = {k: tuple(v) for k, v in raw["numeric"].items()}
-        return cls(**raw)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{path} is not valid JSON ({exc}); retrain the model or restore "
+                              "its directory") from exc
+        try:
+            raw["numeric"] = {k: tuple(v) for k, v in raw["numeric"].items()}
+            return cls(**raw)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise SourceError(f"{path} is not a vocabulary file of this version ({exc}); "
+                              "retrain the model") from exc
 
 
 __all__ = ["Vocabularies", "vocabulary", "log_stats"]

@@ -59,12 +59,14 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
     return report
 
 
-def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 16) -> pd.DataFrame:
-    """A few real queries (training examples; features absent from them left missing)."""
+def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 256) -> pd.DataFrame:
+    """A sample of real queries (training examples; features absent from them left missing)
+    for the export's load and recall checks."""
     path = repo / "data" / "training_examples"
     if not path.is_dir():
         return pd.DataFrame()
-    frame = pq.read_table(path).to_pandas().head(rows)
+    frame = pq.read_table(path).to_pandas()
+    frame = frame.sample(n=min(rows, len(frame)), random_state=0).reset_index(drop=True)
     for spec in query_inputs(cfg.model):
         if spec.name not in frame.columns:
             frame[spec.name] = [spec.missing] * len(frame) if spec.width is None else (
@@ -79,7 +81,7 @@ def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
     directory = ModelDir(model_dir)
     cfg, _, model = directory.restore()
     evaluation_path = Path(model_dir) / EVALUATION_FILE
-    details = {"model_dir": str(Path(model_dir).resolve()), "config": cfg.to_dict()}
+    details = {"model_dir": str(Path(model_dir).resolve()), "train_config": cfg.to_dict()["train"]}
     if evaluation_path.exists():
         details["evaluation"] = json.loads(evaluation_path.read_text())
     return export_models(model, read_catalogue(repo / "data"), directory.data_end_us(),

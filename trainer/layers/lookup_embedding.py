@@ -14,7 +14,8 @@ _PLACEHOLDER = "\x00no-values"  # stands in for an empty vocabulary (StringLooku
 class LookupEmbedding(tf.keras.layers.Layer):
     """Looks up strings and embeds them.
 
-    ``""`` maps to index 0 (padding: a zero-initialised row, masked by callers), values outside
+    ``""`` maps to index 0 (padding and missing values: callers mask it out of sequences; for a
+    single missing value it is a trained "missing" row), values outside
     the vocabulary to index 1 (a trained "unknown" row). With ``dropout_rate`` > 0, that share
     of known values is replaced by the unknown id during training, so the unknown row learns
     what an unseen user or item looks like on average.

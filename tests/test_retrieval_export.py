@@ -1,0 +1,226 @@
+"""Exporting the towers: versions, manifests, save -> load in fresh processes, ScaNN vs an
+exact NumPy oracle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from recsys.errors import ConfigError
+from trainer.export import ARTIFACTS, export_models
+from trainer.manifest import read_manifest
+from trainer.model_dir import ModelDir
+from trainer.scann_config import ScannConfig
+from trainer.training_data import read_catalogue
+from trainer.versioning import next_version, staged_version, versions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(trained_model_dir, small_repo, small_data, tmp_path_factory):
+    base = tmp_path_factory.mktemp("models")
+    _, _, model = ModelDir(trained_model_dir).restore()
+    result = export_models(model, read_catalogue(small_repo / "data"),
+                           ModelDir(trained_model_dir).data_end_us(), base, k=20,
+                           queries=small_data.train.sample(200, random_state=0))
+    return base, result
+
+
+def _run(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         timeout=240, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+QUERIES = """
+import json, sys
+import recsys
+import pandas as pd
+from trainer.arrays import to_arrays
+from trainer.feature_spec import query_inputs
+from trainer.config import RetrievalConfig
+cfg = RetrievalConfig.from_dict({"model": json.load(open(sys.argv[2]))["model_config"]}).model
+frame = pd.read_parquet(sys.argv[3])
+queries = to_arrays(frame, query_inputs(cfg))
+"""
+
+FRESH_SCANN = QUERIES + """
+import scann  # registers the Scann ops, as a server of this model must
+import numpy as np, tensorflow as tf
+model = tf.saved_model.load(sys.argv[1] + "/retrieval/1")
+portable = tf.saved_model.load(sys.argv[1] + "/retrieval_portable/1")
+tower = tf.saved_model.load(sys.argv[1] + "/item_tower/1")
+feed = {k: tf.constant(v) for k, v in queries.items()}
+got = model.signatures["retrieval"](**feed)
+q = model.signatures["query_embedding"](**feed)["embedding"].numpy()
+catalogue = pd.read_parquet(sys.argv[4])
+items = {k: tf.constant(np.stack(catalogue[k].to_numpy()) if k == "item_tags"
+                        else catalogue[k].to_numpy()) for k in catalogue.columns}
+emb = tower.signatures["item_tower"](**items)["embedding"].numpy()
+exact = np.argsort(-(q @ emb.T), axis=1, kind="stable")[:, :10]
+ids = catalogue["item_id"].to_numpy()
+hits = [len(set(got["item_ids"].numpy()[r, :10].astype(str)) & set(ids[exact[r]]))
+        for r in range(len(q))]
+print(json.dumps({"recall": sum(hits) / (10 * len(q)), "rows": len(q),
+                  "shape": list(got["item_ids"].shape)}))
+"""
+
+FRESH_PORTABLE = QUERIES + """
+import numpy as np, tensorflow as tf
+model = tf.saved_model.load(sys.argv[1] + "/retrieval_portable/1")
+feed = {k: tf.constant(v) for k, v in queries.items()}
+got = model.signatures["serving_default"](**feed)
+print(json.dumps({"scann_imported": "scann" in sys.modules,
+                  "tfrs_imported": "tensorflow_recommenders" in sys.modules,
+                  "ids": got["item_ids"].numpy()[:, :10].astype(str).tolist(),
+                  "scores": got["scores"].numpy()[:, :10].tolist()}))
+"""
+
+
+def _write_inputs(tmp_path, exported, small_data, rows=64):
+    base, result = exported
+    manifest = base / "retrieval" / "1" / "assets.extra" / "manifest.json"
+    queries = tmp_path / "queries.parquet"
+    small_data.test.head(rows).to_parquet(queries)
+    return base, manifest, queries
+
+
+def test_three_artifacts_share_a_version_with_manifests(exported):
+    base, result = exported
+    assert result.version == 1 and set(result.paths) == set(ARTIFACTS)
+    for name in ARTIFACTS:
+        assert versions(base / name) == [1]
+        manifest = read_manifest(base / name / "1")
+        assert manifest["artifact"] == name and manifest["version"] == 1
+        assert manifest["embedding_dim"] == 16 and manifest["item_count"] == result.items
+        assert manifest["stack"]["tensorflow"].startswith("2.20")
+        assert manifest["stack"]["scann"] == "1.4.2"
+    index = read_manifest(base / "retrieval" / "1")["index"]
+    assert index["type"] == "scann" and index["check_recall@10"] >= 0.95
+    assert read_manifest(base / "retrieval_portable" / "1")["index"] == {"type": "brute_force"}
+    scann_ops = read_manifest(base / "retrieval" / "1")["ops"]
+    assert "Scann>ScannSearchBatched" in scann_ops["custom"]
+    assert scann_ops["stock_tf_serving_loadable"] is False
+    for name in ("retrieval_portable", "item_tower"):
+        ops = read_manifest(base / name / "1")["ops"]
+        assert ops["custom"] == [] and ops["stock_tf_serving_loadable"] is True
+    signatures = read_manifest(base / "retrieval" / "1")["signatures"]
+    assert signatures["retrieval"]["outputs"] == {"item_ids": ["string", [-1, 20]],
+                                                  "scores": ["float32", [-1, 20]]}
+    assert {"user_id", "history_item_ids"} <= set(signatures["retrieval"]["inputs"])
+
+
+def test_scann_model_in_a_fresh_process_matches_exact_search(exported, small_data,
+                                                             small_repo, tmp_path):
+    base, manifest, queries = _write_inputs(tmp_path, exported, small_data)
+    catalogue = read_catalogue(small_repo / "data")
+    from trainer.arrays import to_arrays, with_item_age
+    from trainer.feature_spec import candidate_inputs
+
+    cfg = json.loads(manifest.read_text())["model_config"]
+    from trainer.config import RetrievalConfig
+
+    model_cfg = RetrievalConfig.from_dict({"model": cfg}).model
+    ref = exported[1].manifests["retrieval"]["item_age_reference"]
+    import pandas as pd
+
+    arrays = to_arrays(with_item_age(catalogue, pd.Timestamp(ref).value // 1000),
+                       candidate_inputs(model_cfg))
+    items = tmp_path / "items.parquet"
+    pd.DataFrame({k: list(v) if v.ndim == 2 else v for k, v in arrays.items()}).to_parquet(items)
+    result = _run(FRESH_SCANN, str(base), str(manifest), str(queries), str(items))
+    assert result["rows"] == 64 and result["shape"] == [64, 20]
+    assert result["recall"] >= 0.95
+
+
+def test_portable_model_loads_without_scann_and_matches_the_scann_model(exported, small_data,
+                                                                        tmp_path):
+    base, manifest, queries = _write_inputs(tmp_path, exported, small_data, rows=16)
+    result = _run(FRESH_PORTABLE, str(base), str(manifest), str(queries))
+    assert result["scann_imported"] is False and result["tfrs_imported"] is False
+    assert len(result["ids"]) == 16 and all(len(row) == 10 for row in result["ids"])
+    scores = np.asarray(result["scores"])
+    assert np.all(np.diff(scores, axis=1) <= 1e-6), "scores must come best first"
+
+
+def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, trained_model_dir,
+                                                                   small_data):
+    from trainer.arrays import to_arrays
+    from trainer.feature_spec import query_inputs
+
+    base, _ = exported
+    _, _, model = ModelDir(trained_model_dir).restore()
+    feed = {k: tf.constant(v) for k, v in
+            to_arrays(small_data.test.head(8), query_inputs(model.cfg)).items()}
+    expected = model.query_tower(feed).numpy()
+    for name in ("retrieval", "retrieval_portable"):
+        loaded = tf.saved_model.load(str(base / name / "1"))
+        got = loaded.signatures["query_embedding"](**feed)["embedding"].numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    portable = tf.saved_model.load(str(base / "retrieval_portable" / "1"))
+    scann = tf.saved_model.load(str(base / "retrieval" / "1"))
+    a = portable.signatures["retrieval"](**feed)
+    b = scann.signatures["retrieval"](**feed)
+    overlap = np.mean([len(set(x[:10]) & set(y[:10])) / 10 for x, y in
+                       zip(a["item_ids"].numpy(), b["item_ids"].numpy())])
+    assert overlap >= 0.95
+
+
+def test_a_second_export_is_the_next_version(exported, trained_model_dir, small_repo):
+    base, _ = exported
+    _, _, model = ModelDir(trained_model_dir).restore()
+    result = export_models(model, read_catalogue(small_repo / "data").head(300),
+                           ModelDir(trained_model_dir).data_end_us(), base, k=5)
+    assert result.version == 2
+    assert all(versions(base / name) == [1, 2] for name in ARTIFACTS)
+    assert read_manifest(base / "item_tower" / "2")["item_count"] == 300
+
+
+def test_exact_scann_matches_a_numpy_brute_force_oracle():
+    rng = np.random.default_rng(0)
+    candidates = rng.normal(size=(2_000, 16)).astype(np.float32)
+    queries = rng.normal(size=(50, 16)).astype(np.float32)
+    ids = np.array([f"item{i}" for i in range(2_000)])
+    layer = tfrs.layers.factorized_top_k.ScaNN(**ScannConfig(exact=True).layer_arguments(2_000,
+                                                                                        10))
+    layer.index(tf.constant(candidates), tf.constant(ids))
+    scores, got = layer(tf.constant(queries))
+    exact = np.argsort(-(queries @ candidates.T), axis=1)[:, :10]
+    assert (got.numpy().astype(str) == ids[exact]).all()
+    np.testing.assert_allclose(scores.numpy(), np.take_along_axis(queries @ candidates.T, exact,
+                                                                  axis=1), rtol=1e-4)
+
+
+def test_scann_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="num_leaves must be a positive integer"):
+        ScannConfig(num_leaves=0)
+    with pytest.raises(ConfigError, match="cannot exceed num_leaves"):
+        ScannConfig(num_leaves=10, num_leaves_to_search=20)
+    with pytest.raises(ConfigError, match="at least 16 items"):
+        ScannConfig().layer_arguments(5, 3)
+
+
+def test_versions_ignore_non_numeric_directories_and_failed_stagings_leave_nothing(tmp_path):
+    model = tmp_path / "retrieval"
+    for name in ("1", "3", "latest", ".tmp-4-x", "0"):
+        (model / name).mkdir(parents=True)
+    assert versions(model) == [1, 3]
+    assert next_version(tmp_path, ["retrieval", "item_tower"]) == 4
+    with pytest.raises(RuntimeError):
+        with staged_version(model, 4) as staging:
+            (staging / "saved_model.pb").write_bytes(b"partial")
+            raise RuntimeError("failed load check")
+    assert versions(model) == [1, 3]
+    assert sorted(p.name for p in model.iterdir()) == [".tmp-4-x", "0", "1", "3", "latest"]
+    with pytest.raises(ConfigError, match="never overwritten"):
+        with staged_version(model, 3):
+            pass

@@ -1,0 +1,127 @@
+"""Training the two-tower model on a small platform built through the real path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+from retrieval_support import small_config
+
+from recsys.errors import ConfigError, SchemaError, SourceError
+from trainer.arrays import to_arrays
+from trainer.feature_spec import candidate_inputs, query_inputs
+from trainer.model_dir import ModelDir
+from trainer.strategy import make_strategy
+from trainer.train import train_retrieval
+from trainer.training_data import RetrievalData, load_retrieval_data
+
+
+def _weights(model_dir):
+    _, _, model = ModelDir(model_dir).restore()
+    sample = _queries(model)
+    model.query_tower(sample)
+    return [w.numpy() for w in model.query_tower.weights]
+
+
+def _queries(model, **values):
+    frame = pd.DataFrame({s.name: [s.missing if s.width is None else []]
+                          for s in query_inputs(model.cfg)})
+    for name, value in values.items():
+        frame[name] = [value]
+    return {k: tf.constant(v) for k, v in to_arrays(frame, query_inputs(model.cfg)).items()}
+
+
+def test_loss_decreases_and_the_run_is_recorded(small_data, tmp_path):
+    result = train_retrieval(small_data, small_config(epochs=4), tmp_path / "m", progress=False)
+    assert result.epochs_run == 4
+    assert result.losses[-1] < 0.9 * result.losses[0], result.losses
+    assert result.examples == len(small_data.train) > 1000
+    assert result.examples_per_second > 0
+    directory = ModelDir(tmp_path / "m")
+    assert (directory.path / "loss.png").stat().st_size > 0
+    assert list((directory.logs / "train").glob("events.out.tfevents.*"))
+    assert tf.train.latest_checkpoint(directory.checkpoints).endswith("ckpt-4")
+
+
+def test_same_seed_same_weights_other_seed_other_weights(small_data, tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train_retrieval(small_data, small_config(epochs=1, seed=seed), tmp_path / name,
+                        progress=False)
+    a, b, c = (_weights(tmp_path / n) for n in "abc")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_a_rerun_resumes_after_the_last_checkpoint(small_data, tmp_path):
+    train_retrieval(small_data, small_config(epochs=1), tmp_path / "m", progress=False)
+    resumed = train_retrieval(small_data, small_config(epochs=3), tmp_path / "m",
+                              progress=False)
+    assert resumed.epochs_run == 2  # epochs 2 and 3 only
+    history = (tmp_path / "m" / "history.json").read_text()
+    assert '"initial_epoch": 1' in history
+
+
+def test_another_model_config_in_the_same_directory_is_refused(small_data, tmp_path):
+    train_retrieval(small_data, small_config(epochs=1), tmp_path / "m", progress=False)
+    other = small_config(epochs=1)
+    other = type(other)(model=type(other.model)(**{**other.model.__dict__,
+                                                   "embedding_dim": 8}), train=other.train)
+    with pytest.raises(ConfigError, match="another model config"):
+        train_retrieval(small_data, other, tmp_path / "m", progress=False)
+
+
+def test_mirrored_strategy_trains(small_data, tmp_path):
+    result = train_retrieval(small_data, small_config(epochs=1, strategy="mirrored"),
+                             tmp_path / "m", progress=False)
+    assert result.epochs_run == 1 and np.isfinite(result.losses[0])
+
+
+def test_multi_worker_strategy_needs_tf_config():
+    with pytest.raises(ConfigError, match="needs the TF_CONFIG"):
+        make_strategy("multi_worker_mirrored", tf_config="")
+    with pytest.raises(ConfigError, match="not a valid cluster description"):
+        make_strategy("multi_worker_mirrored", tf_config='{"task": {}}')
+
+
+def test_unseen_users_and_items_get_valid_embeddings(trained_model_dir):
+    _, vocab, model = ModelDir(trained_model_dir).restore()
+    known_user = vocab.user_ids[0]
+    queries = [_queries(model, user_id="never-seen-user"),
+               _queries(model, user_id="never-seen-user",
+                        history_item_ids=["never-seen-item", vocab.item_ids[0]]),
+               _queries(model, user_id=known_user)]
+    embeddings = [model.query_tower(q).numpy()[0] for q in queries]
+    for e in embeddings:
+        assert np.all(np.isfinite(e)) and np.linalg.norm(e) == pytest.approx(1.0, abs=1e-5)
+    assert not np.allclose(embeddings[0], embeddings[2])
+
+    items = pd.DataFrame({"item_id": ["never-seen-item", "never-seen-item", vocab.item_ids[0]],
+                          "item_category": [vocab.categories[0], vocab.categories[1],
+                                            vocab.categories[0]],
+                          "item_language": ["", "", ""], "item_tags": [[], [], []],
+                          "item_age_days": [1.0, 1.0, 1.0]})
+    arrays = to_arrays(items, candidate_inputs(model.cfg))
+    out = model.candidate_tower({k: tf.constant(v) for k, v in arrays.items()}).numpy()
+    assert np.all(np.isfinite(out))
+    assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(out[0], out[1]), "content must move an unseen item's embedding"
+
+
+def test_missing_training_inputs_are_named(small_data, tmp_path):
+    broken = RetrievalData(train=small_data.train.drop(columns=["history_item_ids"]),
+                           test=small_data.test, catalogue=small_data.catalogue)
+    with pytest.raises(SchemaError, match="lacks column\\(s\\) history_item_ids"):
+        train_retrieval(broken, small_config(epochs=1), tmp_path / "m", progress=False)
+    with pytest.raises(SourceError, match="no 'split' column"):
+        load_retrieval_data(tmp_path, small_data.train.drop(columns=["split"]))
+
+
+def test_a_repository_without_features_says_to_build_them(tmp_path):
+    with pytest.raises(Exception, match="recsys features build"):
+        load_retrieval_data(tmp_path)
+
+
+def test_restoring_a_directory_that_is_not_a_model_says_so(tmp_path):
+    with pytest.raises(SourceError, match="not a model directory"):
+        ModelDir(tmp_path).restore()
