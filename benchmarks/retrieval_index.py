@@ -194,18 +194,23 @@ def _measure(fn, queries: np.ndarray, min_seconds: float = 2.0) -> dict:
 
 
 def _bench_size(n: int, items: np.ndarray, item_ids: np.ndarray, queries: np.ndarray,
-                row_of: dict, scann_cfg, samples: dict) -> list[dict]:
+                row_of: dict, scann_cfg, samples: dict,
+                multipliers: tuple[int, ...] = (1,)) -> list[dict]:
     import tensorflow as tf
     import tensorflow_recommenders as tfrs
 
     subset = items[:n]
     kth = _exact_kth(queries, subset)
     embeddings, identifiers = tf.constant(subset), tf.constant(item_ids[:n])
-    scann_args = scann_cfg.layer_arguments(n, k=K)
-    makers = {
-        "scann": lambda: tfrs.layers.factorized_top_k.ScaNN(**scann_args),
-        "brute_force": lambda: tfrs.layers.factorized_top_k.BruteForce(k=K),
-    }
+    base_args = scann_cfg.layer_arguments(n, k=K)
+    variants = {}
+    for m in multipliers:  # x m leaves searched: what the export does to reach its recall bar
+        args = {**base_args, "num_leaves_to_search": min(base_args["num_leaves"],
+                                                         m * base_args["num_leaves_to_search"])}
+        variants["scann" if m == 1 else f"scann x{m}"] = args
+    makers = {name: (lambda args=args: tfrs.layers.factorized_top_k.ScaNN(**args))
+              for name, args in variants.items()}
+    makers["brute_force"] = lambda: tfrs.layers.factorized_top_k.BruteForce(k=K)
     rows = []
     for name, make in makers.items():
         gc.collect()
@@ -226,8 +231,8 @@ def _bench_size(n: int, items: np.ndarray, item_ids: np.ndarray, queries: np.nda
                "batched_cpu_per_wall": m["cores"],
                "recall_at_10": _recall(m["ids"], row_of, queries, subset, kth),
                "rss_mb_after_build": rss, "rss_mb_build_delta": rss - before}
-        if name == "scann":
-            row["scann_arguments"] = scann_args
+        if name in variants:
+            row["scann_arguments"] = variants[name]
         rows.append(row)
         print(f"{n:>10,} {name:<12} build {build_s:7.2f}s  p50 {row['p50_ms']:8.3f} ms  "
               f"p99 {row['p99_ms']:8.3f} ms  {m['qps']:10,.0f} q/s  "
@@ -246,7 +251,11 @@ def _plot(samples: dict, sizes: list[int], path: Path) -> None:
         print("matplotlib not installed: no plot")
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, colour in (("scann", "tab:blue"), ("brute_force", "tab:red")):
+    names = sorted({name for _, name in samples}, key=lambda x: (x == "brute_force", x))
+    colours = dict(zip(names, ("tab:blue", "tab:green", "tab:orange", "tab:purple")))
+    colours["brute_force"] = "tab:red"
+    for name in names:
+        colour = colours.get(name, "tab:gray")
         for q, style in ((50, "-o"), (99, "--s")):
             ax.plot(sizes, [np.percentile(samples[(n, name)], q) for n in sizes], style,
                     color=colour, label=f"{name} p{q}")
@@ -274,6 +283,9 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=5_000, help="small platform items")
     parser.add_argument("--days", type=int, default=7, help="small platform days")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--search-multipliers", type=int, nargs="+", default=[1, 4],
+                        help="ScaNN variants probing this many times the default leaves "
+                             "(default: 1 4)")
     parser.add_argument("--intra-op-threads", type=int, default=1)
     parser.add_argument("--inter-op-threads", type=int, default=1)
     parser.add_argument("--out", type=Path,
@@ -325,7 +337,8 @@ def main() -> int:
         results, samples = [], {}
         scann_cfg = ScannConfig()
         for n in sizes:
-            rows = _bench_size(n, items, item_ids, queries, row_of, scann_cfg, samples)
+            rows = _bench_size(n, items, item_ids, queries, row_of, scann_cfg, samples,
+                               tuple(args.search_multipliers))
             for row in rows:
                 row["ids_in_model_vocabulary"] = int(known[:n].sum())
             results.extend(rows)

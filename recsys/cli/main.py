@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.beam_args = extra
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
                                                      "%(message)s")
+    for noisy in ("absl", "tensorflow"):  # per-save and per-callback INFO lines
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         check_stack()
         return args.func(args)
