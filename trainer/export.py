@@ -85,8 +85,9 @@ def _recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
 
 def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: ScannConfig, k: int,
                  queries: Mapping[str, tf.Tensor]):
-    """A ScaNN layer over the embeddings; unless exact, ``num_leaves_to_search`` doubles until
-    recall@10 against exact search on ``queries`` reaches ``scann.min_recall``."""
+    """A ScaNN layer over the embeddings; unless exact, ``num_leaves_to_search`` and
+    ``num_reordering_candidates`` double until recall@10 against exact search on ``queries``
+    reaches ``scann.min_recall`` (or every leaf is searched)."""
     import tensorflow_recommenders as tfrs
 
     args = scann.layer_arguments(int(embeddings.shape[0]), k)
@@ -96,13 +97,17 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
         index = tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args)
         index.index(embeddings, identifiers)
         recall = _recall_at_10(index(queries)[1].numpy(), exact)
-        done = recall >= scann.min_recall or args["num_leaves_to_search"] >= args["num_leaves"]
+        done = recall >= scann.min_recall or (
+            args["num_leaves_to_search"] >= args["num_leaves"]
+            and args["num_reordering_candidates"] >= int(embeddings.shape[0]))
         log.info("ScaNN %s leaves, %s searched: recall@10 %.3f on %d check queries",
                  args["num_leaves"], args["num_leaves_to_search"], recall, len(exact))
         if done or scann.exact:
             return index, {**args, "check_recall@10": recall, "check_queries": len(exact)}
         args = {**args, "num_leaves_to_search": min(args["num_leaves"],
-                                                    2 * args["num_leaves_to_search"])}
+                                                    2 * args["num_leaves_to_search"]),
+                "num_reordering_candidates": min(int(embeddings.shape[0]),
+                                                 2 * args["num_reordering_candidates"])}
 
 
 def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,

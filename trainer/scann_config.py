@@ -21,7 +21,8 @@ class ScannConfig:
         exact: probe every leaf and re-score every item: results equal brute force (for tests
             and small catalogues).
         min_recall: the export measures recall@10 against brute force on sample queries and
-            doubles ``num_leaves_to_search`` until it reaches this (0 disables the check).
+            doubles ``num_leaves_to_search`` and ``num_reordering_candidates`` until it reaches
+            this (0 disables the widening).
     """
 
     num_leaves: int | None = None
@@ -30,7 +31,7 @@ class ScannConfig:
     dimensions_per_block: int = 2
     training_iterations: int = 12
     exact: bool = False
-    min_recall: float = 0.95
+    min_recall: float = 0.97
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_recall, (int, float)) and 0.0 <= self.min_recall <= 1.0):
