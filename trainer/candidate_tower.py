@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import RetrievalConfig, RetrievalModelConfig
+from trainer.config import RetrievalModelConfig
 from trainer.layers import HistoryPooling, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.query_tower import mlp
+from trainer.tower import Tower
 from trainer.vocabularies import Vocabularies
 
 
-class CandidateTower(tf.keras.Model):
+class CandidateTower(Tower):
     """Item id (unseen items share a trained "unknown" row), category, language, the mean of
     its tags and its age in days (log-scaled, with a missing flag), through an MLP.
 
@@ -23,9 +23,7 @@ class CandidateTower(tf.keras.Model):
     """
 
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
-        super().__init__(**kwargs)
-        self.cfg = cfg
-        self.vocab = vocab
+        super().__init__(cfg, vocab, **kwargs)
         self.item = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim, cfg.id_dropout,
                                     name="item_id")
         self.category = LookupEmbedding(vocab.categories, cfg.feature_embedding_dim,
@@ -48,11 +46,3 @@ class CandidateTower(tf.keras.Model):
             tags, age[:, tf.newaxis], tf.cast(missing, tf.float32)[:, tf.newaxis],
         ]
         return self.head(tf.concat(parts, axis=-1))
-
-    def get_config(self) -> dict:
-        return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab)}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "CandidateTower":
-        model_cfg = RetrievalConfig.from_dict({"model": config["cfg"]}).model
-        return cls(model_cfg, Vocabularies(**config["vocab"]))

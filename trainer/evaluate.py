@@ -12,13 +12,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from recsys.evaluation import ranking_metrics, segment_metrics, top_k
+from recsys.evaluation import DEFAULT_KS, ranking_metrics, segment_metrics, top_k
 from recsys.evaluation.segments import recent_items, short_history_users
 from trainer.arrays import US_PER_DAY, to_arrays, with_item_age
 from trainer.evaluation_set import EvaluationSet
 from trainer.feature_spec import candidate_inputs, query_inputs
-
-DEFAULT_KS = (10, 20, 100)
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalConfig, RetrievalModelConfig
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalModelConfig
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
+from trainer.tower import Tower
 from trainer.vocabularies import Vocabularies
 
 
@@ -21,7 +21,7 @@ def mlp(units: tuple[int, ...], out_dim: int, name: str) -> tf.keras.Sequential:
     return tf.keras.Sequential(layers, name=name)
 
 
-class QueryTower(tf.keras.Model):
+class QueryTower(Tower):
     """User id (unknown users share a trained row), the pooled recent items and categories,
     the time since the latest one, context (hour, weekday, device, country, language) and the
     Feast user features, through an MLP.
@@ -31,9 +31,7 @@ class QueryTower(tf.keras.Model):
     """
 
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
-        super().__init__(**kwargs)
-        self.cfg = cfg
-        self.vocab = vocab
+        super().__init__(cfg, vocab, **kwargs)
         self.user = LookupEmbedding(vocab.user_ids, cfg.id_embedding_dim, cfg.id_dropout,
                                     name="user_id")
         self.history_items = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim,
@@ -74,11 +72,3 @@ class QueryTower(tf.keras.Model):
         if self.cfg.user_numeric_features:
             parts.append(self.numeric(features))
         return self.head(tf.concat(parts, axis=-1))
-
-    def get_config(self) -> dict:
-        return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab)}
-
-    @classmethod
-    def from_config(cls, config: dict) -> "QueryTower":
-        model_cfg = RetrievalConfig.from_dict({"model": config["cfg"]}).model
-        return cls(model_cfg, Vocabularies(**config["vocab"]))
