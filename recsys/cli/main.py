@@ -10,7 +10,7 @@ from typing import Sequence
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
 from recsys import __version__
 from recsys.cli import (benchmark_commands, data_commands, demo, features_commands,
-                        model_commands)
+                        model_commands, model_server_command)
 from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     features_commands.add_parser(subparsers)
     model_commands.add_parsers(subparsers)
     benchmark_commands.add_parser(subparsers)
+    model_server_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
 
