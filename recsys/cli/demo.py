@@ -2,8 +2,9 @@
 
 Today: simulate a small platform into a lake, build its features with Beam, register them with
 Feast (DuckDB + SQLite), materialize them and read a user's online features, train the two-tower
-retrieval model, export it as versioned SavedModels (ScaNN, portable, item tower) and query the
-exported model. Later issues extend this until it runs serving and streaming end to end.
+retrieval model, export it as versioned SavedModels (ScaNN, portable, item tower), serve them
+with the TF Serving-compatible model server and query it over REST and gRPC. Later issues extend
+this until it runs the recommendation API and streaming end to end.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     lake_dir = args.workdir / "lake"
     cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
-    print(f"[1/6] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
+    print(f"[1/7] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
           f"into {lake_dir}")
     report = generate(cfg, Lake(lake_dir, create=True))
     print(f"      {report.events_written:,} new events written "
@@ -67,16 +68,16 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"      {line}")
 
     repo = _feature_repo(args.workdir)
-    print(f"\n[2/6] building features with Beam into {repo / 'data'}")
+    print(f"\n[2/7] building features with Beam into {repo / 'data'}")
     built = build_features(lake_dir, repo, "embedded")
     print(f"      {built.beam.counters.get('events_read', 0):,} events in "
           f"{built.beam.seconds:.1f}s ({built.beam.events_per_second:,.0f} events/s)")
 
-    print(f"\n[3/6] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
+    print(f"\n[3/7] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
     apply(repo.resolve())
     materialize(repo.resolve(), dt.datetime.now(dt.timezone.utc))
 
-    print("\n[4/6] online features of the most active user (feature service 'ranking')")
+    print("\n[4/7] online features of the most active user (feature service 'ranking')")
     from feast import FeatureStore
 
     events = Lake(lake_dir).read("events", columns=["user_id", "item_id"]).to_pandas()
@@ -91,10 +92,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"      {name:<32} {values[name][0]}")
 
     model_dir, base = _train_and_export(args, repo.resolve())
-    _query_exported(base, repo.resolve(), user)
+    from recsys.cli.demo_serving import serve_and_query
+
+    print("\n[7/7] serving the exported models over TF Serving's REST and gRPC APIs")
+    serve_and_query(base, repo.resolve(), user)
     print(f"\nNext: `cd {repo} && feast feature-views list`, "
           f"`recsys data describe {lake_dir}`, `tensorboard --logdir {model_dir / 'logs'}`, "
-          f"`recsys export check {base / 'retrieval' / '1'}`.")
+          f"`recsys export check {base / 'retrieval' / '1'}`, "
+          f"`recsys model-server --port=8500 --rest_api_port=8501 --model_name=retrieval "
+          f"--model_base_path={(base / 'retrieval').resolve()}`.")
     return 0
 
 
@@ -105,45 +111,15 @@ def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]
     model_dir = args.workdir / "models" / "two_tower"
     shutil.rmtree(model_dir, ignore_errors=True)
     cfg = RetrievalConfig(train=TrainConfig(epochs=args.epochs))
-    print(f"\n[5/6] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
+    print(f"\n[5/7] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
           f"into {model_dir}")
     result = workflow.train(repo, model_dir, cfg, progress=False)
     print(f"      {result.examples:,} examples, {result.examples_per_second:,.0f} examples/s, "
           f"loss per epoch " + ", ".join(f"{x:.0f}" for x in result.losses))
     base = args.workdir / "models" / "serving"
-    print(f"\n[6/6] exporting SavedModels under {base}")
+    print(f"\n[6/7] exporting SavedModels under {base}")
     exported = workflow.export(repo, model_dir, base, k=100)
     for name, path in exported.paths.items():
         custom = ", ".join(exported.manifests[name]["ops"]["custom"]) or "none (stock TF Serving)"
         print(f"      {name:<20} {path}  custom ops: {custom}")
     return model_dir, base
-
-
-def _query_exported(base: Path, repo: Path, user: str) -> None:
-    """Load the exported ScaNN model as a server would and retrieve for ``user``."""
-    import pyarrow.parquet as pq
-    import scann  # noqa: F401  (registers the Scann ops before loading)
-    import tensorflow as tf
-
-    from trainer.arrays import to_arrays
-    from trainer.config import RetrievalConfig
-    from trainer.feature_spec import query_inputs
-    from trainer.manifest import read_manifest
-    from trainer.versioning import versions
-
-    path = base / "retrieval" / str(versions(base / "retrieval")[-1])
-    cfg = RetrievalConfig.from_dict({"model": read_manifest(path)["model_config"]}).model
-    examples = pq.read_table(repo / "data" / "training_examples").to_pandas()
-    latest = examples[examples["user_id"] == user].sort_values("event_timestamp").tail(1)
-    for spec in query_inputs(cfg):
-        if spec.name not in latest.columns:
-            latest[spec.name] = [spec.missing] if spec.width is None else [[]]
-    model = tf.saved_model.load(str(path))
-    feed = {k: tf.constant(v) for k, v in to_arrays(latest, query_inputs(cfg)).items()}
-    out = model.signatures["retrieval"](**feed)
-    ids = [x.decode() for x in out["item_ids"].numpy()[0, :5]]
-    scores = out["scores"].numpy()[0, :5]
-    recent = list(latest["history_item_ids"].iloc[0])[:5]
-    print(f"      user {user}: recent items {recent}")
-    print("      top 5 from the exported ScaNN model: "
-          + ", ".join(f"{i} ({s:.2f})" for i, s in zip(ids, scores)))
