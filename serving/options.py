@@ -32,6 +32,8 @@ class ServerOptions:
     grpc_max_threads: int = 16
     max_batch_size: int = 4096
     host: str = "0.0.0.0"
+    tensorflow_intra_op_parallelism: int = 0
+    tensorflow_inter_op_parallelism: int = 0
 
     def __post_init__(self) -> None:
         for name in ("port", "rest_api_port"):

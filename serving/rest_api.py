@@ -58,7 +58,9 @@ class RestApi:
 
     def __init__(self, predictor: Predictor, timeout_s: float,
                  metrics_path: str | None = None,
-                 metrics_page: Callable[[], str] | None = None):
+                 metrics_page: Callable[[], str] | None = None, num_threads: int = 16):
+        self.num_threads = num_threads
+        self._threads_set = False
         self.predictor = predictor
         self.core = predictor.core
         self.timeout_s = timeout_s
@@ -70,6 +72,11 @@ class RestApi:
         return Starlette(routes=[Route("/{path:path}", self.dispatch, methods=methods)])
 
     async def dispatch(self, request: Request) -> Response:
+        if not self._threads_set:  # --rest_api_num_threads: the worker threads of this loop
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = self.num_threads
+            self._threads_set = True
         path = request.url.path
         if self.metrics_page is not None and path == self.metrics_path:
             page = await run_in_threadpool(self.metrics_page)

@@ -85,6 +85,7 @@ class ModelServer:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> ModelServer:
         options = self.options
+        _set_threads(options)
         self.core.reload_config(model_config(options))
         self._grpc, self.grpc_port = make_server(self.predictor, options.port, options.host,
                                                  options.grpc_max_threads)
@@ -105,7 +106,8 @@ class ModelServer:
         import uvicorn
 
         api = RestApi(self.predictor, self.options.rest_api_timeout_in_ms / 1000.0,
-                      self.metrics_path, self.metrics.render if self.metrics_path else None)
+                      self.metrics_path, self.metrics.render if self.metrics_path else None,
+                      self.options.rest_api_num_threads)
         config = uvicorn.Config(api.app(), host=self.options.host,
                                 port=self.options.rest_api_port, log_level="warning",
                                 access_log=False, lifespan="off")
@@ -135,6 +137,22 @@ class ModelServer:
         """Block until interrupted (Ctrl-C / SIGTERM)."""
         if self._grpc is not None:
             self._grpc.wait_for_termination()
+
+
+def _set_threads(options: ServerOptions) -> None:
+    """TF Serving's --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism
+    (0 = TensorFlow's default); only possible before TensorFlow runs its first op."""
+    import tensorflow as tf
+
+    try:
+        if options.tensorflow_intra_op_parallelism:
+            tf.config.threading.set_intra_op_parallelism_threads(
+                options.tensorflow_intra_op_parallelism)
+        if options.tensorflow_inter_op_parallelism:
+            tf.config.threading.set_inter_op_parallelism_threads(
+                options.tensorflow_inter_op_parallelism)
+    except RuntimeError as exc:  # TensorFlow already initialised in this process
+        log.warning("cannot change TensorFlow's thread pools now: %s", exc)
 
 
 __all__ = ["ModelServer"]
