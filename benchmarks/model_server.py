@@ -29,8 +29,8 @@ Where the data comes from: a small synthetic platform goes through the real proj
 (generator -> lake -> Beam features -> feast apply -> ``trainer.workflow.train`` ->
 ``trainer.workflow.export``), all kept and reused under ``--workdir`` when given. TF threads are
 TF's defaults in both the server and the in-process runs unless ``--tf-threads`` pins them
-(in the server through ``TF_NUM_INTRAOP_THREADS``/``TF_NUM_INTEROP_THREADS``: the server has no
-flag for it). Prints a table, writes JSON (default benchmarks/results/model_server.json) and a
+(in the server with ``--tensorflow_intra_op_parallelism``/``--tensorflow_inter_op_parallelism``).
+Prints a table, writes JSON (default benchmarks/results/model_server.json) and a
 plot next to it (.png).
 """
 
@@ -188,10 +188,9 @@ class ServerProcess:
                         f"--rest_api_port={self.rest_port}",
                         f"--model_config_file={self.config}",
                         "--file_system_poll_wait_seconds=0", "--host=127.0.0.1"]
-        self.env = dict(os.environ)
         if tf_threads:
-            self.env.update(TF_NUM_INTRAOP_THREADS=str(tf_threads),
-                            TF_NUM_INTEROP_THREADS=str(tf_threads))
+            self.command += [f"--tensorflow_intra_op_parallelism={tf_threads}",
+                             f"--tensorflow_inter_op_parallelism={tf_threads}"]
         self.process: subprocess.Popen | None = None
 
     def url(self, path: str) -> str:
@@ -203,7 +202,7 @@ class ServerProcess:
         start = time.perf_counter()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
-                                            env=self.env, cwd=ROOT)
+                                            cwd=ROOT)
         deadline = time.monotonic() + 300
         waiting = set(self.models)
         while waiting:
@@ -405,6 +404,7 @@ def _plot(results: list[dict], path: Path, cpus: int) -> None:
     lat_ax.set_ylabel("latency per request (ms)")
     lat_ax.set_title("p50 (solid) and p99 (dashed)")
     qps_ax.set_ylabel("requests/s")
+    qps_ax.set_ylim(bottom=0)
     qps_ax.set_title("throughput")
     lat_ax.legend(fontsize=7)
     qps_ax.legend(fontsize=7)
