@@ -118,7 +118,7 @@ def test_scann_model_and_other_signatures_over_rest(served):
     assert response.status_code == 200, response.text
     found = [p["item_ids"] for p in response.json()["predictions"]]
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, exact.tolist())])
-    assert overlap >= 0.9
+    assert overlap >= 0.95  # exact ScaNN; ties may swap places at the 10th position
     embedding = requests.post(_url(server, "/v1/models/retrieval:predict"),
                               data=_json_body({"signature_name": "query_embedding",
                                                "instances": _instances(queries)}), timeout=30)

@@ -18,7 +18,7 @@ import grpc
 import numpy as np
 import pytest
 
-from serving import json_codec
+from serving import json_tensor
 from serving.errors import Code, ServingError, json_error_body
 from serving.json_codec import (
     PredictRequestJson,
@@ -420,10 +420,10 @@ def random_value_like(rng, depth, leaf):
 
 
 def exact(value, dtype):
-    shape = json_codec._first_walk_shape(value)
+    shape = json_tensor._first_walk_shape(value)
     found: list = []
-    json_codec._fill(value, 0, shape, dtype, found)
-    return json_codec._to_array(found, shape, dtype)
+    json_tensor._fill(value, 0, shape, dtype, found)
+    return json_tensor._to_array(found, shape, dtype)
 
 
 def test_fast_path_agrees_with_the_exact_walk():
@@ -432,7 +432,7 @@ def test_fast_path_agrees_with_the_exact_walk():
     for _ in range(3000):
         value = [random_value(rng, 3)]
         for dtype in DTYPES:
-            fast = json_codec._dense_fast(value, dtype)
+            fast = json_tensor._dense_fast(value, dtype)
             try:
                 slow = exact(value, dtype)
             except ServingError:
