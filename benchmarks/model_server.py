@@ -44,7 +44,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import socket
 import subprocess
 import sys
@@ -55,6 +54,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from small_platform import build_platform
 
 ROOT = Path(__file__).resolve().parents[1]
 RECSYS = ROOT / ".venv" / "bin" / "recsys"
@@ -82,45 +82,13 @@ def _cpu_seconds(pid: int | None) -> float:
 
 
 # -- the platform, the model and its export ---------------------------------------------------
-def _platform(workdir: Path, synthetic) -> Path:
-    """The feature repository of a small synthetic platform (built unless already there)."""
-    from recsys.data.lake import Lake
-    from recsys.data.synthetic import generate
-    from recsys.features.build import build_features
-    from recsys.features.store import apply
-
-    repo = workdir / "feature_repo"
-    if (repo / "data" / "training_examples").is_dir() and (repo / "data" / "registry.db").exists():
-        print(f"reusing the platform in {repo}", flush=True)
-        return repo
-    start = time.perf_counter()
-    report = generate(synthetic, Lake(workdir / "lake", create=True), progress=False)
-    # A copy of the checkout's embedded feature repository, as `recsys demo` makes one.
-    shutil.copytree(ROOT / "feature_repo", repo, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("data", "__pycache__", "production"))
-    build_features(workdir / "lake", repo, "embedded", ["--split", "none"])
-    apply(repo.resolve())
-    print(f"platform: {synthetic.users:,} users, {synthetic.items:,} items, "
-          f"{report.events_written:,} events, features built and applied in "
-          f"{time.perf_counter() - start:.1f}s", flush=True)
-    return repo
-
-
 def _exported(repo: Path, model_dir: Path, base: Path, epochs: int, k: int, data) -> int:
     """Train (unless a checkpoint exists) and export (unless both models are exported) under
     ``base``; the version served."""
-    import tensorflow as tf
-
+    from small_platform import train_once
     from trainer import workflow
-    from trainer.config import RetrievalConfig, TrainConfig
 
-    if tf.train.latest_checkpoint(model_dir / "checkpoints") is None:
-        start = time.perf_counter()
-        workflow.train(repo, model_dir, RetrievalConfig(train=TrainConfig(epochs=epochs)),
-                       progress=False, data=data)
-        print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f}s", flush=True)
-    else:
-        print(f"reusing the model in {model_dir}", flush=True)
+    train_once(repo, model_dir, epochs, data)
 
     def versions(name: str) -> set[int]:
         path = base / name
@@ -470,7 +438,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        repo = _platform(workdir, synthetic)
+        repo = build_platform(workdir, synthetic)
         data = load_retrieval_data(repo.resolve())
         model_dir, base = workdir / "two_tower", workdir / "models"
         version = _exported(repo, model_dir, base, args.epochs, args.top_k, data)

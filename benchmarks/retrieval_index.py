@@ -39,13 +39,13 @@ import logging
 import os
 import platform
 import resource
-import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from small_platform import build_platform
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -65,45 +65,12 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _platform(workdir: Path, synthetic) -> Path:
-    """The feature repository of a small synthetic platform (built unless already there)."""
-    from recsys.data.lake import Lake
-    from recsys.data.synthetic import generate
-    from recsys.features.build import build_features
-    from recsys.features.store import apply
-
-    repo = workdir / "feature_repo"
-    if (repo / "data" / "training_examples").is_dir() and (repo / "data" / "registry.db").exists():
-        print(f"reusing the platform in {repo}", flush=True)
-        return repo
-    start = time.perf_counter()
-    report = generate(synthetic, Lake(workdir / "lake", create=True), progress=False)
-    # A copy of the checkout's embedded feature repository, as `recsys demo` makes one.
-    shutil.copytree(ROOT / "feature_repo", repo, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("data", "__pycache__", "production"))
-    build_features(workdir / "lake", repo, "embedded", ["--split", "none"])
-    apply(repo.resolve())
-    print(f"platform: {synthetic.users:,} users, {synthetic.items:,} items, "
-          f"{report.events_written:,} events, features built and applied in "
-          f"{time.perf_counter() - start:.1f}s", flush=True)
-    return repo
-
-
 def _model(repo: Path, model_dir: Path, epochs: int, data):
     """Train the two-tower model into ``model_dir`` unless it already has a checkpoint."""
-    import tensorflow as tf
-
-    from trainer import workflow
-    from trainer.config import RetrievalConfig, TrainConfig
+    from small_platform import train_once
     from trainer.model_dir import ModelDir
 
-    if tf.train.latest_checkpoint(model_dir / "checkpoints") is None:
-        start = time.perf_counter()
-        workflow.train(repo, model_dir, RetrievalConfig(train=TrainConfig(epochs=epochs)),
-                       progress=False, data=data)
-        print(f"trained {epochs} epoch(s) in {time.perf_counter() - start:.1f}s", flush=True)
-    else:
-        print(f"reusing the model in {model_dir}", flush=True)
+    train_once(repo, model_dir, epochs, data)
     directory = ModelDir(model_dir)
     cfg, vocab, model = directory.restore()
     return cfg, vocab, model, directory.data_end_us()
@@ -320,7 +287,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        repo = _platform(workdir, synthetic)
+        repo = build_platform(workdir, synthetic)
         data = load_retrieval_data(repo.resolve())
         model_dir = args.model_dir or workdir / "two_tower"
         cfg, vocab, model, reference_us = _model(repo, model_dir, args.epochs, data)
