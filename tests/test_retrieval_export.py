@@ -154,7 +154,7 @@ def test_portable_model_loads_without_scann_and_matches_the_scann_model(exported
 
 
 def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, trained_model_dir,
-                                                                   small_data):
+                                                                   small_data, small_repo):
     from trainer.arrays import to_arrays
     from trainer.feature_spec import query_inputs
 
@@ -167,6 +167,16 @@ def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, tra
         loaded = tf.saved_model.load(str(base / name / "1"))
         got = loaded.signatures["query_embedding"](**feed)["embedding"].numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
+    from trainer.arrays import with_item_age
+    from trainer.feature_spec import candidate_inputs
+    from trainer.training_data import read_catalogue
+
+    items = {k: tf.constant(v) for k, v in to_arrays(
+        with_item_age(read_catalogue(small_repo / "data").head(32), 1_700_000_000_000_000),
+        candidate_inputs(model.cfg)).items()}
+    tower = tf.saved_model.load(str(base / "item_tower" / "1"))
+    np.testing.assert_allclose(tower.signatures["item_tower"](**items)["embedding"].numpy(),
+                               model.candidate_tower(items).numpy(), atol=1e-5)
     portable = tf.saved_model.load(str(base / "retrieval_portable" / "1"))
     scann = tf.saved_model.load(str(base / "retrieval" / "1"))
     a = portable.signatures["retrieval"](**feed)
