@@ -84,6 +84,14 @@ class ModelServer:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> ModelServer:
+        """Start everything; if any part fails, what was started is stopped again."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> ModelServer:
         options = self.options
         _set_threads(options)
         self.core.reload_config(model_config(options))
@@ -110,12 +118,12 @@ class ModelServer:
                       self.options.rest_api_num_threads)
         config = uvicorn.Config(api.app(), host=self.options.host,
                                 port=self.options.rest_api_port, log_level="warning",
-                                access_log=False, lifespan="off")
+                                access_log=False, lifespan="off", log_config=None)
         self._uvicorn = uvicorn.Server(config)
         self._rest_thread = threading.Thread(target=self._uvicorn.run, name="rest-api",
                                              daemon=True)
         self._rest_thread.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while not self._uvicorn.started:
             if not self._rest_thread.is_alive() or time.monotonic() > deadline:
                 raise ServingError(Code.UNAVAILABLE, f"the REST API could not start on "
