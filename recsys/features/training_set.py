@@ -24,15 +24,22 @@ def training_set(path: Path, service: str = "ranking", split: str | None = None,
                  examples_dir: Path | None = None) -> pd.DataFrame:
     """Examples of ``split`` (all when None) from ``<path>/data/training_examples`` joined with
     the features of ``service``."""
-    from feast import FeatureStore
-
     source = examples_dir or path / "data" / "training_examples"
     if not source.is_dir():
         raise FeatureStoreError(f"{source} not found; run `recsys features build` first")
     examples = pq.read_table(source).to_pandas()
     if split is not None:
         examples = examples[examples["split"] == split]
-    examples = examples.reset_index(drop=True)
+    return join_features(path, examples, service)
+
+
+def join_features(path: Path, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+    """``rows`` (with ``user_id``, ``item_id``, ``event_timestamp``) joined point in time with
+    the features of ``service``; one output row per input row, in order; columns the rows
+    already carry that the service also serves are taken from Feast."""
+    from feast import FeatureStore
+
+    examples = rows.reset_index(drop=True).copy()
     examples["_row"] = range(len(examples))
     with in_repo(path):
         store = FeatureStore(repo_path=str(path))

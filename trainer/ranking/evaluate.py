@@ -1,0 +1,50 @@
+"""Two-tower + ranker under the offline protocol: the ranker re-orders each user's top
+``depth`` two-tower candidates (the user's train items excluded), with every feature taken at
+the user's request time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.evaluation import top_k
+from trainer.arrays import to_arrays
+from trainer.evaluate import two_tower_scores
+from trainer.evaluation_set import EvaluationSet
+from trainer.ranking.inputs import ranker_inputs
+from trainer.training_data import with_content
+
+
+def ranker_rows(es: EvaluationSet, candidates: np.ndarray, catalogue: pd.DataFrame,
+                repo: Path) -> pd.DataFrame:
+    """One row per (user, candidate): the user's query columns, the candidate's content and
+    the Feast features at the request time."""
+    from recsys.features.training_set import join_features
+
+    users, depth = candidates.shape
+    repeated = es.queries.loc[np.repeat(np.arange(users), depth)].reset_index(drop=True)
+    ids = es.candidates["item_id"].to_numpy()[candidates.ravel()]
+    rows = with_content(repeated.assign(item_id=ids), catalogue)
+    return join_features(repo, rows, "ranking")
+
+
+def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo: Path,
+             depth: int = 200, batch: int = 8192) -> np.ndarray:
+    """int64 [users, depth]: candidate indices in the ranker's order."""
+    candidates = top_k(two_tower_scores(two_tower, es), depth, es.exclude)
+    rows = ranker_rows(es, np.maximum(candidates, 0), catalogue, repo)
+    arrays = to_arrays(rows, ranker_inputs(ranker.cfg), "the ranker rows")
+    import tensorflow as tf
+
+    logits = np.concatenate([
+        ranker({k: tf.constant(v[i:i + batch]) for k, v in arrays.items()},
+               training=False)["click"].numpy()
+        for i in range(0, len(rows), batch)]).reshape(candidates.shape)
+    logits = np.where(candidates >= 0, logits, -np.inf)
+    order = np.argsort(-logits, axis=1, kind="stable")
+    return np.take_along_axis(candidates, order, axis=1)
+
+
+__all__ = ["ranker_rows", "reranked"]

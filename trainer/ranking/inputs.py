@@ -1,0 +1,29 @@
+"""The ranker's raw inputs, declared once (training arrays, Keras inputs, the ``rank``
+signature)."""
+
+from __future__ import annotations
+
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES
+from trainer.feature_spec import InputSpec
+from trainer.ranking.config import RankerConfig
+
+
+def ranker_inputs(cfg: RankerConfig, max_tags: int = 10) -> tuple[InputSpec, ...]:
+    h = cfg.history_length
+    return (
+        InputSpec("history_item_ids", "string", h),
+        InputSpec("history_categories", "string", h),
+        InputSpec("history_gaps_s", "float32", h),
+        InputSpec("item_id", "string"),
+        InputSpec("item_category", "string"),
+        InputSpec("item_tags", "string", max_tags),
+        InputSpec("item_age_days", "float32"),
+        InputSpec("hour_of_day", "int64"),
+        InputSpec("day_of_week", "int64"),
+        *(InputSpec(name, "string") for name in CONTEXT_CATEGORICAL_FEATURES),
+        *(InputSpec(name, "float32") for name in cfg.item_numeric_features),
+        *(InputSpec(name, "float32") for name in cfg.user_numeric_features),
+    )
+
+
+__all__ = ["ranker_inputs"]

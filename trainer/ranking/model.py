@@ -1,0 +1,115 @@
+"""The transformer ranker (Behavior Sequence Transformer style), multi-task.
+
+The user's recent items (id + category + position + time gap) and the candidate (id +
+category + position) form one sequence; self-attention lets the candidate token read the
+history. Its output, the pooled history, the candidate's content and age, the request
+context and the Feast item and user features go through an MLP to two heads: ``click`` (a
+logit, binary cross-entropy) and ``watch`` (engagement regression, squared error).
+
+Input: a mapping with the inputs of :func:`trainer.ranking.inputs.ranker_inputs`.
+Output: ``{"click": float32 [B], "watch": float32 [B]}``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES
+from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
+from trainer.layers.lookup_embedding import PAD_INDEX
+from trainer.layers.transformer_block import TransformerBlock
+from trainer.ranking.config import RankerConfig
+from trainer.vocabularies import Vocabularies, log_stats, vocabulary
+
+GAP_BUCKETS = 16
+
+
+def build_vocabularies(arrays: Mapping[str, np.ndarray], cfg: RankerConfig) -> Vocabularies:
+    """Vocabularies and statistics from the training rows' arrays."""
+    from collections import Counter
+
+    counts = Counter(arrays["item_id"].tolist())
+    counts.update(arrays["history_item_ids"].ravel().tolist())
+    counts.pop("", None)
+    items = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    categories = vocabulary(np.concatenate([arrays["item_category"],
+                                            arrays["history_categories"].ravel()]))
+    return Vocabularies(
+        user_ids=[], item_ids=items, item_counts=[counts[i] for i in items],
+        categories=categories, tags=vocabulary(arrays["item_tags"]), languages=[],
+        strings={n: vocabulary(arrays[n]) for n in CONTEXT_CATEGORICAL_FEATURES},
+        numeric={n: log_stats(arrays[n]) for n in (*cfg.item_numeric_features,
+                                                   *cfg.user_numeric_features)})
+
+
+class RankerModel(tf.keras.Model):
+    def __init__(self, cfg: RankerConfig, vocab: Vocabularies, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg, self.vocab = cfg, vocab
+        self.items = LookupEmbedding(vocab.item_ids, cfg.item_dim, name="item_ids")
+        self.token_categories = LookupEmbedding(vocab.categories, cfg.item_dim,
+                                                name="token_categories")
+        self.positions = tf.keras.layers.Embedding(cfg.history_length + 1, cfg.item_dim,
+                                                   name="positions")
+        self.gaps = tf.keras.layers.Embedding(GAP_BUCKETS + 1, cfg.item_dim, name="gaps")
+        self.blocks = [TransformerBlock(cfg.num_heads, cfg.ff_units, cfg.dropout,
+                                        name=f"transformer_{i}") for i in range(cfg.num_blocks)]
+        self.pool = HistoryPooling(None)
+        self.category = LookupEmbedding(vocab.categories, cfg.feature_dim, name="item_category")
+        self.tags = LookupEmbedding(vocab.tags, cfg.feature_dim, name="item_tags")
+        self.hour = tf.keras.layers.Embedding(24, cfg.feature_dim, name="hour_of_day")
+        self.weekday = tf.keras.layers.Embedding(7, cfg.feature_dim, name="day_of_week")
+        self.context = {n: LookupEmbedding(vocab.strings.get(n, []), cfg.feature_dim, name=n)
+                        for n in CONTEXT_CATEGORICAL_FEATURES}
+        self.numeric = LogStandardize({n: vocab.numeric.get(n, (0.0, 1.0)) for n in
+                                       (*cfg.item_numeric_features, *cfg.user_numeric_features)})
+        self.mlp = tf.keras.Sequential([tf.keras.layers.Dense(u, activation="relu")
+                                        for u in cfg.hidden_units], name="mlp")
+        self.click_head = tf.keras.layers.Dense(1, name="click")
+        self.watch_head = tf.keras.layers.Dense(1, name="watch")
+
+    def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
+        cfg = self.cfg
+        width = cfg.history_length
+        history = self.items.indices(fixed_width(features["history_item_ids"], width, ""))
+        mask = history != PAD_INDEX
+        gaps = tf.cast(features["history_gaps_s"], tf.float32)
+        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
+        gap_bucket = tf.cast(tf.clip_by_value(tf.math.log1p(tf.maximum(gaps, 0.0)) / 1.2, 0,
+                                              GAP_BUCKETS - 1), tf.int32) + 1
+        positions = tf.range(width + 1)[tf.newaxis, :]
+        tokens = tf.concat([
+            self.items.embedding(history)
+            + self.token_categories(fixed_width(features["history_categories"], width, ""))
+            + self.gaps(gap_bucket),
+            (self.items(features["item_id"])
+             + self.token_categories(features["item_category"]))[:, tf.newaxis, :],
+        ], axis=1) + self.positions(positions)
+        token_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], axis=1)
+        x = tokens
+        for block in self.blocks:
+            x = block(x, token_mask, training=training)
+        candidate = x[:, -1, :]
+        pooled = self.pool(x[:, :-1, :], mask)
+        tag_ids = self.tags.indices(fixed_width(features["item_tags"], 10, ""))
+        tags = self.pool(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
+        age = tf.cast(features["item_age_days"], tf.float32)
+        age_missing = tf.math.is_nan(age)
+        age = tf.where(age_missing, 0.0, tf.math.log1p(tf.maximum(age, 0.0)) / 10.0)
+        parts = [candidate, pooled, candidate * pooled,
+                 self.category(features["item_category"]), tags,
+                 age[:, tf.newaxis], tf.cast(age_missing, tf.float32)[:, tf.newaxis],
+                 self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
+                 self.weekday(tf.clip_by_value(features["day_of_week"], 0, 6)),
+                 *(layer(features[n]) for n, layer in self.context.items())]
+        if self.numeric.stats:
+            parts.append(self.numeric(features))
+        hidden = self.mlp(tf.concat(parts, axis=-1), training=training)
+        return {"click": tf.squeeze(self.click_head(hidden), -1),
+                "watch": tf.squeeze(self.watch_head(hidden), -1)}
+
+
+__all__ = ["RankerModel", "build_vocabularies"]
