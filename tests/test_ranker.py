@@ -80,3 +80,11 @@ def test_ranker_config_is_checked():
         RankerConfig(num_heads=0)
     with pytest.raises(ConfigError, match="dropout must be in"):
         RankerConfig(dropout=1.0)
+
+
+def test_the_retrieval_score_can_be_an_input(rows):
+    import dataclasses
+
+    assert rows["retrieval_score"].between(-1.0001, 1.0001).all()
+    result = train_ranker(rows, dataclasses.replace(SMALL, use_retrieval_score=True, epochs=1))
+    assert np.isfinite(result.losses[0])

@@ -13,7 +13,7 @@ from recsys.evaluation import top_k
 from trainer.arrays import to_arrays
 from trainer.evaluate import two_tower_scores
 from trainer.evaluation_set import EvaluationSet
-from trainer.ranking.inputs import ranker_inputs
+from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.training_data import with_content
 
 
@@ -33,8 +33,11 @@ def ranker_rows(es: EvaluationSet, candidates: np.ndarray, catalogue: pd.DataFra
 def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo: Path,
              depth: int = 200, batch: int = 8192) -> np.ndarray:
     """int64 [users, depth]: candidate indices in the ranker's order."""
-    candidates = top_k(two_tower_scores(two_tower, es), depth, es.exclude)
+    scores = two_tower_scores(two_tower, es)
+    candidates = top_k(scores, depth, es.exclude)
     rows = ranker_rows(es, np.maximum(candidates, 0), catalogue, repo)
+    rows[RETRIEVAL_SCORE] = np.take_along_axis(scores, np.maximum(candidates, 0),
+                                               axis=1).ravel()
     arrays = to_arrays(rows, ranker_inputs(ranker.cfg), "the ranker rows")
     import tensorflow as tf
 

@@ -8,6 +8,9 @@ from trainer.feature_spec import InputSpec
 from trainer.ranking.config import RankerConfig
 
 
+RETRIEVAL_SCORE = "retrieval_score"  # the two-tower model's score of (query, candidate)
+
+
 def ranker_inputs(cfg: RankerConfig, max_tags: int = 10) -> tuple[InputSpec, ...]:
     h = cfg.history_length
     return (
@@ -23,7 +26,8 @@ def ranker_inputs(cfg: RankerConfig, max_tags: int = 10) -> tuple[InputSpec, ...
         *(InputSpec(name, "string") for name in CONTEXT_CATEGORICAL_FEATURES),
         *(InputSpec(name, "float32") for name in cfg.item_numeric_features),
         *(InputSpec(name, "float32") for name in cfg.user_numeric_features),
+        *((InputSpec(RETRIEVAL_SCORE, "float32"),) if cfg.use_retrieval_score else ()),
     )
 
 
-__all__ = ["ranker_inputs"]
+__all__ = ["ranker_inputs", "RETRIEVAL_SCORE"]

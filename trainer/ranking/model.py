@@ -22,6 +22,7 @@ from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixe
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.layers.transformer_block import TransformerBlock
 from trainer.ranking.config import RankerConfig
+from trainer.ranking.inputs import RETRIEVAL_SCORE
 from trainer.vocabularies import Vocabularies, log_stats, vocabulary
 
 GAP_BUCKETS = 16
@@ -107,6 +108,9 @@ class RankerModel(tf.keras.Model):
                  *(layer(features[n]) for n, layer in self.context.items())]
         if self.numeric.stats:
             parts.append(self.numeric(features))
+        if cfg.use_retrieval_score:
+            score = tf.cast(features[RETRIEVAL_SCORE], tf.float32)
+            parts.append(tf.where(tf.math.is_nan(score), 0.0, score)[:, tf.newaxis] * 10.0)
         hidden = self.mlp(tf.concat(parts, axis=-1), training=training)
         return {"click": tf.squeeze(self.click_head(hidden), -1),
                 "watch": tf.squeeze(self.watch_head(hidden), -1)}

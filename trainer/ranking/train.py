@@ -21,7 +21,7 @@ from trainer.evaluate import embed
 from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.ranking.candidates import top_candidates
 from trainer.ranking.config import RankerConfig
-from trainer.ranking.inputs import ranker_inputs
+from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.ranking.model import RankerModel, build_vocabularies
 from trainer.ranking.samples import NegativeSampling, sample_rows
 from trainer.training_data import RetrievalData, timestamps_us, with_content
@@ -61,6 +61,11 @@ def training_rows(data: RetrievalData, two_tower, repo: Path,
     ids = items["item_id"].to_numpy()
     retrieved = np.where(found >= 0, ids[np.maximum(found, 0)], "")
     rows = sample_rows(data.train, retrieved, ids, items["train_count"].to_numpy(), sampling)
+    position = pd.Series(np.arange(len(ids)), index=ids)
+    item_rows = position.reindex(rows["item_id"]).to_numpy()
+    example_rows = rows["example_index"].to_numpy()
+    rows[RETRIEVAL_SCORE] = np.einsum("ij,ij->i", queries[example_rows],
+                                      item_emb[item_rows]).astype(np.float32)
     log.info("ranker rows: %s (%s positives)", f"{len(rows):,}", f"{int(rows.label.sum()):,}")
     rows = with_content(rows, data.catalogue)
     return join_features(repo, rows, "ranking")
