@@ -98,7 +98,9 @@ def test_new_version_under_load_then_a_corrupt_one(exported, tmp_path):
         corrupt = base / "3"
         corrupt.mkdir()
         (corrupt / "saved_model.pb").write_bytes(b"this is not a SavedModel")
-        state, error = _wait_for(lambda: _states(server, PORTABLE).get(3))
+        # wait past LOADING: the status first shows 3 while it is being loaded
+        state, error = _wait_for(lambda: (_states(server, PORTABLE).get(3, ("",))[0] == "END"
+                                          and _states(server, PORTABLE)[3]))
         assert state == "END" and error, error
         time.sleep(1.5)  # keep calling across another poll
         stop.set()
