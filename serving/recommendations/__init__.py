@@ -1,0 +1,1 @@
+"""The recommendation service: retrieval -> ranking -> rules -> top N, with fallbacks."""

@@ -1,0 +1,206 @@
+"""Business rules after ranking: exclusions, score normalisation, recency boost, diversity.
+
+``apply_rules`` runs per request on a few hundred candidates, in plain Python (no pandas).
+
+Guarantees of ``apply_rules``:
+
+* It never returns an excluded item, never more than ``k`` items and never two candidates with
+  the same ``item_id`` (the best scored copy wins).
+* It is deterministic: the same input gives the same output; ties keep input order. It does not
+  modify its input: the candidates it returns are copies with adjusted scores and reasons.
+* It returns ``min(k, number of distinct kept items)`` items. The per-category cap yields to
+  that: when too few categories remain, the best skipped items fill the list and their reasons
+  say "diversity cap relaxed".
+* ``k <= 0`` is a ``ValueError``; a bad ``RulesConfig`` value is a ``ConfigError`` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from recsys.errors import ConfigError
+
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass
+class Candidate:
+    """One recommendable item; ``score`` is higher-is-better, ``reasons`` what rules did to it."""
+
+    item_id: str
+    score: float
+    source: str
+    category: str = ""
+    created_at_s: int | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Attributes:
+        recency_boost: the largest additive boost (an item created now); 0 disables it.
+        recency_half_life_days: age at which the boost has halved.
+        max_per_category: largest share of the returned list one category may take, in (0, 1];
+            ``max(1, floor(max_per_category * k))`` items.
+    """
+
+    recency_boost: float = 0.1
+    recency_half_life_days: float = 30.0
+    max_per_category: float = 0.4
+
+    def __post_init__(self) -> None:
+        if not (_is_number(self.recency_boost) and self.recency_boost >= 0):
+            raise ConfigError(
+                f"recency_boost must be a finite number >= 0, got {self.recency_boost!r}")
+        if not (_is_number(self.recency_half_life_days) and self.recency_half_life_days > 0):
+            raise ConfigError(f"recency_half_life_days must be a finite number > 0, "
+                              f"got {self.recency_half_life_days!r}")
+        if not (_is_number(self.max_per_category) and 0 < self.max_per_category <= 1):
+            raise ConfigError(
+                f"max_per_category must be in (0, 1], got {self.max_per_category!r}")
+
+
+def _copy(candidate: Candidate) -> Candidate:
+    return replace(candidate, reasons=list(candidate.reasons))
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+        raise ValueError(f"k must be a positive integer (items to return), got {k!r}")
+
+
+def _rank_key(candidate: Candidate) -> float:
+    """Sort key for score descending; a NaN score sorts last instead of breaking the sort."""
+    return math.inf if math.isnan(candidate.score) else -candidate.score
+
+
+def merge_sources(*lists: Sequence[Candidate]) -> list[Candidate]:
+    """One candidate per item_id, lists in priority order: the first entry of an item is kept
+    (as a copy) and each other source giving it adds "also from <source>" to its reasons."""
+    merged: dict[str, Candidate] = {}
+    for candidates in lists:
+        for candidate in candidates:
+            kept = merged.get(candidate.item_id)
+            if kept is None:
+                merged[candidate.item_id] = _copy(candidate)
+                continue
+            reason = f"also from {candidate.source}"
+            if candidate.source != kept.source and reason not in kept.reasons:
+                kept.reasons.append(reason)
+    return list(merged.values())
+
+
+def remove_excluded(candidates: Sequence[Candidate],
+                    excluded: Collection[str]) -> tuple[list[Candidate], int]:
+    """The candidates whose item_id is not in ``excluded`` (consumed or excluded by the
+    request), in order, and how many were removed."""
+    if not isinstance(excluded, (set, frozenset, dict)):
+        excluded = set(excluded)
+    kept = [c for c in candidates if c.item_id not in excluded]
+    return kept, len(candidates) - len(kept)
+
+
+def normalise_scores(candidates: Sequence[Candidate]) -> None:
+    """Rescale scores in place to [0, 1] by min-max (all equal -> all 1.0), so the recency
+    boost means the same whatever model scored them. A non-finite score becomes 0.0."""
+    finite = [c.score for c in candidates if math.isfinite(c.score)]
+    if not finite:
+        low = high = 0.0
+    else:
+        low, high = min(finite), max(finite)
+    span = high - low
+    for c in candidates:
+        if not math.isfinite(c.score):
+            c.score = 0.0
+            c.reasons.append("non-finite score treated as lowest")
+        else:
+            c.score = (c.score - low) / span if span > 0 else 1.0
+
+
+def apply_recency_boost(candidates: Sequence[Candidate], now_s: int, cfg: RulesConfig) -> None:
+    """In place: ``score += recency_boost * 0.5 ** (age_days / half_life)`` for candidates with
+    ``created_at_s`` (an item from the future counts as age 0); others are left alone."""
+    if cfg.recency_boost == 0:
+        return
+    for c in candidates:
+        if c.created_at_s is None:
+            continue
+        age_days = max(0.0, (now_s - c.created_at_s) / SECONDS_PER_DAY)
+        boost = cfg.recency_boost * 0.5 ** (age_days / cfg.recency_half_life_days)
+        c.score += boost
+        if boost >= 0.01:
+            c.reasons.append(f"recency boost +{boost:.2f}")
+
+
+def category_cap(k: int, cfg: RulesConfig) -> int:
+    """Most items one category may take in a list of ``k``: max(1, floor(share * k))."""
+    _check_k(k)
+    return max(1, math.floor(cfg.max_per_category * k + 1e-9))  # 0.29 * 100 is 28.99...
+
+
+def diversify(candidates: Sequence[Candidate], k: int, cfg: RulesConfig) -> list[Candidate]:
+    """The best ``k`` candidates by score (ties: earlier first) with at most ``category_cap``
+    per category; an empty category is unique to its item and never capped. Later copies of
+    an item_id are dropped. The cap yields to returning k items: if it leaves fewer, the best
+    skipped items fill the list after the capped picks, "diversity cap relaxed" appended to
+    their reasons (in place)."""
+    cap = category_cap(k, cfg)
+    picked: list[Candidate] = []
+    skipped: list[Candidate] = []
+    seen: set[str] = set()
+    per_category: dict[str, int] = {}
+    for c in sorted(candidates, key=_rank_key):
+        if len(picked) == k:
+            break
+        if c.item_id in seen:
+            continue
+        seen.add(c.item_id)
+        if c.category:
+            if per_category.get(c.category, 0) >= cap:
+                skipped.append(c)
+                continue
+            per_category[c.category] = per_category.get(c.category, 0) + 1
+        picked.append(c)
+    for c in skipped[:k - len(picked)]:
+        c.reasons.append("diversity cap relaxed")
+        picked.append(c)
+    return picked
+
+
+def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
+                excluded: Collection[str],
+                cfg: RulesConfig) -> tuple[list[Candidate], dict[str, Any]]:
+    """remove_excluded -> normalise_scores -> apply_recency_boost -> diversify, on copies.
+
+    Returns the top k and stats: "removed" (excluded candidates dropped), "candidates_in"
+    (candidates given) and "categories" (distinct non-empty categories in the result)."""
+    _check_k(k)
+    kept, removed = remove_excluded(candidates, excluded)
+    kept = [_copy(c) for c in kept]
+    normalise_scores(kept)
+    apply_recency_boost(kept, now_s, cfg)
+    kept.sort(key=_rank_key)
+    top = diversify(kept, k, cfg)
+    stats = {"removed": removed, "candidates_in": len(candidates),
+             "categories": len({c.category for c in top if c.category})}
+    return top, stats
+
+
+__all__ = [
+    "Candidate",
+    "RulesConfig",
+    "merge_sources",
+    "remove_excluded",
+    "normalise_scores",
+    "apply_recency_boost",
+    "category_cap",
+    "diversify",
+    "apply_rules",
+]
