@@ -118,6 +118,8 @@ def process_user(user_id: str, events: Iterable[Event], items: Mapping[str, Item
             "user_id": user_id, EVENT_TIMESTAMP: last.ts_us, CREATED_TIMESTAMP: last.ts_us,
             "session_recent_item_ids": state["history_item_ids"],
             "session_recent_categories": state["history_categories"],
+            "session_recent_event_at_s": [last.ts_us // US_PER_S - round(gap)
+                                          for gap in state["history_gaps_s"]],
             "session_length": last_slot.position + 1,
             "session_started_at_s": last_slot.session_start_us // US_PER_S,
             "session_last_event_at_s": last.ts_us // US_PER_S,

@@ -1,5 +1,5 @@
-"""`recsys train retrieval`, `evaluate`, `export`, `export check`, `benchmark quality` from the
-command line: the happy path on the small platform and every bad flag."""
+"""`recsys train retrieval`, `train ranking`, `evaluate`, `export`, `export check`, `benchmark
+quality` from the command line: the happy path on the small platform and every bad flag."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ train:
   epochs: 1
   batch_size: 256
   learning_rate: 3e-3
+"""
+RANKER_YAML = """
+history_length: 10
+item_dim: 8
+feature_dim: 4
+ff_units: 16
+hidden_units: [16]
+epochs: 1
+batch_size: 100
 """
 
 
@@ -48,22 +57,36 @@ def test_train_evaluate_export_and_check(repo_copy, tmp_path, capsys):
     assert "trained 2 epoch(s) on " in out and "examples/s" in out
     assert json.loads((model_dir / "config.json").read_text())["train"]["epochs"] == 2
 
+    ranker_yaml = tmp_path / "ranker.yaml"
+    ranker_yaml.write_text(RANKER_YAML)
+    ranker_dir = tmp_path / "ranker"
+    code, out, err = _run(capsys, "train", "ranking", "--repo", repo_copy, "--model-dir",
+                          model_dir, "--ranker-dir", ranker_dir, "--config", ranker_yaml,
+                          "--candidates", "20", "--no-progress")
+    assert code == 0, err
+    assert "trained the ranker on " in out and "lists of 20 candidates" in out
+    assert json.loads((ranker_dir / "config.json").read_text())["candidates"] == 20
+
     report = tmp_path / "eval.json"
     code, out, err = _run(capsys, "evaluate", "--repo", repo_copy, "--model-dir", model_dir,
-                          "--out", report)
+                          "--ranker-dir", ranker_dir, "--out", report)
     assert code == 0, err
-    assert "most-popular" in out and "two-tower" in out and "recall@100" in out
+    assert "most-popular" in out and "two-tower + ranker" in out and "recall@100" in out
     document = json.loads(report.read_text())
     assert document["protocol"] == "v1"
-    assert set(document["models"]) == {"most-popular", "two-tower"}
+    assert set(document["models"]) == {"most-popular", "two-tower", "two-tower + ranker"}
     assert {"recall@10", "ndcg@10", "map@10", "coverage@10", "recall@100"} <= set(
         document["models"]["two-tower"])
 
     base = tmp_path / "models"
     code, out, err = _run(capsys, "export", "--repo", repo_copy, "--model-dir", model_dir,
-                          "--model_base_path", base, "--top-k", "20")
+                          "--model_base_path", base, "--top-k", "20", "--ranker-dir", ranker_dir)
     assert code == 0, err
     assert "exported version 1" in out and "Scann>ScannSearchBatched" in out
+    ranker = json.loads((base / "ranker" / "1" / "assets.extra" / "manifest.json").read_text())
+    assert set(ranker["signatures"]) == {"rank", "serving_default"}
+    assert set(ranker["signatures"]["rank"]["outputs"]) == {"click", "watch", "score"}
+    assert ranker["ops"]["stock_tf_serving_loadable"] is True
     manifest = json.loads((base / "retrieval" / "1" / "assets.extra" / "manifest.json")
                           .read_text())
     assert manifest["evaluation"]["models"]["two-tower"]["overall"]["recall@10"] >= 0
@@ -87,6 +110,10 @@ def test_train_evaluate_export_and_check(repo_copy, tmp_path, capsys):
     (["evaluate", "--ks", "ten"], "argument --ks: expected a positive integer, got 'ten'"),
     (["export", "--top-k", "-1"], "argument --top-k: expected a positive integer, got '-1'"),
     (["benchmark", "quality"], "the following arguments are required: --movielens"),
+    (["train", "ranking", "--model-dir", "m"],
+     "the following arguments are required: --ranker-dir"),
+    (["train", "ranking", "--model-dir", "m", "--ranker-dir", "r", "--candidates", "0"],
+     "argument --candidates: expected a positive integer, got '0'"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -109,6 +136,10 @@ def test_bad_inputs_exit_1_with_one_line(repo_copy, tmp_path, capsys):
         (["evaluate", "--repo", repo_copy, "--model-dir", tmp_path / "nothing"],
          "is not a model directory"),
         (["benchmark", "quality", "--movielens", tmp_path], "has no ratings.csv"),
+        (["evaluate", "--repo", repo_copy, "--ranker-dir", tmp_path / "r"],
+         "--ranker-dir re-ranks the two-tower model's candidates: give --model-dir too"),
+        (["train", "ranking", "--repo", repo_copy, "--model-dir", tmp_path / "nothing",
+          "--ranker-dir", tmp_path / "r"], "is not a model directory"),
     ]
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("model:\n  temperature: -1\n")

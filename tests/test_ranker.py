@@ -1,57 +1,77 @@
-"""The transformer ranker on the small platform: rows, training, re-ranking, save -> load.
-(Its quality on MovieLens is measured by the quality benchmark, not here.)"""
+"""The transformer ranker on the small platform: stacking lists, listwise training, re-ranking,
+save -> restore. (Its quality on MovieLens is measured by the quality benchmark, not here.)"""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, SourceError
 from trainer.arrays import to_arrays
 from trainer.evaluation_set import build_evaluation_set
 from trainer.model_dir import ModelDir
-from trainer.ranking.config import RankerConfig
+from trainer.ranking.config import RankerConfig, load_ranker_config
 from trainer.ranking.evaluate import reranked
-from trainer.ranking.inputs import ranker_inputs
-from trainer.ranking.samples import NegativeSampling
-from trainer.ranking.train import train_ranker, training_rows, watch_targets
+from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
+from trainer.ranking.ranker_dir import RankerDir
+from trainer.ranking.stacking import split_by_time
+from trainer.ranking.train import listwise_loss
+from trainer.ranking.workflow import train_ranking
 
 SMALL = RankerConfig(history_length=10, item_dim=8, feature_dim=4, ff_units=16,
-                     hidden_units=(16,), epochs=2, batch_size=256)
+                     hidden_units=(16,), epochs=3, batch_size=100, candidates=20)
 
 
 @pytest.fixture(scope="module")
-def rows(small_data, trained_model_dir, small_repo):
-    _, _, two_tower = ModelDir(trained_model_dir).restore()
-    return training_rows(small_data, two_tower, small_repo,
-                         NegativeSampling(retrieved=2, popular=2))
+def ranking(small_repo, small_data, trained_model_dir, tmp_path_factory):
+    return train_ranking(small_repo, trained_model_dir, tmp_path_factory.mktemp("ranker"),
+                         SMALL, small_data, progress=False)
 
 
-@pytest.fixture(scope="module")
-def trained(rows):
-    return train_ranker(rows, SMALL)
+def test_split_by_time_holds_each_users_latest_interactions():
+    ts = pd.to_datetime([1, 2, 3, 4, 5, 6, 7, 1], unit="D", utc=True)
+    train = pd.DataFrame({"user_id": list("aaaaaaab"), "item_id": list("pqrstuvw"),
+                          "event_timestamp": ts, "example_id": [f"e{i}" for i in range(8)]})
+    fit, held = split_by_time(train, 0.3)
+    assert sorted(held["item_id"]) == ["u", "v", "w"]  # floor(0.3 * 7) = 2; b: max(1, 0)
+    assert sorted(fit["item_id"]) == list("pqrst")
+    assert fit["event_timestamp"].is_monotonic_increasing
 
 
-def test_rows_have_negatives_and_point_in_time_features(rows, small_data):
-    positives = rows[rows["label"] == 1]
-    assert len(positives) == len(small_data.train)
-    per_example = rows.groupby("example_index")["label"].agg(["sum", "count"])
-    assert (per_example["sum"] == 1).all() and (per_example["count"] <= 5).all()
-    assert per_example["count"].mean() > 4.5
-    assert {"item_engagements_7d", "item_age_days", "item_category", "user_engagements_30d"} <= \
-        set(rows.columns)
-    targets = watch_targets(rows)
-    assert (targets[rows["label"].to_numpy() == 0] == 0).all() and targets.max() <= 1
+def test_listwise_loss_is_softmax_cross_entropy_over_each_list():
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5]])
+    labels = tf.constant([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    log_p = tf.nn.log_softmax(logits[0]).numpy()
+    expected = -(0.5 * log_p[0] + 0.5 * log_p[1])  # the list without a positive counts nothing
+    assert float(listwise_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
 
 
-def test_training_reduces_the_loss_and_reranking_orders_candidates(trained, small_data,
-                                                                  trained_model_dir,
-                                                                  small_repo):
-    assert trained.losses[-1] < trained.losses[0]
+def test_training_writes_a_ranker_that_restores_with_the_same_scores(ranking, small_data):
+    assert ranking.lists > 0 and ranking.positives > 0
+    assert len(ranking.losses) == SMALL.epochs and ranking.losses[-1] < ranking.losses[0]
+    directory = RankerDir(ranking.ranker_dir)
+    assert (directory.path / "loss.png").is_file()
+    assert (directory.stacking_model_dir / "config.json").is_file()
+    restored = directory.restore()
+    frame = small_data.test.head(8).assign(item_tags=[["t"]] * 8, item_age_days=1.0)
+    frame[RETRIEVAL_SCORE] = np.linspace(-1, 1, 8, dtype=np.float32)
+    for spec in ranker_inputs(SMALL):
+        if spec.name not in frame.columns:
+            frame[spec.name] = [spec.missing] * 8 if spec.width is None else [[]] * 8
+    arrays = {k: tf.constant(v) for k, v in to_arrays(frame, ranker_inputs(SMALL)).items()}
+    again = directory.restore()(arrays)["click"].numpy()
+    np.testing.assert_allclose(restored(arrays)["click"].numpy(), again, atol=1e-6)
+    assert np.std(again) > 0  # the inputs matter
+
+
+def test_reranking_orders_the_two_tower_candidates(ranking, small_data, trained_model_dir,
+                                                   small_repo):
     _, _, two_tower = ModelDir(trained_model_dir).restore()
     es = build_evaluation_set(small_data)
-    order = reranked(trained.model, two_tower, es, small_data.catalogue, small_repo, depth=20)
+    order = reranked(RankerDir(ranking.ranker_dir).restore(), two_tower, es,
+                     small_data.catalogue, small_repo, depth=20)
     assert order.shape == (len(es.queries), 20)
     for user, row in enumerate(order):
         valid = row[row >= 0]
@@ -59,32 +79,22 @@ def test_training_reduces_the_loss_and_reranking_orders_candidates(trained, smal
         assert not set(valid) & set(es.exclude[user])
 
 
-def test_ranker_save_load_same_output(trained, rows, tmp_path):
-    model = trained.model
-    specs = ranker_inputs(model.cfg)
-    arrays = {k: tf.constant(v) for k, v in to_arrays(rows.head(16), specs).items()}
-    expected = model(arrays)["click"].numpy()
-    module = tf.Module()
-    module.model = model
-    module.rank = tf.function(lambda features: model(features, training=False),
-                              input_signature=[{s.name: s.tensor_spec() for s in specs}])
-    tf.saved_model.save(module, str(tmp_path), signatures={"rank": module.rank
-                                                           .get_concrete_function()})
-    loaded = tf.saved_model.load(str(tmp_path))
-    np.testing.assert_allclose(loaded.signatures["rank"](**arrays)["click"].numpy(), expected,
-                               atol=1e-5)
-
-
-def test_ranker_config_is_checked():
+def test_ranker_config_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="num_heads must be a positive integer"):
         RankerConfig(num_heads=0)
     with pytest.raises(ConfigError, match="dropout must be in"):
         RankerConfig(dropout=1.0)
+    with pytest.raises(ConfigError, match=r"holdout_fraction must be in \(0, 1\), got 1.0"):
+        RankerConfig(holdout_fraction=1.0)
+    path = tmp_path / "ranker.yaml"
+    path.write_text("epochs: 2\nhidden_units: [8]\n")
+    assert load_ranker_config(path, {"seed": 3}) == RankerConfig(epochs=2, hidden_units=(8,),
+                                                                  seed=3)
+    path.write_text("epoch: 2\n")
+    with pytest.raises(ConfigError, match="unknown key.*'ranker': epoch"):
+        load_ranker_config(path)
 
 
-def test_the_retrieval_score_can_be_an_input(rows):
-    import dataclasses
-
-    assert rows["retrieval_score"].between(-1.0001, 1.0001).all()
-    result = train_ranker(rows, dataclasses.replace(SMALL, use_retrieval_score=True, epochs=1))
-    assert np.isfinite(result.losses[0])
+def test_restoring_a_directory_that_is_not_a_ranker_names_it(tmp_path):
+    with pytest.raises(SourceError, match="is not a ranker directory"):
+        RankerDir(tmp_path).restore()

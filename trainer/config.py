@@ -161,11 +161,13 @@ class RetrievalConfig:
         if unknown:
             raise ConfigError(f"unknown retrieval config section(s): {', '.join(sorted(unknown))}"
                               "; expected model, train")
-        return cls(model=_section(RetrievalModelConfig, raw.get("model", {}), "model"),
-                   train=_section(TrainConfig, raw.get("train", {}), "train"))
+        return cls(model=config_section(RetrievalModelConfig, raw.get("model", {}), "model"),
+                   train=config_section(TrainConfig, raw.get("train", {}), "train"))
 
 
-def _section(kind: type, raw: Any, name: str):
+def config_section(kind: type, raw: Any, name: str):
+    """An instance of the config dataclass ``kind`` from a mapping; unknown keys and bad values
+    are refused by name."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"config section {name!r} must be a mapping, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(kind)}
@@ -192,23 +194,30 @@ def _section(kind: type, raw: Any, name: str):
 
 
 
+def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
+    """The mapping a YAML config file holds ({} for an empty file); ConfigError naming the
+    file for a missing file, invalid YAML or another kind of document."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, Mapping):
+        raise ConfigError(f"config file {path} must hold a mapping {expected}, got "
+                          f"{type(loaded).__name__}")
+    return dict(loaded or {})
+
+
 def load_config(path: Path | None = None,
                 overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RetrievalConfig:
     """The defaults, updated by the YAML file at ``path`` (sections ``model`` and ``train``),
     then by ``overrides`` (e.g. command-line flags; None values are ignored)."""
     raw: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
     if path is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is not None and not isinstance(loaded, Mapping):
-            raise ConfigError(f"config file {path} must hold a mapping with sections model "
-                              f"and train, got {type(loaded).__name__}")
+        loaded = read_yaml_mapping(path, "with sections model and train")
         unknown = set(loaded or {}) - set(raw)
         if unknown:
             raise ConfigError(f"config file {path}: unknown section(s) "
@@ -227,4 +236,5 @@ def load_config(path: Path | None = None,
 
 
 __all__ = ["RetrievalModelConfig", "TrainConfig", "RetrievalConfig", "STRATEGIES", "load_config",
+           "read_yaml_mapping", "config_section",
            "USER_NUMERIC_FEATURES", "USER_CATEGORICAL_FEATURES", "CONTEXT_CATEGORICAL_FEATURES"]

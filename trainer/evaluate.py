@@ -64,7 +64,13 @@ def two_tower_scores(model, es: EvaluationSet, age_resolution_days: float = 30.0
 def evaluate_scores(scores: np.ndarray, es: EvaluationSet, ks: Sequence[int] = DEFAULT_KS,
                     segments: Segments = Segments()) -> dict:
     """Overall metrics plus per segment, as ``{"overall": {...}, "segments": {...}}``."""
-    ranked = top_k(scores, max(ks), es.exclude)
+    return evaluate_ranked(top_k(scores, max(ks), es.exclude), es, ks, segments)
+
+
+def evaluate_ranked(ranked: np.ndarray, es: EvaluationSet, ks: Sequence[int] = DEFAULT_KS,
+                    segments: Segments = Segments()) -> dict:
+    """:func:`evaluate_scores` for ready rankings: int [users, >= max(ks)] candidate indices
+    (-1 pads), best first, the user's excluded items already left out."""
     overall = ranking_metrics(ranked, es.relevant, len(es.candidates), ks)
     reference_s = int(es.request_times_us.max() // 1_000_000) if len(es.queries) else 0
     created = es.candidates["item_created_at_s"].to_numpy(np.float64)
@@ -80,4 +86,4 @@ def evaluate_scores(scores: np.ndarray, es: EvaluationSet, ks: Sequence[int] = D
 
 
 __all__ = ["DEFAULT_KS", "Segments", "embed", "popularity_scores", "two_tower_scores",
-           "evaluate_scores"]
+           "evaluate_scores", "evaluate_ranked"]

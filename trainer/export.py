@@ -1,10 +1,11 @@
-"""``recsys export``: the trained towers as versioned SavedModels under a model base path.
+"""``recsys export``: the trained models as versioned SavedModels under a model base path.
 
-Guarantees: the three artifacts (``retrieval`` with ScaNN, ``retrieval_portable`` with a
-brute-force index and stock ops only, ``item_tower``) get the same new version number; each
-is written to a temporary directory, loaded back with ``tf.saved_model.load`` and checked to
-give the in-memory model's outputs; only when all three pass are they renamed into place, so a
-failed check publishes nothing. ``retrieval_portable`` is refused if it contains any custom op.
+Guarantees: the artifacts (``retrieval`` with ScaNN, ``retrieval_portable`` with a
+brute-force index and stock ops only, ``item_tower``, and ``ranker`` with its ``rank``
+signature when a ranker is given) get the same new version number; each is written to a
+temporary directory, loaded back with ``tf.saved_model.load`` and checked to give the
+in-memory model's outputs; only when all pass are they renamed into place, so a failed check
+publishes nothing. Every artifact but ``retrieval`` is refused if it contains a custom op.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.manifest import write_manifest
 from trainer.saved_model_ops import inspect_saved_model
 from trainer.scann_config import ScannConfig
-from trainer.serving_modules import ItemTowerModule, RetrievalModule
+from trainer.serving_modules import ItemTowerModule, RankerModule, RetrievalModule
 from trainer.versioning import next_version, staged_version
 
 log = logging.getLogger(__name__)
 ARTIFACTS = ("retrieval", "retrieval_portable", "item_tower")
-SAVE_OPTIONS = {"retrieval": ["Scann"], "retrieval_portable": [], "item_tower": []}
+RANKER = "ranker"
+SAVE_OPTIONS = {"retrieval": ["Scann"], "retrieval_portable": [], "item_tower": [], "ranker": []}
 
 
 class ExportError(RecsysError):
@@ -113,10 +115,12 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
 def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,
                   k: int = 100, scann: ScannConfig = ScannConfig(),
                   queries: pd.DataFrame | None = None,
-                  details: Mapping[str, Any] | None = None) -> ExportResult:
+                  details: Mapping[str, Any] | None = None, ranker=None,
+                  ranker_details: Mapping[str, Any] | None = None) -> ExportResult:
     """Export ``model`` (a trained TwoTowerModel) indexing ``candidates`` (catalogue rows),
-    whose ages are taken at ``reference_us``. ``queries`` (rows with the query inputs) feed the
-    load checks; without them a synthetic query of unknown user and empty history is used."""
+    whose ages are taken at ``reference_us``, and ``ranker`` (a RankerModel) if given.
+    ``queries`` (rows with the query inputs) feed the load checks; without them a synthetic
+    query of unknown user and empty history is used."""
     import tensorflow_recommenders as tfrs
 
     cfg = model.cfg
@@ -133,7 +137,7 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
         queries = pd.DataFrame({s.name: [s.missing if s.width is None else []]
                                 for s in query_specs})
     query_sample = _sample(to_arrays(queries, query_specs, "the check queries"), rows=256)
-    version = next_version(base_path, ARTIFACTS)
+    version = next_version(base_path, (*ARTIFACTS, RANKER))
     info = {"embedding_dim": cfg.embedding_dim, "item_count": n, "k": k,
             "model_config": dataclasses.asdict(cfg),
             "item_age_reference": pd.Timestamp(reference_us, unit="us", tz="UTC").isoformat(),
@@ -151,8 +155,16 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
         "item_tower": (ItemTowerModule(model.candidate_tower, candidate_inputs(cfg)),
                        _sample(items), "item_tower", info),
     }
+    if ranker is not None:
+        from trainer.ranking.inputs import ranker_inputs
+
+        specs = ranker_inputs(ranker.cfg)
+        rows = _ranker_check_rows(queries, candidates, reference_us, specs)
+        modules[RANKER] = (RankerModule(ranker, specs), _sample(rows), "rank", {
+            "model_config": ranker.cfg.to_dict(), "item_table_size": len(ranker.table_ids),
+            "candidates": ranker.cfg.candidates, **(ranker_details or {})})
     paths, manifests = {}, {}
-    with ExitStack() as stack:  # all three are renamed into place only if all pass
+    with ExitStack() as stack:  # all are renamed into place only if all pass
         for artifact, (module, inputs, signature, details_) in modules.items():
             staging = stack.enter_context(staged_version(base_path / artifact, version))
             manifests[artifact] = _stage(staging, artifact, version, module, inputs, signature,
@@ -163,4 +175,18 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
     return ExportResult(version, paths, n, manifests)
 
 
-__all__ = ["export_models", "ExportResult", "ExportError", "ARTIFACTS"]
+def _ranker_check_rows(queries: pd.DataFrame, candidates: pd.DataFrame, reference_us: int,
+                       specs) -> dict[str, np.ndarray]:
+    """Rows for the ranker's load check: the check queries, each with a catalogue item."""
+    rows = queries.head(8).reset_index(drop=True)
+    content = with_item_age(candidates.head(len(rows)).reset_index(drop=True), reference_us)
+    rows = rows.drop(columns=[c for c in content.columns if c in rows.columns])
+    rows = pd.concat([rows, content.iloc[:len(rows)].reset_index(drop=True)], axis=1)
+    for spec in specs:
+        if spec.name not in rows.columns:
+            rows[spec.name] = [spec.missing] * len(rows) if spec.width is None else (
+                [[] for _ in range(len(rows))])
+    return to_arrays(rows, specs, "the ranker check rows")
+
+
+__all__ = ["export_models", "ExportResult", "ExportError", "ARTIFACTS", "RANKER"]

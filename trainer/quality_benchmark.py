@@ -2,8 +2,9 @@
 protocol of ../shared/EVALUATION.md, timed stage by stage.
 
 Stages: import into a lake -> Beam feature build with the temporal split -> feast apply ->
-training set through Feast (point in time) -> most-popular and two-tower training ->
-full-ranking evaluation. Guarantee: everything the models see comes from the train split
+training set through Feast (point in time) -> two-tower training -> ranker training (its own
+stacking two-tower model and candidate lists) -> full-ranking evaluation of most-popular,
+two-tower and two-tower + ranker. Guarantee: everything the models see comes from the train split
 (the Beam job splits before computing anything).
 """
 
@@ -19,6 +20,7 @@ from typing import Sequence
 from recsys.evaluation.report import protocol_document
 from trainer.config import RetrievalConfig
 from trainer.evaluate import DEFAULT_KS, Segments
+from trainer.ranking.config import RankerConfig
 
 log = logging.getLogger(__name__)
 CHECKOUT_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
@@ -46,13 +48,16 @@ def _repo_copy(workdir: Path) -> Path:
 
 def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = RetrievalConfig(),
                       ks: Sequence[int] = DEFAULT_KS, progress: bool = True,
-                      beam_workers: int = 2) -> dict:
-    """Run the protocol on ``movielens`` inside ``workdir``; returns the protocol document."""
+                      beam_workers: int = 2, ranker: RankerConfig | None = RankerConfig()
+                      ) -> dict:
+    """Run the protocol on ``movielens`` inside ``workdir``; returns the protocol document.
+    ``ranker=None`` leaves the ranker out."""
     from recsys.data.lake import Lake
     from recsys.data.movielens import import_movielens
     from recsys.features.build import build_features
     from recsys.features.store import apply
     from trainer import workflow
+    from trainer.ranking.workflow import train_ranking
     from trainer.training_data import load_retrieval_data
 
     start = time.perf_counter()
@@ -69,7 +74,13 @@ def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = Ret
     data = clock.run("feast training set", load_retrieval_data, repo.resolve())
     model_dir = workdir / "two_tower"
     clock.run("train two-tower", workflow.train, repo, model_dir, cfg, progress, data)
-    report = clock.run("evaluate", workflow.evaluate, repo, model_dir, ks, Segments(), data)
+    ranker_dir = None
+    if ranker is not None:
+        ranker_dir = workdir / "ranker"
+        clock.run("train ranker", train_ranking, repo, model_dir, ranker_dir, ranker, data,
+                  progress)
+    report = clock.run("evaluate", workflow.evaluate, repo, model_dir, ks, Segments(), data,
+                       ranker_dir)
     models = {name: result["overall"] for name, result in report["models"].items()}
     segments = {name: result["segments"] for name, result in report["models"].items()}
     total = round(time.perf_counter() - start, 1)
@@ -79,7 +90,7 @@ def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = Ret
         "test_interactions": report["test_interactions"],
         "cold_test_interactions": report["cold_test_interactions"],
         "segments": segments, "wall_seconds": total, "stage_seconds": clock.seconds,
-        "config": cfg.to_dict()})
+        "config": cfg.to_dict(), "ranker_config": ranker.to_dict() if ranker else None})
 
 
 __all__ = ["quality_benchmark"]

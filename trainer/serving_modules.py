@@ -69,4 +69,24 @@ class ItemTowerModule(tf.Module):
         return {"item_tower": fn, "serving_default": fn}
 
 
-__all__ = ["RetrievalModule", "ItemTowerModule"]
+class RankerModule(tf.Module):
+    """The transformer ranker: ``rank`` scores (user, candidate) rows."""
+
+    def __init__(self, ranker: tf.keras.Model, specs: Iterable[InputSpec]):
+        super().__init__(name="ranker")
+        self.ranker = ranker
+
+        @tf.function(input_signature=_signature(specs))
+        def rank(features):
+            out = self.ranker(features, training=False)
+            return {"click": out["click"], "watch": out["watch"],
+                    "score": tf.sigmoid(out["click"])}
+
+        self.rank = rank
+
+    def signatures(self) -> dict:
+        fn = self.rank.get_concrete_function()
+        return {"rank": fn, "serving_default": fn}
+
+
+__all__ = ["RetrievalModule", "ItemTowerModule", "RankerModule"]

@@ -58,7 +58,8 @@ def _catalogue_arrays(data: RetrievalData, cfg: RetrievalConfig, vocab: Vocabula
     return to_arrays(with_item_age(items, reference), candidate_inputs(cfg.model), "catalogue")
 
 
-def _plot_losses(losses: list[float], path: Path) -> None:
+def plot_losses(losses: list[float], path: Path, title: str = "two-tower retrieval",
+                ylabel: str = "training loss (in-batch softmax)") -> None:
     try:
         import matplotlib
 
@@ -69,8 +70,8 @@ def _plot_losses(losses: list[float], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(range(1, len(losses) + 1), losses, marker="o")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("training loss (in-batch softmax)")
-    ax.set_title("two-tower retrieval")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -122,8 +123,9 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
         {"loss": losses, "epoch_seconds": bar.seconds, "examples": n,
          "examples_per_second": rate, "initial_epoch": initial_epoch}, indent=2))
     if losses:
-        _plot_losses(losses, directory.path / "loss.png")
+        plot_losses(losses, directory.path / "loss.png")
     return TrainResult(directory.path, len(losses), n, losses, rate)
 
 
-__all__ = ["train_retrieval", "TrainResult", "seed_everything", "sampling_probability"]
+__all__ = ["train_retrieval", "TrainResult", "seed_everything", "sampling_probability",
+           "plot_losses"]

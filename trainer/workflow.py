@@ -17,8 +17,8 @@ import pyarrow.parquet as pq
 
 from recsys.errors import SourceError
 from trainer.config import RetrievalConfig
-from trainer.evaluate import (DEFAULT_KS, Segments, evaluate_scores, popularity_scores,
-                              two_tower_scores)
+from trainer.evaluate import (DEFAULT_KS, Segments, evaluate_ranked, evaluate_scores,
+                              popularity_scores, two_tower_scores)
 from trainer.evaluation_set import build_evaluation_set
 from trainer.export import ExportResult, export_models
 from trainer.feature_spec import query_inputs
@@ -40,8 +40,10 @@ def train(repo: Path, model_dir: Path, cfg: RetrievalConfig, progress: bool = Tr
 
 
 def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
-             segments: Segments = Segments(), data: RetrievalData | None = None) -> dict:
-    """Protocol metrics of most-popular and (with ``model_dir``) the two-tower model."""
+             segments: Segments = Segments(), data: RetrievalData | None = None,
+             ranker_dir: Path | None = None) -> dict:
+    """Protocol metrics of most-popular, (with ``model_dir``) the two-tower model and (with
+    ``ranker_dir`` too) the two-tower model's candidates re-ranked by the ranker."""
     data = data or load_retrieval_data(repo)
     if data.test.empty:
         raise SourceError("no test examples: build the features with --split temporal")
@@ -50,6 +52,14 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
     if model_dir is not None:
         _, _, model = ModelDir(model_dir).restore()
         results["two-tower"] = evaluate_scores(two_tower_scores(model, es), es, ks, segments)
+        if ranker_dir is not None:
+            from trainer.ranking.evaluate import reranked
+            from trainer.ranking.ranker_dir import RankerDir
+
+            ranker = RankerDir(Path(ranker_dir)).restore()
+            order = reranked(ranker, model, es, data.catalogue, repo,
+                             depth=max(ranker.cfg.candidates, *ks))
+            results["two-tower + ranker"] = evaluate_ranked(order, es, ks, segments)
     report = {"users": len(es.queries), "candidate_items": len(es.candidates),
               "train_interactions": len(data.train),
               "test_interactions": int(sum(len(r) for r in es.relevant)),
@@ -75,7 +85,7 @@ def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 256) -> pd.Data
 
 
 def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
-           scann: ScannConfig = ScannConfig()) -> ExportResult:
+           scann: ScannConfig = ScannConfig(), ranker_dir: Path | None = None) -> ExportResult:
     """Index every catalogue item of ``repo`` (ages at the latest training example) and
     publish the three artifacts under ``base_path``."""
     directory = ModelDir(model_dir)
@@ -84,9 +94,17 @@ def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
     details = {"model_dir": str(Path(model_dir).resolve()), "train_config": cfg.to_dict()["train"]}
     if evaluation_path.exists():
         details["evaluation"] = json.loads(evaluation_path.read_text())
+    ranker, ranker_details = None, None
+    if ranker_dir is not None:
+        from trainer.ranking.ranker_dir import RankerDir
+
+        ranker = RankerDir(Path(ranker_dir)).restore()
+        ranker_details = {"ranker_dir": str(Path(ranker_dir).resolve())}
+        if evaluation_path.exists():
+            ranker_details["evaluation"] = details.get("evaluation")
     return export_models(model, read_catalogue(repo / "data"), directory.data_end_us(),
                          base_path, k=k, scann=scann, queries=_check_queries(repo, cfg),
-                         details=details)
+                         details=details, ranker=ranker, ranker_details=ranker_details)
 
 
 __all__ = ["train", "evaluate", "export", "EVALUATION_FILE"]

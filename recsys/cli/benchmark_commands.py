@@ -27,6 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               "directory, removed afterwards)")
     quality.add_argument("--config", type=Path, metavar="FILE.yaml",
                          help="two-tower configuration (default: the built-in one)")
+    quality.add_argument("--ranker-config", type=Path, metavar="FILE.yaml",
+                         help="ranker configuration (default: the built-in one)")
+    quality.add_argument("--no-ranker", action="store_true",
+                         help="leave out the 'two-tower + ranker' row")
     quality.add_argument("--epochs", type=positive_int, metavar="N")
     quality.add_argument("--seed", type=int, metavar="S")
     quality.add_argument("--no-progress", action="store_true")
@@ -39,15 +43,17 @@ def run_quality(args: argparse.Namespace) -> int:
     from trainer.config import load_config
     from trainer.evaluate import DEFAULT_KS
     from trainer.quality_benchmark import quality_benchmark
+    from trainer.ranking.config import load_ranker_config
 
     if not (args.movielens / "ratings.csv").is_file():
         raise SourceError(f"{args.movielens} has no ratings.csv: --movielens must be a "
                           "MovieLens 'latest'-format directory")
     cfg = load_config(args.config, {"train": {"epochs": args.epochs, "seed": args.seed}})
+    ranker = None if args.no_ranker else load_ranker_config(args.ranker_config)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recsys-quality-"))
     try:
         document = quality_benchmark(args.movielens, workdir, cfg, DEFAULT_KS,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, ranker=ranker)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)

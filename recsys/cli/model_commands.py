@@ -1,4 +1,5 @@
-"""`recsys train retrieval`, `recsys evaluate`, `recsys export` and `recsys export check`.
+"""`recsys train retrieval`, `recsys train ranking`, `recsys evaluate`, `recsys export` and
+`recsys export check`.
 
 Flags use dashes like the rest of the CLI; the names TensorFlow users know also work with
 underscores (``--model_dir``, ``--model_base_path``).
@@ -33,6 +34,11 @@ def _model_dir_arg(parser: argparse.ArgumentParser, required: bool = True) -> No
                         help="the model directory (config, vocabularies, checkpoints, logs)")
 
 
+def _ranker_dir_arg(parser: argparse.ArgumentParser, required: bool, help: str) -> None:
+    parser.add_argument("--ranker-dir", "--ranker_dir", dest="ranker_dir", type=Path,
+                        required=required, metavar="DIR", help=help)
+
+
 def _ks(text: str) -> int:
     return positive_int(text)
 
@@ -61,6 +67,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                            help="tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG)")
     retrieval.add_argument("--no-progress", action="store_true", help="no progress bar")
     retrieval.set_defaults(func=run_train_retrieval)
+    ranking = models.add_parser(
+        "ranking", help="the transformer ranking model (BST, click + watch heads)",
+        description="Train the transformer ranker that re-orders the two-tower model's "
+                    "candidates. A stacking two-tower model (the --model-dir model's "
+                    "configuration) is trained on the earlier part of each user's train "
+                    "interactions; its top candidates at the start of the later part, with "
+                    "Feast features point in time, labelled by what the user engaged with, "
+                    "are the ranker's training lists (listwise softmax).")
+    _repo_args(ranking)
+    _model_dir_arg(ranking)
+    _ranker_dir_arg(ranking, True, "where to write the ranker")
+    ranking.add_argument("--config", type=Path, metavar="FILE.yaml",
+                         help="YAML with RankerConfig fields (see trainer/ranking/config.py)")
+    ranking.add_argument("--epochs", type=positive_int, metavar="N")
+    ranking.add_argument("--candidates", type=positive_int, metavar="N",
+                         help="two-tower candidates per list (default 200)")
+    ranking.add_argument("--seed", type=int, metavar="S")
+    ranking.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ranking.set_defaults(func=run_train_ranking)
 
     evaluate = subparsers.add_parser(
         "evaluate", help="offline metrics under the shared protocol",
@@ -69,6 +94,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "and per segment. Writes MODEL_DIR/evaluation.json.")
     _repo_args(evaluate)
     _model_dir_arg(evaluate, required=False)
+    _ranker_dir_arg(evaluate, False, "also evaluate the two-tower candidates re-ranked by "
+                                     "this ranker ('two-tower + ranker')")
     evaluate.add_argument("--ks", type=_ks, nargs="+", default=[10, 20, 100], metavar="K")
     evaluate.add_argument("--out", type=Path, metavar="FILE.json")
     evaluate.set_defaults(func=run_evaluate)
@@ -80,6 +107,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "checked by loading it back before it is renamed into place.")
     _repo_args(export)
     _model_dir_arg(export, required=False)
+    _ranker_dir_arg(export, False, "also export this ranker as 'ranker' (signature 'rank')")
     export.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
                         type=Path, metavar="DIR", help="TF Serving model base path")
     export.add_argument("--top-k", type=positive_int, default=100, metavar="K",
@@ -125,11 +153,31 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train_ranking(args: argparse.Namespace) -> int:
+    from trainer.ranking.config import load_ranker_config
+    from trainer.ranking.workflow import train_ranking
+
+    cfg = load_ranker_config(args.config, {"epochs": args.epochs, "seed": args.seed,
+                                           "candidates": args.candidates})
+    result = train_ranking(_repo(args), args.model_dir, args.ranker_dir, cfg,
+                           progress=not args.no_progress)
+    losses = ", ".join(f"{x:.3f}" for x in result.losses)
+    print(f"trained the ranker on {result.lists:,} lists of {cfg.candidates} candidates "
+          f"({result.positives:,} positives) in {result.seconds:.0f}s; loss per epoch: "
+          f"{losses}")
+    print(f"ranker directory: {result.ranker_dir}")
+    return 0
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     from recsys.evaluation.report import format_table, protocol_document
     from trainer import workflow
 
-    report = workflow.evaluate(_repo(args), args.model_dir, args.ks)
+    if args.ranker_dir is not None and args.model_dir is None:
+        raise ConfigError("--ranker-dir re-ranks the two-tower model's candidates: give "
+                          "--model-dir too")
+    report = workflow.evaluate(_repo(args), args.model_dir, args.ks,
+                               ranker_dir=args.ranker_dir)
     models = {name: r["overall"] for name, r in report["models"].items()}
     print(f"{report['users']:,} users, {report['candidate_items']:,} candidate items, "
           f"{report['test_interactions']:,} test interactions "
@@ -162,7 +210,7 @@ def run_export(args: argparse.Namespace) -> int:
                         num_reordering_candidates=args.num_reordering_candidates,
                         exact=args.exact)
     result = workflow.export(_repo(args), args.model_dir, args.model_base_path, args.top_k,
-                             scann)
+                             scann, ranker_dir=args.ranker_dir)
     print(f"exported version {result.version} ({result.items:,} items indexed):")
     for name, path in result.paths.items():
         ops = result.manifests[name]["ops"]

@@ -20,7 +20,7 @@ from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES
 
 OWNER = "ml-platform@recsys.dev"
 _FEAST_TYPES = {"int64": Int64, "float32": Float32, "string": String,
-                "string_list": Array(String)}
+                "string_list": Array(String), "int64_list": Array(Int64)}
 TTL = {
     USER_FEATURES.name: timedelta(days=90),
     ITEM_FEATURES.name: timedelta(days=90),

@@ -15,7 +15,8 @@ from recsys.errors import FeatureStoreError
 from recsys.features.tables import FEATURE_TABLES, KINDS, FeatureTable
 
 log = logging.getLogger(__name__)
-_PG_TYPES = {"int64": "BIGINT", "float32": "REAL", "string": "TEXT", "string_list": "TEXT[]"}
+_PG_TYPES = {"int64": "BIGINT", "float32": "REAL", "string": "TEXT", "string_list": "TEXT[]",
+             "int64_list": "BIGINT[]"}
 assert set(_PG_TYPES) == set(KINDS)
 
 

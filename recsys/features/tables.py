@@ -24,6 +24,7 @@ KINDS: dict[str, pa.DataType] = {
     "float32": pa.float32(),
     "string": pa.string(),
     "string_list": pa.list_(pa.string()),
+    "int64_list": pa.list_(pa.int64()),
 }
 
 
@@ -101,6 +102,7 @@ USER_PROFILE = FeatureTable("user_profile", "user_id", (
 USER_SESSION = FeatureTable("user_session", "user_id", (
     ("session_recent_item_ids", "string_list"),
     ("session_recent_categories", "string_list"),
+    ("session_recent_event_at_s", "int64_list"),  # when each recent item was engaged with
     ("session_length", "int64"),
     ("session_started_at_s", "int64"),
     ("session_last_event_at_s", "int64"),

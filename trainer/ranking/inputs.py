@@ -26,7 +26,7 @@ def ranker_inputs(cfg: RankerConfig, max_tags: int = 10) -> tuple[InputSpec, ...
         *(InputSpec(name, "string") for name in CONTEXT_CATEGORICAL_FEATURES),
         *(InputSpec(name, "float32") for name in cfg.item_numeric_features),
         *(InputSpec(name, "float32") for name in cfg.user_numeric_features),
-        *((InputSpec(RETRIEVAL_SCORE, "float32"),) if cfg.use_retrieval_score else ()),
+        InputSpec(RETRIEVAL_SCORE, "float32"),  # NaN for candidates from other sources
     )
 
 

@@ -1,10 +1,15 @@
 """The transformer ranker (Behavior Sequence Transformer style), multi-task.
 
-The user's recent items (id + category + position + time gap) and the candidate (id +
-category + position) form one sequence; self-attention lets the candidate token read the
-history. Its output, the pooled history, the candidate's content and age, the request
-context and the Feast item and user features go through an MLP to two heads: ``click`` (a
-logit, binary cross-entropy) and ``watch`` (engagement regression, squared error).
+Items are read through the retrieval model's embedding space: an :class:`ItemTable` of the
+two-tower candidate embeddings (frozen), so the ranker generalises across items it saw few
+labels for. The user's recent items (vector + category + position + time gap)
+and the candidate (vector + category + position) form one sequence; self-attention lets the
+candidate token read the history. Its output, the pooled history, the candidate's similarity
+to each recent item (and the best and mean of them), the retrieval score, the candidate's
+content and age, the request context and the Feast item and user features go through an MLP
+to two heads: ``click`` (a logit, trained listwise) and ``watch`` (engagement
+regression, squared error). The table stays the one the ranker was trained with (that of
+its stacking two-tower model): items outside it are read as unknown (similarities 0, a flag).
 
 Input: a mapping with the inputs of :func:`trainer.ranking.inputs.ranker_inputs`.
 Output: ``{"click": float32 [B], "watch": float32 [B]}``.
@@ -19,6 +24,7 @@ import tensorflow as tf
 
 from trainer.config import CONTEXT_CATEGORICAL_FEATURES
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
+from trainer.layers.item_table import ItemTable
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.layers.transformer_block import TransformerBlock
 from trainer.ranking.config import RankerConfig
@@ -30,16 +36,10 @@ GAP_BUCKETS = 16
 
 def build_vocabularies(arrays: Mapping[str, np.ndarray], cfg: RankerConfig) -> Vocabularies:
     """Vocabularies and statistics from the training rows' arrays."""
-    from collections import Counter
-
-    counts = Counter(arrays["item_id"].tolist())
-    counts.update(arrays["history_item_ids"].ravel().tolist())
-    counts.pop("", None)
-    items = [i for i, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     categories = vocabulary(np.concatenate([arrays["item_category"],
                                             arrays["history_categories"].ravel()]))
     return Vocabularies(
-        user_ids=[], item_ids=items, item_counts=[counts[i] for i in items],
+        user_ids=[], item_ids=[], item_counts=[],
         categories=categories, tags=vocabulary(arrays["item_tags"]), languages=[],
         strings={n: vocabulary(arrays[n]) for n in CONTEXT_CATEGORICAL_FEATURES},
         numeric={n: log_stats(arrays[n]) for n in (*cfg.item_numeric_features,
@@ -47,10 +47,13 @@ def build_vocabularies(arrays: Mapping[str, np.ndarray], cfg: RankerConfig) -> V
 
 
 class RankerModel(tf.keras.Model):
-    def __init__(self, cfg: RankerConfig, vocab: Vocabularies, **kwargs):
+    def __init__(self, cfg: RankerConfig, vocab: Vocabularies, item_ids, item_vectors,
+                 **kwargs):
         super().__init__(**kwargs)
         self.cfg, self.vocab = cfg, vocab
-        self.items = LookupEmbedding(vocab.item_ids, cfg.item_dim, name="item_ids")
+        self.table = ItemTable(item_ids, item_vectors, name="item_table")
+        self.table_ids, self.table_vectors = list(item_ids), np.asarray(item_vectors, np.float32)
+        self.project = tf.keras.layers.Dense(cfg.item_dim, name="item_projection")
         self.token_categories = LookupEmbedding(vocab.categories, cfg.item_dim,
                                                 name="token_categories")
         self.positions = tf.keras.layers.Embedding(cfg.history_length + 1, cfg.item_dim,
@@ -75,32 +78,46 @@ class RankerModel(tf.keras.Model):
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
         cfg = self.cfg
         width = cfg.history_length
-        history = self.items.indices(fixed_width(features["history_item_ids"], width, ""))
-        mask = history != PAD_INDEX
+        history_ids = fixed_width(features["history_item_ids"], width, "")
+        mask = history_ids != ""
+        history, history_known = self.table(history_ids)
+        candidate, candidate_known = self.table(features["item_id"])
+        similarity = tf.einsum("bd,btd->bt", candidate, history)  # 0 where unknown
+        known = tf.cast(history_known, tf.float32)
+        best = tf.reduce_max(tf.where(history_known, similarity, -1.0), axis=1, keepdims=True)
+        best = tf.where(best < -0.5, 0.0, best)
+        mean = tf.reduce_sum(similarity, 1, keepdims=True) / tf.maximum(
+            tf.reduce_sum(known, 1, keepdims=True), 1.0)
         gaps = tf.cast(features["history_gaps_s"], tf.float32)
         gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
         gap_bucket = tf.cast(tf.clip_by_value(tf.math.log1p(tf.maximum(gaps, 0.0)) / 1.2, 0,
                                               GAP_BUCKETS - 1), tf.int32) + 1
         positions = tf.range(width + 1)[tf.newaxis, :]
         tokens = tf.concat([
-            self.items.embedding(history)
+            self.project(history)
             + self.token_categories(fixed_width(features["history_categories"], width, ""))
             + self.gaps(gap_bucket),
-            (self.items(features["item_id"])
+            (self.project(candidate)
              + self.token_categories(features["item_category"]))[:, tf.newaxis, :],
         ], axis=1) + self.positions(positions)
         token_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], axis=1)
         x = tokens
         for block in self.blocks:
             x = block(x, token_mask, training=training)
-        candidate = x[:, -1, :]
+        attended = x[:, -1, :]
         pooled = self.pool(x[:, :-1, :], mask)
         tag_ids = self.tags.indices(fixed_width(features["item_tags"], 10, ""))
         tags = self.pool(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
         age = tf.cast(features["item_age_days"], tf.float32)
         age_missing = tf.math.is_nan(age)
         age = tf.where(age_missing, 0.0, tf.math.log1p(tf.maximum(age, 0.0)) / 10.0)
-        parts = [candidate, pooled, candidate * pooled,
+        score = tf.cast(features[RETRIEVAL_SCORE], tf.float32)
+        score_missing = tf.math.is_nan(score)
+        parts = [attended, pooled, attended * pooled,
+                 similarity, known, best, mean,
+                 tf.where(score_missing, 0.0, score)[:, tf.newaxis],
+                 tf.cast(score_missing, tf.float32)[:, tf.newaxis],
+                 tf.cast(candidate_known, tf.float32)[:, tf.newaxis],
                  self.category(features["item_category"]), tags,
                  age[:, tf.newaxis], tf.cast(age_missing, tf.float32)[:, tf.newaxis],
                  self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
@@ -108,12 +125,20 @@ class RankerModel(tf.keras.Model):
                  *(layer(features[n]) for n, layer in self.context.items())]
         if self.numeric.stats:
             parts.append(self.numeric(features))
-        if cfg.use_retrieval_score:
-            score = tf.cast(features[RETRIEVAL_SCORE], tf.float32)
-            parts.append(tf.where(tf.math.is_nan(score), 0.0, score)[:, tf.newaxis] * 10.0)
         hidden = self.mlp(tf.concat(parts, axis=-1), training=training)
         return {"click": tf.squeeze(self.click_head(hidden), -1),
                 "watch": tf.squeeze(self.watch_head(hidden), -1)}
 
 
-__all__ = ["RankerModel", "build_vocabularies"]
+def example_batch(cfg: RankerConfig) -> dict:
+    from trainer.ranking.inputs import ranker_inputs
+
+    batch = {}
+    for spec in ranker_inputs(cfg):
+        shape = [1] if spec.width is None else [1, spec.width]
+        batch[spec.name] = tf.fill(shape, tf.constant(spec.pad if spec.width else spec.missing,
+                                                      dtype=getattr(tf, spec.dtype)))
+    return batch
+
+
+__all__ = ["RankerModel", "build_vocabularies", "example_batch"]

@@ -1,33 +1,26 @@
-"""Training the ranker: rows from the two-tower model's candidates, Feast features point in
-time, and a multi-task fit.
+"""Fitting the ranker on candidate lists (see :mod:`trainer.ranking.stacking`): listwise
+softmax for the click head, squared error for the watch head.
 
-Guarantees: only the train split is used; every feature of a row is the value at that row's
-example time (Feast point-in-time join, ``ranking`` service); the same data, configs and seed
-give the same rows.
+Guarantee: the same lists, config and seed give the same weights (ops are deterministic once
+``seed_everything`` has run, as for the two-tower model).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from trainer.arrays import to_arrays, with_item_age
-from trainer.evaluate import embed
-from trainer.feature_spec import candidate_inputs, query_inputs
-from trainer.ranking.candidates import top_candidates
+from trainer.arrays import to_arrays
 from trainer.ranking.config import RankerConfig
-from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
+from trainer.ranking.inputs import ranker_inputs
 from trainer.ranking.model import RankerModel, build_vocabularies
-from trainer.ranking.samples import NegativeSampling, sample_rows
-from trainer.training_data import RetrievalData, timestamps_us, with_content
+from trainer.train import seed_everything
 
 log = logging.getLogger(__name__)
-RETRIEVED_PER_EXAMPLE = 50
 
 
 @dataclass
@@ -35,40 +28,6 @@ class RankerTraining:
     model: RankerModel
     rows: int
     losses: list[float]
-
-
-def candidate_items(data: RetrievalData) -> pd.DataFrame:
-    """Catalogue rows of the items that occur in the train split, sorted by id, with their
-    train counts."""
-    counts = data.train["item_id"].value_counts()
-    rows = pd.DataFrame({"item_id": sorted(counts.index)})
-    rows = rows.merge(data.catalogue, on="item_id", how="left")
-    return rows.assign(train_count=counts.reindex(rows["item_id"]).to_numpy())
-
-
-def training_rows(data: RetrievalData, two_tower, repo: Path,
-                  sampling: NegativeSampling = NegativeSampling()) -> pd.DataFrame:
-    """Positives and negatives of the train split with content and Feast features."""
-    from recsys.features.training_set import join_features
-
-    items = candidate_items(data)
-    reference = int(timestamps_us(data.train).max())
-    item_emb = embed(two_tower.candidate_tower,
-                     to_arrays(with_item_age(items, reference), candidate_inputs(two_tower.cfg)))
-    queries = embed(two_tower.query_tower,
-                    to_arrays(data.train, query_inputs(two_tower.cfg), "the train examples"))
-    found, _ = top_candidates(queries, item_emb, RETRIEVED_PER_EXAMPLE)
-    ids = items["item_id"].to_numpy()
-    retrieved = np.where(found >= 0, ids[np.maximum(found, 0)], "")
-    rows = sample_rows(data.train, retrieved, ids, items["train_count"].to_numpy(), sampling)
-    position = pd.Series(np.arange(len(ids)), index=ids)
-    item_rows = position.reindex(rows["item_id"]).to_numpy()
-    example_rows = rows["example_index"].to_numpy()
-    rows[RETRIEVAL_SCORE] = np.einsum("ij,ij->i", queries[example_rows],
-                                      item_emb[item_rows]).astype(np.float32)
-    log.info("ranker rows: %s (%s positives)", f"{len(rows):,}", f"{int(rows.label.sum()):,}")
-    rows = with_content(rows, data.catalogue)
-    return join_features(repo, rows, "ranking")
 
 
 def watch_targets(rows: pd.DataFrame) -> np.ndarray:
@@ -80,22 +39,61 @@ def watch_targets(rows: pd.DataFrame) -> np.ndarray:
     return np.where(positive, np.clip(weight / max(scale, 1e-6), 0, 1), 0).astype(np.float32)
 
 
-def train_ranker(rows: pd.DataFrame, cfg: RankerConfig) -> RankerTraining:
-    tf.keras.utils.set_random_seed(cfg.seed)
+def listwise_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy of each list's scores against its labels (normalised to sum 1);
+    lists without a positive count nothing. logits, labels: [lists, list_size]."""
+    totals = tf.reduce_sum(labels, axis=1, keepdims=True)
+    target = labels / tf.maximum(totals, 1e-9)
+    per_list = -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=1), axis=1)
+    has_positive = tf.cast(totals[:, 0] > 0, tf.float32)
+    return tf.reduce_sum(per_list * has_positive) / tf.maximum(tf.reduce_sum(has_positive), 1.0)
+
+
+def train_ranker(rows: pd.DataFrame, cfg: RankerConfig, item_ids, item_vectors,
+                 list_size: int) -> RankerTraining:
+    """Fit the ranker on labelled candidate lists: ``rows`` holds consecutive lists of
+    ``list_size`` rows (one request's candidates each). The click head is trained listwise
+    (softmax over each list: only the order within a request matters, as in serving), the
+    watch head by squared error on the engagement targets. Items are read through the given
+    item table."""
+    if len(rows) % list_size:
+        raise ValueError(f"{len(rows)} rows are not whole lists of {list_size}")
+    seed_everything(cfg.seed)
     arrays = to_arrays(rows, ranker_inputs(cfg), "the ranker rows")
     vocab = build_vocabularies(arrays, cfg)
-    model = RankerModel(cfg, vocab)
-    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
-                  loss={"click": tf.keras.losses.BinaryCrossentropy(from_logits=True),
-                        "watch": tf.keras.losses.MeanSquaredError()},
-                  loss_weights={"click": 1.0, "watch": cfg.watch_weight})
-    labels = {"click": rows["label"].to_numpy(np.float32), "watch": watch_targets(rows)}
-    dataset = (tf.data.Dataset.from_tensor_slices((arrays, labels))
-               .shuffle(len(rows), seed=cfg.seed).batch(cfg.batch_size)
-               .prefetch(tf.data.AUTOTUNE))
-    history = model.fit(dataset, epochs=cfg.epochs, verbose=2)
-    return RankerTraining(model, len(rows), [float(x) for x in history.history["loss"]])
+    model = RankerModel(cfg, vocab, item_ids, item_vectors)
+    lists = len(rows) // list_size
+    grouped = {k: v.reshape(lists, list_size, *v.shape[1:]) for k, v in arrays.items()}
+    labels = rows["label"].to_numpy(np.float32).reshape(lists, list_size)
+    watch = watch_targets(rows).reshape(lists, list_size)
+    per_batch = max(1, cfg.batch_size // list_size)
+    dataset = (tf.data.Dataset.from_tensor_slices((grouped, labels, watch))
+               .shuffle(lists, seed=cfg.seed).batch(per_batch).prefetch(tf.data.AUTOTUNE))
+    optimizer = tf.keras.optimizers.Adam(cfg.learning_rate)
+
+    @tf.function
+    def step(features, click, engagement):
+        flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
+                for k, v in features.items()}
+        with tf.GradientTape() as tape:
+            out = model(flat, training=True)
+            shape = tf.shape(click)
+            loss = listwise_loss(tf.reshape(out["click"], shape), click)
+            loss += cfg.watch_weight * tf.reduce_mean(
+                tf.square(tf.reshape(out["watch"], shape) - engagement))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    losses = []
+    for epoch in range(cfg.epochs):
+        total, batches = 0.0, 0
+        for features, click, engagement in dataset:
+            total += float(step(features, click, engagement))
+            batches += 1
+        losses.append(total / max(batches, 1))
+        log.info("ranker epoch %d: loss %.4f (%d lists)", epoch + 1, losses[-1], lists)
+    return RankerTraining(model, len(rows), losses)
 
 
-__all__ = ["candidate_items", "training_rows", "watch_targets", "train_ranker",
-           "RankerTraining"]
+__all__ = ["listwise_loss", "watch_targets", "train_ranker", "RankerTraining"]

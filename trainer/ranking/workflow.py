@@ -1,0 +1,76 @@
+"""``recsys train ranking`` as a function: stacking two-tower model -> candidate lists with
+point-in-time features -> listwise fit -> ranker directory.
+
+Guarantees: only the train split is used (see :mod:`trainer.ranking.stacking`); the stacking
+model is trained with the retrieval model's own configuration; the ranker keeps the stacking
+model's item table, whose vectors were computed at the end of the fit part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.arrays import to_arrays, with_item_age
+from trainer.evaluate import embed
+from trainer.feature_spec import candidate_inputs
+from trainer.model_dir import ModelDir
+from trainer.ranking.config import RankerConfig
+from trainer.ranking.ranker_dir import RankerDir
+from trainer.ranking.stacking import candidate_lists, split_by_time
+from trainer.ranking.train import train_ranker
+from trainer.training_data import RetrievalData, load_retrieval_data, timestamps_us
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RankingResult:
+    ranker_dir: Path
+    lists: int
+    positives: int
+    losses: list[float]
+    seconds: float
+
+
+def item_table(two_tower, data: RetrievalData) -> tuple[list[str], "object"]:
+    """Every catalogue item's candidate embedding at the end of ``data.train``."""
+    catalogue = data.catalogue
+    reference = int(timestamps_us(data.train).max())
+    vectors = embed(two_tower.candidate_tower,
+                    to_arrays(with_item_age(catalogue, reference),
+                              candidate_inputs(two_tower.cfg), "the catalogue"))
+    return catalogue["item_id"].tolist(), vectors
+
+
+def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: RankerConfig,
+                  data: RetrievalData | None = None, progress: bool = True) -> RankingResult:
+    from trainer import workflow
+
+    started = time.perf_counter()
+    data = data or load_retrieval_data(repo)
+    retrieval_cfg = ModelDir(retrieval_model_dir).read_config()
+    fit, held = split_by_time(data.train, cfg.holdout_fraction)
+    stacking = RetrievalData(train=fit, test=held, catalogue=data.catalogue)
+    directory = RankerDir(Path(ranker_dir))
+    log.info("stacking two-tower model on %s of %s train interactions", f"{len(fit):,}",
+             f"{len(data.train):,}")
+    workflow.train(repo, directory.stacking_model_dir, retrieval_cfg, progress, stacking)
+    _, _, two_tower = ModelDir(directory.stacking_model_dir).restore()
+    rows = candidate_lists(two_tower, stacking, repo, cfg.candidates)
+    ids, vectors = item_table(two_tower, stacking)
+    lists, positives = len(rows) // cfg.candidates, int(rows["label"].sum())
+    log.info("ranker lists: %d of %d candidates, %s positives", lists, cfg.candidates,
+             f"{positives:,}")
+    result = train_ranker(rows, cfg, ids, vectors, cfg.candidates)
+    directory.save(result.model, {"data_end_us": int(timestamps_us(data.train).max()),
+                                  "lists": lists, "positives": positives,
+                                  "retrieval_model_dir": str(Path(retrieval_model_dir).resolve())},
+                   result.losses)
+    return RankingResult(directory.path, lists, positives, result.losses,
+                         time.perf_counter() - started)
+
+
+__all__ = ["train_ranking", "item_table", "RankingResult"]
