@@ -83,3 +83,14 @@ def trained_model_dir(small_data, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "two_tower"
     train_retrieval(small_data, small_config(), path, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_ranker(small_repo, small_data, trained_model_dir, tmp_path_factory):
+    """The transformer ranker trained on the small platform for the two-tower model above
+    (a ``RankingResult``); read-only."""
+    from retrieval_support import small_ranker_config
+    from trainer.ranking.workflow import train_ranking
+
+    return train_ranking(small_repo, trained_model_dir, tmp_path_factory.mktemp("ranker"),
+                         small_ranker_config(), small_data, progress=False)

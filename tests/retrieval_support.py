@@ -35,3 +35,11 @@ def build_small_repo(root: Path) -> Path:
     build_features(lake, repo, "embedded", ["--split", "temporal", "--history_length", "10"])
     apply(repo.resolve())
     return repo.resolve()
+
+
+def small_ranker_config(**overrides):
+    from trainer.ranking.config import RankerConfig
+
+    return RankerConfig(**{"history_length": 10, "item_dim": 8, "feature_dim": 4,
+                           "ff_units": 16, "hidden_units": (16,), "epochs": 3,
+                           "batch_size": 100, "candidates": 20, **overrides})

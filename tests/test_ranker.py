@@ -18,16 +18,14 @@ from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.ranking.ranker_dir import RankerDir
 from trainer.ranking.stacking import split_by_time
 from trainer.ranking.train import listwise_loss
-from trainer.ranking.workflow import train_ranking
+from retrieval_support import small_ranker_config
 
-SMALL = RankerConfig(history_length=10, item_dim=8, feature_dim=4, ff_units=16,
-                     hidden_units=(16,), epochs=3, batch_size=100, candidates=20)
+SMALL = small_ranker_config()
 
 
 @pytest.fixture(scope="module")
-def ranking(small_repo, small_data, trained_model_dir, tmp_path_factory):
-    return train_ranking(small_repo, trained_model_dir, tmp_path_factory.mktemp("ranker"),
-                         SMALL, small_data, progress=False)
+def ranking(trained_ranker):
+    return trained_ranker
 
 
 def test_split_by_time_holds_each_users_latest_interactions():

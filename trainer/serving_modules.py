@@ -36,7 +36,9 @@ class RetrievalModule(tf.Module):
         def retrieve(features):
             scores, ids = self.index(features)
             return {"item_ids": tf.ensure_shape(ids, [None, self.k]),
-                    "scores": tf.ensure_shape(scores, [None, self.k])}
+                    "scores": tf.ensure_shape(scores, [None, self.k]),
+                    # lets a caller score candidates from other sources on the same scale
+                    "query_embedding": self.query_tower(features)}
 
         @tf.function(input_signature=signature)
         def query_embedding(features):

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
 from recsys import __version__
-from recsys.cli import (benchmark_commands, data_commands, demo, features_commands,
-                        model_commands, model_server_command)
+from recsys.cli import (api_commands, benchmark_commands, data_commands, demo,
+                        features_commands, model_commands, model_server_command)
 from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     model_commands.add_parsers(subparsers)
     benchmark_commands.add_parser(subparsers)
     model_server_command.add_parser(subparsers)
+    api_commands.add_parsers(subparsers)
     demo.add_parser(subparsers)
     return parser
 

@@ -1,0 +1,152 @@
+"""The recommendation service's HTTP API (FastAPI; OpenAPI at ``/openapi.json``, docs at
+``/docs``).
+
+* ``POST /v1/recommendations``: top k items for a user and a context;
+* ``GET /v1/explain?user_id=&item_id=``: why an item would be recommended;
+* ``GET /healthz`` (the process is up), ``GET /readyz`` (models loaded; breaker states),
+  ``GET /metrics`` (Prometheus).
+
+Errors have one shape, ``{"error": CODE, "detail": ...}``: 400 ``malformed_json`` for a body
+that is not JSON, 422 ``invalid_request`` listing each bad field (``{"field", "message"}``),
+404 ``unknown_item``, 503 ``unavailable`` when a dependency an endpoint cannot do without
+(the feature store or the model for ``/v1/explain``) fails. ``/v1/recommendations`` never
+answers 503: it degrades to a lower tier instead and says so.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.recommendations.explain import UnknownItem, explain
+from serving.recommendations.pipeline import RecommendationRequest, Recommender
+
+MAX_ID_LENGTH = 256
+MAX_EXCLUDED = 1000
+
+
+class Context(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    device: str | None = Field(None, max_length=64, examples=["mobile"])
+    country: str | None = Field(None, max_length=64, examples=["US"])
+    language: str | None = Field(None, max_length=64, examples=["en"])
+
+
+class RecommendationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(..., min_length=1, max_length=MAX_ID_LENGTH, examples=["u42"])
+    k: int | None = Field(None, description="items to return (default and maximum: the "
+                                            "service's default_k and max_k)")
+    context: Context = Field(default_factory=Context)
+    exclude: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDED,
+                               description="item ids never to return")
+    preferred_categories: list[str] = Field(default_factory=list, max_length=50,
+                                            description="declared tastes (cold start)")
+
+
+class Item(BaseModel):
+    item_id: str
+    score: float
+    source: str
+    category: str
+    reasons: list[str]
+
+
+class RecommendationResponse(BaseModel):
+    request_id: str
+    user_id: str
+    items: list[Item]
+    tier: str = Field(..., description="full, retrieval, segment-popular or global-popular")
+    segment: str
+    cold_start: bool
+    model_versions: dict[str, int]
+    latency_ms: dict[str, float]
+    degraded: list[str]
+
+
+def _error(status: int, code: str, detail) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict]:
+    return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors()]
+
+
+def create_app(recommender: Recommender) -> FastAPI:
+    cfg, metrics = recommender.cfg, recommender.metrics
+    app = FastAPI(title="recsys recommendation service", version="1",
+                  description="Retrieval (two-tower, ScaNN) -> transformer ranking -> rules, "
+                              "with fallbacks down to precomputed popular lists.")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        endpoint = request.url.path
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            metrics.errors.labels(endpoint, "400").inc()
+            return _error(400, "malformed_json", "the request body is not valid JSON")
+        metrics.errors.labels(endpoint, "422").inc()
+        return _error(422, "invalid_request", _field_errors(exc))
+
+    @app.post("/v1/recommendations", response_model=RecommendationResponse,
+              responses={400: {"description": "malformed JSON"},
+                         422: {"description": "invalid fields"}})
+    def recommendations(body: RecommendationBody):
+        k = cfg.default_k if body.k is None else body.k
+        if not 1 <= k <= cfg.max_k:
+            metrics.errors.labels("/v1/recommendations", "422").inc()
+            return _error(422, "invalid_request", [{
+                "field": "body.k", "message": f"k must be between 1 and {cfg.max_k}, got {k}"}])
+        result = recommender.recommend(RecommendationRequest(
+            user_id=body.user_id, k=k, context=body.context.model_dump(),
+            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories)))
+        return RecommendationResponse(
+            request_id=uuid.uuid4().hex, user_id=result.user_id,
+            items=[Item(item_id=c.item_id, score=round(c.score, 6), source=c.source,
+                        category=c.category, reasons=c.reasons) for c in result.items],
+            tier=result.tier, segment=result.segment, cold_start=result.cold_start,
+            model_versions=result.model_versions, latency_ms=result.latency_ms,
+            degraded=result.degraded)
+
+    @app.get("/v1/explain", responses={404: {"description": "unknown item"},
+                                       503: {"description": "a dependency is down"}})
+    def explain_item(user_id: str = Query(..., min_length=1, max_length=MAX_ID_LENGTH),
+                     item_id: str = Query(..., min_length=1, max_length=MAX_ID_LENGTH)):
+        started = time.perf_counter()
+        try:
+            found = explain(recommender, user_id, item_id, int(time.time()))
+        except UnknownItem as exc:
+            metrics.errors.labels("/v1/explain", "404").inc()
+            return _error(404, "unknown_item", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a dependency failed: say which
+            metrics.errors.labels("/v1/explain", "503").inc()
+            return _error(503, "unavailable", f"{type(exc).__name__}: {exc}")
+        metrics.requests.labels("explain", "full").inc()
+        metrics.request_latency.labels("explain").observe(time.perf_counter() - started)
+        return {"user_id": found.user_id, "item_id": found.item_id, "message": found.message,
+                "because": found.because, "retrieval_score": found.retrieval_score,
+                "ranker_features": found.ranker_features}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        breakers = {name: b.snapshot()["state"] for name, b in recommender.breakers.items()}
+        return {"status": "ready", "items": len(recommender.index),
+                "item_index_version": recommender.index.version, "breakers": breakers}
+
+    @app.get("/metrics")
+    def prometheus():
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+__all__ = ["create_app", "RecommendationBody", "RecommendationResponse"]

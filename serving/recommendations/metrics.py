@@ -1,0 +1,45 @@
+"""Prometheus metrics of the recommendation service, in a registry of its own.
+
+Guarantees: every finished request increments ``recsys_requests_total`` once with the tier
+that served it; every request not served by the full pipeline increments
+``recsys_fallbacks_total`` once with its tier and the first reason; each stage that ran
+observes its latency, labelled by stage and outcome.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("recsys_requests", "Recommendation requests by serving tier.",
+                                ["endpoint", "tier"], registry=self.registry)
+        self.errors = Counter("recsys_request_errors", "Requests refused, by HTTP status.",
+                              ["endpoint", "status"], registry=self.registry)
+        self.fallbacks = Counter("recsys_fallbacks", "Requests served below the full tier.",
+                                 ["tier", "reason"], registry=self.registry)
+        self.request_latency = Histogram("recsys_request_latency_seconds",
+                                         "Whole-request latency.", ["endpoint"],
+                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stage_latency = Histogram("recsys_stage_latency_seconds",
+                                       "Latency of each pipeline stage.", ["stage", "outcome"],
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.breaker_state = Gauge("recsys_circuit_breaker_state",
+                                   "0 closed, 1 half open, 2 open.", ["dependency"],
+                                   registry=self.registry)
+        self.cache = Counter("recsys_cache_lookups", "Cache lookups by result.",
+                             ["cache", "result"], registry=self.registry)
+
+    def breaker_changed(self, name: str, _old: str, new: str) -> None:
+        self.breaker_state.labels(name).set(BREAKER_STATES.get(new, -1))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["ServiceMetrics", "LATENCY_BUCKETS"]

@@ -1,0 +1,129 @@
+"""How the recommendation service calls its models: through the model server's gRPC
+PredictionService (TF Serving's API), or in process on the same version manager the model
+server uses.
+
+Guarantees: both clients answer ``predict`` with the outputs as NumPy arrays and the version
+that computed them; both pick up new versions by themselves (the server polls its base paths;
+the in-process client polls them too); a failure of any kind is raised as
+:class:`ModelUnavailable` naming the model, so callers and circuit breakers see one error type.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(Exception):
+    """A model could not answer (not loaded, server down, bad request, timeout)."""
+
+    def __init__(self, model: str, reason: str):
+        super().__init__(f"model {model!r} unavailable: {reason}")
+        self.model, self.reason = model, reason
+
+
+@dataclass
+class ModelAnswer:
+    outputs: dict[str, np.ndarray]
+    version: int
+
+
+class ModelClient(Protocol):
+    def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
+                timeout_s: float) -> ModelAnswer: ...
+
+    def close(self) -> None: ...
+
+
+class GrpcModelClient:
+    """PredictionService/Predict on ``target`` (``host:port``) with a per-call deadline."""
+
+    def __init__(self, target: str):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        self.target = target
+        # Reconnect quickly once a restarted server is back (the default backoff grows to
+        # two minutes); messages as large as TF Serving allows.
+        self._channel = grpc.insecure_channel(target, options=[
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024)])
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
+                timeout_s: float) -> ModelAnswer:
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        request.model_spec.signature_name = signature
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        try:
+            response = self._stub.Predict(request, timeout=max(timeout_s, 0.001))
+        except grpc.RpcError as exc:
+            raise ModelUnavailable(model, f"{exc.code().name}: {exc.details()}") from exc
+        return ModelAnswer({k: tf.make_ndarray(v) for k, v in response.outputs.items()},
+                           int(response.model_spec.version.value))
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class InProcessModelClient:
+    """The model server's version manager inside the service: ``models`` maps names to base
+    paths of numbered versions; the latest version of each is served and new ones are loaded
+    when they appear (checked every ``poll_seconds``)."""
+
+    def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0):
+        from serving.server_core import ServerCore
+
+        self.core = ServerCore(self._load)
+        self.core.reload_config(_config(models))
+        self.core.start_polling(poll_seconds)
+
+    @staticmethod
+    def _load(name: str, version: int, path: Path):
+        import scann  # noqa: F401  (registers the ScaNN ops)
+
+        from serving.servable import Servable
+
+        return Servable(name, version, path)
+
+    def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
+                timeout_s: float) -> ModelAnswer:
+        from serving.errors import ServingError
+
+        try:
+            servable = self.core.manager(model).resolve(None, None)
+            outputs = servable.run(servable.signature(signature, api="grpc"), inputs)
+        except ServingError as exc:
+            raise ModelUnavailable(model, f"{exc.code.name}: {exc}") from exc
+        return ModelAnswer(outputs, servable.version)
+
+    def close(self) -> None:
+        self.core.stop()
+
+
+def _config(models: Mapping[str, Path]):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base in models.items():
+        entry = config.model_config_list.config.add()
+        entry.name, entry.base_path = name, str(Path(base).resolve())
+        entry.model_platform = "tensorflow"
+    return config
+
+
+__all__ = ["ModelClient", "ModelAnswer", "ModelUnavailable", "GrpcModelClient",
+           "InProcessModelClient"]

@@ -1,0 +1,319 @@
+"""One recommendation request: features -> retrieval -> ranking -> rules -> top k, within a
+deadline, degrading tier by tier when a dependency is slow, failing or switched off.
+
+Tiers, best first:
+
+* ``full``: two-tower candidates (plus trending and cold-start ones) ordered by the ranker;
+* ``retrieval``: the same candidates in retrieval order (the ranker failed or ran out of time);
+* ``segment-popular``: the precomputed popular list of the request's segments (country,
+  language, device), when retrieval or the user's features are unavailable;
+* ``global-popular``: the precomputed global list, when no segment applies.
+
+Guarantees: the answer always holds ``min(k, catalogue)`` items, none of them excluded or
+already consumed by the user (when their history could be read) and no item twice; each
+dependency call gets ``min(its budget, what is left of the request's)`` and runs only if its
+circuit breaker is closed or half-open; the result names its tier, the reasons it is
+degraded, the model versions used and each stage's latency.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
+from serving.recommendations.config import ServiceConfig
+from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
+from serving.recommendations.item_index import ItemIndex
+from serving.recommendations.metrics import ServiceMetrics
+from serving.recommendations.popular_lists import PopularLists
+from serving.recommendations.queries import (History, context_values, query_arrays, query_row,
+                                             ranker_arrays, user_history)
+from serving.recommendations.rules import Candidate, apply_rules, merge_sources
+from serving.recommendations.ttl_cache import TTLCache
+
+log = logging.getLogger(__name__)
+TIERS = ("full", "retrieval", "segment-popular", "global-popular")
+FEATURE_STORE, MODEL_SERVER, RANKER = "feature_store", "model_server", "ranker"
+
+
+@dataclass
+class RecommendationRequest:
+    user_id: str
+    k: int
+    context: dict[str, str | None] = field(default_factory=dict)
+    exclude: list[str] = field(default_factory=list)
+    preferred_categories: list[str] = field(default_factory=list)
+    now_s: int | None = None
+
+
+@dataclass
+class RecommendationResult:
+    user_id: str
+    items: list[Candidate]
+    tier: str
+    segment: str
+    model_versions: dict[str, int]
+    latency_ms: dict[str, float]
+    degraded: list[str]
+    cold_start: bool
+
+
+class StageFailed(Exception):
+    """A dependency stage did not give a usable answer; ``reason`` says why, for the
+    response and the fallback metric."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(f"{stage}: {reason}")
+        self.stage, self.reason = stage, reason
+
+
+@dataclass
+class ModelSpecs:
+    """The input specs of the models being served (from their manifests)."""
+
+    query: tuple
+    ranker: tuple | None
+
+
+class Recommender:
+    def __init__(self, cfg: ServiceConfig, features, models, popular: PopularLists,
+                 index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
+                 clock: Callable[[], float] = time.time):
+        self.cfg, self.features, self.models = cfg, features, models
+        self.popular, self.index, self.specs = popular, index, specs
+        self.metrics = metrics or ServiceMetrics()
+        self.clock = clock
+        self.executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="recsys-dependency")
+        self.breakers = {name: CircuitBreaker(name, cfg.failure_threshold, cfg.reset_timeout_s,
+                                              on_state_change=self.metrics.breaker_changed)
+                         for name in (FEATURE_STORE, MODEL_SERVER, RANKER)}
+        for name in self.breakers:
+            self.metrics.breaker_state.labels(name).set(0)
+        self.user_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.user_cache_ttl_s)
+        self.item_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.item_cache_ttl_s)
+
+    # -- stages ----------------------------------------------------------------------------
+    def _stage(self, name: str, breaker: str, fn: Callable[[], Any], budget_ms: float,
+               deadline: Deadline, latency: dict[str, float]) -> Any:
+        budget_s = deadline.budget_for(budget_ms / 1000.0)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            if budget_s <= 0:
+                raise DeadlineExceeded(name, 0.0)
+            return self.breakers[breaker].call(call_with_timeout, fn, budget_s, name,
+                                               self.executor)
+        except CircuitOpen as exc:
+            outcome = "circuit_open"
+            raise StageFailed(name, f"circuit breaker {exc.name} is open") from exc
+        except DeadlineExceeded as exc:
+            outcome = "deadline"
+            raise StageFailed(name, f"no answer within {exc.budget_s * 1000:.0f} ms") from exc
+        except Exception as exc:  # noqa: BLE001 - any failure degrades, never fails the request
+            outcome = "error"
+            raise StageFailed(name, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            seconds = time.perf_counter() - started
+            latency[name] = round(seconds * 1000, 3)
+            self.metrics.stage_latency.labels(name, outcome).observe(seconds)
+
+    def _user_features(self, user_id: str) -> dict:
+        cached = self.user_cache.get(user_id)
+        self.metrics.cache.labels("user_features", "hit" if cached else "miss").inc()
+        if cached is not None:
+            return cached
+        user = self.features.user(user_id)
+        self.user_cache.put(user_id, user)
+        return user
+
+    def _item_features(self, item_ids: list[str]) -> dict[str, list]:
+        rows, missing = {}, []
+        for item in item_ids:
+            cached = self.item_cache.get(item)
+            if cached is None:
+                missing.append(item)
+            else:
+                rows[item] = cached
+        self.metrics.cache.labels("item_features", "hit").inc(len(item_ids) - len(missing))
+        self.metrics.cache.labels("item_features", "miss").inc(len(missing))
+        if missing:
+            table = self.features.items(missing)
+            for i, item in enumerate(missing):
+                rows[item] = {name: values[i] for name, values in table.items()}
+                self.item_cache.put(item, rows[item])
+        names = next(iter(rows.values())).keys() if rows else []
+        return {name: [rows[i].get(name) for i in item_ids] for name in names}
+
+    def _retrieve(self, row: Mapping[str, Any], timeout_s: float, versions: dict
+                  ) -> tuple[list[Candidate], np.ndarray]:
+        """The two-tower candidates and the query embedding."""
+        answer = self.models.predict("retrieval", "retrieval",
+                                     query_arrays(row, self.specs.query), timeout_s)
+        versions["retrieval"] = answer.version
+        ids = [x.decode() if isinstance(x, bytes) else str(x)
+               for x in answer.outputs["item_ids"][0]]
+        return [Candidate(i, float(s), "two-tower", self.index.category_of(i),
+                          self.index.created_at_of(i))
+                for i, s in zip(ids, answer.outputs["scores"][0]) if i], \
+            np.asarray(answer.outputs["query_embedding"][0], dtype=np.float32)
+
+    def _retrieval_scores(self, candidates: list[Candidate], query: np.ndarray) -> list[float]:
+        """Each candidate's two-tower score: retrieval's own, else the query embedding's dot
+        product with the item's indexed embedding (NaN for items outside the index)."""
+        scores = []
+        for c in candidates:
+            vector = None if c.source == "two-tower" else self.index.embedding_of(c.item_id)
+            scores.append(c.score if c.source == "two-tower" else
+                          float(query @ vector) if vector is not None else float("nan"))
+        return scores
+
+    def _rank(self, row: Mapping[str, Any], candidates: list[Candidate], query: np.ndarray,
+              now_s: int, timeout_s: float, versions: dict) -> np.ndarray:
+        ids = [c.item_id for c in candidates]
+        arrays = ranker_arrays(row, ids, self._item_features(ids),
+                               self._retrieval_scores(candidates, query), now_s,
+                               self.specs.ranker)
+        answer = self.models.predict("ranker", "rank", arrays, timeout_s)
+        versions["ranker"] = answer.version
+        return np.asarray(answer.outputs["click"], dtype=np.float64)
+
+    # -- candidate sources -----------------------------------------------------------------
+    def _cold_start(self, user: Mapping[str, Any], history: History, context: dict,
+                    preferred: list[str], excluded: set[str]) -> list[Candidate]:
+        """Segment-popular items mixed with the neighbours of the centroid of the user's
+        declared (or first clicked) categories."""
+        n = self.cfg.cold_start_candidates
+        popular, label = self.popular.for_segment(context, n, excluded)
+        segment = [Candidate(p.item_id, p.score, "segment-popular", p.category,
+                             self.index.created_at_of(p.item_id), [f"popular in {label}"])
+                   for p in popular]
+        categories = list(preferred) or [c for c in _list(user.get("user_declared_categories"))
+                                         if c] or [c for c in history.categories if c]
+        centroid = self.index.centroid(categories)
+        near = [] if centroid is None else [
+            Candidate(i, s, "category-centroid", self.index.category_of(i),
+                      self.index.created_at_of(i), [f"close to {', '.join(categories[:3])}"])
+            for i, s in self.index.nearest(centroid, n, excluded)]
+        mixed = []  # alternate the two sources so both reach the top of an unranked list
+        for pair in zip(segment, near):
+            mixed.extend(pair)
+        return mixed + segment[len(near):] + near[len(segment):]
+
+    def _trending(self, context: dict, excluded: set[str]) -> list[Candidate]:
+        items, label = self.popular.for_segment(context, self.cfg.trending_candidates, excluded)
+        return [Candidate(p.item_id, p.score, "trending", p.category,
+                          self.index.created_at_of(p.item_id), [f"trending in {label}"])
+                for p in items]
+
+    def _popular(self, context: dict, k: int, excluded: set[str]) -> tuple[list[Candidate], str]:
+        items, label = self.popular.for_segment(context, k, excluded)
+        tier = "global-popular" if label == "global" else "segment-popular"
+        return [Candidate(p.item_id, p.score, tier, p.category,
+                          self.index.created_at_of(p.item_id), [f"popular in {label}"])
+                for p in items], label
+
+    # -- the request -----------------------------------------------------------------------
+    def recommend(self, request: RecommendationRequest) -> RecommendationResult:
+        cfg = self.cfg
+        started = time.perf_counter()
+        deadline = Deadline(cfg.request_deadline_ms / 1000.0)
+        now_s = int(request.now_s if request.now_s is not None else self.clock())
+        latency: dict[str, float] = {}
+        versions: dict[str, int] = {}
+        degraded: list[str] = []
+        excluded = set(request.exclude)
+
+        user: dict | None = None
+        try:
+            user = self._stage("features", FEATURE_STORE,
+                               lambda: self._user_features(request.user_id),
+                               cfg.features_timeout_ms, deadline, latency)
+        except StageFailed as exc:
+            degraded.append(str(exc))
+        history = user_history(user or {}, now_s, cfg.max_history)
+        excluded.update(history.item_ids)
+        context = context_values(user or {}, request.context)
+        cold = user is not None and not history
+
+        candidates: list[Candidate] = []
+        tier = "segment-popular"
+        row, query = None, None
+        if user is not None:
+            row = query_row(request.user_id, user, history, context, now_s)
+            try:
+                retrieved, query = self._stage(
+                    "retrieval", MODEL_SERVER,
+                    lambda: self._retrieve(row, deadline.remaining(), versions),
+                    cfg.retrieval_timeout_ms, deadline, latency)
+                sources = [retrieved]
+                if cold:
+                    sources.append(self._cold_start(user, history, context,
+                                                    request.preferred_categories, excluded))
+                sources.append(self._trending(context, excluded))
+                candidates = [c for c in merge_sources(*sources) if c.item_id not in excluded]
+                tier = "retrieval"
+            except StageFailed as exc:
+                degraded.append(str(exc))
+        if candidates and self.specs.ranker is not None:
+            try:
+                scores = self._stage(
+                    "ranking", RANKER,
+                    lambda: self._rank(row, candidates, query, now_s, deadline.remaining(),
+                                       versions),
+                    cfg.ranking_timeout_ms, deadline, latency)
+                for candidate, score in zip(candidates, scores):
+                    candidate.score = float(score)
+                tier = "full"
+            except StageFailed as exc:
+                degraded.append(str(exc))
+        elif candidates:
+            degraded.append("ranking: no ranker is served")
+
+        rules_started = time.perf_counter()
+        segment = "global"
+        if not candidates:
+            candidates, segment = self._popular(context, max(3 * request.k, 50), excluded)
+            tier = "global-popular" if segment == "global" else "segment-popular"
+        items, _ = apply_rules(candidates, request.k, now_s, excluded, cfg.rules)
+        if len(items) < request.k:  # top up from the global list (never an excluded item)
+            taken = excluded | {c.item_id for c in items}
+            items += self._popular({}, request.k - len(items), taken)[0]
+        latency["rules"] = round((time.perf_counter() - rules_started) * 1000, 3)
+        latency["total"] = round((time.perf_counter() - started) * 1000, 3)
+        self._count(tier, degraded, time.perf_counter() - started)
+        return RecommendationResult(request.user_id, items[:request.k], tier, segment,
+                                    versions, latency, degraded, cold)
+
+    def _count(self, tier: str, degraded: list[str], seconds: float) -> None:
+        self.metrics.requests.labels("recommendations", tier).inc()
+        self.metrics.request_latency.labels("recommendations").observe(seconds)
+        if tier != "full":
+            reason = degraded[0].split(":", 1)[0] if degraded else "unknown"
+            self.metrics.fallbacks.labels(tier, reason).inc()
+
+    def warm_up(self, rounds: int = 3) -> None:
+        """Run each model a few times outside any deadline (the first calls trace TensorFlow
+        functions and open connections: they are much slower than the rest)."""
+        now_s = int(self.clock())
+        row = query_row("", {}, History(), {}, now_s)
+        for _ in range(rounds):
+            candidates, query = self._retrieve(row, 60.0, {})
+            if self.specs.ranker is not None and candidates:
+                self._rank(row, candidates, query, now_s, 60.0, {})
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _list(value: Any) -> list:
+    return [] if value is None else list(value)
+
+
+__all__ = ["Recommender", "RecommendationRequest", "RecommendationResult", "ModelSpecs",
+           "StageFailed", "TIERS"]

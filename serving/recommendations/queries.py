@@ -1,0 +1,113 @@
+"""A request's model inputs, encoded exactly as the training data was.
+
+The online features of the user (Feast ``retrieval`` views) and the request context become
+one query row with the columns of the Beam training examples; the candidates' online item
+features and catalogue content become the ranker's rows. Both go through
+:func:`trainer.arrays.to_arrays`, the encoder training used, so there is no second encoding
+to drift.
+
+Guarantees: history lists are most recent first, at most ``max_history`` long, with gaps in
+seconds from the request time (0 where the time is unknown); context values the request
+gives win over the user's profile; hour and weekday are those of the request time in UTC,
+as in the Beam job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from trainer.arrays import to_arrays
+from trainer.config import CONTEXT_CATEGORICAL_FEATURES
+from trainer.ranking.inputs import RETRIEVAL_SCORE
+
+PROFILE_FIELDS = {"device": "user_device", "country": "user_country",
+                  "language": "user_language"}
+
+
+@dataclass
+class History:
+    item_ids: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    gaps_s: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+
+def _list(value: Any) -> list:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return list(value)
+
+
+def user_history(user: Mapping[str, Any], now_s: int, max_history: int) -> History:
+    """The user's recent items from the session features."""
+    ids = [str(i) for i in _list(user.get("session_recent_item_ids")) if i]
+    ids = ids[:max_history]
+    categories = [str(c or "") for c in _list(user.get("session_recent_categories"))]
+    times = _list(user.get("session_recent_event_at_s"))
+    categories = (categories + [""] * len(ids))[:len(ids)]
+    gaps = [float(max(now_s - t, 0)) if t is not None else 0.0 for t in times[:len(ids)]]
+    gaps += [0.0] * (len(ids) - len(gaps))
+    return History(ids, categories, gaps)
+
+
+def context_values(user: Mapping[str, Any], context: Mapping[str, str | None]
+                   ) -> dict[str, str | None]:
+    """device, country, language: the request's, else the profile's."""
+    return {name: context.get(name) or user.get(PROFILE_FIELDS[name]) or None
+            for name in CONTEXT_CATEGORICAL_FEATURES}
+
+
+def query_row(user_id: str, user: Mapping[str, Any], history: History,
+              context: Mapping[str, str | None], now_s: int) -> dict[str, Any]:
+    """One row with the columns of a training example at request time."""
+    when = dt.datetime.fromtimestamp(now_s, dt.timezone.utc)
+    return {**user, "user_id": user_id, "history_item_ids": history.item_ids,
+            "history_categories": history.categories, "history_gaps_s": history.gaps_s,
+            "hour_of_day": when.hour, "day_of_week": when.weekday(),
+            **context_values(user, context)}
+
+
+def _filled(frame: pd.DataFrame, specs) -> pd.DataFrame:
+    """``frame`` with every column of ``specs``, absent ones filled with missing values."""
+    for spec in specs:
+        if spec.name not in frame.columns:
+            frame[spec.name] = [spec.missing if spec.width is None else []
+                                for _ in range(len(frame))]
+    return frame
+
+
+def query_arrays(row: Mapping[str, Any], specs) -> dict[str, np.ndarray]:
+    """The retrieval signature's inputs for one query row."""
+    return to_arrays(_filled(pd.DataFrame([dict(row)]), specs), specs, "the request")
+
+
+def ranker_arrays(row: Mapping[str, Any], candidates: Sequence[str],
+                  item_features: Mapping[str, Sequence[Any]],
+                  retrieval_scores: Sequence[float], now_s: int,
+                  specs) -> dict[str, np.ndarray]:
+    """The ``rank`` signature's inputs: the query row repeated per candidate, with each
+    candidate's online item features, its age at ``now_s`` and its retrieval score (NaN for
+    candidates that did not come from retrieval)."""
+    n = len(candidates)
+    frame = pd.DataFrame({name: list(values) for name, values in item_features.items()},
+                         index=range(n))
+    frame["item_id"] = list(candidates)
+    created = pd.to_numeric(frame.get("item_created_at_s"), errors="coerce") \
+        if "item_created_at_s" in frame else pd.Series([np.nan] * n)
+    frame["item_age_days"] = (now_s - created.to_numpy(np.float64)) / 86_400.0
+    frame[RETRIEVAL_SCORE] = np.asarray(retrieval_scores, dtype=np.float32)
+    user_side = {k: v for k, v in row.items() if k not in frame.columns}
+    for name, value in user_side.items():
+        frame[name] = [value] * n
+    return to_arrays(_filled(frame, specs), specs, "the ranker request")
+
+
+__all__ = ["History", "user_history", "context_values", "query_row", "query_arrays",
+           "ranker_arrays", "PROFILE_FIELDS"]

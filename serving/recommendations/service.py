@@ -1,0 +1,103 @@
+"""Assembling the recommendation service from a :class:`ServiceConfig`: the model client, the
+model specs from the exported manifests, the item index, the popular lists and the online
+feature reader.
+
+Guarantees: a missing artifact is a ``SourceError`` naming it and the command that makes it;
+the specs are read from the manifests of the versions being served, so requests are encoded
+for the models that answer them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.errors import SourceError
+from serving.recommendations.config import ServiceConfig
+from serving.recommendations.item_index import ItemIndex, build_item_index
+from serving.recommendations.metrics import ServiceMetrics
+from serving.recommendations.pipeline import ModelSpecs, Recommender
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServedModels:
+    """The manifests of the latest version of each exported artifact."""
+
+    retrieval: dict
+    ranker: dict | None
+
+
+def latest_manifest(base: Path, artifact: str, required: bool = True) -> dict | None:
+    from trainer.manifest import read_manifest
+    from trainer.versioning import versions
+
+    found = versions(base / artifact)
+    manifest = read_manifest(base / artifact / str(found[-1])) if found else None
+    if manifest is None and required:
+        raise SourceError(f"no exported {artifact!r} model under {base}; run `recsys export "
+                          f"--model-base-path {base}` first")
+    return manifest
+
+
+def model_specs(models: ServedModels) -> ModelSpecs:
+    from trainer.config import RetrievalConfig
+    from trainer.feature_spec import query_inputs
+    from trainer.ranking.config import load_ranker_config
+    from trainer.ranking.inputs import ranker_inputs
+
+    retrieval = RetrievalConfig.from_dict({"model": models.retrieval["model_config"]}).model
+    ranker = None
+    if models.ranker is not None:
+        ranker = ranker_inputs(load_ranker_config(None, models.ranker["model_config"]))
+    return ModelSpecs(query=query_inputs(retrieval), ranker=ranker)
+
+
+def _model_client(cfg: ServiceConfig, with_ranker: bool):
+    from serving.recommendations.model_clients import GrpcModelClient, InProcessModelClient
+
+    if cfg.model_server:
+        return GrpcModelClient(cfg.model_server)
+    names = ["retrieval", "item_tower"] + (["ranker"] if with_ranker else [])
+    return InProcessModelClient({n: cfg.model_base_path / n for n in names})
+
+
+def item_index(cfg: ServiceConfig, models, served: ServedModels) -> ItemIndex:
+    import pandas as pd
+
+    from trainer.config import RetrievalConfig
+    from trainer.training_data import read_catalogue
+
+    manifest = latest_manifest(cfg.model_base_path, "item_tower")
+    model_cfg = RetrievalConfig.from_dict({"model": manifest["model_config"]}).model
+    reference = pd.Timestamp(manifest["item_age_reference"])
+    reference_us = int(reference.value // 1000)
+    return build_item_index(read_catalogue(cfg.catalogue_dir), models, model_cfg,
+                            reference_us, manifest["version"])
+
+
+def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
+                      features=None) -> Recommender:
+    """Everything the service needs, loaded once; ``features`` overrides the Feast reader."""
+    from serving.recommendations.online_features import OnlineFeatures
+    from serving.recommendations.popular_lists import PopularLists
+
+    served = ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),
+                          latest_manifest(cfg.model_base_path, "ranker", required=False))
+    popular = PopularLists.load(cfg.popular_lists_path)
+    models = _model_client(cfg, served.ranker is not None)
+    index = item_index(cfg, models, served)
+    features = features or OnlineFeatures(cfg.repo)
+    log.info("recommender ready: %s items, retrieval v%s, ranker %s", f"{len(index):,}",
+             served.retrieval["version"],
+             f"v{served.ranker['version']}" if served.ranker else "none")
+    recommender = Recommender(cfg, features, models, popular, index, model_specs(served),
+                              metrics)
+    recommender.warm_up()
+    return recommender
+
+
+__all__ = ["build_recommender", "latest_manifest", "model_specs", "item_index",
+           "ServedModels"]

@@ -1,0 +1,176 @@
+"""The recommendation pipeline on the small platform's real models, Feast online store and
+popular lists: tiers, cold start, exclusions, and degradation when a dependency is stopped,
+killed or slowed past its deadline, then recovery."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from recommendation_support import (PrivateRedis, SlowModels, build_service_files,
+                                    redis_profile)
+from serving.recommendations.config import ServiceConfig
+from serving_support import config_text, free_port, start_server
+from serving.recommendations.pipeline import RecommendationRequest
+from serving.recommendations.service import build_recommender
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, small_repo, trained_model_dir, trained_ranker):
+    return build_service_files(tmp_path_factory.mktemp("service"), small_repo,
+                               trained_model_dir, trained_ranker.ranker_dir)
+
+
+@pytest.fixture(scope="module")
+def config(files):
+    return ServiceConfig(repo=files.repo, model_base_path=files.base, reset_timeout_s=0.5,
+                         failure_threshold=2, user_cache_ttl_s=0.2)
+
+
+@pytest.fixture(scope="module")
+def recommender(config):
+    service = build_recommender(config)
+    yield service
+    service.close()
+    service.models.close()
+
+
+@pytest.fixture(scope="module")
+def active_user(small_data):
+    return small_data.train["user_id"].value_counts().index[0]
+
+
+def _fallbacks(service, tier: str) -> float:
+    return sum(s.value for m in service.metrics.fallbacks.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels["tier"] == tier)
+
+
+def _until_full(service, request, attempts: int = 40):
+    """Requests, a breaker reset timeout apart, until one is served by the full pipeline (a
+    restarted dependency's first calls may still miss their deadline: they warm it up)."""
+    for _ in range(attempts):
+        time.sleep(0.6)
+        result = service.recommend(request)
+        if result.tier == "full":
+            return result
+    raise AssertionError(f"not recovered: {result.degraded}")
+
+
+def test_a_known_user_gets_k_ranked_items_none_consumed(recommender, active_user):
+    result = recommender.recommend(RecommendationRequest(active_user, k=10))
+    assert result.tier == "full" and not result.degraded and not result.cold_start
+    assert len(result.items) == 10 and len({c.item_id for c in result.items}) == 10
+    user = recommender.features.user(active_user)
+    consumed = set(user["session_recent_item_ids"])
+    assert consumed and not consumed & {c.item_id for c in result.items}
+    assert set(result.model_versions) == {"retrieval", "ranker"}
+    assert {"features", "retrieval", "ranking", "rules", "total"} <= set(result.latency_ms)
+    assert {c.source for c in result.items} <= {"two-tower", "trending"}
+    scores = [c.score for c in result.items]
+    assert scores == sorted(scores, reverse=True) or any(
+        "diversity cap relaxed" in r for c in result.items for r in c.reasons)
+
+
+def test_exclusions_are_never_returned(recommender, active_user):
+    first = recommender.recommend(RecommendationRequest(active_user, k=5))
+    excluded = [c.item_id for c in first.items]
+    second = recommender.recommend(RecommendationRequest(active_user, k=5, exclude=excluded))
+    assert len(second.items) == 5 and not set(excluded) & {c.item_id for c in second.items}
+
+
+def test_an_unknown_user_is_a_cold_start_with_declared_categories(recommender):
+    category = recommender.index.categories[0]
+    result = recommender.recommend(RecommendationRequest(
+        "nobody-ever", k=10, context={"country": "US"}, preferred_categories=[category]))
+    assert result.cold_start and result.tier == "full" and len(result.items) == 10
+    sources = {c.source for c in recommender._cold_start({}, type(
+        "H", (), {"categories": [], "item_ids": []})(), {"country": "US"}, [category], set())}
+    assert {"segment-popular", "category-centroid"} <= sources
+
+
+def test_feature_store_stopped_then_back(files, config, tmp_path):
+    """The production online store (Redis) is killed mid-traffic, then restarted."""
+    redis = PrivateRedis(tmp_path / "redis").start()
+    try:
+        repo = redis_profile(files, redis.port)
+        service = build_recommender(dataclasses.replace(config, repo=repo))
+        try:
+            assert service.recommend(RecommendationRequest("u000012", k=7)).tier == "full"
+            redis.kill()
+            time.sleep(0.3)  # the user cache's TTL
+            before = _fallbacks(service, "segment-popular") + _fallbacks(service,
+                                                                         "global-popular")
+            for _ in range(3):  # the breaker opens after 2 failures: no more store calls
+                result = service.recommend(RecommendationRequest(
+                    "u000012", k=7, context={"country": "US"}))
+                assert len(result.items) == 7
+                assert result.tier in ("segment-popular", "global-popular")
+                assert result.degraded[0].startswith("features:")
+            assert "circuit breaker feature_store is open" in result.degraded[0]
+            after = _fallbacks(service, "segment-popular") + _fallbacks(service,
+                                                                        "global-popular")
+            assert after == before + 3
+            redis.start()
+            _until_full(service, RecommendationRequest("u000012", k=7))
+            assert service.breakers["feature_store"].state == "closed"
+        finally:
+            service.close()
+            service.models.close()
+    finally:
+        redis.stop()
+
+
+def test_model_server_killed_then_back(files, config, tmp_path):
+    """Retrieval and ranking over gRPC to a real model server that is stopped, then started
+    again on the same port."""
+    models = {n: files.base / n for n in ("retrieval", "item_tower", "ranker")}
+    model_config = tmp_path / "models.config"
+    model_config.write_text(config_text(models))
+    port = free_port()
+    server = start_server(port=port, rest_api_port=0, model_config_file=str(model_config))
+    service = build_recommender(dataclasses.replace(config, model_server=f"127.0.0.1:{port}"))
+    try:
+        assert service.recommend(RecommendationRequest("u000012", k=8)).tier == "full"
+        server.stop()
+        for _ in range(3):
+            result = service.recommend(RecommendationRequest("u000012", k=8))
+            assert len(result.items) == 8 and result.tier in ("segment-popular",
+                                                              "global-popular")
+            assert result.degraded[0].startswith("retrieval:")
+        assert "circuit breaker model_server is open" in result.degraded[0]
+        consumed = set(service.features.user("u000012")["session_recent_item_ids"])
+        assert not consumed & {c.item_id for c in result.items}
+        server = start_server(port=port, rest_api_port=0, model_config_file=str(model_config))
+        recovered = _until_full(service, RecommendationRequest("u000012", k=8))
+        assert recovered.model_versions == {"retrieval": 1, "ranker": 1}
+    finally:
+        service.close()
+        service.models.close()
+        server.stop()
+
+
+def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
+    service = build_recommender(dataclasses.replace(config, ranking_timeout_ms=50))
+    real = service.models
+    service.models = SlowModels(real, {"ranker": 2.0})
+    try:
+        started = time.perf_counter()
+        result = service.recommend(RecommendationRequest(active_user, k=10))
+        elapsed = time.perf_counter() - started
+        assert result.tier == "retrieval" and len(result.items) == 10
+        assert result.degraded == ["ranking: no answer within 50 ms"]
+        assert elapsed < 2.0  # answered without waiting for the slow ranker
+        assert _fallbacks(service, "retrieval") == 1
+        service.models = real
+        time.sleep(0.6)
+        assert service.recommend(RecommendationRequest(active_user, k=10)).tier == "full"
+    finally:
+        service.close()
+        real.close()
+
+
+def test_k_larger_than_the_candidates_is_topped_up_from_popular(recommender, active_user):
+    result = recommender.recommend(RecommendationRequest(active_user, k=90))
+    assert len(result.items) == 90 and len({c.item_id for c in result.items}) == 90
