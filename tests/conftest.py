@@ -94,3 +94,13 @@ def trained_ranker(small_repo, small_data, trained_model_dir, tmp_path_factory):
 
     return train_ranking(small_repo, trained_model_dir, tmp_path_factory.mktemp("ranker"),
                          small_ranker_config(), small_data, progress=False)
+
+
+@pytest.fixture(scope="session")
+def service_files(tmp_path_factory, small_repo, trained_model_dir, trained_ranker):
+    """The small platform's models exported with the ranker, its popular lists and a private
+    copy of its feature repository with the online store materialized."""
+    from recommendation_support import build_service_files
+
+    return build_service_files(tmp_path_factory.mktemp("service"), small_repo,
+                               trained_model_dir, trained_ranker.ranker_dir)

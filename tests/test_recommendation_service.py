@@ -9,8 +9,7 @@ import time
 
 import pytest
 
-from recommendation_support import (PrivateRedis, SlowModels, build_service_files,
-                                    redis_profile)
+from recommendation_support import PrivateRedis, SlowModels, redis_profile
 from serving.recommendations.config import ServiceConfig
 from serving_support import config_text, free_port, start_server
 from serving.recommendations.pipeline import RecommendationRequest
@@ -18,9 +17,8 @@ from serving.recommendations.service import build_recommender
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory, small_repo, trained_model_dir, trained_ranker):
-    return build_service_files(tmp_path_factory.mktemp("service"), small_repo,
-                               trained_model_dir, trained_ranker.ranker_dir)
+def files(service_files):
+    return service_files
 
 
 @pytest.fixture(scope="module")
