@@ -7,12 +7,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import shutil
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import requests
 
 from serving_support import free_port
 
@@ -66,27 +63,11 @@ class SlowModels:
         self.models.close()
 
 
-@contextlib.contextmanager
 def serve_app(app):
     """The FastAPI app on a free port in a thread (uvicorn), its base URL yielded."""
-    import uvicorn
+    from serving.recommendations.http_server import serve_in_thread
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        with contextlib.suppress(requests.ConnectionError):
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                break
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    return serve_in_thread(app)
 
 
 class PrivateRedis:

@@ -89,6 +89,8 @@ def test_explain_a_recommendation(url, small_data):
     body = answer.json()
     assert body["message"].startswith("because you watched ")
     assert 1 <= len(body["because"]) <= 3
+    past = [b["item_id"] for b in body["because"]]
+    assert len(set(past)) == len(past) and item not in past
     assert [b["similarity"] for b in body["because"]] == sorted(
         (b["similarity"] for b in body["because"]), reverse=True)
     groups = [f["feature_group"] for f in body["ranker_features"]]

@@ -2,9 +2,10 @@
 
 Today: simulate a small platform into a lake, build its features with Beam, register them with
 Feast (DuckDB + SQLite), materialize them and read a user's online features, train the two-tower
-retrieval model, export it as versioned SavedModels (ScaNN, portable, item tower), serve them
-with the TF Serving-compatible model server and query it over REST and gRPC. Later issues extend
-this until it runs the recommendation API and streaming end to end.
+retrieval model and the transformer ranker, export them as versioned SavedModels (ScaNN,
+portable, item tower, ranker), serve them with the TF Serving-compatible model server and query
+it over REST and gRPC, then run the recommendation API and ask it for recommendations and
+explanations (known users, a new user, a new item). Issue 7 adds streaming.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--days", type=positive_int, default=7, metavar="D")
     demo.add_argument("--epochs", type=positive_int, default=3, metavar="N",
                       help="two-tower training epochs (default 3)")
+    demo.add_argument("--ranker-epochs", type=positive_int, default=3, metavar="N",
+                      help="ranker training epochs (default 3)")
     demo.set_defaults(func=run_demo)
 
 
@@ -58,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     lake_dir = args.workdir / "lake"
     cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
-    print(f"[1/7] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
+    print(f"[1/9] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
           f"into {lake_dir}")
     report = generate(cfg, Lake(lake_dir, create=True))
     print(f"      {report.events_written:,} new events written "
@@ -68,16 +71,16 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"      {line}")
 
     repo = _feature_repo(args.workdir)
-    print(f"\n[2/7] building features with Beam into {repo / 'data'}")
+    print(f"\n[2/9] building features with Beam into {repo / 'data'}")
     built = build_features(lake_dir, repo, "embedded")
     print(f"      {built.beam.counters.get('events_read', 0):,} events in "
           f"{built.beam.seconds:.1f}s ({built.beam.events_per_second:,.0f} events/s)")
 
-    print(f"\n[3/7] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
+    print(f"\n[3/9] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
     apply(repo.resolve())
     materialize(repo.resolve(), dt.datetime.now(dt.timezone.utc))
 
-    print("\n[4/7] online features of the most active user (feature service 'ranking')")
+    print("\n[4/9] online features of the most active user (feature service 'ranking')")
     from feast import FeatureStore
 
     events = Lake(lake_dir).read("events", columns=["user_id", "item_id"]).to_pandas()
@@ -94,13 +97,19 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir, base = _train_and_export(args, repo.resolve())
     from recsys.cli.demo_serving import serve_and_query
 
-    print("\n[7/7] serving the exported models over TF Serving's REST and gRPC APIs")
+    print("\n[8/9] serving the exported models over TF Serving's REST and gRPC APIs")
     serve_and_query(base, repo.resolve(), user)
+
+    from recsys.cli.demo_api import run_api_demo
+
+    print("\n[9/9] the recommendation API: features -> retrieval -> ranker -> rules")
+    run_api_demo(repo.resolve(), base, events)
     print(f"\nNext: `cd {repo} && feast feature-views list`, "
           f"`recsys data describe {lake_dir}`, `tensorboard --logdir {model_dir / 'logs'}`, "
           f"`recsys export check {base / 'retrieval' / '1'}`, "
           f"`recsys model-server --port=8500 --rest_api_port=8501 --model_name=retrieval "
-          f"--model_base_path={(base / 'retrieval').resolve()}`.")
+          f"--model_base_path={(base / 'retrieval').resolve()}`, "
+          f"`recsys api --repo {repo} --model-base-path {base}` (docs at /docs).")
     return 0
 
 
@@ -111,14 +120,29 @@ def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]
     model_dir = args.workdir / "models" / "two_tower"
     shutil.rmtree(model_dir, ignore_errors=True)
     cfg = RetrievalConfig(train=TrainConfig(epochs=args.epochs))
-    print(f"\n[5/7] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
+    print(f"\n[5/9] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
           f"into {model_dir}")
     result = workflow.train(repo, model_dir, cfg, progress=False)
     print(f"      {result.examples:,} examples, {result.examples_per_second:,.0f} examples/s, "
           f"loss per epoch " + ", ".join(f"{x:.0f}" for x in result.losses))
+    from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
+    from trainer.ranking.config import RankerConfig
+    from trainer.ranking.workflow import train_ranking
+
+    ranker_dir = args.workdir / "models" / "ranker"
+    shutil.rmtree(ranker_dir, ignore_errors=True)
+    ranker_cfg = RankerConfig(epochs=args.ranker_epochs, candidates=50)
+    print(f"\n[6/9] training the transformer ranker ({ranker_cfg.epochs} epochs, lists of "
+          f"{ranker_cfg.candidates} candidates) into {ranker_dir}")
+    ranking = train_ranking(repo, model_dir, ranker_dir, ranker_cfg, progress=False)
+    print(f"      {ranking.lists:,} lists ({ranking.positives:,} positives) in "
+          f"{ranking.seconds:.0f}s, loss per epoch "
+          + ", ".join(f"{x:.3f}" for x in ranking.losses))
     base = args.workdir / "models" / "serving"
-    print(f"\n[6/7] exporting SavedModels under {base}")
-    exported = workflow.export(repo, model_dir, base, k=100)
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\n[7/9] exporting SavedModels and popular lists under {base}")
+    exported = workflow.export(repo, model_dir, base, k=200, ranker_dir=ranker_dir)
+    build_popular_lists(load_training_examples(repo)).save(base / "popular.json")
     for name, path in exported.paths.items():
         custom = ", ".join(exported.manifests[name]["ops"]["custom"]) or "none (stock TF Serving)"
         print(f"      {name:<20} {path}  custom ops: {custom}")

@@ -72,10 +72,11 @@ def explain(recommender, user_id: str, item_id: str, now_s: int, top: int = 3) -
     user = recommender.features.user(user_id)
     history = user_history(user, now_s, recommender.cfg.max_history)
     vector = index.embedding_of(item_id, category)
-    because = []
+    because, seen = [], {item_id}
     for past, past_category in zip(history.item_ids, history.categories):
         past_vector = index.embedding_of(past, past_category)
-        if past_vector is not None and past != item_id:
+        if past_vector is not None and past not in seen:
+            seen.add(past)
             because.append({"item_id": past, "category": past_category,
                             "similarity": round(float(past_vector @ vector), 4)})
     because = sorted(because, key=lambda b: -b["similarity"])[:top]

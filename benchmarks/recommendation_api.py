@@ -1,0 +1,356 @@
+"""Benchmark: ``POST /v1/recommendations`` end to end over HTTP, per stage and per tier.
+
+    python benchmarks/recommendation_api.py [--items 100000] [--concurrency 1 4 16]
+        [--seconds 20] [--warmup 3] [--workdir DIR]
+    python benchmarks/recommendation_api.py --items 1000000 --workdir DIR
+
+Setup (each step skipped when ``--workdir`` already holds its output, so a second run only
+measures): a synthetic platform of ``--items`` items, ``--users`` users and ``--days`` days
+through the real path (generator -> lake -> Beam features with the temporal split, history 10
+-> feast apply), a small two-tower model (``small_config``) and transformer ranker
+(``small_ranker_config``, lists of 20 for training), ``trainer.workflow.export`` with
+``k=--candidates`` (200) and the default ScaNN config (tuned to recall@10 >= 0.97 on check
+queries) indexing every catalogue item, the online store materialized (SQLite), popular lists.
+
+Run: ``build_recommender`` with the default ``ServiceConfig`` (models in process, 250 ms
+deadline) behind ``create_app``, served by uvicorn in a thread of this process (``serve_app``).
+The load generator is a separate process (its own GIL): ``--concurrency`` closed-loop threads,
+one ``requests.Session`` each, ``{"user_id": <random user of the training examples>, "k": 10}``.
+Per level: ``--warmup`` s unmeasured, then ``--seconds`` s measured. Reported: client latency
+p50/p95/p99, req/s, each stage's server-side ``latency_ms`` p50/p99, the share of each tier
+(anything but ``full`` is a fallback), item feature cache hit rate and CPU cores used by the
+server and client processes. Client and server share the machine's cores.
+
+Prints a table, writes JSON (benchmarks/results/recommendation_api_<items>.json) and a plot
+next to it (.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import random
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from importlib import metadata
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+STAGES = ("features", "retrieval", "ranking", "rules", "total")
+TIERS = ("full", "retrieval", "segment-popular", "global-popular")
+log = logging.getLogger("recommendation_api")
+
+
+def _step(times: dict, name: str, done: bool, fn) -> None:
+    """Run setup step ``fn`` unless ``done``; its wall time goes into ``times``."""
+    if done:
+        log.info("setup: %s cached", name)
+        return
+    log.info("setup: %s ...", name)
+    start = time.perf_counter()
+    fn()
+    times[name] = round(time.perf_counter() - start, 1)
+    log.info("setup: %s done in %.1fs", name, times[name])
+
+
+def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
+    """The feature repository, model base path, known users and the setup step times."""
+    from recsys.data.lake import Lake
+    from recsys.data.synthetic import SyntheticConfig, generate
+    from recsys.features.build import build_features
+    from recsys.features.store import apply, materialize
+    from retrieval_support import small_config, small_ranker_config
+    from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
+    from trainer import workflow
+    from trainer.ranking.workflow import train_ranking
+    from trainer.train import train_retrieval
+    from trainer.training_data import load_retrieval_data
+
+    repo, base = (workdir / "feature_repo").resolve(), workdir / "models"
+    model_dir, ranker_dir = workdir / "two_tower", workdir / "ranker"
+    times_file, users_file = workdir / "setup_seconds.json", workdir / "users.json"
+    times = json.loads(times_file.read_text()) if times_file.exists() else {}
+    synthetic = SyntheticConfig(users=args.users, items=args.items, days=args.days, seed=7,
+                                end_date=args.end_date)
+
+    def platform_() -> None:
+        report = generate(synthetic, Lake(workdir / "lake", create=True), progress=False)
+        events = sum(e.written for e in report.events)
+        log.info("generated %s users, %s items, %s events in %.1fs", f"{synthetic.users:,}",
+                 f"{report.items.written:,}", f"{events:,}", report.seconds)
+        shutil.copytree(ROOT / "feature_repo", repo, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("data", "__pycache__", "production"))
+        start = time.perf_counter()
+        build_features(workdir / "lake", repo, "embedded",
+                       ["--split", "temporal", "--history_length", "10"])
+        log.info("Beam features built in %.1fs", time.perf_counter() - start)
+        apply(repo)
+
+    _step(times, "platform (generate + Beam + apply)",
+          (repo / "data" / "registry.db").exists(), platform_)
+    loaded = []
+
+    def data():
+        """The training data (Feast point-in-time join), loaded once and only if needed."""
+        if not loaded:
+            start = time.perf_counter()
+            loaded.append(load_retrieval_data(repo))
+            times["load training data (Feast)"] = round(time.perf_counter() - start, 1)
+            log.info("training data: %s train, %s test examples, %s catalogue items",
+                     f"{len(loaded[0].train):,}", f"{len(loaded[0].test):,}",
+                     f"{len(loaded[0].catalogue):,}")
+        return loaded[0]
+
+    if not users_file.exists():
+        users_file.write_text(json.dumps(sorted(data().train["user_id"].unique().tolist())))
+    _step(times, "train two-tower", (model_dir / "checkpoints").is_dir(),
+          lambda: train_retrieval(data(), small_config(epochs=args.epochs), model_dir,
+                                  progress=False))
+    _step(times, "train ranker", (ranker_dir / "data.json").exists(),
+          lambda: train_ranking(repo, model_dir, ranker_dir,
+                                small_ranker_config(epochs=args.epochs), data(), progress=False))
+    _step(times, f"export (k={args.candidates}, ScaNN)", (base / "ranker").is_dir(),
+          lambda: workflow.export(repo, model_dir, base, k=args.candidates,
+                                  ranker_dir=ranker_dir))
+    materialized = workdir / "materialized.ok"  # apply already creates online_store.db
+    _step(times, "materialize online store", materialized.exists(),
+          lambda: (materialize(repo, end=dt.datetime.now(dt.timezone.utc),
+                               start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)),
+                   materialized.touch()))
+    _step(times, "popular lists", (base / "popular.json").exists(),
+          lambda: build_popular_lists(load_training_examples(repo), min_segment_events=20)
+          .save(base / "popular.json"))
+    times_file.write_text(json.dumps(times, indent=2))
+    return repo, base, json.loads(users_file.read_text()), times
+
+
+def load(url: str, users: list[str], concurrency: int, warmup_s: float, seconds: float,
+         seed: int) -> dict:
+    """Closed-loop clients (in the load generator process); the measured requests."""
+    import requests
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s client %(message)s")
+    cpu, began = time.process_time(), time.perf_counter()
+    measure_from = began + warmup_s
+    stop = measure_from + seconds
+    records: list[list[tuple]] = [[] for _ in range(concurrency)]
+
+    def client(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        with requests.Session() as session:
+            while (start := time.perf_counter()) < stop:
+                answer = session.post(f"{url}/v1/recommendations", timeout=30,
+                                      json={"user_id": rng.choice(users), "k": 10})
+                ms = (time.perf_counter() - start) * 1000
+                if start >= measure_from and start + ms / 1000 <= stop:
+                    body = answer.json() if answer.ok else {}
+                    reason = re.sub(r"\d+", "N", (body.get("degraded") or [""])[0])
+                    records[i].append((ms, answer.status_code, body.get("tier", "error"),
+                                       body.get("latency_ms", {}), len(body.get("items", [])),
+                                       reason))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    while time.perf_counter() < stop:
+        time.sleep(min(5.0, max(stop - time.perf_counter(), 0.0)))
+        n, elapsed = sum(map(len, records)), time.perf_counter() - measure_from
+        if elapsed > 1:
+            logging.info("concurrency %d: %d measured requests, %.1f req/s", concurrency, n,
+                         n / elapsed)
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - began
+    return {"records": [r for part in records for r in part],
+            "client_cores": (time.process_time() - cpu) / wall}
+
+
+def _cache(metrics) -> dict[str, float]:
+    return {s.labels["result"]: s.value for m in metrics.cache.collect() for s in m.samples
+            if s.name.endswith("_total") and s.labels["cache"] == "item_features"}
+
+
+def _pct(values, q) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if len(values) else None
+
+
+def summarise(concurrency: int, seconds: float, out: dict, server_cores: float,
+              cache: dict) -> dict:
+    records = out["records"]
+    client = np.array([r[0] for r in records])
+    row = {"concurrency": concurrency, "requests": len(records),
+           "throughput_rps": round(len(records) / seconds, 2),
+           **{f"client_p{q}_ms": _pct(client, q) for q in (50, 95, 99)},
+           "errors": sum(r[1] != 200 for r in records),
+           "short_answers": sum(r[1] == 200 and r[4] < 10 for r in records),
+           "tiers": {t: round(sum(r[2] == t for r in records) / max(len(records), 1), 4)
+                     for t in (*TIERS, "error") if any(r[2] == t for r in records)},
+           "stages": {s: {"p50_ms": _pct(v, 50), "p99_ms": _pct(v, 99), "n": len(v)}
+                      for s in STAGES
+                      for v in [[r[3][s] for r in records if s in r[3]]]},
+           "fallback_reasons": dict(Counter(r[5] for r in records if r[5]).most_common()),
+           "item_cache_hit_rate": round(cache.get("hit", 0) / max(sum(cache.values()), 1), 3),
+           "server_cores": round(server_cores, 2), "client_cores": round(out["client_cores"], 2)}
+    row["client_latencies_ms"] = sorted(round(float(x), 2) for x in client)
+    return row
+
+
+def _pair(stage: dict) -> str:
+    return "-" if stage["p50_ms"] is None else f"{stage['p50_ms']:.1f}/{stage['p99_ms']:.1f}"
+
+
+def _table(rows: list[dict]) -> None:
+    print(f"\n{'conc':>4} {'reqs':>6} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
+          + "".join(f"{s + ' p50/p99':>19}" for s in STAGES)
+          + f"  {'tiers':<32}{'cache':>6}{'cores s/c':>11}")
+    for r in rows:
+        stages = "".join(f"{_pair(r['stages'][s]):>19}" for s in STAGES)
+        tiers = " ".join(f"{t} {100 * v:.1f}%" for t, v in r["tiers"].items())
+        print(f"{r['concurrency']:>4} {r['requests']:>6} {r['throughput_rps']:>7.1f} "
+              f"{r['client_p50_ms']:>7.1f} {r['client_p95_ms']:>7.1f} {r['client_p99_ms']:>7.1f} "
+              f"{stages}  {tiers:<32}{r['item_cache_hit_rate']:>6.2f}"
+              f"{r['server_cores']:>6.2f}/{r['client_cores']:.2f}")
+    for r in rows:
+        if r["fallback_reasons"]:
+            print(f"  concurrency {r['concurrency']} first degradation reasons: "
+                  + "; ".join(f"{n} x {why}" for why, n in r["fallback_reasons"].items()))
+    print("(latency in ms: client p50/p95/p99, then the server's latency_ms per stage; cache: "
+          "item feature cache hit rate; cores: CPU s per wall s, server/client process)")
+
+
+def _plot(rows: list[dict], items: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in rows:
+        lat = r["client_latencies_ms"]
+        left.plot(lat, np.arange(1, len(lat) + 1) / len(lat),
+                  label=f"concurrency {r['concurrency']} ({r['throughput_rps']:.0f} req/s)")
+    left.set_xscale("log")
+    left.set(xlabel="client latency (ms)", ylabel="share of requests <= x",
+             title=f"POST /v1/recommendations, {items:,} items")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend()
+    width, x = 0.25, np.arange(len(STAGES) - 1)
+    for i, r in enumerate(rows):
+        right.bar(x + (i - 1) * width, [r["stages"][s]["p50_ms"] or 0 for s in STAGES[:-1]],
+                  width, yerr=[[0] * len(x), [(r["stages"][s]["p99_ms"] or 0)
+                                              - (r["stages"][s]["p50_ms"] or 0)
+                                              for s in STAGES[:-1]]],
+                  capsize=3, label=f"concurrency {r['concurrency']}")
+    right.set_xticks(x, STAGES[:-1])
+    right.set(ylabel="server latency_ms (bar p50, whisker p99)", title="per stage")
+    right.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    log.info("wrote %s", path)
+
+
+def _machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    packages = ("tensorflow", "tensorflow-recommenders", "scann", "feast", "fastapi", "uvicorn")
+    return {"cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+            "cpu_model": model, "machine": platform.machine(),
+            "python": platform.python_version(),
+            **{name: metadata.version(name) for name in packages}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=2_000)
+    parser.add_argument("--days", type=int, default=3)
+    parser.add_argument("--end-date", type=dt.date.fromisoformat,
+                        default=dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
+    parser.add_argument("--epochs", type=int, default=2, help="two-tower and ranker epochs")
+    parser.add_argument("--candidates", type=int, default=200, help="retrieval k (export)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep (and reuse) the platform, models and online store here")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or ROOT / "benchmarks" / "results" / f"recommendation_api_{args.items}.json"
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for noisy in ("apache_beam", "feast", "absl", "tensorflow", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
+    from recommendation_support import serve_app
+    from serving.recommendations.app import create_app
+    from serving.recommendations.config import ServiceConfig
+    from serving.recommendations.service import build_recommender, latest_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = (args.workdir or Path(tmp)).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        repo, base, users, setup_seconds = setup(args, workdir)
+        start = time.perf_counter()
+        cfg = ServiceConfig(repo=repo, model_base_path=base)
+        recommender = build_recommender(cfg)
+        setup_seconds["service start (load models, embed item index)"] = round(
+            time.perf_counter() - start, 1)
+        retrieval = latest_manifest(base, "retrieval")
+        log.info("service up in %.1fs: item index %s items, retrieval index %s items, k=%s, "
+                 "ScaNN %s", time.perf_counter() - start, f"{len(recommender.index):,}",
+                 f"{retrieval['item_count']:,}", retrieval["k"], retrieval["index"])
+        rows = []
+        with serve_app(create_app(recommender)) as url, ProcessPoolExecutor(
+                1, mp_context=get_context("spawn")) as pool:
+            for level in args.concurrency:
+                cache, cpu = _cache(recommender.metrics), time.process_time()
+                began = time.perf_counter()
+                result = pool.submit(load, url, users, level, args.warmup, args.seconds,
+                                     level).result()
+                cores = (time.process_time() - cpu) / (time.perf_counter() - began)
+                after = _cache(recommender.metrics)
+                rows.append(summarise(level, args.seconds, result, cores,
+                                      {k: after[k] - cache.get(k, 0) for k in after}))
+                log.info("concurrency %d: %d requests, %.1f req/s, p50 %.1f ms, p99 %.1f ms, "
+                         "tiers %s", level, rows[-1]["requests"], rows[-1]["throughput_rps"],
+                         rows[-1]["client_p50_ms"], rows[-1]["client_p99_ms"],
+                         rows[-1]["tiers"])
+        recommender.close()
+        recommender.models.close()
+    print(f"\n{args.items:,} items in the catalogue, the retrieval index "
+          f"({retrieval['item_count']:,}) and the service's item index "
+          f"({len(recommender.index):,}); retrieval k={retrieval['k']}; "
+          f"{len(users):,} known users; {args.seconds:.0f}s per level")
+    _table(rows)
+    print("setup seconds:", json.dumps(setup_seconds))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "benchmark": "recommendation_api", "items": args.items, "users": args.users,
+        "days": args.days, "end_date": args.end_date.isoformat(), "known_users": len(users),
+        "retrieval_index_items": retrieval["item_count"],
+        "service_item_index_items": len(recommender.index), "retrieval_k": retrieval["k"],
+        "scann": retrieval["index"], "seconds_per_level": args.seconds,
+        "warmup_seconds": args.warmup, "service_config": cfg.to_dict(),
+        "setup_seconds": setup_seconds, "machine": _machine(), "results": rows}, indent=1,
+        default=str))
+    log.info("wrote %s", out)
+    _plot(rows, args.items, out.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
