@@ -117,6 +117,7 @@ def test_health_readiness_metrics_and_openapi(url):
     assert ready["status"] == "ready" and ready["breakers"] == {
         "feature_store": "closed", "model_server": "closed", "ranker": "closed"}
     _post(url, {"user_id": "never-seen", "k": 2})
+    _post(url, {"user_id": "never-seen", "k": 2})  # within the TTL: retrieval from the cache
     _post(url, {"user_id": "u1", "k": 0})
     metrics = requests.get(f"{url}/metrics", timeout=5).text
     assert 'recsys_requests_total{endpoint="recommendations",tier="full"}' in metrics
@@ -124,5 +125,6 @@ def test_health_readiness_metrics_and_openapi(url):
         in metrics
     assert 'recsys_request_errors_total{endpoint="/v1/recommendations",status="422"}' in metrics
     assert 'recsys_circuit_breaker_state{dependency="ranker"} 0.0' in metrics
+    assert 'recsys_cache_lookups_total{cache="retrieval",result="hit"}' in metrics
     paths = requests.get(f"{url}/openapi.json", timeout=5).json()["paths"]
     assert {"/v1/recommendations", "/v1/explain", "/healthz", "/readyz"} <= set(paths)

@@ -132,6 +132,7 @@ def test_model_server_killed_then_back(files, config, tmp_path):
     try:
         assert service.recommend(RecommendationRequest("u000012", k=8)).tier == "full"
         server.stop()
+        time.sleep(0.3)  # past the retrieval cache's TTL
         for _ in range(3):
             result = service.recommend(RecommendationRequest("u000012", k=8))
             assert len(result.items) == 8 and result.tier in ("segment-popular",

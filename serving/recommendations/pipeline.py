@@ -18,6 +18,7 @@ degraded, the model versions used and each stage's latency.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,10 @@ class Recommender:
             self.metrics.breaker_state.labels(name).set(0)
         self.user_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.user_cache_ttl_s)
         self.item_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.item_cache_ttl_s)
+        # retrieval answers (candidates + the user's query embedding) per user, context and
+        # history: a new click changes the key, so the cache never hides fresh behaviour
+        self.retrieval_cache: TTLCache[tuple, tuple] = TTLCache(cfg.cache_entries,
+                                                                 cfg.user_cache_ttl_s)
 
     # -- stages ----------------------------------------------------------------------------
     def _stage(self, name: str, breaker: str, fn: Callable[[], Any], budget_ms: float,
@@ -162,6 +167,20 @@ class Recommender:
                           self.index.created_at_of(i))
                 for i, s in zip(ids, answer.outputs["scores"][0]) if i], \
             np.asarray(answer.outputs["query_embedding"][0], dtype=np.float32)
+
+    def _retrieve_cached(self, row: Mapping[str, Any], timeout_s: float, versions: dict
+                         ) -> tuple[list[Candidate], np.ndarray]:
+        key = (row["user_id"], *(row.get(n) for n in ("device", "country", "language")),
+               tuple(row["history_item_ids"]), row["hour_of_day"])
+        cached = self.retrieval_cache.get(key)
+        self.metrics.cache.labels("retrieval", "hit" if cached else "miss").inc()
+        if cached is not None:
+            candidates, query, version = cached
+            versions["retrieval"] = version
+            return [dataclasses.replace(c, reasons=list(c.reasons)) for c in candidates], query
+        candidates, query = self._retrieve(row, timeout_s, versions)
+        self.retrieval_cache.put(key, (candidates, query, versions["retrieval"]))
+        return [dataclasses.replace(c, reasons=list(c.reasons)) for c in candidates], query
 
     def _retrieval_scores(self, candidates: list[Candidate], query: np.ndarray) -> list[float]:
         """Each candidate's two-tower score: retrieval's own, else the query embedding's dot
@@ -249,7 +268,7 @@ class Recommender:
             try:
                 retrieved, query = self._stage(
                     "retrieval", MODEL_SERVER,
-                    lambda: self._retrieve(row, deadline.remaining(), versions),
+                    lambda: self._retrieve_cached(row, deadline.remaining(), versions),
                     cfg.retrieval_timeout_ms, deadline, latency)
                 sources = [retrieved]
                 if cold:
