@@ -295,3 +295,33 @@ def test_load_of_a_corrupt_file_is_a_source_error(tmp_path):
     path.write_text('{"user_ids": ["u1"')  # a write cut short
     with pytest.raises(SourceError, match=str(path)):
         Vocabularies.load(path)
+
+
+def test_records_encode_exactly_as_frames():
+    """The serving encoder (records) and the training encoder (DataFrames) agree on every
+    kind of value, missing ones included."""
+    from trainer.arrays import records_to_arrays
+    from trainer.feature_spec import InputSpec
+
+    specs = [InputSpec("s", "string"), InputSpec("i", "int64"), InputSpec("f", "float32"),
+             InputSpec("ls", "string", 3), InputSpec("lf", "float32", 3)]
+    records = [
+        {"s": "a", "i": 3, "f": 1.5, "ls": ["x", None, "y", "z"], "lf": [1.0, None, 2.0]},
+        {"s": None, "i": None, "f": None, "ls": None, "lf": None},
+        {"s": 7, "i": 2.0, "f": "2.5", "ls": [], "lf": [float("nan")]},
+        {"s": float("nan"), "i": "x", "f": "bad"},
+        {"i": True, "f": np.float32(0.25), "ls": ("p",)},
+    ]
+    frame = pd.DataFrame(records)
+    for column in ("ls", "lf"):
+        frame[column] = frame[column].astype(object)
+    expected = to_arrays(frame, specs)
+    got = records_to_arrays(records, specs)
+    for spec in specs:
+        if spec.dtype == "float32":
+            np.testing.assert_array_equal(got[spec.name], expected[spec.name])
+        else:
+            assert got[spec.name].tolist() == expected[spec.name].tolist(), spec.name
+        assert got[spec.name].dtype == expected[spec.name].dtype
+    shared = records_to_arrays([{"f": 1.0}, {"f": 2.0}], specs[:1], shared={"s": "u"})
+    assert shared["s"].tolist() == ["u", "u"]

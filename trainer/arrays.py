@@ -7,7 +7,7 @@ absent raises :class:`~recsys.errors.SchemaError` naming it and where it should 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,62 @@ def to_arrays(frame: pd.DataFrame, specs: Iterable[InputSpec],
             for s in specs}
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and value != value) or value is pd.NA
+
+
+def _number(value, default):
+    """What ``pd.to_numeric(errors="coerce")`` makes of one value (``default`` if not a
+    number)."""
+    if _missing(value) or isinstance(value, (bool, np.bool_)):
+        return default if not isinstance(value, (bool, np.bool_)) else float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def records_to_arrays(records: Sequence[Mapping], specs: Iterable[InputSpec],
+                      shared: Mapping | None = None) -> dict[str, np.ndarray]:
+    """:func:`to_arrays` for plain records (one dict per row) without building a DataFrame:
+    the serving path's encoder, same rules, much faster for a few hundred rows. A column absent
+    from a record (and from ``shared``, values common to every row) is missing."""
+    shared = shared or {}
+    n = len(records)
+    out = {}
+    for spec in specs:
+        name = spec.name
+        if name in shared:
+            values = [shared[name]] * n
+        else:
+            values = [r.get(name) for r in records]
+        if spec.width is None:
+            if spec.dtype == "string":
+                out[name] = np.asarray(["" if _missing(v) else str(v) for v in values],
+                                       dtype=object).reshape(n)
+            elif spec.dtype == "int64":
+                out[name] = np.asarray([_number(v, 0) for v in values], dtype=np.float64
+                                       ).astype(np.int64).reshape(n)
+            else:
+                out[name] = np.asarray([_number(v, np.nan) for v in values],
+                                       dtype=np.float32).reshape(n)
+            continue
+        array = np.full((n, spec.width), spec.pad, dtype=spec.numpy_dtype)
+        for row, entries in enumerate(values):
+            if entries is None or (isinstance(entries, float) and entries != entries):
+                continue
+            kept = list(entries)[:spec.width]
+            if spec.dtype == "string":
+                kept = ["" if v is None else str(v) for v in kept]
+            else:
+                kept = [spec.pad if v is None or v != v else v for v in kept]
+            array[row, :len(kept)] = kept
+        out[name] = array
+    return out
+
+
 def with_item_age(items: pd.DataFrame, reference_us: np.ndarray | int) -> pd.DataFrame:
     """``items`` plus ``item_age_days`` at ``reference_us`` (one time, or one per row);
     NaN where the creation time is unknown."""
@@ -67,4 +123,4 @@ def take(arrays: Mapping[str, np.ndarray], index: np.ndarray) -> dict[str, np.nd
     return {name: values[index] for name, values in arrays.items()}
 
 
-__all__ = ["to_arrays", "with_item_age", "take", "US_PER_DAY"]
+__all__ = ["to_arrays", "records_to_arrays", "with_item_age", "take", "US_PER_DAY"]

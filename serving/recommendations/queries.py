@@ -3,8 +3,8 @@
 The online features of the user (Feast ``retrieval`` views) and the request context become
 one query row with the columns of the Beam training examples; the candidates' online item
 features and catalogue content become the ranker's rows. Both go through
-:func:`trainer.arrays.to_arrays`, the encoder training used, so there is no second encoding
-to drift.
+:func:`trainer.arrays.records_to_arrays`, which encodes exactly as the training encoder
+(``to_arrays``) does (a test holds them equal), without a DataFrame per request.
 
 Guarantees: history lists are most recent first, at most ``max_history`` long, with gaps in
 seconds from the request time (0 where the time is unknown); context values the request
@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
-from trainer.arrays import to_arrays
+from trainer.arrays import records_to_arrays
 from trainer.config import CONTEXT_CATEGORICAL_FEATURES
 from trainer.ranking.inputs import RETRIEVAL_SCORE
 
@@ -74,18 +73,9 @@ def query_row(user_id: str, user: Mapping[str, Any], history: History,
             **context_values(user, context)}
 
 
-def _filled(frame: pd.DataFrame, specs) -> pd.DataFrame:
-    """``frame`` with every column of ``specs``, absent ones filled with missing values."""
-    for spec in specs:
-        if spec.name not in frame.columns:
-            frame[spec.name] = [spec.missing if spec.width is None else []
-                                for _ in range(len(frame))]
-    return frame
-
-
 def query_arrays(row: Mapping[str, Any], specs) -> dict[str, np.ndarray]:
     """The retrieval signature's inputs for one query row."""
-    return to_arrays(_filled(pd.DataFrame([dict(row)]), specs), specs, "the request")
+    return records_to_arrays([row], specs)
 
 
 def ranker_arrays(row: Mapping[str, Any], candidates: Sequence[str],
@@ -94,19 +84,19 @@ def ranker_arrays(row: Mapping[str, Any], candidates: Sequence[str],
                   specs) -> dict[str, np.ndarray]:
     """The ``rank`` signature's inputs: the query row repeated per candidate, with each
     candidate's online item features, its age at ``now_s`` and its retrieval score (NaN for
-    candidates that did not come from retrieval)."""
-    n = len(candidates)
-    frame = pd.DataFrame({name: list(values) for name, values in item_features.items()},
-                         index=range(n))
-    frame["item_id"] = list(candidates)
-    created = pd.to_numeric(frame.get("item_created_at_s"), errors="coerce") \
-        if "item_created_at_s" in frame else pd.Series([np.nan] * n)
-    frame["item_age_days"] = (now_s - created.to_numpy(np.float64)) / 86_400.0
-    frame[RETRIEVAL_SCORE] = np.asarray(retrieval_scores, dtype=np.float32)
-    user_side = {k: v for k, v in row.items() if k not in frame.columns}
-    for name, value in user_side.items():
-        frame[name] = [value] * n
-    return to_arrays(_filled(frame, specs), specs, "the ranker request")
+    candidates outside the index)."""
+    records = []
+    for i, item in enumerate(candidates):
+        record = {name: values[i] for name, values in item_features.items()}
+        created = record.get("item_created_at_s")
+        record["item_id"] = item
+        record["item_age_days"] = ((now_s - float(created)) / 86_400.0
+                                   if created is not None and created == created else None)
+        record[RETRIEVAL_SCORE] = float(retrieval_scores[i])
+        records.append(record)
+    item_side = {*item_features, "item_id", "item_age_days", RETRIEVAL_SCORE}
+    shared = {k: v for k, v in row.items() if k not in item_side}
+    return records_to_arrays(records, specs, shared)
 
 
 __all__ = ["History", "user_history", "context_values", "query_row", "query_arrays",
