@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from recsys.errors import ConfigError, SourceError
-from trainer.arrays import to_arrays
+from trainer.arrays import to_arrays, with_missing_columns
 from trainer.evaluation_set import build_evaluation_set
 from trainer.model_dir import ModelDir
 from trainer.ranking.config import RankerConfig, load_ranker_config
@@ -55,9 +55,7 @@ def test_training_writes_a_ranker_that_restores_with_the_same_scores(ranking, sm
     restored = directory.restore()
     frame = small_data.test.head(8).assign(item_tags=[["t"]] * 8, item_age_days=1.0)
     frame[RETRIEVAL_SCORE] = np.linspace(-1, 1, 8, dtype=np.float32)
-    for spec in ranker_inputs(SMALL):
-        if spec.name not in frame.columns:
-            frame[spec.name] = [spec.missing] * 8 if spec.width is None else [[]] * 8
+    frame = with_missing_columns(frame, ranker_inputs(SMALL))
     arrays = {k: tf.constant(v) for k, v in to_arrays(frame, ranker_inputs(SMALL)).items()}
     again = directory.restore()(arrays)["click"].numpy()
     np.testing.assert_allclose(restored(arrays)["click"].numpy(), again, atol=1e-6)

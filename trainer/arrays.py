@@ -54,6 +54,16 @@ def to_arrays(frame: pd.DataFrame, specs: Iterable[InputSpec],
             for s in specs}
 
 
+def with_missing_columns(frame: pd.DataFrame, specs: Iterable[InputSpec]) -> pd.DataFrame:
+    """``frame`` (changed in place and returned) with every column of ``specs``; the absent
+    ones hold missing values (``spec.missing``, or an empty list)."""
+    for spec in specs:
+        if spec.name not in frame.columns:
+            frame[spec.name] = ([spec.missing] * len(frame) if spec.width is None
+                                else [[] for _ in range(len(frame))])
+    return frame
+
+
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or value is pd.NA
 
@@ -123,4 +133,5 @@ def take(arrays: Mapping[str, np.ndarray], index: np.ndarray) -> dict[str, np.nd
     return {name: values[index] for name, values in arrays.items()}
 
 
-__all__ = ["to_arrays", "records_to_arrays", "with_item_age", "take", "US_PER_DAY"]
+__all__ = ["to_arrays", "records_to_arrays", "with_missing_columns", "with_item_age", "take",
+           "US_PER_DAY"]

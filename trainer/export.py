@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 
 from recsys.errors import RecsysError
-from trainer.arrays import to_arrays, with_item_age
+from trainer.arrays import to_arrays, with_item_age, with_missing_columns
 from trainer.evaluate import embed
 from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.manifest import write_manifest
@@ -182,11 +182,7 @@ def _ranker_check_rows(queries: pd.DataFrame, candidates: pd.DataFrame, referenc
     content = with_item_age(candidates.head(len(rows)).reset_index(drop=True), reference_us)
     rows = rows.drop(columns=[c for c in content.columns if c in rows.columns])
     rows = pd.concat([rows, content.iloc[:len(rows)].reset_index(drop=True)], axis=1)
-    for spec in specs:
-        if spec.name not in rows.columns:
-            rows[spec.name] = [spec.missing] * len(rows) if spec.width is None else (
-                [[] for _ in range(len(rows))])
-    return to_arrays(rows, specs, "the ranker check rows")
+    return to_arrays(with_missing_columns(rows, specs), specs, "the ranker check rows")
 
 
 __all__ = ["export_models", "ExportResult", "ExportError", "ARTIFACTS", "RANKER"]

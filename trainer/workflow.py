@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from recsys.errors import SourceError
 from trainer.config import RetrievalConfig
+from trainer.arrays import with_missing_columns
 from trainer.evaluate import (DEFAULT_KS, Segments, evaluate_ranked, evaluate_scores,
                               popularity_scores, two_tower_scores)
 from trainer.evaluation_set import build_evaluation_set
@@ -77,11 +78,7 @@ def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 256) -> pd.Data
         return pd.DataFrame()
     frame = pq.read_table(path).to_pandas()
     frame = frame.sample(n=min(rows, len(frame)), random_state=0).reset_index(drop=True)
-    for spec in query_inputs(cfg.model):
-        if spec.name not in frame.columns:
-            frame[spec.name] = [spec.missing] * len(frame) if spec.width is None else (
-                [[] for _ in range(len(frame))])
-    return frame
+    return with_missing_columns(frame, query_inputs(cfg.model))
 
 
 def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,

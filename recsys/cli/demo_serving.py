@@ -18,15 +18,12 @@ def _latest_query(repo: Path, user: str, cfg) -> dict:
     """The user's latest training example as the retrieval signature's inputs."""
     import pyarrow.parquet as pq
 
-    from trainer.arrays import to_arrays
+    from trainer.arrays import to_arrays, with_missing_columns
     from trainer.feature_spec import query_inputs
 
     examples = pq.read_table(repo / "data" / "training_examples").to_pandas()
     latest = examples[examples["user_id"] == user].sort_values("event_timestamp").tail(1)
-    for spec in query_inputs(cfg):
-        if spec.name not in latest.columns:
-            latest[spec.name] = [spec.missing] if spec.width is None else [[]]
-    return to_arrays(latest, query_inputs(cfg))
+    return to_arrays(with_missing_columns(latest.copy(), query_inputs(cfg)), query_inputs(cfg))
 
 
 def serve_and_query(base: Path, repo: Path, user: str) -> None:
