@@ -295,7 +295,7 @@ class Recommender:
             degraded.append("ranking: no ranker is served")
 
         rules_started = time.perf_counter()
-        segment = "global"
+        segment = self.popular.segment_label(context)
         if not candidates:
             candidates, segment = self._popular(context, max(3 * request.k, 50), excluded)
             tier = "global-popular" if segment == "global" else "segment-popular"

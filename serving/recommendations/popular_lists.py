@@ -70,6 +70,23 @@ class PopularLists:
         items carry their summed score, fill items their global one; the label names the
         segments used ("country=DE,device=tv") or is "global"."""
         k, excluded = _count(k), set(exclude)
+        merged_items, label = self._merged(context)
+        result = _take(merged_items, k, excluded)
+        if len(result) < k:
+            result += _take(self.global_items, k - len(result),
+                            excluded | {item.item_id for item in result})
+        return result, label
+
+    def segment_label(self, context: Mapping[str, str | None]) -> str:
+        """The segments ``for_segment`` would use for ``context`` ("global" if none)."""
+        return self._merged(context)[1]
+
+    def _merged(self, context: Mapping[str, str | None]) -> tuple[list[PopularItem], str]:
+        """The merged segment list of ``context`` (computed once per segment combination)."""
+        key = tuple(context.get(field) for field in SEGMENT_FIELDS)
+        cache = self.__dict__.setdefault("_merged_cache", {})
+        if key in cache:
+            return cache[key]
         merged: dict[str, float] = {}
         categories: dict[str, str] = {}
         used = []
@@ -85,12 +102,9 @@ class PopularLists:
                 merged[item.item_id] = merged.get(item.item_id, 0.0) + share
                 categories.setdefault(item.item_id, item.category)
         ranked = sorted(merged.items(), key=lambda pair: (-pair[1], pair[0]))
-        result = _take([PopularItem(i, s, categories[i]) for i, s in ranked], k, excluded)
-        if len(result) < k:
-            result += _take(self.global_items, k - len(result),
-                            excluded | {item.item_id for item in result})
-        return result, ",".join(used) or "global"
-
+        cache[key] = ([PopularItem(i, s, categories[i]) for i, s in ranked],
+                      ",".join(used) or "global")
+        return cache[key]
     def save(self, path: str | os.PathLike) -> None:
         """Write the lists as JSON (atomically: readers see the old file or the new one)."""
         path = Path(path)
