@@ -14,8 +14,10 @@ from serving.recommendations.service import build_recommender
 
 @pytest.fixture(scope="module")
 def api(service_files):
-    service = build_recommender(ServiceConfig(repo=service_files.repo,
-                                              model_base_path=service_files.base, max_k=50))
+    service = build_recommender(ServiceConfig(
+        repo=service_files.repo, model_base_path=service_files.base, max_k=50,
+        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
+        ranking_timeout_ms=3_000))  # generous: these tests check answers, not speed
     with serve_app(create_app(service)) as url:
         yield url, service
     service.close()

@@ -23,8 +23,12 @@ def files(service_files):
 
 @pytest.fixture(scope="module")
 def config(files):
+    # generous budgets: these tests are about behaviour, not speed (a busy CI machine must
+    # not turn a full answer into a fallback); the deadline test sets its own
     return ServiceConfig(repo=files.repo, model_base_path=files.base, reset_timeout_s=0.5,
-                         failure_threshold=2, user_cache_ttl_s=0.2)
+                         failure_threshold=2, user_cache_ttl_s=0.2, request_deadline_ms=10_000,
+                         features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
+                         ranking_timeout_ms=3_000)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +155,7 @@ def test_model_server_killed_then_back(files, config, tmp_path):
 
 
 def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
-    service = build_recommender(dataclasses.replace(config, ranking_timeout_ms=50))
+    service = build_recommender(dataclasses.replace(config, ranking_timeout_ms=150))
     real = service.models
     service.models = SlowModels(real, {"ranker": 2.0})
     try:
@@ -159,12 +163,11 @@ def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
         result = service.recommend(RecommendationRequest(active_user, k=10))
         elapsed = time.perf_counter() - started
         assert result.tier == "retrieval" and len(result.items) == 10
-        assert result.degraded == ["ranking: no answer within 50 ms"]
+        assert result.degraded == ["ranking: no answer within 150 ms"]
         assert elapsed < 2.0  # answered without waiting for the slow ranker
         assert _fallbacks(service, "retrieval") == 1
         service.models = real
-        time.sleep(0.6)
-        assert service.recommend(RecommendationRequest(active_user, k=10)).tier == "full"
+        _until_full(service, RecommendationRequest(active_user, k=10))
     finally:
         service.close()
         real.close()
