@@ -176,3 +176,30 @@ def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
 def test_k_larger_than_the_candidates_is_topped_up_from_popular(recommender, active_user):
     result = recommender.recommend(RecommendationRequest(active_user, k=90))
     assert len(result.items) == 90 and len({c.item_id for c in result.items}) == 90
+
+
+def test_requests_over_the_in_flight_limit_are_shed_to_popular(config, active_user):
+    service = build_recommender(dataclasses.replace(config, max_in_flight=1))
+    real = service.models
+    service.models = SlowModels(real, {"ranker": 1.0})
+    try:
+        import threading
+
+        first = threading.Thread(target=service.recommend,
+                                 args=(RecommendationRequest(active_user, k=5),))
+        first.start()
+        time.sleep(0.3)  # the first request is in the (slowed) ranker
+        shed = service.recommend(RecommendationRequest(active_user, k=5, exclude=["x"],
+                                                       context={"country": "US"}))
+        first.join()
+        assert shed.tier in ("segment-popular", "global-popular") and len(shed.items) == 5
+        assert shed.degraded == ["overload: 1 requests already in the pipeline"]
+        assert shed.model_versions == {} and set(shed.latency_ms) == {"total"}
+        overloads = sum(s.value for m in service.metrics.fallbacks.collect() for s in m.samples
+                        if s.name.endswith("_total") and s.labels["reason"] == "overload")
+        assert overloads == 1
+        service.models = real
+        assert service.recommend(RecommendationRequest(active_user, k=5)).tier == "full"
+    finally:
+        service.close()
+        real.close()

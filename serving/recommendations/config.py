@@ -35,6 +35,10 @@ class ServiceConfig:
         default_k, max_k: items returned when the request gives no ``k``, and the most allowed.
         trending_candidates, cold_start_candidates: extra candidates merged with retrieval's.
         max_history: recent items read from the session (and excluded as consumed).
+        max_in_flight: requests allowed in the personalised pipeline at once; the rest are
+            answered from the popular lists at once (tier segment-popular or global-popular,
+            reason "overload"), so overload is shed instead of queueing until every stage
+            misses its budget and the circuit breakers open on healthy dependencies.
         workers: threads running dependency calls.
     """
 
@@ -57,6 +61,7 @@ class ServiceConfig:
     trending_candidates: int = 20
     cold_start_candidates: int = 50
     max_history: int = 50
+    max_in_flight: int = 4
     workers: int = 16
     rules: RulesConfig = field(default_factory=RulesConfig)
 
@@ -70,7 +75,8 @@ class ServiceConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
         for name in ("failure_threshold", "cache_entries", "default_k", "max_k",
-                     "trending_candidates", "cold_start_candidates", "max_history", "workers"):
+                     "trending_candidates", "cold_start_candidates", "max_history",
+                     "max_in_flight", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -9,6 +9,11 @@ Tiers, best first:
   language, device), when retrieval or the user's features are unavailable;
 * ``global-popular``: the precomputed global list, when no segment applies.
 
+At most ``max_in_flight`` requests run the personalised pipeline at once; the others are
+answered from the popular lists straight away (reason ``overload``): shedding load keeps the
+dependencies' latency inside their budgets, so breakers open for failing dependencies, not for
+a busy process.
+
 Guarantees: the answer always holds ``min(k, catalogue)`` items, none of them excluded or
 already consumed by the user (when their history could be read) and no item twice; each
 dependency call gets ``min(its budget, what is left of the request's)`` and runs only if its
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -96,6 +102,7 @@ class Recommender:
                          for name in (FEATURE_STORE, MODEL_SERVER, RANKER)}
         for name in self.breakers:
             self.metrics.breaker_state.labels(name).set(0)
+        self.admission = threading.BoundedSemaphore(cfg.max_in_flight)
         self.user_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.user_cache_ttl_s)
         self.item_cache: TTLCache[str, dict] = TTLCache(cfg.cache_entries, cfg.item_cache_ttl_s)
         # retrieval answers (candidates + the user's query embedding) per user, context and
@@ -239,6 +246,26 @@ class Recommender:
 
     # -- the request -----------------------------------------------------------------------
     def recommend(self, request: RecommendationRequest) -> RecommendationResult:
+        if not self.admission.acquire(blocking=False):
+            return self._shed(request)
+        try:
+            return self._recommend(request)
+        finally:
+            self.admission.release()
+
+    def _shed(self, request: RecommendationRequest) -> RecommendationResult:
+        """The popular answer for a request over the in-flight limit (no dependency call)."""
+        started = time.perf_counter()
+        context = {k: v for k, v in request.context.items() if v}
+        items, segment = self._popular(context, request.k, set(request.exclude))
+        tier = "global-popular" if segment == "global" else "segment-popular"
+        degraded = [f"overload: {self.cfg.max_in_flight} requests already in the pipeline"]
+        latency = {"total": round((time.perf_counter() - started) * 1000, 3)}
+        self._count(tier, degraded, time.perf_counter() - started)
+        return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
+                                    degraded, False)
+
+    def _recommend(self, request: RecommendationRequest) -> RecommendationResult:
         cfg = self.cfg
         started = time.perf_counter()
         deadline = Deadline(cfg.request_deadline_ms / 1000.0)
