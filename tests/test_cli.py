@@ -92,16 +92,18 @@ def test_generate_with_future_end_date_is_refused(tmp_path, capsys):
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2",
             "--epochs", "1"]
-    code, out, _ = _run(capsys, *args)
-    assert code == 0 and "new events written (0 already in the lake)" in out
+    code, out, err = _run(capsys, *args)
+    assert code == 0 and "new events written (0 already in the lake)" in out, err[-2000:]
     assert "click-through rate" in out
     assert "retrieval_portable" in out and "custom ops: none (stock TF Serving)" in out
     assert '"state": "AVAILABLE"' in out
     assert "REST  POST /v1/models/retrieval:predict -> top 5: " in out
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out
-    code, out, _ = _run(capsys, *args)
-    assert code == 0 and " 0 new events written" in out
-    assert "gRPC  PredictionService/Predict retrieval_portable v2" in out  # the next version
+    assert "POST /v1/recommendations user " in out and "GET /v1/explain user " in out
+    assert "a new user who likes " in out and "a new item in " in out
+    code, out, err = _run(capsys, *args)
+    assert code == 0 and " 0 new events written" in out, err[-2000:]
+    assert "gRPC  PredictionService/Predict retrieval_portable v1" in out  # models rebuilt
 
 
 def test_installed_console_script(tmp_path):

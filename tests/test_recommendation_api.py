@@ -43,7 +43,8 @@ def test_recommendations_for_a_known_user(url, small_data):
     assert len(body["items"]) == 5
     assert set(body["items"][0]) == {"item_id", "score", "source", "category", "reasons"}
     assert body["model_versions"] == {"retrieval": 1, "ranker": 1}
-    assert {"features", "retrieval", "ranking", "rules", "total"} <= set(body["latency_ms"])
+    assert {"queued", "features", "retrieval", "ranking", "rules", "total"} <= set(
+        body["latency_ms"])
 
 
 def test_unknown_user_and_empty_history_get_a_cold_start(url):

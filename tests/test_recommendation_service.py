@@ -203,3 +203,10 @@ def test_requests_over_the_in_flight_limit_are_shed_to_popular(config, active_us
     finally:
         service.close()
         real.close()
+
+
+def test_time_spent_queued_counts_against_the_deadline(recommender, active_user):
+    result = recommender.recommend(RecommendationRequest(active_user, k=6, queued_s=11.0))
+    assert len(result.items) == 6 and result.tier in ("segment-popular", "global-popular")
+    assert result.degraded[0] == "features: no answer within 0 ms"
+    assert result.latency_ms["queued"] == 11_000.0

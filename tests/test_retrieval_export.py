@@ -15,6 +15,7 @@ import tensorflow_recommenders as tfrs
 
 from recsys.errors import ConfigError
 from trainer.export import ARTIFACTS, export_models
+from trainer.feature_spec import query_inputs
 from trainer.manifest import read_manifest
 from trainer.model_dir import ModelDir
 from trainer.scann_config import ScannConfig
@@ -116,7 +117,8 @@ def test_three_artifacts_share_a_version_with_manifests(exported):
         assert ops["custom"] == [] and ops["stock_tf_serving_loadable"] is True
     signatures = read_manifest(base / "retrieval" / "1")["signatures"]
     assert signatures["retrieval"]["outputs"] == {"item_ids": ["string", [-1, 20]],
-                                                  "scores": ["float32", [-1, 20]]}
+                                                  "scores": ["float32", [-1, 20]],
+                                                  "query_embedding": ["float32", [-1, 16]]}
     assert {"user_id", "history_item_ids"} <= set(signatures["retrieval"]["inputs"])
 
 
@@ -235,3 +237,24 @@ def test_versions_ignore_non_numeric_directories_and_failed_stagings_leave_nothi
     with pytest.raises(ConfigError, match="never overwritten"):
         with staged_version(model, 3):
             pass
+
+
+def test_retrieval_pads_when_scann_finds_fewer_than_k(trained_model_dir, small_repo, tmp_path):
+    """k close to the catalogue's size: the ScaNN leaves searched may hold fewer than k items;
+    the answer keeps its [B, k] shape, padded with "" and -inf."""
+    directory = ModelDir(trained_model_dir)
+    _, _, model = directory.restore()
+    catalogue = read_catalogue(small_repo / "data").head(60)
+    result = export_models(model, catalogue, directory.data_end_us(), tmp_path, k=60,
+                           scann=ScannConfig(num_leaves=6, num_leaves_to_search=1,
+                                             min_recall=0.0))
+    loaded = tf.saved_model.load(str(result.paths["retrieval"]))
+    query = {s.name: tf.constant([s.missing] if s.width is None else [[s.pad] * s.width],
+                                 dtype=getattr(tf, s.dtype))
+             for s in query_inputs(model.cfg)}
+    out = loaded.signatures["retrieval"](**query)
+    ids, scores = out["item_ids"].numpy()[0], out["scores"].numpy()[0]
+    assert ids.shape == (60,) and scores.shape == (60,)
+    found = ids != b""
+    assert 0 < found.sum() < 60  # one leaf of six searched: a part of the catalogue
+    assert np.isneginf(scores[~found]).all() and np.isfinite(scores[found]).all()

@@ -35,6 +35,11 @@ class RetrievalModule(tf.Module):
         @tf.function(input_signature=signature)
         def retrieve(features):
             scores, ids = self.index(features)
+            # ScaNN returns fewer than k when the leaves it searched hold fewer items (a k
+            # close to the catalogue's size): pad, so the signature's shape always holds
+            missing = [[0, 0], [0, self.k - tf.shape(ids)[1]]]
+            ids = tf.pad(ids, missing, constant_values="")
+            scores = tf.pad(scores, missing, constant_values=float("-inf"))
             return {"item_ids": tf.ensure_shape(ids, [None, self.k]),
                     "scores": tf.ensure_shape(scores, [None, self.k]),
                     # lets a caller score candidates from other sources on the same scale

@@ -78,11 +78,25 @@ def _field_errors(exc: RequestValidationError) -> list[dict]:
             for e in exc.errors()]
 
 
+class ArrivalTime:
+    """ASGI middleware: stamps each HTTP request's arrival (``request.state.arrived``), so the
+    deadline also covers the time a request waits for a worker thread."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["arrived"] = time.perf_counter()
+        await self.app(scope, receive, send)
+
+
 def create_app(recommender: Recommender) -> FastAPI:
     cfg, metrics = recommender.cfg, recommender.metrics
     app = FastAPI(title="recsys recommendation service", version="1",
                   description="Retrieval (two-tower, ScaNN) -> transformer ranking -> rules, "
                               "with fallbacks down to precomputed popular lists.")
+    app.add_middleware(ArrivalTime)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -96,7 +110,9 @@ def create_app(recommender: Recommender) -> FastAPI:
     @app.post("/v1/recommendations", response_model=RecommendationResponse,
               responses={400: {"description": "malformed JSON"},
                          422: {"description": "invalid fields"}})
-    def recommendations(body: RecommendationBody):
+    def recommendations(body: RecommendationBody, request: Request):
+        arrived = getattr(request.state, "arrived", None)
+        queued_s = time.perf_counter() - arrived if arrived is not None else 0.0
         k = cfg.default_k if body.k is None else body.k
         if not 1 <= k <= cfg.max_k:
             metrics.errors.labels("/v1/recommendations", "422").inc()
@@ -104,7 +120,8 @@ def create_app(recommender: Recommender) -> FastAPI:
                 "field": "body.k", "message": f"k must be between 1 and {cfg.max_k}, got {k}"}])
         result = recommender.recommend(RecommendationRequest(
             user_id=body.user_id, k=k, context=body.context.model_dump(),
-            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories)))
+            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
+            queued_s=queued_s))
         return RecommendationResponse(
             request_id=uuid.uuid4().hex, user_id=result.user_id,
             items=[Item(item_id=c.item_id, score=round(c.score, 6), source=c.source,

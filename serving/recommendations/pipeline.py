@@ -9,6 +9,9 @@ Tiers, best first:
   language, device), when retrieval or the user's features are unavailable;
 * ``global-popular``: the precomputed global list, when no segment applies.
 
+The deadline counts from the request's arrival: time it spent queued before the pipeline
+(``queued_s``) is already spent.
+
 At most ``max_in_flight`` requests run the personalised pipeline at once; the others are
 answered from the popular lists straight away (reason ``overload``): shedding load keeps the
 dependencies' latency inside their budgets, so breakers open for failing dependencies, not for
@@ -47,6 +50,7 @@ from serving.recommendations.ttl_cache import TTLCache
 log = logging.getLogger(__name__)
 TIERS = ("full", "retrieval", "segment-popular", "global-popular")
 FEATURE_STORE, MODEL_SERVER, RANKER = "feature_store", "model_server", "ranker"
+MIN_STAGE_BUDGET_S = 0.001
 
 
 @dataclass
@@ -57,6 +61,7 @@ class RecommendationRequest:
     exclude: list[str] = field(default_factory=list)
     preferred_categories: list[str] = field(default_factory=list)
     now_s: int | None = None
+    queued_s: float = 0.0  # spent before the pipeline (HTTP parsing, queues): off the deadline
 
 
 @dataclass
@@ -117,8 +122,8 @@ class Recommender:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            if budget_s <= 0:
-                raise DeadlineExceeded(name, 0.0)
+            if budget_s < MIN_STAGE_BUDGET_S:  # too late to start: not the dependency's fault
+                raise DeadlineExceeded(name, budget_s)
             return self.breakers[breaker].call(call_with_timeout, fn, budget_s, name,
                                                self.executor)
         except CircuitOpen as exc:
@@ -268,7 +273,7 @@ class Recommender:
     def _recommend(self, request: RecommendationRequest) -> RecommendationResult:
         cfg = self.cfg
         started = time.perf_counter()
-        deadline = Deadline(cfg.request_deadline_ms / 1000.0)
+        deadline = Deadline(max(cfg.request_deadline_ms / 1000.0 - request.queued_s, 1e-6))
         now_s = int(request.now_s if request.now_s is not None else self.clock())
         latency: dict[str, float] = {}
         versions: dict[str, int] = {}
@@ -332,6 +337,8 @@ class Recommender:
             items += self._popular({}, request.k - len(items), taken)[0]
         latency["rules"] = round((time.perf_counter() - rules_started) * 1000, 3)
         latency["total"] = round((time.perf_counter() - started) * 1000, 3)
+        if request.queued_s:
+            latency["queued"] = round(request.queued_s * 1000, 3)
         self._count(tier, degraded, time.perf_counter() - started)
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
                                     versions, latency, degraded, cold)
