@@ -89,6 +89,7 @@ def test_generate_with_future_end_date_is_refused(tmp_path, capsys):
     assert code == 1 and "end_date 2999-01-01 lies in the future" in err
 
 
+@pytest.mark.timeout(900)  # the whole system twice: Beam, two models, exports, two servers
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2",
             "--epochs", "1"]
