@@ -20,11 +20,16 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve_in_thread(app, host: str = "127.0.0.1", port: int = 0,
                     start_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` until the block ends; yields its base URL once ``/healthz`` answers."""
+    """Serve ``app`` until the block ends; yields its base URL once ``/healthz`` answers.
+
+    The host process's logging is left as it is: uvicorn's default ``log_config`` would run
+    ``logging.config.dictConfig``, which closes every handler the process has (log files, and
+    under pytest the captured streams)."""
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           access_log=False, log_config=None))
     thread = threading.Thread(target=server.run, name="recsys-api", daemon=True)
     thread.start()
     url = f"http://{host}:{port}"
