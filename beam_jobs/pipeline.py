@@ -7,7 +7,7 @@ Standard ``PipelineOptions``: ``--runner`` picks the engine, ``--direct_running_
 multi_processing and ``--direct_num_workers`` parallelise the DirectRunner. Outputs (Parquet)::
 
     OUT/user_features/  OUT/item_features/  OUT/item_catalogue/  OUT/user_profile/
-    OUT/user_session/   OUT/session_sequences/  OUT/training_examples/
+    OUT/user_session/   OUT/item_stream/  OUT/session_sequences/  OUT/training_examples/
     OUT/training_examples_tfrecord/  the same examples as gzipped tf.train.Example TFRecords
                         (with --tfrecord)
     OUT/_dead_letter/   bad records, one JSON line each, with the reason
@@ -37,13 +37,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.config import FeatureConfig, PositiveRule
 from beam_jobs.feature_rows import catalogue_row, profile_row
 from beam_jobs.item_features import item_feature_rows
+from beam_jobs.item_stream import ItemStreamRows
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
 from beam_jobs.snapshots import day_of
 from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.errors import BadRecordRatioError, ConfigError
-from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES,
+from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES, ITEM_STREAM,
                                     USER_FEATURES, USER_PROFILE, USER_SESSION)
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,8 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
     _write(per_user.user_features, out, USER_FEATURES.name)
     _write(per_user.user_session, out, USER_SESSION.name)
     _write(item_features, out, ITEM_FEATURES.name)
+    _write(per_user.item_events | "ItemStream" >> ItemStreamRows(cfg.history_event_types), out,
+           ITEM_STREAM.name)
     _write(items.records | "Catalogue" >> beam.Map(catalogue_row), out, ITEM_CATALOGUE.name)
     _write(users | "Profiles" >> beam.Map(profile_row), out, USER_PROFILE.name)
     dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())

@@ -37,7 +37,7 @@ def test_every_feature_view_is_fully_described(profile):
             sorted(FEATURE_TABLES[name].feature_names), name
     assert {s.name for s in contents.feature_services} == {"retrieval", "ranking"}
     assert {p.name for p in contents.data_sources if type(p).__name__ == "PushSource"} == {
-        "user_session_push"}
+        "user_session_push", "item_stream_push"}
 
 
 def test_repo_files_are_declarative():

@@ -15,8 +15,8 @@ from feast.data_source import DataSource
 from feast.types import Array, Float32, Int64, String
 from feast.value_type import ValueType
 
-from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE,
-                                    USER_SESSION, FeatureTable)
+from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, ITEM_STREAM, USER_FEATURES,
+                                    USER_PROFILE, USER_SESSION, FeatureTable)
 
 OWNER = "ml-platform@recsys.dev"
 _FEAST_TYPES = {"int64": Int64, "float32": Float32, "string": String,
@@ -25,6 +25,7 @@ TTL = {
     USER_FEATURES.name: timedelta(days=90),
     ITEM_FEATURES.name: timedelta(days=90),
     USER_SESSION.name: timedelta(days=30),
+    ITEM_STREAM.name: timedelta(days=2),  # stale counters are not "fresh popularity"
     ITEM_CATALOGUE.name: timedelta(0),  # no expiry: attributes hold until changed
     USER_PROFILE.name: timedelta(0),
 }
@@ -40,6 +41,9 @@ DESCRIPTIONS = {
                        "categories and signup time; every field may be missing.",
     USER_SESSION.name: "Fresh session state pushed by the stream worker: the most recent "
                        "items and categories, the current session's length and start.",
+    ITEM_STREAM.name: "Fresh item popularity pushed by the stream worker: impressions, clicks "
+                      "and engagements in the last hour and day before the item's newest "
+                      "event (5-minute buckets); the Beam job writes the same rows in batch.",
 }
 
 
@@ -56,6 +60,7 @@ class Sources:
     item_catalogue: DataSource
     user_profile: DataSource
     user_session: DataSource
+    item_stream: DataSource
 
 
 @dataclass(frozen=True)
@@ -63,11 +68,13 @@ class Definitions:
     user: Entity
     item: Entity
     user_session_push: PushSource
+    item_stream_push: PushSource
     user_features: FeatureView
     item_features: FeatureView
     item_catalogue: FeatureView
     user_profile: FeatureView
     user_session: FeatureView
+    item_stream: FeatureView
     retrieval: FeatureService
     ranking: FeatureService
 
@@ -81,6 +88,8 @@ def build_definitions(sources: Sources) -> Definitions:
                   tags={"team": "recsys"})
     push = PushSource(name="user_session_push", batch_source=sources.user_session,
                       description="Session updates from the stream worker.", owner=OWNER)
+    item_push = PushSource(name="item_stream_push", batch_source=sources.item_stream,
+                           description="Item counters from the stream worker.", owner=OWNER)
 
     def view(table: FeatureTable, entity: Entity, source, freshness: str) -> FeatureView:
         return FeatureView(name=table.name, entities=[entity], ttl=TTL[table.name],
@@ -93,6 +102,7 @@ def build_definitions(sources: Sources) -> Definitions:
     item_catalogue = view(ITEM_CATALOGUE, item, sources.item_catalogue, "on-change")
     user_profile = view(USER_PROFILE, user, sources.user_profile, "on-change")
     user_session = view(USER_SESSION, user, push, "streaming")
+    item_stream = view(ITEM_STREAM, item, item_push, "streaming")
     retrieval = FeatureService(
         name="retrieval", features=[user_features, user_profile, user_session],
         description="Query-tower inputs of the two-tower retrieval model.", owner=OWNER,
@@ -102,5 +112,6 @@ def build_definitions(sources: Sources) -> Definitions:
         features=[user_features, user_profile, user_session, item_features, item_catalogue],
         description="Inputs of the transformer ranking model: user, session and candidate.",
         owner=OWNER, tags={"team": "recsys"})
-    return Definitions(user, item, push, user_features, item_features, item_catalogue,
-                       user_profile, user_session, retrieval, ranking)
+    return Definitions(user, item, push, item_push, user_features, item_features,
+                       item_catalogue, user_profile, user_session, item_stream, retrieval,
+                       ranking)

@@ -54,6 +54,25 @@ def repo_config(path: Path) -> RepoConfig:
     return load_repo_config(path, path / "feature_store.yaml")
 
 
+def _absolute(repo: Path, config):
+    """``config`` with the embedded profile's relative SQLite paths made absolute."""
+    online = config.online_store
+    if getattr(online, "type", "") == "sqlite" and not Path(online.path).is_absolute():
+        online.path = str(repo / online.path)
+    registry = config.registry
+    path = getattr(registry, "path", "")
+    if isinstance(path, str) and path.startswith("sqlite:///") and not path.startswith(
+            "sqlite:////"):
+        registry.path = f"sqlite:///{repo / path[len('sqlite:///'):]}"
+    return config
+
+
+def open_store(repo: Path):
+    """A Feast ``FeatureStore`` on the profile repository ``repo`` usable from any cwd."""
+    repo = Path(repo).resolve()
+    return FeatureStore(repo_path=str(repo), config=_absolute(repo, repo_config(repo)))
+
+
 def apply(path: Path) -> None:
     """`feast apply` on the repository at ``path``."""
     from feast.repo_operations import apply_total

@@ -108,6 +108,17 @@ USER_SESSION = FeatureTable("user_session", "user_id", (
     ("session_last_event_at_s", "int64"),
 ))
 
+ITEM_STREAM = FeatureTable("item_stream", "item_id", (
+    ("item_stream_impressions_1h", "int64"),
+    ("item_stream_clicks_1h", "int64"),
+    ("item_stream_engagements_1h", "int64"),
+    ("item_stream_impressions_24h", "int64"),
+    ("item_stream_clicks_24h", "int64"),
+    ("item_stream_engagements_24h", "int64"),
+    ("item_stream_last_event_at_s", "int64"),
+))
+
 FEATURE_TABLES: dict[str, FeatureTable] = {
-    t.name: t for t in (USER_FEATURES, ITEM_FEATURES, ITEM_CATALOGUE, USER_PROFILE, USER_SESSION)
+    t.name: t for t in (USER_FEATURES, ITEM_FEATURES, ITEM_CATALOGUE, USER_PROFILE, USER_SESSION,
+                        ITEM_STREAM)
 }

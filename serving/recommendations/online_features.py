@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+from recsys.features.store import open_store
 from recsys.features.tables import ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE, \
     USER_SESSION
 
@@ -21,29 +22,6 @@ ITEM_VIEWS = (ITEM_FEATURES, ITEM_CATALOGUE)
 
 class FeatureStoreUnavailable(Exception):
     """The online store could not be read."""
-
-
-def _absolute(repo: Path, config):
-    """``config`` with the embedded profile's relative SQLite paths made absolute."""
-    online = config.online_store
-    if getattr(online, "type", "") == "sqlite" and not Path(online.path).is_absolute():
-        online.path = str(repo / online.path)
-    registry = config.registry
-    path = getattr(registry, "path", "")
-    if isinstance(path, str) and path.startswith("sqlite:///") and not path.startswith(
-            "sqlite:////"):
-        registry.path = f"sqlite:///{repo / path[len('sqlite:///'):]}"
-    return config
-
-
-def open_store(repo: Path):
-    """A Feast ``FeatureStore`` on the profile repository ``repo`` usable from any cwd."""
-    from feast import FeatureStore
-
-    from recsys.features.store import repo_config
-
-    repo = Path(repo).resolve()
-    return FeatureStore(repo_path=str(repo), config=_absolute(repo, repo_config(repo)))
 
 
 def _refs(views) -> list[str]:

@@ -1,0 +1,79 @@
+"""The stream's entry format: what the API appends and the workers read.
+
+An entry has three fields: ``kind`` (``event`` or ``item``), ``body`` (the record as JSON, in
+the lake's field names, timestamps as ISO 8601) and ``accepted_at_us`` (when the producer
+accepted it, UNIX microseconds; freshness is measured from it; optional for other producers). :func:`decode` refuses
+anything else with a reason, so a worker can dead-letter it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+KINDS = ("event", "item")
+
+
+class BadEntry(ValueError):
+    """A stream entry a worker cannot use; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    entry_id: str
+    kind: str
+    body: dict[str, Any]
+    accepted_at_us: int
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value
+
+
+def encode(kind: str, record: Mapping[str, Any], accepted_at_us: int) -> dict[bytes, bytes]:
+    """The fields of a stream entry for one typed record (None fields are left out)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
+    body = {k: _json_value(v) for k, v in record.items() if v is not None}
+    return {b"kind": kind.encode(), b"body": json.dumps(body, separators=(",", ":")).encode(),
+            b"accepted_at_us": str(int(accepted_at_us)).encode()}
+
+
+def _text(fields: Mapping[bytes, bytes], name: str) -> str:
+    value = fields.get(name.encode())
+    if value is None:
+        raise BadEntry(f"entry has no '{name}' field; fields: "
+                       f"{sorted(k.decode(errors='replace') for k in fields)}")
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise BadEntry(f"entry field '{name}' is not UTF-8") from exc
+
+
+def decode(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Envelope:
+    """An entry's envelope, or BadEntry naming what is wrong with it."""
+    entry_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    kind = _text(fields, "kind")
+    if kind not in KINDS:
+        raise BadEntry(f"entry kind must be one of {list(KINDS)}, got {kind!r}")
+    try:
+        body = json.loads(_text(fields, "body"))
+    except json.JSONDecodeError as exc:
+        raise BadEntry(f"entry body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+    if not isinstance(body, dict):
+        raise BadEntry(f"entry body must be a JSON object, got {type(body).__name__}")
+    accepted = fields.get(b"accepted_at_us", b"0")  # other producers may leave it out
+    try:
+        accepted_at_us = int(accepted)
+    except ValueError:
+        raise BadEntry(f"entry accepted_at_us must be an integer, got {accepted!r}") from None
+    return Envelope(entry_id, kind, body, accepted_at_us)
+
+
+__all__ = ["Envelope", "BadEntry", "encode", "decode", "KINDS"]

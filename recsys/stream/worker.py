@@ -1,0 +1,236 @@
+"""The stream worker: reads the event stream in a consumer group and applies each entry's
+effects, idempotently by event id, before acknowledging it.
+
+Effects of a batch, in order: the users' session states and the items' counters in Redis
+(:class:`~recsys.stream.state_store.StreamState`); the ``user_session`` and ``item_stream``
+rows pushed to the Feast online store; catalogue rows written to the online store; events and
+items appended to the lake (embedded profile). Only then are the entries acked.
+
+Guarantees:
+* A worker killed anywhere leaves its entries pending; whoever processes them again (itself
+  restarted, or another worker after ``claim_idle_ms``) applies nothing twice: the state
+  changes are idempotent by event id, the pushes write the current state, the lake drops ids
+  it holds.
+* A malformed entry (bad envelope, bad JSON, a record that fails validation) goes to the
+  dead-letter stream with its reason at once; the rest of its batch is applied.
+* When a batch fails, its entries are retried one by one, so one entry that keeps failing
+  cannot hold the others back. An entry that fails ``max_deliveries`` times on its own is
+  dead-lettered with the last error. When every entry fails (a dependency is down), nothing is
+  counted against them; the worker backs off and retries.
+* A pushed state is re-checked after the push: if another worker changed it meanwhile, the
+  newest state is pushed again, so the online store ends with the newest state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+
+from beam_jobs.feature_rows import catalogue_row
+from beam_jobs.records import BadRecord, parse_event, parse_item
+from recsys.data.schemas import EVENTS, ITEMS
+from recsys.stream.consumer_group import ConsumerGroup, Delivery
+from recsys.stream.envelope import BadEntry, Envelope, decode
+from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
+from recsys.stream.sinks import LakeSink, OnlineFeatureSink
+from recsys.stream.state_store import StreamState
+
+log = logging.getLogger(__name__)
+MAX_PUSH_ROUNDS = 5
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass
+class BatchReport:
+    """What one batch did. ``applied`` counts entries whose effects are done (acked)."""
+
+    received: int = 0
+    applied: int = 0
+    dead_lettered: int = 0
+    failed: int = 0
+    freshness_s: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Parsed:
+    delivery: Delivery
+    envelope: Envelope
+    row: dict
+
+
+class StreamWorker:
+    def __init__(self, group: ConsumerGroup, state: StreamState, online: OnlineFeatureSink,
+                 lake: LakeSink | None = None,
+                 before_ack: Callable[[list[str]], None] | None = None):
+        self.group, self.state, self.online, self.lake = group, state, online, lake
+        self.cfg = group.cfg
+        self.before_ack = before_ack  # test hook: runs after the effects, before the ack
+        self._failures_in_a_row = 0
+        self._last_claim = 0.0
+        self._stop = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def step(self) -> BatchReport:
+        """Claim stale entries (every ``claim_idle_ms`` / 2) or read the next batch, and
+        process it."""
+        now = time.monotonic()
+        deliveries: list[Delivery] = []
+        if now - self._last_claim >= self.cfg.claim_idle_ms / 2000:
+            self._last_claim = now
+            deliveries = self.group.claim_stale()
+        if not deliveries:
+            deliveries = self.group.read()
+        return self.process(deliveries)
+
+    def run(self, stop: threading.Event, on_batch: Callable[[BatchReport], None] | None = None
+            ) -> None:
+        """Process batches until ``stop`` is set; a lost Redis connection is retried with
+        backoff."""
+        import redis
+
+        self._stop = stop
+        self.group.ensure()
+        while not stop.is_set():
+            try:
+                report = self.step()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._back_off(stop, f"the stream's Redis is unreachable ({exc})")
+                continue
+            if on_batch is not None and report.received:
+                on_batch(report)
+
+    def _back_off(self, stop: threading.Event, why: str) -> None:
+        self._failures_in_a_row += 1
+        delay = min(MAX_BACKOFF_S, 0.1 * 2 ** min(self._failures_in_a_row, 10))
+        log.warning("%s; retrying in %.1f s", why, delay)
+        stop.wait(delay)
+
+    # -- one batch --------------------------------------------------------------------------
+
+    def process(self, deliveries: list[Delivery]) -> BatchReport:
+        report = BatchReport(received=len(deliveries))
+        parsed = self._parse(deliveries, report)
+        if not parsed:
+            return report
+        try:
+            self._apply(parsed)
+        except Exception as exc:  # noqa: BLE001 - isolate the entry that fails
+            log.warning("a batch of %d entries failed (%s: %s); retrying them one by one",
+                        len(parsed), type(exc).__name__, exc)
+            self._apply_one_by_one(parsed, report)
+            return report
+        self._done(parsed, report)
+        return report
+
+    def _parse(self, deliveries: list[Delivery], report: BatchReport) -> list[_Parsed]:
+        envelopes: list[tuple[Delivery, Envelope]] = []
+        for delivery in deliveries:
+            failures = self.group.failures(delivery.entry_id)
+            if failures >= self.cfg.max_deliveries:
+                self._dead_letter(delivery, f"failed {failures} times; last error: "
+                                            f"{self.group.last_failure(delivery.entry_id)}",
+                                  report)
+                continue
+            try:
+                envelopes.append((delivery, decode(delivery.entry_id, delivery.fields)))
+            except BadEntry as exc:
+                self._dead_letter(delivery, str(exc), report)
+        parsed = []
+        for kind, spec in (("event", EVENTS), ("item", ITEMS)):
+            group = [(d, e) for d, e in envelopes if e.kind == kind]
+            checked = check_records([e.body for _, e in group], spec)
+            rows = checked.table.to_pylist()
+            for (delivery, envelope), outcome in zip(group, checked.outcomes):
+                if outcome.status == REJECTED:
+                    self._dead_letter(delivery, f"invalid {kind}: {outcome.reason}", report)
+                elif outcome.status == ACCEPTED:
+                    parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
+                else:  # a repeat within the batch: its first copy carries the effects
+                    parsed.append(_Parsed(delivery, envelope, {}))
+        return parsed
+
+    def _dead_letter(self, delivery: Delivery, reason: str, report: BatchReport) -> None:
+        if self.group.dead_letter(delivery, reason):
+            report.dead_lettered += 1
+            log.warning("dead-lettered %s: %s", delivery.entry_id, reason)
+
+    def _apply(self, parsed: list[_Parsed]) -> None:
+        event_rows = [p.row for p in parsed if p.envelope.kind == "event" and p.row]
+        item_rows = [p.row for p in parsed if p.envelope.kind == "item" and p.row]
+        if item_rows:
+            self._apply_items(item_rows)
+        if event_rows:
+            self._apply_events(event_rows)
+
+    def _apply_items(self, rows: list[dict]) -> None:
+        try:
+            items = [parse_item(row) for row in rows]
+        except BadRecord as exc:
+            raise ValueError(f"item row did not parse: {exc}") from exc
+        now_us = time.time_ns() // 1000
+        self.online.write_catalogue([{**catalogue_row(item), "event_timestamp": now_us,
+                                      "created_timestamp": now_us} for item in items])
+        if self.lake is not None:
+            self.lake.write_items(pa.Table.from_pylist(rows, schema=input_schema(ITEMS)))
+
+    def _apply_events(self, rows: list[dict]) -> None:
+        events = [parse_event(row) for row in rows]
+        categories = self.online.categories(e.item_id for e in events)
+        self.state.apply(events, categories)
+        self._push_until_stable({e.user_id for e in events}, {e.item_id for e in events})
+        if self.lake is not None:
+            self.lake.write_events(pa.Table.from_pylist(rows, schema=input_schema(EVENTS)))
+
+    def _push_until_stable(self, users: set[str], items: set[str]) -> None:
+        for _ in range(MAX_PUSH_ROUNDS):
+            sessions = self.state.sessions(users)
+            counters = self.state.item_rows(items)
+            self.online.push_sessions([s.feature_row(u) for u, (s, _) in sessions.items()])
+            self.online.push_item_counters([row for row, _ in counters.values()])
+            newer_users = {u for u, (_, v) in self.state.sessions(users).items()
+                           if v != sessions[u][1]}
+            newer_items = {i for i, (_, v) in self.state.item_rows(items).items()
+                           if v != counters[i][1]}
+            if not newer_users and not newer_items:
+                return
+            users, items = newer_users, newer_items
+
+    def _done(self, parsed: list[_Parsed], report: BatchReport) -> None:
+        ids = [p.delivery.entry_id for p in parsed]
+        if self.before_ack is not None:
+            self.before_ack(ids)
+        self.group.ack(ids)
+        self._failures_in_a_row = 0
+        report.applied += len(ids)
+        now_us = time.time_ns() // 1000
+        report.freshness_s.extend((now_us - p.envelope.accepted_at_us) / 1e6 for p in parsed
+                                  if p.envelope.accepted_at_us)
+
+    def _apply_one_by_one(self, parsed: list[_Parsed], report: BatchReport) -> None:
+        failed: list[tuple[_Parsed, str]] = []
+        for one in parsed:
+            try:
+                self._apply([one])
+            except Exception as exc:  # noqa: BLE001 - recorded as the entry's failure
+                failed.append((one, f"{type(exc).__name__}: {exc}"))
+                continue
+            self._done([one], report)
+        if not failed:
+            return
+        report.failed += len(failed)
+        systemic = len(failed) == len(parsed) and len(parsed) > 1
+        for one, reason in failed:
+            self.group.note_failure([one.delivery.entry_id], reason, count=not systemic)
+        self.group.retry_own_pending()
+        self._back_off(self._stop, f"{len(failed)} of {len(parsed)} entries failed "
+                                          f"({failed[0][1]})" + (
+                                              "; a dependency looks down" if systemic else ""))
+
+
+__all__ = ["StreamWorker", "BatchReport"]

@@ -1,0 +1,70 @@
+"""The stream's entry format and its typed configuration: bad input is named."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsys.errors import ConfigError
+from recsys.stream.config import StreamConfig, load_stream_config
+from recsys.stream.envelope import BadEntry, decode, encode
+
+
+def test_round_trip():
+    import datetime as dt
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    fields = encode("event", {"event_id": "e1", "timestamp": when, "rating": None,
+                              "tags": ("a",)}, 1234)
+    env = decode(b"1-0", fields)
+    assert (env.entry_id, env.kind, env.accepted_at_us) == ("1-0", "event", 1234)
+    assert env.body == {"event_id": "e1", "timestamp": "2026-01-02T03:04:05+00:00",
+                        "tags": ["a"]}
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({b"body": b"{}", b"accepted_at_us": b"1"}, "entry has no 'kind' field; fields: "
+                                                "['accepted_at_us', 'body']"),
+    ({b"kind": b"user", b"body": b"{}"}, "entry kind must be one of ['event', 'item'], got "
+                                         "'user'"),
+    ({b"kind": b"event", b"body": b"{oops"}, "entry body is not valid JSON: Expecting property "
+                                             "name enclosed in double quotes at position 1"),
+    ({b"kind": b"event", b"body": b"[1]"}, "entry body must be a JSON object, got list"),
+    ({b"kind": b"event", b"body": b"{}", b"accepted_at_us": b"soon"},
+     "entry accepted_at_us must be an integer, got b'soon'"),
+    ({b"kind": b"\xff", b"body": b"{}"}, "entry field 'kind' is not UTF-8"),
+])
+def test_bad_entries_are_named(fields, reason):
+    with pytest.raises(BadEntry) as err:
+        decode("1-0", fields)
+    assert str(err.value) == reason
+
+
+def test_encode_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        encode("user", {}, 0)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"redis_url": "http://x"}, "redis_url must start with redis://, rediss:// or unix://, got "
+                                "'http://x'"),
+    ({"batch_size": 0}, "batch_size must be an integer > 0, got 0"),
+    ({"max_deliveries": True}, "max_deliveries must be an integer > 0, got True"),
+    ({"stream": " "}, "stream must be a non-empty string, got ' '"),
+    ({"dead_letter_stream": "recsys:events"}, "dead_letter_stream must differ from stream, "
+                                              "both are 'recsys:events'"),
+    ({"colour": 1}, "unknown key(s) in config section 'stream': colour"),
+])
+def test_bad_config_values_are_named(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_stream_config(overrides=overrides)
+    assert str(err.value).startswith(message)
+
+
+def test_yaml_file_then_flags(tmp_path):
+    path = tmp_path / "stream.yaml"
+    path.write_text("stream:\n  batch_size: 64\n  group: g1\n")
+    cfg = load_stream_config(path, {"group": "g2", "block_ms": None})
+    assert (cfg.batch_size, cfg.group, cfg.block_ms) == (64, "g2", StreamConfig().block_ms)
+    path.write_text("streams:\n  batch_size: 64\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_stream_config(path)

@@ -1,0 +1,64 @@
+"""The stream's session state equals the Beam job's latest session state for the same events
+(the batch oracle), and handles repeats and late events as documented."""
+
+from __future__ import annotations
+
+import random
+
+from beam_jobs.config import FeatureConfig
+from beam_jobs.records import US_PER_S, Event, Item
+from beam_jobs.timeline import process_user
+from recsys.stream.session_state import SessionState
+
+T0 = 1_790_000_000 * US_PER_S
+TYPES = ("impression", "impression", "click", "watch", "like", "skip", "share")
+
+
+def _events(seed: int, n: int) -> list[Event]:
+    rng = random.Random(seed)
+    ts, out = T0, []
+    for k in range(n):
+        ts += rng.choice([5, 30, 200, 1800, 1801, 4000]) * US_PER_S
+        out.append(Event(f"e{k:04d}", "u1", f"i{rng.randrange(12)}", rng.choice(TYPES), ts,
+                         watch_time_s=60.0, dwell_time_s=20.0))
+    return out
+
+
+def _stream_row(events, length=50, gap=1800):
+    state = SessionState()
+    for e in events:
+        state.add(e, f"c{e.item_id[1:]}", length, gap)
+    return state.feature_row("u1")
+
+
+def test_matches_the_beam_session_state():
+    items = {f"i{k}": Item(f"i{k}", category=f"c{k}", duration_s=100.0) for k in range(12)}
+    for seed in range(5):
+        events = _events(seed, 80)
+        cfg = FeatureConfig(history_length=10)
+        expected = process_user("u1", events, items, cfg, horizon_day=30_000).session_state
+        row = _stream_row(events, length=10)
+        for name in ("session_recent_item_ids", "session_recent_categories", "session_length",
+                     "session_started_at_s", "session_last_event_at_s", "event_timestamp"):
+            assert row[name] == expected[name], (seed, name)
+        assert all(abs(a - b) <= 1 for a, b in zip(row["session_recent_event_at_s"],
+                                                    expected["session_recent_event_at_s"]))
+
+
+def test_repeat_engagement_refreshes_and_late_events_find_their_place():
+    click = Event("a", "u1", "i1", "click", T0 + 100 * US_PER_S)
+    watch = Event("b", "u1", "i1", "watch", T0 + 160 * US_PER_S)
+    late = Event("c", "u1", "i2", "like", T0 + 50 * US_PER_S)
+    row = _stream_row([click, watch, late])
+    assert row["session_recent_item_ids"] == ["i1", "i2"]
+    assert row["session_recent_event_at_s"] == [T0 // US_PER_S + 160, T0 // US_PER_S + 50]
+    assert row["session_last_event_at_s"] == T0 // US_PER_S + 160
+    assert row["session_length"] == 2  # the late event is before the session's start
+
+
+def test_json_round_trip():
+    state = SessionState()
+    for e in _events(7, 20):
+        state.add(e, None, 5, 1800)
+    again = SessionState.from_json(state.to_json())
+    assert again == state and again.feature_row("u1") == state.feature_row("u1")
