@@ -2,8 +2,8 @@
 
 An entry has three fields: ``kind`` (``event`` or ``item``), ``body`` (the record as JSON, in
 the lake's field names, timestamps as ISO 8601) and ``accepted_at_us`` (when the producer
-accepted it, UNIX microseconds; freshness is measured from it; optional for other producers). :func:`decode` refuses
-anything else with a reason, so a worker can dead-letter it.
+accepted it, UNIX microseconds; freshness is measured from it; other producers may leave it
+out). :func:`decode` refuses anything else with a reason, so a worker can dead-letter it.
 """
 
 from __future__ import annotations
