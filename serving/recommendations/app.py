@@ -2,6 +2,8 @@
 ``/docs``).
 
 * ``POST /v1/recommendations``: top k items for a user and a context;
+* ``POST /v1/events``, ``POST /v1/items``: events and catalogue rows into the event stream
+  (``ingest_routes``);
 * ``GET /v1/explain?user_id=&item_id=``: why an item would be recommended;
 * ``GET /healthz`` (the process is up), ``GET /readyz`` (models loaded; breaker states),
   ``GET /metrics`` (Prometheus).
@@ -24,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.recommendations.explain import UnknownItem, explain
+from serving.recommendations.ingest_routes import add_ingest_routes
 from serving.recommendations.pipeline import RecommendationRequest, Recommender
 
 MAX_ID_LENGTH = 256
@@ -91,7 +94,9 @@ class ArrivalTime:
         await self.app(scope, receive, send)
 
 
-def create_app(recommender: Recommender) -> FastAPI:
+def create_app(recommender: Recommender, producer=None) -> FastAPI:
+    """The service's routes on ``recommender``; ``producer`` (a
+    :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``."""
     cfg, metrics = recommender.cfg, recommender.metrics
     app = FastAPI(title="recsys recommendation service", version="1",
                   description="Retrieval (two-tower, ScaNN) -> transformer ranking -> rules, "
@@ -148,6 +153,8 @@ def create_app(recommender: Recommender) -> FastAPI:
         return {"user_id": found.user_id, "item_id": found.item_id, "message": found.message,
                 "because": found.because, "retrieval_score": found.retrieval_score,
                 "ranker_features": found.ranker_features}
+
+    add_ingest_routes(app, producer, metrics)
 
     @app.get("/healthz")
     def healthz():

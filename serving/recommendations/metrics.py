@@ -32,6 +32,9 @@ class ServiceMetrics:
         self.breaker_state = Gauge("recsys_circuit_breaker_state",
                                    "0 closed, 1 half open, 2 open.", ["dependency"],
                                    registry=self.registry)
+        self.ingested = Counter("recsys_ingested_records", "Records posted to /v1/events and "
+                                "/v1/items, by kind and outcome.", ["kind", "status"],
+                                registry=self.registry)
         self.cache = Counter("recsys_cache_lookups", "Cache lookups by result.",
                              ["cache", "result"], registry=self.registry)
 

@@ -1,0 +1,125 @@
+"""``POST /v1/events`` and ``POST /v1/items``: events and catalogue rows into the event stream.
+
+The body is one record (a JSON object with the lake's fields) or a batch
+(``{"events": [...]}``, ``{"items": [...]}``, at most ``MAX_BATCH``). Each record is checked
+on its own; the answer lists, in input order, whether it was ``accepted`` (appended to the
+stream, with its entry id), ``rejected`` (with the reasons) or a ``duplicate`` of an earlier
+record in the same batch. An event without a ``timestamp`` gets the time it was received.
+
+Status codes: 200 when the request was read (even if every record was rejected: the
+per-record results say why); 400 ``malformed_json``; 422 ``invalid_request`` when the body is
+not a record or a batch; 503 ``unavailable`` when the stream cannot be written (nothing of
+the request was appended; retrying is safe, the workers deduplicate by event id).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from recsys.stream.producer import StreamProducer
+
+MAX_BATCH = 1000
+BATCH_KEYS = {"event": "events", "item": "items"}
+
+
+class RecordResult(BaseModel):
+    index: int
+    key: str | None
+    status: str
+    reason: str | None = None
+    entry_id: str | None = None
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    rejected: int
+    duplicates: int
+    results: list[RecordResult]
+
+
+def _error(status: int, code: str, detail) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status)
+
+
+def _records(body: Any, kind: str) -> list | str:
+    """The records of a request body, or why the body is neither a record nor a batch."""
+    key = BATCH_KEYS[kind]
+    if not isinstance(body, dict):
+        return (f"the body must be a JSON object: one {kind}, or {{\"{key}\": [...]}}; got "
+                f"{type(body).__name__}")
+    if key not in body:
+        return [body]
+    if set(body) != {key}:
+        return f"a batch body holds only \"{key}\", got also {sorted(set(body) - {key})}"
+    records = body[key]
+    if not isinstance(records, list) or not records:
+        return f"\"{key}\" must be a non-empty list of {kind} objects"
+    if len(records) > MAX_BATCH:
+        return f"at most {MAX_BATCH} {key} per request, got {len(records)}"
+    return records
+
+
+def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) -> None:
+    """Add the two routes; with no producer they answer 503 (no stream configured)."""
+
+    def ingest(kind: str, path: str):
+        async def handler(request: Request):
+            try:
+                body = json.loads(await request.body())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                metrics.errors.labels(path, "400").inc()
+                return _error(400, "malformed_json", "the request body is not valid JSON")
+            records = _records(body, kind)
+            if isinstance(records, str):
+                metrics.errors.labels(path, "422").inc()
+                return _error(422, "invalid_request", [{"field": "body", "message": records}])
+            if producer is None:
+                metrics.errors.labels(path, "503").inc()
+                return _error(503, "unavailable", "this service has no event stream configured")
+            if kind == "event":
+                received = dt.datetime.now(dt.timezone.utc).isoformat()
+                records = [{**r, "timestamp": received}
+                           if isinstance(r, dict) and r.get("timestamp") is None else r
+                           for r in records]
+            started = time.perf_counter()
+            try:
+                receipts = producer.submit(kind, records)
+            except Exception as exc:  # noqa: BLE001 - the stream is down: say so
+                metrics.errors.labels(path, "503").inc()
+                return _error(503, "unavailable", f"the event stream cannot be written: "
+                                                  f"{type(exc).__name__}: {exc}")
+            metrics.request_latency.labels(path).observe(time.perf_counter() - started)
+            counts = {s: sum(r.status == s for r in receipts)
+                      for s in ("accepted", "rejected", "duplicate")}
+            for status, n in counts.items():
+                if n:
+                    metrics.ingested.labels(kind, status).inc(n)
+            return IngestResponse(
+                accepted=counts["accepted"], rejected=counts["rejected"],
+                duplicates=counts["duplicate"],
+                results=[RecordResult(index=r.index, key=r.key, status=r.status,
+                                      reason=r.reason or None, entry_id=r.entry_id)
+                         for r in receipts])
+        return handler
+
+    description = ("One {kind} (a JSON object with the lake's fields) or a batch "
+                   "{{\"{key}\": [...]}} of at most %d; per-record results in input order." %
+                   MAX_BATCH)
+    for kind, path in (("event", "/v1/events"), ("item", "/v1/items")):
+        app.add_api_route(
+            path, ingest(kind, path), methods=["POST"], response_model=IngestResponse,
+            summary=f"Append {BATCH_KEYS[kind]} to the event stream",
+            description=description.format(kind=kind, key=BATCH_KEYS[kind]),
+            responses={400: {"description": "malformed JSON"},
+                       422: {"description": "not a record or a batch"},
+                       503: {"description": "the stream cannot be written"}})
+
+
+__all__ = ["add_ingest_routes", "MAX_BATCH"]

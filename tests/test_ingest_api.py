@@ -1,0 +1,159 @@
+"""POST /v1/events and /v1/items over HTTP, into a real Redis stream (the embedded server)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import requests
+
+from conftest import event
+from recommendation_support import serve_app
+from recsys.data.schemas import EVENTS
+from recsys.stream.config import StreamConfig
+from recsys.stream.envelope import decode
+from recsys.stream.producer import StreamProducer
+from recsys.stream.redis_connection import connect, stop_embedded
+from serving.recommendations.app import create_app
+from serving.recommendations.config import ServiceConfig
+from serving.recommendations.ingest_routes import MAX_BATCH
+from serving.recommendations.service import build_recommender
+
+pytestmark = pytest.mark.slow
+ENTRY_ID = re.compile(r"^\d+-\d+$")
+
+
+@pytest.fixture(scope="module")
+def stack(service_files, tmp_path_factory):
+    cfg = StreamConfig(embedded_dir=tmp_path_factory.mktemp("redis"))
+    client = connect(cfg)
+    service = build_recommender(ServiceConfig(repo=service_files.repo,
+                                              model_base_path=service_files.base))
+    with serve_app(create_app(service, StreamProducer(client, cfg))) as url:
+        yield url, client, cfg, service
+    service.close()
+    service.models.close()
+    client.close()
+    stop_embedded(cfg.embedded_dir)
+
+
+def _post(url, path, body=None, data=None):
+    return requests.post(f"{url}{path}", json=body, data=data, timeout=60,
+                         headers={"content-type": "application/json"})
+
+
+def _entries(client, cfg):
+    return [decode(eid, fields) for eid, fields in client.xrange(cfg.stream)]
+
+
+def test_one_event_is_appended_with_its_entry_id(stack):
+    url, client, cfg, _ = stack
+    before = client.xlen(cfg.stream)
+    response = _post(url, "/v1/events", event(event_id="one", timestamp="2026-11-01T10:00:00Z"))
+    assert response.status_code == 200
+    body = response.json()
+    entry_id = body["results"][0].pop("entry_id")
+    assert ENTRY_ID.match(entry_id)
+    assert body == {"accepted": 1, "rejected": 0, "duplicates": 0,
+                    "results": [{"index": 0, "key": "one", "status": "accepted",
+                                 "reason": None}]}
+    assert client.xlen(cfg.stream) == before + 1
+    entry = _entries(client, cfg)[-1]
+    assert (entry.entry_id, entry.kind) == (entry_id, "event")
+    assert entry.body["event_id"] == "one"
+    assert entry.body["timestamp"] == "2026-11-01T10:00:00+00:00"
+
+
+def test_a_batch_reports_each_record(stack):
+    url, client, cfg, _ = stack
+    records = [event(event_id="b1"), event(event_id="b2", event_type="teleport"),
+               event(event_id="b1"), "not an object", {**event(event_id="b3"), "mood": 1}]
+    body = _post(url, "/v1/events", {"events": records}).json()
+    for result in body["results"]:
+        result.pop("entry_id")
+    assert body == {"accepted": 1, "rejected": 3, "duplicates": 1, "results": [
+        {"index": 0, "key": "b1", "status": "accepted", "reason": None},
+        {"index": 1, "key": "b2", "status": "rejected",
+         "reason": "unknown event_type 'teleport' (expected one of: impression, click, watch, "
+                   "like, dislike, skip, share, rating)"},
+        {"index": 2, "key": "b1", "status": "duplicate",
+         "reason": "an exact repeat of an earlier record in this batch"},
+        {"index": 3, "key": None, "status": "rejected",
+         "reason": "expected a JSON object with the events fields, got str"},
+        {"index": 4, "key": "b3", "status": "rejected",
+         "reason": f"unknown field(s) ['mood']; allowed: {list(EVENTS.input_columns)}"}]}
+
+
+def test_an_event_without_a_timestamp_gets_the_time_it_arrived(stack):
+    url, client, cfg, _ = stack
+    record = event(event_id="no-time")
+    del record["timestamp"]
+    assert _post(url, "/v1/events", record).json()["accepted"] == 1
+    assert _entries(client, cfg)[-1].body["timestamp"].startswith("20")
+
+
+def test_items_are_appended(stack):
+    url, client, cfg, _ = stack
+    body = _post(url, "/v1/items", {"items": [
+        {"item_id": "new1", "category": "news", "tags": ["a"], "duration_s": 60},
+        {"item_id": "new2", "tags": "a,b"}]}).json()
+    assert [r["status"] for r in body["results"]] == ["accepted", "rejected"]
+    entry = _entries(client, cfg)[-1]
+    assert entry.kind == "item" and entry.body["item_id"] == "new1"
+
+
+@pytest.mark.parametrize("path, data, status, detail", [
+    ("/v1/events", "{oops", 400, "the request body is not valid JSON"),
+    ("/v1/events", "[1, 2]", 422, [{"field": "body", "message": "the body must be a JSON "
+                                    "object: one event, or {\"events\": [...]}; got list"}]),
+    ("/v1/events", '{"events": []}', 422,
+     [{"field": "body", "message": "\"events\" must be a non-empty list of event objects"}]),
+    ("/v1/events", '{"events": {}}', 422,
+     [{"field": "body", "message": "\"events\" must be a non-empty list of event objects"}]),
+    ("/v1/events", '{"events": [{}], "extra": 1}', 422,
+     [{"field": "body", "message": "a batch body holds only \"events\", got also ['extra']"}]),
+    ("/v1/events", json.dumps({"events": [{}] * (MAX_BATCH + 1)}), 422,
+     [{"field": "body", "message": f"at most {MAX_BATCH} events per request, got "
+                                   f"{MAX_BATCH + 1}"}]),
+    ("/v1/items", '"x"', 422, [{"field": "body", "message": "the body must be a JSON object: "
+                                                            "one item, or {\"items\": [...]}; "
+                                                            "got str"}]),
+])
+def test_bad_bodies_have_exact_answers(stack, path, data, status, detail):
+    response = _post(stack[0], path, data=data)
+    assert response.status_code == status
+    error = "malformed_json" if status == 400 else "invalid_request"
+    assert response.json() == {"error": error, "detail": detail}
+
+
+def test_ingest_metrics(stack):
+    text = requests.get(f"{stack[0]}/metrics", timeout=30).text
+    assert 'recsys_ingested_records_total{kind="event",status="accepted"}' in text
+
+
+def test_without_a_stream_the_ingest_routes_answer_503(stack):
+    service = stack[3]
+    with serve_app(create_app(service)) as url:
+        response = _post(url, "/v1/events", event())
+    assert response.status_code == 503
+    assert response.json() == {"error": "unavailable",
+                               "detail": "this service has no event stream configured"}
+
+
+def test_when_redis_is_down_nothing_is_appended_and_the_answer_is_503(service_files, tmp_path):
+    cfg = StreamConfig(embedded_dir=tmp_path / "redis")
+    client = connect(cfg)
+    service = build_recommender(ServiceConfig(repo=service_files.repo,
+                                              model_base_path=service_files.base))
+    try:
+        with serve_app(create_app(service, StreamProducer(client, cfg))) as url:
+            stop_embedded(cfg.embedded_dir)
+            response = _post(url, "/v1/events", event())
+        assert response.status_code == 503
+        body = response.json()
+        assert body["error"] == "unavailable"
+        assert body["detail"].startswith("the event stream cannot be written: ConnectionError")
+    finally:
+        service.close()
+        service.models.close()
