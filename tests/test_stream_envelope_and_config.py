@@ -65,6 +65,6 @@ def test_yaml_file_then_flags(tmp_path):
     path.write_text("stream:\n  batch_size: 64\n  group: g1\n")
     cfg = load_stream_config(path, {"group": "g2", "block_ms": None})
     assert (cfg.batch_size, cfg.group, cfg.block_ms) == (64, "g2", StreamConfig().block_ms)
-    path.write_text("streams:\n  batch_size: 64\n")
-    with pytest.raises(ConfigError, match="unknown section"):
+    path.write_text("deadline_ms: 100\nstream: [1]\n")
+    with pytest.raises(ConfigError, match=r"config section 'stream' must be a mapping, got \[1\]"):
         load_stream_config(path)

@@ -41,6 +41,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                      help="default: MODEL_BASE_PATH/popular.json")
     api.add_argument("--deadline-ms", type=_positive_float, metavar="MS",
                      help="request deadline (default 250)")
+    api.add_argument("--redis-url", metavar="URL",
+                     help="the event stream's Redis for POST /v1/events and /v1/items; "
+                          "default: the embedded Redis in REPO/data/redis, started if needed")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=non_negative_int, default=8000)
     api.add_argument("--workers", type=positive_int, metavar="N",
@@ -86,9 +89,26 @@ def run_api(args: argparse.Namespace) -> int:
         "model_server": args.model_server, "popular_lists": args.popular_lists,
         "request_deadline_ms": args.deadline_ms, "workers": args.workers})
     recommender = build_recommender(cfg)
+    producer = stream_producer(args.config, args.redis_url, cfg.repo)
     log.info("recommendation service on http://%s:%d (docs: /docs)", args.host, args.port)
     try:
-        uvicorn.run(create_app(recommender), host=args.host, port=args.port, log_level="warning")
+        uvicorn.run(create_app(recommender, producer), host=args.host, port=args.port,
+                    log_level="warning")
     finally:
         recommender.close()
     return 0
+
+
+def stream_producer(config: Path | None, redis_url: str | None, repo: Path):
+    """The producer of /v1/events and /v1/items, or None (logged) when the stream's Redis
+    cannot be reached: the service then answers those routes with 503."""
+    from recsys.stream.config import load_stream_config
+    from recsys.stream.producer import StreamProducer
+    from recsys.stream.redis_connection import StreamUnavailable, connect
+
+    cfg = load_stream_config(config, {"redis_url": redis_url}).for_repo(repo)
+    try:
+        return StreamProducer(connect(cfg), cfg)
+    except StreamUnavailable as exc:
+        log.warning("POST /v1/events and /v1/items are unavailable: %s", exc)
+        return None

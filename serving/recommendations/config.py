@@ -1,7 +1,8 @@
 """Typed configuration of the recommendation service (`recsys api`), loaded once at start.
 
-A YAML file may hold any of the fields below at the top level and a ``rules`` section
-(:class:`~serving.recommendations.rules.RulesConfig`); command-line flags override the file.
+A YAML file may hold any of the fields below at the top level, a ``rules`` section
+(:class:`~serving.recommendations.rules.RulesConfig`) and a ``stream`` section (the event
+stream, :class:`~recsys.stream.config.StreamConfig`); command-line flags override the file.
 Every bad value is a ``ConfigError`` naming the field.
 """
 
@@ -114,6 +115,7 @@ def load_service_config(path: Path | None = None,
     raw = read_yaml_mapping(path, "of service settings") if path is not None else {}
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     rules = raw.pop("rules", {})
+    raw.pop("stream", None)  # the event stream's section: recsys.stream.config reads it
     for key in ("repo", "model_base_path"):
         if key in raw and not isinstance(raw[key], (str, Path)):
             raise ConfigError(f"{key} must be a path, got {raw[key]!r}")

@@ -1,0 +1,68 @@
+"""`recsys stream-worker`: bad flags, and a real worker process applying the stream."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from recsys.cli.main import main
+from recsys.stream.producer import StreamProducer
+from stream_support import events, stream_setup
+
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stream-worker", "--processes", "0"],
+     "argument --processes: expected a positive integer, got '0'"),
+    (["stream-worker", "--batch-size", "lots"],
+     "argument --batch-size: expected a positive integer, got 'lots'"),
+    (["stream-worker", "--claim-idle-ms", "-5"],
+     "argument --claim-idle-ms: expected a positive integer, got '-5'"),
+])
+def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_values_exit_1_naming_them(tmp_path, capsys):
+    assert main(["stream-worker", "--repo", str(tmp_path)]) == 1
+    assert f"--repo {tmp_path} has no feature_store.yaml" in capsys.readouterr().err
+    repo = Path(__file__).parents[1] / "feature_repo"
+    assert main(["stream-worker", "--repo", str(repo), "--lake", str(tmp_path)]) == 1
+    assert f"--lake {tmp_path} is not a recsys lake" in capsys.readouterr().err
+    assert main(["stream-worker", "--repo", str(repo), "--redis-url", "http://x"]) == 1
+    assert ("redis_url must start with redis://, rediss:// or unix://, got 'http://x'"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.slow
+def test_a_worker_process_applies_the_stream_and_stops_on_sigint(tmp_path):
+    setup = stream_setup(tmp_path)
+    try:
+        records = events(30, users=3, items=20)
+        StreamProducer(setup.client, setup.cfg).submit("event", records)
+        socket = setup.client.connection_pool.connection_kwargs["path"]
+        worker = subprocess.Popen(
+            [RECSYS, "stream-worker", "--repo", str(setup.repo), "--lake", str(setup.lake),
+             "--consumer", "cli", "--redis-url", f"unix://{socket}"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 180
+        while len(setup.lake_event_ids()) < 30 and worker.poll() is None:
+            assert time.monotonic() < deadline, "the worker did not apply the stream"
+            time.sleep(0.2)
+        worker.send_signal(signal.SIGINT)
+        out, _ = worker.communicate(timeout=60)
+        assert worker.returncode == 0, out[-3000:]
+        assert "cli: 30 applied" in out and "0 dead-lettered" in out
+        assert sorted(setup.lake_event_ids()) == sorted(r["event_id"] for r in records)
+        assert setup.sessions(["u0"])["session_length"] == [10]
+    finally:
+        setup.close()
