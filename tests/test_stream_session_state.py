@@ -49,11 +49,25 @@ def test_repeat_engagement_refreshes_and_late_events_find_their_place():
     click = Event("a", "u1", "i1", "click", T0 + 100 * US_PER_S)
     watch = Event("b", "u1", "i1", "watch", T0 + 160 * US_PER_S)
     late = Event("c", "u1", "i2", "like", T0 + 50 * US_PER_S)
-    row = _stream_row([click, watch, late])
+    too_late = Event("d", "u1", "i3", "impression", T0 - 3600 * US_PER_S)
+    row = _stream_row([click, watch, late, too_late])
     assert row["session_recent_item_ids"] == ["i1", "i2"]
     assert row["session_recent_event_at_s"] == [T0 // US_PER_S + 160, T0 // US_PER_S + 50]
     assert row["session_last_event_at_s"] == T0 // US_PER_S + 160
-    assert row["session_length"] == 2  # the late event is before the session's start
+    assert row["session_started_at_s"] == T0 // US_PER_S + 50  # the late one opened it
+    assert row["session_length"] == 3  # an hour before the start: an earlier session
+
+
+def test_the_state_of_one_session_does_not_depend_on_arrival_order():
+    events = [e for e in _events(11, 200)]
+    rng = random.Random(3)
+    shuffled = events[:]
+    for _ in range(30):  # local disorder, as redeliveries make it
+        i = rng.randrange(len(shuffled) - 3)
+        shuffled[i], shuffled[i + 2] = shuffled[i + 2], shuffled[i]
+    in_order, disordered = _stream_row(events), _stream_row(shuffled)
+    for name in ("session_length", "session_started_at_s", "session_last_event_at_s"):
+        assert in_order[name] == disordered[name], name
 
 
 def test_json_round_trip():

@@ -9,8 +9,9 @@ Guarantees of :meth:`SessionState.add`:
 * A session ends after more than ``session_gap_s`` without events; its length counts every
   event in it, impressions included.
 * A late event (older than the newest one seen) goes to its place in time: into the recent
-  items if it is recent enough, and into the session length if it falls inside the current
-  session; it never moves the session's end.
+  items if it is recent enough, and into the current session if it is within
+  ``session_gap_s`` of its start (moving the start back); it never moves the session's end.
+  So a session's state does not depend on the order its events arrive in.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class SessionState:
         gap_us = session_gap_s * US_PER_S
         if self.session_length == 0 or ts - self.last_event_us > gap_us:
             self.session_start_us, self.session_length = ts, 1
-        elif ts >= self.session_start_us:
+        elif ts >= self.session_start_us - gap_us:
+            self.session_start_us = min(self.session_start_us, ts)
             self.session_length += 1
         self.last_event_us = max(self.last_event_us, ts)
         if event.event_type in HISTORY_EVENT_TYPES:
