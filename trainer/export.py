@@ -112,6 +112,9 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
                                                  2 * args["num_reordering_candidates"])}
 
 
+ITEM_IDS = Path("assets.extra") / "item_ids.txt"
+
+
 def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,
                   k: int = 100, scann: ScannConfig = ScannConfig(),
                   queries: pd.DataFrame | None = None,
@@ -169,6 +172,9 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
             staging = stack.enter_context(staged_version(base_path / artifact, version))
             manifests[artifact] = _stage(staging, artifact, version, module, inputs, signature,
                                          details_)
+            if artifact != RANKER:  # which items this version's index holds
+                (staging / ITEM_IDS).write_text("\n".join(
+                    i.decode() if isinstance(i, bytes) else str(i) for i in items["item_id"]))
             paths[artifact] = base_path / artifact / str(version)
     for path in paths.values():
         log.info("exported %s", path)

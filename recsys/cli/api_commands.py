@@ -88,8 +88,8 @@ def run_api(args: argparse.Namespace) -> int:
         "repo": args.repo, "model_base_path": args.model_base_path,
         "model_server": args.model_server, "popular_lists": args.popular_lists,
         "request_deadline_ms": args.deadline_ms, "workers": args.workers})
-    recommender = build_recommender(cfg)
-    producer = stream_producer(args.config, args.redis_url, cfg.repo)
+    producer, fresh = stream_parts(args.config, args.redis_url, cfg.repo)
+    recommender = build_recommender(cfg, fresh=fresh)
     log.info("recommendation service on http://%s:%d (docs: /docs)", args.host, args.port)
     try:
         uvicorn.run(create_app(recommender, producer), host=args.host, port=args.port,
@@ -99,16 +99,20 @@ def run_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def stream_producer(config: Path | None, redis_url: str | None, repo: Path):
-    """The producer of /v1/events and /v1/items, or None (logged) when the stream's Redis
-    cannot be reached: the service then answers those routes with 503."""
+def stream_parts(config: Path | None, redis_url: str | None, repo: Path):
+    """(the producer of /v1/events and /v1/items, the fresh-item source of retrieval), or
+    (None, None), logged, when the stream's Redis cannot be reached: the service then answers
+    those routes with 503 and retrieves from the main index only."""
     from recsys.stream.config import load_stream_config
+    from recsys.stream.fresh_items import FreshItemStore
     from recsys.stream.producer import StreamProducer
     from recsys.stream.redis_connection import StreamUnavailable, connect
+    from serving.recommendations.fresh_source import FreshSource
 
     cfg = load_stream_config(config, {"redis_url": redis_url}).for_repo(repo)
     try:
-        return StreamProducer(connect(cfg), cfg)
+        client = connect(cfg)
     except StreamUnavailable as exc:
-        log.warning("POST /v1/events and /v1/items are unavailable: %s", exc)
-        return None
+        log.warning("POST /v1/events and /v1/items and fresh items are unavailable: %s", exc)
+        return None, None
+    return StreamProducer(client, cfg), FreshSource(FreshItemStore(client))

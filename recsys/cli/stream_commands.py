@@ -19,13 +19,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "pending; a dead-letter stream for malformed entries and entries that "
                     "keep failing), and apply each entry idempotently: session features and "
                     "item counters pushed to the Feast online store, catalogue rows written to "
-                    "it, events and items appended to the lake. Stops cleanly on Ctrl-C.")
+                    "it, events and items appended to the lake, new items embedded into the "
+                    "fresh-item index that retrieval merges with the main one. Stops cleanly on "
+                    "Ctrl-C.")
     worker.add_argument("--config", type=Path, metavar="FILE.yaml",
                         help="a file with a `stream` section (see recsys/stream/config.py)")
     worker.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR",
                         help="the feature repository profile directory (default feature_repo)")
     worker.add_argument("--lake", type=Path, metavar="DIR",
                         help="append events and items to this lake (the embedded profile)")
+    worker.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                        type=Path, metavar="DIR",
+                        help="where `recsys export` writes the models: new items are embedded "
+                             "by the newest item tower into the fresh-item index")
     worker.add_argument("--redis-url", metavar="URL",
                         help="redis://host:port/db of the stream; default: the embedded Redis "
                              "in REPO/data/redis, started if needed")
@@ -55,8 +61,12 @@ def run_stream_worker(args: argparse.Namespace) -> int:
     cfg = load_stream_config(args.config, {"redis_url": args.redis_url,
                                            "batch_size": args.batch_size,
                                            "claim_idle_ms": args.claim_idle_ms}).for_repo(repo)
+    if args.model_base_path is not None and not (args.model_base_path / "item_tower").is_dir():
+        raise ConfigError(f"--model-base-path {args.model_base_path} has no item_tower model; "
+                          "run `recsys export` first")
     run_workers(WorkerSpec(cfg, repo, args.lake.resolve() if args.lake else None,
-                           args.consumer), args.processes)
+                           args.consumer, args.model_base_path.resolve()
+                           if args.model_base_path else None), args.processes)
     return 0
 
 

@@ -29,6 +29,7 @@ class WorkerSpec:
     repo: Path
     lake: Path | None
     consumer: str
+    model_base_path: Path | None = None
 
 
 def build_worker(spec: WorkerSpec) -> StreamWorker:
@@ -41,7 +42,14 @@ def build_worker(spec: WorkerSpec) -> StreamWorker:
     group = ConsumerGroup(client, spec.cfg, spec.consumer)
     group.ensure()
     lake = LakeSink(spec.lake, f"stream:{spec.consumer}") if spec.lake else None
-    return StreamWorker(group, StreamState(client, spec.cfg), OnlineFeatureSink(spec.repo), lake)
+    fresh = None
+    if spec.model_base_path is not None:
+        from recsys.stream.fresh_items import FreshItemIndexer, FreshItemStore
+        from recsys.stream.item_embedder import ItemEmbedder
+
+        fresh = FreshItemIndexer(FreshItemStore(client), ItemEmbedder(spec.model_base_path))
+    return StreamWorker(group, StreamState(client, spec.cfg), OnlineFeatureSink(spec.repo), lake,
+                        fresh)
 
 
 class Progress:
@@ -99,7 +107,7 @@ def run_workers(spec: WorkerSpec, processes: int) -> None:
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, name=f"{spec.consumer}-{i}",
                                 args=(WorkerSpec(spec.cfg, spec.repo, spec.lake,
-                                                 f"{spec.consumer}-{i}"),
+                                                 f"{spec.consumer}-{i}", spec.model_base_path),
                                       logging.getLogger().level))
                 for i in range(1, processes + 1)]
     for child in children:

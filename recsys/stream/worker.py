@@ -1,9 +1,10 @@
 """The stream worker: reads the event stream in a consumer group and applies each entry's
 effects, idempotently by event id, before acknowledging it.
 
-Effects of a batch, in order: the users' session states and the items' counters in Redis
-(:class:`~recsys.stream.state_store.StreamState`); the ``user_session`` and ``item_stream``
-rows pushed to the Feast online store; catalogue rows written to the online store; events and
+Effects of a batch, in order: catalogue rows written to the online store and, embedded by
+the newest item tower, added to the fresh-item index (``fresh_items``); the users' session
+states and the items' counters in Redis (:class:`~recsys.stream.state_store.StreamState`);
+the ``user_session`` and ``item_stream`` rows pushed to the Feast online store; events and
 items appended to the lake (embedded profile). Only then are the entries acked.
 
 Guarantees:
@@ -65,9 +66,10 @@ class _Parsed:
 
 class StreamWorker:
     def __init__(self, group: ConsumerGroup, state: StreamState, online: OnlineFeatureSink,
-                 lake: LakeSink | None = None,
+                 lake: LakeSink | None = None, fresh=None,
                  before_ack: Callable[[list[str]], None] | None = None):
         self.group, self.state, self.online, self.lake = group, state, online, lake
+        self.fresh = fresh  # a FreshItemIndexer, or None: no fresh-item index
         self.cfg = group.cfg
         self.before_ack = before_ack  # test hook: runs after the effects, before the ack
         self._failures_in_a_row = 0
@@ -84,6 +86,8 @@ class StreamWorker:
         if now - self._last_claim >= self.cfg.claim_idle_ms / 2000:
             self._last_claim = now
             deliveries = self.group.claim_stale()
+            if self.fresh is not None:
+                self.fresh.sync()
         if not deliveries:
             deliveries = self.group.read()
         return self.process(deliveries)
@@ -174,8 +178,11 @@ class StreamWorker:
         except BadRecord as exc:
             raise ValueError(f"item row did not parse: {exc}") from exc
         now_us = time.time_ns() // 1000
-        self.online.write_catalogue([{**catalogue_row(item), "event_timestamp": now_us,
-                                      "created_timestamp": now_us} for item in items])
+        rows_online = [{**catalogue_row(item), "event_timestamp": now_us,
+                        "created_timestamp": now_us} for item in items]
+        self.online.write_catalogue(rows_online)
+        if self.fresh is not None:
+            self.fresh.add(rows_online)
         if self.lake is not None:
             self.lake.write_items(pa.Table.from_pylist(rows, schema=input_schema(ITEMS)))
 

@@ -34,7 +34,8 @@ class ServiceConfig:
         user_cache_ttl_s, item_cache_ttl_s, cache_entries: TTL caches of user features and
             embeddings, and of item features.
         default_k, max_k: items returned when the request gives no ``k``, and the most allowed.
-        trending_candidates, cold_start_candidates: extra candidates merged with retrieval's.
+        trending_candidates, cold_start_candidates, fresh_candidates: extra candidates merged
+            with retrieval's (fresh: items from the stream's fresh-item index).
         max_history: recent items read from the session (and excluded as consumed).
         max_in_flight: requests allowed in the personalised pipeline at once; the rest are
             answered from the popular lists at once (tier segment-popular or global-popular,
@@ -60,6 +61,7 @@ class ServiceConfig:
     default_k: int = 10
     max_k: int = 100
     trending_candidates: int = 20
+    fresh_candidates: int = 20
     cold_start_candidates: int = 50
     max_history: int = 50
     max_in_flight: int = 4
@@ -76,7 +78,8 @@ class ServiceConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name} must be a number > 0, got {value!r}")
         for name in ("failure_threshold", "cache_entries", "default_k", "max_k",
-                     "trending_candidates", "cold_start_candidates", "max_history",
+                     "trending_candidates", "cold_start_candidates", "fresh_candidates",
+                     "max_history",
                      "max_in_flight", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

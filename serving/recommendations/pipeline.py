@@ -96,8 +96,9 @@ class ModelSpecs:
 class Recommender:
     def __init__(self, cfg: ServiceConfig, features, models, popular: PopularLists,
                  index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, fresh=None):
         self.cfg, self.features, self.models = cfg, features, models
+        self.fresh = fresh  # a FreshSource (items newer than the index), or None
         self.popular, self.index, self.specs = popular, index, specs
         self.metrics = metrics or ServiceMetrics()
         self.clock = clock
@@ -199,8 +200,9 @@ class Recommender:
         product with the item's indexed embedding (NaN for items outside the index)."""
         scores = []
         for c in candidates:
-            vector = None if c.source == "two-tower" else self.index.embedding_of(c.item_id)
-            scores.append(c.score if c.source == "two-tower" else
+            own = c.source in ("two-tower", "fresh")  # scored by retrieval's query already
+            vector = None if own else self.index.embedding_of(c.item_id)
+            scores.append(c.score if own else
                           float(query @ vector) if vector is not None else float("nan"))
         return scores
 
@@ -303,6 +305,9 @@ class Recommender:
                     lambda: self._retrieve_cached(row, deadline.remaining(), versions),
                     cfg.retrieval_timeout_ms, deadline, latency)
                 sources = [retrieved]
+                if self.fresh is not None and "retrieval" in versions:
+                    sources.append(self.fresh.nearest(query, versions["retrieval"],
+                                                      cfg.fresh_candidates, excluded))
                 if cold:
                     sources.append(self._cold_start(user, history, context,
                                                     request.preferred_categories, excluded))

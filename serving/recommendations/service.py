@@ -79,8 +79,9 @@ def item_index(cfg: ServiceConfig, models, served: ServedModels) -> ItemIndex:
 
 
 def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
-                      features=None) -> Recommender:
-    """Everything the service needs, loaded once; ``features`` overrides the Feast reader."""
+                      features=None, fresh=None) -> Recommender:
+    """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
+    ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval."""
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
 
@@ -94,7 +95,7 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
              served.retrieval["version"],
              f"v{served.ranker['version']}" if served.ranker else "none")
     recommender = Recommender(cfg, features, models, popular, index, model_specs(served),
-                              metrics)
+                              metrics, fresh=fresh)
     recommender.warm_up()
     return recommender
 

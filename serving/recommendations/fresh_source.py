@@ -1,0 +1,80 @@
+"""Fresh items as a retrieval source: the items the stream worker embedded into the fresh-item
+index for the served retrieval version (``recsys.stream.fresh_items``), nearest to the
+request's query embedding by dot product, on the same scale as the two-tower scores.
+
+Guarantees: the index is re-read from Redis only when its change counter moved, at most every
+``refresh_s``; a Redis failure keeps the last snapshot (and is logged once per outage), so
+this source never fails a request; excluded items are never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Collection
+
+import numpy as np
+
+from serving.recommendations.rules import Candidate
+
+log = logging.getLogger(__name__)
+
+
+class FreshSource:
+    def __init__(self, store, refresh_s: float = 0.5, clock=time.monotonic):
+        self.store, self.refresh_s, self.clock = store, refresh_s, clock
+        self._lock = threading.Lock()
+        self._checked = -float("inf")
+        self._version: int | None = None
+        self._changes = -1
+        self._ids: list[str] = []
+        self._vectors = np.zeros((0, 0), np.float32)
+        self._rows: dict[str, dict] = {}
+        self._failing = False
+
+    def _refresh(self, version: int) -> None:
+        now = self.clock()
+        with self._lock:
+            if version == self._version and now - self._checked < self.refresh_s:
+                return
+            self._checked = now
+            try:
+                changes = self.store.changes(version)
+                if version != self._version or changes != self._changes:
+                    changes, ids, vectors, rows = self.store.snapshot(version)
+                    self._version, self._changes = version, changes
+                    self._ids, self._vectors, self._rows = ids, vectors, rows
+                self._failing = False
+            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+                if not self._failing:
+                    log.warning("fresh-item index unavailable, keeping the last one: %s", exc)
+                self._failing = True
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def nearest(self, query: np.ndarray, version: int, k: int,
+                excluded: Collection[str] = ()) -> list[Candidate]:
+        """Up to ``k`` fresh items closest to ``query`` for retrieval ``version``."""
+        self._refresh(version)
+        ids, vectors, rows = self._ids, self._vectors, self._rows
+        if not ids or version != self._version or vectors.shape[1] != query.shape[-1]:
+            return []
+        scores = vectors @ query.astype(np.float32)
+        order = np.argsort(-scores, kind="stable")
+        out = []
+        for i in order:
+            item = ids[i]
+            if item in excluded:
+                continue
+            row = rows.get(item, {})
+            out.append(Candidate(item, float(scores[i]), "fresh",
+                                 str(row.get("item_category") or ""),
+                                 row.get("item_created_at_s"), ["new item"]))
+            if len(out) == k:
+                break
+        return out
+
+
+__all__ = ["FreshSource"]
