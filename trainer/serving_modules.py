@@ -15,6 +15,8 @@ from typing import Iterable
 import tensorflow as tf
 
 from trainer.feature_spec import InputSpec
+from trainer.ranking.fusion import fuse_tf
+from trainer.ranking.inputs import RETRIEVAL_SCORE
 
 
 def _signature(specs: Iterable[InputSpec]) -> list[dict[str, tf.TensorSpec]]:
@@ -77,17 +79,21 @@ class ItemTowerModule(tf.Module):
 
 
 class RankerModule(tf.Module):
-    """The transformer ranker: ``rank`` scores (user, candidate) rows."""
+    """The transformer ranker: ``rank`` scores the (user, candidate) rows of one request:
+    ``click`` (logit), ``watch`` and ``score``, the click logit fused with the two-tower score
+    over the request's rows (the order to serve)."""
 
     def __init__(self, ranker: tf.keras.Model, specs: Iterable[InputSpec]):
         super().__init__(name="ranker")
         self.ranker = ranker
 
+        weight = float(ranker.cfg.retrieval_weight)
+
         @tf.function(input_signature=_signature(specs))
         def rank(features):
             out = self.ranker(features, training=False)
             return {"click": out["click"], "watch": out["watch"],
-                    "score": tf.sigmoid(out["click"])}
+                    "score": fuse_tf(out["click"], features[RETRIEVAL_SCORE], weight)}
 
         self.rank = rank
 

@@ -214,7 +214,7 @@ class Recommender:
                                self.specs.ranker)
         answer = self.models.predict("ranker", "rank", arrays, timeout_s)
         versions["ranker"] = answer.version
-        return np.asarray(answer.outputs["click"], dtype=np.float64)
+        return np.asarray(answer.outputs["score"], dtype=np.float64)  # fused with two-tower
 
     # -- candidate sources -----------------------------------------------------------------
     def _cold_start(self, user: Mapping[str, Any], history: History, context: dict,

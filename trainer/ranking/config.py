@@ -34,6 +34,10 @@ class RankerConfig:
             from (the stacking two-tower model is trained on the rest, so its scores and
             candidates are as unseen as at serving time).
         epochs, batch_size (rows; whole lists per batch), learning_rate, seed: Adam training.
+        retrieval_weight: the final score of a request's candidates is
+            ``z(click logit) + retrieval_weight * z(two-tower score)``, both standardised over
+            the request's candidates (score fusion, :mod:`trainer.ranking.fusion`); 0 = the
+            ranker alone.
     """
 
     history_length: int = 30
@@ -53,6 +57,7 @@ class RankerConfig:
     batch_size: int = 512
     learning_rate: float = 0.001
     seed: int = 42
+    retrieval_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("history_length", "item_dim", "feature_dim", "num_heads", "num_blocks",
@@ -64,6 +69,11 @@ class RankerConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if self.watch_weight < 0:
             raise ConfigError(f"watch_weight must be >= 0, got {self.watch_weight!r}")
+        if (isinstance(self.retrieval_weight, bool)
+                or not isinstance(self.retrieval_weight, (int, float))
+                or not self.retrieval_weight >= 0):
+            raise ConfigError(f"retrieval_weight must be a number >= 0, got "
+                              f"{self.retrieval_weight!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 < self.holdout_fraction < 1.0:

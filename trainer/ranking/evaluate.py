@@ -13,6 +13,7 @@ from recsys.evaluation import top_k
 from trainer.arrays import to_arrays
 from trainer.evaluate import two_tower_scores
 from trainer.evaluation_set import EvaluationSet
+from trainer.ranking.fusion import fuse
 from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.training_data import with_content
 
@@ -32,7 +33,8 @@ def ranker_rows(es: EvaluationSet, candidates: np.ndarray, catalogue: pd.DataFra
 
 def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo: Path,
              depth: int = 200, batch: int = 8192) -> np.ndarray:
-    """int64 [users, depth]: candidate indices in the ranker's order."""
+    """int64 [users, depth]: candidate indices in the order of the fused score
+    (ranker and two-tower, :mod:`trainer.ranking.fusion`)."""
     scores = two_tower_scores(two_tower, es)
     candidates = top_k(scores, depth, es.exclude)
     rows = ranker_rows(es, np.maximum(candidates, 0), catalogue, repo)
@@ -45,6 +47,8 @@ def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo
         ranker({k: tf.constant(v[i:i + batch]) for k, v in arrays.items()},
                training=False)["click"].numpy()
         for i in range(0, len(rows), batch)]).reshape(candidates.shape)
+    logits = fuse(logits, np.take_along_axis(scores, np.maximum(candidates, 0), axis=1),
+                  ranker.cfg.retrieval_weight)
     logits = np.where(candidates >= 0, logits, -np.inf)
     order = np.argsort(-logits, axis=1, kind="stable")
     return np.take_along_axis(candidates, order, axis=1)
