@@ -75,6 +75,13 @@ def test_bad_ratio_fails_with_the_dead_letter_path(tmp_path, capsys):
      "argument --split: invalid choice: 'dev'"),
     (["data", "describe", "x", "--runner", "DirectRunner"],
      "unrecognized arguments: --runner DirectRunner"),
+    (["stream-worker", "--processes", "0"],
+     "argument --processes: expected a positive integer, got '0'"),
+    (["stream-worker", "--batch-size", "lots"],
+     "argument --batch-size: expected a positive integer, got 'lots'"),
+    (["stream-worker", "--claim-idle-ms", "-5"],
+     "argument --claim-idle-ms: expected a positive integer, got '-5'"),
+    (["api", "--redis-url"], "argument --redis-url: expected one argument"),
 ])
 def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:

@@ -17,21 +17,6 @@ from stream_support import events, stream_setup
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["stream-worker", "--processes", "0"],
-     "argument --processes: expected a positive integer, got '0'"),
-    (["stream-worker", "--batch-size", "lots"],
-     "argument --batch-size: expected a positive integer, got 'lots'"),
-    (["stream-worker", "--claim-idle-ms", "-5"],
-     "argument --claim-idle-ms: expected a positive integer, got '-5'"),
-])
-def test_bad_flags_exit_2_with_a_message(capsys, argv, message):
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 def test_bad_values_exit_1_naming_them(tmp_path, capsys):
     assert main(["stream-worker", "--repo", str(tmp_path)]) == 1
     assert f"--repo {tmp_path} has no feature_store.yaml" in capsys.readouterr().err
