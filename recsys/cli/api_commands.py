@@ -115,4 +115,4 @@ def stream_parts(config: Path | None, redis_url: str | None, repo: Path):
     except StreamUnavailable as exc:
         log.warning("POST /v1/events and /v1/items and fresh items are unavailable: %s", exc)
         return None, None
-    return StreamProducer(client, cfg), FreshSource(FreshItemStore(client))
+    return StreamProducer(client, cfg), FreshSource(FreshItemStore(client, cfg.stream))

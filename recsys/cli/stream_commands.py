@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR",
                         help="the feature repository profile directory (default feature_repo)")
     worker.add_argument("--lake", type=Path, metavar="DIR",
-                        help="append events and items to this lake (the embedded profile)")
+                        help="append events and items to this lake (the embedded profile); "
+                             "with a production repository (PostgreSQL offline store) they go "
+                             "to its `events` and `items` tables")
     worker.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
                         type=Path, metavar="DIR",
                         help="where `recsys export` writes the models: new items are embedded "

@@ -2,7 +2,7 @@
 index was built, embedded by the item tower of each model version, for retrieval to merge
 with the main (ScaNN) index until a full rebuild publishes a version that holds them.
 
-Keys (``P`` = prefix)::
+Keys (``P`` = prefix, the stream's name by convention)::
 
     P:fresh:catalogue            hash item_id -> catalogue row (JSON), every fresh item
     P:fresh:V:vectors            hash item_id -> float32 embedding by version V's item tower
@@ -22,7 +22,7 @@ import numpy as np
 
 
 class FreshItemStore:
-    def __init__(self, client, prefix: str = "recsys"):
+    def __init__(self, client, prefix: str = "recsys:events"):
         self.client, self.prefix = client, prefix
 
     @property

@@ -35,21 +35,44 @@ class WorkerSpec:
 def build_worker(spec: WorkerSpec) -> StreamWorker:
     from recsys.stream.consumer_group import ConsumerGroup
     from recsys.stream.redis_connection import connect
-    from recsys.stream.sinks import LakeSink, OnlineFeatureSink
+    from recsys.stream.sinks import OnlineFeatureSink
     from recsys.stream.state_store import StreamState
 
     client = connect(spec.cfg)
     group = ConsumerGroup(client, spec.cfg, spec.consumer)
     group.ensure()
-    lake = LakeSink(spec.lake, f"stream:{spec.consumer}") if spec.lake else None
     fresh = None
     if spec.model_base_path is not None:
         from recsys.stream.fresh_items import FreshItemIndexer, FreshItemStore
         from recsys.stream.item_embedder import ItemEmbedder
 
-        fresh = FreshItemIndexer(FreshItemStore(client), ItemEmbedder(spec.model_base_path))
-    return StreamWorker(group, StreamState(client, spec.cfg), OnlineFeatureSink(spec.repo), lake,
-                        fresh)
+        fresh = FreshItemIndexer(FreshItemStore(client, spec.cfg.stream),
+                                 ItemEmbedder(spec.model_base_path))
+    return StreamWorker(group, StreamState(client, spec.cfg), OnlineFeatureSink(spec.repo),
+                        event_log(spec), fresh)
+
+
+def event_log(spec: WorkerSpec):
+    """Where events and items are appended: the lake given (embedded profile), else the
+    PostgreSQL event log of a repository whose offline store is PostgreSQL (production
+    profile), else nowhere (logged)."""
+    from recsys.stream.sinks import LakeSink
+
+    if spec.lake is not None:
+        return LakeSink(spec.lake, f"stream:{spec.consumer}")
+    from recsys.features.store import repo_config
+
+    offline = repo_config(spec.repo).offline_store
+    if getattr(offline, "type", "") == "postgres":
+        from recsys.features.postgres_loader import connection_string
+        from recsys.stream.postgres_events import PostgresEventLog
+
+        return PostgresEventLog(connection_string(offline.host, offline.port, offline.database,
+                                                  offline.user, offline.password or ""),
+                                offline.db_schema)
+    log.warning("%s: events are not kept for the next batch run (no --lake, and the "
+                "repository's offline store is not PostgreSQL)", spec.consumer)
+    return None
 
 
 class Progress:

