@@ -179,13 +179,16 @@ def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, tra
     tower = tf.saved_model.load(str(base / "item_tower" / "1"))
     np.testing.assert_allclose(tower.signatures["item_tower"](**items)["embedding"].numpy(),
                                model.candidate_tower(items).numpy(), atol=1e-5)
-    portable = tf.saved_model.load(str(base / "retrieval_portable" / "1"))
-    scann = tf.saved_model.load(str(base / "retrieval" / "1"))
-    a = portable.signatures["retrieval"](**feed)
-    b = scann.signatures["retrieval"](**feed)
-    overlap = np.mean([len(set(x[:10]) & set(y[:10])) / 10 for x, y in
-                       zip(a["item_ids"].numpy(), b["item_ids"].numpy())])
-    assert overlap >= 0.95
+    # ScaNN against the exact index, by score so that ties at the 10th place do not count
+    # as misses, on 64 queries (the export tunes ScaNN to recall@10 >= 0.97 on its own)
+    queries = {k: tf.constant(v) for k, v in
+               to_arrays(small_data.test.head(64), query_inputs(model.cfg)).items()}
+    exact = tf.saved_model.load(str(base / "retrieval_portable" / "1")).signatures[
+        "retrieval"](**queries)["scores"].numpy()[:, :10]
+    approx = tf.saved_model.load(str(base / "retrieval" / "1")).signatures["retrieval"](
+        **queries)["scores"].numpy()[:, :10]
+    recall = float(np.mean(approx >= exact[:, -1:] - 1e-5))
+    assert recall >= 0.9
 
 
 def test_a_second_export_is_the_next_version(exported, trained_model_dir, small_repo):
