@@ -47,7 +47,15 @@ def test_the_worker_applies_events_to_redis_and_postgres(tmp_path):
         sessions = store.get_online_features(["user_session:session_length"],
                                              [{"user_id": f"u{k}"} for k in range(3)]).to_dict()
         assert sessions["session_length"] == [20, 20, 20]
-        counts = expected_counts(records)
+        late = {**records[-3], "event_id": "late-1", "event_type": "impression",
+                "timestamp": records[-3]["timestamp"]}  # before the user's newest event
+        producer.submit("event", [late])
+        for _ in range(5):
+            worker.step()
+        sessions = store.get_online_features(["user_session:session_length"],
+                                             [{"user_id": late["user_id"]}]).to_dict()
+        assert sessions["session_length"] == [21]  # Redis keeps the late event's effect
+        counts = expected_counts(records + [late])
         online = store.get_online_features(["item_stream:item_stream_impressions_24h"],
                                            [{"item_id": i} for i in sorted(counts)]).to_dict()
         assert online["item_stream_impressions_24h"] == [counts[i][0] for i in sorted(counts)]

@@ -126,7 +126,8 @@ def connect(cfg: StreamConfig):
     import redis
 
     url = cfg.redis_url or start_embedded(cfg.embedded_dir)
-    client = _client(url)
+    # a read blocks up to block_ms: a socket silent for longer than that is a dead connection
+    client = _client(url, socket_timeout=cfg.block_ms / 1000 + 10)
     try:
         client.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:

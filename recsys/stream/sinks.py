@@ -2,7 +2,10 @@
 
 * :class:`OnlineFeatureSink`: the Feast online store (SQLite or Redis), through the push
   sources ``user_session_push`` and ``item_stream_push`` and, for catalogue rows, a write of
-  the ``item_catalogue`` view. Pushing a state again overwrites it with the same values.
+  the ``item_catalogue`` view. Pushing a state again overwrites it with the same values. A
+  push is stamped with the time it is written, not the newest event's time: Feast's Redis
+  store skips a row that is not newer than the stored one, which would drop the effect of a
+  late event (its session length or counter changes, the newest event time does not).
 * :class:`LakeSink`: the lake of the embedded profile; the lake drops event ids it already
   holds and catalogue rows whose content it already holds.
 """
@@ -49,10 +52,15 @@ class OnlineFeatureSink:
                                              feature_frame(ITEM_CATALOGUE, rows))
 
     def _push(self, source: str, table: FeatureTable, rows: Sequence[dict]) -> None:
+        import time
+
         from feast.data_source import PushMode
 
         if rows:
-            self.store.push(source, feature_frame(table, rows), to=PushMode.ONLINE)
+            now_us = time.time_ns() // 1000
+            stamped = [{**row, EVENT_TIMESTAMP: now_us, CREATED_TIMESTAMP: now_us}
+                       for row in rows]
+            self.store.push(source, feature_frame(table, stamped), to=PushMode.ONLINE)
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
         """Each item's category from the online catalogue (None when unknown)."""

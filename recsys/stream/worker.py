@@ -99,12 +99,21 @@ class StreamWorker:
         import redis
 
         self._stop = stop
-        self.group.ensure()
+        ensured = False
         while not stop.is_set():
             try:
+                if not ensured:
+                    self.group.ensure()
+                    ensured = True
                 report = self.step()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._back_off(stop, f"the stream's Redis is unreachable ({exc})")
+                continue
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                ensured = False  # Redis lost the stream or the group (restart without data)
+                self._back_off(stop, f"the consumer group is gone ({exc}); creating it again")
                 continue
             if on_batch is not None and report.received:
                 on_batch(report)

@@ -3,8 +3,9 @@ index for the served retrieval version (``recsys.stream.fresh_items``), nearest 
 request's query embedding by dot product, on the same scale as the two-tower scores.
 
 Guarantees: the index is re-read from Redis only when its change counter moved, at most every
-``refresh_s``; a Redis failure keeps the last snapshot (and is logged once per outage), so
-this source never fails a request; excluded items are never returned.
+``refresh_s``, by one request at a time (the others use the current snapshot, never a mix of
+two); a Redis failure keeps the last snapshot (and is logged once per outage), so this source
+never fails a request; excluded items are never returned.
 """
 
 from __future__ import annotations
@@ -28,38 +29,40 @@ class FreshSource:
         self._checked = -float("inf")
         self._version: int | None = None
         self._changes = -1
-        self._ids: list[str] = []
-        self._vectors = np.zeros((0, 0), np.float32)
-        self._rows: dict[str, dict] = {}
+        # (version, ids, vectors, rows), replaced whole so a reader never mixes two snapshots
+        self._snapshot: tuple = (None, [], np.zeros((0, 0), np.float32), {})
         self._failing = False
 
     def _refresh(self, version: int) -> None:
         now = self.clock()
-        with self._lock:
-            if version == self._version and now - self._checked < self.refresh_s:
-                return
+        if version == self._version and now - self._checked < self.refresh_s:
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another request is refreshing: serve the current snapshot
+        try:
             self._checked = now
-            try:
-                changes = self.store.changes(version)
-                if version != self._version or changes != self._changes:
-                    changes, ids, vectors, rows = self.store.snapshot(version)
-                    self._version, self._changes = version, changes
-                    self._ids, self._vectors, self._rows = ids, vectors, rows
-                self._failing = False
-            except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
-                if not self._failing:
-                    log.warning("fresh-item index unavailable, keeping the last one: %s", exc)
-                self._failing = True
+            changes = self.store.changes(version)
+            if version != self._version or changes != self._changes:
+                changes, ids, vectors, rows = self.store.snapshot(version)
+                self._snapshot = (version, ids, vectors, rows)
+                self._version, self._changes = version, changes
+            self._failing = False
+        except Exception as exc:  # noqa: BLE001 - keep serving the last snapshot
+            if not self._failing:
+                log.warning("fresh-item index unavailable, keeping the last one: %s", exc)
+            self._failing = True
+        finally:
+            self._lock.release()
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._snapshot[1])
 
     def nearest(self, query: np.ndarray, version: int, k: int,
                 excluded: Collection[str] = ()) -> list[Candidate]:
         """Up to ``k`` fresh items closest to ``query`` for retrieval ``version``."""
         self._refresh(version)
-        ids, vectors, rows = self._ids, self._vectors, self._rows
-        if not ids or version != self._version or vectors.shape[1] != query.shape[-1]:
+        snapshot_version, ids, vectors, rows = self._snapshot
+        if not ids or version != snapshot_version or vectors.shape[1] != query.shape[-1]:
             return []
         scores = vectors @ query.astype(np.float32)
         order = np.argsort(-scores, kind="stable")
