@@ -59,12 +59,27 @@ def _check_loaded(path: Path, signature: str, inputs: Mapping[str, tf.Tensor],
     if signature not in loaded.signatures:
         raise ExportError(f"{artifact}: signature {signature!r} missing after reload")
     got = loaded.signatures[signature](**inputs)
+    approximate = artifact == "retrieval"  # the ScaNN searcher is rebuilt on load
     for name, want in expected.items():
         have = got[name].numpy()
-        same = (np.array_equal(have, want) if have.dtype == object
-                else np.allclose(have, want, atol=1e-5))
+        if approximate and name == "item_ids":
+            continue  # ties and near-ties may come back in another order: judged by score
+        if approximate and name == "scores":
+            same = _same_top_scores(have, want)
+        else:
+            same = (np.array_equal(have, want) if have.dtype == object
+                    else np.allclose(have, want, atol=1e-5))
         if not same:
             raise ExportError(f"{artifact}: output {name!r} differs after save -> load")
+
+
+def _same_top_scores(have: np.ndarray, want: np.ndarray, k: int = 10,
+                     min_recall: float = 0.9) -> bool:
+    """The reloaded approximate index finds (nearly) the same top-k scores: at least
+    ``min_recall`` of its top k reach the original's k-th score."""
+    k = min(k, want.shape[1])
+    bar = want[:, k - 1:k] - 1e-4
+    return float(np.mean(have[:, :k] >= bar)) >= min_recall
 
 
 def _stage(staging: Path, artifact: str, version: int, module, inputs, expected_signature,
