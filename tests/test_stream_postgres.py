@@ -63,3 +63,17 @@ def test_catalogue_rows_replace_only_changed_items(log):
     assert rows["i1"]["category"] == "sports" and rows["i1"]["tags"] == ["a", "b"]
     assert rows["i1"]["ingested_at"] > before["i1"]
     assert rows["i2"]["ingested_at"] == before["i2"]  # unchanged: not rewritten
+
+
+def test_a_broken_connection_is_opened_again(log):
+    import psycopg
+
+    log.write_events(_table([event(event_id="a")], EVENTS))
+    pid = log.conn.info.backend_pid
+    with psycopg.connect(connection_string(**PG), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        log.write_events(_table([event(event_id="b")], EVENTS))
+    assert log.write_events(_table([event(event_id="b")], EVENTS)) == 1
+    assert log.conn.info.backend_pid != pid
+    assert [r["event_id"] for r in _rows(log, "events", "event_id")] == ["a", "b"]

@@ -76,3 +76,28 @@ def test_json_round_trip():
         state.add(e, None, 5, 1800)
     again = SessionState.from_json(state.to_json())
     assert again == state and again.feature_row("u1") == state.feature_row("u1")
+
+
+def test_a_late_event_that_bridges_two_sessions_joins_them():
+    def at(k, seconds):
+        return Event(f"e{k}", "u1", "i1", "impression", T0 + seconds * US_PER_S)
+
+    chain = [at(0, 0), at(1, 1000), at(2, 2500)]  # gaps 1000 and 1500: one session
+    for order in ([0, 1, 2], [0, 2, 1], [2, 0, 1], [2, 1, 0], [1, 2, 0], [1, 0, 2]):
+        row = _stream_row([chain[k] for k in order])
+        assert (row["session_length"], row["session_started_at_s"]) == (3, T0 // US_PER_S), \
+            order
+    apart = _stream_row([at(0, 0), at(2, 2500)])
+    assert (apart["session_length"], apart["session_started_at_s"]) == (
+        1, T0 // US_PER_S + 2500)
+
+
+def test_any_arrival_order_gives_the_in_order_state():
+    events = _events(5, 60)
+    expected = _stream_row(events)
+    for seed in range(5):
+        shuffled = events[:]
+        random.Random(seed).shuffle(shuffled)
+        row = _stream_row(shuffled)
+        for name in ("session_length", "session_started_at_s", "session_last_event_at_s"):
+            assert row[name] == expected[name], (seed, name)

@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from recsys.errors import BadRecordRatioError, LakeError
 LAKE_FORMAT = "recsys-lake"
 LAKE_FORMAT_VERSION = 1
 EVENT_DATE = "event_date"
+KNOWN_PARTITIONS = 4  # day partitions whose event ids a Lake remembers
 EVENT_PARTITIONING = ds.partitioning(pa.schema([(EVENT_DATE, pa.date32())]), flavor="hive")
 
 
@@ -97,6 +99,7 @@ class Lake:
                     "schema_versions": {name: SCHEMA_VERSION for name in TABLES}}
             _atomic_write_text(meta_path, json.dumps(meta, indent=2))
         self._check_meta(meta_path)
+        self._known: OrderedDict[Path, tuple[set[str], set[str]]] = OrderedDict()
 
     @staticmethod
     def _check_meta(path: Path) -> None:
@@ -184,16 +187,20 @@ class Lake:
             day = dt.date(1970, 1, 1) + dt.timedelta(days=int(days[start]))
             part = table.slice(start, end - start)
             part_dir = self.root / EVENTS.name / f"{EVENT_DATE}={day.isoformat()}"
-            existing = _existing_keys(part_dir, EVENTS.key)
-            if existing is not None:
-                seen = pc.is_in(part.column(EVENTS.key), value_set=existing)
+            known = self._known_event_ids(part_dir)
+            if known:
+                seen = pa.array([k in known for k in part.column(EVENTS.key).to_pylist()])
                 report.already_in_lake += int(pc.sum(seen).as_py() or 0)
                 part = part.filter(pc.invert(seen))
             if not part.num_rows:
                 continue
             stamp = pa.array(np.full(part.num_rows, ingested), type=pa.int64()).cast(ingested_type)
             part = part.append_column(pa.field(INGESTED_AT, ingested_type, nullable=False), stamp)
-            _atomic_write_parquet(part.cast(EVENTS.schema), part_dir / f"part-{run}.parquet")
+            target = part_dir / f"part-{run}.parquet"
+            _atomic_write_parquet(part.cast(EVENTS.schema), target)
+            files, ids = self._known[part_dir]
+            files.add(target.name)
+            ids.update(part.column(EVENTS.key).to_pylist())
             report.written += part.num_rows
             report.partitions.append(day.isoformat())
 
@@ -225,6 +232,20 @@ class Lake:
         _atomic_write_parquet(table.cast(spec.schema), target)
         report.written = table.num_rows
 
+    def _known_event_ids(self, part_dir: Path) -> set[str]:
+        """The event ids a day partition holds. Files are immutable once written, so only
+        files not read before are read (a worker appending small batches does not re-read the
+        day); the ``KNOWN_PARTITIONS`` latest partitions used are remembered."""
+        files, ids = self._known.pop(part_dir, (set(), set()))
+        for path in sorted(part_dir.glob("part-*.parquet")):
+            if path.name not in files:
+                ids.update(pq.read_table(path, columns=[EVENTS.key]).column(0).to_pylist())
+                files.add(path.name)
+        self._known[part_dir] = (files, ids)
+        while len(self._known) > KNOWN_PARTITIONS:
+            self._known.popitem(last=False)
+        return ids
+
     # -- reading ---------------------------------------------------------------------------
 
     def events_dataset(self) -> ds.Dataset:
@@ -251,12 +272,6 @@ class Lake:
         return data.select(columns) if columns else data
 
 
-def _existing_keys(part_dir: Path, key: str) -> pa.Array | None:
-    files = sorted(part_dir.glob("part-*.parquet"))
-    if not files:
-        return None
-    return pa.concat_arrays([pq.read_table(f, columns=[key]).column(key).combine_chunks()
-                             for f in files])
 
 
 def _atomic_write_parquet(table: pa.Table, path: Path) -> None:

@@ -34,7 +34,9 @@ class StreamConfig:
             (XAUTOCLAIM) by another.
         batch_size: entries read per XREADGROUP call.
         block_ms: how long one read waits for new entries.
-        max_stream_length: the stream is trimmed (approximately) to this many entries.
+        max_stream_length: beyond this many entries, the workers trim the stream of the
+            entries the group is done with (never an unread or pending one: a stream whose
+            workers are down grows instead).
         dedupe_ttl_s: how long an event id is remembered as applied (replays within it have
             no effect).
         history_length: recent items kept per user (the session features' length).

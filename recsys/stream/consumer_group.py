@@ -9,6 +9,10 @@ Guarantees:
 * Entries a stopped consumer left pending for longer than ``claim_idle_ms`` are claimed by
   :meth:`claim_stale`; each delivery comes with how many times the entry has been delivered.
 * A consumer restarted under its old name first re-reads its own pending entries.
+* An entry that comes back without its fields (deleted from the stream while pending) is
+  handed over as a delivery with no fields, so the worker dead-letters it instead of leaving
+  it pending for ever.
+* :meth:`trim` deletes only entries every group of the stream has read and acked.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ class Delivery:
 
 def _id(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _next_id(entry_id: str) -> str:
+    ms, seq = _id_key(entry_id)
+    return f"{ms}-{seq + 1}"
 
 
 class ConsumerGroup:
@@ -73,8 +87,7 @@ class ConsumerGroup:
         reply = self.client.xreadgroup(self.cfg.group, self.consumer, {self.cfg.stream: start},
                                        count=self.cfg.batch_size,
                                        block=self.cfg.block_ms if start == ">" else None)
-        entries = [(eid, fields) for _, items in (reply or []) for eid, fields in items
-                   if fields]  # trimmed entries come back without fields
+        entries = [(eid, fields or {}) for _, items in (reply or []) for eid, fields in items]
         if start == ">":
             return [Delivery(_id(eid), fields, 1) for eid, fields in entries]
         return self._with_counts(entries)
@@ -85,7 +98,7 @@ class ConsumerGroup:
                                        min_idle_time=self.cfg.claim_idle_ms,
                                        start_id=self._claim_cursor, count=self.cfg.batch_size)
         self._claim_cursor = _id(reply[0])
-        return self._with_counts([(eid, fields) for eid, fields in reply[1] if fields])
+        return self._with_counts([(eid, fields or {}) for eid, fields in reply[1]])
 
     def _with_counts(self, entries) -> list[Delivery]:
         if not entries:
@@ -116,9 +129,34 @@ class ConsumerGroup:
                     pipe.hincrby(self.failures_key, entry_id, 1)
             pipe.execute()
 
-    def failures(self, entry_id: str) -> int:
-        """How many deliveries of the entry failed on their own (not counting outages)."""
-        return int(self.client.hget(self.failures_key, entry_id) or 0)
+    def failures(self, deliveries: list[Delivery]) -> dict[str, int]:
+        """How many deliveries of each entry failed on their own (not counting outages); one
+        round trip, none when every entry is delivered for the first time."""
+        again = [d.entry_id for d in deliveries if d.deliveries > 1]
+        counts = dict.fromkeys((d.entry_id for d in deliveries), 0)
+        if again:
+            counts.update({i: int(n or 0) for i, n in
+                           zip(again, self.client.hmget(self.failures_key, again))})
+        return counts
+
+    def trim(self) -> int:
+        """When the stream holds more than ``max_stream_length`` entries, delete those every
+        group has read and acked (XTRIM MINID below the oldest pending or unread entry);
+        returns how many were deleted."""
+        if self.client.xlen(self.cfg.stream) <= self.cfg.max_stream_length:
+            return 0
+        keep_from = None
+        for info in self.client.xinfo_groups(self.cfg.stream):
+            name = _id(info["name"])
+            first_unread = _next_id(_id(info["last-delivered-id"]))
+            oldest = self.client.xpending(self.cfg.stream, name).get("min")
+            candidates = [first_unread] + ([_id(oldest)] if oldest else [])
+            group_keep = min(candidates, key=_id_key)
+            keep_from = group_keep if keep_from is None else min(keep_from, group_keep,
+                                                                 key=_id_key)
+        if keep_from is None:
+            return 0
+        return int(self.client.xtrim(self.cfg.stream, minid=keep_from, approximate=False))
 
     def retry_own_pending(self) -> None:
         """Make the next :meth:`read` start again with this consumer's pending entries."""

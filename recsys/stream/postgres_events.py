@@ -9,7 +9,8 @@ Tables (in the offline store's schema), created if absent::
 
 Guarantees: appending an event id the table holds changes nothing (``ON CONFLICT DO
 NOTHING``), so redelivered entries are harmless; a catalogue row replaces the item's row only
-when its content differs; each call is one transaction.
+when its content differs; each call is one transaction. A connection that broke (the
+server restarted) is dropped with the failed call's error and opened again by the next call.
 """
 
 from __future__ import annotations
@@ -29,20 +30,27 @@ def _columns(spec: TableSpec) -> list[tuple[str, str]]:
 
 class PostgresEventLog:
     def __init__(self, dsn: str, schema: str):
+        self.dsn, self.schema = dsn, schema
+        self._conn = None
+        self._ensure(self.conn)
+
+    @property
+    def conn(self):
+        """The open connection (opened again if the last one broke)."""
         import psycopg
 
-        self.schema = schema
-        self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
-        self._ensure()
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+        return self._conn
 
-    def _ensure(self) -> None:
+    def _ensure(self, conn) -> None:
         from psycopg import sql
 
-        with self.conn.transaction():
-            self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+        with conn.transaction():
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
             for spec in (EVENTS, ITEMS):
-                self.conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY "
+                conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY "
                                           "({}))").format(
                     sql.Identifier(self.schema), sql.Identifier(spec.name),
                     sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
@@ -60,17 +68,10 @@ class PostgresEventLog:
             sql.Identifier(self.schema), sql.Identifier(spec.name),
             sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(INGESTED_AT),
             sql.SQL(", ").join(sql.Placeholder() * len(names)), sql.SQL(on_conflict))
-        with self.conn.transaction(), self.conn.cursor() as cur:
-            before = self._count(cur, spec)
+        conn = self.conn
+        with conn.transaction(), conn.cursor() as cur:
             cur.executemany(query, [tuple(r[n] for n in names) for r in rows])
-            return self._count(cur, spec) - before if spec is EVENTS else len(rows)
-
-    def _count(self, cur, spec: TableSpec) -> int:
-        from psycopg import sql
-
-        cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(
-            sql.Identifier(self.schema), sql.Identifier(spec.name)))
-        return int(cur.fetchone()[0])
+            return cur.rowcount if spec is EVENTS else len(rows)
 
     def write_events(self, table: pa.Table) -> int:
         """Append events; returns how many were new."""
@@ -85,7 +86,8 @@ class PostgresEventLog:
                                          f"WHERE {changed}")
 
     def close(self) -> None:
-        self.conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 __all__ = ["PostgresEventLog"]

@@ -49,8 +49,7 @@ class StreamProducer:
         if accepted:
             pipe = self.client.pipeline(transaction=False)
             for outcome in accepted:
-                pipe.xadd(self.cfg.stream, encode(kind, rows[outcome.row], accepted_at_us),
-                          maxlen=self.cfg.max_stream_length, approximate=True)
+                pipe.xadd(self.cfg.stream, encode(kind, rows[outcome.row], accepted_at_us))
             entry_ids = [e.decode() if isinstance(e, bytes) else e for e in pipe.execute()]
         ids = iter(entry_ids)
         receipts = []

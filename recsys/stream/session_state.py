@@ -8,10 +8,13 @@ Guarantees of :meth:`SessionState.add`:
   (click, then watch) refreshes it instead of adding a copy, as in the Beam jobs.
 * A session ends after more than ``session_gap_s`` without events; its length counts every
   event in it, impressions included.
-* A late event (older than the newest one seen) goes to its place in time: into the recent
-  items if it is recent enough, and into the current session if it is within
-  ``session_gap_s`` of its start (moving the start back); it never moves the session's end.
-  So a session's state does not depend on the order its events arrive in.
+* Sessions are kept as (start, end, count) chains of events with no gap over
+  ``session_gap_s``; an event joins every chain it is within the gap of, merging them. So a
+  late event (older than the newest one seen) goes to its place in time, may join two
+  sessions into one, and the current session (the chain with the newest event) does not
+  depend on the order its events arrive in. The ``MAX_SESSIONS_KEPT`` newest chains are
+  kept: an event later than that is counted in a session of its own.
+* A late event goes into the recent items at its place in time if it is recent enough.
 """
 
 from __future__ import annotations
@@ -24,29 +27,40 @@ from beam_jobs.records import US_PER_S, Event
 from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 HISTORY_EVENT_TYPES = FeatureConfig().history_event_types  # as the Beam jobs
+MAX_SESSIONS_KEPT = 16
 
 
 @dataclass
 class SessionState:
     recent: list[tuple[str, str | None, int]] = field(default_factory=list)  # item, cat, ts
-    session_start_us: int = 0
-    session_length: int = 0
-    last_event_us: int = 0
+    sessions: list[tuple[int, int, int]] = field(default_factory=list)  # start, end, count
     version: int = 0
+
+    @property
+    def session_start_us(self) -> int:
+        return self.sessions[-1][0] if self.sessions else 0
+
+    @property
+    def session_length(self) -> int:
+        return self.sessions[-1][2] if self.sessions else 0
+
+    @property
+    def last_event_us(self) -> int:
+        return self.sessions[-1][1] if self.sessions else 0
 
     def add(self, event: Event, category: str | None, history_length: int,
             session_gap_s: int) -> None:
-        ts = event.ts_us
-        gap_us = session_gap_s * US_PER_S
-        if self.session_length == 0 or ts - self.last_event_us > gap_us:
-            self.session_start_us, self.session_length = ts, 1
-        elif ts >= self.session_start_us - gap_us:
-            self.session_start_us = min(self.session_start_us, ts)
-            self.session_length += 1
-        self.last_event_us = max(self.last_event_us, ts)
+        self._join(event.ts_us, session_gap_s * US_PER_S)
         if event.event_type in HISTORY_EVENT_TYPES:
-            self._remember(event.item_id, category, ts, history_length)
+            self._remember(event.item_id, category, event.ts_us, history_length)
         self.version += 1
+
+    def _join(self, ts: int, gap_us: int) -> None:
+        near = [s for s in self.sessions if s[0] - gap_us <= ts <= s[1] + gap_us]
+        merged = (min([ts] + [s[0] for s in near]), max([ts] + [s[1] for s in near]),
+                  1 + sum(s[2] for s in near))
+        self.sessions = sorted([s for s in self.sessions if s not in near] + [merged],
+                               key=lambda s: s[1])[-MAX_SESSIONS_KEPT:]
 
     def _remember(self, item_id: str, category: str | None, ts: int, length: int) -> None:
         position = 0
@@ -72,13 +86,12 @@ class SessionState:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {"recent": [list(r) for r in self.recent], "start": self.session_start_us,
-                "length": self.session_length, "last": self.last_event_us,
-                "version": self.version}
+        return {"recent": [list(r) for r in self.recent],
+                "sessions": [list(s) for s in self.sessions], "version": self.version}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "SessionState":
-        return cls([tuple(r) for r in raw["recent"]], raw["start"], raw["length"], raw["last"],
+        return cls([tuple(r) for r in raw["recent"]], [tuple(s) for s in raw["sessions"]],
                    raw["version"])
 
 

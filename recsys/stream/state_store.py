@@ -5,7 +5,8 @@ Guarantees:
 * Applying the same event twice (a redelivery after a crash, a duplicate from a client) has
   the effect of applying it once, for as long as ``dedupe_ttl_s``: a user's state and the
   event's "applied" markers change in one transaction (WATCH/MULTI on the state and the
-  markers), an item's counters and its marker in one Lua script.
+  markers, one transaction per batch), an item's counters and its marker in one Lua
+  script.
 * Concurrent workers never lose each other's updates: a transaction that raced another one
   is retried on the new state.
 * Reads return a version with each state; it grows with every update, so a writer can tell
@@ -59,38 +60,49 @@ class StreamState:
         by_user: dict[str, dict[str, Event]] = defaultdict(dict)
         for event in events:
             by_user[event.user_id][event.event_id] = event
-        applied = sum(self._apply_user(user, list(evs.values()), categories)
-                      for user, evs in by_user.items())
+        applied = self._apply_users(by_user, categories)
         self._apply_items([e for evs in by_user.values() for e in evs.values()])
         return applied
 
-    def _apply_user(self, user_id: str, events: list[Event],
-                    categories: Mapping[str, str | None]) -> int:
+    def _apply_users(self, by_user: Mapping[str, Mapping[str, Event]],
+                     categories: Mapping[str, str | None]) -> int:
+        """All the users' states and markers in one optimistic transaction (four round trips
+        whatever the batch size); a race with another worker retries it on the new states."""
         import redis
 
-        key = self._user_key(user_id)
+        users = list(by_user)
+        keys = [self._user_key(u) for u in users]
+        events = [e for u in users for e in by_user[u].values()]
         markers = [self._marker("session", e.event_id) for e in events]
         with self.client.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key, *markers)
-                    raw = pipe.get(key)
-                    seen = pipe.mget(markers)
-                    fresh = [e for e, s in zip(events, seen) if s is None]
-                    if not fresh:
+                    pipe.watch(*keys, *markers)
+                    raws = pipe.mget(keys)
+                    seen = {e.event_id for e, s in zip(events, pipe.mget(markers))
+                            if s is not None}
+                    updates = {}
+                    for user, key, raw in zip(users, keys, raws):
+                        fresh = [e for e in by_user[user].values() if e.event_id not in seen]
+                        if not fresh:
+                            continue
+                        state = (SessionState.from_json(json.loads(raw)) if raw
+                                 else SessionState())
+                        for event in sorted(fresh, key=order_key):
+                            state.add(event, categories.get(event.item_id),
+                                      self.cfg.history_length, self.cfg.session_gap_s)
+                        updates[key] = (state, fresh)
+                    if not updates:
                         pipe.unwatch()
                         return 0
-                    state = SessionState.from_json(json.loads(raw)) if raw else SessionState()
-                    for event in sorted(fresh, key=order_key):
-                        state.add(event, categories.get(event.item_id),
-                                  self.cfg.history_length, self.cfg.session_gap_s)
                     pipe.multi()
-                    pipe.set(key, json.dumps(state.to_json()), ex=self.cfg.state_ttl_s)
-                    for event in fresh:
-                        pipe.set(self._marker("session", event.event_id), b"1",
-                                 ex=self.cfg.dedupe_ttl_s)
+                    for key, (state, fresh) in updates.items():
+                        pipe.set(key, json.dumps(state.to_json()), ex=self.cfg.state_ttl_s)
+                        for event in fresh:
+                            pipe.set(self._marker("session", event.event_id), b"1",
+                                     ex=self.cfg.dedupe_ttl_s)
                     pipe.execute()
-                    return len(fresh)
+                    return sum(len(fresh) for _, fresh in updates.values())
                 except redis.WatchError:
                     continue
 

@@ -16,8 +16,13 @@ Guarantees:
   dead-letter stream with its reason at once; the rest of its batch is applied.
 * When a batch fails, its entries are retried one by one, so one entry that keeps failing
   cannot hold the others back. An entry that fails ``max_deliveries`` times on its own is
-  dead-lettered with the last error. When every entry fails (a dependency is down), nothing is
-  counted against them; the worker backs off and retries.
+  dead-lettered with the last error. A failure that says a dependency is unreachable (a
+  connection or timeout error of Redis, PostgreSQL or the network, a locked SQLite file), or
+  every entry of a batch failing, is an outage: nothing is counted against the entries; the
+  worker backs off and retries.
+* Catalogue updates end with the newest row (by stream entry id) everywhere, whatever order
+  workers apply them in (:class:`~recsys.stream.catalogue_state.CatalogueState`).
+* An entry deleted from the stream while pending is dead-lettered, not left pending.
 * A pushed state is re-checked after the push: if another worker changed it meanwhile, the
   newest state is pushed again, so the online store ends with the newest state.
 """
@@ -35,6 +40,7 @@ import pyarrow as pa
 from beam_jobs.feature_rows import catalogue_row
 from beam_jobs.records import BadRecord, parse_event, parse_item
 from recsys.data.schemas import EVENTS, ITEMS
+from recsys.stream.catalogue_state import CatalogueState
 from recsys.stream.consumer_group import ConsumerGroup, Delivery
 from recsys.stream.envelope import BadEntry, Envelope, decode
 from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
@@ -44,6 +50,24 @@ from recsys.stream.state_store import StreamState
 log = logging.getLogger(__name__)
 MAX_PUSH_ROUNDS = 5
 MAX_BACKOFF_S = 10.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says a dependency is unreachable or busy, not that the entry is bad."""
+    import sqlite3
+
+    import redis
+
+    kinds: tuple[type[BaseException], ...] = (
+        redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError,
+        sqlite3.OperationalError)
+    try:
+        import psycopg
+
+        kinds += (psycopg.OperationalError, psycopg.InterfaceError)
+    except ImportError:  # the production extra is not installed
+        pass
+    return isinstance(exc, kinds)
 
 
 @dataclass
@@ -71,6 +95,7 @@ class StreamWorker:
         self.group, self.state, self.online, self.lake = group, state, online, lake
         self.fresh = fresh  # a FreshItemIndexer, or None: no fresh-item index
         self.cfg = group.cfg
+        self.catalogue = CatalogueState(group.client, state.prefix)
         self.before_ack = before_ack  # test hook: runs after the effects, before the ack
         self._failures_in_a_row = 0
         self._last_claim = 0.0
@@ -85,6 +110,7 @@ class StreamWorker:
         deliveries: list[Delivery] = []
         if now - self._last_claim >= self.cfg.claim_idle_ms / 2000:
             self._last_claim = now
+            self.group.trim()
             deliveries = self.group.claim_stale()
             if self.fresh is not None:
                 self.fresh.sync()
@@ -134,6 +160,10 @@ class StreamWorker:
         try:
             self._apply(parsed)
         except Exception as exc:  # noqa: BLE001 - isolate the entry that fails
+            if is_outage(exc):
+                report.failed += len(parsed)
+                self._wait_out_outage(f"{type(exc).__name__}: {exc}")
+                return report
             log.warning("a batch of %d entries failed (%s: %s); retrying them one by one",
                         len(parsed), type(exc).__name__, exc)
             self._apply_one_by_one(parsed, report)
@@ -143,8 +173,13 @@ class StreamWorker:
 
     def _parse(self, deliveries: list[Delivery], report: BatchReport) -> list[_Parsed]:
         envelopes: list[tuple[Delivery, Envelope]] = []
+        failed_before = self.group.failures(deliveries)
         for delivery in deliveries:
-            failures = self.group.failures(delivery.entry_id)
+            if not delivery.fields:
+                self._dead_letter(delivery, "the entry was deleted from the stream before it "
+                                            "was processed", report)
+                continue
+            failures = failed_before[delivery.entry_id]
             if failures >= self.cfg.max_deliveries:
                 self._dead_letter(delivery, f"failed {failures} times; last error: "
                                             f"{self.group.last_failure(delivery.entry_id)}",
@@ -155,17 +190,23 @@ class StreamWorker:
             except BadEntry as exc:
                 self._dead_letter(delivery, str(exc), report)
         parsed = []
-        for kind, spec in (("event", EVENTS), ("item", ITEMS)):
-            group = [(d, e) for d, e in envelopes if e.kind == kind]
-            checked = check_records([e.body for _, e in group], spec)
-            rows = checked.table.to_pylist()
-            for (delivery, envelope), outcome in zip(group, checked.outcomes):
+        events = [(d, e) for d, e in envelopes if e.kind == "event"]
+        checked = check_records([e.body for _, e in events], EVENTS)
+        rows = checked.table.to_pylist()
+        for (delivery, envelope), outcome in zip(events, checked.outcomes):
+            if outcome.status == REJECTED:
+                self._dead_letter(delivery, f"invalid event: {outcome.reason}", report)
+            elif outcome.status == ACCEPTED:
+                parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
+            else:  # a repeat within the batch: its first copy carries the effects
+                parsed.append(_Parsed(delivery, envelope, {}))
+        for delivery, envelope in envelopes:  # items one by one: each is a version
+            if envelope.kind == "item":
+                outcome = check_records([envelope.body], ITEMS).outcomes[0]
                 if outcome.status == REJECTED:
-                    self._dead_letter(delivery, f"invalid {kind}: {outcome.reason}", report)
-                elif outcome.status == ACCEPTED:
-                    parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
-                else:  # a repeat within the batch: its first copy carries the effects
-                    parsed.append(_Parsed(delivery, envelope, {}))
+                    self._dead_letter(delivery, f"invalid item: {outcome.reason}", report)
+                else:
+                    parsed.append(_Parsed(delivery, envelope, envelope.body))
         return parsed
 
     def _dead_letter(self, delivery: Delivery, reason: str, report: BatchReport) -> None:
@@ -175,13 +216,31 @@ class StreamWorker:
 
     def _apply(self, parsed: list[_Parsed]) -> None:
         event_rows = [p.row for p in parsed if p.envelope.kind == "event" and p.row]
-        item_rows = [p.row for p in parsed if p.envelope.kind == "item" and p.row]
-        if item_rows:
-            self._apply_items(item_rows)
+        items = [p for p in parsed if p.envelope.kind == "item"]
+        if items:
+            self._apply_items(items)
         if event_rows:
             self._apply_events(event_rows)
 
-    def _apply_items(self, rows: list[dict]) -> None:
+    def _apply_items(self, items: list[_Parsed]) -> None:
+        """Offer each update to the catalogue state, then write the newest rows downstream
+        until they are still the newest after the write."""
+        self.catalogue.offer((p.row["item_id"], p.delivery.entry_id, p.row) for p in items)
+        pending = {p.row["item_id"] for p in items}
+        for _ in range(MAX_PUSH_ROUNDS):
+            current = self.catalogue.current(pending)
+            self._write_items([row for row, _ in current.values()])
+            after = self.catalogue.current(pending)
+            pending = {i for i, (_, version) in current.items()
+                       if after.get(i, ({}, version))[1] != version}
+            if not pending:
+                return
+
+    def _write_items(self, records: list[dict]) -> None:
+        checked = check_records(records, ITEMS)
+        if checked.rejected:
+            raise ValueError(f"a stored catalogue row is invalid: {checked.rejected[0].reason}")
+        rows = checked.table.to_pylist()
         try:
             items = [parse_item(row) for row in rows]
         except BadRecord as exc:
@@ -229,24 +288,29 @@ class StreamWorker:
                                   if p.envelope.accepted_at_us)
 
     def _apply_one_by_one(self, parsed: list[_Parsed], report: BatchReport) -> None:
-        failed: list[tuple[_Parsed, str]] = []
+        failed: list[tuple[_Parsed, str, bool]] = []
         for one in parsed:
             try:
                 self._apply([one])
             except Exception as exc:  # noqa: BLE001 - recorded as the entry's failure
-                failed.append((one, f"{type(exc).__name__}: {exc}"))
+                failed.append((one, f"{type(exc).__name__}: {exc}", is_outage(exc)))
                 continue
             self._done([one], report)
         if not failed:
             return
         report.failed += len(failed)
         systemic = len(failed) == len(parsed) and len(parsed) > 1
-        for one, reason in failed:
-            self.group.note_failure([one.delivery.entry_id], reason, count=not systemic)
+        for one, reason, outage in failed:
+            self.group.note_failure([one.delivery.entry_id], reason,
+                                    count=not (systemic or outage))
         self.group.retry_own_pending()
         self._back_off(self._stop, f"{len(failed)} of {len(parsed)} entries failed "
                                           f"({failed[0][1]})" + (
                                               "; a dependency looks down" if systemic else ""))
+
+    def _wait_out_outage(self, why: str) -> None:
+        self.group.retry_own_pending()
+        self._back_off(self._stop, f"a dependency is unreachable ({why})")
 
 
 __all__ = ["StreamWorker", "BatchReport"]

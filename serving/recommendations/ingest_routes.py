@@ -22,6 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from recsys.stream.producer import StreamProducer
 
@@ -90,7 +91,8 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
                            for r in records]
             started = time.perf_counter()
             try:
-                receipts = producer.submit(kind, records)
+                # validation and the Redis round trip block: off the event loop
+                receipts = await run_in_threadpool(producer.submit, kind, records)
             except Exception as exc:  # noqa: BLE001 - the stream is down: say so
                 metrics.errors.labels(path, "503").inc()
                 return _error(503, "unavailable", f"the event stream cannot be written: "
