@@ -77,8 +77,35 @@ class ReadParquetRows(beam.PTransform):
                 | "Rows" >> beam.FlatMap(table_rows))
 
 
-def read_events(p: beam.Pipeline, lake: Path):
+def _first(rows: list[dict]) -> dict:
+    return min(rows, key=lambda r: r.get("ingested_at") or 0)
+
+
+def _has_id(row: dict) -> bool:
+    value = row.get("event_id")
+    return isinstance(value, str) and bool(value.strip())
+
+
+class OnePerEvent(beam.PTransform):
+    """Event rows -> one copy per ``event_id`` (the first ingested); rows without an id pass
+    through, so each reaches the dead letter."""
+
+    def expand(self, rows):
+        with_id, without_id = rows | "HasId" >> beam.Partition(
+            lambda r, _: 0 if _has_id(r) else 1, 2)
+        first = (with_id
+                 | "ById" >> beam.Map(lambda r: (r["event_id"], r))
+                 | "First" >> beam.CombinePerKey(_first)
+                 | "Rows" >> beam.Values())
+        return (first, without_id) | "Merge" >> beam.Flatten()
+
+
+def read_events(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None):
+    """The lake's events; with ``also`` (event rows from another source, e.g. the PostgreSQL
+    event log) the union, one copy per event id."""
     rows = p | "ReadEvents" >> ReadParquetRows(str(lake / "events" / "*" / "part-*.parquet"))
+    if also is not None:
+        rows = (rows, also) | "UnionEvents" >> beam.Flatten() | "OnePerEvent" >> OnePerEvent()
     return rows | "ParseEvents" >> ParseRows("events", parse_event)
 
 
@@ -86,15 +113,19 @@ def _latest(rows: list[dict]) -> dict:
     return max(rows, key=lambda r: r.get("ingested_at") or 0)
 
 
-def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str):
-    """The latest version of each catalogue row (by ``ingested_at``)."""
-    return (p
-            | f"Read{table.title()}" >> ReadParquetRows(str(lake / table / "part-*.parquet"))
+def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str,
+                also: beam.PCollection | None = None):
+    """The latest version of each catalogue row (by ``ingested_at``), over the lake and
+    ``also`` (rows of the same table from another source) when given."""
+    rows = p | f"Read{table.title()}" >> ReadParquetRows(str(lake / table / "part-*.parquet"))
+    if also is not None:
+        rows = (rows, also) | f"Union{table.title()}" >> beam.Flatten()
+    return (rows
             | f"Key{table.title()}" >> beam.Map(lambda r: (r[key], r))
             | f"Latest{table.title()}" >> beam.CombinePerKey(_latest)
             | f"Values{table.title()}" >> beam.Values())
 
 
-def read_items(p: beam.Pipeline, lake: Path):
-    return read_latest(p, lake, "items", "item_id") | "ParseItems" >> ParseRows("items",
-                                                                                parse_item)
+def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None):
+    return (read_latest(p, lake, "items", "item_id", also)
+            | "ParseItems" >> ParseRows("items", parse_item))

@@ -2,6 +2,11 @@
 training examples.
 
     python -m beam_jobs.pipeline --lake LAKE --output OUT [--runner DirectRunner ...]
+        [--event_log_dsn DSN --event_log_schema SCHEMA]
+
+With ``--event_log_dsn``/``--event_log_schema`` it also reads the PostgreSQL event log the
+production profile's stream worker appends to (``beam_jobs/postgres_io.py``): events are the
+lake's and the log's, one copy per event id; items the latest row per id over both.
 
 Standard ``PipelineOptions``: ``--runner`` picks the engine, ``--direct_running_mode``
 multi_processing and ``--direct_num_workers`` parallelise the DirectRunner. Outputs (Parquet)::
@@ -40,9 +45,11 @@ from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import ItemStreamRows
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
+from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
 from beam_jobs.snapshots import day_of
 from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
+from recsys.data.schemas import EVENTS, ITEMS
 from recsys.errors import BadRecordRatioError, ConfigError
 from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES, ITEM_STREAM,
                                     USER_FEATURES, USER_PROFILE, USER_SESSION)
@@ -78,6 +85,11 @@ class FeatureJobOptions(PipelineOptions):
         parser.add_argument("--positive_min_rating", type=float, default=rule.min_rating)
         parser.add_argument("--tfrecord", action="store_true",
                             help="also write the training examples as TFRecord")
+        parser.add_argument("--event_log_dsn",
+                            help="also read the PostgreSQL event log at this libpq DSN "
+                                 "(with --event_log_schema)")
+        parser.add_argument("--event_log_schema",
+                            help="the schema of the event log's events and items tables")
 
 
 def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureConfig]:
@@ -98,6 +110,21 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
     if not (lake / "_lake.json").exists():
         raise ConfigError(f"--lake {lake} is not a recsys lake (no _lake.json)")
     return lake, Path(opts.output), cfg
+
+
+def event_log_from_options(options: PipelineOptions) -> EventLogSource | None:
+    """The event log to read besides the lake, or None; raises ConfigError naming a bad
+    option."""
+    opts = options.view_as(FeatureJobOptions)
+    dsn, schema = opts.event_log_dsn, opts.event_log_schema
+    if dsn is None and schema is None:
+        return None
+    if dsn is None or schema is None:
+        given, missing = (("--event_log_dsn", "--event_log_schema") if schema is None
+                          else ("--event_log_schema", "--event_log_dsn"))
+        raise ConfigError(f"{given} needs {missing}: give both to read the PostgreSQL event "
+                          "log, or neither")
+    return EventLogSource(dsn, schema)
 
 
 class ProcessUsers(beam.DoFn):
@@ -155,10 +182,14 @@ def _write(pcoll, out: Path, table: str):
 
 
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
-          tfrecord: bool = False) -> None:
+          tfrecord: bool = False, event_log: EventLogSource | None = None) -> None:
     """Add the whole feature build to ``p`` (see the module docstring)."""
-    events = read_events(p, lake)
-    items = read_items(p, lake)
+    logged_events = logged_items = None
+    if event_log is not None:
+        logged_events = p | "ReadEventLogEvents" >> ReadEventLogTable(event_log, EVENTS)
+        logged_items = p | "ReadEventLogItems" >> ReadEventLogTable(event_log, ITEMS)
+    events = read_events(p, lake, logged_events)
+    items = read_items(p, lake, logged_items)
     items_by_id = items.records | "IndexItems" >> beam.Map(lambda item: (item.item_id, item))
     item_lookup = beam.pvalue.AsDict(items_by_id)
     horizon = beam.pvalue.AsSingleton(
@@ -214,12 +245,13 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
     """Run the feature build with Beam command-line options; see the module docstring."""
     options = PipelineOptions(argv)
     lake, out, cfg = config_from_options(options)
+    event_log = event_log_from_options(options)
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     try:
         with beam.Pipeline(options=options) as p:
             build(p, lake, staging, cfg,
-                  tfrecord=options.view_as(FeatureJobOptions).tfrecord)
+                  tfrecord=options.view_as(FeatureJobOptions).tfrecord, event_log=event_log)
         result = p.result
         counters = _counters(result)
         read = counters.get("events_read", 0) + counters.get("items_read", 0)
@@ -234,7 +266,8 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
                 f"Reasons per record: {kept}")
         seconds = time.perf_counter() - started
         (staging / "_run.json").write_text(json.dumps(
-            {"counters": counters, "seconds": seconds, "config": repr(cfg)}, indent=2))
+            {"counters": counters, "seconds": seconds, "config": repr(cfg),
+             "event_log": repr(event_log) if event_log else None}, indent=2))
         _replace(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

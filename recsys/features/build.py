@@ -21,14 +21,19 @@ class FeatureBuild:
 def build_features(lake: Path, repo: Path, profile: str,
                    beam_args: Sequence[str] = ()) -> FeatureBuild:
     """Run the Beam jobs on ``lake`` into ``<profile dir>/data``; for the production profile,
-    then load the tables into its PostgreSQL offline store."""
+    on the lake and the stream worker's PostgreSQL event log (the offline store's schema),
+    then load the tables into its PostgreSQL offline store. ``beam_args`` come last, so they
+    override these options."""
     path = profile_repo(repo, profile)
     out = path / "data"
-    result = run(["--lake", str(lake), "--output", str(out), *beam_args])
-    loaded = None
+    args = ["--lake", str(lake), "--output", str(out)]
+    dsn = schema = None
     if profile == "production":
         store = repo_config(path).offline_store
         dsn = connection_string(store.host, store.port, store.database, store.user,
-                                store.password)
-        loaded = load_all(dsn, store.db_schema, out)
+                                store.password or "")
+        schema = store.db_schema
+        args += ["--event_log_dsn", dsn, "--event_log_schema", schema]
+    result = run([*args, *beam_args])
+    loaded = load_all(dsn, schema, out) if dsn is not None else None
     return FeatureBuild(result, loaded)

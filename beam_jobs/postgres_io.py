@@ -1,0 +1,128 @@
+"""A Beam source over the production profile's PostgreSQL event log (the ``events`` and
+``items`` tables the stream worker appends to, see ``recsys/stream/postgres_events.py``).
+
+Guarantees:
+* Rows come in exactly the format of :func:`beam_jobs.lake_io.table_rows` on the lake's table
+  (timestamps as integer microseconds UTC, floats rounded to float32 as the lake stores them,
+  lists as lists), so the lake's parsers apply unchanged.
+* The table is read in ``splits`` disjoint parts (by a hash of its key), each by a DoFn with
+  its own connection, so any runner reads them in parallel; each row is read at most once.
+  Rows committed while the job reads may or may not be included.
+* A missing schema or table gives no rows (the stream may not have written yet), logged.
+* A connection failure raises :class:`SourceError` naming the host and database, never the
+  password.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import psycopg
+import pyarrow as pa
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from beam_jobs.lake_io import NAMESPACE, table_rows
+from recsys.data.schemas import TableSpec
+from recsys.errors import ConfigError, SourceError
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 10
+FETCH_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class EventLogSource:
+    """Where the event log is: a libpq connection string and the schema holding its tables."""
+
+    dsn: str = field(repr=False)
+    schema: str
+
+    def __post_init__(self):
+        if not self.dsn or not self.dsn.strip():
+            raise ConfigError("--event_log_dsn is empty; give the libpq connection string of "
+                              "the PostgreSQL database holding the event log")
+        if not self.schema or not self.schema.strip():
+            raise ConfigError("--event_log_schema is empty; give the PostgreSQL schema the "
+                              "stream worker writes its events and items to")
+        try:
+            conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError:
+            # libpq's message may quote parts of the string, the password among them
+            raise ConfigError("--event_log_dsn is not a PostgreSQL connection string; give "
+                              "'host=H port=P dbname=D user=U password=W' or "
+                              "'postgresql://U:W@H:P/D'") from None
+
+    def __repr__(self) -> str:
+        return f"EventLogSource({self.where} schema={self.schema})"
+
+    @property
+    def where(self) -> str:
+        """The DSN's host, port, database and user, for messages (no password)."""
+        params = conninfo_to_dict(self.dsn)
+        return " ".join(f"{key}={params.get(key) or '(default)'}"
+                        for key in ("host", "port", "dbname", "user"))
+
+    def connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            raise SourceError(f"cannot connect to the PostgreSQL event log ({self.where}): "
+                              f"{reason}; check --event_log_dsn") from exc
+
+
+def _exists(source: EventLogSource, table: str) -> bool:
+    with source.connect() as conn:
+        found = conn.execute("SELECT to_regclass(format('%%I.%%I', %s::text, %s::text))",
+                             (source.schema, table)).fetchone()[0]
+    return found is not None
+
+
+class _ReadSplit(beam.DoFn):
+    """split number -> the table's rows whose key hashes to it."""
+
+    def __init__(self, source: EventLogSource, spec: TableSpec, splits: int):
+        self.source, self.spec, self.splits = source, spec, splits
+        self.read = beam.metrics.Metrics.counter(NAMESPACE, f"event_log_{spec.name}_read")
+
+    def process(self, split: int):
+        schema = pa.schema([f.with_nullable(True) for f in self.spec.schema])
+        query = sql.SQL("SELECT {} FROM {}.{} WHERE mod(abs(hashtext({})::bigint), %s) = %s"
+                        ).format(sql.SQL(", ").join(map(sql.Identifier, schema.names)),
+                                 sql.Identifier(self.source.schema),
+                                 sql.Identifier(self.spec.name), sql.Identifier(self.spec.key))
+        with self.source.connect() as conn, conn.cursor(name=f"recsys_split_{split}") as cur:
+            cur.execute(query, (self.splits, split))
+            while batch := cur.fetchmany(FETCH_ROWS):
+                self.read.inc(len(batch))
+                yield from table_rows(pa.Table.from_pylist(
+                    [dict(zip(schema.names, row, strict=True)) for row in batch], schema=schema))
+
+
+class ReadEventLogTable(beam.PTransform):
+    """The rows of one event-log table (``spec.name`` in ``source.schema``); see the module
+    docstring. Connects once when the pipeline is built, to fail early and to skip a missing
+    table."""
+
+    def __init__(self, source: EventLogSource, spec: TableSpec, splits: int = 8):
+        super().__init__()
+        if splits < 1:
+            raise ConfigError(f"splits must be >= 1, got {splits}")
+        self.source, self.spec, self.splits = source, spec, splits
+
+    def expand(self, pbegin):
+        if not _exists(self.source, self.spec.name):
+            log.warning("event log: no table %s.%s at %s (has the stream worker written "
+                        "yet?); reading no rows from it", self.source.schema, self.spec.name,
+                        self.source.where)
+            return pbegin | "Empty" >> beam.Create([])
+        return (pbegin
+                | "Splits" >> beam.Create(range(self.splits))
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.ParDo(_ReadSplit(self.source, self.spec, self.splits)))
+
+
+__all__ = ["EventLogSource", "ReadEventLogTable"]
