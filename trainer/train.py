@@ -2,11 +2,14 @@
 
 Guarantees: the same data, configuration and seed give the same weights (TensorFlow op
 determinism is on); a run restarted on the same model directory resumes after its last
-checkpoint; vocabularies and popularity come from the train split only.
+checkpoint; vocabularies and popularity come from the train split only. A warm start
+(``init_from``) keeps the source model's vocabularies (ids it never saw share its
+out-of-vocabulary rows) and starts from its latest weights, with a fresh optimizer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -16,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from recsys.errors import SourceError
 from trainer.config import RetrievalConfig
 from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.model_dir import ModelDir
@@ -79,15 +83,20 @@ def plot_losses(losses: list[float], path: Path, title: str = "two-tower retriev
 
 
 def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
-                    progress: bool = True) -> TrainResult:
-    """Train (or resume training) the two-tower model on ``data.train`` into ``model_dir``."""
+                    progress: bool = True, init_from: ModelDir | None = None) -> TrainResult:
+    """Train (or resume training) the two-tower model on ``data.train`` into ``model_dir``;
+    with ``init_from``, fine-tune that model's latest weights (its model config and
+    vocabularies are kept)."""
     seed_everything(cfg.train.seed)
     directory = ModelDir(model_dir)
+    if init_from is not None:
+        cfg = dataclasses.replace(cfg, model=init_from.read_config().model)
     directory.write_config(cfg)
     frame = with_content(data.train, data.catalogue)
     queries = to_arrays(frame, query_inputs(cfg.model), "the training set")
     candidates = to_arrays(frame, candidate_inputs(cfg.model), "the training set")
-    vocab = Vocabularies.build(queries, candidates, query_inputs(cfg.model))
+    vocab = (Vocabularies.load(init_from.vocabularies_file) if init_from is not None
+             else Vocabularies.build(queries, candidates, query_inputs(cfg.model)))
     vocab.save(directory.vocabularies_file)
     directory.write_data_info(int(timestamps_us(data.train).max()), n_examples=len(frame))
     catalogue = _catalogue_arrays(data, cfg, vocab) if cfg.model.num_random_negatives else None
@@ -105,6 +114,12 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         log.info("resuming from %s (epoch %d)", manager.latest_checkpoint, int(epoch.numpy()))
+    elif init_from is not None:
+        source = tf.train.latest_checkpoint(init_from.checkpoints)
+        if source is None:
+            raise SourceError(f"no checkpoint in {init_from.checkpoints} to warm-start from")
+        tf.train.Checkpoint(model=model).restore(source).expect_partial()
+        log.info("warm start from %s", source)
     initial_epoch = int(epoch.numpy())
     dataset = (tf.data.Dataset.from_tensor_slices(features)
                .shuffle(n, seed=cfg.train.seed, reshuffle_each_iteration=True)
@@ -121,7 +136,9 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     rate = (len(losses) * n / sum(bar.seconds)) if bar.seconds else 0.0
     (directory.path / "history.json").write_text(json.dumps(
         {"loss": losses, "epoch_seconds": bar.seconds, "examples": n,
-         "examples_per_second": rate, "initial_epoch": initial_epoch}, indent=2))
+         "examples_per_second": rate, "initial_epoch": initial_epoch,
+         "warm_start_from": str(init_from.path) if init_from is not None else None},
+        indent=2))
     if losses:
         plot_losses(losses, directory.path / "loss.png")
     return TrainResult(directory.path, len(losses), n, losses, rate)

@@ -43,6 +43,57 @@ def _ks(text: str) -> int:
     return positive_int(text)
 
 
+def _version(text: str) -> int:
+    return positive_int(text)
+
+
+def _warm_start_args(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group(
+        "incremental training",
+        f"--warm-start V fine-tunes version V's {what} (found through its manifest under "
+        "--model-base-path) on the interactions after its training data, and exports the next "
+        "version there only if it passes the quality gate against version V.")
+    group.add_argument("--warm-start", "--warm_start", dest="warm_start", type=_version,
+                       metavar="VERSION", help="the exported version to fine-tune")
+    group.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                       type=Path, metavar="DIR", help="TF Serving model base path of the "
+                                                      "versions (required with --warm-start)")
+    group.add_argument("--gate-metric", default="recall@100", metavar="METRIC",
+                       help="metric of the quality gate on the test split (default "
+                            "recall@100)")
+    group.add_argument("--gate-tolerance", type=float, default=0.0, metavar="X",
+                       help="the candidate may be this much below the current version "
+                            "(absolute, default 0)")
+
+
+def _gate(args: argparse.Namespace):
+    from trainer.quality_gate import QualityGate
+
+    if args.warm_start is None:
+        for flag, value, default in (("--model-base-path", args.model_base_path, None),
+                                     ("--gate-metric", args.gate_metric, "recall@100"),
+                                     ("--gate-tolerance", args.gate_tolerance, 0.0)):
+            if value != default:
+                raise ConfigError(f"{flag} is for incremental training: give --warm-start "
+                                  "VERSION too")
+        return None
+    if args.model_base_path is None:
+        raise ConfigError("--warm-start needs --model-base-path (where version "
+                          f"{args.warm_start} was exported)")
+    return QualityGate(args.gate_metric, args.gate_tolerance)
+
+
+def _print_warm_start(result, model: str) -> int:
+    print(f"fine-tuned version {result.base_version}'s {model} on {result.new_examples:,} new "
+          f"examples ({result.replayed:,} older ones replayed) into {result.directory}")
+    print(result.decision.summary())
+    if result.exported_version is None:
+        print(f"not exported: version {result.base_version} stays the newest")
+        return 3
+    print(f"exported version {result.exported_version}; the model server picks it up by itself")
+    return 0
+
+
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a model",
                                   description="Train a model on the Beam training data and "
@@ -66,6 +117,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--strategy", choices=["default", "mirrored", "multi_worker_mirrored"],
                            help="tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG)")
     retrieval.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _warm_start_args(retrieval, "two-tower model into --model-dir (a new directory)")
     retrieval.set_defaults(func=run_train_retrieval)
     ranking = models.add_parser(
         "ranking", help="the transformer ranking model (BST, click + watch heads)",
@@ -76,7 +128,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                     "Feast features point in time, labelled by what the user engaged with, "
                     "are the ranker's training lists (listwise softmax).")
     _repo_args(ranking)
-    _model_dir_arg(ranking)
+    _model_dir_arg(ranking, required=False)
     _ranker_dir_arg(ranking, True, "where to write the ranker")
     ranking.add_argument("--config", type=Path, metavar="FILE.yaml",
                          help="YAML with RankerConfig fields (see trainer/ranking/config.py)")
@@ -85,6 +137,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                          help="two-tower candidates per list (default 200)")
     ranking.add_argument("--seed", type=int, metavar="S")
     ranking.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _warm_start_args(ranking, "ranker into --ranker-dir (a new directory; the version's "
+                              "two-tower model is kept)")
     ranking.set_defaults(func=run_train_ranking)
 
     evaluate = subparsers.add_parser(
@@ -139,11 +193,21 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
     from trainer import workflow
     from trainer.config import load_config
 
+    gate = _gate(args)
+    train_flags = {"epochs": args.epochs, "batch_size": args.batch_size,
+                   "learning_rate": args.learning_rate, "seed": args.seed,
+                   "strategy": args.strategy}
+    if gate is not None:
+        from trainer.warm_start import warm_start_retrieval
+
+        if args.config is not None or args.embedding_dim is not None:
+            raise ConfigError("--warm-start keeps the version's model configuration: drop "
+                              "--config and --embedding-dim")
+        return _print_warm_start(warm_start_retrieval(
+            _repo(args), args.model_base_path, args.warm_start, args.model_dir, train_flags,
+            gate, progress=not args.no_progress), "two-tower model")
     cfg = load_config(args.config, {
-        "model": {"embedding_dim": args.embedding_dim},
-        "train": {"epochs": args.epochs, "batch_size": args.batch_size,
-                  "learning_rate": args.learning_rate, "seed": args.seed,
-                  "strategy": args.strategy}})
+        "model": {"embedding_dim": args.embedding_dim}, "train": train_flags})
     result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
     losses = ", ".join(f"{x:.1f}" for x in result.losses)
     print(f"trained {result.epochs_run} epoch(s) on {result.examples:,} examples at "
@@ -157,6 +221,21 @@ def run_train_ranking(args: argparse.Namespace) -> int:
     from trainer.ranking.config import load_ranker_config
     from trainer.ranking.workflow import train_ranking
 
+    gate = _gate(args)
+    if gate is not None:
+        from trainer.warm_start import warm_start_ranking
+
+        if args.config is not None or args.candidates is not None or \
+                args.model_dir is not None:
+            raise ConfigError("--warm-start keeps the version's ranker configuration and "
+                              "two-tower model: drop --config, --candidates and --model-dir")
+        return _print_warm_start(warm_start_ranking(
+            _repo(args), args.model_base_path, args.warm_start, args.ranker_dir,
+            {"epochs": args.epochs, "seed": args.seed}, gate,
+            progress=not args.no_progress), "ranker")
+    if args.model_dir is None:
+        raise ConfigError("recsys train ranking needs --model-dir (the two-tower model whose "
+                          "configuration the stacking model uses), or --warm-start VERSION")
     cfg = load_ranker_config(args.config, {"epochs": args.epochs, "seed": args.seed,
                                            "candidates": args.candidates})
     result = train_ranking(_repo(args), args.model_dir, args.ranker_dir, cfg,

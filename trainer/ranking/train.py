@@ -50,18 +50,21 @@ def listwise_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 
 def train_ranker(rows: pd.DataFrame, cfg: RankerConfig, item_ids, item_vectors,
-                 list_size: int) -> RankerTraining:
+                 list_size: int, init: RankerModel | None = None) -> RankerTraining:
     """Fit the ranker on labelled candidate lists: ``rows`` holds consecutive lists of
     ``list_size`` rows (one request's candidates each). The click head is trained listwise
     (softmax over each list: only the order within a request matters, as in serving), the
     watch head by squared error on the engagement targets. Items are read through the given
-    item table."""
+    item table. With ``init``, that trained ranker is fine-tuned (its vocabularies and item
+    table are kept)."""
     if len(rows) % list_size:
         raise ValueError(f"{len(rows)} rows are not whole lists of {list_size}")
     seed_everything(cfg.seed)
     arrays = to_arrays(rows, ranker_inputs(cfg), "the ranker rows")
-    vocab = build_vocabularies(arrays, cfg)
-    model = RankerModel(cfg, vocab, item_ids, item_vectors)
+    if init is None:
+        model = RankerModel(cfg, build_vocabularies(arrays, cfg), item_ids, item_vectors)
+    else:
+        model = init
     lists = len(rows) // list_size
     grouped = {k: v.reshape(lists, list_size, *v.shape[1:]) for k, v in arrays.items()}
     labels = rows["label"].to_numpy(np.float32).reshape(lists, list_size)

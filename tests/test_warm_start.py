@@ -1,0 +1,168 @@
+"""Incremental training: an exported version fine-tuned on the interactions after it, the
+quality gate against it, and the next version exported only when the gate passes."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from recsys.cli.main import main
+from recsys.errors import ConfigError, SourceError
+from retrieval_support import small_config, small_ranker_config
+from trainer import workflow
+from trainer.manifest import read_manifest
+from trainer.quality_gate import QualityGate
+from trainer.training_data import RetrievalData, timestamps_us
+from trainer.versioning import versions
+from trainer.warm_start import WARM_START_FILE, warm_start_ranking, warm_start_retrieval
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def version_one(small_repo, small_data, tmp_path_factory):
+    """Version 1: a two-tower model and a ranker trained on the earlier 70% of the train
+    examples, exported with both."""
+    from trainer.ranking.workflow import train_ranking
+    from trainer.train import train_retrieval
+
+    root = tmp_path_factory.mktemp("warm")
+    ts = timestamps_us(small_data.train)
+    cutoff = int(pd.Series(ts).quantile(0.7))
+    early = RetrievalData(train=small_data.train[ts <= cutoff].reset_index(drop=True),
+                          test=small_data.test, catalogue=small_data.catalogue)
+    train_retrieval(early, small_config(), root / "v1_two_tower", progress=False)
+    train_ranking(small_repo, root / "v1_two_tower", root / "v1_ranker",
+                  small_ranker_config(), early, progress=False)
+    base = root / "models"
+    workflow.export(small_repo, root / "v1_two_tower", base, k=20,
+                    ranker_dir=root / "v1_ranker")
+    return root, base, int((ts > cutoff).sum())
+
+
+def test_a_fine_tuned_model_that_passes_the_gate_is_the_next_version(version_one, small_repo):
+    root, base, new_examples = version_one
+    result = warm_start_retrieval(small_repo, base, 1, root / "v2_two_tower", {},
+                                  QualityGate("recall@100", tolerance=0.5), progress=False,
+                                  export_options={"k": 20})
+    assert result.decision.passed and result.exported_version == 2
+    assert result.new_examples == new_examples and result.replayed == new_examples
+    assert versions(base / "retrieval") == [1, 2]
+    manifest = read_manifest(base / "retrieval" / "2")
+    assert manifest["model_dir"] == str((root / "v2_two_tower").resolve())
+    assert read_manifest(base / "ranker" / "2")["ranker_dir"] == str(
+        (root / "v1_ranker").resolve())  # the version's ranker goes along
+    record = json.loads((root / "v2_two_tower" / WARM_START_FILE).read_text())
+    assert record["base_version"] == 1 and record["gate"]["passed"] is True
+    assert set(record["metrics"]) == {"current", "candidate"}
+    history = json.loads((root / "v2_two_tower" / "history.json").read_text())
+    assert history["warm_start_from"].endswith("v1_two_tower")
+
+
+def test_a_model_the_gate_refuses_is_not_exported(version_one, small_repo, small_data,
+                                                  tmp_path, capsys):
+    """Version 1 here has seen the test interactions too (trained on train + test, recorded
+    as if its data ended at the 70% cutoff): fine-tuning it with an absurd learning rate on
+    train examples only cannot match it on the test split."""
+    from trainer.train import train_retrieval
+
+    root, _, _ = version_one
+    strong = tmp_path / "strong"
+    leaked = RetrievalData(train=pd.concat([small_data.train, small_data.test]).reset_index(
+        drop=True), test=small_data.test, catalogue=small_data.catalogue)
+    train_retrieval(leaked, small_config(epochs=6), strong, progress=False)
+    info = json.loads((strong / "data.json").read_text())
+    early = json.loads((root / "v1_two_tower" / "data.json").read_text())
+    (strong / "data.json").write_text(json.dumps({**info, "data_end_us": early["data_end_us"]}))
+    base = tmp_path / "models"
+    workflow.export(small_repo, strong, base, k=20)
+    code = main(["train", "retrieval", "--repo", str(small_repo), "--model-dir",
+                 str(tmp_path / "wrecked"), "--warm-start", "1", "--model-base-path", str(base),
+                 "--learning-rate", "1e30", "--epochs", "2", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 3, out
+    assert "quality gate failed: recall@100" in out and "not exported" in out
+    assert versions(base / "retrieval") == [1]
+    record = json.loads((tmp_path / "wrecked" / WARM_START_FILE).read_text())
+    assert record["gate"]["candidate"] < record["gate"]["current"]
+
+
+def test_a_fine_tuned_ranker_is_exported_with_the_versions_two_tower_model(version_one,
+                                                                           small_repo):
+    root, base, _ = version_one
+    result = warm_start_ranking(small_repo, base, 1, root / "v_ranker", {"epochs": 1},
+                                QualityGate("ndcg@10", tolerance=0.5), progress=False,
+                                export_options={"k": 20})
+    assert result.decision.passed
+    latest = result.exported_version
+    assert read_manifest(base / "ranker" / str(latest))["ranker_dir"] == str(
+        (root / "v_ranker").resolve())
+    assert read_manifest(base / "retrieval" / str(latest))["model_dir"] == str(
+        (root / "v1_two_tower").resolve())
+    data = json.loads((root / "v_ranker" / "data.json").read_text())
+    assert data["lists"] > 0 and data["warm_start_from"].endswith("v1_ranker")
+
+
+def test_no_new_interactions_is_an_error_saying_what_to_do(version_one, small_repo,
+                                                           trained_model_dir, tmp_path):
+    base = tmp_path / "models"  # a version trained on all of the train split
+    workflow.export(small_repo, trained_model_dir, base, k=20)
+    with pytest.raises(SourceError, match="no training examples after version 1's data .*"
+                                          "ingest events, then run `recsys features build`"):
+        warm_start_retrieval(small_repo, base, 1, tmp_path / "next", {}, QualityGate(),
+                             progress=False)
+
+
+def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_path):
+    root, base, _ = version_one
+    with pytest.raises(SourceError, match=r"retrieval/9 is not an exported version .*"
+                                          r"versions of 'retrieval' under .*: \[1, 2"):
+        warm_start_retrieval(small_repo, base, 9, tmp_path / "x", {}, QualityGate(),
+                             progress=False)
+    with pytest.raises(ConfigError, match="needs a new directory; .* is the one the version "
+                                          "was trained in"):
+        warm_start_retrieval(small_repo, base, 1, root / "v1_two_tower", {}, QualityGate(),
+                             progress=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "something").write_text("x")
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        warm_start_retrieval(small_repo, base, 1, tmp_path / "full", {}, QualityGate(),
+                             progress=False)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "retrieval", "--model-dir", "m", "--gate-tolerance", "0.1"],
+     "--gate-tolerance is for incremental training: give --warm-start VERSION too"),
+    (["train", "retrieval", "--model-dir", "m", "--warm-start", "1"],
+     "--warm-start needs --model-base-path (where version 1 was exported)"),
+    (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",
+      "--gate-metric", "auc"],
+     "gate metric must look like recall@100, ndcg@10, map@10 or coverage@100, got 'auc'"),
+    (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",
+      "--gate-tolerance", "2"], "gate tolerance must be a number in [0, 1), got 2.0"),
+    (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",
+      "--embedding-dim", "8"], "--warm-start keeps the version's model configuration"),
+    (["train", "ranking", "--ranker-dir", "r"],
+     "recsys train ranking needs --model-dir (the two-tower model"),
+])
+def test_bad_warm_start_flags_exit_1_naming_them(argv, message, capsys):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_the_gate_judges_one_metric_with_a_tolerance():
+    gate = QualityGate("recall@100", 0.01)
+    assert gate.judge({"recall@100": 0.30}, {"recall@100": 0.295}).passed
+    assert not gate.judge({"recall@100": 0.30}, {"recall@100": 0.28}).passed
+    assert gate.k == 100
+    with pytest.raises(ConfigError, match=r"the candidate model has no recall@100; it has "
+                                          r"\['recall@10'\]"):
+        gate.judge({"recall@100": 0.3}, {"recall@10": 0.1})
+    for bad in ("recall@0", "precision@10", 5):
+        with pytest.raises(ConfigError, match="gate metric must look like"):
+            QualityGate(bad)
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ConfigError, match="gate tolerance must be a number in"):
+            QualityGate("ndcg@10", bad)

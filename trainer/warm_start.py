@@ -1,0 +1,218 @@
+"""Incremental training: fine-tune the models of an exported version on the interactions
+that came after it, and export the next version only if it passes the quality gate against
+the version being fine-tuned.
+
+Guarantees:
+* The version's models are found through its manifests (``model_dir``, ``ranker_dir``); they
+  are never written to: the fine-tuned model goes to a new directory.
+* "New" means train examples later than the version's training data end
+  (``data.json``); none is a SourceError saying how to get some. Each new example is
+  trained on with an equal number of older ones replayed (seeded), so the model does not
+  forget what the version knew.
+* Both models are scored on the same test split by the same protocol; the decision, the
+  figures and the counts are written to ``warm_start.json`` in the new directory, and the
+  next version is exported (all artifacts, so the model server moves to it whole) only when
+  the gate passes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys.errors import ConfigError, SourceError
+from trainer.evaluate import evaluate_ranked, evaluate_scores, two_tower_scores
+from trainer.evaluation_set import build_evaluation_set
+from trainer.manifest import MANIFEST, read_manifest
+from trainer.model_dir import ModelDir
+from trainer.quality_gate import GateDecision, QualityGate
+from trainer.training_data import RetrievalData, load_retrieval_data, timestamps_us
+
+log = logging.getLogger(__name__)
+WARM_START_FILE = "warm_start.json"
+BASE_KS = (10, 20, 100)
+
+
+@dataclass
+class WarmStartResult:
+    base_version: int
+    new_examples: int
+    replayed: int
+    decision: GateDecision
+    exported_version: int | None
+    directory: Path
+
+
+def version_detail(base_path: Path, artifact: str, version: int, key: str) -> Path:
+    """A path the ``artifact``'s manifest of ``version`` records (``model_dir``,
+    ``ranker_dir``), checked to exist."""
+    path = Path(base_path) / artifact / str(version)
+    manifest = read_manifest(path)
+    if manifest is None:
+        have = sorted(int(p.name) for p in (Path(base_path) / artifact).glob("*")
+                      if p.name.isdigit()) if (Path(base_path) / artifact).is_dir() else []
+        raise SourceError(f"{path} is not an exported version (no {MANIFEST}); versions of "
+                          f"{artifact!r} under {base_path}: {have or 'none'}")
+    if key not in manifest:
+        raise SourceError(f"version {version} of {artifact!r} does not record its {key} "
+                          f"({path / MANIFEST}); it cannot be fine-tuned")
+    found = Path(manifest[key])
+    if not found.is_dir():
+        raise SourceError(f"version {version}'s {key} {found} is gone; it cannot be "
+                          "fine-tuned")
+    return found
+
+
+def split_new(data: RetrievalData, since_us: int, version: int, seed: int
+              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(older examples, new examples, the older ones replayed) of ``data.train``."""
+    ts = timestamps_us(data.train)
+    new, old = data.train[ts > since_us], data.train[ts <= since_us]
+    if new.empty:
+        raise SourceError(f"no training examples after version {version}'s data "
+                          f"({pd.Timestamp(since_us, unit='us', tz='UTC')}): ingest events, "
+                          "then run `recsys features build` before fine-tuning")
+    replay = old.sample(n=min(len(old), len(new)), random_state=seed)
+    return old, new, replay
+
+
+def _ks(gate: QualityGate) -> list[int]:
+    return sorted({*BASE_KS, gate.k})
+
+
+def _new_directory(path: Path, source: Path) -> Path:
+    path = Path(path)
+    if path.resolve() == Path(source).resolve():
+        raise ConfigError(f"the fine-tuned model needs a new directory; {path} is the one the "
+                          "version was trained in")
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError(f"{path} exists and is not empty; give a new directory for the "
+                          "fine-tuned model")
+    return path
+
+
+def _record(directory: Path, base_version: int, decision: GateDecision, counts: dict,
+            metrics: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / WARM_START_FILE).write_text(json.dumps(
+        {"base_version": base_version, "gate": dataclasses.asdict(decision), **counts,
+         "metrics": metrics}, indent=2))
+
+
+def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: Path,
+                         train_overrides: dict, gate: QualityGate, progress: bool = True,
+                         export_options: dict | None = None) -> WarmStartResult:
+    """Fine-tune version ``version``'s two-tower model into ``model_dir``; export the next
+    version if it passes ``gate`` (with the version's ranker, if it had one)."""
+    from trainer import workflow
+    from trainer.config import RetrievalConfig
+    from trainer.train import train_retrieval
+
+    source = ModelDir(version_detail(base_path, "retrieval", version, "model_dir"))
+    model_dir = _new_directory(model_dir, source.path)
+    data = load_retrieval_data(repo)
+    if data.test.empty:
+        raise SourceError("no test examples for the quality gate: build the features with "
+                          "--split temporal")
+    base_cfg = source.read_config()
+    cfg = RetrievalConfig.from_dict({**base_cfg.to_dict(), "train": {
+        **base_cfg.to_dict()["train"], **{k: v for k, v in train_overrides.items()
+                                          if v is not None}}})
+    _, new, replay = split_new(data, source.data_end_us(), version, cfg.train.seed)
+    tune = RetrievalData(train=pd.concat([replay, new]).sort_values(
+        ["event_timestamp", "example_id"], kind="stable").reset_index(drop=True),
+        test=data.test, catalogue=data.catalogue)
+    log.info("fine-tuning version %d on %s new examples and %s replayed", version,
+             f"{len(new):,}", f"{len(replay):,}")
+    train_retrieval(tune, cfg, model_dir, progress=progress, init_from=source)
+    es = build_evaluation_set(data)
+    ks = _ks(gate)
+    scored = {name: evaluate_scores(two_tower_scores(ModelDir(path).restore()[2], es), es,
+                                    ks)["overall"]
+              for name, path in (("current", source.path), ("candidate", model_dir))}
+    decision = gate.judge(scored["current"], scored["candidate"])
+    _record(model_dir, version, decision, {"new_examples": len(new), "replayed": len(replay)},
+            scored)
+    log.info(decision.summary())
+    exported = None
+    if decision.passed:
+        ranker = _optional_detail(base_path, "ranker", version, "ranker_dir")
+        exported = workflow.export(repo, model_dir, base_path, ranker_dir=ranker,
+                                   **(export_options or {})).version
+    return WarmStartResult(version, len(new), len(replay), decision, exported, model_dir)
+
+
+def _optional_detail(base_path: Path, artifact: str, version: int, key: str) -> Path | None:
+    if not (Path(base_path) / artifact / str(version)).is_dir():
+        return None
+    return version_detail(base_path, artifact, version, key)
+
+
+def warm_start_ranking(repo: Path, base_path: Path, version: int, ranker_dir: Path,
+                       overrides: dict, gate: QualityGate, progress: bool = True,
+                       export_options: dict | None = None) -> WarmStartResult:
+    """Fine-tune version ``version``'s ranker on candidate lists of the interactions after
+    it (the version's two-tower model's candidates at each user's first new interaction,
+    labelled by what the user engaged with); export the next version, with the same two-tower
+    model, if the re-ranked candidates pass ``gate``."""
+    from trainer import workflow
+    from trainer.ranking.evaluate import reranked
+    from trainer.ranking.ranker_dir import RankerDir
+    from trainer.ranking.stacking import candidate_lists
+    from trainer.ranking.train import train_ranker
+
+    source = RankerDir(version_detail(base_path, "ranker", version, "ranker_dir"))
+    retrieval_dir = version_detail(base_path, "retrieval", version, "model_dir")
+    ranker_dir = _new_directory(ranker_dir, source.path)
+    data = load_retrieval_data(repo)
+    if data.test.empty:
+        raise SourceError("no test examples for the quality gate: build the features with "
+                          "--split temporal")
+    current = source.restore()
+    cfg = dataclasses.replace(current.cfg, **{k: v for k, v in overrides.items()
+                                              if v is not None})
+    old, new, _ = split_new(data, source.data_end_us(), version, cfg.seed)
+    _, _, two_tower = ModelDir(retrieval_dir).restore()
+    es = build_evaluation_set(data)
+    ks = _ks(gate)
+    depth = max(cfg.candidates, *ks)
+
+    def score(ranker) -> dict:
+        order = reranked(ranker, two_tower, es, data.catalogue, repo, depth=depth)
+        return evaluate_ranked(order, es, ks)["overall"]
+
+    scored = {"current": score(current)}
+    rows = candidate_lists(two_tower, RetrievalData(train=old, test=new,
+                                                    catalogue=data.catalogue),
+                           repo, cfg.candidates)
+    log.info("fine-tuning version %d's ranker on %d lists of new interactions", version,
+             len(rows) // cfg.candidates)
+    result = train_ranker(rows, cfg, current.table_ids, current.table_vectors, cfg.candidates,
+                          init=current)
+    directory = RankerDir(Path(ranker_dir))
+    directory.save(result.model, {"data_end_us": int(timestamps_us(data.train).max()),
+                                  "lists": len(rows) // cfg.candidates,
+                                  "positives": int(rows["label"].sum()),
+                                  "retrieval_model_dir": str(retrieval_dir.resolve()),
+                                  "warm_start_from": str(source.path.resolve())},
+                   result.losses)
+    scored["candidate"] = score(result.model)
+    decision = gate.judge(scored["current"], scored["candidate"])
+    _record(directory.path, version, decision, {"new_examples": len(new), "replayed": 0},
+            scored)
+    log.info(decision.summary())
+    exported = None
+    if decision.passed:
+        exported = workflow.export(repo, retrieval_dir, base_path, ranker_dir=directory.path,
+                                   **(export_options or {})).version
+    return WarmStartResult(version, len(new), 0, decision, exported, directory.path)
+
+
+__all__ = ["warm_start_retrieval", "warm_start_ranking", "WarmStartResult", "version_detail",
+           "split_new", "WARM_START_FILE"]
