@@ -210,3 +210,38 @@ def test_time_spent_queued_counts_against_the_deadline(recommender, active_user)
     assert len(result.items) == 6 and result.tier in ("segment-popular", "global-popular")
     assert result.degraded[0] == "features: no answer within 0 ms"
     assert result.latency_ms["queued"] == 11_000.0
+
+
+def test_the_service_follows_the_model_server_to_a_new_version(files, config, tmp_path,
+                                                               trained_model_dir,
+                                                               trained_ranker, active_user):
+    import shutil
+
+    from trainer.export import export_models
+    from trainer.model_dir import ModelDir
+    from trainer.ranking.ranker_dir import RankerDir
+    from trainer.scann_config import ScannConfig
+    from trainer.training_data import read_catalogue
+
+    base = tmp_path / "models"
+    shutil.copytree(files.base, base)
+    service = build_recommender(dataclasses.replace(config, model_base_path=base))
+    try:
+        assert service.index.version == 1
+        directory = ModelDir(trained_model_dir)
+        export_models(directory.restore()[2], read_catalogue(files.repo / "data"),
+                      directory.data_end_us(), base, k=50, scann=ScannConfig(exact=True),
+                      ranker=RankerDir(trained_ranker.ranker_dir).restore())
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            result = service.recommend(RecommendationRequest(active_user, k=10))
+            if result.model_versions.get("retrieval") == 2 and service.index.version == 2:
+                break
+            time.sleep(0.5)
+        assert (result.model_versions.get("retrieval"), service.index.version) == (2, 2)
+        assert service.refresher.refreshed >= 1
+        again = service.recommend(RecommendationRequest(active_user, k=10))
+        assert again.tier == "full" and again.model_versions == {"retrieval": 2, "ranker": 2}
+    finally:
+        service.close()
+        service.models.close()

@@ -82,14 +82,19 @@ class ItemIndex:
 def build_item_index(catalogue: pd.DataFrame, models, model_cfg, reference_us: int,
                      version: int, batch: int = 2048, timeout_s: float = 60.0) -> ItemIndex:
     """Embed every ``catalogue`` row with the ``item_tower`` model through ``models`` (a model
-    client), ages at ``reference_us``."""
+    client), ages at ``reference_us``. Every row is embedded by the same version, the one
+    the index records (``version`` is what the caller expects; a server that answers with
+    another one, or switches versions midway, is a RuntimeError: try again later)."""
     specs = candidate_inputs(model_cfg)
     arrays = to_arrays(with_item_age(catalogue, reference_us), specs, "the item catalogue")
     vectors = []
     for start in range(0, len(catalogue), batch):
         part = {k: v[start:start + batch] for k, v in arrays.items()}
-        vectors.append(models.predict("item_tower", "item_tower", part, timeout_s)
-                       .outputs["embedding"])
+        answer = models.predict("item_tower", "item_tower", part, timeout_s)
+        if answer.version != version:
+            raise RuntimeError(f"item_tower answered with version {answer.version} while "
+                               f"version {version} was expected; the server is switching")
+        vectors.append(answer.outputs["embedding"])
     matrix = (np.concatenate(vectors) if vectors else np.zeros((0, 1), np.float32))
     log.info("item index: %s items embedded by item_tower version %d", f"{len(matrix):,}",
              version)

@@ -96,10 +96,12 @@ class ModelSpecs:
 class Recommender:
     def __init__(self, cfg: ServiceConfig, features, models, popular: PopularLists,
                  index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
-                 clock: Callable[[], float] = time.time, fresh=None):
+                 clock: Callable[[], float] = time.time, fresh=None, refresher=None):
         self.cfg, self.features, self.models = cfg, features, models
         self.fresh = fresh  # a FreshSource (items newer than the index), or None
-        self.popular, self.index, self.specs = popular, index, specs
+        self.refresher = refresher  # a VersionRefresher (follows new versions), or None
+        self.popular = popular
+        self._models_state = (index, specs)
         self.metrics = metrics or ServiceMetrics()
         self.clock = clock
         self.executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="recsys-dependency")
@@ -115,6 +117,19 @@ class Recommender:
         # history: a new click changes the key, so the cache never hides fresh behaviour
         self.retrieval_cache: TTLCache[tuple, tuple] = TTLCache(cfg.cache_entries,
                                                                  cfg.user_cache_ttl_s)
+
+    def swap_models(self, index: ItemIndex, specs: ModelSpecs) -> None:
+        """Serve a new version's item index and specs, swapped in together (one
+        assignment)."""
+        self._models_state = (index, specs)
+
+    @property
+    def index(self) -> ItemIndex:
+        return self._models_state[0]
+
+    @property
+    def specs(self) -> ModelSpecs:
+        return self._models_state[1]
 
     # -- stages ----------------------------------------------------------------------------
     def _stage(self, name: str, breaker: str, fn: Callable[[], Any], budget_ms: float,
@@ -174,6 +189,8 @@ class Recommender:
         answer = self.models.predict("retrieval", "retrieval",
                                      query_arrays(row, self.specs.query), timeout_s)
         versions["retrieval"] = answer.version
+        if self.refresher is not None:
+            self.refresher.saw(answer.version, self)
         ids = [x.decode() if isinstance(x, bytes) else str(x)
                for x in answer.outputs["item_ids"][0]]
         return [Candidate(i, float(s), "two-tower", self.index.category_of(i),

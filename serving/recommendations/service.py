@@ -78,6 +78,23 @@ def item_index(cfg: ServiceConfig, models, served: ServedModels) -> ItemIndex:
                             reference_us, manifest["version"])
 
 
+def served_models(cfg: ServiceConfig) -> ServedModels:
+    return ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),
+                        latest_manifest(cfg.model_base_path, "ranker", required=False))
+
+
+def version_refresher(cfg: ServiceConfig, models):
+    """Rebuilds the item index and specs from the newest exported version when the model
+    server moves to it."""
+    from serving.recommendations.version_refresh import VersionRefresher
+
+    def rebuild():
+        served = served_models(cfg)
+        return item_index(cfg, models, served), model_specs(served)
+
+    return VersionRefresher(rebuild)
+
+
 def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
                       features=None, fresh=None) -> Recommender:
     """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
@@ -85,8 +102,7 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
 
-    served = ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),
-                          latest_manifest(cfg.model_base_path, "ranker", required=False))
+    served = served_models(cfg)
     popular = PopularLists.load(cfg.popular_lists_path)
     models = _model_client(cfg, served.ranker is not None)
     index = item_index(cfg, models, served)
@@ -95,10 +111,11 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
              served.retrieval["version"],
              f"v{served.ranker['version']}" if served.ranker else "none")
     recommender = Recommender(cfg, features, models, popular, index, model_specs(served),
-                              metrics, fresh=fresh)
+                              metrics, fresh=fresh,
+                              refresher=version_refresher(cfg, models))
     recommender.warm_up()
     return recommender
 
 
 __all__ = ["build_recommender", "latest_manifest", "model_specs", "item_index",
-           "ServedModels"]
+           "ServedModels", "served_models", "version_refresher"]
