@@ -109,6 +109,8 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out
     assert "POST /v1/recommendations user " in out and "GET /v1/explain user " in out
     assert "a new user who likes " in out and "a new item in " in out
+    assert "POST /v1/events: 8 accepted" in out and " recommendations changed" in out
+    assert "recommended to user " in out and "(source fresh; new item" in out
     code, out, err = _run(capsys, *args)
     assert code == 0 and " 0 new events written" in out, err[-2000:]
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out  # models rebuilt

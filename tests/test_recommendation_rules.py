@@ -307,3 +307,40 @@ def test_bad_k_is_a_value_error(k: object) -> None:
         apply_rules([cand("a", 1.0)], k, NOW_S, (), RulesConfig())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=message):
         diversify([cand("a", 1.0)], k, RulesConfig())  # type: ignore[arg-type]
+
+
+# --- new item slots ----------------------------------------------------------------------------
+
+def test_a_fresh_item_ranked_below_the_list_takes_its_last_place() -> None:
+    ranked = [cand(f"a{i}", 10.0 - i) for i in range(6)] + [
+        cand("new1", 1.0, source="fresh"), cand("new2", 0.5, source="fresh")]
+    top, _ = apply_rules(ranked, k=4, now_s=NOW_S, excluded=(), cfg=RulesConfig())
+    assert ids(top) == ["a0", "a1", "a2", "new1"]
+    assert "new item slot" in top[-1].reasons
+    two, _ = apply_rules(ranked, k=4, now_s=NOW_S, excluded=(),
+                         cfg=RulesConfig(new_item_slots=2))
+    assert ids(two) == ["a0", "a1", "new1", "new2"]
+
+
+def test_new_item_slots_leave_lists_alone_when_not_needed() -> None:
+    plain = [cand(f"a{i}", 10.0 - i) for i in range(6)]
+    assert ids(apply_rules(plain, k=4, now_s=NOW_S, excluded=(), cfg=RulesConfig())[0]) == [
+        "a0", "a1", "a2", "a3"]  # no fresh item: nothing changes
+    on_merit = [cand("new1", 20.0, source="fresh")] + plain
+    top, _ = apply_rules(on_merit, k=4, now_s=NOW_S, excluded=(), cfg=RulesConfig())
+    assert ids(top) == ["new1", "a0", "a1", "a2"]  # made it on its score: no slot used
+    assert all("new item slot" not in c.reasons for c in top)
+    fresh_last = plain + [cand("new1", 0.0, source="fresh")]
+    assert ids(apply_rules(fresh_last, k=4, now_s=NOW_S, excluded=(),
+                           cfg=RulesConfig(new_item_slots=0))[0]) == ["a0", "a1", "a2", "a3"]
+    assert ids(apply_rules(fresh_last, k=1, now_s=NOW_S, excluded=(),
+                           cfg=RulesConfig())[0]) == ["a0"]  # a list of one keeps its best
+    assert ids(apply_rules(fresh_last, k=4, now_s=NOW_S, excluded=("new1",),
+                           cfg=RulesConfig())[0]) == ["a0", "a1", "a2", "a3"]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "1"])
+def test_new_item_slots_must_be_a_count(bad) -> None:
+    with pytest.raises(ConfigError, match=f"new_item_slots must be an integer >= 0, got "
+                                          f"{bad!r}"):
+        RulesConfig(new_item_slots=bad)

@@ -49,11 +49,16 @@ class RulesConfig:
         recency_half_life_days: age at which the boost has halved.
         max_per_category: largest share of the returned list one category may take, in (0, 1];
             ``max(1, floor(max_per_category * k))`` items.
+        new_item_slots: places at the end of a list of more than this many items kept for
+            the best-ranked items from the stream's fresh-item index (source ``fresh``) that
+            did not make the list on their score: the ranker has never seen them, so without
+            an exploration slot a new item would rarely be shown; 0 disables it.
     """
 
     recency_boost: float = 0.1
     recency_half_life_days: float = 30.0
     max_per_category: float = 0.4
+    new_item_slots: int = 1
 
     def __post_init__(self) -> None:
         if not (_is_number(self.recency_boost) and self.recency_boost >= 0):
@@ -65,6 +70,10 @@ class RulesConfig:
         if not (_is_number(self.max_per_category) and 0 < self.max_per_category <= 1):
             raise ConfigError(
                 f"max_per_category must be in (0, 1], got {self.max_per_category!r}")
+        if isinstance(self.new_item_slots, bool) or not isinstance(self.new_item_slots, int) \
+                or self.new_item_slots < 0:
+            raise ConfigError(f"new_item_slots must be an integer >= 0, got "
+                              f"{self.new_item_slots!r}")
 
 
 def _copy(candidate: Candidate) -> Candidate:
@@ -174,6 +183,23 @@ def diversify(candidates: Sequence[Candidate], k: int, cfg: RulesConfig) -> list
     return picked
 
 
+def reserve_new_item_slots(top: Sequence[Candidate], ranked: Sequence[Candidate],
+                           cfg: RulesConfig) -> list[Candidate]:
+    """``top`` with its last places given to the best of ``ranked`` (in order) whose source is
+    ``fresh`` and that ``top`` lacks, at most ``new_item_slots`` of them and only when ``top``
+    holds more than that many items; each gets "new item slot" in its reasons (in place)."""
+    slots = cfg.new_item_slots
+    if slots == 0 or len(top) <= slots:
+        return list(top)
+    have = {c.item_id for c in top}
+    new = [c for c in ranked if c.source == "fresh" and c.item_id not in have][:slots]
+    if not new:
+        return list(top)
+    for c in new:
+        c.reasons.append("new item slot")
+    return list(top[:len(top) - len(new)]) + new
+
+
 def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
                 excluded: Collection[str],
                 cfg: RulesConfig) -> tuple[list[Candidate], dict[str, Any]]:
@@ -187,7 +213,7 @@ def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
     normalise_scores(kept)
     apply_recency_boost(kept, now_s, cfg)
     kept.sort(key=_rank_key)
-    top = diversify(kept, k, cfg)
+    top = reserve_new_item_slots(diversify(kept, k, cfg), kept, cfg)
     stats = {"removed": removed, "candidates_in": len(candidates),
              "categories": len({c.category for c in top if c.category})}
     return top, stats
@@ -202,5 +228,6 @@ __all__ = [
     "apply_recency_boost",
     "category_cap",
     "diversify",
+    "reserve_new_item_slots",
     "apply_rules",
 ]
