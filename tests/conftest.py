@@ -104,3 +104,14 @@ def service_files(tmp_path_factory, small_repo, trained_model_dir, trained_ranke
 
     return build_service_files(tmp_path_factory.mktemp("service"), small_repo,
                                trained_model_dir, trained_ranker.ranker_dir)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """The stream tests' world: a Feast repository, a lake and a private embedded Redis
+    (``stream_support.StreamSetup``)."""
+    from stream_support import stream_setup
+
+    world = stream_setup(tmp_path)
+    yield world
+    world.close()

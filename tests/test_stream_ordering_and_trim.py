@@ -17,13 +17,6 @@ from test_stream_worker import _FailingLake
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def setup(tmp_path):
-    s = stream_setup(tmp_path)
-    yield s
-    s.close()
-
-
 def _category_online(setup, item_id: str):
     found = open_store(setup.repo).get_online_features(
         ["item_catalogue:item_category"], [{"item_id": item_id}]).to_dict()

@@ -14,13 +14,6 @@ from stream_support import drain, events, expected_counts, stream_setup
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def setup(tmp_path):
-    s = stream_setup(tmp_path)
-    yield s
-    s.close()
-
-
 def _submit(setup, records):
     receipts = StreamProducer(setup.client, setup.cfg).submit("event", records)
     assert all(r.status == "accepted" for r in receipts), receipts

@@ -82,6 +82,15 @@ def split_new(data: RetrievalData, since_us: int, version: int, seed: int
     return old, new, replay
 
 
+def _gate_data(repo: Path) -> RetrievalData:
+    """The repository's examples; the quality gate needs a test split."""
+    data = load_retrieval_data(repo)
+    if data.test.empty:
+        raise SourceError("no test examples for the quality gate: build the features with "
+                          "--split temporal")
+    return data
+
+
 def _ks(gate: QualityGate) -> list[int]:
     return sorted({*BASE_KS, gate.k})
 
@@ -116,10 +125,7 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
 
     source = ModelDir(version_detail(base_path, "retrieval", version, "model_dir"))
     model_dir = _new_directory(model_dir, source.path)
-    data = load_retrieval_data(repo)
-    if data.test.empty:
-        raise SourceError("no test examples for the quality gate: build the features with "
-                          "--split temporal")
+    data = _gate_data(repo)
     base_cfg = source.read_config()
     cfg = RetrievalConfig.from_dict({**base_cfg.to_dict(), "train": {
         **base_cfg.to_dict()["train"], **{k: v for k, v in train_overrides.items()
@@ -170,10 +176,7 @@ def warm_start_ranking(repo: Path, base_path: Path, version: int, ranker_dir: Pa
     source = RankerDir(version_detail(base_path, "ranker", version, "ranker_dir"))
     retrieval_dir = version_detail(base_path, "retrieval", version, "model_dir")
     ranker_dir = _new_directory(ranker_dir, source.path)
-    data = load_retrieval_data(repo)
-    if data.test.empty:
-        raise SourceError("no test examples for the quality gate: build the features with "
-                          "--split temporal")
+    data = _gate_data(repo)
     current = source.restore()
     cfg = dataclasses.replace(current.cfg, **{k: v for k, v in overrides.items()
                                               if v is not None})
