@@ -83,3 +83,31 @@ def test_string_lists():
     assert out.array.to_pylist()[:3] == [["a", "b"], None, ["c"]]
     assert out.bad.tolist() == [False, False, False, True, True]
     assert out.reasons[3] == "tags: expected a list of strings, got 'a|b'"
+
+
+@pytest.mark.parametrize("field, values", [
+    (STR, ["a", "", "  ", None, float("nan"), " b ", "ü"]),
+    (STR, [None, None, float("nan")]),
+    (STR, ["a", 3, None]),
+    (F32, [1.5, None, float("nan"), float("inf"), -0.0]),
+    (F32, [None, None]),
+    (F32, [1.5, "2.5", "x", True, None]),
+    (I32, [1.0, None, 2.5, 3]),
+    (TS, ["2026-01-01T00:00:00Z", None, "2026-01-01 00:00", ""]),
+    (TAGS, [["a"], None, [], ["b", 1]]),
+])
+def test_small_columns_coerce_exactly_as_large_ones(field, values):
+    """Short columns (the API's batches) take plain-Python paths; a column longer than
+    ``SMALL`` takes the vectorised ones; both give the same arrays, flags and reasons."""
+    from recsys.data.coercion import SMALL
+
+    small = coerce(pd.Series(values, dtype=object), field)
+    frame = pd.DataFrame.from_records([{"v": v} for v in values])
+    typed = coerce(frame["v"], field)  # how validation hands columns over (inferred dtype)
+    repeats = SMALL // len(values) + 1
+    large = coerce(pd.Series(values * repeats, dtype=object), field)
+    n = len(values)
+    for got in (small, typed):
+        assert got.array.to_pylist() == large.array.slice(0, n).to_pylist()
+        assert got.bad.tolist() == large.bad[:n].tolist()
+        assert got.reasons == {i: r for i, r in large.reasons.items() if i < n}

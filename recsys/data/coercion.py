@@ -50,6 +50,8 @@ def coerce(raw: RawColumn, field: pa.Field) -> Coerced:
         series = array.to_pandas()
     else:
         series = raw.reset_index(drop=True)
+    if series.dtype == object and len(series) <= SMALL and all(map(_is_null, series.tolist())):
+        return Coerced(pa.nulls(len(series), type=field.type), np.zeros(len(series), bool), {})
     return _COERCERS[_kind(field.type)](series, field)
 
 
@@ -113,7 +115,20 @@ def _to_string(value: Any) -> str:
     raise TypeError("")
 
 
+SMALL = 4096  # columns up to this long take the plain-Python paths where they apply
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT or (
+        isinstance(value, float) and value != value)
+
+
 def _coerce_string(series: pd.Series, field: pa.Field) -> Coerced:
+    if len(series) <= SMALL and series.dtype == object:
+        values = series.tolist()  # the API's small batches: no pandas string machinery
+        if all(isinstance(v, str) or _is_null(v) for v in values):
+            out = [None if _is_null(v) or not v.strip() else v for v in values]
+            return Coerced(pa.array(out, type=field.type), np.zeros(len(values), bool), {})
     if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
         blank = series.isna() | (series.str.strip() == "")
         array = pa.array(series.where(~blank, None), type=field.type, from_pandas=True)
@@ -125,6 +140,10 @@ def _coerce_string(series: pd.Series, field: pa.Field) -> Coerced:
 
 
 def _coerce_number(series: pd.Series, field: pa.Field) -> Coerced:
+    if pd.api.types.is_float_dtype(series.dtype) and pa.types.is_floating(field.type):
+        values = series.to_numpy(dtype=np.float64)  # numbers already: NaN is missing
+        return Coerced(pa.array(values, mask=np.isnan(values)).cast(field.type),
+                       np.zeros(len(values), bool), {})
     miss = _missing(series)
     is_bool = series.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     numeric = pd.to_numeric(series.where(~miss & ~is_bool), errors="coerce")
