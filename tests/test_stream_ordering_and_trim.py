@@ -5,11 +5,14 @@ counted against it."""
 
 from __future__ import annotations
 
+import time
+import uuid
+
 import pytest
 
 from recsys.data.lake import Lake
 from recsys.features.store import open_store
-from recsys.stream.consumer_group import ConsumerGroup
+from recsys.stream.consumer_group import DELETED_REASON, ConsumerGroup
 from recsys.stream.producer import StreamProducer
 from stream_support import drain, events, stream_setup
 from test_stream_worker import _FailingLake
@@ -93,7 +96,7 @@ def test_an_entry_deleted_while_pending_is_dead_lettered(setup):
     assert (report.received, report.applied, report.dead_lettered) == (3, 2, 1)
     [letter] = setup.dead_letters()
     assert letter["source_entry_id"] == receipts[1].entry_id
-    assert letter["reason"] == "the entry was deleted from the stream before it was processed"
+    assert letter["reason"] == DELETED_REASON
     assert setup.pending() == 0
 
 
@@ -118,3 +121,62 @@ def test_a_single_entry_failing_in_an_outage_is_not_counted_against_it(setup):
     worker.lake = _UnreachableLake(setup.lake)
     drain(setup, [worker])
     assert setup.lake_event_ids() == ["e0"] and setup.dead_letters() == []
+
+
+@pytest.mark.parametrize("redis", ["embedded", pytest.param("machine",
+                                                           marks=pytest.mark.services)])
+def test_an_entry_deleted_while_another_consumer_held_it_is_dead_lettered_on_claim(tmp_path,
+                                                                                   redis):
+    """Redis 6.2 (the embedded server) claims a deleted entry without its id; Redis 7 (the
+    machine's) drops it from the pending list and names it: both end in the dead letters."""
+    options = {"claim_idle_ms": 200}
+    if redis == "machine":
+        from feast_support import require_services
+
+        require_services()
+        name = f"test-{uuid.uuid4().hex[:8]}"
+        options.update(redis_url="redis://127.0.0.1:6379/0", stream=name,
+                       dead_letter_stream=f"{name}:dead")
+    setup = stream_setup(tmp_path, **options)
+    try:
+        receipts = StreamProducer(setup.client, setup.cfg).submit("event", events(4, 2, 20))
+        gone = ConsumerGroup(setup.client, setup.cfg, "gone")
+        gone.ensure()
+        assert len(gone.read()) == 4  # then the consumer dies
+        setup.client.xdel(setup.cfg.stream, receipts[2].entry_id)
+        time.sleep(0.3)
+        drain(setup, [setup.worker("survivor")])
+        assert sorted(setup.lake_event_ids()) == ["e0", "e1", "e3"]
+        [letter] = setup.dead_letters()
+        assert letter["source_entry_id"] == receipts[2].entry_id
+        assert letter["reason"] == DELETED_REASON
+    finally:
+        if redis == "machine":
+            setup.client.delete(setup.cfg.stream, setup.cfg.dead_letter_stream,
+                                *setup.client.keys(f"{setup.cfg.stream}:*"))
+        setup.close()
+
+
+def test_only_unreachable_or_busy_dependencies_count_as_outages(tmp_path):
+    import sqlite3
+
+    import psycopg
+    import redis
+
+    from recsys.stream.worker import is_outage
+
+    holder = sqlite3.connect(tmp_path / "x.db")
+    holder.execute("CREATE TABLE t (a)")
+    holder.execute("BEGIN EXCLUSIVE")
+    waiter = sqlite3.connect(tmp_path / "x.db", timeout=0.01)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        waiter.execute("INSERT INTO t VALUES (1)")
+    holder.rollback()
+    with pytest.raises(sqlite3.OperationalError) as missing:
+        waiter.execute("SELECT * FROM nope")
+    assert is_outage(locked.value) and not is_outage(missing.value)
+    for exc in (redis.ConnectionError("down"), redis.TimeoutError("slow"),
+                ConnectionRefusedError(), TimeoutError(), psycopg.OperationalError("gone")):
+        assert is_outage(exc), exc
+    for exc in (OSError("disk said no"), ValueError("bad row"), KeyError("x")):
+        assert not is_outage(exc), exc

@@ -101,3 +101,15 @@ def test_any_arrival_order_gives_the_in_order_state():
         row = _stream_row(shuffled)
         for name in ("session_length", "session_started_at_s", "session_last_event_at_s"):
             assert row[name] == expected[name], (seed, name)
+
+
+def test_a_state_in_the_first_format_is_read_and_continued():
+    first_format = {"recent": [["i1", "c1", T0]], "start": T0 - 60 * US_PER_S, "last": T0,
+                    "length": 4, "version": 9}
+    state = SessionState.from_json(first_format)
+    assert (state.session_start_us, state.last_event_us, state.session_length) == (
+        T0 - 60 * US_PER_S, T0, 4)
+    state.add(Event("e", "u1", "i2", "click", T0 + 10 * US_PER_S), "c2", 50, 1800)
+    assert state.session_length == 5 and state.version == 10
+    assert SessionState.from_json({"recent": [], "start": 0, "last": 0, "length": 0,
+                                   "version": 0}).sessions == []

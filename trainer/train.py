@@ -82,6 +82,27 @@ def plot_losses(losses: list[float], path: Path, title: str = "two-tower retriev
     plt.close(fig)
 
 
+def _restore_towers(model: TwoTowerModel, source: ModelDir, sample: dict) -> None:
+    """Load ``source``'s latest tower weights into ``model`` (built on ``sample`` first),
+    and nothing else: the optimizer stays the new one. Every tower variable must come from
+    the checkpoint (a SourceError otherwise)."""
+    path = tf.train.latest_checkpoint(source.checkpoints)
+    if path is None:
+        raise SourceError(f"no checkpoint in {source.checkpoints} to warm-start from")
+    model.query_tower(sample)
+    model.candidate_tower(sample)
+    towers = tf.train.Checkpoint(query_tower=model.query_tower,
+                                 candidate_tower=model.candidate_tower)
+    status = tf.train.Checkpoint(model=towers).restore(path)
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as exc:
+        raise SourceError(f"{path} does not hold every weight of this model ({exc}); it "
+                          "cannot be warm-started from") from exc
+    status.expect_partial()  # the source's optimizer and epoch are left out on purpose
+    log.info("warm start from %s (tower weights only)", path)
+
+
 def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                     progress: bool = True, init_from: ModelDir | None = None) -> TrainResult:
     """Train (or resume training) the two-tower model on ``data.train`` into ``model_dir``;
@@ -104,8 +125,11 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}
     n = len(frame)
     strategy = make_strategy(cfg.train.strategy)
+    resuming = tf.train.latest_checkpoint(directory.checkpoints) is not None
     with strategy.scope():
         model = TwoTowerModel(cfg.model, vocab, catalogue)
+        if init_from is not None and not resuming:
+            _restore_towers(model, init_from, {k: v[:2] for k, v in features.items()})
         model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate))
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
@@ -114,12 +138,6 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
         log.info("resuming from %s (epoch %d)", manager.latest_checkpoint, int(epoch.numpy()))
-    elif init_from is not None:
-        source = tf.train.latest_checkpoint(init_from.checkpoints)
-        if source is None:
-            raise SourceError(f"no checkpoint in {init_from.checkpoints} to warm-start from")
-        tf.train.Checkpoint(model=model).restore(source).expect_partial()
-        log.info("warm start from %s", source)
     initial_epoch = int(epoch.numpy())
     dataset = (tf.data.Dataset.from_tensor_slices(features)
                .shuffle(n, seed=cfg.train.seed, reshuffle_each_iteration=True)

@@ -11,8 +11,8 @@ Guarantees:
   forget what the version knew.
 * Both models are scored on the same test split by the same protocol; the decision, the
   figures and the counts are written to ``warm_start.json`` in the new directory, and the
-  next version is exported (all artifacts, so the model server moves to it whole) only when
-  the gate passes.
+  next version is exported (all artifacts, so the model server moves to it whole, with the
+  version's ``k``) only when the gate passes.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from recsys.errors import ConfigError, SourceError
+from recsys.evaluation.ranking import NonFiniteScores
 from trainer.evaluate import evaluate_ranked, evaluate_scores, two_tower_scores
 from trainer.evaluation_set import build_evaluation_set
 from trainer.manifest import MANIFEST, read_manifest
@@ -91,6 +92,16 @@ def _gate_data(repo: Path) -> RetrievalData:
     return data
 
 
+def _protocol(evaluate, gate: QualityGate) -> dict:
+    """``evaluate()``'s metrics; a model whose scores are not finite (training diverged) gets
+    NaN for the gate's metric, which never passes."""
+    try:
+        return evaluate()
+    except NonFiniteScores as exc:
+        log.warning("the model's scores are not finite (%s): it cannot pass the gate", exc)
+        return {gate.metric: float("nan")}
+
+
 def _ks(gate: QualityGate) -> list[int]:
     return sorted({*BASE_KS, gate.k})
 
@@ -139,9 +150,9 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     train_retrieval(tune, cfg, model_dir, progress=progress, init_from=source)
     es = build_evaluation_set(data)
     ks = _ks(gate)
-    scored = {name: evaluate_scores(two_tower_scores(ModelDir(path).restore()[2], es), es,
-                                    ks)["overall"]
-              for name, path in (("current", source.path), ("candidate", model_dir))}
+    scored = {name: _protocol(lambda p=path: evaluate_scores(
+        two_tower_scores(ModelDir(p).restore()[2], es), es, ks)["overall"], gate)
+        for name, path in (("current", source.path), ("candidate", model_dir))}
     decision = gate.judge(scored["current"], scored["candidate"])
     _record(model_dir, version, decision, {"new_examples": len(new), "replayed": len(replay)},
             scored)
@@ -150,8 +161,15 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     if decision.passed:
         ranker = _optional_detail(base_path, "ranker", version, "ranker_dir")
         exported = workflow.export(repo, model_dir, base_path, ranker_dir=ranker,
-                                   **(export_options or {})).version
+                                   **_export_options(base_path, version, export_options)
+                                   ).version
     return WarmStartResult(version, len(new), len(replay), decision, exported, model_dir)
+
+
+def _export_options(base_path: Path, version: int, given: dict | None) -> dict:
+    """Export settings of the next version: the base version's ``k`` unless given."""
+    manifest = read_manifest(Path(base_path) / "retrieval" / str(version)) or {}
+    return {**({"k": int(manifest["k"])} if "k" in manifest else {}), **(given or {})}
 
 
 def _optional_detail(base_path: Path, artifact: str, version: int, key: str) -> Path | None:
@@ -187,8 +205,8 @@ def warm_start_ranking(repo: Path, base_path: Path, version: int, ranker_dir: Pa
     depth = max(cfg.candidates, *ks)
 
     def score(ranker) -> dict:
-        order = reranked(ranker, two_tower, es, data.catalogue, repo, depth=depth)
-        return evaluate_ranked(order, es, ks)["overall"]
+        return _protocol(lambda: evaluate_ranked(reranked(
+            ranker, two_tower, es, data.catalogue, repo, depth=depth), es, ks)["overall"], gate)
 
     scored = {"current": score(current)}
     rows = candidate_lists(two_tower, RetrievalData(train=old, test=new,
@@ -213,7 +231,8 @@ def warm_start_ranking(repo: Path, base_path: Path, version: int, ranker_dir: Pa
     exported = None
     if decision.passed:
         exported = workflow.export(repo, retrieval_dir, base_path, ranker_dir=directory.path,
-                                   **(export_options or {})).version
+                                   **_export_options(base_path, version, export_options)
+                                   ).version
     return WarmStartResult(version, len(new), 0, decision, exported, directory.path)
 
 

@@ -17,7 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["top_k"]
+
+class NonFiniteScores(ValueError):
+    """Scores holding NaN: a model whose training diverged."""
+
+__all__ = ["top_k", "NonFiniteScores"]
 
 PADDING = -1
 
@@ -74,7 +78,8 @@ def _top_k_chunk(
     key = np.array(scores[start:stop], dtype=np.result_type(scores.dtype, np.float32))
     if np.isnan(key).any():
         row = start + int(np.flatnonzero(np.isnan(key).any(axis=1))[0])
-        raise ValueError(f"scores holds NaN (first in user row {row}); NaN cannot be ranked")
+        raise NonFiniteScores(f"scores holds NaN (first in user row {row}); NaN cannot be "
+                              "ranked")
     allowed = np.ones((rows, n_items), dtype=bool)
     if excluded is not None:
         lengths = [excluded[u].size for u in range(start, stop)]

@@ -33,6 +33,9 @@ return 1
 """
 
 
+DELETED_REASON = "the entry was deleted from the stream before it was processed"
+
+
 @dataclass(frozen=True)
 class Delivery:
     entry_id: str
@@ -93,12 +96,32 @@ class ConsumerGroup:
         return self._with_counts(entries)
 
     def claim_stale(self) -> list[Delivery]:
-        """Entries idle for ``claim_idle_ms`` in any consumer, now this one's."""
+        """Entries idle for ``claim_idle_ms`` in any consumer, now this one's. Entries deleted
+        from the stream meanwhile are dead-lettered: Redis 7 drops them from the pending list
+        and names them (they are recorded here); Redis 6.2 claims them without their ids, so
+        this consumer's own pending entries are read again next, which hands them over."""
         reply = self.client.xautoclaim(self.cfg.stream, self.cfg.group, self.consumer,
                                        min_idle_time=self.cfg.claim_idle_ms,
                                        start_id=self._claim_cursor, count=self.cfg.batch_size)
         self._claim_cursor = _id(reply[0])
-        return self._with_counts([(eid, fields or {}) for eid, fields in reply[1]])
+        if len(reply) > 2 and reply[2]:
+            self._record_deleted([_id(i) for i in reply[2]])
+        if any(eid is None for eid, _ in reply[1]):
+            self._own_pending_done = False
+        return self._with_counts([(eid, fields or {}) for eid, fields in reply[1]
+                                  if eid is not None])
+
+    def _record_deleted(self, entry_ids: list[str]) -> None:
+        """Dead-letter entries Redis already dropped from the pending list (deleted from the
+        stream while pending); only the claimer that was told sees them."""
+        pipe = self.client.pipeline(transaction=True)
+        for entry_id in entry_ids:
+            pipe.xadd(self.cfg.dead_letter_stream, {
+                b"reason": DELETED_REASON.encode(), b"source_entry_id": entry_id.encode(),
+                b"deliveries": b"0", b"consumer": self.consumer.encode()})
+        pipe.hdel(self.errors_key, *entry_ids)
+        pipe.hdel(self.failures_key, *entry_ids)
+        pipe.execute()
 
     def _with_counts(self, entries) -> list[Delivery]:
         if not entries:

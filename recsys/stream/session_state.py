@@ -91,8 +91,13 @@ class SessionState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "SessionState":
-        return cls([tuple(r) for r in raw["recent"]], [tuple(s) for s in raw["sessions"]],
-                   raw["version"])
+        """A state as :meth:`to_json` wrote it, or as the first format did (one session as
+        ``start``, ``last``, ``length``)."""
+        if "sessions" in raw:
+            sessions = [tuple(s) for s in raw["sessions"]]
+        else:
+            sessions = [(raw["start"], raw["last"], raw["length"])] if raw["length"] else []
+        return cls([tuple(r) for r in raw["recent"]], sessions, raw["version"])
 
 
 __all__ = ["SessionState", "HISTORY_EVENT_TYPES"]

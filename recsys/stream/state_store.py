@@ -38,6 +38,9 @@ return 1
 """
 
 
+MAX_RACES = 100  # optimistic transactions retried before the batch fails (and is retried)
+
+
 class StreamState:
     def __init__(self, client, cfg: StreamConfig, prefix: str | None = None):
         """Keys start with ``prefix`` (default: the stream's name), so streams sharing a Redis
@@ -75,7 +78,7 @@ class StreamState:
         events = [e for u in users for e in by_user[u].values()]
         markers = [self._marker("session", e.event_id) for e in events]
         with self.client.pipeline() as pipe:
-            while True:
+            for _ in range(MAX_RACES):
                 try:
                     pipe.watch(*keys, *markers)
                     raws = pipe.mget(keys)
@@ -105,6 +108,8 @@ class StreamState:
                     return sum(len(fresh) for _, fresh in updates.values())
                 except redis.WatchError:
                     continue
+        raise RuntimeError(f"{MAX_RACES} transactions in a row raced other workers on the "
+                           f"states of {len(users)} users; the batch is retried")
 
     def _apply_items(self, events: list[Event]) -> None:
         pipe = self.client.pipeline(transaction=False)

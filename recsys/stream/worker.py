@@ -17,7 +17,8 @@ Guarantees:
 * When a batch fails, its entries are retried one by one, so one entry that keeps failing
   cannot hold the others back. An entry that fails ``max_deliveries`` times on its own is
   dead-lettered with the last error. A failure that says a dependency is unreachable (a
-  connection or timeout error of Redis, PostgreSQL or the network, a locked SQLite file), or
+  connection or timeout error of Redis, PostgreSQL or the network, a busy or locked SQLite
+  file), or
   every entry of a batch failing, is an outage: nothing is counted against the entries; the
   worker backs off and retries.
 * Catalogue updates end with the newest row (by stream entry id) everywhere, whatever order
@@ -41,7 +42,7 @@ from beam_jobs.feature_rows import catalogue_row
 from beam_jobs.records import BadRecord, parse_event, parse_item
 from recsys.data.schemas import EVENTS, ITEMS
 from recsys.stream.catalogue_state import CatalogueState
-from recsys.stream.consumer_group import ConsumerGroup, Delivery
+from recsys.stream.consumer_group import DELETED_REASON, ConsumerGroup, Delivery
 from recsys.stream.envelope import BadEntry, Envelope, decode
 from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
 from recsys.stream.sinks import LakeSink, OnlineFeatureSink
@@ -50,6 +51,14 @@ from recsys.stream.state_store import StreamState
 log = logging.getLogger(__name__)
 MAX_PUSH_ROUNDS = 5
 MAX_BACKOFF_S = 10.0
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+
+
+def entry_time_us(entry_id: str) -> int:
+    """A stream entry id as microseconds: its milliseconds, then its sequence number (up to
+    999), so later entries get later times."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms) * 1000 + min(int(seq or 0), 999)
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -58,9 +67,11 @@ def is_outage(exc: BaseException) -> bool:
 
     import redis
 
+    if isinstance(exc, sqlite3.OperationalError):  # busy or locked only: others are bugs
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_BUSY, SQLITE_LOCKED) \
+            or "database is locked" in str(exc)
     kinds: tuple[type[BaseException], ...] = (
-        redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError,
-        sqlite3.OperationalError)
+        redis.ConnectionError, redis.TimeoutError, ConnectionError, TimeoutError)
     try:
         import psycopg
 
@@ -176,8 +187,7 @@ class StreamWorker:
         failed_before = self.group.failures(deliveries)
         for delivery in deliveries:
             if not delivery.fields:
-                self._dead_letter(delivery, "the entry was deleted from the stream before it "
-                                            "was processed", report)
+                self._dead_letter(delivery, DELETED_REASON, report)
                 continue
             failures = failed_before[delivery.entry_id]
             if failures >= self.cfg.max_deliveries:
@@ -229,15 +239,18 @@ class StreamWorker:
         pending = {p.row["item_id"] for p in items}
         for _ in range(MAX_PUSH_ROUNDS):
             current = self.catalogue.current(pending)
-            self._write_items([row for row, _ in current.values()])
+            self._write_items(list(current.values()))
             after = self.catalogue.current(pending)
             pending = {i for i, (_, version) in current.items()
                        if after.get(i, ({}, version))[1] != version}
             if not pending:
                 return
 
-    def _write_items(self, records: list[dict]) -> None:
-        checked = check_records(records, ITEMS)
+    def _write_items(self, versions: list[tuple[dict, str]]) -> None:
+        """Write (row, entry id) catalogue rows downstream. Online rows carry their entry's
+        time as their event time, so an online store that keeps the newest row by event time
+        (Feast's Redis store) orders them as the stream did, whatever the workers' clocks."""
+        checked = check_records([row for row, _ in versions], ITEMS)
         if checked.rejected:
             raise ValueError(f"a stored catalogue row is invalid: {checked.rejected[0].reason}")
         rows = checked.table.to_pylist()
@@ -245,9 +258,9 @@ class StreamWorker:
             items = [parse_item(row) for row in rows]
         except BadRecord as exc:
             raise ValueError(f"item row did not parse: {exc}") from exc
-        now_us = time.time_ns() // 1000
-        rows_online = [{**catalogue_row(item), "event_timestamp": now_us,
-                        "created_timestamp": now_us} for item in items]
+        stamps = [entry_time_us(entry_id) for _, entry_id in versions]
+        rows_online = [{**catalogue_row(item), "event_timestamp": stamp,
+                        "created_timestamp": stamp} for item, stamp in zip(items, stamps)]
         self.online.write_catalogue(rows_online)
         if self.fresh is not None:
             self.fresh.add(rows_online)

@@ -64,33 +64,70 @@ def _model_client(cfg: ServiceConfig, with_ranker: bool):
     return InProcessModelClient({n: cfg.model_base_path / n for n in names})
 
 
-def item_index(cfg: ServiceConfig, models, served: ServedModels) -> ItemIndex:
+def _tower_settings(manifest: dict):
+    """(model config, item age reference in microseconds) of an item_tower manifest."""
     import pandas as pd
 
     from trainer.config import RetrievalConfig
+
+    model_cfg = RetrievalConfig.from_dict({"model": manifest["model_config"]}).model
+    return model_cfg, int(pd.Timestamp(manifest["item_age_reference"]).value // 1000)
+
+
+def _version_manifest(base: Path, artifact: str, version: int) -> dict:
+    from trainer.manifest import read_manifest
+
+    manifest = read_manifest(base / artifact / str(version))
+    if manifest is None:
+        raise SourceError(f"the model server serves {artifact!r} version {version}, which has "
+                          f"no manifest under {base}")
+    return manifest
+
+
+def item_index(cfg: ServiceConfig, models) -> ItemIndex:
+    """The catalogue embedded by the item_tower version the model server answers with (one
+    row asked first), with that version's settings."""
+    from trainer.arrays import to_arrays, with_item_age
+    from trainer.feature_spec import candidate_inputs
     from trainer.training_data import read_catalogue
 
+    catalogue = read_catalogue(cfg.catalogue_dir)
     manifest = latest_manifest(cfg.model_base_path, "item_tower")
-    model_cfg = RetrievalConfig.from_dict({"model": manifest["model_config"]}).model
-    reference = pd.Timestamp(manifest["item_age_reference"])
-    reference_us = int(reference.value // 1000)
-    return build_item_index(read_catalogue(cfg.catalogue_dir), models, model_cfg,
-                            reference_us, manifest["version"])
+    model_cfg, reference_us = _tower_settings(manifest)
+    probe = to_arrays(with_item_age(catalogue.head(1), reference_us),
+                      candidate_inputs(model_cfg), "the item catalogue")
+    version = models.predict("item_tower", "item_tower", probe, 60.0).version
+    if version != manifest["version"]:
+        model_cfg, reference_us = _tower_settings(
+            _version_manifest(cfg.model_base_path, "item_tower", version))
+    return build_item_index(catalogue, models, model_cfg, reference_us, version)
 
 
-def served_models(cfg: ServiceConfig) -> ServedModels:
-    return ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),
-                        latest_manifest(cfg.model_base_path, "ranker", required=False))
+def served_models(cfg: ServiceConfig, version: int | None = None) -> ServedModels:
+    """The manifests of retrieval ``version`` (default: the newest) and of the ranker of the
+    same version (or the newest ranker)."""
+    from trainer.manifest import read_manifest
+
+    if version is None:
+        return ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),
+                            latest_manifest(cfg.model_base_path, "ranker", required=False))
+    ranker = read_manifest(cfg.model_base_path / "ranker" / str(version))
+    return ServedModels(_version_manifest(cfg.model_base_path, "retrieval", version),
+                        ranker or latest_manifest(cfg.model_base_path, "ranker",
+                                                  required=False))
 
 
 def version_refresher(cfg: ServiceConfig, models):
-    """Rebuilds the item index and specs from the newest exported version when the model
-    server moves to it."""
+    """Rebuilds the item index and specs for the retrieval version the model server moved
+    to (newer, or older after a rollback)."""
     from serving.recommendations.version_refresh import VersionRefresher
 
-    def rebuild():
-        served = served_models(cfg)
-        return item_index(cfg, models, served), model_specs(served)
+    def rebuild(version: int):
+        index = item_index(cfg, models)
+        if index.version != version:
+            raise RuntimeError(f"item_tower answers with version {index.version}, retrieval "
+                               f"with {version}")
+        return index, model_specs(served_models(cfg, version))
 
     return VersionRefresher(rebuild)
 
@@ -105,7 +142,7 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     served = served_models(cfg)
     popular = PopularLists.load(cfg.popular_lists_path)
     models = _model_client(cfg, served.ranker is not None)
-    index = item_index(cfg, models, served)
+    index = item_index(cfg, models)
     features = features or OnlineFeatures(cfg.repo)
     log.info("recommender ready: %s items, retrieval v%s, ranker %s", f"{len(index):,}",
              served.retrieval["version"],
