@@ -150,13 +150,13 @@ class Lake:
         """Validate and append ``data``; ``prior_rejections`` are records a parser already
         refused (they count towards the bad fraction and go to the same dead-letter file)."""
         result = validate(data, spec, policy)
-        run = _run_id()
         report = WriteReport(spec.name, source)
         rejected = [*prior_rejections, *result.rejected]
         report.received = result.received + len(prior_rejections)
         report.duplicates_in_input = result.duplicates
         report.rejected = len(rejected)
         with self._lock():
+            run = _run_id()  # under the lock: file order is write order (latest row wins)
             if rejected:
                 report.dead_letter = self.root / "_dead_letter" / spec.name / f"{run}.jsonl"
                 write_dead_letter(report.dead_letter, spec.name, source, rejected, locate)
