@@ -48,7 +48,7 @@ def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (quality, cost) = plt.subplots(1, 2, figsize=(10, 4))
-    names = [r["model"] for r in rows]
+    names = ["version 1", "+ warm start", "full retrain"][:len(rows)]
     for offset, metric in enumerate(("recall@10", "ndcg@10", "recall@100")):
         quality.bar([i + offset * 0.27 for i in range(len(rows))],
                     [r[metric] for r in rows], width=0.27, label=metric)
