@@ -159,13 +159,16 @@ def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
     real = service.models
     service.models = SlowModels(real, {"ranker": 2.0})
     try:
+        before = _fallbacks(service, "retrieval")
         started = time.perf_counter()
         result = service.recommend(RecommendationRequest(active_user, k=10))
         elapsed = time.perf_counter() - started
         assert result.tier == "retrieval" and len(result.items) == 10
         assert result.degraded == ["ranking: no answer within 150 ms"]
         assert elapsed < 2.0  # answered without waiting for the slow ranker
-        assert _fallbacks(service, "retrieval") == 1
+        counted = [(s.labels, s.value) for m in service.metrics.fallbacks.collect()
+                   for s in m.samples if s.name.endswith("_total")]
+        assert _fallbacks(service, "retrieval") - before == 1, counted
         service.models = real
         _until_full(service, RecommendationRequest(active_user, k=10))
     finally:
