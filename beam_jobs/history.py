@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
-from beam_jobs.records import US_PER_S
+from recsys.data.records import US_PER_S
 
 
 class HistoryEntry(NamedTuple):

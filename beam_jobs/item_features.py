@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from beam_jobs.config import FeatureConfig
 from beam_jobs.positives import watch_fraction
-from beam_jobs.records import US_PER_DAY, Event, Item
 from beam_jobs.snapshots import day_of, snapshot_days
 from beam_jobs.windows import Timeline, mean, ratio
+from recsys.data.records import US_PER_DAY, Event, Item
+from recsys.features.config import FeatureConfig
 from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP, WINDOWS_DAYS
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import apache_beam as beam
 
-from beam_jobs.records import Event
+from recsys.data.records import Event
 from recsys.features.item_counters import count_events, item_stream_row, oldest_kept_bucket
 
 

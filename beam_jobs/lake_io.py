@@ -11,7 +11,7 @@ import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs.records import BadRecord, parse_event, parse_item
+from recsys.data.records import BadRecord, parse_event, parse_item
 
 DEAD_LETTER = "dead_letter"
 NAMESPACE = "recsys"

@@ -39,8 +39,6 @@ import pyarrow as pa
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_jobs.config import FeatureConfig, PositiveRule
-from beam_jobs.feature_rows import catalogue_row, profile_row
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import ItemStreamRows
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
@@ -51,8 +49,17 @@ from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.data.schemas import EVENTS, ITEMS
 from recsys.errors import BadRecordRatioError, ConfigError
-from recsys.features.tables import (FEATURE_TABLES, ITEM_CATALOGUE, ITEM_FEATURES, ITEM_STREAM,
-                                    USER_FEATURES, USER_PROFILE, USER_SESSION)
+from recsys.features.config import FeatureConfig, PositiveRule
+from recsys.features.rows import catalogue_row, profile_row
+from recsys.features.tables import (
+    FEATURE_TABLES,
+    ITEM_CATALOGUE,
+    ITEM_FEATURES,
+    ITEM_STREAM,
+    USER_FEATURES,
+    USER_PROFILE,
+    USER_SESSION,
+)
 
 log = logging.getLogger(__name__)
 TFRECORD_DIR = "training_examples_tfrecord"

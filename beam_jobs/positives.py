@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from beam_jobs.config import PositiveRule
-from beam_jobs.records import Event, Item
+from recsys.data.records import Event, Item
+from recsys.features.config import PositiveRule
 
 
 def watch_fraction(event: Event, item: Item | None) -> float | None:

@@ -1,5 +1,5 @@
 """A Beam source over the production profile's PostgreSQL event log (the ``events`` and
-``items`` tables the stream worker appends to, see ``recsys/stream/postgres_events.py``).
+``items`` tables the stream worker appends to, see ``stream_worker/postgres_events.py``).
 
 Guarantees:
 * Rows come in exactly the format of :func:`beam_jobs.lake_io.table_rows` on the lake's table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from beam_jobs.records import US_PER_S, Event
+from recsys.data.records import US_PER_S, Event
 
 
 class SessionSlot(NamedTuple):

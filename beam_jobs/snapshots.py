@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from beam_jobs.records import US_PER_DAY
+from recsys.data.records import US_PER_DAY
 from recsys.features.tables import WINDOWS_DAYS
 
 

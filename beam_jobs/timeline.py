@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Iterable, Mapping
 
-from beam_jobs.config import FeatureConfig
 from beam_jobs.history import History
 from beam_jobs.positives import is_positive, label_weight
-from beam_jobs.records import US_PER_S, Event, Item, micros_to_datetime, order_key
 from beam_jobs.sessions import SessionSlot, assign_sessions, session_id
 from beam_jobs.user_features import user_feature_rows
+from recsys.data.records import US_PER_S, Event, Item, micros_to_datetime, order_key
+from recsys.features.config import FeatureConfig
 from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Mapping, Sequence
 
-from beam_jobs.config import FeatureConfig
-from beam_jobs.records import US_PER_DAY, Event, Item
 from beam_jobs.sessions import SessionSlot
 from beam_jobs.snapshots import day_of, snapshot_days
 from beam_jobs.windows import Timeline, mean, ratio
+from recsys.data.records import US_PER_DAY, Event, Item
+from recsys.features.config import FeatureConfig
 from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP, WINDOWS_DAYS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Generic, TypeVar
 
-from beam_jobs.records import US_PER_DAY
+from recsys.data.records import US_PER_DAY
 
 T = TypeVar("T")
 

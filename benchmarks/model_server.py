@@ -86,6 +86,7 @@ def _exported(repo: Path, model_dir: Path, base: Path, epochs: int, k: int, data
     """Train (unless a checkpoint exists) and export (unless both models are exported) under
     ``base``; the version served."""
     from small_platform import train_once
+
     from trainer import workflow
 
     train_once(repo, model_dir, epochs, data)
@@ -108,8 +109,8 @@ def _exported(repo: Path, model_dir: Path, base: Path, epochs: int, k: int, data
 
 def _queries(train, cfg, n: int, seed: int) -> list[dict[str, np.ndarray]]:
     """``n`` distinct training examples as query-tower inputs, one batch-of-1 dict each."""
-    from trainer.arrays import to_arrays
-    from trainer.feature_spec import query_inputs
+    from recsys.model_contract.arrays import to_arrays
+    from recsys.model_contract.feature_spec import query_inputs
 
     rows = np.random.default_rng(seed).choice(len(train), size=min(n, len(train)),
                                               replace=False)
@@ -416,8 +417,9 @@ def main() -> int:
     if not RECSYS.exists():
         parser.error(f"{RECSYS} not found: install the project into .venv")
 
-    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
     import tensorflow as tf
+
+    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
 
     if args.tf_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)

@@ -70,16 +70,17 @@ def _step(times: dict, name: str, done: bool, fn) -> None:
 
 def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
     """The feature repository, model base path, known users and the setup step times."""
+    from retrieval_support import small_config, small_ranker_config
+
     from recsys.data.lake import Lake
     from recsys.data.synthetic import SyntheticConfig, generate
-    from recsys.features.build import build_features
     from recsys.features.store import apply, materialize
-    from retrieval_support import small_config, small_ranker_config
     from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
     from trainer import workflow
     from trainer.ranking.workflow import train_ranking
     from trainer.train import train_retrieval
     from trainer.training_data import load_retrieval_data
+    from workflows.features_build import build_features
 
     repo, base = (workdir / "feature_repo").resolve(), workdir / "models"
     model_dir, ranker_dir = workdir / "two_tower", workdir / "ranker"
@@ -302,8 +303,9 @@ def main() -> int:
     for noisy in ("apache_beam", "feast", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
     from recommendation_support import serve_app
+
+    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
     from serving.recommendations.app import create_app
     from serving.recommendations.config import ServiceConfig
     from serving.recommendations.service import build_recommender, latest_manifest

@@ -68,6 +68,7 @@ def _rss_mb() -> float:
 def _model(repo: Path, model_dir: Path, epochs: int, data):
     """Train the two-tower model into ``model_dir`` unless it already has a checkpoint."""
     from small_platform import train_once
+
     from trainer.model_dir import ModelDir
 
     train_once(repo, model_dir, epochs, data)
@@ -93,9 +94,9 @@ def _catalogue(synthetic, n: int):
 
 
 def _embed_items(model, frame, reference_us: int) -> tuple[np.ndarray, np.ndarray]:
-    from trainer.arrays import to_arrays, with_item_age
+    from recsys.model_contract.arrays import to_arrays, with_item_age
+    from recsys.model_contract.feature_spec import candidate_inputs
     from trainer.evaluate import embed
-    from trainer.feature_spec import candidate_inputs
 
     arrays = to_arrays(with_item_age(frame, reference_us), candidate_inputs(model.cfg),
                        "the synthetic catalogue")
@@ -103,9 +104,9 @@ def _embed_items(model, frame, reference_us: int) -> tuple[np.ndarray, np.ndarra
 
 
 def _queries(model, train, n: int, seed: int) -> np.ndarray:
-    from trainer.arrays import to_arrays
+    from recsys.model_contract.arrays import to_arrays
+    from recsys.model_contract.feature_spec import query_inputs
     from trainer.evaluate import embed
-    from trainer.feature_spec import query_inputs
 
     rows = np.random.default_rng(seed).choice(len(train), size=min(n, len(train)),
                                               replace=False)
@@ -264,8 +265,9 @@ def main() -> int:
     if sizes[0] < 16 or args.queries < 1:
         parser.error("--sizes must be >= 16 (ScaNN's minimum) and --queries >= 1")
 
-    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
     import tensorflow as tf
+
+    import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
 
     tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)

@@ -14,8 +14,8 @@ def build_platform(workdir: Path, synthetic) -> Path:
     """The feature repository of a small synthetic platform (built unless already there)."""
     from recsys.data.lake import Lake
     from recsys.data.synthetic import generate
-    from recsys.features.build import build_features
     from recsys.features.store import apply
+    from workflows.features_build import build_features
 
     repo = workdir / "feature_repo"
     if (repo / "data" / "training_examples").is_dir() and (repo / "data" / "registry.db").exists():

@@ -160,8 +160,8 @@ def bench_workers(client, base_cfg, repo: Path, lake: Path, users, items, backlo
                   levels) -> list[dict]:
     from dataclasses import replace
 
-    from recsys.stream.consumer_group import ConsumerGroup
     from recsys.stream.producer import StreamProducer
+    from stream_worker.consumer_group import ConsumerGroup
 
     rows = []
     for processes in levels:
@@ -202,12 +202,12 @@ def bench_freshness(client, base_cfg, repo: Path, lake: Path, base: Path, users,
     import pandas as pd
 
     from recsys.features.store import open_store
-    from recsys.stream.consumer_group import ConsumerGroup
-    from recsys.stream.fresh_items import FreshItemStore
+    from recsys.model_contract.manifest import read_manifest
+    from recsys.model_contract.versioning import versions
     from recsys.stream.producer import StreamProducer
     from serving.recommendations.fresh_source import FreshSource
-    from trainer.manifest import read_manifest
-    from trainer.versioning import versions
+    from stream_worker.consumer_group import ConsumerGroup
+    from stream_worker.fresh_items import FreshItemStore
 
     cfg = replace(base_cfg, stream="bench:fresh", dead_letter_stream="bench:fresh:dead")
     ConsumerGroup(client, cfg, "setup").ensure()

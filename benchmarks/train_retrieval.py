@@ -29,9 +29,9 @@ SHARED_MOVIELENS = ROOT.parent / "shared" / "datasets" / "ml-latest-small"
 def _prepare(movielens: Path, workdir: Path):
     from recsys.data.lake import Lake
     from recsys.data.movielens import import_movielens
-    from recsys.features.build import build_features
     from recsys.features.store import apply
     from trainer.training_data import load_retrieval_data
+    from workflows.features_build import build_features
 
     repo = workdir / "feature_repo"
     if not (repo / "data" / "registry.db").exists():

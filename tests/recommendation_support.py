@@ -26,13 +26,13 @@ class ServiceFiles:
 
 def build_service_files(root: Path, small_repo: Path, model_dir: Path, ranker_dir: Path
                         ) -> ServiceFiles:
+    from recsys.features.catalogue import read_catalogue
     from recsys.features.store import materialize
     from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
     from trainer.export import export_models
     from trainer.model_dir import ModelDir
     from trainer.ranking.ranker_dir import RankerDir
     from trainer.scann_config import ScannConfig
-    from trainer.training_data import read_catalogue
 
     repo = root / "feature_repo"
     shutil.copytree(small_repo, repo)

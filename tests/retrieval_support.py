@@ -10,7 +10,8 @@ from pathlib import Path
 
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
-from trainer.config import RetrievalConfig, RetrievalModelConfig, TrainConfig
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
+from trainer.config import RetrievalConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 PLATFORM = SyntheticConfig(users=400, items=1_500, days=6, seed=7, end_date=dt.date(2026, 11, 1))
@@ -25,8 +26,8 @@ def small_config(**train) -> RetrievalConfig:
 
 def build_small_repo(root: Path) -> Path:
     """A feature repository with features built from a small synthetic platform."""
-    from recsys.features.build import build_features
     from recsys.features.store import apply
+    from workflows.features_build import build_features
 
     lake = root / "lake"
     generate(PLATFORM, Lake(lake, create=True), progress=False)
@@ -38,7 +39,7 @@ def build_small_repo(root: Path) -> Path:
 
 
 def small_ranker_config(**overrides):
-    from trainer.ranking.config import RankerConfig
+    from recsys.model_contract.ranker_config import RankerConfig
 
     return RankerConfig(**{"history_length": 10, "item_dim": 8, "feature_dim": 4,
                            "ff_units": 16, "hidden_units": (16,), "epochs": 3,

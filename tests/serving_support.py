@@ -21,10 +21,10 @@ def export_small_models(model_dir: Path, repo: Path, base: Path, k: int = 10):
     """Version 1 of retrieval, retrieval_portable and item_tower under ``base``; ScaNN set to
     search exhaustively, so the two retrieval models agree exactly (ANN recall is tested in
     test_retrieval_export)."""
+    from recsys.features.catalogue import read_catalogue
     from trainer.export import export_models
     from trainer.model_dir import ModelDir
     from trainer.scann_config import ScannConfig
-    from trainer.training_data import read_catalogue
 
     directory = ModelDir(model_dir)
     _, _, model = directory.restore()

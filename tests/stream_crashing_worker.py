@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from recsys.stream.config import StreamConfig
-from recsys.stream.consumer_group import ConsumerGroup
 from recsys.stream.redis_connection import connect
-from recsys.stream.sinks import LakeSink, OnlineFeatureSink
-from recsys.stream.state_store import StreamState
-from recsys.stream.worker import StreamWorker
+from stream_worker.consumer_group import ConsumerGroup
+from stream_worker.sinks import LakeSink, OnlineFeatureSink
+from stream_worker.state_store import StreamState
+from stream_worker.worker import StreamWorker
 
 
 def _die(entry_ids):

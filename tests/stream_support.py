@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
-
 from feast_support import embedded_repo
+
 from recsys.data.lake import Lake
 from recsys.features.store import apply, materialize, open_store
 from recsys.features.tables import ITEM_CATALOGUE
 from recsys.stream.config import StreamConfig
-from recsys.stream.consumer_group import ConsumerGroup
 from recsys.stream.redis_connection import connect, stop_embedded
-from recsys.stream.sinks import LakeSink, OnlineFeatureSink
-from recsys.stream.state_store import StreamState
-from recsys.stream.worker import StreamWorker
+from stream_worker.consumer_group import ConsumerGroup
+from stream_worker.sinks import LakeSink, OnlineFeatureSink
+from stream_worker.state_store import StreamState
+from stream_worker.worker import StreamWorker
 
 CATEGORIES = ("news", "sports", "music", "film")
 CRASHING_WORKER = Path(__file__).with_name("stream_crashing_worker.py")

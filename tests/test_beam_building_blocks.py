@@ -2,14 +2,14 @@
 
 import pytest
 
-from beam_jobs.config import FeatureConfig, PositiveRule
 from beam_jobs.history import History
 from beam_jobs.positives import is_positive, label_weight, watch_fraction
-from beam_jobs.records import US_PER_DAY, US_PER_S, Event, Item
 from beam_jobs.sessions import SessionSlot, assign_sessions
 from beam_jobs.snapshots import snapshot_days
 from beam_jobs.windows import Timeline
+from recsys.data.records import US_PER_DAY, US_PER_S, Event, Item
 from recsys.errors import ConfigError
+from recsys.features.config import FeatureConfig, PositiveRule
 
 
 def ev(ts_s: float, kind: str = "click", item: str = "i", **kw) -> Event:
@@ -73,11 +73,12 @@ def test_rating_threshold_and_weights():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"history_length": 0}, "history_length must be > 0"),
+    ({"history_length": 0}, "history_length must be a positive integer, got 0"),
     ({"split": "random"}, "split must be one of ['none', 'temporal']"),
-    ({"test_fraction": 1.0}, "test_fraction must lie in (0, 1)"),
-    ({"history_event_types": ("purchase",)}, "unknown history event types ['purchase']"),
-    ({"max_bad_ratio": 2.0}, "max_bad_ratio must lie in [0, 1]"),
+    ({"test_fraction": 1.0}, "test_fraction must be a number in (0, 1), got 1.0"),
+    ({"history_event_types": ("purchase",)},
+     "history_event_types must be a subset of ['impression', "),
+    ({"max_bad_ratio": 2.0}, "max_bad_ratio must be a number in [0, 1], got 2.0"),
 ])
 def test_bad_feature_config(kwargs, message):
     with pytest.raises(ConfigError) as err:

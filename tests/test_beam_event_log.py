@@ -15,17 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from feast_support import PG, drop_schema, production_repo, require_services
 
 from beam_jobs.lake_io import table_rows
 from beam_jobs.pipeline import OUTPUT_SCHEMAS, run
 from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
-from feast_support import PG, drop_schema, production_repo, require_services
 from recsys.data.lake import Lake
 from recsys.data.schemas import EVENTS, ITEMS, USERS
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import ConfigError, SourceError
 from recsys.features.postgres_loader import connection_string
-from recsys.stream.postgres_events import PostgresEventLog
+from stream_worker.postgres_events import PostgresEventLog
 
 DSN = connection_string(**PG)
 UTC = dt.timezone.utc
@@ -200,7 +200,7 @@ def test_an_unreachable_event_log_fails_naming_host_and_database_not_the_passwor
 
 @services
 def test_the_production_feature_build_reads_the_stream_event_log(tmp_path, platform):
-    from recsys.features.build import build_features
+    from workflows.features_build import build_features
 
     profile, schema = production_repo(tmp_path, {})
     try:

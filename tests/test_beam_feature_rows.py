@@ -3,14 +3,19 @@ a missing column with nulls and drop an unknown one)."""
 
 import pytest
 
-from beam_jobs.config import FeatureConfig
-from beam_jobs.feature_rows import catalogue_row, profile_row
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
-from beam_jobs.records import US_PER_DAY, Event, Item
 from beam_jobs.timeline import process_user
-from recsys.features.tables import (ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE,
-                                    USER_SESSION)
+from recsys.data.records import US_PER_DAY, Event, Item
+from recsys.features.config import FeatureConfig
+from recsys.features.rows import catalogue_row, profile_row
+from recsys.features.tables import (
+    ITEM_CATALOGUE,
+    ITEM_FEATURES,
+    USER_FEATURES,
+    USER_PROFILE,
+    USER_SESSION,
+)
 
 EVENTS = [Event("e1", "u", "i1", "impression", 5 * US_PER_DAY),
           Event("e2", "u", "i1", "click", 5 * US_PER_DAY + 1, dwell_time_s=20.0)]

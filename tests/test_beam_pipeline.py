@@ -10,13 +10,13 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.config import FeatureConfig
 from beam_jobs.lake_io import DEAD_LETTER, ParseRows
 from beam_jobs.pipeline import ProcessUsers, run
-from beam_jobs.records import US_PER_S, Event, Item, parse_event
 from recsys.data.lake import Lake
+from recsys.data.records import US_PER_S, Event, Item, parse_event
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import BadRecordRatioError
+from recsys.features.config import FeatureConfig
 
 BASE = 1_767_225_600  # 2026-01-01T00:00:00Z
 UTC = dt.timezone.utc
@@ -220,7 +220,7 @@ def test_tfrecord_examples_equal_the_parquet_examples(small_lake, tmp_path):
 
 def test_item_features_are_exact_per_item():
     from beam_jobs.pipeline import ItemFeatures
-    from beam_jobs.records import US_PER_DAY
+    from recsys.data.records import US_PER_DAY
 
     day0 = us(0) // US_PER_DAY  # 2026-01-01
     with BeamTestPipeline() as p:

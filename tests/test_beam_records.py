@@ -2,7 +2,15 @@ import datetime as dt
 
 import pytest
 
-from beam_jobs.records import BadRecord, Event, Item, order_key, parse_event, parse_item, to_micros
+from recsys.data.records import (
+    BadRecord,
+    Event,
+    Item,
+    order_key,
+    parse_event,
+    parse_item,
+    to_micros,
+)
 
 UTC = dt.timezone.utc
 ROW = {"event_id": "e1", "user_id": "u1", "item_id": "i1", "event_type": "watch",

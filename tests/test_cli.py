@@ -3,9 +3,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from recsys.cli.main import main
 from test_movielens import write_movielens
+
+from workflows.cli.main import main
 
 
 def _run(capsys, *argv):

@@ -13,7 +13,7 @@ import pytest
 import requests
 from serving_support import export_small_models, free_port
 
-from recsys.cli.main import main
+from workflows.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_the_server_process_serves_rest_and_stops_on_sigterm(trained_model_dir, 
     export_small_models(trained_model_dir, small_repo, tmp_path / "models")
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "recsys.cli.main", "model-server", f"--port={grpc_port}",
+        [sys.executable, "-m", "workflows.cli.main", "model-server", f"--port={grpc_port}",
          f"--rest_api_port={rest_port}", "--model_name=retrieval",
          f"--model_base_path={tmp_path / 'models' / 'retrieval'}",
          "--file_system_poll_wait_seconds=0"],

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from recsys.cli.main import main
+from workflows.cli.main import main
 
 SMALL_YAML = """
 model:

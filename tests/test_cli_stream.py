@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from recsys.cli.main import main
-from recsys.stream.producer import StreamProducer
 from stream_support import events, stream_setup
+
+from recsys.stream.producer import StreamProducer
+from workflows.cli.main import main
 
 RECSYS = str(Path(sys.executable).with_name("recsys"))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from feast_support import REPO, drop_schema, embedded_repo, production_repo
+
 from recsys.features.store import in_repo
 from recsys.features.tables import FEATURE_TABLES, USER_FEATURES
 
@@ -94,3 +94,22 @@ def test_stock_feast_cli_on_the_production_profile(tmp_path):
         _stock_cli_round_trip(repo)
     finally:
         drop_schema(schema)
+
+
+@pytest.mark.slow
+def test_feast_apply_works_in_a_fresh_checkout_before_anything_else_ran(tmp_path):
+    """`cd feature_repo && feast apply` on exactly the files git holds (no data/ contents)."""
+    root = REPO.parent
+    listed = subprocess.run(["git", "ls-files", "feature_repo"], cwd=root, capture_output=True,
+                            text=True)
+    if listed.returncode != 0 or not listed.stdout.strip():
+        pytest.skip("not a git checkout: cannot tell which files a fresh clone holds")
+    for name in listed.stdout.split():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes((root / name).read_bytes())
+    repo = tmp_path / "feature_repo"
+    assert not (repo / "data" / "registry.db").exists()
+    done = subprocess.run([FEAST, "apply"], cwd=repo, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (repo / "data" / "registry.db").is_file()

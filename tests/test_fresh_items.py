@@ -10,16 +10,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.model_contract.manifest import ITEM_IDS, read_manifest
 from recsys.stream.config import StreamConfig
-from recsys.stream.fresh_items import FreshItemIndexer, FreshItemStore
-from recsys.stream.item_embedder import ItemEmbedder
 from recsys.stream.redis_connection import connect, stop_embedded
 from serving.recommendations.cold_items import tower_embedding
 from serving.recommendations.fresh_source import FreshSource
 from serving.recommendations.model_clients import InProcessModelClient
+from stream_worker.fresh_items import FreshItemIndexer, FreshItemStore
+from stream_worker.item_embedder import ItemEmbedder
 from trainer.config import RetrievalConfig
-from trainer.export import ITEM_IDS
-from trainer.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

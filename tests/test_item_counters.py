@@ -7,7 +7,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs.item_stream import ItemStreamRows
-from beam_jobs.records import Event
+from recsys.data.records import Event
 from recsys.features.item_counters import BUCKET_US, count_events, item_stream_row
 from recsys.features.tables import ITEM_STREAM
 

@@ -17,8 +17,8 @@ import tensorflow as tf
 from serving_support import config_text, export_small_models, start_server
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from trainer.arrays import to_arrays
-from trainer.feature_spec import query_inputs
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.feature_spec import query_inputs
 from trainer.model_dir import ModelDir
 
 PORTABLE = "retrieval_portable"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsys.cli.main import main
+from workflows.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

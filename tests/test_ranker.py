@@ -7,18 +7,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from retrieval_support import small_ranker_config
 
 from recsys.errors import ConfigError, SourceError
-from trainer.arrays import to_arrays, with_missing_columns
+from recsys.model_contract.arrays import to_arrays, with_missing_columns
+from recsys.model_contract.ranker_config import RankerConfig, load_ranker_config
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.evaluation_set import build_evaluation_set
 from trainer.model_dir import ModelDir
-from trainer.ranking.config import RankerConfig, load_ranker_config
 from trainer.ranking.evaluate import reranked
-from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.ranking.ranker_dir import RankerDir
 from trainer.ranking.stacking import split_by_time
 from trainer.ranking.train import listwise_loss
-from retrieval_support import small_ranker_config
 
 SMALL = small_ranker_config()
 
@@ -78,9 +78,10 @@ def test_reranking_orders_the_two_tower_candidates(ranking, small_data, trained_
 def test_ranker_config_is_checked(tmp_path):
     with pytest.raises(ConfigError, match="num_heads must be a positive integer"):
         RankerConfig(num_heads=0)
-    with pytest.raises(ConfigError, match="dropout must be in"):
+    with pytest.raises(ConfigError, match=r"dropout must be a number in \[0, 1\)"):
         RankerConfig(dropout=1.0)
-    with pytest.raises(ConfigError, match=r"holdout_fraction must be in \(0, 1\), got 1.0"):
+    with pytest.raises(ConfigError,
+                       match=r"holdout_fraction must be a number in \(0, 1\), got 1.0"):
         RankerConfig(holdout_fraction=1.0)
     path = tmp_path / "ranker.yaml"
     path.write_text("epochs: 2\nhidden_units: [8]\n")

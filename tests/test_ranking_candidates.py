@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.ranking.candidates import top_candidates
+from recsys.evaluation.candidates import top_candidates
 
 
 def test_top_candidates_equal_a_full_sort_across_chunks():

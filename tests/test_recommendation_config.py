@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from recsys.cli.main import main
 from recsys.errors import ConfigError
 from serving.recommendations.config import ServiceConfig, load_service_config
 from serving.recommendations.rules import RulesConfig
+from workflows.cli.main import main
 
 
 def test_file_then_flags(tmp_path):

@@ -286,9 +286,9 @@ def test_apply_rules_is_deterministic_and_leaves_its_input_alone() -> None:
      r"^recency_half_life_days must be a finite number > 0, got -5$"),
     ({"recency_half_life_days": math.inf},
      r"^recency_half_life_days must be a finite number > 0, got inf$"),
-    ({"max_per_category": 0.0}, r"^max_per_category must be in \(0, 1\], got 0\.0$"),
-    ({"max_per_category": 1.5}, r"^max_per_category must be in \(0, 1\], got 1\.5$"),
-    ({"max_per_category": "0.4"}, r"^max_per_category must be in \(0, 1\], got '0\.4'$"),
+    ({"max_per_category": 0.0}, r"^max_per_category must be a number in \(0, 1\], got 0\.0$"),
+    ({"max_per_category": 1.5}, r"^max_per_category must be a number in \(0, 1\], got 1\.5$"),
+    ({"max_per_category": "0.4"}, r"^max_per_category must be a number in \(0, 1\], got '0\.4'$"),
 ])
 def test_bad_rules_config_names_the_field(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -8,10 +8,10 @@ import dataclasses
 import time
 
 import pytest
-
 from recommendation_support import PrivateRedis, SlowModels, redis_profile
-from serving.recommendations.config import ServiceConfig
 from serving_support import config_text, free_port, start_server
+
+from serving.recommendations.config import ServiceConfig
 from serving.recommendations.pipeline import RecommendationRequest
 from serving.recommendations.service import build_recommender
 
@@ -220,11 +220,11 @@ def test_the_service_follows_the_model_server_to_a_new_version(files, config, tm
                                                                trained_ranker, active_user):
     import shutil
 
+    from recsys.features.catalogue import read_catalogue
     from trainer.export import export_models
     from trainer.model_dir import ModelDir
     from trainer.ranking.ranker_dir import RankerDir
     from trainer.scann_config import ScannConfig
-    from trainer.training_data import read_catalogue
 
     base = tmp_path / "models"
     shutil.copytree(files.base, base)

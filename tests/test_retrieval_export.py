@@ -14,13 +14,13 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from recsys.errors import ConfigError
+from recsys.features.catalogue import read_catalogue
+from recsys.model_contract.feature_spec import query_inputs
+from recsys.model_contract.manifest import read_manifest
+from recsys.model_contract.versioning import next_version, staged_version, versions
 from trainer.export import ARTIFACTS, export_models
-from trainer.feature_spec import query_inputs
-from trainer.manifest import read_manifest
 from trainer.model_dir import ModelDir
 from trainer.scann_config import ScannConfig
-from trainer.training_data import read_catalogue
-from trainer.versioning import next_version, staged_version, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,8 +47,8 @@ QUERIES = """
 import json, sys
 import recsys
 import pandas as pd
-from trainer.arrays import to_arrays
-from trainer.feature_spec import query_inputs
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.feature_spec import query_inputs
 from trainer.config import RetrievalConfig
 cfg = RetrievalConfig.from_dict({"model": json.load(open(sys.argv[2]))["model_config"]}).model
 frame = pd.read_parquet(sys.argv[3])
@@ -126,8 +126,8 @@ def test_scann_model_in_a_fresh_process_matches_exact_search(exported, small_dat
                                                              small_repo, tmp_path):
     base, manifest, queries = _write_inputs(tmp_path, exported, small_data)
     catalogue = read_catalogue(small_repo / "data")
-    from trainer.arrays import to_arrays, with_item_age
-    from trainer.feature_spec import candidate_inputs
+    from recsys.model_contract.arrays import to_arrays, with_item_age
+    from recsys.model_contract.feature_spec import candidate_inputs
 
     cfg = json.loads(manifest.read_text())["model_config"]
     from trainer.config import RetrievalConfig
@@ -157,8 +157,8 @@ def test_portable_model_loads_without_scann_and_matches_the_scann_model(exported
 
 def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, trained_model_dir,
                                                                    small_data, small_repo):
-    from trainer.arrays import to_arrays
-    from trainer.feature_spec import query_inputs
+    from recsys.model_contract.arrays import to_arrays
+    from recsys.model_contract.feature_spec import query_inputs
 
     base, _ = exported
     _, _, model = ModelDir(trained_model_dir).restore()
@@ -169,9 +169,9 @@ def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, tra
         loaded = tf.saved_model.load(str(base / name / "1"))
         got = loaded.signatures["query_embedding"](**feed)["embedding"].numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
-    from trainer.arrays import with_item_age
-    from trainer.feature_spec import candidate_inputs
-    from trainer.training_data import read_catalogue
+    from recsys.features.catalogue import read_catalogue
+    from recsys.model_contract.arrays import with_item_age
+    from recsys.model_contract.feature_spec import candidate_inputs
 
     items = {k: tf.constant(v) for k, v in to_arrays(
         with_item_age(read_catalogue(small_repo / "data").head(32), 1_700_000_000_000_000),

@@ -9,8 +9,8 @@ import tensorflow as tf
 from retrieval_support import small_config
 
 from recsys.errors import ConfigError, SchemaError, SourceError
-from trainer.arrays import to_arrays
-from trainer.feature_spec import candidate_inputs, query_inputs
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.model_dir import ModelDir
 from trainer.strategy import make_strategy
 from trainer.train import train_retrieval

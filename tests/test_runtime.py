@@ -55,7 +55,7 @@ def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("entry_point", ["recsys", "trainer", "beam_jobs", "serving",
-                                         "recsys.cli.main"])
+                                         "workflows.cli.main"])
 def test_every_entry_point_sets_legacy_keras(entry_point):
     out = _python(f"import {entry_point}, os; print(os.environ['TF_USE_LEGACY_KERAS'])")
     assert out.returncode == 0, out.stderr

@@ -1,4 +1,5 @@
-"""Tests of trainer.saved_model_ops on real SavedModels written by the tests themselves."""
+"""Tests of recsys.model_contract.saved_model_ops on real SavedModels written by the tests
+themselves."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.framework import op_def_registry
 
 from recsys.errors import RecsysError
-from trainer.saved_model_ops import (
+from recsys.model_contract.saved_model_ops import (
     REQUIRED_IMPORTS,
     SavedModelError,
     TensorInfo,
@@ -188,7 +189,7 @@ def test_op_missing_from_registry_is_custom(stock_model: Path, tmp_path: Path) -
 _FRESH_PROCESS = """
 import json, sys
 from pathlib import Path
-from trainer.saved_model_ops import inspect_saved_model
+from recsys.model_contract.saved_model_ops import inspect_saved_model
 from tensorflow.python.framework import op_def_registry
 report = inspect_saved_model(Path(sys.argv[1]))
 print(json.dumps({

@@ -47,8 +47,8 @@ def test_encode_refuses_an_unknown_kind():
 @pytest.mark.parametrize("overrides, message", [
     ({"redis_url": "http://x"}, "redis_url must start with redis://, rediss:// or unix://, got "
                                 "'http://x'"),
-    ({"batch_size": 0}, "batch_size must be an integer > 0, got 0"),
-    ({"max_deliveries": True}, "max_deliveries must be an integer > 0, got True"),
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"max_deliveries": True}, "max_deliveries must be a positive integer, got True"),
     ({"stream": " "}, "stream must be a non-empty string, got ' '"),
     ({"dead_letter_stream": "recsys:events"}, "dead_letter_stream must differ from stream, "
                                               "both are 'recsys:events'"),

@@ -9,13 +9,13 @@ import time
 import uuid
 
 import pytest
+from stream_support import drain, events, stream_setup
+from test_stream_worker import _FailingLake
 
 from recsys.data.lake import Lake
 from recsys.features.store import open_store
-from recsys.stream.consumer_group import DELETED_REASON, ConsumerGroup
 from recsys.stream.producer import StreamProducer
-from stream_support import drain, events, stream_setup
-from test_stream_worker import _FailingLake
+from stream_worker.consumer_group import DELETED_REASON, ConsumerGroup
 
 pytestmark = pytest.mark.slow
 
@@ -163,7 +163,7 @@ def test_only_unreachable_or_busy_dependencies_count_as_outages(tmp_path):
     import psycopg
     import redis
 
-    from recsys.stream.worker import is_outage
+    from stream_worker.worker import is_outage
 
     holder = sqlite3.connect(tmp_path / "x.db")
     holder.execute("CREATE TABLE t (a)")

@@ -7,13 +7,13 @@ import uuid
 
 import pyarrow as pa
 import pytest
-
 from conftest import event
 from feast_support import PG, drop_schema, require_services
+
 from recsys.data.schemas import EVENTS, ITEMS
 from recsys.features.postgres_loader import connection_string
-from recsys.stream.postgres_events import PostgresEventLog
 from recsys.stream.records import check_records
+from stream_worker.postgres_events import PostgresEventLog
 
 pytestmark = pytest.mark.services
 

@@ -7,14 +7,14 @@ import datetime as dt
 import time
 
 import pytest
-
 from feast_support import drop_schema, production_repo, require_services
+from stream_support import catalogue_table, events, expected_counts
+
 from recsys.features.store import apply, materialize, open_store
 from recsys.stream.config import StreamConfig
 from recsys.stream.producer import StreamProducer
 from recsys.stream.redis_connection import connect
-from recsys.stream.runner import WorkerSpec, build_worker
-from stream_support import catalogue_table, events, expected_counts
+from stream_worker.runner import WorkerSpec, build_worker
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import random
 
-from beam_jobs.config import FeatureConfig
-from beam_jobs.records import US_PER_S, Event, Item
 from beam_jobs.timeline import process_user
-from recsys.stream.session_state import SessionState
+from recsys.data.records import US_PER_S, Event, Item
+from recsys.features.config import FeatureConfig
+from stream_worker.session_state import SessionState
 
 T0 = 1_790_000_000 * US_PER_S
 TYPES = ("impression", "impression", "click", "watch", "like", "skip", "share")

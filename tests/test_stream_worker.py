@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from stream_support import drain, events, expected_counts, stream_setup
 
 from recsys.stream.producer import StreamProducer
-from recsys.stream.sinks import LakeSink
-from stream_support import drain, events, expected_counts, stream_setup
+from stream_worker.sinks import LakeSink
 
 pytestmark = pytest.mark.slow
 

@@ -160,12 +160,12 @@ def test_generate_into_a_lake_is_idempotent(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("users", 0, "users must be > 0, got 0"),
-    ("days", -1, "days must be > 0, got -1"),
-    ("seed", -5, "seed must be >= 0, got -5"),
-    ("categories", len(CATEGORIES) + 1, "categories must lie in [1, 32]"),
-    ("surge_share", 1.5, "surge_share must lie in [0, 1], got 1.5"),
-    ("zipf_exponent", -1.0, "zipf_exponent must be >= 0"),
+    ("users", 0, "users must be a positive integer, got 0"),
+    ("days", -1, "days must be a positive integer, got -1"),
+    ("seed", -5, "seed must be an integer >= 0, got -5"),
+    ("categories", len(CATEGORIES) + 1, "categories must be an integer in [1, 32], got 33"),
+    ("surge_share", 1.5, "surge_share must be a number in [0, 1], got 1.5"),
+    ("zipf_exponent", -1.0, "zipf_exponent must be a number >= 0, got -1.0"),
     ("end_date", dt.date(2999, 1, 1), "end_date 2999-01-01 lies in the future"),
 ])
 def test_bad_config_names_the_field(field, value, message):

@@ -1,4 +1,4 @@
-"""Tests of trainer.arrays (tables to tower inputs) and trainer.vocabularies."""
+"""Tests of recsys.model_contract.arrays (tables to tower inputs) and trainer.vocabularies."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 from recsys.errors import SchemaError, SourceError
-from trainer.arrays import US_PER_DAY, take, to_arrays, with_item_age
-from trainer.config import RetrievalModelConfig
-from trainer.feature_spec import InputSpec, candidate_inputs, query_inputs
+from recsys.model_contract.arrays import US_PER_DAY, take, to_arrays, with_item_age
+from recsys.model_contract.feature_spec import InputSpec, candidate_inputs, query_inputs
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.vocabularies import Vocabularies, log_stats, vocabulary
 
 NAN = np.nan
@@ -300,8 +300,8 @@ def test_load_of_a_corrupt_file_is_a_source_error(tmp_path):
 def test_records_encode_exactly_as_frames():
     """The serving encoder (records) and the training encoder (DataFrames) agree on every
     kind of value, missing ones included."""
-    from trainer.arrays import records_to_arrays
-    from trainer.feature_spec import InputSpec
+    from recsys.model_contract.arrays import records_to_arrays
+    from recsys.model_contract.feature_spec import InputSpec
 
     specs = [InputSpec("s", "string"), InputSpec("i", "int64"), InputSpec("f", "float32"),
              InputSpec("ls", "string", 3), InputSpec("lf", "float32", 3)]

@@ -12,15 +12,12 @@ from pathlib import Path
 import pytest
 
 from recsys.errors import ConfigError
-from trainer.config import (
-    STRATEGIES,
+from recsys.model_contract.retrieval_config import (
     USER_CATEGORICAL_FEATURES,
     USER_NUMERIC_FEATURES,
-    RetrievalConfig,
     RetrievalModelConfig,
-    TrainConfig,
-    load_config,
 )
+from trainer.config import STRATEGIES, RetrievalConfig, TrainConfig, load_config
 
 NAN = float("nan")
 

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
+from recsys.model_contract.retrieval_config import (
+    CONTEXT_CATEGORICAL_FEATURES,
+    RetrievalModelConfig,
+)
 from trainer.candidate_tower import CandidateTower
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalModelConfig
-from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.query_tower import QueryTower
 from trainer.vocabularies import Vocabularies
 

@@ -2,14 +2,14 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-
 from feast_support import embedded_repo
+
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import FeatureStoreError
-from recsys.features.build import build_features
 from recsys.features.store import apply
 from recsys.features.training_set import training_set
+from workflows.features_build import build_features
 
 
 @pytest.mark.slow

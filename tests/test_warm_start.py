@@ -8,16 +8,16 @@ import math
 
 import pandas as pd
 import pytest
-
-from recsys.cli.main import main
-from recsys.errors import ConfigError, SourceError
 from retrieval_support import small_config, small_ranker_config
+
+from recsys.errors import ConfigError, SourceError
+from recsys.model_contract.manifest import read_manifest
+from recsys.model_contract.versioning import versions
 from trainer import workflow
-from trainer.manifest import read_manifest
 from trainer.quality_gate import QualityGate
 from trainer.training_data import RetrievalData, timestamps_us
-from trainer.versioning import versions
 from trainer.warm_start import WARM_START_FILE, warm_start_ranking, warm_start_retrieval
+from workflows.cli.main import main
 
 pytestmark = pytest.mark.slow
 

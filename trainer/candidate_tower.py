@@ -6,7 +6,7 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import RetrievalModelConfig
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.layers import HistoryPooling, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.query_tower import mlp
@@ -18,7 +18,7 @@ class CandidateTower(Tower):
     """Item id (unseen items share a trained "unknown" row), category, language, the mean of
     its tags and its age in days (log-scaled, with a missing flag), through an MLP.
 
-    Input: a mapping with the inputs of :func:`trainer.feature_spec.candidate_inputs`.
+    Input: a mapping with the inputs of :func:`recsys.model_contract.feature_spec.candidate_inputs`.
     Output: float32 [B, embedding_dim], unit length.
     """
 

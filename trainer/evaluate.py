@@ -14,9 +14,9 @@ import numpy as np
 
 from recsys.evaluation import DEFAULT_KS, ranking_metrics, segment_metrics, top_k
 from recsys.evaluation.segments import recent_items, short_history_users
-from trainer.arrays import US_PER_DAY, to_arrays, with_item_age
+from recsys.model_contract.arrays import US_PER_DAY, to_arrays, with_item_age
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.evaluation_set import EvaluationSet
-from trainer.feature_spec import candidate_inputs, query_inputs
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,14 @@ import pandas as pd
 import tensorflow as tf
 
 from recsys.errors import RecsysError
-from trainer.arrays import to_arrays, with_item_age, with_missing_columns
+from recsys.model_contract.arrays import to_arrays, with_item_age, with_missing_columns
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
+from recsys.model_contract.manifest import ITEM_IDS, write_manifest
+from recsys.model_contract.saved_model_ops import inspect_saved_model
+from recsys.model_contract.versioning import next_version, staged_version
 from trainer.evaluate import embed
-from trainer.feature_spec import candidate_inputs, query_inputs
-from trainer.manifest import write_manifest
-from trainer.saved_model_ops import inspect_saved_model
 from trainer.scann_config import ScannConfig
 from trainer.serving_modules import ItemTowerModule, RankerModule, RetrievalModule
-from trainer.versioning import next_version, staged_version
 
 log = logging.getLogger(__name__)
 ARTIFACTS = ("retrieval", "retrieval_portable", "item_tower")
@@ -127,9 +127,6 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
                                                  2 * args["num_reordering_candidates"])}
 
 
-ITEM_IDS = Path("assets.extra") / "item_ids.txt"
-
-
 def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path: Path,
                   k: int = 100, scann: ScannConfig = ScannConfig(),
                   queries: pd.DataFrame | None = None,
@@ -174,7 +171,7 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
                        _sample(items), "item_tower", info),
     }
     if ranker is not None:
-        from trainer.ranking.inputs import ranker_inputs
+        from recsys.model_contract.ranker_inputs import ranker_inputs
 
         specs = ranker_inputs(ranker.cfg)
         rows = _ranker_check_rows(queries, candidates, reference_us, specs)

@@ -20,10 +20,10 @@ def scann_recall(base: Path, version: int, queries_parquet: Path) -> dict:
     import scann  # noqa: F401  (registers the Scann ops, as a server of this model must)
     import tensorflow as tf
 
-    from trainer.arrays import to_arrays
+    from recsys.model_contract.arrays import to_arrays
+    from recsys.model_contract.feature_spec import query_inputs
+    from recsys.model_contract.manifest import read_manifest
     from trainer.config import RetrievalConfig
-    from trainer.feature_spec import query_inputs
-    from trainer.manifest import read_manifest
 
     scann_path = base / "retrieval" / str(version)
     cfg = RetrievalConfig.from_dict({"model": read_manifest(scann_path)["model_config"]}).model

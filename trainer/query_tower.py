@@ -6,7 +6,10 @@ from typing import Mapping
 
 import tensorflow as tf
 
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES, RetrievalModelConfig
+from recsys.model_contract.retrieval_config import (
+    CONTEXT_CATEGORICAL_FEATURES,
+    RetrievalModelConfig,
+)
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.tower import Tower
@@ -26,7 +29,7 @@ class QueryTower(Tower):
     the time since the latest one, context (hour, weekday, device, country, language) and the
     Feast user features, through an MLP.
 
-    Input: a mapping with the inputs of :func:`trainer.feature_spec.query_inputs`.
+    Input: a mapping with the inputs of :func:`recsys.model_contract.feature_spec.query_inputs`.
     Output: float32 [B, embedding_dim], unit length.
     """
 

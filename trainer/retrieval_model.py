@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from recsys.model_contract.feature_spec import candidate_inputs
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.candidate_tower import CandidateTower
-from trainer.config import RetrievalModelConfig
-from trainer.feature_spec import candidate_inputs
 from trainer.query_tower import QueryTower
 from trainer.vocabularies import Vocabularies
 
@@ -49,6 +49,11 @@ class TwoTowerModel(tfrs.Model):
                 raise ValueError("num_random_negatives > 0 needs the catalogue to sample from")
             self._catalogue = {s.name: tf.constant(catalogue[s.name])
                                for s in candidate_inputs(cfg)}
+
+    def get_config(self) -> dict:
+        """The model config and the vocabularies (JSON-serialisable), as the towers give them;
+        the sampling catalogue is training data, not configuration."""
+        return self.query_tower.get_config()
 
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False):
         queries = self.query_tower(features, training=training)

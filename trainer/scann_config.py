@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from recsys.config import Config, boolean, optional, positive_int, probability, setting
 from recsys.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class ScannConfig:
+class ScannConfig(Config):
     """A ScaNN tree + asymmetric hashing index with exact re-scoring of the best candidates.
 
     Attributes:
@@ -25,25 +26,15 @@ class ScannConfig:
             this (0 disables the widening).
     """
 
-    num_leaves: int | None = None
-    num_leaves_to_search: int | None = None
-    num_reordering_candidates: int | None = None
-    dimensions_per_block: int = 2
-    training_iterations: int = 12
-    exact: bool = False
-    min_recall: float = 0.97
+    num_leaves: int | None = setting(None, optional(positive_int))
+    num_leaves_to_search: int | None = setting(None, optional(positive_int))
+    num_reordering_candidates: int | None = setting(None, optional(positive_int))
+    dimensions_per_block: int = setting(2, positive_int)
+    training_iterations: int = setting(12, positive_int)
+    exact: bool = setting(False, boolean)
+    min_recall: float = setting(0.97, probability)
 
-    def __post_init__(self) -> None:
-        if not (isinstance(self.min_recall, (int, float)) and 0.0 <= self.min_recall <= 1.0):
-            raise ConfigError(f"min_recall must be a number in [0, 1], got {self.min_recall!r}")
-        for name in ("num_leaves", "num_leaves_to_search", "num_reordering_candidates"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
-        for name in ("dimensions_per_block", "training_iterations"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    def check_together(self) -> None:
         if (self.num_leaves and self.num_leaves_to_search
                 and self.num_leaves_to_search > self.num_leaves):
             raise ConfigError(f"num_leaves_to_search ({self.num_leaves_to_search}) cannot exceed "

@@ -14,9 +14,9 @@ from typing import Iterable
 
 import tensorflow as tf
 
-from trainer.feature_spec import InputSpec
+from recsys.model_contract.feature_spec import InputSpec
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from trainer.ranking.fusion import fuse_tf
-from trainer.ranking.inputs import RETRIEVAL_SCORE
 
 
 def _signature(specs: Iterable[InputSpec]) -> list[dict[str, tf.TensorSpec]]:

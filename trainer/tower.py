@@ -7,7 +7,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from trainer.config import RetrievalConfig, RetrievalModelConfig
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.vocabularies import Vocabularies
 
 
@@ -25,5 +25,5 @@ class Tower(tf.keras.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> Tower:
-        model_cfg = RetrievalConfig.from_dict({"model": config["cfg"]}).model
+        model_cfg = RetrievalModelConfig.from_dict(config["cfg"], "model")
         return cls(model_cfg, Vocabularies(**config["vocab"]))

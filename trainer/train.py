@@ -20,14 +20,14 @@ import numpy as np
 import tensorflow as tf
 
 from recsys.errors import SourceError
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.config import RetrievalConfig
-from trainer.feature_spec import candidate_inputs, query_inputs
 from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
 from trainer.retrieval_model import SAMPLING_PROBABILITY, TwoTowerModel
 from trainer.strategy import make_strategy
 from trainer.training_data import RetrievalData, timestamps_us, with_content
-from trainer.arrays import to_arrays
 from trainer.vocabularies import Vocabularies
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def sampling_probability(item_ids: np.ndarray) -> np.ndarray:
 
 
 def _catalogue_arrays(data: RetrievalData, cfg: RetrievalConfig, vocab: Vocabularies) -> dict:
-    from trainer.arrays import with_item_age
+    from recsys.model_contract.arrays import with_item_age
 
     items = data.catalogue[data.catalogue["item_id"].isin(set(vocab.item_ids))]
     reference = int(np.max(data.train["event_timestamp"]).value // 1000)

@@ -14,25 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from recsys.errors import SourceError
-from trainer.arrays import to_arrays, with_item_age
-from trainer.config import RetrievalModelConfig
-from trainer.feature_spec import candidate_inputs, query_inputs
-
-CATALOGUE_COLUMNS = ["item_id", "item_category", "item_language", "item_tags",
-                     "item_created_at_s"]
-
-
-def read_catalogue(data_dir: Path) -> pd.DataFrame:
-    """The latest catalogue row of every item (by event time, then creation time)."""
-    path = data_dir / "item_catalogue"
-    if not path.is_dir():
-        raise SourceError(f"{path} not found; run `recsys features build` first")
-    rows = pq.read_table(path).to_pandas()
-    rows = rows.sort_values(["item_id", "event_timestamp", "created_timestamp"])
-    return rows.drop_duplicates("item_id", keep="last")[CATALOGUE_COLUMNS].reset_index(drop=True)
+from recsys.features.catalogue import CATALOGUE_COLUMNS, read_catalogue
+from recsys.model_contract.arrays import to_arrays, with_item_age
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
+from recsys.model_contract.retrieval_config import RetrievalModelConfig
 
 
 def timestamps_us(frame: pd.DataFrame) -> np.ndarray:
@@ -82,5 +69,4 @@ def load_retrieval_data(repo: Path, examples: pd.DataFrame | None = None) -> Ret
     return RetrievalData(train=train, test=test, catalogue=catalogue)
 
 
-__all__ = ["RetrievalData", "load_retrieval_data", "read_catalogue", "with_content",
-           "timestamps_us", "CATALOGUE_COLUMNS"]
+__all__ = ["RetrievalData", "load_retrieval_data", "with_content", "timestamps_us"]

@@ -16,7 +16,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from recsys.errors import SourceError
-from trainer.feature_spec import InputSpec
+from recsys.model_contract.feature_spec import InputSpec
 
 
 def _ordered(counts: Counter) -> list[str]:

@@ -28,9 +28,9 @@ import pandas as pd
 
 from recsys.errors import ConfigError, SourceError
 from recsys.evaluation.ranking import NonFiniteScores
+from recsys.model_contract.manifest import MANIFEST, read_manifest
 from trainer.evaluate import evaluate_ranked, evaluate_scores, two_tower_scores
 from trainer.evaluation_set import build_evaluation_set
-from trainer.manifest import MANIFEST, read_manifest
 from trainer.model_dir import ModelDir
 from trainer.quality_gate import GateDecision, QualityGate
 from trainer.training_data import RetrievalData, load_retrieval_data, timestamps_us

@@ -16,17 +16,24 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from recsys.errors import SourceError
+from recsys.features.catalogue import read_catalogue
+from recsys.model_contract.arrays import with_missing_columns
+from recsys.model_contract.feature_spec import query_inputs
 from trainer.config import RetrievalConfig
-from trainer.arrays import with_missing_columns
-from trainer.evaluate import (DEFAULT_KS, Segments, evaluate_ranked, evaluate_scores,
-                              popularity_scores, two_tower_scores)
+from trainer.evaluate import (
+    DEFAULT_KS,
+    Segments,
+    evaluate_ranked,
+    evaluate_scores,
+    popularity_scores,
+    two_tower_scores,
+)
 from trainer.evaluation_set import build_evaluation_set
 from trainer.export import ExportResult, export_models
-from trainer.feature_spec import query_inputs
 from trainer.model_dir import ModelDir
 from trainer.scann_config import ScannConfig
 from trainer.train import TrainResult, train_retrieval
-from trainer.training_data import RetrievalData, load_retrieval_data, read_catalogue
+from trainer.training_data import RetrievalData, load_retrieval_data
 
 log = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.json"

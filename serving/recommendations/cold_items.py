@@ -17,8 +17,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from trainer.arrays import to_arrays, with_item_age
-from trainer.feature_spec import candidate_inputs
+from recsys.model_contract.arrays import to_arrays, with_item_age
+from recsys.model_contract.feature_spec import candidate_inputs
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

@@ -9,17 +9,26 @@ Every bad value is a ``ConfigError`` naming the field.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from recsys.config import (
+    Check,
+    Config,
+    config_section,
+    positive_int,
+    positive_number,
+    read_yaml_mapping,
+    setting,
+    text,
+)
 from recsys.errors import ConfigError
 from serving.recommendations.rules import RulesConfig
-from trainer.config import config_section, read_yaml_mapping
 
 
 @dataclass(frozen=True)
-class ServiceConfig:
+class ServiceConfig(Config):
     """Attributes:
         repo: the feature repository profile directory (Feast online store).
         model_base_path: where `recsys export` wrote retrieval, item_tower and ranker.
@@ -46,49 +55,38 @@ class ServiceConfig:
 
     repo: Path = Path("feature_repo")
     model_base_path: Path = Path("models")
-    model_server: str = ""
+    model_server: str = setting("", text & Check(
+        lambda v: not v or (":" in v and v.rsplit(":", 1)[1].isdigit()), "host:port",
+        "be host:port"))
     popular_lists: str = ""
     catalogue: str = ""
-    request_deadline_ms: float = 250.0
-    features_timeout_ms: float = 60.0
-    retrieval_timeout_ms: float = 80.0
-    ranking_timeout_ms: float = 100.0
-    failure_threshold: int = 5
-    reset_timeout_s: float = 5.0
-    user_cache_ttl_s: float = 2.0
-    item_cache_ttl_s: float = 60.0
-    cache_entries: int = 100_000
-    default_k: int = 10
-    max_k: int = 100
-    trending_candidates: int = 20
-    fresh_candidates: int = 20
-    cold_start_candidates: int = 50
-    max_history: int = 50
-    max_in_flight: int = 4
-    workers: int = 16
-    rules: RulesConfig = field(default_factory=RulesConfig)
+    request_deadline_ms: float = setting(250.0, positive_number)
+    features_timeout_ms: float = setting(60.0, positive_number)
+    retrieval_timeout_ms: float = setting(80.0, positive_number)
+    ranking_timeout_ms: float = setting(100.0, positive_number)
+    failure_threshold: int = setting(5, positive_int)
+    reset_timeout_s: float = setting(5.0, positive_number)
+    user_cache_ttl_s: float = setting(2.0, positive_number)
+    item_cache_ttl_s: float = setting(60.0, positive_number)
+    cache_entries: int = setting(100_000, positive_int)
+    default_k: int = setting(10, positive_int)
+    max_k: int = setting(100, positive_int)
+    trending_candidates: int = setting(20, positive_int)
+    fresh_candidates: int = setting(20, positive_int)
+    cold_start_candidates: int = setting(50, positive_int)
+    max_history: int = setting(50, positive_int)
+    max_in_flight: int = setting(4, positive_int)
+    workers: int = setting(16, positive_int)
+    rules: RulesConfig = setting(factory=RulesConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repo", Path(self.repo))
         object.__setattr__(self, "model_base_path", Path(self.model_base_path))
-        for name in ("request_deadline_ms", "features_timeout_ms", "retrieval_timeout_ms",
-                     "ranking_timeout_ms", "reset_timeout_s", "user_cache_ttl_s",
-                     "item_cache_ttl_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
-        for name in ("failure_threshold", "cache_entries", "default_k", "max_k",
-                     "trending_candidates", "cold_start_candidates", "fresh_candidates",
-                     "max_history",
-                     "max_in_flight", "workers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        super().__post_init__()
+
+    def check_together(self) -> None:
         if self.default_k > self.max_k:
             raise ConfigError(f"default_k ({self.default_k}) must be <= max_k ({self.max_k})")
-        if self.model_server and (":" not in self.model_server
-                                  or not self.model_server.rsplit(":", 1)[1].isdigit()):
-            raise ConfigError(f"model_server must be host:port, got {self.model_server!r}")
 
     @property
     def popular_lists_path(self) -> Path:

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from recsys.model_contract.ranker_config import ITEM_NUMERIC_FEATURES, USER_NUMERIC_FEATURES
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
+from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
 from serving.recommendations.queries import query_arrays, query_row, ranker_arrays, user_history
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES
-from trainer.ranking.config import ITEM_NUMERIC_FEATURES, USER_NUMERIC_FEATURES
-from trainer.ranking.inputs import RETRIEVAL_SCORE
 
 FEATURE_GROUPS = {
     "recent history": ("history_item_ids", "history_categories", "history_gaps_s"),

@@ -1,5 +1,5 @@
 """Fresh items as a retrieval source: the items the stream worker embedded into the fresh-item
-index for the served retrieval version (``recsys.stream.fresh_items``), nearest to the
+index for the served retrieval version (``stream_worker.fresh_items``), nearest to the
 request's query embedding by dot product, on the same scale as the two-tower scores.
 
 Guarantees: the index is re-read from Redis only when its change counter moved, at most every

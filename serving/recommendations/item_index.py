@@ -19,9 +19,9 @@ from typing import Collection, Iterable
 import numpy as np
 import pandas as pd
 
-from trainer.arrays import to_arrays, with_item_age
-from trainer.feature_spec import candidate_inputs
-from trainer.ranking.candidates import top_candidates
+from recsys.evaluation.candidates import top_candidates
+from recsys.model_contract.arrays import to_arrays, with_item_age
+from recsys.model_contract.feature_spec import candidate_inputs
 
 log = logging.getLogger(__name__)
 

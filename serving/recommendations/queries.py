@@ -3,8 +3,8 @@
 The online features of the user (Feast ``retrieval`` views) and the request context become
 one query row with the columns of the Beam training examples; the candidates' online item
 features and catalogue content become the ranker's rows. Both go through
-:func:`trainer.arrays.records_to_arrays`, which encodes exactly as the training encoder
-(``to_arrays``) does (a test holds them equal), without a DataFrame per request.
+:func:`recsys.model_contract.arrays.records_to_arrays`, which encodes exactly as the training
+encoder (``to_arrays``) does (a test holds them equal), without a DataFrame per request.
 
 Guarantees: history lists are most recent first, at most ``max_history`` long, with gaps in
 seconds from the request time (0 where the time is unknown); context values the request
@@ -20,9 +20,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from trainer.arrays import records_to_arrays
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES
-from trainer.ranking.inputs import RETRIEVAL_SCORE
+from recsys.model_contract.arrays import records_to_arrays
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
+from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
 
 PROFILE_FIELDS = {"device": "user_device", "country": "user_country",
                   "language": "user_language"}

@@ -21,7 +21,14 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from recsys.errors import ConfigError
+from recsys.config import (
+    Config,
+    finite_non_negative_number,
+    finite_positive_number,
+    in_range,
+    non_negative_int,
+    setting,
+)
 
 SECONDS_PER_DAY = 86_400
 
@@ -38,12 +45,8 @@ class Candidate:
     reasons: list[str] = field(default_factory=list)
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass(frozen=True)
-class RulesConfig:
+class RulesConfig(Config):
     """Attributes:
         recency_boost: the largest additive boost (an item created now); 0 disables it.
         recency_half_life_days: age at which the boost has halved.
@@ -55,25 +58,10 @@ class RulesConfig:
             an exploration slot a new item would rarely be shown; 0 disables it.
     """
 
-    recency_boost: float = 0.1
-    recency_half_life_days: float = 30.0
-    max_per_category: float = 0.4
-    new_item_slots: int = 1
-
-    def __post_init__(self) -> None:
-        if not (_is_number(self.recency_boost) and self.recency_boost >= 0):
-            raise ConfigError(
-                f"recency_boost must be a finite number >= 0, got {self.recency_boost!r}")
-        if not (_is_number(self.recency_half_life_days) and self.recency_half_life_days > 0):
-            raise ConfigError(f"recency_half_life_days must be a finite number > 0, "
-                              f"got {self.recency_half_life_days!r}")
-        if not (_is_number(self.max_per_category) and 0 < self.max_per_category <= 1):
-            raise ConfigError(
-                f"max_per_category must be in (0, 1], got {self.max_per_category!r}")
-        if isinstance(self.new_item_slots, bool) or not isinstance(self.new_item_slots, int) \
-                or self.new_item_slots < 0:
-            raise ConfigError(f"new_item_slots must be an integer >= 0, got "
-                              f"{self.new_item_slots!r}")
+    recency_boost: float = setting(0.1, finite_non_negative_number)
+    recency_half_life_days: float = setting(30.0, finite_positive_number)
+    max_per_category: float = setting(0.4, in_range(0.0, 1.0, low_open=True))
+    new_item_slots: int = setting(1, non_negative_int)
 
 
 def _copy(candidate: Candidate) -> Candidate:

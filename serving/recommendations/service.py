@@ -31,8 +31,8 @@ class ServedModels:
 
 
 def latest_manifest(base: Path, artifact: str, required: bool = True) -> dict | None:
-    from trainer.manifest import read_manifest
-    from trainer.versioning import versions
+    from recsys.model_contract.manifest import read_manifest
+    from recsys.model_contract.versioning import versions
 
     found = versions(base / artifact)
     manifest = read_manifest(base / artifact / str(found[-1])) if found else None
@@ -43,12 +43,12 @@ def latest_manifest(base: Path, artifact: str, required: bool = True) -> dict | 
 
 
 def model_specs(models: ServedModels) -> ModelSpecs:
-    from trainer.config import RetrievalConfig
-    from trainer.feature_spec import query_inputs
-    from trainer.ranking.config import load_ranker_config
-    from trainer.ranking.inputs import ranker_inputs
+    from recsys.model_contract.feature_spec import query_inputs
+    from recsys.model_contract.ranker_config import load_ranker_config
+    from recsys.model_contract.ranker_inputs import ranker_inputs
+    from recsys.model_contract.retrieval_config import model_config_of
 
-    retrieval = RetrievalConfig.from_dict({"model": models.retrieval["model_config"]}).model
+    retrieval = model_config_of(models.retrieval)
     ranker = None
     if models.ranker is not None:
         ranker = ranker_inputs(load_ranker_config(None, models.ranker["model_config"]))
@@ -68,14 +68,14 @@ def _tower_settings(manifest: dict):
     """(model config, item age reference in microseconds) of an item_tower manifest."""
     import pandas as pd
 
-    from trainer.config import RetrievalConfig
+    from recsys.model_contract.retrieval_config import model_config_of
 
-    model_cfg = RetrievalConfig.from_dict({"model": manifest["model_config"]}).model
+    model_cfg = model_config_of(manifest)
     return model_cfg, int(pd.Timestamp(manifest["item_age_reference"]).value // 1000)
 
 
 def _version_manifest(base: Path, artifact: str, version: int) -> dict:
-    from trainer.manifest import read_manifest
+    from recsys.model_contract.manifest import read_manifest
 
     manifest = read_manifest(base / artifact / str(version))
     if manifest is None:
@@ -87,9 +87,9 @@ def _version_manifest(base: Path, artifact: str, version: int) -> dict:
 def item_index(cfg: ServiceConfig, models) -> ItemIndex:
     """The catalogue embedded by the item_tower version the model server answers with (one
     row asked first), with that version's settings."""
-    from trainer.arrays import to_arrays, with_item_age
-    from trainer.feature_spec import candidate_inputs
-    from trainer.training_data import read_catalogue
+    from recsys.features.catalogue import read_catalogue
+    from recsys.model_contract.arrays import to_arrays, with_item_age
+    from recsys.model_contract.feature_spec import candidate_inputs
 
     catalogue = read_catalogue(cfg.catalogue_dir)
     manifest = latest_manifest(cfg.model_base_path, "item_tower")
@@ -106,7 +106,7 @@ def item_index(cfg: ServiceConfig, models) -> ItemIndex:
 def served_models(cfg: ServiceConfig, version: int | None = None) -> ServedModels:
     """The manifests of retrieval ``version`` (default: the newest) and of the ranker of the
     same version (or the newest ranker)."""
-    from trainer.manifest import read_manifest
+    from recsys.model_contract.manifest import read_manifest
 
     if version is None:
         return ServedModels(latest_manifest(cfg.model_base_path, "retrieval"),

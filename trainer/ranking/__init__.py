@@ -1,2 +1,2 @@
-"""The transformer ranking model (issue 6): candidates from the two-tower model, training
-samples with retrieved and popularity negatives, the BST ranker and its evaluation."""
+"""The transformer ranker: candidates from the two-tower model, training lists with
+retrieved and popularity negatives, the BST ranker, score fusion and its evaluation."""

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation import top_k
-from trainer.arrays import to_arrays
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.evaluate import two_tower_scores
 from trainer.evaluation_set import EvaluationSet
 from trainer.ranking.fusion import fuse
-from trainer.ranking.inputs import RETRIEVAL_SCORE, ranker_inputs
 from trainer.training_data import with_content
 
 

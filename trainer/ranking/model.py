@@ -11,24 +11,25 @@ to two heads: ``click`` (a logit, trained listwise) and ``watch`` (engagement
 regression, squared error). The table stays the one the ranker was trained with (that of
 its stacking two-tower model): items outside it are read as unknown (similarities 0, a flag).
 
-Input: a mapping with the inputs of :func:`trainer.ranking.inputs.ranker_inputs`.
+Input: a mapping with the inputs of :func:`recsys.model_contract.ranker_inputs.ranker_inputs`.
 Output: ``{"click": float32 [B], "watch": float32 [B]}``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 
-from trainer.config import CONTEXT_CATEGORICAL_FEATURES
+from recsys.model_contract.ranker_config import RankerConfig
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
+from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.item_table import ItemTable
 from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.layers.transformer_block import TransformerBlock
-from trainer.ranking.config import RankerConfig
-from trainer.ranking.inputs import RETRIEVAL_SCORE
 from trainer.vocabularies import Vocabularies, log_stats, vocabulary
 
 GAP_BUCKETS = 16
@@ -74,6 +75,12 @@ class RankerModel(tf.keras.Model):
                                         for u in cfg.hidden_units], name="mlp")
         self.click_head = tf.keras.layers.Dense(1, name="click")
         self.watch_head = tf.keras.layers.Dense(1, name="watch")
+
+    def get_config(self) -> dict:
+        """The ranker config, the vocabularies and the item table's size (JSON-serialisable);
+        the item table itself is a weight, saved with the weights."""
+        return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab),
+                "items": len(self.table_ids)}
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
         cfg = self.cfg
@@ -131,7 +138,7 @@ class RankerModel(tf.keras.Model):
 
 
 def example_batch(cfg: RankerConfig) -> dict:
-    from trainer.ranking.inputs import ranker_inputs
+    from recsys.model_contract.ranker_inputs import ranker_inputs
 
     batch = {}
     for spec in ranker_inputs(cfg):

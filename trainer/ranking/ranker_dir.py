@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys.errors import SourceError
-from trainer.ranking.config import RankerConfig, load_ranker_config
+from recsys.model_contract.ranker_config import RankerConfig, load_ranker_config
 from trainer.ranking.model import RankerModel, example_batch
 from trainer.vocabularies import Vocabularies
 

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from recsys.evaluation import top_k
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from trainer.evaluate import two_tower_scores
 from trainer.evaluation_set import build_evaluation_set
 from trainer.ranking.evaluate import ranker_rows
-from trainer.ranking.inputs import RETRIEVAL_SCORE
 from trainer.training_data import RetrievalData
 
 

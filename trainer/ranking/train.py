@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from trainer.arrays import to_arrays
-from trainer.ranking.config import RankerConfig
-from trainer.ranking.inputs import ranker_inputs
+from recsys.model_contract.arrays import to_arrays
+from recsys.model_contract.ranker_config import RankerConfig
+from recsys.model_contract.ranker_inputs import ranker_inputs
 from trainer.ranking.model import RankerModel, build_vocabularies
 from trainer.train import seed_everything
 

@@ -13,14 +13,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.arrays import to_arrays, with_item_age
+from recsys.model_contract.arrays import to_arrays, with_item_age
+from recsys.model_contract.feature_spec import candidate_inputs
+from recsys.model_contract.ranker_config import RankerConfig
 from trainer.evaluate import embed
-from trainer.feature_spec import candidate_inputs
 from trainer.model_dir import ModelDir
-from trainer.ranking.config import RankerConfig
 from trainer.ranking.ranker_dir import RankerDir
 from trainer.ranking.stacking import candidate_lists, split_by_time
 from trainer.ranking.train import train_ranker
+from trainer.train import train_retrieval
 from trainer.training_data import RetrievalData, load_retrieval_data, timestamps_us
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,6 @@ def item_table(two_tower, data: RetrievalData) -> tuple[list[str], "object"]:
 
 def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: RankerConfig,
                   data: RetrievalData | None = None, progress: bool = True) -> RankingResult:
-    from trainer import workflow
-
     started = time.perf_counter()
     data = data or load_retrieval_data(repo)
     retrieval_cfg = ModelDir(retrieval_model_dir).read_config()
@@ -57,7 +56,7 @@ def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: 
     directory = RankerDir(Path(ranker_dir))
     log.info("stacking two-tower model on %s of %s train interactions", f"{len(fit):,}",
              f"{len(data.train):,}")
-    workflow.train(repo, directory.stacking_model_dir, retrieval_cfg, progress, stacking)
+    train_retrieval(stacking, retrieval_cfg, directory.stacking_model_dir, progress=progress)
     _, _, two_tower = ModelDir(directory.stacking_model_dir).restore()
     rows = candidate_lists(two_tower, stacking, repo, cfg.candidates)
     ids, vectors = item_table(two_tower, stacking)

@@ -5,12 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from recsys.config import (
+    Config,
+    int_in_range,
+    non_negative_int,
+    non_negative_number,
+    positive_int,
+    positive_number,
+    probability,
+    setting,
+)
 from recsys.data.synthetic.vocabulary import CATEGORIES
 from recsys.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class SyntheticConfig:
+class SyntheticConfig(Config):
     """Size and behaviour of the simulated platform.
 
     Attributes:
@@ -30,41 +40,21 @@ class SyntheticConfig:
         mean_extra_sessions: mean number of sessions beyond the first on an active day.
     """
 
-    users: int = 10_000
-    items: int = 50_000
-    days: int = 14
-    seed: int = 42
+    users: int = setting(10_000, positive_int)
+    items: int = setting(50_000, positive_int)
+    days: int = setting(14, positive_int)
+    seed: int = setting(42, non_negative_int)
     end_date: dt.date | None = None
-    categories: int = 24
-    initial_item_share: float = 0.7
-    zipf_exponent: float = 1.0
-    surge_share: float = 0.02
-    new_user_share: float = 0.1
-    profile_gap_share: float = 0.15
-    mean_session_length: float = 12.0
-    mean_extra_sessions: float = 0.5
+    categories: int = setting(24, int_in_range(1, len(CATEGORIES)))
+    initial_item_share: float = setting(0.7, probability)
+    zipf_exponent: float = setting(1.0, non_negative_number)
+    surge_share: float = setting(0.02, probability)
+    new_user_share: float = setting(0.1, probability)
+    profile_gap_share: float = setting(0.15, probability)
+    mean_session_length: float = setting(12.0, positive_number)
+    mean_extra_sessions: float = setting(0.5, non_negative_number)
 
-    def __post_init__(self) -> None:
-        positive = {"users": self.users, "items": self.items, "days": self.days,
-                    "mean_session_length": self.mean_session_length}
-        for name, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{name} must be > 0, got {value}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0, got {self.seed}")
-        if not 1 <= self.categories <= len(CATEGORIES):
-            raise ConfigError(f"categories must lie in [1, {len(CATEGORIES)}], "
-                              f"got {self.categories}")
-        shares = {"initial_item_share": self.initial_item_share, "surge_share": self.surge_share,
-                  "new_user_share": self.new_user_share,
-                  "profile_gap_share": self.profile_gap_share}
-        for name, value in shares.items():
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {value}")
-        if self.zipf_exponent < 0:
-            raise ConfigError(f"zipf_exponent must be >= 0, got {self.zipf_exponent}")
-        if self.mean_extra_sessions < 0:
-            raise ConfigError(f"mean_extra_sessions must be >= 0, got {self.mean_extra_sessions}")
+    def check_together(self) -> None:
         today = dt.datetime.now(dt.timezone.utc).date()
         if self.end_date is not None and self.end_date > today:
             raise ConfigError(f"end_date {self.end_date} lies in the future (today is {today}, "

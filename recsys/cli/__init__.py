@@ -1,5 +1,0 @@
-"""The `recsys` command line."""
-
-from recsys.cli.main import build_parser, main
-
-__all__ = ["build_parser", "main"]

@@ -1,0 +1,98 @@
+"""The shape of the two-tower retrieval model: what its towers read and how wide they are.
+
+Part of the model contract: an export records this config in its manifest
+(``model_config``), and every reader of the SavedModel (the recommendation service, the
+stream worker's item embedder) rebuilds the towers' input specs from it
+(:mod:`recsys.model_contract.feature_spec`). Every value is checked on construction; a bad one
+raises :class:`~recsys.errors.ConfigError` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from recsys.config import (
+    Check,
+    Config,
+    in_range,
+    non_negative_int,
+    optional,
+    positive_int,
+    positive_number,
+    setting,
+    text,
+    tuple_of,
+)
+from recsys.errors import ConfigError
+
+USER_NUMERIC_FEATURES = (
+    "user_engagements_7d", "user_engagements_30d", "user_lifetime_engagements",
+    "user_mean_rating_30d", "user_ctr_30d", "user_avg_watch_time_s_30d",
+    "user_sessions_per_day_7d", "user_days_since_last_active",
+)
+USER_CATEGORICAL_FEATURES = (
+    "user_country", "user_language", "user_device", "user_age_bucket", "user_top_language_30d",
+)
+CONTEXT_CATEGORICAL_FEATURES = ("device", "country", "language")
+
+feature_names = tuple_of(text, what="a list of feature names")
+
+
+@dataclass(frozen=True)
+class RetrievalModelConfig(Config):
+    """Shape of the two towers.
+
+    Attributes:
+        embedding_dim: size of the (L2-normalised) query and candidate embeddings.
+        id_embedding_dim: size of the user, item and history id embeddings.
+        feature_embedding_dim: size of category, tag, language and context embeddings.
+        hidden_units: dense layers of each tower before the output projection.
+        history_length: how many recent items the query tower reads (most recent first).
+        recency_decay: weight of the i-th most recent item in the recency pooling is
+            ``recency_decay ** i``; the tower also takes the plain mean.
+        max_tags: tags per item beyond this are ignored.
+        user_numeric_features, user_categorical_features: Feast user features the query tower
+            reads (missing values are allowed and learned as such).
+        temperature: logits are cosine similarities divided by this.
+        id_dropout: share of training examples whose user id and item id are replaced by the
+            out-of-vocabulary id, so unseen users and items get trained embeddings.
+        num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
+            in-batch negatives (mixed negative sampling); 0 = in-batch only.
+        num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
+    """
+
+    embedding_dim: int = setting(64, positive_int)
+    id_embedding_dim: int = setting(64, positive_int)
+    feature_embedding_dim: int = setting(16, positive_int)
+    hidden_units: tuple[int, ...] = setting((256,), tuple_of(positive_int))
+    history_length: int = setting(50, positive_int)
+    recency_decay: float = setting(0.9, in_range(0.0, 1.0, low_open=True))
+    max_tags: int = setting(10, positive_int)
+    user_numeric_features: tuple[str, ...] = setting(USER_NUMERIC_FEATURES, feature_names)
+    user_categorical_features: tuple[str, ...] = setting(USER_CATEGORICAL_FEATURES,
+                                                         feature_names)
+    temperature: float = setting(0.05, positive_number)
+    id_dropout: float = setting(0.05, in_range(0.0, 1.0, high_open=True))
+    num_random_negatives: int = setting(0, non_negative_int)
+    num_hard_negatives: int | None = setting(None, optional(positive_int))
+
+    def check_together(self) -> None:
+        from recsys.features.tables import USER_FEATURES, USER_PROFILE
+
+        known = set(USER_FEATURES.feature_names) | set(USER_PROFILE.feature_names)
+        feature = Check(lambda name: name in known,
+                        f"one of the Feast user features ({', '.join(sorted(known))})")
+        for name in (*self.user_numeric_features, *self.user_categorical_features):
+            feature("user feature", name)
+
+
+def model_config_of(manifest: dict) -> RetrievalModelConfig:
+    """The model config an export's manifest records; ConfigError if it is not one."""
+    if "model_config" not in manifest:
+        raise ConfigError(f"manifest of {manifest.get('artifact')!r} version "
+                          f"{manifest.get('version')} has no model_config")
+    return RetrievalModelConfig.from_dict(manifest["model_config"], "model")
+
+
+__all__ = ["RetrievalModelConfig", "model_config_of", "USER_NUMERIC_FEATURES",
+           "USER_CATEGORICAL_FEATURES", "CONTEXT_CATEGORICAL_FEATURES"]

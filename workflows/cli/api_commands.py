@@ -1,0 +1,118 @@
+"""`recsys api` (the recommendation service) and `recsys popular build` (its precomputed
+fallback lists)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from workflows.cli.arguments import non_negative_int, positive_int
+
+log = logging.getLogger("recsys")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    api = subparsers.add_parser(
+        "api", help="the recommendation service (POST /v1/recommendations, GET /v1/explain)",
+        description="Serve recommendations over HTTP: Feast online features -> two-tower "
+                    "retrieval (ScaNN) -> transformer ranker -> rules -> top k, with deadlines, "
+                    "circuit breakers and fallbacks to precomputed popular lists. OpenAPI at "
+                    "/openapi.json, docs at /docs, Prometheus metrics at /metrics.")
+    api.add_argument("--config", type=Path, metavar="FILE.yaml",
+                     help="service settings (see serving/recommendations/config.py)")
+    api.add_argument("--repo", type=Path, metavar="DIR",
+                     help="feature repository profile directory (default ./feature_repo)")
+    api.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
+                     type=Path, metavar="DIR", help="where `recsys export` wrote the models")
+    api.add_argument("--model-server", metavar="HOST:PORT",
+                     help="the model server's gRPC address; default: models in process")
+    api.add_argument("--popular-lists", metavar="FILE.json",
+                     help="default: MODEL_BASE_PATH/popular.json")
+    api.add_argument("--deadline-ms", type=_positive_float, metavar="MS",
+                     help="request deadline (default 250)")
+    api.add_argument("--redis-url", metavar="URL",
+                     help="the event stream's Redis for POST /v1/events and /v1/items; "
+                          "default: the embedded Redis in REPO/data/redis, started if needed")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=non_negative_int, default=8000)
+    api.add_argument("--workers", type=positive_int, metavar="N",
+                     help="threads for dependency calls (default 16)")
+    api.set_defaults(func=run_api)
+
+    popular = subparsers.add_parser("popular", help="precomputed popular lists")
+    kinds = popular.add_subparsers(dest="popular_command", required=True, metavar="build")
+    build = kinds.add_parser(
+        "build", help="global and per-segment popular lists from the training examples",
+        description="Recency-weighted popular items overall and per country, language and "
+                    "device, from the train split of the Beam training examples; the service's "
+                    "last fallback tiers and its trending and cold-start sources.")
+    build.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR")
+    build.add_argument("--out", type=Path, required=True, metavar="FILE.json")
+    build.add_argument("--per-list", type=positive_int, default=500, metavar="N")
+    build.add_argument("--half-life-days", type=_positive_float, default=7.0, metavar="D")
+    build.add_argument("--window-days", type=_positive_float, default=30.0, metavar="D")
+    build.add_argument("--min-segment-events", type=positive_int, default=50, metavar="N")
+    build.set_defaults(func=run_popular_build)
+
+
+def run_popular_build(args: argparse.Namespace) -> int:
+    from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
+
+    lists = build_popular_lists(load_training_examples(args.repo), args.per_list,
+                                args.half_life_days, args.window_days, args.min_segment_events)
+    lists.save(args.out)
+    segments = sum(len(v) for v in lists.segments.values())
+    print(f"wrote {args.out}: {len(lists.global_items)} global items, {segments} segment lists")
+    return 0
+
+
+def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.recommendations.app import create_app
+    from serving.recommendations.config import load_service_config
+    from serving.recommendations.service import build_recommender
+
+    cfg = load_service_config(args.config, {
+        "repo": args.repo, "model_base_path": args.model_base_path,
+        "model_server": args.model_server, "popular_lists": args.popular_lists,
+        "request_deadline_ms": args.deadline_ms, "workers": args.workers})
+    producer, fresh = stream_parts(args.config, args.redis_url, cfg.repo)
+    recommender = build_recommender(cfg, fresh=fresh)
+    log.info("recommendation service on http://%s:%d (docs: /docs)", args.host, args.port)
+    try:
+        uvicorn.run(create_app(recommender, producer), host=args.host, port=args.port,
+                    log_level="warning")
+    finally:
+        recommender.close()
+    return 0
+
+
+def stream_parts(config: Path | None, redis_url: str | None, repo: Path):
+    """(the producer of /v1/events and /v1/items, the fresh-item source of retrieval), or
+    (None, None), logged, when the stream's Redis cannot be reached: the service then answers
+    those routes with 503 and retrieves from the main index only."""
+    from recsys.stream.config import load_stream_config
+    from recsys.stream.producer import StreamProducer
+    from recsys.stream.redis_connection import StreamUnavailable, connect
+    from serving.recommendations.fresh_source import FreshSource
+    from stream_worker.fresh_items import FreshItemStore
+
+    cfg = load_stream_config(config, {"redis_url": redis_url}).for_repo(repo)
+    try:
+        client = connect(cfg)
+    except StreamUnavailable as exc:
+        log.warning("POST /v1/events and /v1/items and fresh items are unavailable: %s", exc)
+        return None, None
+    return StreamProducer(client, cfg), FreshSource(FreshItemStore(client, cfg.stream))

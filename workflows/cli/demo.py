@@ -1,0 +1,161 @@
+"""`recsys demo`: the whole system on embedded defaults, as far as it is built.
+
+Today: simulate a small platform into a lake, build its features with Beam, register them with
+Feast (DuckDB + SQLite), materialize them and read a user's online features, train the two-tower
+retrieval model and the transformer ranker, export them as versioned SavedModels (ScaNN,
+portable, item tower, ranker), serve them with the TF Serving-compatible model server and query
+it over REST and gRPC, then run the recommendation API and ask it for recommendations and
+explanations (known users, a new user, a new item), and finally stream events and a new
+item through the API to a stream worker (embedded Redis) and watch the recommendations follow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+
+from recsys.data.describe import describe
+from recsys.data.lake import Lake
+from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.errors import ConfigError
+from workflows.cli.arguments import positive_int
+
+CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    demo = subparsers.add_parser(
+        "demo", help="run the system end to end on a small synthetic platform",
+        description="Run the system end to end on embedded defaults: simulate a platform into "
+                    "a lake, build features with Beam, apply and materialize them with Feast, "
+                    "train and export the models, serve them, run the recommendation API and "
+                    "stream events and a new item through it.")
+    demo.add_argument("--workdir", type=Path, default=Path("demo-output"), metavar="DIR",
+                      help="where the demo writes its lake and feature repository "
+                           "(default: ./demo-output)")
+    demo.add_argument("--users", type=positive_int, default=2_000, metavar="N")
+    demo.add_argument("--items", type=positive_int, default=10_000, metavar="M")
+    demo.add_argument("--days", type=positive_int, default=7, metavar="D")
+    demo.add_argument("--epochs", type=positive_int, default=3, metavar="N",
+                      help="two-tower training epochs (default 3)")
+    demo.add_argument("--ranker-epochs", type=positive_int, default=3, metavar="N",
+                      help="ranker training epochs (default 3)")
+    demo.set_defaults(func=run_demo)
+
+
+def _feature_repo(workdir: Path) -> Path:
+    """A copy of the checkout's feature repository for the demo (definitions refreshed)."""
+    if not (CHECKOUT_REPO / "feature_store.yaml").exists():
+        raise ConfigError(f"{CHECKOUT_REPO} not found: run the demo from a recsys checkout")
+    repo = workdir / "feature_repo"
+    shutil.copytree(CHECKOUT_REPO, repo, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("data", "__pycache__"))
+    return repo
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from recsys.features.store import apply, in_repo, materialize
+    from workflows.features_build import build_features
+
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    lake_dir = args.workdir / "lake"
+    cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
+    print(f"[1/10] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
+          f"into {lake_dir}")
+    report = generate(cfg, Lake(lake_dir, create=True))
+    print(f"      {report.events_written:,} new events written "
+          f"({report.events_received - report.events_written:,} already in the lake) "
+          f"in {report.seconds:.1f}s")
+    for line in describe(Lake(lake_dir)).lines():
+        print(f"      {line}")
+
+    repo = _feature_repo(args.workdir)
+    print(f"\n[2/10] building features with Beam into {repo / 'data'}")
+    built = build_features(lake_dir, repo, "embedded")
+    print(f"      {built.beam.counters.get('events_read', 0):,} events in "
+          f"{built.beam.seconds:.1f}s ({built.beam.events_per_second:,.0f} events/s)")
+
+    print(f"\n[3/10] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
+    apply(repo.resolve())
+    materialize(repo.resolve(), dt.datetime.now(dt.timezone.utc))
+
+    print("\n[4/10] online features of the most active user (feature service 'ranking')")
+    from feast import FeatureStore
+
+    events = Lake(lake_dir).read("events", columns=["user_id", "item_id"]).to_pandas()
+    user = events["user_id"].value_counts().index[0]
+    item = events["item_id"].value_counts().index[0]
+    with in_repo(repo.resolve()) as path:
+        store = FeatureStore(repo_path=str(path))
+        online = store.get_online_features(features=store.get_feature_service("ranking"),
+                                           entity_rows=[{"user_id": user, "item_id": item}])
+        values = online.to_dict()
+    for name in sorted(values):
+        print(f"      {name:<32} {values[name][0]}")
+
+    model_dir, base = _train_and_export(args, repo.resolve())
+    from workflows.cli.demo_serving import serve_and_query
+
+    print("\n[8/10] serving the exported models over TF Serving's REST and gRPC APIs")
+    serve_and_query(base, repo.resolve(), user)
+
+    from workflows.cli.demo_api import run_api_demo
+
+    print("\n[9/10] the recommendation API: features -> retrieval -> ranker -> rules")
+    run_api_demo(repo.resolve(), base, events)
+
+    from workflows.cli.demo_stream import run_stream_demo
+
+    print("\n[10/10] real time: events and a new item through the API, the stream worker, "
+          "the online store and the fresh-item index")
+    run_stream_demo(repo.resolve(), base.resolve(), lake_dir.resolve(), user)
+    print(f"\nNext: `cd {repo} && feast feature-views list`, "
+          f"`recsys data describe {lake_dir}`, `tensorboard --logdir {model_dir / 'logs'}`, "
+          f"`recsys export check {base / 'retrieval' / '1'}`, "
+          f"`recsys model-server --port=8500 --rest_api_port=8501 --model_name=retrieval "
+          f"--model_base_path={(base / 'retrieval').resolve()}`, "
+          f"`recsys api --repo {repo} --model-base-path {base}` (docs at /docs), "
+          f"`recsys stream-worker --repo {repo} --lake {lake_dir} --model-base-path {base}`, "
+          f"then `recsys features build --lake {lake_dir} --repo {repo}` and `recsys train "
+          f"retrieval --repo {repo} --model-dir {model_dir.parent / 'two_tower_2'} "
+          f"--warm-start 1 --model-base-path {base}`.")
+    return 0
+
+
+def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]:
+    from trainer import workflow
+    from trainer.config import RetrievalConfig, TrainConfig
+
+    model_dir = args.workdir / "models" / "two_tower"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    cfg = RetrievalConfig(train=TrainConfig(epochs=args.epochs))
+    print(f"\n[5/10] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
+          f"into {model_dir}")
+    result = workflow.train(repo, model_dir, cfg, progress=False)
+    print(f"      {result.examples:,} examples, {result.examples_per_second:,.0f} examples/s, "
+          f"loss per epoch " + ", ".join(f"{x:.0f}" for x in result.losses))
+    from recsys.model_contract.ranker_config import RankerConfig
+    from serving.recommendations.popular_lists import build_popular_lists, load_training_examples
+    from trainer.ranking.workflow import train_ranking
+
+    ranker_dir = args.workdir / "models" / "ranker"
+    shutil.rmtree(ranker_dir, ignore_errors=True)
+    ranker_cfg = RankerConfig(epochs=args.ranker_epochs, candidates=50)
+    print(f"\n[6/10] training the transformer ranker ({ranker_cfg.epochs} epochs, lists of "
+          f"{ranker_cfg.candidates} candidates) into {ranker_dir}")
+    ranking = train_ranking(repo, model_dir, ranker_dir, ranker_cfg, progress=False)
+    print(f"      {ranking.lists:,} lists ({ranking.positives:,} positives) in "
+          f"{ranking.seconds:.0f}s, loss per epoch "
+          + ", ".join(f"{x:.3f}" for x in ranking.losses))
+    base = args.workdir / "models" / "serving"
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"\n[7/10] exporting SavedModels and popular lists under {base}")
+    exported = workflow.export(repo, model_dir, base, k=200, ranker_dir=ranker_dir)
+    build_popular_lists(load_training_examples(repo)).save(base / "popular.json")
+    for name, path in exported.paths.items():
+        custom = ", ".join(exported.manifests[name]["ops"]["custom"]) or "none (stock TF Serving)"
+        print(f"      {name:<20} {path}  custom ops: {custom}")
+    return model_dir, base
