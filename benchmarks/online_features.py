@@ -4,8 +4,7 @@
 
 Writes user feature rows for --users users into a temporary copy of each profile, materializes
 them, then times ``get_online_features`` for the ``user_features`` view. Prints a table, writes
-JSON (default benchmarks/results/online_features.json) and a latency plot when matplotlib is
-installed (`pip install -c constraints.txt -e ".[bench]"`).
+JSON (default benchmarks/results/online_features.json) and a latency plot.
 """
 
 from __future__ import annotations

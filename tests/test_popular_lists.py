@@ -285,8 +285,8 @@ def test_missing_columns_are_a_source_error() -> None:
 
 
 @pytest.mark.parametrize("name, value, message", [
-    ("per_list", 0, "per_list must be an integer >= 1, got 0"),
-    ("min_segment_events", 2.0, "min_segment_events must be an integer >= 1, got 2.0"),
+    ("per_list", 0, "per_list must be a positive integer, got 0"),
+    ("min_segment_events", 2.0, "min_segment_events must be a positive integer, got 2.0"),
     ("half_life_days", 0.0, "half_life_days must be a finite number > 0, got 0.0"),
     ("window_days", math.inf, "window_days must be a finite number > 0, got inf"),
 ])

@@ -461,10 +461,10 @@ def test_breaker_counts_failures_from_many_threads(clock: FakeClock) -> None:
 @pytest.mark.parametrize("kwargs, message", [
     ({"name": ""}, "name must be a non-empty string, got ''"),
     ({"name": None}, "name must be a non-empty string, got None"),
-    ({"failure_threshold": 0}, "failure_threshold must be an integer >= 1, got 0"),
-    ({"failure_threshold": 2.0}, r"failure_threshold must be an integer >= 1, got 2\.0"),
-    ({"failure_threshold": True}, "failure_threshold must be an integer >= 1, got True"),
-    ({"half_open_max_calls": 0}, "half_open_max_calls must be an integer >= 1, got 0"),
+    ({"failure_threshold": 0}, "failure_threshold must be a positive integer, got 0"),
+    ({"failure_threshold": 2.0}, r"failure_threshold must be a positive integer, got 2\.0"),
+    ({"failure_threshold": True}, "failure_threshold must be a positive integer, got True"),
+    ({"half_open_max_calls": 0}, "half_open_max_calls must be a positive integer, got 0"),
     ({"reset_timeout_s": 0}, "reset_timeout_s must be a finite number > 0, got 0"),
     ({"reset_timeout_s": -1.5}, r"reset_timeout_s must be a finite number > 0, got -1\.5"),
     ({"reset_timeout_s": math.inf}, "reset_timeout_s must be a finite number > 0, got inf"),
@@ -641,10 +641,10 @@ def test_cache_stays_bounded_and_consistent_under_threads(clock: FakeClock) -> N
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"max_entries": 0}, "max_entries must be an integer >= 1, got 0"),
-    ({"max_entries": -3}, "max_entries must be an integer >= 1, got -3"),
-    ({"max_entries": 1.5}, r"max_entries must be an integer >= 1, got 1\.5"),
-    ({"max_entries": True}, "max_entries must be an integer >= 1, got True"),
+    ({"max_entries": 0}, "max_entries must be a positive integer, got 0"),
+    ({"max_entries": -3}, "max_entries must be a positive integer, got -3"),
+    ({"max_entries": 1.5}, r"max_entries must be a positive integer, got 1\.5"),
+    ({"max_entries": True}, "max_entries must be a positive integer, got True"),
     ({"ttl_s": 0}, "ttl_s must be a finite number > 0, got 0"),
     ({"ttl_s": -1.0}, r"ttl_s must be a finite number > 0, got -1\.0"),
     ({"ttl_s": math.nan}, "ttl_s must be a finite number > 0, got nan"),

@@ -217,7 +217,8 @@ def test_exact_scann_matches_a_numpy_brute_force_oracle():
 
 
 def test_scann_config_rejects_bad_values():
-    with pytest.raises(ConfigError, match="num_leaves must be a positive integer"):
+    with pytest.raises(ConfigError,
+                       match=r"^num_leaves must be None or a positive integer, got 0$"):
         ScannConfig(num_leaves=0)
     with pytest.raises(ConfigError, match="cannot exceed num_leaves"):
         ScannConfig(num_leaves=10, num_leaves_to_search=20)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from recsys.config import finite_positive_number, positive_int
 from recsys.errors import ConfigError
 
 T = TypeVar("T")
@@ -46,12 +46,6 @@ class CircuitOpen(Exception):
         return f"circuit breaker {self.name!r} is open: the call was not made"
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 class CircuitBreaker:
     """Guards one dependency (e.g. the feature store); see the module docstring."""
 
@@ -60,12 +54,11 @@ class CircuitBreaker:
                  on_state_change: Callable[[str, str, str], None] | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"name must be a non-empty string, got {name!r}")
-        self.failure_threshold = _positive_int("failure_threshold", failure_threshold)
-        self.half_open_max_calls = _positive_int("half_open_max_calls", half_open_max_calls)
+        positive_int("failure_threshold", failure_threshold)
+        positive_int("half_open_max_calls", half_open_max_calls)
+        finite_positive_number("reset_timeout_s", reset_timeout_s)
+        self.failure_threshold, self.half_open_max_calls = failure_threshold, half_open_max_calls
         timeout = reset_timeout_s
-        if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                or not (math.isfinite(timeout) and timeout > 0)):
-            raise ConfigError(f"reset_timeout_s must be a finite number > 0, got {timeout!r}")
         if not callable(clock):
             raise ConfigError(f"clock must be callable, got {clock!r}")
         if on_state_change is not None and not callable(on_state_change):

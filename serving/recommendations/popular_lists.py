@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from recsys.config import finite_positive_number, positive_int
 from recsys.errors import ConfigError, SourceError
 
 SEGMENT_FIELDS = ("country", "language", "device")
@@ -141,13 +142,10 @@ class PopularLists:
 def build_popular_lists(examples: pd.DataFrame, per_list: int = 500, half_life_days: float = 7.0,
                         window_days: float = 30.0, min_segment_events: int = 50) -> PopularLists:
     """The popular lists of the ``train`` rows of ``examples``; see the module docstring."""
-    for name, value in (("per_list", per_list), ("min_segment_events", min_segment_events)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    for name, number in (("half_life_days", half_life_days), ("window_days", window_days)):
-        if (isinstance(number, bool) or not isinstance(number, (int, float))
-                or not (math.isfinite(number) and number > 0)):
-            raise ConfigError(f"{name} must be a finite number > 0, got {number!r}")
+    positive_int("per_list", per_list)
+    positive_int("min_segment_events", min_segment_events)
+    finite_positive_number("half_life_days", half_life_days)
+    finite_positive_number("window_days", window_days)
     missing = [c for c in REQUIRED_COLUMNS if c not in examples.columns]
     if missing:
         raise SourceError(f"the training examples have no column(s) {', '.join(missing)}: "

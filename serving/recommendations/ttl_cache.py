@@ -16,13 +16,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+from recsys.config import finite_positive_number, positive_int
 from recsys.errors import ConfigError
 
 K = TypeVar("K", bound=Hashable)
@@ -34,11 +34,8 @@ class TTLCache(Generic[K, V]):
 
     def __init__(self, max_entries: int, ttl_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ConfigError(f"max_entries must be an integer >= 1, got {max_entries!r}")
-        if (isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float))
-                or not (math.isfinite(ttl_s) and ttl_s > 0)):
-            raise ConfigError(f"ttl_s must be a finite number > 0, got {ttl_s!r}")
+        positive_int("max_entries", max_entries)
+        finite_positive_number("ttl_s", ttl_s)
         if not callable(clock):
             raise ConfigError(f"clock must be callable, got {clock!r}")
         self.max_entries = max_entries
