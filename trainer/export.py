@@ -100,6 +100,15 @@ def _recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
     return float(sum(hits) / (width * len(exact)))
 
 
+def _described(layer, config: Mapping[str, Any]):
+    """``layer`` (a TFRS top-k layer) with a ``get_config`` describing it. TFRS's ScaNN and
+    BruteForce layers are Keras Models without one, so Keras warned at every save that it
+    could not serialise them; a SavedModel restores them from their functions, never from a
+    config, so the description is for readers of the Keras metadata only."""
+    layer.get_config = lambda: {"class": type(layer).__name__, **config}
+    return layer
+
+
 def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: ScannConfig, k: int,
                  queries: Mapping[str, tf.Tensor]):
     """A ScaNN layer over the embeddings; unless exact, ``num_leaves_to_search`` and
@@ -111,7 +120,7 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
     scores = model.query_tower(queries).numpy() @ embeddings.numpy().T
     exact = identifiers.numpy()[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
     while True:
-        index = tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args)
+        index = _described(tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args), args)
         index.index(embeddings, identifiers)
         recall = _recall_at_10(index(queries)[1].numpy(), exact)
         done = recall >= scann.min_recall or (
@@ -159,7 +168,7 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
             **(details or {})}
 
     index, scann_args = _tuned_scann(model, embeddings, identifiers, scann, k, query_sample)
-    brute = tfrs.layers.factorized_top_k.BruteForce(model.query_tower, k=k)
+    brute = _described(tfrs.layers.factorized_top_k.BruteForce(model.query_tower, k=k), {"k": k})
     brute.index(embeddings, identifiers)
     modules = {
         "retrieval": (RetrievalModule(index, model.query_tower, query_specs, k), query_sample,
