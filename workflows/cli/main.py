@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 from typing import Sequence
 
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything can import TensorFlow)
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.beam_args = extra
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: "
                                                      "%(message)s")
+    # Feast's DuckDB store calls a deprecated ibis method on every read; nothing a user can do
+    warnings.filterwarnings("ignore", message=r"fetch_arrow_table\(\) is deprecated",
+                            category=DeprecationWarning)
     for noisy in ("absl", "tensorflow"):  # per-save and per-callback INFO lines
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
