@@ -85,6 +85,7 @@ finite_non_negative_number = Check(lambda v: is_finite(v) and v >= 0, "a finite 
 non_empty_text = Check(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty string")
 text = Check(lambda v: isinstance(v, str), "a string")
 boolean = Check(lambda v: isinstance(v, bool), "true or false")
+number = Check(is_number, "a number")
 
 
 def in_range(low: float, high: float, *, low_open: bool = False,
@@ -212,5 +213,5 @@ def read_yaml_mapping(path: Path, expected: str) -> dict[str, Any]:
 __all__ = ["Check", "Config", "setting", "config_section", "read_yaml_mapping", "is_int",
            "is_number", "is_finite", "positive_int", "non_negative_int", "positive_number",
            "non_negative_number", "finite_positive_number", "finite_non_negative_number",
-           "non_empty_text", "text", "boolean", "in_range", "int_in_range", "probability",
+           "non_empty_text", "text", "boolean", "number", "in_range", "int_in_range", "probability",
            "one_of", "optional", "tuple_of", "subset_of"]

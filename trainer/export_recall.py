@@ -23,10 +23,10 @@ def scann_recall(base: Path, version: int, queries_parquet: Path) -> dict:
     from recsys.model_contract.arrays import to_arrays
     from recsys.model_contract.feature_spec import query_inputs
     from recsys.model_contract.manifest import read_manifest
-    from trainer.config import RetrievalConfig
+    from recsys.model_contract.retrieval_config import model_config_of
 
     scann_path = base / "retrieval" / str(version)
-    cfg = RetrievalConfig.from_dict({"model": read_manifest(scann_path)["model_config"]}).model
+    cfg = model_config_of(read_manifest(scann_path))
     feed = {k: tf.constant(v) for k, v in
             to_arrays(pd.read_parquet(queries_parquet), query_inputs(cfg)).items()}
     found = tf.saved_model.load(str(scann_path)).signatures["retrieval"](**feed)

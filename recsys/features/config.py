@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from recsys.config import (
-    Check,
     Config,
     in_range,
-    is_number,
     non_negative_number,
+    number,
     one_of,
     positive_int,
     probability,
@@ -20,7 +19,6 @@ from recsys.data.schemas import EVENT_TYPES
 
 POSITIVE_CAPABLE = ("click", "watch", "like", "share", "rating")
 SPLITS = ("none", "temporal")
-is_a_number = Check(is_number, "a number")
 
 
 @dataclass(frozen=True)
@@ -37,7 +35,7 @@ class PositiveRule(Config):
                                            subset_of(POSITIVE_CAPABLE, non_empty=True))
     min_dwell_s: float = setting(10.0, non_negative_number)
     min_watch_fraction: float = setting(0.5, probability)
-    min_rating: float = setting(0.0, is_a_number)
+    min_rating: float = setting(0.0, number)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from recsys.data.records import US_PER_DAY
 from recsys.errors import SchemaError
 from recsys.model_contract.feature_spec import InputSpec
-
-US_PER_DAY = 86_400 * 1_000_000
 
 
 def _scalar(values: pd.Series, spec: InputSpec) -> np.ndarray:

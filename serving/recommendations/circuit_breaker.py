@@ -58,13 +58,12 @@ class CircuitBreaker:
         positive_int("half_open_max_calls", half_open_max_calls)
         finite_positive_number("reset_timeout_s", reset_timeout_s)
         self.failure_threshold, self.half_open_max_calls = failure_threshold, half_open_max_calls
-        timeout = reset_timeout_s
         if not callable(clock):
             raise ConfigError(f"clock must be callable, got {clock!r}")
         if on_state_change is not None and not callable(on_state_change):
             raise ConfigError(f"on_state_change must be callable or None, got {on_state_change!r}")
         self.name = name
-        self.reset_timeout_s = float(timeout)
+        self.reset_timeout_s = float(reset_timeout_s)
         self._clock = clock
         self._on_state_change = on_state_change
         self._lock = threading.Lock()

@@ -21,12 +21,12 @@ def _show(label: str, body: dict) -> None:
 def run_api_demo(repo: Path, base: Path, events: pd.DataFrame) -> None:
     import requests
 
+    from recsys.model_contract.retrieval_config import model_config_of
     from serving.recommendations.app import create_app
     from serving.recommendations.cold_items import new_item_embedding
     from serving.recommendations.config import ServiceConfig
     from serving.recommendations.http_server import serve_in_thread
     from serving.recommendations.service import build_recommender, latest_manifest
-    from trainer.config import RetrievalConfig
 
     recommender = build_recommender(ServiceConfig(repo=repo, model_base_path=base))
     try:
@@ -52,7 +52,7 @@ def run_api_demo(repo: Path, base: Path, events: pd.DataFrame) -> None:
                 f"{f['feature_group']} {f['contribution']:+.2f}"
                 for f in why["ranker_features"][:4]))
             manifest = latest_manifest(base, "item_tower")
-            cfg = RetrievalConfig.from_dict({"model": manifest["model_config"]}).model
+            cfg = model_config_of(manifest)
             new_item = {"item_id": "new-item", "item_category": category,
                         "item_language": "en", "item_tags": [], "item_created_at_s": None}
             reference = int(pd.Timestamp(manifest["item_age_reference"]).value // 1000)
