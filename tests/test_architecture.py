@@ -101,16 +101,11 @@ def ground_rank(module: str) -> int:
 
 
 def project_imports(root: Path = ROOT) -> list[Import]:
+    """Every import of a project module by a project module (names that are not modules
+    included: packages, ``from module import name``, and ones that do not exist)."""
     modules = project_modules(root)
-    found = []
-    for name, path in modules.items():
-        for imp in imports_of(name, path, modules):
-            if top_package(imp.imported) in PACKAGES and imp.imported in modules:
-                found.append(imp)
-            elif top_package(imp.imported) in PACKAGES and not any(
-                    m.startswith(imp.imported + ".") for m in modules):
-                found.append(imp)  # a module that does not exist: reported by its own test
-    return found
+    return [imp for name, path in modules.items() for imp in imports_of(name, path, modules)
+            if top_package(imp.imported) in PACKAGES]
 
 
 def upward_imports(root: Path = ROOT) -> list[Import]:
