@@ -55,9 +55,9 @@ class SlowModels:
     def __init__(self, models, delays: dict[str, float]):
         self.models, self.delays = models, delays
 
-    def predict(self, model, signature, inputs, timeout_s):
+    def predict(self, model, signature, inputs, timeout_s, outputs=()):
         time.sleep(self.delays.get(model, 0.0))
-        return self.models.predict(model, signature, inputs, timeout_s)
+        return self.models.predict(model, signature, inputs, timeout_s, outputs)
 
     def close(self):
         self.models.close()

@@ -22,7 +22,7 @@ import uuid
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.recommendations.explain import UnknownItem, explain
@@ -70,6 +70,18 @@ class RecommendationResponse(BaseModel):
     model_versions: dict[str, int]
     latency_ms: dict[str, float]
     degraded: list[str]
+
+
+def response_document(result) -> dict:
+    """The ``RecommendationResponse`` of ``result`` as plain JSON types, built directly: the
+    service writes it with orjson, without validating its own output item by item (a test
+    holds it to the response model)."""
+    return {"request_id": uuid.uuid4().hex, "user_id": result.user_id,
+            "items": [{"item_id": c.item_id, "score": round(c.score, 6), "source": c.source,
+                       "category": c.category, "reasons": c.reasons} for c in result.items],
+            "tier": result.tier, "segment": result.segment, "cold_start": result.cold_start,
+            "model_versions": result.model_versions, "latency_ms": result.latency_ms,
+            "degraded": result.degraded}
 
 
 def _error(status: int, code: str, detail) -> JSONResponse:
@@ -127,13 +139,7 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
             user_id=body.user_id, k=k, context=body.context.model_dump(),
             exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
             queued_s=queued_s))
-        return RecommendationResponse(
-            request_id=uuid.uuid4().hex, user_id=result.user_id,
-            items=[Item(item_id=c.item_id, score=round(c.score, 6), source=c.source,
-                        category=c.category, reasons=c.reasons) for c in result.items],
-            tier=result.tier, segment=result.segment, cold_start=result.cold_start,
-            model_versions=result.model_versions, latency_ms=result.latency_ms,
-            degraded=result.degraded)
+        return ORJSONResponse(response_document(result))
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},
                                        503: {"description": "a dependency is down"}})

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from recsys.config import (
     Check,
     Config,
+    boolean,
     config_section,
     positive_int,
     positive_number,
@@ -41,7 +42,9 @@ class ServiceConfig(Config):
         failure_threshold, reset_timeout_s: circuit breakers (consecutive failures to open,
             seconds before a trial call).
         user_cache_ttl_s, item_cache_ttl_s, cache_entries: TTL caches of user features and
-            embeddings, and of item features.
+            embeddings, and of the item features of items outside the item table.
+        item_table_refresh_s: seconds between two background re-reads of the item feature
+            table (every catalogue item's online features, held in memory as columns).
         default_k, max_k: items returned when the request gives no ``k``, and the most allowed.
         trending_candidates, cold_start_candidates, fresh_candidates: extra candidates merged
             with retrieval's (fresh: items from the stream's fresh-item index).
@@ -51,6 +54,11 @@ class ServiceConfig(Config):
             reason "overload"), so overload is shed instead of queueing until every stage
             misses its budget and the circuit breakers open on healthy dependencies.
         workers: threads running dependency calls.
+        enable_batching, batching_parameters_file: models in process only: batch concurrent
+            requests' calls of one signature into one model call (TF Serving's flags of the
+            same names; the file is a ``BatchingParameters`` text proto, "" = the defaults
+            of :class:`~serving.batching.BatchingParameters`). A model server batches by its
+            own flags.
     """
 
     repo: Path = Path("feature_repo")
@@ -69,6 +77,7 @@ class ServiceConfig(Config):
     user_cache_ttl_s: float = setting(2.0, positive_number)
     item_cache_ttl_s: float = setting(60.0, positive_number)
     cache_entries: int = setting(100_000, positive_int)
+    item_table_refresh_s: float = setting(300.0, positive_number)
     default_k: int = setting(10, positive_int)
     max_k: int = setting(100, positive_int)
     trending_candidates: int = setting(20, positive_int)
@@ -77,6 +86,8 @@ class ServiceConfig(Config):
     max_history: int = setting(50, positive_int)
     max_in_flight: int = setting(4, positive_int)
     workers: int = setting(16, positive_int)
+    enable_batching: bool = setting(True, boolean)
+    batching_parameters_file: str = ""
     rules: RulesConfig = setting(factory=RulesConfig)
 
     def __post_init__(self) -> None:

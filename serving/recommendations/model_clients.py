@@ -36,7 +36,8 @@ class ModelAnswer:
 
 class ModelClient(Protocol):
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
-                timeout_s: float) -> ModelAnswer: ...
+                timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
+        """``outputs``: the output aliases wanted (TF Serving's ``output_filter``; () = all)."""
 
     def close(self) -> None: ...
 
@@ -58,7 +59,7 @@ class GrpcModelClient:
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
-                timeout_s: float) -> ModelAnswer:
+                timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
         import grpc
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
@@ -66,6 +67,7 @@ class GrpcModelClient:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
+        request.output_filter.extend(outputs)
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         try:
@@ -84,12 +86,17 @@ class InProcessModelClient:
     paths of numbered versions; the latest version of each is served and new ones are loaded
     when they appear (checked every ``poll_seconds``)."""
 
-    def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0):
+    def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0,
+                 batching=None):
+        """``batching``: :class:`~serving.batching.BatchingParameters` to batch concurrent
+        calls of a signature into one model call (None: every call runs alone)."""
+        from serving.batching import Batcher
         from serving.server_core import ServerCore
 
         self.core = ServerCore(self._load)
         self.core.reload_config(_config(models))
         self.core.start_polling(poll_seconds)
+        self.batcher = Batcher(batching) if batching is not None else None
 
     @staticmethod
     def _load(name: str, version: int, path: Path):
@@ -100,17 +107,27 @@ class InProcessModelClient:
         return Servable(name, version, path)
 
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
-                timeout_s: float) -> ModelAnswer:
+                timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
         from serving.errors import ServingError
 
-        try:
+        def run(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
             servable = self.core.manager(model).resolve(None, None)
-            outputs = servable.run(servable.signature(signature, api="grpc"), inputs)
+            return (servable.run(servable.signature(signature, api="grpc"), arrays, outputs),
+                    servable.version)
+
+        try:
+            if self.batcher is None:
+                answer, version = run(inputs)
+            else:
+                answer, version = self.batcher.submit((model, signature, outputs), run, inputs,
+                                                      timeout_s)
         except ServingError as exc:
             raise ModelUnavailable(model, f"{exc.code.name}: {exc}") from exc
-        return ModelAnswer(outputs, servable.version)
+        return ModelAnswer(answer, version)
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.core.stop()
 
 

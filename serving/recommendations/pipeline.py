@@ -26,7 +26,6 @@ degraded, the model versions used and each stage's latency.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -36,14 +35,27 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from recsys.model_contract.fusion import fuse
+from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
+from serving.recommendations.item_features import (
+    ItemTableLoader,
+    encode_item_rows,
+    stored_item_specs,
+)
 from serving.recommendations.item_index import ItemIndex
 from serving.recommendations.metrics import ServiceMetrics
 from serving.recommendations.popular_lists import PopularLists
-from serving.recommendations.queries import (History, context_values, query_arrays, query_row,
-                                             ranker_arrays, user_history)
+from serving.recommendations.queries import (
+    History,
+    RankerEncoder,
+    context_values,
+    query_arrays,
+    query_row,
+    user_history,
+)
 from serving.recommendations.rules import Candidate, apply_rules, merge_sources
 from serving.recommendations.ttl_cache import TTLCache
 
@@ -87,20 +99,31 @@ class StageFailed(Exception):
 
 @dataclass
 class ModelSpecs:
-    """The input specs of the models being served (from their manifests)."""
+    """The input specs of the models being served (from their manifests), and the weight
+    of the two-tower score in the ranker's fused score."""
 
     query: tuple
     ranker: tuple | None
+    retrieval_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.item_specs = stored_item_specs(self.ranker or ())
+        self.ranker_encoder = (None if self.ranker is None
+                               else RankerEncoder(self.ranker, self.item_specs))
 
 
 class Recommender:
     def __init__(self, cfg: ServiceConfig, features, models, popular: PopularLists,
                  index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
-                 clock: Callable[[], float] = time.time, fresh=None, refresher=None):
+                 clock: Callable[[], float] = time.time, fresh=None, refresher=None,
+                 item_loader: ItemTableLoader | None = None):
         self.cfg, self.features, self.models = cfg, features, models
         self.fresh = fresh  # a FreshSource (items newer than the index), or None
         self.refresher = refresher  # a VersionRefresher (follows new versions), or None
         self.popular = popular
+        # the item side of the ranker's inputs in memory (None: read per request)
+        self.item_loader = item_loader
+        self.item_table = item_loader.table if item_loader is not None else None
         self._models_state = (index, specs)
         self.metrics = metrics or ServiceMetrics()
         self.clock = clock
@@ -166,6 +189,7 @@ class Recommender:
         return user
 
     def _item_features(self, item_ids: list[str]) -> dict[str, list]:
+        """Online item feature columns of ``item_ids`` through the TTL cache."""
         rows, missing = {}, []
         for item in item_ids:
             cached = self.item_cache.get(item)
@@ -173,8 +197,6 @@ class Recommender:
                 missing.append(item)
             else:
                 rows[item] = cached
-        self.metrics.cache.labels("item_features", "hit").inc(len(item_ids) - len(missing))
-        self.metrics.cache.labels("item_features", "miss").inc(len(missing))
         if missing:
             table = self.features.items(missing)
             for i, item in enumerate(missing):
@@ -182,6 +204,31 @@ class Recommender:
                 self.item_cache.put(item, rows[item])
         names = next(iter(rows.values())).keys() if rows else []
         return {name: [rows[i].get(name) for i in item_ids] for name in names}
+
+    def _item_columns(self, item_ids: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The encoded item-side ranker inputs and creation times of ``item_ids``: gathered
+        from the item table, and for items it does not hold, read through the TTL cache."""
+        specs = self.specs.item_specs
+        table = self.item_table
+        if table is None or table.specs != specs:
+            rows = np.full(len(item_ids), -1, dtype=np.int64)
+            columns, created = encode_item_rows(self._item_features(item_ids), specs)
+        else:
+            rows = table.rows(item_ids)
+            held = np.maximum(rows, 0)
+            columns = {name: values[held] for name, values in table.columns.items()}
+            created = table.created_at_s[held]
+            absent = np.flatnonzero(rows < 0)
+            if len(absent):
+                extra, extra_created = encode_item_rows(
+                    self._item_features([item_ids[i] for i in absent]), specs)
+                for name, values in extra.items():
+                    columns[name][absent] = values
+                created[absent] = extra_created
+        misses = int((rows < 0).sum())
+        self.metrics.cache.labels("item_features", "hit").inc(len(item_ids) - misses)
+        self.metrics.cache.labels("item_features", "miss").inc(misses)
+        return columns, created
 
     def _retrieve(self, row: Mapping[str, Any], timeout_s: float, versions: dict
                   ) -> tuple[list[Candidate], np.ndarray]:
@@ -207,31 +254,37 @@ class Recommender:
         if cached is not None:
             candidates, query, version = cached
             versions["retrieval"] = version
-            return [dataclasses.replace(c, reasons=list(c.reasons)) for c in candidates], query
+            return [c.copy() for c in candidates], query
         candidates, query = self._retrieve(row, timeout_s, versions)
         self.retrieval_cache.put(key, (candidates, query, versions["retrieval"]))
-        return [dataclasses.replace(c, reasons=list(c.reasons)) for c in candidates], query
+        return [c.copy() for c in candidates], query
 
-    def _retrieval_scores(self, candidates: list[Candidate], query: np.ndarray) -> list[float]:
+    def _retrieval_scores(self, candidates: list[Candidate], query: np.ndarray) -> np.ndarray:
         """Each candidate's two-tower score: retrieval's own, else the query embedding's dot
         product with the item's indexed embedding (NaN for items outside the index)."""
-        scores = []
-        for c in candidates:
-            own = c.source in ("two-tower", "fresh")  # scored by retrieval's query already
-            vector = None if own else self.index.embedding_of(c.item_id)
-            scores.append(c.score if own else
-                          float(query @ vector) if vector is not None else float("nan"))
+        scores = np.array([c.score for c in candidates], dtype=np.float64)
+        position = self.index.position
+        other = [(i, position.get(c.item_id, -1)) for i, c in enumerate(candidates)
+                 if c.source not in ("two-tower", "fresh")]  # not scored by this query yet
+        if other:
+            at, rows = (np.asarray(x, dtype=np.int64) for x in zip(*other))
+            known = rows >= 0
+            scores[at] = np.nan
+            scores[at[known]] = self.index.vectors[rows[known]] @ query
         return scores
 
     def _rank(self, row: Mapping[str, Any], candidates: list[Candidate], query: np.ndarray,
               now_s: int, timeout_s: float, versions: dict) -> np.ndarray:
+        """Fused scores of ``candidates``: the ranker's click logits fused with the two-tower
+        scores over this request's candidates (``trainer.ranking.fusion.fuse``)."""
         ids = [c.item_id for c in candidates]
-        arrays = ranker_arrays(row, ids, self._item_features(ids),
-                               self._retrieval_scores(candidates, query), now_s,
-                               self.specs.ranker)
-        answer = self.models.predict("ranker", "rank", arrays, timeout_s)
+        columns, created = self._item_columns(ids)
+        retrieval = self._retrieval_scores(candidates, query)
+        arrays = self.specs.ranker_encoder.encode(row, ids, columns, created, retrieval, now_s)
+        answer = self.models.predict("ranker", "rank", arrays, timeout_s, outputs=("click",))
         versions["ranker"] = answer.version
-        return np.asarray(answer.outputs["score"], dtype=np.float64)  # fused with two-tower
+        return fuse(answer.outputs["click"], arrays[RETRIEVAL_SCORE],
+                    self.specs.retrieval_weight)
 
     # -- candidate sources -----------------------------------------------------------------
     def _cold_start(self, user: Mapping[str, Any], history: History, context: dict,
@@ -383,6 +436,8 @@ class Recommender:
                 self._rank(row, candidates, query, now_s, 60.0, {})
 
     def close(self) -> None:
+        if self.item_loader is not None:
+            self.item_loader.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

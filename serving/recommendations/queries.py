@@ -99,5 +99,38 @@ def ranker_arrays(row: Mapping[str, Any], candidates: Sequence[str],
     return records_to_arrays(records, specs, shared)
 
 
+class RankerEncoder:
+    """The ``rank`` signature's inputs built column-wise: the user side encoded once and
+    repeated, the item side gathered from encoded columns (an ``ItemFeatureTable``'s). Gives
+    the arrays :func:`ranker_arrays` gives for the same rows (a test holds them equal), at a
+    fraction of its cost."""
+
+    def __init__(self, specs, item_specs):
+        self.specs = tuple(specs)
+        item_side = {s.name for s in item_specs} | {"item_id", "item_age_days",
+                                                    RETRIEVAL_SCORE}
+        self.user_specs = tuple(s for s in self.specs if s.name not in item_side)
+
+    def encode(self, row: Mapping[str, Any], item_ids: Sequence[str],
+               item_columns: Mapping[str, np.ndarray], created_at_s: np.ndarray,
+               retrieval_scores: np.ndarray, now_s: int) -> dict[str, np.ndarray]:
+        n = len(item_ids)
+        user = records_to_arrays([row], self.user_specs)
+        computed = {
+            "item_id": np.asarray(item_ids, dtype=object).reshape(n),
+            "item_age_days": ((now_s - created_at_s) / 86_400.0).astype(np.float32),
+            RETRIEVAL_SCORE: np.asarray(retrieval_scores, dtype=np.float32).reshape(n)}
+        out = {}
+        for spec in self.specs:
+            name = spec.name
+            if name in user:
+                out[name] = np.repeat(user[name], n, axis=0)
+            elif name in computed:
+                out[name] = computed[name]
+            else:
+                out[name] = item_columns[name]
+        return out
+
+
 __all__ = ["History", "user_history", "context_values", "query_row", "query_arrays",
-           "ranker_arrays", "PROFILE_FIELDS"]
+           "ranker_arrays", "RankerEncoder", "PROFILE_FIELDS"]

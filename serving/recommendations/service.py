@@ -49,10 +49,11 @@ def model_specs(models: ServedModels) -> ModelSpecs:
     from recsys.model_contract.retrieval_config import model_config_of
 
     retrieval = model_config_of(models.retrieval)
-    ranker = None
-    if models.ranker is not None:
-        ranker = ranker_inputs(load_ranker_config(None, models.ranker["model_config"]))
-    return ModelSpecs(query=query_inputs(retrieval), ranker=ranker)
+    if models.ranker is None:
+        return ModelSpecs(query=query_inputs(retrieval), ranker=None)
+    ranker_cfg = load_ranker_config(None, models.ranker["model_config"])
+    return ModelSpecs(query=query_inputs(retrieval), ranker=ranker_inputs(ranker_cfg),
+                      retrieval_weight=float(ranker_cfg.retrieval_weight))
 
 
 def _model_client(cfg: ServiceConfig, with_ranker: bool):
@@ -60,8 +61,15 @@ def _model_client(cfg: ServiceConfig, with_ranker: bool):
 
     if cfg.model_server:
         return GrpcModelClient(cfg.model_server)
+    from serving.batching import BatchingParameters, read_batching_parameters
+
     names = ["retrieval", "item_tower"] + (["ranker"] if with_ranker else [])
-    return InProcessModelClient({n: cfg.model_base_path / n for n in names})
+    batching = None
+    if cfg.enable_batching:
+        batching = (read_batching_parameters(Path(cfg.batching_parameters_file))
+                    if cfg.batching_parameters_file else BatchingParameters())
+    return InProcessModelClient({n: cfg.model_base_path / n for n in names},
+                                batching=batching)
 
 
 def _tower_settings(manifest: dict):
@@ -132,6 +140,23 @@ def version_refresher(cfg: ServiceConfig, models):
     return VersionRefresher(rebuild)
 
 
+def load_item_table(features, item_ids, specs, refresh_s: float):
+    """The item feature table of ``item_ids``, read once now and then every ``refresh_s``
+    in the background (``ItemTableLoader``)."""
+    import time
+
+    from serving.recommendations.item_features import ItemFeatureTable, ItemTableLoader
+
+    started = time.perf_counter()
+    loader = ItemTableLoader(ItemFeatureTable(item_ids, specs), features, refresh_s=refresh_s)
+    read = loader.sweep()
+    seconds = time.perf_counter() - started
+    log.info("item feature table: %s of %s items read from the online store in %.1fs "
+             "(%s items/s), refreshed every %gs", f"{read:,}", f"{len(item_ids):,}", seconds,
+             f"{read / max(seconds, 1e-9):,.0f}", refresh_s)
+    return loader.start()
+
+
 def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
                       features=None, fresh=None) -> Recommender:
     """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
@@ -144,12 +169,15 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     models = _model_client(cfg, served.ranker is not None)
     index = item_index(cfg, models)
     features = features or OnlineFeatures(cfg.repo)
+    specs = model_specs(served)
+    item_loader = load_item_table(features, index.ids, specs.item_specs,
+                                  cfg.item_table_refresh_s)
     log.info("recommender ready: %s items, retrieval v%s, ranker %s", f"{len(index):,}",
              served.retrieval["version"],
              f"v{served.ranker['version']}" if served.ranker else "none")
-    recommender = Recommender(cfg, features, models, popular, index, model_specs(served),
-                              metrics, fresh=fresh,
-                              refresher=version_refresher(cfg, models))
+    recommender = Recommender(cfg, features, models, popular, index, specs, metrics,
+                              fresh=fresh, refresher=version_refresher(cfg, models),
+                              item_loader=item_loader)
     recommender.warm_up()
     return recommender
 
