@@ -2,6 +2,7 @@
 
     python benchmarks/model_server.py [--models retrieval retrieval_portable]
         [--concurrency 1 8 32] [--duration 8] [--warmup 1] [--workdir DIR]
+        [--server-flag=--enable_batching --server-flag=--batching_parameters_file=FILE]
 
 What it measures, for each exported model (``retrieval``: ScaNN index; ``retrieval_portable``:
 brute force, stock ops) and each concurrency (closed loop: every client thread sends its next
@@ -145,7 +146,8 @@ def _grpc_request(model: str, query: dict[str, np.ndarray]):
 class ServerProcess:
     """``recsys model-server`` serving ``models`` (name -> base path) in a child process."""
 
-    def __init__(self, models: dict[str, Path], workdir: Path, tf_threads: int):
+    def __init__(self, models: dict[str, Path], workdir: Path, tf_threads: int,
+                 flags: list[str] = ()):
         self.models = models
         self.grpc_port, self.rest_port = _free_port(), _free_port()
         self.config = workdir / "model_server.config"
@@ -156,7 +158,7 @@ class ServerProcess:
         self.command = [str(RECSYS), "model-server", f"--port={self.grpc_port}",
                         f"--rest_api_port={self.rest_port}",
                         f"--model_config_file={self.config}",
-                        "--file_system_poll_wait_seconds=0", "--host=127.0.0.1"]
+                        "--file_system_poll_wait_seconds=0", "--host=127.0.0.1", *flags]
         if tf_threads:
             self.command += [f"--tensorflow_intra_op_parallelism={tf_threads}",
                              f"--tensorflow_inter_op_parallelism={tf_threads}"]
@@ -407,6 +409,9 @@ def main() -> int:
     parser.add_argument("--tf-threads", type=int, default=0,
                         help="pin TF intra- and inter-op threads, in-process and in the server "
                              "(0, the default: TF's defaults, as the server ships)")
+    parser.add_argument("--server-flag", dest="server_flags", action="append", default=[],
+                        metavar="FLAG", help="one more flag for the model server, written "
+                        "--server-flag=--enable_batching (repeat for more)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "model_server.json")
     args = parser.parse_args()
@@ -458,7 +463,7 @@ def main() -> int:
         answers: dict[tuple[str, str], list] = {}
         if server_modes:
             with ServerProcess({m: base / m for m in args.models}, workdir,
-                               args.tf_threads) as server:
+                               args.tf_threads, args.server_flags) as server:
                 command = server.command
                 channel = grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}")
                 for model in args.models:
@@ -526,7 +531,8 @@ def main() -> int:
                      "end_date": synthetic.end_date.isoformat()},
         "model_config": cfg.to_dict(), "ids_identical_of_first_queries": checks,
         "check_queries": CHECK_QUERIES, "setup_seconds": round(setup_s, 1),
-        "wall_seconds": round(wall, 1), "errors": errors, "results": results}, indent=2))
+        "wall_seconds": round(wall, 1), "server_flags": args.server_flags, "errors": errors,
+        "results": results}, indent=2))
     print(f"wrote {args.out}")
     _plot(results, args.out.with_suffix(".png"), cpus)
     return 1 if errors else 0

@@ -12,14 +12,17 @@ through the real path (generator -> lake -> Beam features with the temporal spli
 ``k=--candidates`` (200) and the default ScaNN config (tuned to recall@10 >= 0.97 on check
 queries) indexing every catalogue item, the online store materialized (SQLite), popular lists.
 
-Run: ``build_recommender`` with the default ``ServiceConfig`` (models in process, 250 ms
-deadline) behind ``create_app``, served by uvicorn in a thread of this process (``serve_app``).
+Run: ``build_recommender`` with the default ``ServiceConfig`` (models in process, batched
+across requests, 250 ms deadline) behind ``create_app``, its start-up heap frozen as `recsys
+api` does, served by uvicorn in a thread of this process (``serve_app``).
 The load generator is a separate process (its own GIL): ``--concurrency`` closed-loop threads,
 one ``requests.Session`` each, ``{"user_id": <random user of the training examples>, "k": 10}``.
 Per level: ``--warmup`` s unmeasured, then ``--seconds`` s measured. Reported: client latency
-p50/p95/p99, req/s, each stage's server-side ``latency_ms`` p50/p99, the share of each tier
-(anything but ``full`` is a fallback), item feature cache hit rate and CPU cores used by the
-server and client processes. Client and server share the machine's cores.
+p50/p95/p99, req/s, full-tier answers per second, server CPU ms per request, the server-side
+total (queueing included) at p99.9 and its maximum, each stage's server-side ``latency_ms``
+p50/p99, the share of each tier (anything but ``full`` is a fallback), item feature cache hit
+rate and CPU cores used by the server and client processes. Client and server share the
+machine's cores.
 
 ``--relaxed-deadlines`` gives every budget 60 s, so each request runs the full pipeline: its
 capacity rather than its degradation. Prints a table, writes JSON
@@ -211,6 +214,14 @@ def summarise(concurrency: int, seconds: float, out: dict, server_cores: float,
            "cache_hit_rates": {n: round(cache.get((n, "hit"), 0) / max(
                cache.get((n, "hit"), 0) + cache.get((n, "miss"), 0), 1), 3) for n in names},
            "server_cores": round(server_cores, 2), "client_cores": round(out["client_cores"], 2)}
+    # personalised answers per second, the server's CPU per request, and how far the
+    # server-side total goes past the deadline at its tail
+    row["full_tier_rps"] = round(sum(r[2] == "full" for r in records) / seconds, 2)
+    row["server_cpu_ms_per_request"] = round(
+        1000 * server_cores * seconds / max(len(records), 1), 2)
+    totals = [r[3]["total"] + r[3].get("queued", 0.0) for r in records if "total" in r[3]]
+    row["server_total_p999_ms"] = _pct(totals, 99.9)
+    row["server_total_max_ms"] = round(max(totals), 2) if totals else None
     row["client_latencies_ms"] = sorted(round(float(x), 2) for x in client)
     return row
 
@@ -220,21 +231,26 @@ def _pair(stage: dict) -> str:
 
 
 def _table(rows: list[dict]) -> None:
-    print(f"\n{'conc':>4} {'reqs':>6} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} "
+    print(f"\n{'conc':>4} {'reqs':>6} {'req/s':>7} {'full/s':>7} {'cpu ms':>7} {'p50':>7} "
+          f"{'p95':>7} {'p99':>7} {'srv p99.9':>10} "
           + "".join(f"{s + ' p50/p99':>19}" for s in STAGES)
           + f"{'cache i/r':>11}{'cores s/c':>11}  tiers")
     for r in rows:
         stages = "".join(f"{_pair(r['stages'][s]):>19}" for s in STAGES)
         tiers = " ".join(f"{t} {100 * v:.1f}%" for t, v in r["tiers"].items())
         print(f"{r['concurrency']:>4} {r['requests']:>6} {r['throughput_rps']:>7.1f} "
+              f"{r['full_tier_rps']:>7.1f} {r['server_cpu_ms_per_request']:>7.2f} "
               f"{r['client_p50_ms']:>7.1f} {r['client_p95_ms']:>7.1f} {r['client_p99_ms']:>7.1f} "
-              f"{stages}{r['cache_hit_rates'].get('item_features', 0):>6.2f}/"
+              f"{r['server_total_p999_ms'] or 0:>10.1f} {stages}"
+              f"{r['cache_hit_rates'].get('item_features', 0):>6.2f}/"
               f"{r['cache_hit_rates'].get('retrieval', 0):.2f}"
               f"{r['server_cores']:>6.2f}/{r['client_cores']:.2f}  {tiers}")
     for r in rows:
         if r["fallback_reasons"]:
             print(f"  concurrency {r['concurrency']} first degradation reasons: "
                   + "; ".join(f"{n} x {why}" for why, n in r["fallback_reasons"].items()))
+    print("(full/s: answers in the full tier per second; cpu ms: server CPU per request; srv "
+          "p99.9: the server-side total including time queued before the pipeline)")
     print("(latency in ms: client p50/p95/p99, then the server's latency_ms per stage, over "
           "the requests where it ran (its breaker closed); cache: hit rates of the item feature "
           "and retrieval caches; cores: CPU s per wall s, server/client process)")
@@ -308,7 +324,8 @@ def main() -> int:
     import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
     from serving.recommendations.app import create_app
     from serving.recommendations.config import ServiceConfig
-    from serving.recommendations.service import build_recommender, latest_manifest
+    from serving.recommendations.service import (build_recommender, freeze_startup_heap,
+                                                 latest_manifest)
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
@@ -320,6 +337,7 @@ def main() -> int:
         cfg = ServiceConfig(repo=repo, model_base_path=base,
                             **(budgets if args.relaxed_deadlines else {}))
         recommender = build_recommender(cfg)
+        freeze_startup_heap()  # as `recsys api` does
         setup_seconds["service start (load models, embed item index)"] = round(
             time.perf_counter() - start, 1)
         retrieval = latest_manifest(base, "retrieval")

@@ -31,6 +31,8 @@ class ServerOptions:
     num_request_iterations_for_warmup: int = 0
     grpc_max_threads: int = 16
     max_batch_size: int = 4096
+    enable_batching: bool = False
+    batching_parameters_file: str = ""
     host: str = "0.0.0.0"
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0

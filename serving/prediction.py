@@ -28,10 +28,16 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, core: ServerCore, max_batch_size: int, metrics=None):
+    """``batcher`` (a :class:`~serving.batching.Batcher`, TF Serving's ``--enable_batching``)
+    runs concurrent calls of one version's signature as one; ``batch_timeout_s`` bounds how
+    long a call waits for its batch."""
+
+    def __init__(self, core: ServerCore, max_batch_size: int, metrics=None, batcher=None,
+                 batch_timeout_s: float = 30.0):
         self.core = core
         self.max_batch_size = max_batch_size
         self.metrics = metrics
+        self.batcher, self.batch_timeout_s = batcher, batch_timeout_s
 
     def resolve(self, name: str, version: int | None, label: str | None) -> Servable:
         if not name:
@@ -52,7 +58,18 @@ class Predictor:
             signature = servable.signature(signature_name, api=entrypoint.lower())
             inputs = decode(signature)
             self._check_batch(inputs)
-            outputs = servable.run(signature, inputs, output_filter)
+            if self.batcher is None:
+                outputs = servable.run(signature, inputs, output_filter)
+            else:
+                servable.check(signature, inputs)  # a bad request fails alone
+                chosen = servable
+
+                def run(arrays):
+                    return chosen.run(signature, arrays, output_filter), chosen.version
+
+                outputs, _ = self.batcher.submit(
+                    (servable.name, servable.version, signature.name, output_filter), run,
+                    inputs, self.batch_timeout_s)
             return Prediction(servable, signature, outputs)
         except ServingError as exc:
             status = exc.code

@@ -78,6 +78,11 @@ class Servable:
                                f'Serving signature name: "{key}" not found in signature def')
         return self.signatures[key]
 
+    def check(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+        """Refuse inputs that do not fit ``signature`` (``INVALID_ARGUMENT``), as ``run``
+        does: lets a batcher refuse one bad request before it joins others."""
+        _check_inputs(signature, inputs)
+
     def run(self, signature: Signature, inputs: Mapping[str, np.ndarray],
             output_filter: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
         """Run ``signature`` on ``inputs`` (already decoded arrays)."""

@@ -25,6 +25,21 @@ from serving.server_core import ServerCore
 log = logging.getLogger(__name__)
 
 
+def _batcher(options: ServerOptions):
+    """The batcher of ``--enable_batching`` (parameters from ``--batching_parameters_file``,
+    else the defaults), or None."""
+    if not options.enable_batching:
+        if options.batching_parameters_file:
+            log.warning("--batching_parameters_file is ignored without --enable_batching")
+        return None
+    from serving.batching import Batcher, BatchingParameters, read_batching_parameters
+
+    params = (read_batching_parameters(Path(options.batching_parameters_file))
+              if options.batching_parameters_file else BatchingParameters())
+    log.info("batching: %s", params)
+    return Batcher(params)
+
+
 class ModelServer:
     def __init__(self, options: ServerOptions):
         self.options = options
@@ -40,7 +55,9 @@ class ModelServer:
 
         self.metrics = ServingMetrics()
         self.core = ServerCore(self._load, options.allow_version_labels_for_unavailable_models)
-        self.predictor = Predictor(self.core, options.max_batch_size, self.metrics)
+        self.predictor = Predictor(self.core, options.max_batch_size, self.metrics,
+                                   batcher=_batcher(options),
+                                   batch_timeout_s=options.rest_api_timeout_in_ms / 1000)
         self.grpc_port = 0
         self.rest_port = 0
         self._grpc = None
@@ -140,6 +157,8 @@ class ModelServer:
             self._rest_thread.join(timeout=10)
         if self._grpc is not None:
             self._grpc.stop(grace=2).wait()
+        if self.predictor.batcher is not None:
+            self.predictor.batcher.close()
 
     def wait(self) -> None:
         """Block until interrupted (Ctrl-C / SIGTERM)."""

@@ -82,6 +82,20 @@ def test_the_table_holds_every_item_and_gives_the_per_row_inputs(service, reques
     assert np.isnan(expected["item_age_days"]).sum() == 0  # the catalogue knows every age
 
 
+def test_the_bulk_offline_read_equals_the_online_store_item_by_item(service):
+    """At start the table is seeded from the offline store's latest rows (the values the
+    online store was materialized from); the background sweep reads the online store."""
+    seeded = service.item_table
+    swept = ItemTableLoader(ItemFeatureTable(seeded.ids, seeded.specs), service.features)
+    assert swept.sweep() == len(seeded.ids)
+    for name, values in seeded.columns.items():
+        if values.dtype == object:
+            assert (values == swept.table.columns[name]).all(), name
+        else:
+            np.testing.assert_array_equal(values, swept.table.columns[name], err_msg=name)
+    np.testing.assert_array_equal(seeded.created_at_s, swept.table.created_at_s)
+
+
 def test_items_outside_the_table_are_read_from_the_store(service, request_inputs):
     row, candidates, query, now = request_inputs
     expected = _per_row_arrays(service, *request_inputs)

@@ -308,3 +308,38 @@ def test_prometheus_metrics_count_requests_by_model_and_status(served):
     from prometheus_client.parser import text_string_to_metric_families
 
     assert list(text_string_to_metric_families(text))
+
+
+def test_grpc_with_batching_gives_each_client_its_own_answer(served, tmp_path):
+    """--enable_batching with a --batching_parameters_file: concurrent single-row Predict
+    calls share model calls, and each gets exactly what an unbatched call gives; a bad
+    request fails alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, base, queries = served
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 2000 }\n"
+                      "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 100 }\n")
+    server = start_server(model_base_path=str(base / "retrieval"), model_name="retrieval",
+                          enable_batching=True, batching_parameters_file=str(params))
+    try:
+        prediction, _ = _stubs(server)
+        rows = [{k: v[i:i + 1] for k, v in queries.items()} for i in range(4)] * 8
+        expected = _local(base, "retrieval", "retrieval", queries)
+
+        def call(i):
+            response = prediction.Predict(_predict_request("retrieval", rows[i]), timeout=30)
+            return tf.make_ndarray(response.outputs["item_ids"]).astype(str)
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(call, range(len(rows))))
+        for i, ids in enumerate(answers):
+            assert (ids == expected["item_ids"].astype(str)[i % 4:i % 4 + 1]).all()
+        (batches, tasks), = server.predictor.batcher.stats().values()
+        assert tasks == len(rows) and batches < len(rows)
+        wrong = {**rows[0], "hour_of_day": rows[0]["hour_of_day"].astype(np.float32)}
+        with pytest.raises(grpc.RpcError) as exc:
+            prediction.Predict(_predict_request("retrieval", wrong), timeout=30)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        server.stop()

@@ -7,7 +7,9 @@ Guarantees:
 * Rows are encoded by :func:`recsys.model_contract.arrays.records_to_arrays` with the ranker's
   own specs, so a gathered row equals what encoding that item's online row per request gives
   (a test holds them equal).
-* The table is read from the online store in chunks at start and re-read every
+* At start the table is filled in bulk from the offline store's latest value of every item
+  (what the online store was materialized from: seconds for a million items where reading
+  the online store item by item takes minutes), then re-read from the online store every
   ``refresh_s`` by one background thread, chunk by chunk, pausing between chunks so that a
   sweep never takes more than about a tenth of a core; each chunk is written over its own
   rows, so an item's values are at most one sweep (plus ``refresh_s``) old. A failing store
@@ -83,14 +85,13 @@ class ItemFeatureTable:
             rows[unread] = -1
         return rows
 
-    def write(self, start: int, features: dict[str, list]) -> None:
-        """Store one chunk read from the online store for rows ``start...``."""
+    def write(self, rows: np.ndarray | slice, features: dict[str, list]) -> None:
+        """Store feature columns (one store read, in the order of ``rows``) at ``rows``."""
         columns, created = encode_item_rows(features, self.specs)
-        stop = start + len(created)
         for name, values in columns.items():
-            self.columns[name][start:stop] = values
-        self.created_at_s[start:stop] = created
-        self.loaded[start:stop] = True
+            self.columns[name][rows] = values
+        self.created_at_s[rows] = created
+        self.loaded[rows] = True
 
 
 class ItemTableLoader:
@@ -104,7 +105,6 @@ class ItemTableLoader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
-        self.sweeps = 0
 
     def sweep(self, pause: bool = False) -> int:
         """Read every row once; returns the rows read (a failed chunk is skipped)."""
@@ -115,7 +115,7 @@ class ItemTableLoader:
             began = time.perf_counter()
             ids = self.table.ids[start:start + self.chunk]
             try:
-                self.table.write(start, self.features.items(ids))
+                self.table.write(slice(start, start + len(ids)), self.features.items(ids))
                 read += len(ids)
                 self._failing = False
             except Exception as exc:  # noqa: BLE001 - keep the values already held
@@ -125,10 +125,21 @@ class ItemTableLoader:
                 self._failing = True
             if pause:  # leave the cores to requests: work at most `duty` of the time
                 self._stop.wait((time.perf_counter() - began) * (1 - self.duty) / self.duty)
-        self.sweeps += 1
         log.debug("item feature table: %s rows in %.1fs", f"{read:,}",
                   time.perf_counter() - started)
         return read
+
+    def seed(self, ids: Sequence[str], features: dict[str, list]) -> int:
+        """Fill the rows of ``ids`` from columns read in bulk (``OnlineFeatures.latest_items``:
+        the offline values the online store was materialized from), before the first sweep
+        brings the online store's own; returns the rows written."""
+        rows = np.asarray([self.table.position.get(i, -1) for i in ids], dtype=np.int64)
+        keep = np.flatnonzero(rows >= 0)
+        for start in range(0, len(keep), 50_000):
+            part = keep[start:start + 50_000]
+            self.table.write(rows[part], {name: [values[i] for i in part]
+                                          for name, values in features.items()})
+        return len(keep)
 
     def start(self) -> "ItemTableLoader":
         def run() -> None:

@@ -110,17 +110,19 @@ class InProcessModelClient:
                 timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
         from serving.errors import ServingError
 
-        def run(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-            servable = self.core.manager(model).resolve(None, None)
-            return (servable.run(servable.signature(signature, api="grpc"), arrays, outputs),
-                    servable.version)
-
         try:
+            servable = self.core.manager(model).resolve(None, None)
+            spec = servable.signature(signature, api="grpc")
             if self.batcher is None:
-                answer, version = run(inputs)
+                answer, version = servable.run(spec, inputs, outputs), servable.version
             else:
-                answer, version = self.batcher.submit((model, signature, outputs), run, inputs,
-                                                      timeout_s)
+                servable.check(spec, inputs)  # a bad call fails alone, not its whole batch
+
+                def run(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+                    return servable.run(spec, arrays, outputs), servable.version
+
+                answer, version = self.batcher.submit(
+                    (model, servable.version, signature, outputs), run, inputs, timeout_s)
         except ServingError as exc:
             raise ModelUnavailable(model, f"{exc.code.name}: {exc}") from exc
         return ModelAnswer(answer, version)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from recsys.features.store import open_store
+from recsys.features.store import in_repo, open_store
 from recsys.features.tables import ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE, \
     USER_SESSION
 
@@ -50,6 +50,39 @@ class OnlineFeatures:
         table = self._read(self._item_refs, [{"item_id": i} for i in item_ids])
         table.pop("item_id", None)
         return table
+
+    def latest_items(self) -> tuple[list[str], dict[str, list]]:
+        """Every item's latest row of the item views from the offline store (Feast's
+        ``pull_latest_from_table_or_query``, the read materialization makes), joined on
+        item_id: the ids, and the feature columns in their order (None where a view has no
+        row for an item). Works from inside the repository (relative source paths): call it
+        at start, not beside requests."""
+        with in_repo(self.repo):
+            return self._latest_items()
+
+    def _latest_items(self) -> tuple[list[str], dict[str, list]]:
+        import datetime as dt
+
+        import pandas as pd
+
+        frames = []
+        provider = self._store._get_provider()
+        for view in ITEM_VIEWS:
+            feature_view = self._store.get_feature_view(view.name)
+            source = feature_view.batch_source
+            job = provider.offline_store.pull_latest_from_table_or_query(
+                config=self._store.config, data_source=source, join_key_columns=["item_id"],
+                feature_name_columns=list(view.feature_names),
+                timestamp_field=source.timestamp_field,
+                created_timestamp_column=source.created_timestamp_column or None,
+                start_date=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc),
+                end_date=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1))
+            frame = job.to_df()
+            frames.append(frame[["item_id", *view.feature_names]].set_index("item_id"))
+        joined = pd.concat(frames, axis=1, join="outer")
+        joined = joined.astype(object).where(joined.notna(), None)
+        return [str(i) for i in joined.index], {
+            name: joined[name].tolist() for name in joined.columns}
 
     def _read(self, refs: list[str], rows: list[dict]) -> dict[str, list]:
         try:

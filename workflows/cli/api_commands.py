@@ -82,7 +82,7 @@ def run_api(args: argparse.Namespace) -> int:
 
     from serving.recommendations.app import create_app
     from serving.recommendations.config import load_service_config
-    from serving.recommendations.service import build_recommender
+    from serving.recommendations.service import build_recommender, freeze_startup_heap
 
     cfg = load_service_config(args.config, {
         "repo": args.repo, "model_base_path": args.model_base_path,
@@ -90,6 +90,8 @@ def run_api(args: argparse.Namespace) -> int:
         "request_deadline_ms": args.deadline_ms, "workers": args.workers})
     producer, fresh = stream_parts(args.config, args.redis_url, cfg.repo)
     recommender = build_recommender(cfg, fresh=fresh)
+    log.info("%s start-up objects frozen out of the garbage collector",
+             f"{freeze_startup_heap():,}")
     log.info("recommendation service on http://%s:%d (docs: /docs)", args.host, args.port)
     try:
         uvicorn.run(create_app(recommender, producer), host=args.host, port=args.port,

@@ -56,6 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--grpc_max_threads", type=positive_int, default=16)
     server.add_argument("--max_batch_size", type=positive_int, default=4096,
                         help="refuse larger predict batches (INVALID_ARGUMENT)")
+    server.add_argument("--enable_batching", type=tf_bool, nargs="?", const=True, default=False,
+                        help="batch concurrent calls of a signature into one model call")
+    server.add_argument("--batching_parameters_file", default="",
+                        help="a BatchingParameters text proto (max_batch_size, "
+                             "batch_timeout_micros, num_batch_threads, max_enqueued_batches)")
     server.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
     server.add_argument("--tensorflow_intra_op_parallelism", type=non_negative_int, default=0,
                         help="threads per op (0: TensorFlow's default); on small machines 1 "
@@ -74,7 +79,8 @@ def run_model_server(args: argparse.Namespace) -> int:
         "model_base_path", "model_config_file", "model_config_file_poll_wait_seconds",
         "file_system_poll_wait_seconds", "monitoring_config_file",
         "allow_version_labels_for_unavailable_models", "enable_model_warmup",
-        "num_request_iterations_for_warmup", "grpc_max_threads", "max_batch_size", "host",
+        "num_request_iterations_for_warmup", "grpc_max_threads", "max_batch_size",
+        "enable_batching", "batching_parameters_file", "host",
         "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")})
     server = ModelServer(options)
     try:
