@@ -426,10 +426,17 @@ class Recommender:
             self.metrics.fallbacks.labels(tier, reason).inc()
 
     def warm_up(self, rounds: int = 3) -> None:
-        """Run each model a few times outside any deadline (the first calls trace TensorFlow
-        functions and open connections: they are much slower than the rest)."""
+        """Run each model a few times, and read the online store once, outside any deadline
+        (the first calls trace TensorFlow functions, open connections and load Feast's
+        registry: the first user read alone takes about 180 ms, three times the features
+        budget, and a service that took it under a deadline opened its feature store breaker
+        on its first requests). A store that is down is left to the breakers."""
         now_s = int(self.clock())
         row = query_row("", {}, History(), {}, now_s)
+        try:
+            self.features.user("")
+        except Exception as exc:  # noqa: BLE001 - not fatal at start: requests degrade
+            log.warning("feature store warm-up failed: %s", exc)
         for _ in range(rounds):
             candidates, query = self._retrieve(row, 60.0, {})
             if self.specs.ranker is not None and candidates:
