@@ -61,6 +61,8 @@ def test_the_server_process_serves_rest_and_stops_on_sigterm(trained_model_dir, 
      "argument --enable_model_warmup: expected true or false, got 'maybe'"),
     (["model-server", "--max_batch_size=0"],
      "argument --max_batch_size: expected a positive integer, got '0'"),
+    (["model-server", "--enable_batching=maybe"],
+     "argument --enable_batching: expected true or false, got 'maybe'"),
 ])
 def test_bad_flags_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -74,6 +76,9 @@ def test_bad_flags_exit_2(argv, message, capsys):
     (["model-server", "--port=0", "--model_base_path=/x"], "server_options.grpc_port is not set"),
     (["model-server", "--port=70000", "--model_base_path=/x"],
      "--port must be a port number in [0, 65535], got 70000"),
+    (["model-server", "--model_base_path=/x", "--enable_batching",
+      "--batching_parameters_file=/nonexistent/batching.txt"],
+     "cannot read --batching_parameters_file /nonexistent/batching.txt"),
 ])
 def test_bad_options_exit_1(argv, message, capsys):
     assert main(argv) == 1

@@ -29,6 +29,8 @@ def test_file_then_flags(tmp_path):
     ({"workers": 2.5}, "workers must be a positive integer, got 2.5"),
     ({"default_k": 20, "max_k": 10}, r"default_k \(20\) must be <= max_k \(10\)"),
     ({"model_server": "localhost"}, "model_server must be host:port, got 'localhost'"),
+    ({"item_table_refresh_s": 0}, "item_table_refresh_s must be a number > 0, got 0"),
+    ({"enable_batching": "yes"}, "enable_batching must be"),
 ])
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError, match=message):
