@@ -12,9 +12,12 @@ through the real path (generator -> lake -> Beam features with the temporal spli
 ``k=--candidates`` (200) and the default ScaNN config (tuned to recall@10 >= 0.97 on check
 queries) indexing every catalogue item, the online store materialized (SQLite), popular lists.
 
-Run: ``build_recommender`` with the default ``ServiceConfig`` (models in process, batched
-across requests, 250 ms deadline) behind ``create_app``, its start-up heap frozen as `recsys
-api` does, served by uvicorn in a thread of this process (``serve_app``).
+Run: the real `recsys api --config FILE --workers N` in a process of its own (N service
+processes on one port, default one per usable core), with the default ``ServiceConfig``
+(models in process, batched across requests, TensorFlow on one thread per pool, 250 ms
+deadline); measuring starts once every worker answers ``/readyz``. Server CPU is that of
+the service's processes (psutil), cache hit rates come from its ``/metrics`` (summed over the
+workers), its log goes next to the JSON (.log).
 The load generator is a separate process (its own GIL): ``--concurrency`` closed-loop threads,
 one ``requests.Session`` each, ``{"user_id": <random user of the training examples>, "k": 10}``.
 Per level: ``--warmup`` s unmeasured, then ``--seconds`` s measured. Reported: client latency
@@ -32,6 +35,7 @@ capacity rather than its degradation. Prints a table, writes JSON
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -184,10 +188,73 @@ def load(url: str, users: list[str], concurrency: int, warmup_s: float, seconds:
             "client_cores": (time.process_time() - cpu) / wall}
 
 
-def _cache(metrics) -> dict[tuple[str, str], float]:
-    """The service's cache lookups so far, by (cache, hit or miss)."""
-    return {(s.labels["cache"], s.labels["result"]): s.value for m in metrics.cache.collect()
-            for s in m.samples if s.name.endswith("_total")}
+def _cache(url: str) -> dict[tuple[str, str], float]:
+    """The service's cache lookups so far, by (cache, hit or miss), from its /metrics (the sum
+    over its workers)."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return {(s.labels["cache"], s.labels["result"]): s.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "recsys_cache_lookups"
+            for s in family.samples if s.name.endswith("_total")}
+
+
+def _service_processes(pid: int) -> list:
+    """The service's processes: `recsys api` and its workers (not the embedded Redis)."""
+    import psutil
+
+    parent = psutil.Process(pid)
+    return [parent] + [p for p in parent.children(recursive=True)
+                       if "redis" not in p.name().lower()]
+
+
+def _cpu_seconds(processes) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except Exception:  # noqa: BLE001 - a process that ended counts no more
+            continue
+        total += times.user + times.system
+    return total
+
+
+@contextlib.contextmanager
+def run_service(config: Path, workers: int, log_path: Path, start_timeout_s: float = 900.0):
+    """`recsys api --config CONFIG --workers N` in a process of its own; yields (its URL, its
+    processes) once every worker answers /readyz (told apart by pid)."""
+    import subprocess
+
+    import requests
+
+    from serving.recommendations.http_server import free_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "workflows.cli.main", "api", "--config", str(config),
+               "--port", str(port), "--workers", str(workers)]
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT,
+                                   cwd=ROOT)
+        try:
+            pids, deadline = set(), time.monotonic() + start_timeout_s
+            while len(pids) < workers:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"`{' '.join(command)}` did not start; see {log_path}")
+                try:  # a new connection each time: the kernel spreads them over the workers
+                    pids.add(requests.get(f"{url}/readyz", timeout=2).json()["pid"])
+                except (requests.RequestException, ValueError, KeyError):
+                    time.sleep(0.5)
+            log.info("service up: %d worker(s), pids %s", workers, sorted(pids))
+            yield url, _service_processes(process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def _pct(values, q) -> float | None:
@@ -310,61 +377,62 @@ def main() -> int:
     parser.add_argument("--relaxed-deadlines", action="store_true",
                         help="60 s request and stage budgets instead of the defaults, so every "
                              "request runs the full pipeline (capacity, not degradation)")
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="service processes (`recsys api --workers N`; default: one per "
+                             "usable core)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suffix = "_relaxed" if args.relaxed_deadlines else ""
     out = args.out or ROOT / "benchmarks" / "results" / (
         f"recommendation_api_{args.items}{suffix}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("apache_beam", "feast", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from recommendation_support import serve_app
+    import yaml
 
     import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
-    from serving.recommendations.app import create_app
     from serving.recommendations.config import ServiceConfig
-    from serving.recommendations.service import (build_recommender, freeze_startup_heap,
-                                                 latest_manifest)
+    from serving.recommendations.service import latest_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         repo, base, users, setup_seconds = setup(args, workdir)
-        start = time.perf_counter()
         budgets = {name: 60_000.0 for name in ("request_deadline_ms", "features_timeout_ms",
                                                "retrieval_timeout_ms", "ranking_timeout_ms")}
-        cfg = ServiceConfig(repo=repo, model_base_path=base,
+        cfg = ServiceConfig(repo=repo, model_base_path=base, workers=args.workers,
                             **(budgets if args.relaxed_deadlines else {}))
-        recommender = build_recommender(cfg)
-        freeze_startup_heap()  # as `recsys api` does
-        setup_seconds["service start (load models, embed item index)"] = round(
-            time.perf_counter() - start, 1)
+        config = workdir / f"service{suffix}.yaml"
+        config.write_text(yaml.safe_dump({k: v for k, v in cfg.to_dict().items()
+                                          if k != "rules"}))
         retrieval = latest_manifest(base, "retrieval")
-        log.info("service up in %.1fs: item index %s items, retrieval index %s items, k=%s, "
-                 "ScaNN %s", time.perf_counter() - start, f"{len(recommender.index):,}",
-                 f"{retrieval['item_count']:,}", retrieval["k"], retrieval["index"])
+        start = time.perf_counter()
         rows = []
-        with serve_app(create_app(recommender)) as url, ProcessPoolExecutor(
-                1, mp_context=get_context("spawn")) as pool:
+        with run_service(config, args.workers, out.with_suffix(".log")) as (url, processes), \
+                ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            setup_seconds["service start (load models, embed item index)"] = round(
+                time.perf_counter() - start, 1)
+            log.info("service up in %.1fs: retrieval index %s items, k=%s, ScaNN %s",
+                     time.perf_counter() - start, f"{retrieval['item_count']:,}",
+                     retrieval["k"], retrieval["index"])
             for level in args.concurrency:
-                cache, cpu = _cache(recommender.metrics), time.process_time()
+                cache, cpu = _cache(url), _cpu_seconds(processes)
                 began = time.perf_counter()
                 result = pool.submit(load, url, users, level, args.warmup, args.seconds,
                                      level).result()
-                cores = (time.process_time() - cpu) / (time.perf_counter() - began)
-                after = _cache(recommender.metrics)
+                cores = (_cpu_seconds(processes) - cpu) / (time.perf_counter() - began)
+                after = _cache(url)
                 rows.append(summarise(level, args.seconds, result, cores,
                                       {k: v - cache.get(k, 0) for k, v in after.items()}))
                 log.info("concurrency %d: %d requests, %.1f req/s, p50 %.1f ms, p99 %.1f ms, "
                          "tiers %s", level, rows[-1]["requests"], rows[-1]["throughput_rps"],
                          rows[-1]["client_p50_ms"], rows[-1]["client_p99_ms"],
                          rows[-1]["tiers"])
-        recommender.close()
-        recommender.models.close()
     print(f"\n{args.items:,} items in the catalogue, the retrieval index "
-          f"({retrieval['item_count']:,}) and the service's item index "
-          f"({len(recommender.index):,}); retrieval k={retrieval['k']}; "
+          f"({retrieval['item_count']:,}); retrieval k={retrieval['k']}; {args.workers} "
+          f"service process(es); "
           f"{len(users):,} known users; {args.seconds:.0f}s per level; deadline "
           f"{cfg.request_deadline_ms:.0f} ms")
     _table(rows)
@@ -374,7 +442,7 @@ def main() -> int:
         "benchmark": "recommendation_api", "items": args.items, "users": args.users,
         "days": args.days, "end_date": args.end_date.isoformat(), "known_users": len(users),
         "retrieval_index_items": retrieval["item_count"],
-        "service_item_index_items": len(recommender.index), "retrieval_k": retrieval["k"],
+        "workers": args.workers, "retrieval_k": retrieval["k"],
         "scann": retrieval["index"], "seconds_per_level": args.seconds,
         "warmup_seconds": args.warmup, "service_config": cfg.to_dict(),
         "setup_seconds": setup_seconds, "machine": _machine(), "results": rows}, indent=1,

@@ -21,6 +21,7 @@ from serving.prediction import Predictor
 from serving.rest_api import RestApi
 from serving.servable import Servable
 from serving.server_core import ServerCore
+from serving.tf_threads import pin_tensorflow_threads
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ class ModelServer:
 
     def _start(self) -> ModelServer:
         options = self.options
-        _set_threads(options)
+        pin_tensorflow_threads(options.tensorflow_intra_op_parallelism,
+                               options.tensorflow_inter_op_parallelism)
         self.core.reload_config(model_config(options))
         self._grpc, self.grpc_port = make_server(self.predictor, options.port, options.host,
                                                  options.grpc_max_threads)
@@ -164,22 +166,6 @@ class ModelServer:
         """Block until interrupted (Ctrl-C / SIGTERM)."""
         if self._grpc is not None:
             self._grpc.wait_for_termination()
-
-
-def _set_threads(options: ServerOptions) -> None:
-    """TF Serving's --tensorflow_intra_op_parallelism / --tensorflow_inter_op_parallelism
-    (0 = TensorFlow's default); only possible before TensorFlow runs its first op."""
-    import tensorflow as tf
-
-    try:
-        if options.tensorflow_intra_op_parallelism:
-            tf.config.threading.set_intra_op_parallelism_threads(
-                options.tensorflow_intra_op_parallelism)
-        if options.tensorflow_inter_op_parallelism:
-            tf.config.threading.set_inter_op_parallelism_threads(
-                options.tensorflow_inter_op_parallelism)
-    except RuntimeError as exc:  # TensorFlow already initialised in this process
-        log.warning("cannot change TensorFlow's thread pools now: %s", exc)
 
 
 __all__ = ["ModelServer"]

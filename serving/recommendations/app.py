@@ -5,8 +5,8 @@
 * ``POST /v1/events``, ``POST /v1/items``: events and catalogue rows into the event stream
   (``ingest_routes``);
 * ``GET /v1/explain?user_id=&item_id=``: why an item would be recommended;
-* ``GET /healthz`` (the process is up), ``GET /readyz`` (models loaded; breaker states),
-  ``GET /metrics`` (Prometheus).
+* ``GET /healthz`` (the process is up), ``GET /readyz`` (models loaded; breaker states; the
+  pid of the worker that answered), ``GET /metrics`` (Prometheus).
 
 Errors have one shape, ``{"error": CODE, "detail": ...}``: 400 ``malformed_json`` for a body
 that is not JSON, 422 ``invalid_request`` listing each bad field (``{"field", "message"}``),
@@ -17,6 +17,7 @@ answers 503: it degrades to a lower tier instead and says so.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -170,7 +171,8 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
     def readyz():
         breakers = {name: b.snapshot()["state"] for name, b in recommender.breakers.items()}
         return {"status": "ready", "items": len(recommender.index),
-                "item_index_version": recommender.index.version, "breakers": breakers}
+                "item_index_version": recommender.index.version, "breakers": breakers,
+                "pid": os.getpid()}  # which worker answered (`recsys api --workers N`)
 
     @app.get("/metrics")
     def prometheus():

@@ -3,7 +3,9 @@
 Guarantees: every finished request increments ``recsys_requests_total`` once with the tier
 that served it; every request not served by the full pipeline increments
 ``recsys_fallbacks_total`` once with its tier and the first reason; each stage that ran
-observes its latency, labelled by stage and outcome.
+observes its latency, labelled by stage and outcome. With ``multiprocess_dir`` (the
+``PROMETHEUS_MULTIPROC_DIR`` of `recsys api --workers N`), ``render`` reports every worker's
+counts summed, and the breaker states of each live worker (label ``pid``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
 class ServiceMetrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         self.requests = Counter("recsys_requests", "Recommendation requests by serving tier.",
                                 ["endpoint", "tier"], registry=self.registry)
@@ -31,7 +34,7 @@ class ServiceMetrics:
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.breaker_state = Gauge("recsys_circuit_breaker_state",
                                    "0 closed, 1 half open, 2 open.", ["dependency"],
-                                   registry=self.registry)
+                                   registry=self.registry, multiprocess_mode="liveall")
         self.ingested = Counter("recsys_ingested_records", "Records posted to /v1/events and "
                                 "/v1/items, by kind and outcome.", ["kind", "status"],
                                 registry=self.registry)
@@ -42,6 +45,12 @@ class ServiceMetrics:
         self.breaker_state.labels(name).set(BREAKER_STATES.get(new, -1))
 
     def render(self) -> bytes:
+        if self.multiprocess_dir:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 

@@ -127,7 +127,8 @@ class Recommender:
         self._models_state = (index, specs)
         self.metrics = metrics or ServiceMetrics()
         self.clock = clock
-        self.executor = ThreadPoolExecutor(cfg.workers, thread_name_prefix="recsys-dependency")
+        self.executor = ThreadPoolExecutor(cfg.dependency_threads,
+                                           thread_name_prefix="recsys-dependency")
         self.breakers = {name: CircuitBreaker(name, cfg.failure_threshold, cfg.reset_timeout_s,
                                               on_state_change=self.metrics.breaker_changed)
                          for name in (FEATURE_STORE, MODEL_SERVER, RANKER)}

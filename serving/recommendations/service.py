@@ -181,7 +181,10 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval."""
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
+    from serving.tf_threads import pin_tensorflow_threads
 
+    pin_tensorflow_threads(cfg.tensorflow_intra_op_parallelism,
+                           cfg.tensorflow_inter_op_parallelism)
     served = served_models(cfg)
     popular = PopularLists.load(cfg.popular_lists_path)
     models = _model_client(cfg, served.ranker is not None)

@@ -47,7 +47,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=non_negative_int, default=8000)
     api.add_argument("--workers", type=positive_int, metavar="N",
-                     help="threads for dependency calls (default 16)")
+                     help="service processes sharing the port (SO_REUSEPORT), each with its "
+                          "own models and caches; one per core (default 1)")
+    api.add_argument("--dependency-threads", type=positive_int, metavar="N",
+                     help="threads for dependency calls, per process (default 16)")
     api.set_defaults(func=run_api)
 
     popular = subparsers.add_parser("popular", help="precomputed popular lists")
@@ -78,27 +81,54 @@ def run_popular_build(args: argparse.Namespace) -> int:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from serving.recommendations.app import create_app
     from serving.recommendations.config import load_service_config
-    from serving.recommendations.service import build_recommender, freeze_startup_heap
+    from serving.recommendations.worker_processes import serve_workers
 
     cfg = load_service_config(args.config, {
         "repo": args.repo, "model_base_path": args.model_base_path,
         "model_server": args.model_server, "popular_lists": args.popular_lists,
-        "request_deadline_ms": args.deadline_ms, "workers": args.workers})
-    producer, fresh = stream_parts(args.config, args.redis_url, cfg.repo)
-    recommender = build_recommender(cfg, fresh=fresh)
+        "request_deadline_ms": args.deadline_ms, "workers": args.workers,
+        "dependency_threads": args.dependency_threads})
+    if cfg.workers == 1:
+        serve_api(None, 0, cfg, args.config, args.redis_url, args.host, args.port,
+                  logging.getLogger().level)
+        return 0
+    return serve_workers(serve_api, (cfg, args.config, args.redis_url, args.host, args.port,
+                                     logging.getLogger().level),
+                         cfg.workers, args.host, args.port)
+
+
+def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None, host: str,
+              port: int, log_level: int) -> None:
+    """One service process: the recommender built from ``cfg``, served by uvicorn on
+    ``sock`` (a worker's listening socket) or on ``host:port`` (``sock`` None)."""
+    import os
+
+    import uvicorn
+
+    from serving.recommendations.app import create_app
+    from serving.recommendations.metrics import ServiceMetrics
+    from serving.recommendations.service import build_recommender, freeze_startup_heap
+    from serving.recommendations.worker_processes import MULTIPROC_ENV
+
+    if sock is not None:  # a spawned worker: the parent's logging is not inherited
+        logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} "
+                                                    "%(name)s: %(message)s")
+        for noisy in ("absl", "tensorflow"):
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, log_level))
+    producer, fresh = stream_parts(config, redis_url, cfg.repo)
+    metrics = ServiceMetrics(multiprocess_dir=os.environ.get(MULTIPROC_ENV) if sock else None)
+    recommender = build_recommender(cfg, metrics=metrics, fresh=fresh)
     log.info("%s start-up objects frozen out of the garbage collector",
              f"{freeze_startup_heap():,}")
-    log.info("recommendation service on http://%s:%d (docs: /docs)", args.host, args.port)
+    log.info("recommendation service on http://%s:%d (docs: /docs)", host,
+             sock.getsockname()[1] if sock is not None else port)
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer), host=host,
+                                           port=port, log_level="warning"))
     try:
-        uvicorn.run(create_app(recommender, producer), host=args.host, port=args.port,
-                    log_level="warning")
+        server.run(sockets=[sock] if sock is not None else None)
     finally:
         recommender.close()
-    return 0
 
 
 def stream_parts(config: Path | None, redis_url: str | None, repo: Path):

@@ -1,0 +1,73 @@
+"""`recsys api --workers 2` as a user runs it: two service processes on one port, each with
+the real models and Feast store; /metrics on either reports the sum over both; SIGTERM stops
+the service and its workers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from serving_support import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _requests_served(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return sum(s.value for family in text_string_to_metric_families(text)
+               if family.name == "recsys_requests" for s in family.samples
+               if s.name == "recsys_requests_total"
+               and s.labels["endpoint"] == "recommendations")
+
+
+@pytest.fixture
+def two_workers(service_files, tmp_path):
+    config = tmp_path / "service.yaml"
+    config.write_text(yaml.safe_dump({  # generous budgets: this test is about processes
+        "repo": str(service_files.repo), "model_base_path": str(service_files.base),
+        "request_deadline_ms": 10_000, "features_timeout_ms": 3_000,
+        "retrieval_timeout_ms": 3_000, "ranking_timeout_ms": 3_000}))
+    port = free_port()
+    log = (tmp_path / "api.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflows.cli.main", "api", "--config", str(config),
+         "--workers", "2", "--port", str(port), "--redis-url", "redis://127.0.0.1:1"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url, pids, deadline = f"http://127.0.0.1:{port}", set(), time.monotonic() + 240
+    try:
+        while len(pids) < 2:  # a new connection each time: the kernel spreads them
+            assert process.poll() is None, (tmp_path / "api.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "api.log").read_text()[-3000:]
+            try:
+                pids.add(requests.get(f"{url}/readyz", timeout=2).json()["pid"])
+            except requests.RequestException:
+                time.sleep(0.5)
+        yield url, process, pids
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        log.close()
+
+
+def test_two_workers_answer_on_one_port_and_report_summed_metrics(two_workers, small_data):
+    url, process, _ = two_workers
+    user = small_data.train["user_id"].value_counts().index[0]
+    before = _requests_served(url)
+    for _ in range(12):  # new connections: both workers answer some
+        answer = requests.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 5},
+                               timeout=30)
+        assert answer.status_code == 200 and answer.json()["tier"] == "full"
+    # whichever worker answers /metrics, it counts both workers' requests
+    assert [_requests_served(url) - before for _ in range(4)] == [12.0] * 4
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/healthz", timeout=5)

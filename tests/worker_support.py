@@ -1,0 +1,32 @@
+"""Targets for WorkerPool tests, importable by spawned processes: tiny HTTP servers on a
+worker's listening socket, answering with their pid and index."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def pid_server(sock, index: int, fail_at_start: bool = False) -> None:
+    """Serve ``{"pid": ..., "index": ...}`` on GET / until killed; ``fail_at_start`` exits 3
+    at once (a worker that cannot start)."""
+    if fail_at_start:
+        sys.exit(3)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps({"pid": os.getpid(), "index": index}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    server = HTTPServer(sock.getsockname()[:2], Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = sock
+    server.serve_forever()
