@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 from collections import Counter
@@ -20,6 +21,7 @@ from serving.recommendations.rules import (
     merge_sources,
     normalise_scores,
     remove_excluded,
+    reserve_new_item_slots,
 )
 
 NOW_S = 1_800_000_000
@@ -246,6 +248,35 @@ def random_candidates(seed: int, n: int = 200) -> list[Candidate]:
                  rng.choices(categories, weights=[10, 3, 2, 1, 1])[0], rng.choice(sources),
                  rng.choice([None, NOW_S - rng.randrange(400) * DAY_S]))
             for _ in range(n)]
+
+
+def _rules_in_turn(candidates, k, now_s, excluded, cfg):
+    """The rule functions run one after the other on copies: what ``apply_rules`` must give."""
+    kept = [c.copy() for c in remove_excluded(candidates, excluded)[0]]
+    normalise_scores(kept)
+    apply_recency_boost(kept, now_s, cfg)
+    kept.sort(key=lambda c: math.inf if math.isnan(c.score) else -c.score)
+    return reserve_new_item_slots(diversify(kept, k, cfg), kept, cfg)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_apply_rules_equals_the_rules_run_in_turn(seed: int) -> None:
+    rng = random.Random(seed)
+    candidates = random_candidates(seed, n=rng.choice([5, 50, 220]))
+    for c in rng.sample(candidates, len(candidates) // 10):  # fresh items, odd scores
+        c.source = "fresh"
+        c.score = rng.choice([c.score, math.nan, math.inf, 0.5])
+    if seed % 4 == 0:  # all scores equal
+        for c in candidates:
+            c.score = 1.25
+    cfg = RulesConfig(recency_boost=rng.choice([0.0, 0.1, 0.5]),
+                      max_per_category=rng.choice([0.1, 0.4, 1.0]),
+                      new_item_slots=rng.choice([0, 1, 3]))
+    excluded = {f"i{i}" for i in range(0, 200, rng.choice([3, 7, 500]))}
+    k = rng.choice([1, 5, 10, 60])
+    expected = _rules_in_turn(candidates, k, NOW_S, excluded, cfg)
+    got, _ = apply_rules(candidates, k, NOW_S, excluded, cfg)
+    assert [dataclasses.astuple(c) for c in got] == [dataclasses.astuple(c) for c in expected]
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Collection, Iterable
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,6 +53,19 @@ class ItemIndex:
         if row is None or np.isnan(self.created_at_s[row]):
             return None
         return int(self.created_at_s[row])
+
+    def categories_and_ages(self, item_ids: Sequence[str]
+                            ) -> tuple[list[str], list[int | None]]:
+        """``category_of`` and ``created_at_of`` of every id, gathered in one pass."""
+        get = self.position.get
+        rows = np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+        known = rows >= 0
+        held = np.where(known, rows, 0)
+        categories = np.where(known, self.categories[held], "").tolist()
+        created = self.created_at_s[held]
+        dated = (known & ~np.isnan(created)).tolist()
+        return [str(c) for c in categories], [int(t) if d else None
+                                              for t, d in zip(created.tolist(), dated)]
 
     def embedding_of(self, item_id: str, category: str = "") -> np.ndarray | None:
         """The item's embedding; for an item outside the index, its category's centroid."""

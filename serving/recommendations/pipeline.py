@@ -241,9 +241,10 @@ class Recommender:
             self.refresher.saw(answer.version, self)
         ids = [x.decode() if isinstance(x, bytes) else str(x)
                for x in answer.outputs["item_ids"][0]]
-        return [Candidate(i, float(s), "two-tower", self.index.category_of(i),
-                          self.index.created_at_of(i))
-                for i, s in zip(ids, answer.outputs["scores"][0]) if i], \
+        categories, created = self.index.categories_and_ages(ids)
+        scores = answer.outputs["scores"][0].tolist()
+        return [Candidate(i, s, "two-tower", c, t)
+                for i, s, c, t in zip(ids, scores, categories, created) if i], \
             np.asarray(answer.outputs["query_embedding"][0], dtype=np.float32)
 
     def _retrieve_cached(self, row: Mapping[str, Any], timeout_s: float, versions: dict
@@ -252,13 +253,13 @@ class Recommender:
                tuple(row["history_item_ids"]), row["hour_of_day"])
         cached = self.retrieval_cache.get(key)
         self.metrics.cache.labels("retrieval", "hit" if cached else "miss").inc()
-        if cached is not None:
+        if cached is not None:  # shared: callers never change it (merge_sources copies)
             candidates, query, version = cached
             versions["retrieval"] = version
-            return [c.copy() for c in candidates], query
+            return candidates, query
         candidates, query = self._retrieve(row, timeout_s, versions)
         self.retrieval_cache.put(key, (candidates, query, versions["retrieval"]))
-        return [c.copy() for c in candidates], query
+        return candidates, query
 
     def _retrieval_scores(self, candidates: list[Candidate], query: np.ndarray) -> np.ndarray:
         """Each candidate's two-tower score: retrieval's own, else the query embedding's dot

@@ -1,6 +1,7 @@
 """Business rules after ranking: exclusions, score normalisation, recency boost, diversity.
 
-``apply_rules`` runs per request on a few hundred candidates, in plain Python (no pandas).
+``apply_rules`` runs per request on a few hundred candidates, in plain Python (no pandas),
+and copies only the items it returns.
 
 Guarantees of ``apply_rules``:
 
@@ -193,23 +194,86 @@ def reserve_new_item_slots(top: Sequence[Candidate], ranked: Sequence[Candidate]
     return list(top[:len(top) - len(new)]) + new
 
 
+def _rule_scores(candidates: Sequence[Candidate], now_s: int, cfg: RulesConfig
+                 ) -> tuple[list[float], list[list[str]]]:
+    """What ``normalise_scores`` then ``apply_recency_boost`` would make of each candidate's
+    score and reasons (the reasons they would add), computed without touching them."""
+    finite = [c.score for c in candidates if math.isfinite(c.score)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 0.0)
+    span = high - low
+    scores: list[float] = []
+    notes: list[list[str]] = []
+    boost_on, half_life = cfg.recency_boost != 0, cfg.recency_half_life_days
+    for c in candidates:
+        if math.isfinite(c.score):
+            score, note = ((c.score - low) / span if span > 0 else 1.0), []
+        else:
+            score, note = 0.0, ["non-finite score treated as lowest"]
+        if boost_on and c.created_at_s is not None:
+            age_days = max(0.0, (now_s - c.created_at_s) / SECONDS_PER_DAY)
+            boost = cfg.recency_boost * 0.5 ** (age_days / half_life)
+            score += boost
+            if boost >= 0.01:
+                note.append(f"recency boost +{boost:.2f}")
+        scores.append(score)
+        notes.append(note)
+    return scores, notes
+
+
+def _diversified(order: Sequence[int], candidates: Sequence[Candidate], k: int,
+                 cfg: RulesConfig) -> tuple[list[int], list[int]]:
+    """``diversify`` on positions: (the capped picks, the skipped ones that fill the list)."""
+    cap = category_cap(k, cfg)
+    picked: list[int] = []
+    skipped: list[int] = []
+    seen: set[str] = set()
+    per_category: dict[str, int] = {}
+    for i in order:
+        if len(picked) == k:
+            break
+        c = candidates[i]
+        if c.item_id in seen:
+            continue
+        seen.add(c.item_id)
+        if c.category:
+            if per_category.get(c.category, 0) >= cap:
+                skipped.append(i)
+                continue
+            per_category[c.category] = per_category.get(c.category, 0) + 1
+        picked.append(i)
+    return picked, skipped[:k - len(picked)]
+
+
 def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
                 excluded: Collection[str],
                 cfg: RulesConfig) -> tuple[list[Candidate], dict[str, Any]]:
-    """remove_excluded -> normalise_scores -> apply_recency_boost -> diversify, on copies.
+    """remove_excluded -> normalise_scores -> apply_recency_boost -> diversify ->
+    reserve_new_item_slots, computed on positions: only the items returned are copied (a
+    test holds the result equal to those functions run in turn on copies).
 
     Returns the top k and stats: "removed" (excluded candidates dropped), "candidates_in"
     (candidates given) and "categories" (distinct non-empty categories in the result)."""
     _check_k(k)
     kept, removed = remove_excluded(candidates, excluded)
-    kept = [_copy(c) for c in kept]
-    normalise_scores(kept)
-    apply_recency_boost(kept, now_s, cfg)
-    kept.sort(key=_rank_key)
-    top = reserve_new_item_slots(diversify(kept, k, cfg), kept, cfg)
+    scores, notes = _rule_scores(kept, now_s, cfg)
+    order = sorted(range(len(kept)), key=lambda i: -scores[i])  # stable: ties keep order
+    picked, relaxed = _diversified(order, kept, k, cfg)
+    top = picked + relaxed
+    new: list[int] = []
+    if cfg.new_item_slots and len(top) > cfg.new_item_slots:
+        have = {kept[i].item_id for i in top}
+        new = [i for i in order if kept[i].source == "fresh"
+               and kept[i].item_id not in have][:cfg.new_item_slots]
+        top = top[:len(top) - len(new)] + new
+    tagged = {i: ["diversity cap relaxed"] for i in relaxed}
+    for i in new:
+        tagged[i] = tagged.get(i, []) + ["new item slot"]
+    out = [Candidate(kept[i].item_id, scores[i], kept[i].source, kept[i].category,
+                     kept[i].created_at_s, [*kept[i].reasons, *notes[i], *tagged.get(i, ())])
+           for i in top]
     stats = {"removed": removed, "candidates_in": len(candidates),
-             "categories": len({c.category for c in top if c.category})}
-    return top, stats
+             "categories": len({c.category for c in out if c.category})}
+    return out, stats
 
 
 __all__ = [
