@@ -65,7 +65,8 @@ class Predictor:
                 chosen = servable
 
                 def run(arrays):
-                    return chosen.run(signature, arrays, output_filter), chosen.version
+                    outputs = chosen.run(signature, arrays, output_filter, checked=True)
+                    return outputs, chosen.version
 
                 outputs, _ = self.batcher.submit(
                     (servable.name, servable.version, signature.name, output_filter), run,

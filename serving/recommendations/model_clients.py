@@ -119,7 +119,7 @@ class InProcessModelClient:
                 servable.check(spec, inputs)  # a bad call fails alone, not its whole batch
 
                 def run(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-                    return servable.run(spec, arrays, outputs), servable.version
+                    return servable.run(spec, arrays, outputs, checked=True), servable.version
 
                 answer, version = self.batcher.submit(
                     (model, servable.version, signature, outputs), run, inputs, timeout_s)
