@@ -289,6 +289,10 @@ def summarise(concurrency: int, seconds: float, out: dict, server_cores: float,
     totals = [r[3]["total"] + r[3].get("queued", 0.0) for r in records if "total" in r[3]]
     row["server_total_p999_ms"] = _pct(totals, 99.9)
     row["server_total_max_ms"] = round(max(totals), 2) if totals else None
+    # the slowest answers as the server saw them: where the time went past the deadline
+    row["slowest"] = [{"tier": r[2], "latency_ms": r[3], "degraded": r[5]} for r in sorted(
+        (r for r in records if "total" in r[3]),
+        key=lambda r: -(r[3]["total"] + r[3].get("queued", 0.0)))[:5]]
     row["client_latencies_ms"] = sorted(round(float(x), 2) for x in client)
     return row
 
@@ -380,6 +384,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="service processes (`recsys api --workers N`; default: one per "
                              "usable core)")
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        metavar="FIELD=VALUE", help="a ServiceConfig field for this run (YAML "
+                        "value), e.g. --set max_in_flight=2; repeatable")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suffix = "_relaxed" if args.relaxed_deadlines else ""
@@ -402,8 +409,12 @@ def main() -> int:
         repo, base, users, setup_seconds = setup(args, workdir)
         budgets = {name: 60_000.0 for name in ("request_deadline_ms", "features_timeout_ms",
                                                "retrieval_timeout_ms", "ranking_timeout_ms")}
+        settings = {}
+        for setting in args.settings:
+            field, _, value = setting.partition("=")
+            settings[field] = yaml.safe_load(value)
         cfg = ServiceConfig(repo=repo, model_base_path=base, workers=args.workers,
-                            **(budgets if args.relaxed_deadlines else {}))
+                            **(budgets if args.relaxed_deadlines else {}), **settings)
         config = workdir / f"service{suffix}.yaml"
         config.write_text(yaml.safe_dump({k: v for k, v in cfg.to_dict().items()
                                           if k != "rules"}))

@@ -5,6 +5,7 @@ killed or slowed past its deadline, then recovery."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 
 import pytest
@@ -174,6 +175,28 @@ def test_a_slow_ranker_is_cut_at_its_deadline(config, active_user):
     finally:
         service.close()
         real.close()
+
+
+def test_a_slow_ranker_is_cut_by_the_batchers_own_timeout(config, active_user):
+    """Models in process with batching hold each call to its budget themselves, so the
+    pipeline calls them in the request's thread: a ranker whose call does not finish is cut
+    by the batch queue's timeout, named like any missed deadline."""
+    service = build_recommender(dataclasses.replace(config, ranking_timeout_ms=150))
+    assert service.models.enforces_timeouts
+    servable = service.models.core.manager("ranker").resolve(None, None)
+    release = threading.Event()
+    real_run = servable.run
+    servable.run = lambda *args, **kwargs: release.wait(30) and real_run(*args, **kwargs)
+    try:
+        result = service.recommend(RecommendationRequest(active_user, k=10))
+        assert result.tier == "retrieval" and len(result.items) == 10
+        assert result.degraded == ["ranking: no answer within 150 ms"]
+        assert result.model_versions == {"retrieval": 1}
+    finally:
+        release.set()
+        del servable.run
+        service.close()
+        service.models.close()
 
 
 def test_k_larger_than_the_candidates_is_topped_up_from_popular(recommender, active_user):

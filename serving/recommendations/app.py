@@ -22,6 +22,7 @@ import time
 import uuid
 
 from fastapi import FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, ORJSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -128,18 +129,31 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
     @app.post("/v1/recommendations", response_model=RecommendationResponse,
               responses={400: {"description": "malformed JSON"},
                          422: {"description": "invalid fields"}})
-    def recommendations(body: RecommendationBody, request: Request):
-        arrived = getattr(request.state, "arrived", None)
-        queued_s = time.perf_counter() - arrived if arrived is not None else 0.0
+    async def recommendations(body: RecommendationBody, request: Request):
+        arrived = getattr(request.state, "arrived", None) or time.perf_counter()
         k = cfg.default_k if body.k is None else body.k
         if not 1 <= k <= cfg.max_k:
             metrics.errors.labels("/v1/recommendations", "422").inc()
             return _error(422, "invalid_request", [{
                 "field": "body.k", "message": f"k must be between 1 and {cfg.max_k}, got {k}"}])
-        result = recommender.recommend(RecommendationRequest(
+        wanted = RecommendationRequest(
             user_id=body.user_id, k=k, context=body.context.model_dump(),
-            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
-            queued_s=queued_s))
+            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories))
+        if not recommender.try_admit():  # shed here, before the request queues for a thread
+            wanted.queued_s = time.perf_counter() - arrived
+            return ORJSONResponse(response_document(recommender.shed(wanted)))
+        started = []
+
+        def admitted():
+            started.append(True)
+            wanted.queued_s = time.perf_counter() - arrived  # off the request's deadline
+            return recommender.recommend_admitted(wanted)  # gives its place back
+
+        try:
+            result = await run_in_threadpool(admitted)
+        finally:
+            if not started:  # cancelled before a thread took it: give the place back here
+                recommender.release()
         return ORJSONResponse(response_document(result))
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},

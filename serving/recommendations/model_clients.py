@@ -35,6 +35,9 @@ class ModelAnswer:
 
 
 class ModelClient(Protocol):
+    enforces_timeouts: bool  # predict answers or raises within timeout_s (no caller needs
+    # to wait in another thread to hold it to its budget)
+
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
                 timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
         """``outputs``: the output aliases wanted (TF Serving's ``output_filter``; () = all)."""
@@ -44,6 +47,8 @@ class ModelClient(Protocol):
 
 class GrpcModelClient:
     """PredictionService/Predict on ``target`` (``host:port``) with a per-call deadline."""
+
+    enforces_timeouts = True  # gRPC's deadline: a call answers or fails within timeout_s
 
     def __init__(self, target: str):
         import grpc
@@ -97,6 +102,8 @@ class InProcessModelClient:
         self.core.reload_config(_config(models))
         self.core.start_polling(poll_seconds)
         self.batcher = Batcher(batching) if batching is not None else None
+        # batched calls are waited for at most timeout_s; unbatched ones run in the caller
+        self.enforces_timeouts = self.batcher is not None
 
     @staticmethod
     def _load(name: str, version: int, path: Path):

@@ -47,6 +47,7 @@ from serving.recommendations.item_features import (
 )
 from serving.recommendations.item_index import ItemIndex
 from serving.recommendations.metrics import ServiceMetrics
+from serving.recommendations.model_clients import ModelUnavailable
 from serving.recommendations.popular_lists import PopularLists
 from serving.recommendations.queries import (
     History,
@@ -156,16 +157,21 @@ class Recommender:
         return self._models_state[1]
 
     # -- stages ----------------------------------------------------------------------------
-    def _stage(self, name: str, breaker: str, fn: Callable[[], Any], budget_ms: float,
-               deadline: Deadline, latency: dict[str, float]) -> Any:
+    def _stage(self, name: str, breaker: str, fn: Callable[[float], Any], budget_ms: float,
+               deadline: Deadline, latency: dict[str, float], inline: bool = False) -> Any:
+        """``fn(budget_s)`` under the dependency's breaker within the stage's budget. In a
+        dependency thread, waited for at most the budget; ``inline`` (a client that enforces
+        the timeout it is given itself), in this thread: no hand-over to another thread."""
         budget_s = deadline.budget_for(budget_ms / 1000.0)
         started = time.perf_counter()
         outcome = "ok"
         try:
             if budget_s < MIN_STAGE_BUDGET_S:  # too late to start: not the dependency's fault
                 raise DeadlineExceeded(name, budget_s)
-            return self.breakers[breaker].call(call_with_timeout, fn, budget_s, name,
-                                               self.executor)
+            if inline:
+                return self.breakers[breaker].call(_deadline_named, fn, budget_s, name)
+            return self.breakers[breaker].call(call_with_timeout, lambda: fn(budget_s),
+                                               budget_s, name, self.executor)
         except CircuitOpen as exc:
             outcome = "circuit_open"
             raise StageFailed(name, f"circuit breaker {exc.name} is open") from exc
@@ -325,21 +331,37 @@ class Recommender:
 
     # -- the request -----------------------------------------------------------------------
     def recommend(self, request: RecommendationRequest) -> RecommendationResult:
-        if not self.admission.acquire(blocking=False):
-            return self._shed(request)
+        if not self.try_admit():
+            return self.shed(request)
+        return self.recommend_admitted(request)
+
+    def try_admit(self) -> bool:
+        """Take one of the ``max_in_flight`` places in the pipeline, without waiting; the
+        caller then calls ``recommend_admitted`` (which gives it back) or ``release``."""
+        return self.admission.acquire(blocking=False)
+
+    def release(self) -> None:
+        """Give back a place taken by ``try_admit`` that ``recommend_admitted`` never used."""
+        self.admission.release()
+
+    def recommend_admitted(self, request: RecommendationRequest) -> RecommendationResult:
+        """The personalised pipeline for a request holding a place (given back at the end)."""
         try:
             return self._recommend(request)
         finally:
             self.admission.release()
 
-    def _shed(self, request: RecommendationRequest) -> RecommendationResult:
-        """The popular answer for a request over the in-flight limit (no dependency call)."""
+    def shed(self, request: RecommendationRequest) -> RecommendationResult:
+        """The popular answer for a request over the in-flight limit (no dependency call):
+        cheap enough to give on the event loop, before the request queues for a thread."""
         started = time.perf_counter()
         context = {k: v for k, v in request.context.items() if v}
         items, segment = self._popular(context, request.k, set(request.exclude))
         tier = "global-popular" if segment == "global" else "segment-popular"
         degraded = [f"overload: {self.cfg.max_in_flight} requests already in the pipeline"]
         latency = {"total": round((time.perf_counter() - started) * 1000, 3)}
+        if request.queued_s:
+            latency["queued"] = round(request.queued_s * 1000, 3)
         self._count(tier, degraded, time.perf_counter() - started)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
                                     degraded, False)
@@ -357,7 +379,7 @@ class Recommender:
         user: dict | None = None
         try:
             user = self._stage("features", FEATURE_STORE,
-                               lambda: self._user_features(request.user_id),
+                               lambda _: self._user_features(request.user_id),
                                cfg.features_timeout_ms, deadline, latency)
         except StageFailed as exc:
             degraded.append(str(exc))
@@ -369,13 +391,15 @@ class Recommender:
         candidates: list[Candidate] = []
         tier = "segment-popular"
         row, query = None, None
+        # model calls in this thread when the client holds them to their budget itself
+        inline = bool(getattr(self.models, "enforces_timeouts", False))
         if user is not None:
             row = query_row(request.user_id, user, history, context, now_s)
             try:
                 retrieved, query = self._stage(
                     "retrieval", MODEL_SERVER,
-                    lambda: self._retrieve_cached(row, deadline.remaining(), versions),
-                    cfg.retrieval_timeout_ms, deadline, latency)
+                    lambda budget_s: self._retrieve_cached(row, budget_s, versions),
+                    cfg.retrieval_timeout_ms, deadline, latency, inline)
                 sources = [retrieved]
                 if self.fresh is not None and "retrieval" in versions:
                     sources.append(self.fresh.nearest(query, versions["retrieval"],
@@ -392,9 +416,9 @@ class Recommender:
             try:
                 scores = self._stage(
                     "ranking", RANKER,
-                    lambda: self._rank(row, candidates, query, now_s, deadline.remaining(),
-                                       versions),
-                    cfg.ranking_timeout_ms, deadline, latency)
+                    lambda budget_s: self._rank(row, candidates, query, now_s, budget_s,
+                                                versions),
+                    cfg.ranking_timeout_ms, deadline, latency, inline)
                 for candidate, score in zip(candidates, scores):
                     candidate.score = float(score)
                 tier = "full"
@@ -448,6 +472,16 @@ class Recommender:
         if self.item_loader is not None:
             self.item_loader.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _deadline_named(fn: Callable[[float], Any], budget_s: float, stage: str) -> Any:
+    """``fn(budget_s)``, a model client's own timeout raised as ``DeadlineExceeded``."""
+    try:
+        return fn(budget_s)
+    except ModelUnavailable as exc:
+        if exc.reason.startswith("DEADLINE_EXCEEDED"):
+            raise DeadlineExceeded(stage, budget_s) from exc
+        raise
 
 
 def _list(value: Any) -> list:
