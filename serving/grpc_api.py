@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (model_management_pb2, model_service_pb2_grp
 from serving.errors import Code, ServingError
 from serving.prediction import Predictor
 from serving.status import check_metadata_fields, metadata_response, status_response
+from serving.tensor_proto import from_ndarray, to_ndarray
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 2 ** 31 - 1
@@ -42,13 +43,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.predictor = predictor
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
-        import tensorflow as tf
-
         try:
             name, version, label = _spec(request)
 
             def decode(signature):
-                return {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+                return {k: to_ndarray(v) for k, v in request.inputs.items()}
 
             prediction = self.predictor.predict(
                 name, version, label, request.model_spec.signature_name, decode,
@@ -60,7 +59,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = prediction.servable.version
         response.model_spec.signature_name = prediction.signature.name
         for alias, value in prediction.outputs.items():
-            response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            response.outputs[alias].CopyFrom(from_ndarray(value))
         return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802

@@ -66,20 +66,21 @@ class GrpcModelClient:
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
                 timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:
         import grpc
-        import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
+
+        from serving.tensor_proto import from_ndarray, to_ndarray
 
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
         request.output_filter.extend(outputs)
         for name, value in inputs.items():
-            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+            request.inputs[name].CopyFrom(from_ndarray(value))
         try:
             response = self._stub.Predict(request, timeout=max(timeout_s, 0.001))
         except grpc.RpcError as exc:
             raise ModelUnavailable(model, f"{exc.code().name}: {exc.details()}") from exc
-        return ModelAnswer({k: tf.make_ndarray(v) for k, v in response.outputs.items()},
+        return ModelAnswer({k: to_ndarray(v) for k, v in response.outputs.items()},
                            int(response.model_spec.version.value))
 
     def close(self) -> None:
