@@ -262,3 +262,26 @@ def test_retrieval_pads_when_scann_finds_fewer_than_k(trained_model_dir, small_r
     found = ids != b""
     assert 0 < found.sum() < 60  # one leaf of six searched: a part of the catalogue
     assert np.isneginf(scores[~found]).all() and np.isfinite(scores[found]).all()
+
+
+def test_tie_aware_recall_counts_items_tied_with_the_exact_ones():
+    from trainer.export import _recall_at_10, tie_aware_recall_at_10
+
+    # 12 items, two pairs of exact duplicates around the 10th place: the index returned the
+    # other copy of each pair, so by id it misses 2 of 10, by score none
+    exact_ids = np.array([[f"i{j}" for j in range(10)]])
+    found_ids = np.array([[*(f"i{j}" for j in range(8)), "i10", "i11"]])
+    exact_scores = np.array([[1.0, .9, .8, .7, .6, .5, .4, .3, .2, .2]])
+    found_scores = np.array([[1.0, .9, .8, .7, .6, .5, .4, .3, .2, .2]])
+    assert _recall_at_10(found_ids, exact_ids) == 0.8
+    assert tie_aware_recall_at_10(found_scores, exact_scores) == 1.0
+    # a result clearly below the 10th best is a miss; one within 1e-3 is a hit
+    below = found_scores.copy()
+    below[0, 9] = 0.19
+    assert tie_aware_recall_at_10(below, exact_scores) == 0.9
+    close = found_scores.copy()
+    close[0, 9] = 0.2 - 5e-4
+    assert tie_aware_recall_at_10(close, exact_scores) == 1.0
+    padded = found_scores.copy()
+    padded[0, 8:] = -np.inf
+    assert tie_aware_recall_at_10(padded, exact_scores) == 0.8

@@ -94,10 +94,27 @@ def _stage(staging: Path, artifact: str, version: int, module, inputs, expected_
     return write_manifest(staging, artifact, version, details)
 
 
+TIE_EPSILON = 1e-3  # ann-benchmarks' threshold: a result this close to the k-th best is a hit
+
+
 def _recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
+    """Share of the exact top 10 ids that ``found`` holds (ties broken by id order)."""
     width = min(10, exact.shape[1])
     hits = [len(set(a[:width]) & set(b[:width])) for a, b in zip(found, exact)]
     return float(sum(hits) / (width * len(exact)))
+
+
+def tie_aware_recall_at_10(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
+    """Recall@10 by score, as ann-benchmarks counts it: a found item is a hit when its exact
+    score is at least the exact 10th best minus ``TIE_EPSILON``. Unlike the id recall, items
+    that score the same as the ones exact search happened to pick (near-duplicates, several
+    items sharing the out-of-vocabulary row) are not counted as misses.
+
+    ``found_scores``: [queries, >= 10] exact scores of the items the index returned, in its
+    order (-inf for padding); ``exact_scores``: [queries, >= 10] the exact top scores."""
+    width = min(10, exact_scores.shape[1])
+    bar = exact_scores[:, width - 1:width] - TIE_EPSILON
+    return float(np.mean(found_scores[:, :width] >= bar))
 
 
 def _described(layer, config: Mapping[str, Any]):
@@ -118,18 +135,28 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
 
     args = scann.layer_arguments(int(embeddings.shape[0]), k)
     scores = model.query_tower(queries).numpy() @ embeddings.numpy().T
-    exact = identifiers.numpy()[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    ids = identifiers.numpy()
+    exact, exact_scores = ids[order], np.take_along_axis(scores, order, axis=1)
+    column = {item: i for i, item in enumerate(ids.tolist())}
     while True:
         index = _described(tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args), args)
         index.index(embeddings, identifiers)
-        recall = _recall_at_10(index(queries)[1].numpy(), exact)
+        found = index(queries)[1].numpy()[:, :10]
+        columns = np.array([[column.get(i, -1) for i in row] for row in found.tolist()])
+        found_scores = np.where(columns >= 0, np.take_along_axis(
+            scores, np.maximum(columns, 0), axis=1), -np.inf)
+        recall = tie_aware_recall_at_10(found_scores, exact_scores)
+        id_recall = _recall_at_10(found, exact)
         done = recall >= scann.min_recall or (
             args["num_leaves_to_search"] >= args["num_leaves"]
             and args["num_reordering_candidates"] >= int(embeddings.shape[0]))
-        log.info("ScaNN %s leaves, %s searched: recall@10 %.3f on %d check queries",
-                 args["num_leaves"], args["num_leaves_to_search"], recall, len(exact))
+        log.info("ScaNN %s leaves, %s searched: recall@10 %.3f by score (ties within %g "
+                 "count), %.3f by id, on %d check queries", args["num_leaves"],
+                 args["num_leaves_to_search"], recall, TIE_EPSILON, id_recall, len(exact))
         if done or scann.exact:
-            return index, {**args, "check_recall@10": recall, "check_queries": len(exact)}
+            return index, {**args, "check_recall@10": recall, "check_id_recall@10": id_recall,
+                           "check_queries": len(exact)}
         args = {**args, "num_leaves_to_search": min(args["num_leaves"],
                                                     2 * args["num_leaves_to_search"]),
                 "num_reordering_candidates": min(int(embeddings.shape[0]),
