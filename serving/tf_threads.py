@@ -13,9 +13,9 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def pin_tensorflow_threads(intra_op: int, inter_op: int) -> bool:
+def pin_tensorflow_threads(intra_op: int, inter_op: int, level: int = logging.WARNING) -> bool:
     """Set the intra- and inter-op pools (0 leaves a pool at TensorFlow's default); True if
-    every requested setting took effect."""
+    every requested setting took effect; otherwise says why at ``level``."""
     import tensorflow as tf
 
     try:
@@ -24,7 +24,7 @@ def pin_tensorflow_threads(intra_op: int, inter_op: int) -> bool:
         if inter_op:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError as exc:  # TensorFlow already ran an op in this process
-        log.warning("cannot change TensorFlow's thread pools now: %s", exc)
+        log.log(level, "cannot change TensorFlow's thread pools now: %s", exc)
         return False
     return True
 

@@ -183,8 +183,9 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     from serving.recommendations.popular_lists import PopularLists
     from serving.tf_threads import pin_tensorflow_threads
 
+    # a process that already ran TensorFlow (the demo, tests) keeps the pools it has
     pin_tensorflow_threads(cfg.tensorflow_intra_op_parallelism,
-                           cfg.tensorflow_inter_op_parallelism)
+                           cfg.tensorflow_inter_op_parallelism, level=logging.INFO)
     served = served_models(cfg)
     popular = PopularLists.load(cfg.popular_lists_path)
     models = _model_client(cfg, served.ranker is not None)
