@@ -285,3 +285,20 @@ def test_tie_aware_recall_counts_items_tied_with_the_exact_ones():
     padded = found_scores.copy()
     padded[0, 8:] = -np.inf
     assert tie_aware_recall_at_10(padded, exact_scores) == 0.8
+
+
+def test_the_search_widens_re_scoring_first_then_leaves():
+    from trainer.export import widened
+
+    args = {"num_leaves": 1000, "num_leaves_to_search": 200, "num_reordering_candidates": 4000}
+    steps = [args]
+    while len(steps) < 12:
+        steps.append(widened(steps[-1], 1_000_000))
+    pairs = [(a["num_leaves_to_search"], a["num_reordering_candidates"]) for a in steps]
+    # re-scoring doubles up to half the items the 200 leaves hold (100K), then leaves double
+    assert pairs[:7] == [(200, 4000), (200, 8000), (200, 16000), (200, 32000), (200, 64000),
+                         (200, 128000), (400, 128000)]
+    assert pairs[-1] == (1000, 1_000_000)  # ends searching every leaf, re-scoring every item
+    small = widened({"num_leaves": 20, "num_leaves_to_search": 4,
+                     "num_reordering_candidates": 400}, 400)
+    assert (small["num_leaves_to_search"], small["num_reordering_candidates"]) == (8, 400)
