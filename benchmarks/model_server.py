@@ -422,9 +422,9 @@ def main() -> int:
     if not RECSYS.exists():
         parser.error(f"{RECSYS} not found: install the project into .venv")
 
-    import tensorflow as tf
-
     import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
+
+    import tensorflow as tf  # noqa: I001 (after recsys)
 
     if args.tf_threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
