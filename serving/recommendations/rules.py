@@ -154,27 +154,11 @@ def diversify(candidates: Sequence[Candidate], k: int, cfg: RulesConfig) -> list
     an item_id are dropped. The cap yields to returning k items: if it leaves fewer, the best
     skipped items fill the list after the capped picks, "diversity cap relaxed" appended to
     their reasons (in place)."""
-    cap = category_cap(k, cfg)
-    picked: list[Candidate] = []
-    skipped: list[Candidate] = []
-    seen: set[str] = set()
-    per_category: dict[str, int] = {}
-    for c in sorted(candidates, key=_rank_key):
-        if len(picked) == k:
-            break
-        if c.item_id in seen:
-            continue
-        seen.add(c.item_id)
-        if c.category:
-            if per_category.get(c.category, 0) >= cap:
-                skipped.append(c)
-                continue
-            per_category[c.category] = per_category.get(c.category, 0) + 1
-        picked.append(c)
-    for c in skipped[:k - len(picked)]:
-        c.reasons.append("diversity cap relaxed")
-        picked.append(c)
-    return picked
+    order = sorted(range(len(candidates)), key=lambda i: _rank_key(candidates[i]))
+    picked, relaxed = _diversified(order, candidates, k, cfg)
+    for i in relaxed:
+        candidates[i].reasons.append("diversity cap relaxed")
+    return [candidates[i] for i in picked + relaxed]
 
 
 def reserve_new_item_slots(top: Sequence[Candidate], ranked: Sequence[Candidate],
@@ -222,7 +206,8 @@ def _rule_scores(candidates: Sequence[Candidate], now_s: int, cfg: RulesConfig
 
 def _diversified(order: Sequence[int], candidates: Sequence[Candidate], k: int,
                  cfg: RulesConfig) -> tuple[list[int], list[int]]:
-    """``diversify`` on positions: (the capped picks, the skipped ones that fill the list)."""
+    """``diversify`` on positions, ``order`` best first: (the capped picks, the skipped ones
+    that fill the list)."""
     cap = category_cap(k, cfg)
     picked: list[int] = []
     skipped: list[int] = []
