@@ -400,7 +400,7 @@ def main() -> int:
     import yaml
 
     import recsys  # noqa: F401  (before tensorflow: tf.keras is Keras 2)
-    from serving.recommendations.config import ServiceConfig
+    from serving.recommendations.config import load_service_config
     from serving.recommendations.service import latest_manifest
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -413,8 +413,11 @@ def main() -> int:
         for setting in args.settings:
             field, _, value = setting.partition("=")
             settings[field] = yaml.safe_load(value)
-        cfg = ServiceConfig(repo=repo, model_base_path=base, workers=args.workers,
-                            **(budgets if args.relaxed_deadlines else {}), **settings)
+        # checked as a config file is: an unknown field or a bad value is named
+        cfg = load_service_config(None, {"repo": repo, "model_base_path": base,
+                                         "workers": args.workers,
+                                         **(budgets if args.relaxed_deadlines else {}),
+                                         **settings})
         config = workdir / f"service{suffix}.yaml"
         config.write_text(yaml.safe_dump({k: v for k, v in cfg.to_dict().items()
                                           if k != "rules"}))

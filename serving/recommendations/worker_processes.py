@@ -123,6 +123,10 @@ class WorkerPool:
                             index, process.pid, process.exitcode, uptime)
                 self._start(index)
 
+    def request_stop(self) -> None:
+        """Make ``supervise`` return (safe from a signal handler)."""
+        self._stop.set()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         for process in self._processes.values():
@@ -153,8 +157,8 @@ def serve_workers(target: Callable[..., Any], args: tuple, workers: int, host: s
     previous = os.environ.get(MULTIPROC_ENV)
     os.environ[MULTIPROC_ENV] = metrics_dir
     pool = WorkerPool(target, args, workers, host, port)
-    stop = lambda *_: pool._stop.set()  # noqa: E731
-    handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {s: signal.signal(s, lambda *_: pool.request_stop())
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         log.info("%d workers on http://%s:%d", workers, host, pool.port)
         pool.start().supervise()
