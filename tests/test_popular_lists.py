@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import datetime as dt
 import json
 import math
@@ -168,6 +170,19 @@ def test_one_segment_and_unknown_or_empty_values() -> None:
     for context in ({}, {"country": "FR", "device": "phone"}, {"country": None, "device": ""}):
         got, label = lists.for_segment(context, k=3)
         assert (ids(got), label) == (["g1", "a", "g2"], "global")
+
+
+def test_merged_segment_lists_are_not_tracked_by_the_garbage_collector() -> None:
+    """The service keeps a merged list per segment combination for its lifetime: held as
+    objects per item, every full collection walked them all (up to 220 ms on 100K items)."""
+    lists = lists_by_hand()
+    got, _ = lists.for_segment({"country": "DE", "device": "tv"}, k=3)
+    gc.collect()
+    gc.collect()  # an outer tuple is untracked once its inner ones are
+    merged, _ = lists._merged({"country": "DE", "device": "tv"})
+    assert [entry[0] for entry in merged[:3]] == ids(got)
+    assert not any(gc.is_tracked(entry) for entry in merged)
+    assert not gc.is_tracked(merged)
 
 
 def test_exclusions_skip_items_and_still_return_k() -> None:

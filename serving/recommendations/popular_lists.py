@@ -72,7 +72,8 @@ class PopularLists:
         segments used ("country=DE,device=tv") or is "global"."""
         k, excluded = _count(k), set(exclude)
         merged_items, label = self._merged(context)
-        result = _take(merged_items, k, excluded)
+        result = [PopularItem(*entry) for entry in
+                  islice((e for e in merged_items if e[0] not in excluded), k)]
         if len(result) < k:
             result += _take(self.global_items, k - len(result),
                             excluded | {item.item_id for item in result})
@@ -82,8 +83,12 @@ class PopularLists:
         """The segments ``for_segment`` would use for ``context`` ("global" if none)."""
         return self._merged(context)[1]
 
-    def _merged(self, context: Mapping[str, str | None]) -> tuple[list[PopularItem], str]:
-        """The merged segment list of ``context`` (computed once per segment combination)."""
+    def _merged(self, context: Mapping[str, str | None]
+                ) -> tuple[tuple[tuple[str, float, str], ...], str]:
+        """The merged segment list of ``context`` as (item_id, score, category) tuples
+        (computed once per segment combination). Plain tuples of strings and numbers: the
+        garbage collector stops tracking them, so the service's merged lists (tens of
+        thousands of items) add nothing to its full collections, as objects per item did."""
         key = tuple(context.get(field) for field in SEGMENT_FIELDS)
         cache = self.__dict__.setdefault("_merged_cache", {})
         if key in cache:
@@ -103,9 +108,10 @@ class PopularLists:
                 merged[item.item_id] = merged.get(item.item_id, 0.0) + share
                 categories.setdefault(item.item_id, item.category)
         ranked = sorted(merged.items(), key=lambda pair: (-pair[1], pair[0]))
-        cache[key] = ([PopularItem(i, s, categories[i]) for i, s in ranked],
+        cache[key] = (tuple((i, s, categories[i]) for i, s in ranked),
                       ",".join(used) or "global")
         return cache[key]
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the lists as JSON (atomically: readers see the old file or the new one)."""
         path = Path(path)
