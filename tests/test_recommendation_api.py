@@ -3,10 +3,12 @@ the happy paths, and each bad request with its exact response."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import requests
 
-from recommendation_support import serve_app
+from recommendation_support import SlowModels, serve_app
 from serving.recommendations.app import create_app
 from serving.recommendations.config import ServiceConfig
 from serving.recommendations.service import build_recommender
@@ -131,3 +133,47 @@ def test_health_readiness_metrics_and_openapi(url):
     assert 'recsys_cache_lookups_total{cache="retrieval",result="hit"}' in metrics
     paths = requests.get(f"{url}/openapi.json", timeout=5).json()["paths"]
     assert {"/v1/recommendations", "/v1/explain", "/healthz", "/readyz"} <= set(paths)
+
+
+class StarvedModels(SlowModels):
+    """A model client that says it holds its calls to their budget and comes back late: what a
+    request thread starved of CPU or of the GIL under load looks like to the endpoint."""
+
+    enforces_timeouts = True
+
+
+def _requests_counted(service) -> float:
+    return sum(s.value for m in service.metrics.requests.collect() for s in m.samples
+               if s.name.endswith("_total"))
+
+
+def test_a_pipeline_late_past_the_deadline_is_answered_from_popular_at_the_deadline(
+        service_files, small_data):
+    user = small_data.train["user_id"].value_counts().index[0]
+    service = build_recommender(ServiceConfig(
+        repo=service_files.repo, model_base_path=service_files.base, max_in_flight=1,
+        request_deadline_ms=400, features_timeout_ms=300, retrieval_timeout_ms=300,
+        ranking_timeout_ms=300))
+    real = service.models
+    service.models = StarvedModels(real, {"ranker": 1.5})
+    try:
+        with serve_app(create_app(service)) as url:
+            before = _requests_counted(service)
+            started = time.perf_counter()
+            body = _post(url, {"user_id": user, "k": 5, "context": {"country": "US"}}).json()
+            waited = time.perf_counter() - started
+            assert body["tier"] in ("segment-popular", "global-popular")
+            assert body["degraded"] == ["deadline: no answer within 400 ms"]
+            assert len(body["items"]) == 5 and body["model_versions"] == {}
+            assert waited < 1.4  # answered before the late ranker came back
+            assert body["latency_ms"]["queued"] >= 400
+            # the late pipeline finishes, gives its place back and is not counted again
+            time.sleep(1.6)
+            assert _requests_counted(service) == before + 1
+            service.models = real
+            body = _post(url, {"user_id": user, "k": 5}).json()
+            assert body["tier"] == "full" and body["degraded"] == []
+            assert _requests_counted(service) == before + 2
+    finally:
+        service.close()
+        real.close()

@@ -270,3 +270,30 @@ def test_the_service_follows_the_model_server_to_a_new_version(files, config, tm
     finally:
         service.close()
         service.models.close()
+
+
+def test_a_request_answered_at_its_deadline_is_not_run_or_counted_by_the_pipeline(
+        recommender, active_user):
+    """The endpoint answers a request from the popular lists at its deadline (``late``) when
+    the pipeline has not: a pipeline thread that takes it afterwards gives its place back
+    without running it, and the request is counted once."""
+    def counted() -> float:
+        return sum(s.value for m in recommender.metrics.requests.collect() for s in m.samples
+                   if s.name.endswith("_total"))
+
+    before = counted()
+    request = RecommendationRequest(active_user, k=4)
+    assert recommender.try_admit()
+    late = recommender.late(request, 0.25)
+    assert late.tier in ("segment-popular", "global-popular") and len(late.items) == 4
+    assert late.degraded == ["deadline: no answer within 10000 ms"]
+    assert late.latency_ms["queued"] == 250.0
+    assert recommender.recommend_admitted(request) is None
+    assert recommender.late(request, 0.3) is None  # answered once only
+    assert counted() == before + 1
+    places = [recommender.try_admit() for _ in range(recommender.cfg.max_in_flight)]
+    assert all(places)  # every place is free again
+    for _ in places:
+        recommender.release()
+    again = recommender.recommend(request)  # the sync API answers a request again, as a copy
+    assert again.tier == "full" and counted() == before + 2

@@ -17,6 +17,8 @@ answers 503: it degrades to a lower tier instead and says so.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 import uuid
@@ -31,7 +33,11 @@ from serving.recommendations.explain import UnknownItem, explain
 from serving.recommendations.ingest_routes import add_ingest_routes
 from serving.recommendations.pipeline import RecommendationRequest, Recommender
 
+log = logging.getLogger(__name__)
 MAX_ID_LENGTH = 256
+# how long past its deadline the endpoint waits for a pipeline that is finishing before it
+# answers from the popular lists instead
+DEADLINE_GRACE_S = 0.002
 MAX_EXCLUDED = 1000
 
 
@@ -108,10 +114,18 @@ class ArrivalTime:
         await self.app(scope, receive, send)
 
 
+def _dropped(pipeline: asyncio.Future) -> None:
+    """Done callback of a pipeline answered at its deadline: retrieve its outcome (dropped),
+    so that a failure is logged rather than reported as never retrieved."""
+    if not pipeline.cancelled() and pipeline.exception() is not None:
+        log.warning("a pipeline answered late failed: %r", pipeline.exception())
+
+
 def create_app(recommender: Recommender, producer=None) -> FastAPI:
     """The service's routes on ``recommender``; ``producer`` (a
     :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``."""
     cfg, metrics = recommender.cfg, recommender.metrics
+    deadline_s = cfg.request_deadline_ms / 1000.0
     app = FastAPI(title="recsys recommendation service", version="1",
                   description="Retrieval (two-tower, ScaNN) -> transformer ranking -> rules, "
                               "with fallbacks down to precomputed popular lists.")
@@ -142,18 +156,25 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
         if not recommender.try_admit():  # shed here, before the request queues for a thread
             wanted.queued_s = time.perf_counter() - arrived
             return ORJSONResponse(response_document(recommender.shed(wanted)))
-        started = []
 
         def admitted():
-            started.append(True)
             wanted.queued_s = time.perf_counter() - arrived  # off the request's deadline
             return recommender.recommend_admitted(wanted)  # gives its place back
 
+        # The pipeline holds each stage to what is left of the deadline, but a thread starved
+        # of CPU or of the GIL under load comes back late: at the deadline, answer from the
+        # popular lists here and let the pipeline finish (or never start) unanswered. The
+        # shielded task always runs ``admitted``, which gives the place back.
+        pipeline = asyncio.ensure_future(run_in_threadpool(admitted))
+        left_s = deadline_s + DEADLINE_GRACE_S - (time.perf_counter() - arrived)
         try:
-            result = await run_in_threadpool(admitted)
-        finally:
-            if not started:  # cancelled before a thread took it: give the place back here
-                recommender.release()
+            result = await asyncio.wait_for(asyncio.shield(pipeline), max(left_s, 0.0))
+        except TimeoutError:
+            result = recommender.late(wanted, time.perf_counter() - arrived)
+            if result is None:  # the pipeline claimed it as the wait ended: its answer is due
+                result = await pipeline
+            else:
+                pipeline.add_done_callback(_dropped)
         return ORJSONResponse(response_document(result))
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},

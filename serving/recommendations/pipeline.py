@@ -26,6 +26,7 @@ degraded, the model versions used and each stage's latency.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -75,6 +76,18 @@ class RecommendationRequest:
     preferred_categories: list[str] = field(default_factory=list)
     now_s: int | None = None
     queued_s: float = 0.0  # spent before the pipeline (HTTP parsing, queues): off the deadline
+    # taken by whichever answers it first: the pipeline, or a caller that stopped waiting
+    # for it at the deadline (``Recommender.late``); the other's answer is dropped uncounted
+    _answer: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                    compare=False)
+
+    def claim(self) -> bool:
+        """True once, for the first caller: it answers this request."""
+        return self._answer.acquire(blocking=False)
+
+    @property
+    def answered(self) -> bool:
+        return self._answer.locked()
 
 
 @dataclass
@@ -350,6 +363,10 @@ class Recommender:
 
     # -- the request -----------------------------------------------------------------------
     def recommend(self, request: RecommendationRequest) -> RecommendationResult:
+        """The answer to ``request`` (waits for the pipeline: no deadline guard of its own;
+        a request answered before is answered again, as a copy)."""
+        if request.answered:
+            request = dataclasses.replace(request)
         if not self.try_admit():
             return self.shed(request)
         return self.recommend_admitted(request)
@@ -363,27 +380,52 @@ class Recommender:
         """Give back a place taken by ``try_admit`` that ``recommend_admitted`` never used."""
         self.admission.release()
 
-    def recommend_admitted(self, request: RecommendationRequest) -> RecommendationResult:
-        """The personalised pipeline for a request holding a place (given back at the end)."""
+    def recommend_admitted(self, request: RecommendationRequest
+                           ) -> RecommendationResult | None:
+        """The personalised pipeline for a request holding a place (given back at the end).
+        None, without running it, for a request already answered (``late``); its result is
+        counted in the metrics only if the pipeline answers the request."""
         try:
-            return self._recommend(request)
+            if request.answered:  # its caller gave up before a thread took it
+                return None
+            result = self._recommend(request)
+            if request.claim():
+                self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000)
+            return result
         finally:
             self.admission.release()
 
     def shed(self, request: RecommendationRequest) -> RecommendationResult:
         """The popular answer for a request over the in-flight limit (no dependency call):
         cheap enough to give on the event loop, before the request queues for a thread."""
+        request.claim()
+        return self._popular_answer(request, f"overload: {self.cfg.max_in_flight} requests "
+                                             "already in the pipeline", request.queued_s)
+
+    def late(self, request: RecommendationRequest, waited_s: float
+             ) -> RecommendationResult | None:
+        """The popular answer for an admitted request whose pipeline has not answered after
+        ``waited_s`` (its deadline: a thread starved of CPU or of the GIL under load), or
+        None when the pipeline claimed it first (its answer is ready: wait for it). The
+        pipeline runs on, or never starts, and its answer is dropped."""
+        if not request.claim():
+            return None
+        return self._popular_answer(
+            request, f"deadline: no answer within {self.cfg.request_deadline_ms:.0f} ms",
+            waited_s)
+
+    def _popular_answer(self, request: RecommendationRequest, reason: str, waited_s: float
+                        ) -> RecommendationResult:
         started = time.perf_counter()
         context = {k: v for k, v in request.context.items() if v}
         items, segment = self._popular(context, request.k, set(request.exclude))
         tier = "global-popular" if segment == "global" else "segment-popular"
-        degraded = [f"overload: {self.cfg.max_in_flight} requests already in the pipeline"]
         latency = {"total": round((time.perf_counter() - started) * 1000, 3)}
-        if request.queued_s:
-            latency["queued"] = round(request.queued_s * 1000, 3)
-        self._count(tier, degraded, time.perf_counter() - started)
+        if waited_s:
+            latency["queued"] = round(waited_s * 1000, 3)
+        self._count(tier, [reason], time.perf_counter() - started)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
-                                    degraded, False)
+                                    [reason], False)
 
     def _recommend(self, request: RecommendationRequest) -> RecommendationResult:
         cfg = self.cfg
@@ -459,7 +501,6 @@ class Recommender:
         latency["total"] = round((time.perf_counter() - started) * 1000, 3)
         if request.queued_s:
             latency["queued"] = round(request.queued_s * 1000, 3)
-        self._count(tier, degraded, time.perf_counter() - started)
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
                                     versions, latency, degraded, cold)
 
