@@ -24,7 +24,7 @@ GROUND_ORDER = (
     ("recsys", "recsys.errors", "recsys.runtime", "recsys.config"),
     ("recsys.data",),
     ("recsys.features",),
-    ("recsys.evaluation", "recsys.model_contract", "recsys.stream"),
+    ("recsys.evaluation", "recsys.model_contract", "recsys.stream", "recsys.experiments"),
 )
 
 
