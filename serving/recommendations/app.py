@@ -78,6 +78,9 @@ class RecommendationResponse(BaseModel):
     model_versions: dict[str, int]
     latency_ms: dict[str, float]
     degraded: list[str]
+    experiments: dict[str, str] = Field(
+        default_factory=dict, description="experiment -> arm this request was served in",
+        examples=[{"ranker-v2": "treatment"}])
 
 
 def response_document(result) -> dict:
@@ -89,7 +92,7 @@ def response_document(result) -> dict:
                        "category": c.category, "reasons": c.reasons} for c in result.items],
             "tier": result.tier, "segment": result.segment, "cold_start": result.cold_start,
             "model_versions": result.model_versions, "latency_ms": result.latency_ms,
-            "degraded": result.degraded}
+            "degraded": result.degraded, "experiments": result.experiments}
 
 
 def _error(status: int, code: str, detail) -> JSONResponse:

@@ -62,6 +62,12 @@ class ServiceConfig(Config):
             same names; the file is a ``BatchingParameters`` text proto, "" = the defaults
             of :class:`~serving.batching.BatchingParameters`). A model server batches by its
             own flags.
+        experiments: a YAML file of experiment definitions (``recsys.experiments``; "" = no
+            experiments), loaded at start (a bad file stops the service, naming the field)
+            and again whenever its content changes (a bad new file is refused and logged;
+            the running experiments stay). Changes are recorded in
+            ``experiments_change_log`` ("" = the file's path + ``.changes.jsonl``).
+        experiments_poll_s: seconds between two checks of the experiments file.
         tensorflow_intra_op_parallelism, tensorflow_inter_op_parallelism: TensorFlow's thread
             pools in this process (TF Serving's flags of the same names; 0 = TensorFlow's
             default, a thread per core each). 1 and 1 by default: a request's model calls are
@@ -98,6 +104,9 @@ class ServiceConfig(Config):
     dependency_threads: int = setting(16, positive_int)
     enable_batching: bool = setting(True, boolean)
     batching_parameters_file: str = ""
+    experiments: str = ""
+    experiments_change_log: str = ""
+    experiments_poll_s: float = setting(5.0, positive_number)
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)

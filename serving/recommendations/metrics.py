@@ -40,6 +40,10 @@ class ServiceMetrics:
                                 registry=self.registry)
         self.cache = Counter("recsys_cache_lookups", "Cache lookups by result.",
                              ["cache", "result"], registry=self.registry)
+        self.experiment_reloads = Counter(
+            "recsys_experiment_reloads", "Reloads of the experiments file, by outcome "
+            "(loaded, or refused: the running experiments kept).", ["outcome"],
+            registry=self.registry)
 
     def breaker_changed(self, name: str, _old: str, new: str) -> None:
         self.breaker_state.labels(name).set(BREAKER_STATES.get(new, -1))

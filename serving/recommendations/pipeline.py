@@ -40,6 +40,7 @@ from recsys.model_contract.fusion import fuse
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
+from serving.recommendations.experiments import ExperimentsFile
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
 from serving.recommendations.item_features import (
     ItemTableLoader,
@@ -100,6 +101,9 @@ class RecommendationResult:
     latency_ms: dict[str, float]
     degraded: list[str]
     cold_start: bool
+    experiments: dict[str, str] = field(default_factory=dict)  # experiment -> arm
+    holdout: bool = False  # in the global holdout: every experiment's baseline
+    tier_by_arm: bool = False  # an arm chose the tier (pipeline retrieval or popular)
 
 
 class Retrieved(NamedTuple):
@@ -148,11 +152,13 @@ class Recommender:
     def __init__(self, cfg: ServiceConfig, features, models, popular: PopularLists,
                  index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
                  clock: Callable[[], float] = time.time, fresh=None, refresher=None,
-                 item_loader: ItemTableLoader | None = None):
+                 item_loader: ItemTableLoader | None = None,
+                 experiments: ExperimentsFile | None = None):
         self.cfg, self.features, self.models = cfg, features, models
         self.fresh = fresh  # a FreshSource (items newer than the index), or None
         self.refresher = refresher  # a VersionRefresher (follows new versions), or None
         self.popular = popular
+        self.experiments = experiments or ExperimentsFile(None, cfg.rules)
         # the item side of the ranker's inputs in memory (None: read per request)
         self.item_loader = item_loader
         self.item_table = item_loader.table if item_loader is not None else None
@@ -314,7 +320,8 @@ class Recommender:
         return scores
 
     def _rank(self, row: Mapping[str, Any], candidates: list[Candidate], query: np.ndarray,
-              now_s: int, timeout_s: float, versions: dict) -> np.ndarray:
+              now_s: int, timeout_s: float, versions: dict,
+              retrieval_weight: float | None = None) -> np.ndarray:
         """Fused scores of ``candidates``: the ranker's click logits fused with the two-tower
         scores over this request's candidates (``trainer.ranking.fusion.fuse``)."""
         ids = [c.item_id for c in candidates]
@@ -324,7 +331,8 @@ class Recommender:
         answer = self.models.predict("ranker", "rank", arrays, timeout_s, outputs=("click",))
         versions["ranker"] = answer.version
         return fuse(answer.outputs["click"], arrays[RETRIEVAL_SCORE],
-                    self.specs.retrieval_weight)
+                    self.specs.retrieval_weight if retrieval_weight is None
+                    else retrieval_weight)
 
     # -- candidate sources -----------------------------------------------------------------
     def _cold_start(self, user: Mapping[str, Any], history: History, context: dict,
@@ -348,8 +356,10 @@ class Recommender:
             mixed.extend(pair)
         return mixed + segment[len(near):] + near[len(segment):]
 
-    def _trending(self, context: dict, excluded: set[str]) -> list[Candidate]:
-        items, label = self.popular.for_segment(context, self.cfg.trending_candidates, excluded)
+    def _trending(self, context: dict, excluded: set[str], n: int | None = None
+                  ) -> list[Candidate]:
+        items, label = self.popular.for_segment(context, n or self.cfg.trending_candidates,
+                                                excluded)
         return [Candidate(p.item_id, p.score, "trending", p.category,
                           self.index.created_at_of(p.item_id), [f"trending in {label}"])
                 for p in items]
@@ -390,7 +400,9 @@ class Recommender:
                 return None
             result = self._recommend(request)
             if request.claim():
-                self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000)
+                self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000,
+                            result.tier_by_arm)
+
             return result
         finally:
             self.admission.release()
@@ -424,8 +436,9 @@ class Recommender:
         if waited_s:
             latency["queued"] = round(waited_s * 1000, 3)
         self._count(tier, [reason], time.perf_counter() - started)
+        assignment, _ = self.experiments.arms_for(request.user_id, context, self.clock(), None)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
-                                    [reason], False)
+                                    [reason], False, assignment.arms, assignment.holdout)
 
     def _recommend(self, request: RecommendationRequest) -> RecommendationResult:
         cfg = self.cfg
@@ -448,19 +461,24 @@ class Recommender:
         excluded.update(history.item_ids)
         context = context_values(user or {}, request.context)
         cold = user is not None and not history
+        assignment, arm = self.experiments.arms_for(
+            request.user_id, context, now_s, None if user is None else bool(history))
+        pipeline = "full" if arm is None else arm.pipeline
 
         candidates: list[Candidate] = []
         tier = "segment-popular"
         row, query = None, None
         # model calls in this thread when the client holds them to their budget itself
         inline = bool(getattr(self.models, "enforces_timeouts", False))
-        if user is not None:
+        if user is not None and pipeline != "popular":
             row = query_row(request.user_id, user, history, context, now_s)
             try:
                 retrieved, query = self._stage(
                     "retrieval", MODEL_SERVER,
                     lambda budget_s: self._retrieve_cached(row, budget_s, versions),
                     cfg.retrieval_timeout_ms, deadline, latency, inline)
+                if arm is not None and arm.retrieval_candidates is not None:
+                    retrieved = retrieved[:arm.retrieval_candidates]
                 sources = [retrieved]
                 if self.fresh is not None and "retrieval" in versions:
                     sources.append(self.fresh.nearest(query, versions["retrieval"],
@@ -468,24 +486,25 @@ class Recommender:
                 if cold:
                     sources.append(self._cold_start(user, history, context,
                                                     request.preferred_categories, excluded))
-                sources.append(self._trending(context, excluded))
+                sources.append(self._trending(context, excluded,
+                                              arm.trending_candidates if arm else None))
                 candidates = [c for c in merge_sources(*sources) if c.item_id not in excluded]
                 tier = "retrieval"
             except StageFailed as exc:
                 degraded.append(str(exc))
-        if candidates and self.specs.ranker is not None:
+        if candidates and self.specs.ranker is not None and pipeline == "full":
             try:
                 scores = self._stage(
                     "ranking", RANKER,
                     lambda budget_s: self._rank(row, candidates, query, now_s, budget_s,
-                                                versions),
+                                                versions, arm and arm.retrieval_weight),
                     cfg.ranking_timeout_ms, deadline, latency, inline)
                 for candidate, score in zip(candidates, scores):
                     candidate.score = float(score)
                 tier = "full"
             except StageFailed as exc:
                 degraded.append(str(exc))
-        elif candidates:
+        elif candidates and pipeline == "full":
             degraded.append("ranking: no ranker is served")
 
         rules_started = time.perf_counter()
@@ -493,7 +512,8 @@ class Recommender:
         if not candidates:
             candidates, segment = self._popular(context, max(3 * request.k, 50), excluded)
             tier = "global-popular" if segment == "global" else "segment-popular"
-        items, _ = apply_rules(candidates, request.k, now_s, excluded, cfg.rules)
+        items, _ = apply_rules(candidates, request.k, now_s, excluded,
+                               cfg.rules if arm is None else arm.rules)
         if len(items) < request.k:  # top up from the global list (never an excluded item)
             taken = excluded | {c.item_id for c in items}
             items += self._popular({}, request.k - len(items), taken)[0]
@@ -502,12 +522,15 @@ class Recommender:
         if request.queued_s:
             latency["queued"] = round(request.queued_s * 1000, 3)
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
-                                    versions, latency, degraded, cold)
+                                    versions, latency, degraded, cold, assignment.arms,
+                                    assignment.holdout, pipeline != "full" and not degraded)
 
-    def _count(self, tier: str, degraded: list[str], seconds: float) -> None:
+    def _count(self, tier: str, degraded: list[str], seconds: float,
+               tier_by_arm: bool = False) -> None:
+        """Count an answer; a tier below ``full`` is a fallback unless an arm chose it."""
         self.metrics.requests.labels("recommendations", tier).inc()
         self.metrics.request_latency.labels("recommendations").observe(seconds)
-        if tier != "full":
+        if tier != "full" and not tier_by_arm:
             reason = degraded[0].split(":", 1)[0] if degraded else "unknown"
             self.metrics.fallbacks.labels(tier, reason).inc()
 
@@ -530,6 +553,7 @@ class Recommender:
                 self._rank(row, candidates, query, now_s, 60.0, {})
 
     def close(self) -> None:
+        self.experiments.stop()
         if self.item_loader is not None:
             self.item_loader.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -179,6 +179,7 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
                       features=None, fresh=None) -> Recommender:
     """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
     ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval."""
+    from serving.recommendations.experiments import ExperimentsFile
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
     from serving.tf_threads import pin_tensorflow_threads
@@ -186,6 +187,12 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     # a process that already ran TensorFlow (the demo, tests) keeps the pools it has
     pin_tensorflow_threads(cfg.tensorflow_intra_op_parallelism,
                            cfg.tensorflow_inter_op_parallelism, level=logging.INFO)
+    metrics = metrics or ServiceMetrics()
+    # first: a bad experiments file stops the service before minutes of loading
+    experiments = ExperimentsFile(
+        Path(cfg.experiments) if cfg.experiments else None, cfg.rules,
+        Path(cfg.experiments_change_log) if cfg.experiments_change_log else None,
+        on_reload=lambda outcome: metrics.experiment_reloads.labels(outcome).inc())
     served = served_models(cfg)
     popular = PopularLists.load(cfg.popular_lists_path)
     models = _model_client(cfg, served.ranker is not None)
@@ -199,8 +206,9 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
              f"v{served.ranker['version']}" if served.ranker else "none")
     recommender = Recommender(cfg, features, models, popular, index, specs, metrics,
                               fresh=fresh, refresher=version_refresher(cfg, models),
-                              item_loader=item_loader)
+                              item_loader=item_loader, experiments=experiments)
     recommender.warm_up()
+    experiments.start(cfg.experiments_poll_s)
     return recommender
 
 

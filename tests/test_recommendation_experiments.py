@@ -1,0 +1,168 @@
+"""Experiments in the recommendation service: the definitions file checked against the
+service, followed while it runs (a bad new file refused, the running experiments kept), every
+change recorded once, and each arm's changes applied to the real pipeline (real models, Feast
+and popular lists), named in the response."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+
+from recommendation_support import serve_app
+from recsys.errors import ConfigError
+from serving.recommendations.app import create_app
+from serving.recommendations.config import ServiceConfig
+from serving.recommendations.experiments import ExperimentsFile
+from serving.recommendations.pipeline import RecommendationRequest
+from serving.recommendations.rules import RulesConfig
+from serving.recommendations.service import build_recommender
+
+PIPELINE_ARMS = """
+experiments:
+  - name: pipeline-depth
+    layer: pipeline
+    arms:
+      - {name: full}
+      - {name: retrieval-order, changes: {pipeline: retrieval}}
+      - {name: popular-only, changes: {pipeline: popular}}
+  - name: fusion
+    layer: ranking
+    arms:
+      - {name: control}
+      - {name: retrieval-heavy, changes: {retrieval_weight: 5.0, retrieval_candidates: 30,
+                                          rules: {max_per_category: 1.0}}}
+"""
+
+
+def _log(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_arms_the_service_cannot_serve_are_refused_naming_the_field(tmp_path):
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments:\n  - name: a\n    arms:\n      - {name: x}\n"
+                    "      - {name: y, changes: {rules: {max_per_categry: 0.5}}}\n")
+    with pytest.raises(ConfigError, match=r"experiments.yaml: a.arms\[1\] \(y\).changes."
+                                          r"unknown key\(s\) in config section 'rules': "
+                                          r"max_per_categry"):
+        ExperimentsFile(path, RulesConfig())
+    path.write_text("experiments:\n  - name: a\n    arms:\n      - {name: x}\n"
+                    "      - {name: y, changes: {rules: {max_per_category: 2}}}\n")
+    with pytest.raises(ConfigError, match=r"max_per_category must be a number in \(0, 1\]"):
+        ExperimentsFile(path, RulesConfig())
+    path.write_text("experiments:\n  - name: a\n    arms:\n      - {name: x}\n"
+                    "      - {name: y, changes: {model_label: canary}}\n")
+    with pytest.raises(ConfigError, match=r"a.arms\[1\] \(y\).changes.model_label 'canary': "
+                                          "serving an arm from a labelled model version is "
+                                          "not supported"):
+        ExperimentsFile(path, RulesConfig())
+    with pytest.raises(ConfigError, match="experiments file .*missing.yaml not found"):
+        ExperimentsFile(tmp_path / "missing.yaml", RulesConfig())
+
+
+def test_a_changed_file_is_followed_a_bad_one_refused_and_every_change_recorded(tmp_path):
+    path, outcomes = tmp_path / "experiments.yaml", []
+    path.write_text(PIPELINE_ARMS)
+    served = ExperimentsFile(path, RulesConfig(), on_reload=outcomes.append)
+    change_log = tmp_path / "experiments.yaml.changes.jsonl"
+    assert [(e["experiment"], e["change"]) for e in _log(change_log)] == [
+        ("pipeline-depth", "added"), ("fusion", "added")]
+    # another process (or a restart) loading the same file records nothing
+    ExperimentsFile(path, RulesConfig())
+    assert len(_log(change_log)) == 2
+    assert served.poll() is False  # unchanged content
+
+    path.write_text(PIPELINE_ARMS.replace("layer: ranking", "layer: ranking\n    traffic: 0.5")
+                    .split("  - name: pipeline-depth")[0] + "  - name: fusion" +
+                    PIPELINE_ARMS.split("  - name: fusion")[1].replace(
+                        "layer: ranking", "layer: ranking\n    traffic: 0.5"))
+    assert served.poll() is True and outcomes == ["loaded"]
+    assert [e.name for e in served.definitions.experiments] == ["fusion"]
+    assert served.definitions.experiments[0].traffic == 0.5
+    assert [(e["experiment"], e["change"]) for e in _log(change_log)[2:]] == [
+        ("pipeline-depth", "removed"), ("fusion", "changed")]
+    assert _log(change_log)[3]["definition"]["traffic"] == 0.5
+
+    before = served.assigner
+    path.write_text("experiments:\n  - name: fusion\n    traffic: 2\n    arms: [{name: a}]\n")
+    assert served.poll() is False and outcomes == ["loaded", "refused"]
+    assert served.assigner is before  # the running experiments are kept
+    assert served.poll() is False and outcomes == ["loaded", "refused"]  # refused once
+    assert len(_log(change_log)) == 4
+
+
+@pytest.fixture(scope="module")
+def service(service_files, tmp_path_factory):
+    path = tmp_path_factory.mktemp("experiments") / "experiments.yaml"
+    path.write_text(PIPELINE_ARMS)
+    recommender = build_recommender(ServiceConfig(
+        repo=service_files.repo, model_base_path=service_files.base, experiments=str(path),
+        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
+        ranking_timeout_ms=3_000))
+    yield recommender
+    recommender.close()
+    recommender.models.close()
+
+
+def _users_by_arm(service, users, experiment: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    definitions = service.experiments.definitions.by_name()[experiment]
+    for user in users:
+        found.setdefault(service.experiments.assigner.arm_of(definitions, user), []).append(
+            user)
+    return found
+
+
+def _fallbacks(service) -> float:
+    return sum(s.value for m in service.metrics.fallbacks.collect() for s in m.samples
+               if s.name.endswith("_total"))
+
+
+def test_each_pipeline_arm_serves_its_tier_and_is_not_a_fallback(service, small_data):
+    users = small_data.train["user_id"].value_counts().index[:300].tolist()
+    by_arm = _users_by_arm(service, users, "pipeline-depth")
+    before = _fallbacks(service)
+    expected = {"full": "full", "retrieval-order": "retrieval"}
+    for arm, tier in expected.items():
+        result = service.recommend(RecommendationRequest(by_arm[arm][0], k=8))
+        assert result.experiments["pipeline-depth"] == arm
+        assert (result.tier, result.degraded, len(result.items)) == (tier, [], 8)
+    popular = service.recommend(RecommendationRequest(by_arm["popular-only"][0], k=8))
+    assert popular.tier in ("segment-popular", "global-popular") and popular.degraded == []
+    assert "retrieval" not in popular.latency_ms and len(popular.items) == 8
+    assert _fallbacks(service) == before
+
+
+def test_fusion_weight_candidate_count_and_rules_of_an_arm(service, small_data):
+    users = small_data.train["user_id"].value_counts().index[:300].tolist()
+    depth = _users_by_arm(service, users, "pipeline-depth")
+    full_users = set(depth["full"])
+    fusion = _users_by_arm(service, [u for u in users if u in full_users], "fusion")
+    user = fusion["retrieval-heavy"][0]
+    treated = service.recommend(RecommendationRequest(user, k=10))
+    assert treated.experiments == {"pipeline-depth": "full", "fusion": "retrieval-heavy"}
+    # the same user with the arm's changes taken away: what the control arm would serve
+    control_file = service.experiments
+    try:
+        service.experiments = ExperimentsFile(None, service.cfg.rules)
+        control = service.recommend(RecommendationRequest(user, k=10))
+    finally:
+        service.experiments = control_file
+    assert control.experiments == {} and control.tier == treated.tier == "full"
+    assert [c.score for c in treated.items] != [c.score for c in control.items]
+    key = [k for k in service.retrieval_cache._entries if k[0] == user][-1]
+    first_30 = set(service.retrieval_cache._entries[key][0].item_ids[:30])
+    two_tower = [c.item_id for c in treated.items if c.source == "two-tower"]
+    assert two_tower and set(two_tower) <= first_30  # ranked among the first 30 only
+
+
+def test_the_response_names_the_arms(service, small_data):
+    user = small_data.train["user_id"].value_counts().index[0]
+    with serve_app(create_app(service)) as url:
+        body = requests.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 3},
+                             timeout=30).json()
+    arms = {name: service.experiments.assigner.arm_of(e, user)
+            for name, e in service.experiments.definitions.by_name().items()}
+    assert body["experiments"] == arms
