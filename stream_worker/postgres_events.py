@@ -5,6 +5,7 @@ trains on them.
 Tables (in the offline store's schema), created if absent::
 
     events  (the lake's event columns + ingested_at; PRIMARY KEY event_id)
+    exposures (the lake's exposure columns + ingested_at; PRIMARY KEY exposure_id)
     items   (the lake's item columns + ingested_at; PRIMARY KEY item_id, latest row wins)
 
 Guarantees: appending an event id the table holds changes nothing (``ON CONFLICT DO
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from recsys.data.schemas import EVENTS, INGESTED_AT, ITEMS, TableSpec
+from recsys.data.schemas import EVENTS, EXPOSURES, INGESTED_AT, ITEMS, TableSpec
 
 _PG_TYPES = {"string": "TEXT", "float": "REAL", "int32": "INTEGER",
              "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "list<item: string>": "TEXT[]"}
@@ -49,7 +50,7 @@ class PostgresEventLog:
         with conn.transaction():
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
-            for spec in (EVENTS, ITEMS):
+            for spec in (EVENTS, ITEMS, EXPOSURES):
                 conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY "
                                           "({}))").format(
                     sql.Identifier(self.schema), sql.Identifier(spec.name),
@@ -71,11 +72,15 @@ class PostgresEventLog:
         conn = self.conn
         with conn.transaction(), conn.cursor() as cur:
             cur.executemany(query, [tuple(r[n] for n in names) for r in rows])
-            return cur.rowcount if spec is EVENTS else len(rows)
+            return cur.rowcount if spec is not ITEMS else len(rows)
 
     def write_events(self, table: pa.Table) -> int:
         """Append events; returns how many were new."""
         return self._write(EVENTS, table, "ON CONFLICT (event_id) DO NOTHING")
+
+    def write_exposures(self, table: pa.Table) -> int:
+        """Append exposures; returns how many were new."""
+        return self._write(EXPOSURES, table, "ON CONFLICT (exposure_id) DO NOTHING")
 
     def write_items(self, table: pa.Table) -> int:
         """Insert or replace catalogue rows whose content changed."""

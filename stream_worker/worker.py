@@ -1,7 +1,8 @@
 """The stream worker: reads the event stream in a consumer group and applies each entry's
 effects, idempotently by event id, before acknowledging it.
 
-Effects of a batch, in order: catalogue rows written to the online store and, embedded by
+Effects of a batch, in order: exposures (what the service showed) appended to the lake or
+PostgreSQL, idempotent by exposure id; catalogue rows written to the online store and, embedded by
 the newest item tower, added to the fresh-item index (``fresh_items``); the users' session
 states and the items' counters in Redis (:class:`~stream_worker.state_store.StreamState`);
 the ``user_session`` and ``item_stream`` rows pushed to the Feast online store; events and
@@ -39,7 +40,7 @@ from typing import Callable
 import pyarrow as pa
 
 from recsys.data.records import BadRecord, parse_event, parse_item
-from recsys.data.schemas import EVENTS, ITEMS
+from recsys.data.schemas import EVENTS, EXPOSURES, ITEMS
 from recsys.features.rows import catalogue_row
 from recsys.stream.envelope import BadEntry, Envelope, decode
 from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
@@ -200,16 +201,19 @@ class StreamWorker:
             except BadEntry as exc:
                 self._dead_letter(delivery, str(exc), report)
         parsed = []
-        events = [(d, e) for d, e in envelopes if e.kind == "event"]
-        checked = check_records([e.body for _, e in events], EVENTS)
-        rows = checked.table.to_pylist()
-        for (delivery, envelope), outcome in zip(events, checked.outcomes):
-            if outcome.status == REJECTED:
-                self._dead_letter(delivery, f"invalid event: {outcome.reason}", report)
-            elif outcome.status == ACCEPTED:
-                parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
-            else:  # a repeat within the batch: its first copy carries the effects
-                parsed.append(_Parsed(delivery, envelope, {}))
+        for kind, spec in (("event", EVENTS), ("exposure", EXPOSURES)):
+            batch = [(d, e) for d, e in envelopes if e.kind == kind]
+            if not batch:
+                continue
+            checked = check_records([e.body for _, e in batch], spec)
+            rows = checked.table.to_pylist()
+            for (delivery, envelope), outcome in zip(batch, checked.outcomes):
+                if outcome.status == REJECTED:
+                    self._dead_letter(delivery, f"invalid {kind}: {outcome.reason}", report)
+                elif outcome.status == ACCEPTED:
+                    parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
+                else:  # a repeat within the batch: its first copy carries the effects
+                    parsed.append(_Parsed(delivery, envelope, {}))
         for delivery, envelope in envelopes:  # items one by one: each is a version
             if envelope.kind == "item":
                 outcome = check_records([envelope.body], ITEMS).outcomes[0]
@@ -227,6 +231,10 @@ class StreamWorker:
     def _apply(self, parsed: list[_Parsed]) -> None:
         event_rows = [p.row for p in parsed if p.envelope.kind == "event" and p.row]
         items = [p for p in parsed if p.envelope.kind == "item"]
+        exposures = [p.row for p in parsed if p.envelope.kind == "exposure" and p.row]
+        if exposures and self.lake is not None:
+            self.lake.write_exposures(pa.Table.from_pylist(exposures,
+                                                           schema=input_schema(EXPOSURES)))
         if items:
             self._apply_items(items)
         if event_rows:

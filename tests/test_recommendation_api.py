@@ -142,11 +142,6 @@ class StarvedModels(SlowModels):
     enforces_timeouts = True
 
 
-def _requests_counted(service) -> float:
-    return sum(s.value for m in service.metrics.requests.collect() for s in m.samples
-               if s.name.endswith("_total"))
-
-
 def test_a_pipeline_late_past_the_deadline_is_answered_from_popular_at_the_deadline(
         service_files, small_data):
     user = small_data.train["user_id"].value_counts().index[0]
@@ -158,7 +153,6 @@ def test_a_pipeline_late_past_the_deadline_is_answered_from_popular_at_the_deadl
     service.models = StarvedModels(real, {"ranker": 1.5})
     try:
         with serve_app(create_app(service)) as url:
-            before = _requests_counted(service)
             started = time.perf_counter()
             body = _post(url, {"user_id": user, "k": 5, "context": {"country": "US"}}).json()
             waited = time.perf_counter() - started
@@ -167,13 +161,12 @@ def test_a_pipeline_late_past_the_deadline_is_answered_from_popular_at_the_deadl
             assert len(body["items"]) == 5 and body["model_versions"] == {}
             assert waited < 1.4  # answered before the late ranker came back
             assert body["latency_ms"]["queued"] >= 400
-            # the late pipeline finishes, gives its place back and is not counted again
+            # the late pipeline finishes and gives its place back (that it is not counted
+            # is tested on the Recommender: a server's counters can see other tests' clients)
             time.sleep(1.6)
-            assert _requests_counted(service) == before + 1
             service.models = real
             body = _post(url, {"user_id": user, "k": 5}).json()
             assert body["tier"] == "full" and body["degraded"] == []
-            assert _requests_counted(service) == before + 2
     finally:
         service.close()
         real.close()

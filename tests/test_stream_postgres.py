@@ -10,7 +10,7 @@ import pytest
 from conftest import event
 from feast_support import PG, drop_schema, require_services
 
-from recsys.data.schemas import EVENTS, ITEMS
+from recsys.data.schemas import EVENTS, EXPOSURES, ITEMS
 from recsys.features.postgres_loader import connection_string
 from recsys.stream.records import check_records
 from stream_worker.postgres_events import PostgresEventLog
@@ -51,6 +51,19 @@ def test_events_are_appended_once(log):
     assert rows[1]["event_type"] == "like" and rows[0]["dwell_time_s"] == pytest.approx(12.5)
     assert rows[0]["timestamp"].isoformat() == "2026-10-01T12:00:00+00:00"
     assert all(r["ingested_at"] is not None for r in rows)
+
+
+def test_exposures_are_appended_once(log):
+    from test_lake_exposures import exposure
+
+    first = _table([exposure("r1", 0), exposure("r1", 1)], EXPOSURES)
+    assert log.write_exposures(first) == 2
+    again = _table([exposure("r1", 1), exposure("r2", 0, experiments=[])], EXPOSURES)
+    assert log.write_exposures(again) == 1
+    rows = _rows(log, "exposures", "exposure_id")
+    assert [r["exposure_id"] for r in rows] == ["r1/0", "r1/1", "r2/0"]
+    assert rows[0]["experiments"] == ["ranker-v2=treatment"] and rows[2]["experiments"] == []
+    assert rows[1]["position"] == 1 and rows[0]["propensity"] == pytest.approx(1.0)
 
 
 def test_catalogue_rows_replace_only_changed_items(log):

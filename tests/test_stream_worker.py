@@ -158,3 +158,34 @@ def test_an_outage_is_not_counted_against_the_entries(setup):
     drain(setup, [worker])
     _assert_exact_effects(setup, records)
     assert setup.dead_letters() == []
+
+
+def _exposures(answers: int, per_answer: int = 5) -> list[dict]:
+    from stream_support import _now
+
+    shown = (_now() - __import__("datetime").timedelta(minutes=5)).isoformat()
+    return [{"exposure_id": f"r{a}/{p}", "request_id": f"r{a}", "timestamp": shown,
+             "user_id": f"u{a % 4}", "item_id": f"i{(a + p) % 20}", "position": p,
+             "score": 1.0 - p / 10, "source": "two-tower", "propensity": 1.0, "tier": "full",
+             "experiments": ["ranker-v2=treatment"], "holdout": 0, "retrieval_version": 1,
+             "ranker_version": 1, "device": "tv", "country": "US", "language": "en"}
+            for a in range(answers) for p in range(per_answer)]
+
+
+def test_exposures_reach_the_lake_once_even_when_a_worker_dies_before_its_ack(tmp_path):
+    from recsys.data.lake import Lake
+
+    setup = stream_setup(tmp_path, claim_idle_ms=300, batch_size=50)
+    try:
+        records = _exposures(24)  # 120 entries
+        receipts = StreamProducer(setup.client, setup.cfg).submit("exposure", records)
+        assert all(r.status == "accepted" for r in receipts), receipts
+        crashed = setup.crashing_worker("doomed")
+        assert "effects of 50 entries done; dying before the ack" in crashed.stdout
+        assert setup.pending() == 50
+        drain(setup, [setup.worker("survivor")])
+        ids = Lake(setup.lake).read("exposures", ["exposure_id"]).column(0).to_pylist()
+        assert sorted(ids) == sorted(r["exposure_id"] for r in records)  # each once
+        assert setup.dead_letters() == []
+    finally:
+        setup.close()

@@ -42,7 +42,17 @@ import pyarrow.parquet as pq
 
 from recsys.data.dead_letter import Locator, write_dead_letter
 from recsys.data.rules import ValidationPolicy
-from recsys.data.schemas import EVENTS, INGESTED_AT, ITEMS, SCHEMA_VERSION, TABLES, USERS, TableSpec
+from recsys.data.schemas import (
+    EVENTS,
+    EXPOSURES,
+    INGESTED_AT,
+    ITEMS,
+    PARTITIONED,
+    SCHEMA_VERSION,
+    TABLES,
+    USERS,
+    TableSpec,
+)
 from recsys.data.validation import Input, Rejection, row_fingerprints, validate
 from recsys.errors import BadRecordRatioError, LakeError
 
@@ -137,6 +147,11 @@ class Lake:
     def write_users(self, data: Input, source: str, **options) -> WriteReport:
         return self._write(USERS, data, source, **options)
 
+    def write_exposures(self, data: Input, source: str, **options) -> WriteReport:
+        """What the service showed (one row per item of an answer), partitioned by day like
+        events and deduplicated by ``exposure_id``."""
+        return self._write(EXPOSURES, data, source, **options)
+
     def _write(
         self,
         spec: TableSpec,
@@ -167,29 +182,31 @@ class Lake:
                     f"--max-bad-fraction {max_bad_fraction:.1%}); nothing was written. "
                     f"Reasons per record: {report.dead_letter}")
             table = result.table
-            if spec is EVENTS:
-                self._append_events(table, run, report)
+            if spec in PARTITIONED:
+                self._append_partitioned(spec, table, run, report)
             else:
                 self._append_catalogue(spec, table, run, report)
         return report
 
-    def _append_events(self, table: pa.Table, run: str, report: WriteReport) -> None:
+    def _append_partitioned(self, spec: TableSpec, table: pa.Table, run: str,
+                            report: WriteReport) -> None:
+        """Append rows to their day's partition, leaving out keys the partition holds."""
         if not table.num_rows:
             return
-        table = table.sort_by([("timestamp", "ascending"), ("event_id", "ascending")])
+        table = table.sort_by([("timestamp", "ascending"), (spec.key, "ascending")])
         micros = pc.cast(table.column("timestamp"), pa.int64()).to_numpy()
         days = np.floor_divide(micros, 86_400_000_000)
         starts = np.flatnonzero(np.r_[True, days[1:] != days[:-1]])
         ends = np.r_[starts[1:], len(days)]
-        ingested_type = EVENTS.schema.field(INGESTED_AT).type
+        ingested_type = spec.schema.field(INGESTED_AT).type
         ingested = pa.scalar(dt.datetime.now(dt.timezone.utc), type=ingested_type).value
         for start, end in zip(starts, ends, strict=True):
             day = dt.date(1970, 1, 1) + dt.timedelta(days=int(days[start]))
             part = table.slice(start, end - start)
-            part_dir = self.root / EVENTS.name / f"{EVENT_DATE}={day.isoformat()}"
-            known = self._known_event_ids(part_dir)
+            part_dir = self.root / spec.name / f"{EVENT_DATE}={day.isoformat()}"
+            known = self._known_keys(part_dir, spec.key)
             if known:
-                seen = pa.array([k in known for k in part.column(EVENTS.key).to_pylist()])
+                seen = pa.array([k in known for k in part.column(spec.key).to_pylist()])
                 report.already_in_lake += int(pc.sum(seen).as_py() or 0)
                 part = part.filter(pc.invert(seen))
             if not part.num_rows:
@@ -197,10 +214,10 @@ class Lake:
             stamp = pa.array(np.full(part.num_rows, ingested), type=pa.int64()).cast(ingested_type)
             part = part.append_column(pa.field(INGESTED_AT, ingested_type, nullable=False), stamp)
             target = part_dir / f"part-{run}.parquet"
-            _atomic_write_parquet(part.cast(EVENTS.schema), target)
+            _atomic_write_parquet(part.cast(spec.schema), target)
             files, ids = self._known[part_dir]
             files.add(target.name)
-            ids.update(part.column(EVENTS.key).to_pylist())
+            ids.update(part.column(spec.key).to_pylist())
             report.written += part.num_rows
             report.partitions.append(day.isoformat())
 
@@ -232,14 +249,14 @@ class Lake:
         _atomic_write_parquet(table.cast(spec.schema), target)
         report.written = table.num_rows
 
-    def _known_event_ids(self, part_dir: Path) -> set[str]:
-        """The event ids a day partition holds. Files are immutable once written, so only
+    def _known_keys(self, part_dir: Path, key: str) -> set[str]:
+        """The keys (event or exposure ids) a day partition holds. Files are immutable once written, so only
         files not read before are read (a worker appending small batches does not re-read the
         day); the ``KNOWN_PARTITIONS`` latest partitions used are remembered."""
         files, ids = self._known.pop(part_dir, (set(), set()))
         for path in sorted(part_dir.glob("part-*.parquet")):
             if path.name not in files:
-                ids.update(pq.read_table(path, columns=[EVENTS.key]).column(0).to_pylist())
+                ids.update(pq.read_table(path, columns=[key]).column(0).to_pylist())
                 files.add(path.name)
         self._known[part_dir] = (files, ids)
         while len(self._known) > KNOWN_PARTITIONS:
@@ -250,8 +267,13 @@ class Lake:
 
     def events_dataset(self) -> ds.Dataset:
         """All event partitions as a pyarrow dataset with an ``event_date`` partition column."""
-        path = self.root / EVENTS.name
-        schema = EVENTS.schema.append(pa.field(EVENT_DATE, pa.date32()))
+        return self.partitioned_dataset(EVENTS)
+
+    def partitioned_dataset(self, spec: TableSpec) -> ds.Dataset:
+        """A table partitioned by day (events, exposures) as a pyarrow dataset with an
+        ``event_date`` partition column."""
+        path = self.root / spec.name
+        schema = spec.schema.append(pa.field(EVENT_DATE, pa.date32()))
         if not path.exists():
             return ds.dataset(schema.empty_table())
         return ds.dataset(path, format="parquet", partitioning=EVENT_PARTITIONING, schema=schema)
@@ -259,8 +281,8 @@ class Lake:
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A whole table; for items and users only the latest version of each id."""
         spec = TABLES[table]
-        if spec is EVENTS:
-            return self.events_dataset().to_table(columns=columns)
+        if spec in PARTITIONED:
+            return self.partitioned_dataset(spec).to_table(columns=columns)
         files = sorted((self.root / spec.name).glob("part-*.parquet"))
         if not files:
             return spec.schema.empty_table().select(columns or spec.schema.names)

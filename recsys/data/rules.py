@@ -22,6 +22,7 @@ from recsys.data.schemas import (
     EVENT_TYPES,
     LANGUAGE_PATTERN,
     MAX_RATING,
+    TIERS,
 )
 
 Columns = Mapping[str, pa.Array]
@@ -148,8 +149,27 @@ def user_rules(cols: Columns, policy: ValidationPolicy) -> list[Rule]:
     ]
 
 
+def exposure_rules(cols: Columns, policy: ValidationPolicy) -> list[Rule]:
+    position, propensity = cols["position"], cols["propensity"]
+    bad_propensity = _mask(pc.or_(pc.less_equal(propensity, 0), pc.greater(propensity, 1)))
+    bad_propensity |= _mask(pc.invert(pc.is_finite(propensity)))
+    holdout = cols["holdout"]
+    return [
+        Rule(_mask(pc.less(position, 0)), lambda i: f"position must be >= 0, "
+                                                    f"got {_value(position, i)}"),
+        Rule(bad_propensity, lambda i: f"propensity must lie in (0, 1], "
+                                       f"got {_value(propensity, i)!r}"),
+        Rule(_mask(pc.invert(pc.is_in(holdout, value_set=pa.array([0, 1], holdout.type)))),
+             lambda i: f"holdout must be 0 or 1, got {_value(holdout, i)}"),
+        _in_set(cols, "tier", TIERS),
+        *_time_range(cols, "timestamp", policy),
+        *_context_rules(cols),
+    ]
+
+
 RULES: dict[str, Callable[[Columns, ValidationPolicy], list[Rule]]] = {
     "events": event_rules,
     "items": item_rules,
     "users": user_rules,
+    "exposures": exposure_rules,
 }

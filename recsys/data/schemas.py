@@ -121,4 +121,38 @@ USERS = TableSpec(
     key="user_id",
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (EVENTS, ITEMS, USERS)}
+TIERS: tuple[str, ...] = ("full", "retrieval", "segment-popular", "global-popular")
+
+# What the recommendation service showed: one row per item of an answer (its position, score,
+# source and the propensity of showing it there), with the answer's request, user, context,
+# experiment arms ("experiment=arm"), model versions and tier. Written through the stream.
+EXPOSURES = TableSpec(
+    "exposures",
+    _schema(
+        "exposures",
+        [
+            pa.field("exposure_id", pa.string(), nullable=False),  # request_id/position
+            pa.field("request_id", pa.string(), nullable=False),
+            pa.field("timestamp", TIMESTAMP, nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("item_id", pa.string(), nullable=False),
+            pa.field("position", pa.int32(), nullable=False),  # 0-based slot in the answer
+            pa.field("score", pa.float32()),
+            pa.field("source", pa.string()),  # two-tower, trending, fresh, segment-popular ...
+            pa.field("propensity", pa.float32()),  # P(shown here | the serving policy)
+            pa.field("tier", pa.string()),
+            pa.field("experiments", pa.list_(pa.string())),  # "experiment=arm"
+            pa.field("holdout", pa.int32()),  # 1: the user is in the global holdout
+            pa.field("retrieval_version", pa.int32()),
+            pa.field("ranker_version", pa.int32()),
+            pa.field("device", pa.string()),
+            pa.field("country", pa.string()),
+            pa.field("language", pa.string()),
+        ],
+    ),
+    key="exposure_id",
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (EVENTS, ITEMS, USERS, EXPOSURES)}
+# tables partitioned by the day of their ``timestamp``, deduplicated by key on write
+PARTITIONED: tuple[TableSpec, ...] = (EVENTS, EXPOSURES)

@@ -1,6 +1,6 @@
 """The stream's entry format: what the API appends and the workers read.
 
-An entry has three fields: ``kind`` (``event`` or ``item``), ``body`` (the record as JSON, in
+An entry has three fields: ``kind`` (``event``, ``item`` or ``exposure``), ``body`` (the record as JSON, in
 the lake's field names, timestamps as ISO 8601) and ``accepted_at_us`` (when the producer
 accepted it, UNIX microseconds; freshness is measured from it; other producers may leave it
 out). :func:`decode` refuses anything else with a reason, so a worker can dead-letter it.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-KINDS = ("event", "item")
+KINDS = ("event", "item", "exposure")
 
 
 class BadEntry(ValueError):

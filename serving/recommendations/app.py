@@ -83,11 +83,11 @@ class RecommendationResponse(BaseModel):
         examples=[{"ranker-v2": "treatment"}])
 
 
-def response_document(result) -> dict:
+def response_document(result, request_id: str | None = None) -> dict:
     """The ``RecommendationResponse`` of ``result`` as plain JSON types, built directly: the
     service writes it with orjson, without validating its own output item by item (a test
     holds it to the response model)."""
-    return {"request_id": uuid.uuid4().hex, "user_id": result.user_id,
+    return {"request_id": request_id or uuid.uuid4().hex, "user_id": result.user_id,
             "items": [{"item_id": c.item_id, "score": round(c.score, 6), "source": c.source,
                        "category": c.category, "reasons": c.reasons} for c in result.items],
             "tier": result.tier, "segment": result.segment, "cold_start": result.cold_start,
@@ -124,9 +124,11 @@ def _dropped(pipeline: asyncio.Future) -> None:
         log.warning("a pipeline answered late failed: %r", pipeline.exception())
 
 
-def create_app(recommender: Recommender, producer=None) -> FastAPI:
+def create_app(recommender: Recommender, producer=None, exposures=None) -> FastAPI:
     """The service's routes on ``recommender``; ``producer`` (a
-    :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``."""
+    :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``;
+    ``exposures`` (an :class:`~serving.recommendations.exposure_log.ExposureLog`) gets every
+    answer of ``/v1/recommendations`` (None: answers are not logged)."""
     cfg, metrics = recommender.cfg, recommender.metrics
     deadline_s = cfg.request_deadline_ms / 1000.0
     app = FastAPI(title="recsys recommendation service", version="1",
@@ -158,7 +160,7 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
             exclude=list(body.exclude), preferred_categories=list(body.preferred_categories))
         if not recommender.try_admit():  # shed here, before the request queues for a thread
             wanted.queued_s = time.perf_counter() - arrived
-            return ORJSONResponse(response_document(recommender.shed(wanted)))
+            return answer(recommender.shed(wanted), wanted)
 
         def admitted():
             wanted.queued_s = time.perf_counter() - arrived  # off the request's deadline
@@ -178,7 +180,13 @@ def create_app(recommender: Recommender, producer=None) -> FastAPI:
                 result = await pipeline
             else:
                 pipeline.add_done_callback(_dropped)
-        return ORJSONResponse(response_document(result))
+        return answer(result, wanted)
+
+    def answer(result, wanted: RecommendationRequest) -> ORJSONResponse:
+        request_id = uuid.uuid4().hex
+        if exposures is not None:
+            exposures.log(request_id, result, wanted.context)
+        return ORJSONResponse(response_document(result, request_id))
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},
                                        503: {"description": "a dependency is down"}})

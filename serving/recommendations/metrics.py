@@ -40,6 +40,10 @@ class ServiceMetrics:
                                 registry=self.registry)
         self.cache = Counter("recsys_cache_lookups", "Cache lookups by result.",
                              ["cache", "result"], registry=self.registry)
+        self.exposures = Counter(
+            "recsys_exposures", "Answers of /v1/recommendations by what became of their "
+            "exposure records (logged to the stream, or dropped).", ["outcome"],
+            registry=self.registry)
         self.experiment_reloads = Counter(
             "recsys_experiment_reloads", "Reloads of the experiments file, by outcome "
             "(loaded, or refused: the running experiments kept).", ["outcome"],

@@ -107,6 +107,7 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
     import uvicorn
 
     from serving.recommendations.app import create_app
+    from serving.recommendations.exposure_log import ExposureLog
     from serving.recommendations.metrics import ServiceMetrics
     from serving.recommendations.service import build_recommender, freeze_startup_heap
     from serving.recommendations.worker_processes import MULTIPROC_ENV
@@ -123,11 +124,16 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
              f"{freeze_startup_heap():,}")
     log.info("recommendation service on http://%s:%d (docs: /docs)", host,
              sock.getsockname()[1] if sock is not None else port)
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer), host=host,
-                                           port=port, log_level="warning"))
+    exposures = ExposureLog(producer, metrics)
+    if producer is None:
+        log.warning("the event stream is unreachable: answers are served but their exposures "
+                    "are not logged (counted in recsys_exposures_total{outcome=\"dropped\"})")
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures),
+                                           host=host, port=port, log_level="warning"))
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
+        exposures.close()
         recommender.close()
 
 

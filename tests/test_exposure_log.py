@@ -1,0 +1,103 @@
+"""The exposure log over HTTP with the real recommender and a real Redis stream (the embedded
+server): every answer's items appended as exposure records with the response's request id,
+positions and arms; and with the stream's Redis stopped, answers still served and their
+exposures counted as dropped, never silently."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from recommendation_support import serve_app
+from recsys.stream.config import StreamConfig
+from recsys.stream.producer import StreamProducer
+from recsys.stream.redis_connection import connect, stop_embedded
+from serving.recommendations.app import create_app
+from serving.recommendations.config import ServiceConfig
+from serving.recommendations.exposure_log import ExposureLog, exposure_records
+from serving.recommendations.metrics import ServiceMetrics
+from serving.recommendations.pipeline import RecommendationRequest
+from serving.recommendations.service import build_recommender
+
+
+@pytest.fixture(scope="module")
+def recommender(service_files):
+    service = build_recommender(ServiceConfig(
+        repo=service_files.repo, model_base_path=service_files.base,
+        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
+        ranking_timeout_ms=3_000))
+    yield service
+    service.close()
+    service.models.close()
+
+
+def _counted(metrics: ServiceMetrics, outcome: str) -> float:
+    return sum(s.value for m in metrics.exposures.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels["outcome"] == outcome)
+
+
+def _until(condition, timeout_s: float = 20.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_the_records_of_an_answer(recommender, small_data):
+    import datetime as dt
+
+    user = small_data.train["user_id"].value_counts().index[0]
+    result = recommender.recommend(RecommendationRequest(user, k=4))
+    shown = dt.datetime(2026, 12, 2, 12, tzinfo=dt.timezone.utc)
+    rows = exposure_records("req1", shown, result, {"device": "tv", "country": None})
+    assert [r["exposure_id"] for r in rows] == ["req1/0", "req1/1", "req1/2", "req1/3"]
+    assert [r["item_id"] for r in rows] == [c.item_id for c in result.items]
+    assert {(r["tier"], r["propensity"], r["holdout"], r["device"], r["country"])
+            for r in rows} == {("full", 1.0, 0, "tv", None)}
+    assert rows[0]["retrieval_version"] == result.model_versions["retrieval"]
+    assert rows[0]["timestamp"] == "2026-12-02T12:00:00+00:00"
+
+
+def test_every_answer_is_logged_to_the_stream_then_dropped_and_counted_when_redis_stops(
+        recommender, small_data, tmp_path):
+    cfg = StreamConfig(embedded_dir=tmp_path / "redis")
+    client = connect(cfg)
+    metrics = ServiceMetrics()
+    exposures = ExposureLog(StreamProducer(client, cfg), metrics)
+    user = small_data.train["user_id"].value_counts().index[0]
+    try:
+        with serve_app(create_app(recommender, exposures=exposures)) as url:
+            body = requests.post(f"{url}/v1/recommendations", timeout=30, json={
+                "user_id": user, "k": 5, "context": {"device": "tv", "country": "US"}}).json()
+            _until(lambda: _counted(metrics, "logged") == 1)
+            entries = [json.loads(fields[b"body"]) for _, fields in client.xrange(cfg.stream)
+                       if fields[b"kind"] == b"exposure"]
+            assert [e["exposure_id"] for e in entries] == [
+                f"{body['request_id']}/{p}" for p in range(5)]
+            assert [e["item_id"] for e in entries] == [i["item_id"] for i in body["items"]]
+            assert {(e["user_id"], e["tier"], e["device"], e["country"]) for e in entries} == {
+                (user, body["tier"], "tv", "US")}
+
+            stop_embedded(cfg.embedded_dir)  # the stream's Redis goes away
+            answer = requests.post(f"{url}/v1/recommendations", timeout=30,
+                                   json={"user_id": user, "k": 5})
+            assert answer.status_code == 200 and answer.json()["tier"] == "full"
+            _until(lambda: _counted(metrics, "dropped") == 1)
+            assert _counted(metrics, "logged") == 1
+    finally:
+        exposures.close()
+        client.close()
+
+
+def test_without_a_stream_every_answer_is_counted_as_dropped(recommender):
+    metrics = ServiceMetrics()
+    exposures = ExposureLog(None, metrics)
+    with serve_app(create_app(recommender, exposures=exposures)) as url:
+        for _ in range(3):
+            assert requests.post(f"{url}/v1/recommendations", json={"user_id": "nobody"},
+                                 timeout=30).status_code == 200
+    assert _counted(metrics, "dropped") == 3 and _counted(metrics, "logged") == 0
