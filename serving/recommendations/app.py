@@ -23,10 +23,11 @@ import os
 import time
 import uuid
 
+import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.recommendations.explain import UnknownItem, explain
@@ -182,11 +183,13 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
                 pipeline.add_done_callback(_dropped)
         return answer(result, wanted)
 
-    def answer(result, wanted: RecommendationRequest) -> ORJSONResponse:
+    def answer(result, wanted: RecommendationRequest) -> Response:
         request_id = uuid.uuid4().hex
         if exposures is not None:
             exposures.log(request_id, result, wanted.context)
-        return ORJSONResponse(response_document(result, request_id))
+        # orjson straight to bytes (FastAPI deprecates ORJSONResponse, and warned per answer)
+        return Response(orjson.dumps(response_document(result, request_id)),
+                        media_type="application/json")
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},
                                        503: {"description": "a dependency is down"}})
