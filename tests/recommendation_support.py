@@ -24,6 +24,30 @@ class ServiceFiles:
         return self.repo / "data" / "online_store.db"
 
 
+def generous_config(files, **changes):
+    """The service on ``files`` with budgets no busy CI machine misses: for tests of what an
+    answer holds, not of how fast it comes."""
+    from serving.recommendations.config import ServiceConfig
+
+    return ServiceConfig(**{"repo": files.repo, "model_base_path": files.base,
+                            "request_deadline_ms": 10_000, "features_timeout_ms": 3_000,
+                            "retrieval_timeout_ms": 3_000, "ranking_timeout_ms": 3_000,
+                            **changes})
+
+
+@contextlib.contextmanager
+def running_recommender(cfg):
+    """A recommender built from ``cfg``, closed with its models after use."""
+    from serving.recommendations.service import build_recommender
+
+    service = build_recommender(cfg)
+    try:
+        yield service
+    finally:
+        service.close()
+        service.models.close()
+
+
 def build_service_files(root: Path, small_repo: Path, model_dir: Path, ranker_dir: Path
                         ) -> ServiceFiles:
     from recsys.features.catalogue import read_catalogue

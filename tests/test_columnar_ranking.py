@@ -10,25 +10,19 @@ import time
 
 import numpy as np
 import pytest
+from recommendation_support import generous_config, running_recommender
 
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.app import RecommendationResponse, response_document
-from serving.recommendations.config import ServiceConfig
 from serving.recommendations.item_features import ItemFeatureTable, ItemTableLoader
 from serving.recommendations.pipeline import RecommendationRequest
 from serving.recommendations.queries import query_row, ranker_arrays, user_history
-from serving.recommendations.service import build_recommender
 
 
 @pytest.fixture(scope="module")
 def service(service_files):
-    recommender = build_recommender(ServiceConfig(
-        repo=service_files.repo, model_base_path=service_files.base,
-        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
-        ranking_timeout_ms=3_000))
-    yield recommender
-    recommender.close()
-    recommender.models.close()
+    with running_recommender(generous_config(service_files)) as recommender:
+        yield recommender
 
 
 @pytest.fixture(scope="module")

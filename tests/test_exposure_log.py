@@ -11,27 +11,20 @@ import time
 import pytest
 import requests
 
-from recommendation_support import serve_app
+from recommendation_support import generous_config, running_recommender, serve_app
 from recsys.stream.config import StreamConfig
 from recsys.stream.producer import StreamProducer
 from recsys.stream.redis_connection import connect, stop_embedded
 from serving.recommendations.app import create_app
-from serving.recommendations.config import ServiceConfig
 from serving.recommendations.exposure_log import ExposureLog, exposure_records
 from serving.recommendations.metrics import ServiceMetrics
 from serving.recommendations.pipeline import RecommendationRequest
-from serving.recommendations.service import build_recommender
 
 
 @pytest.fixture(scope="module")
 def recommender(service_files):
-    service = build_recommender(ServiceConfig(
-        repo=service_files.repo, model_base_path=service_files.base,
-        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
-        ranking_timeout_ms=3_000))
-    yield service
-    service.close()
-    service.models.close()
+    with running_recommender(generous_config(service_files)) as service:
+        yield service
 
 
 def _counted(metrics: ServiceMetrics, outcome: str) -> float:

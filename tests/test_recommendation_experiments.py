@@ -10,14 +10,12 @@ import json
 import pytest
 import requests
 
-from recommendation_support import serve_app
+from recommendation_support import generous_config, running_recommender, serve_app
 from recsys.errors import ConfigError
 from serving.recommendations.app import create_app
-from serving.recommendations.config import ServiceConfig
 from serving.recommendations.experiments import ExperimentsFile
 from serving.recommendations.pipeline import RecommendationRequest
 from serving.recommendations.rules import RulesConfig
-from serving.recommendations.service import build_recommender
 
 PIPELINE_ARMS = """
 experiments:
@@ -97,13 +95,8 @@ def test_a_changed_file_is_followed_a_bad_one_refused_and_every_change_recorded(
 def service(service_files, tmp_path_factory):
     path = tmp_path_factory.mktemp("experiments") / "experiments.yaml"
     path.write_text(PIPELINE_ARMS)
-    recommender = build_recommender(ServiceConfig(
-        repo=service_files.repo, model_base_path=service_files.base, experiments=str(path),
-        request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
-        ranking_timeout_ms=3_000))
-    yield recommender
-    recommender.close()
-    recommender.models.close()
+    with running_recommender(generous_config(service_files, experiments=str(path))) as service:
+        yield service
 
 
 def _users_by_arm(service, users, experiment: str) -> dict[str, list[str]]:
