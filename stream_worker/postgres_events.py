@@ -8,6 +8,9 @@ Tables (in the offline store's schema), created if absent::
     exposures (the lake's exposure columns + ingested_at; PRIMARY KEY exposure_id)
     items   (the lake's item columns + ingested_at; PRIMARY KEY item_id, latest row wins)
 
+A table made by an earlier version gets the columns added since (``ADD COLUMN IF NOT
+EXISTS``: nullable, so its rows read as null there).
+
 Guarantees: appending an event id the table holds changes nothing (``ON CONFLICT DO
 NOTHING``), so redelivered entries are harmless; a catalogue row replaces the item's row only
 when its content differs; each call is one transaction. A connection that broke (the
@@ -57,6 +60,12 @@ class PostgresEventLog:
                     sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
                                        for c, t in _columns(spec)),
                     sql.Identifier(spec.key)))
+                for column, kind in _columns(spec):  # columns added since the table was made
+                    if "NOT NULL" not in kind:
+                        conn.execute(sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}")
+                                     .format(sql.Identifier(self.schema),
+                                             sql.Identifier(spec.name),
+                                             sql.Identifier(column), sql.SQL(kind)))
 
     def _write(self, spec: TableSpec, table: pa.Table, on_conflict: str) -> int:
         from psycopg import sql

@@ -65,6 +65,17 @@ def test_one_event_is_appended_with_its_entry_id(stack):
     assert entry.body["timestamp"] == "2026-11-01T10:00:00+00:00"
 
 
+def test_an_event_names_the_answer_and_position_it_was_shown_at(stack):
+    """A client sends back the request_id of the answer it showed and the item's position
+    there, so outcomes are attributed to what was shown (the exposures' request_id)."""
+    url, client, cfg, _ = stack
+    response = _post(url, "/v1/events", event(event_id="seen", request_id="3f2a9c",
+                                              position=4, timestamp="2026-11-01T10:00:00Z"))
+    assert response.status_code == 200 and response.json()["accepted"] == 1
+    entry = _entries(client, cfg)[-1]
+    assert (entry.body["request_id"], entry.body["position"]) == ("3f2a9c", 4)
+
+
 def test_a_batch_reports_each_record(stack):
     url, client, cfg, _ = stack
     records = [event(event_id="b1"), event(event_id="b2", event_type="teleport"),

@@ -53,6 +53,36 @@ def test_events_are_appended_once(log):
     assert all(r["ingested_at"] is not None for r in rows)
 
 
+def test_an_events_table_of_an_earlier_version_gets_the_new_columns():
+    require_services()
+    schema = f"t{uuid.uuid4().hex[:10]}"
+    import psycopg
+
+    try:
+        with psycopg.connect(connection_string(**PG), autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+            conn.execute(f'CREATE TABLE "{schema}".events (event_id TEXT NOT NULL, user_id TEXT '
+                         'NOT NULL, item_id TEXT NOT NULL, event_type TEXT NOT NULL, '
+                         '"timestamp" TIMESTAMPTZ NOT NULL, session_id TEXT, watch_time_s REAL, '
+                         'dwell_time_s REAL, rating REAL, position INTEGER, device TEXT, '
+                         'country TEXT, language TEXT, ingested_at TIMESTAMPTZ NOT NULL, '
+                         'PRIMARY KEY (event_id))')
+            conn.execute(f'INSERT INTO "{schema}".events VALUES (\'old\', \'u\', \'i\', '
+                         '\'click\', now(), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '
+                         'now())')
+        upgraded = PostgresEventLog(connection_string(**PG), schema)
+        try:
+            new = _table([event(event_id="new", request_id="r1", position=2)], EVENTS)
+            assert upgraded.write_events(new) == 1
+            rows = _rows(upgraded, "events", "event_id")
+            assert [(r["event_id"], r["request_id"], r["position"]) for r in rows] == [
+                ("new", "r1", 2), ("old", None, None)]
+        finally:
+            upgraded.close()
+    finally:
+        drop_schema(schema)
+
+
 def test_exposures_are_appended_once(log):
     from test_lake_exposures import exposure
 

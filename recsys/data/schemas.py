@@ -79,6 +79,8 @@ EVENTS = TableSpec(
             pa.field("rating", pa.float32()),
             # context of the request that produced the event
             pa.field("position", pa.int32()),  # 0-based slot in the list the item was shown in
+            # the answer of /v1/recommendations it was shown in (its exposures' request_id)
+            pa.field("request_id", pa.string()),
             pa.field("device", pa.string()),
             pa.field("country", pa.string()),
             pa.field("language", pa.string()),
