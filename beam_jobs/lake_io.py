@@ -81,20 +81,24 @@ def _first(rows: list[dict]) -> dict:
     return min(rows, key=lambda r: r.get("ingested_at") or 0)
 
 
-def _has_id(row: dict) -> bool:
-    value = row.get("event_id")
-    return isinstance(value, str) and bool(value.strip())
+class OnePerKey(beam.PTransform):
+    """Rows -> one copy per ``key`` (the first ingested); rows without a key pass through,
+    so each reaches the dead letter."""
 
-
-class OnePerEvent(beam.PTransform):
-    """Event rows -> one copy per ``event_id`` (the first ingested); rows without an id pass
-    through, so each reaches the dead letter."""
+    def __init__(self, key: str = "event_id"):
+        super().__init__()
+        self.key = key
 
     def expand(self, rows):
-        with_id, without_id = rows | "HasId" >> beam.Partition(
-            lambda r, _: 0 if _has_id(r) else 1, 2)
+        key = self.key
+
+        def has_key(row: dict, _n: int) -> int:
+            value = row.get(key)
+            return 0 if isinstance(value, str) and value.strip() else 1
+
+        with_id, without_id = rows | "HasId" >> beam.Partition(has_key, 2)
         first = (with_id
-                 | "ById" >> beam.Map(lambda r: (r["event_id"], r))
+                 | "ById" >> beam.Map(lambda r: (r[key], r))
                  | "First" >> beam.CombinePerKey(_first)
                  | "Rows" >> beam.Values())
         return (first, without_id) | "Merge" >> beam.Flatten()
@@ -105,7 +109,8 @@ def read_events(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = No
     event log) the union, one copy per event id."""
     rows = p | "ReadEvents" >> ReadParquetRows(str(lake / "events" / "*" / "part-*.parquet"))
     if also is not None:
-        rows = (rows, also) | "UnionEvents" >> beam.Flatten() | "OnePerEvent" >> OnePerEvent()
+        rows = ((rows, also) | "UnionEvents" >> beam.Flatten()
+                | "OnePerEvent" >> OnePerKey("event_id"))
     return rows | "ParseEvents" >> ParseRows("events", parse_event)
 
 

@@ -42,13 +42,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import ItemStreamRows
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
+from beam_jobs.options import event_log_from_options, lake_and_output
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
 from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
 from beam_jobs.snapshots import day_of
 from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.data.schemas import EVENTS, ITEMS
-from recsys.errors import BadRecordRatioError, ConfigError
+from recsys.errors import BadRecordRatioError
 from recsys.features.config import FeatureConfig, PositiveRule
 from recsys.features.rows import catalogue_row, profile_row
 from recsys.features.tables import (
@@ -75,9 +76,6 @@ class FeatureJobOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser):
-        # Not required=True: Beam parses every registered options class for every pipeline.
-        parser.add_argument("--lake", help="the recsys lake to read (required)")
-        parser.add_argument("--output", help="directory for the outputs (required)")
         defaults = FeatureConfig()
         rule = defaults.positive
         parser.add_argument("--history_length", type=int, default=defaults.history_length)
@@ -92,11 +90,6 @@ class FeatureJobOptions(PipelineOptions):
         parser.add_argument("--positive_min_rating", type=float, default=rule.min_rating)
         parser.add_argument("--tfrecord", action="store_true",
                             help="also write the training examples as TFRecord")
-        parser.add_argument("--event_log_dsn",
-                            help="also read the PostgreSQL event log at this libpq DSN "
-                                 "(with --event_log_schema)")
-        parser.add_argument("--event_log_schema",
-                            help="the schema of the event log's events and items tables")
 
 
 def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureConfig]:
@@ -110,28 +103,8 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
     cfg = FeatureConfig(history_length=opts.history_length, session_gap_s=opts.session_gap_s,
                         split=opts.split, test_fraction=opts.test_fraction,
                         max_bad_ratio=opts.max_bad_ratio, positive=rule)
-    for name in ("lake", "output"):
-        if not getattr(opts, name):
-            raise ConfigError(f"--{name} is required")
-    lake = Path(opts.lake)
-    if not (lake / "_lake.json").exists():
-        raise ConfigError(f"--lake {lake} is not a recsys lake (no _lake.json)")
-    return lake, Path(opts.output), cfg
-
-
-def event_log_from_options(options: PipelineOptions) -> EventLogSource | None:
-    """The event log to read besides the lake, or None; raises ConfigError naming a bad
-    option."""
-    opts = options.view_as(FeatureJobOptions)
-    dsn, schema = opts.event_log_dsn, opts.event_log_schema
-    if dsn is None and schema is None:
-        return None
-    if dsn is None or schema is None:
-        given, missing = (("--event_log_dsn", "--event_log_schema") if schema is None
-                          else ("--event_log_schema", "--event_log_dsn"))
-        raise ConfigError(f"{given} needs {missing}: give both to read the PostgreSQL event "
-                          "log, or neither")
-    return EventLogSource(dsn, schema)
+    lake, out = lake_and_output(options)
+    return lake, out, cfg
 
 
 class ProcessUsers(beam.DoFn):
@@ -171,12 +144,13 @@ class ItemFeatures(beam.PTransform):
 class WriteTable(beam.PTransform):
     """Rows (dicts) -> Parquet files under ``out/table/``, converted to Arrow in batches."""
 
-    def __init__(self, out: Path, table: str):
+    def __init__(self, out: Path, table: str, schema: pa.Schema | None = None):
         super().__init__()
         self.out, self.table = out, table
+        self.schema = schema if schema is not None else OUTPUT_SCHEMAS[table]
 
     def expand(self, rows):
-        schema = OUTPUT_SCHEMAS[self.table]
+        schema = self.schema
         return (rows
                 | "Batch" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=20_000)
                 | "ToArrow" >> beam.Map(lambda batch: pa.Table.from_pylist(batch, schema=schema))

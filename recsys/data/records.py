@@ -34,6 +34,8 @@ class Event(NamedTuple):
     device: str | None = None
     country: str | None = None
     language: str | None = None
+    request_id: str | None = None  # the answer of /v1/recommendations it was shown in
+    position: int | None = None  # its 0-based slot in that answer
 
 
 class Item(NamedTuple):
@@ -103,7 +105,18 @@ def parse_event(row: Mapping[str, Any]) -> Event:
         device=_text(row, "device"),
         country=_text(row, "country"),
         language=_text(row, "language"),
+        request_id=_text(row, "request_id"),
+        position=_position(row),
     )
+
+
+def _position(row: Mapping[str, Any]) -> int | None:
+    value = row.get("position")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRecord(f"position: expected a non-negative integer, got {value!r}")
+    return value
 
 
 def parse_item(row: Mapping[str, Any]) -> Item:

@@ -57,10 +57,26 @@ class Assigner:
         point = self.unit(experiment.salt, user_id) * bounds[-1]
         return experiment.arms[min(bisect_right(bounds, point), len(bounds) - 1)].name
 
+    def check_forced(self, forced: Mapping[str, str]) -> None:
+        """Raise ValueError naming an experiment or arm of ``forced`` that is not defined."""
+        experiments = self.definitions.by_name()
+        for name, arm in forced.items():
+            if name not in experiments:
+                raise ValueError(f"no experiment {name!r} (running: {sorted(experiments)})")
+            arms = [a.name for a in experiments[name].arms]
+            if arm not in arms:
+                raise ValueError(f"experiment {name!r} has no arm {arm!r} (arms: {arms})")
+
     def assign(self, user_id: str, context: Mapping[str, str | None], now_s: float,
-               returning: bool | None = None) -> Assignment:
+               returning: bool | None = None,
+               forced: Mapping[str, str] | None = None) -> Assignment:
         """The user's arms for a request with ``context`` (country, device, language) at
-        ``now_s``; ``returning``: whether the user has a history (None: unknown)."""
+        ``now_s``; ``returning``: whether the user has a history (None: unknown). ``forced``
+        (experiment -> arm, checked with ``check_forced``) overrides the hash: the request
+        gets those arms, replacing any other experiment of their layers; its other layers
+        keep their hashed arms (a user of the global holdout gets only the forced ones)."""
+        if forced:
+            return self._forced(self.assign(user_id, context, now_s, returning), forced)
         holdout = self.definitions.holdout
         if holdout.share > 0 and self.unit(holdout.salt, user_id) < holdout.share:
             return Assignment(holdout=True)
@@ -78,6 +94,16 @@ class Assigner:
                                             if a.name == arm))
                     break
         return Assignment(arms, False, tuple(changes))
+
+    def _forced(self, assignment: Assignment, forced: Mapping[str, str]) -> Assignment:
+        experiments = self.definitions.by_name()
+        layers = {experiments[name].layer for name in forced}
+        kept = {name: arm for name, arm in assignment.arms.items()
+                if experiments[name].layer not in layers}
+        arms = {**kept, **forced}
+        changes = tuple(next(a.changes for a in experiments[name].arms if a.name == arm)
+                        for name, arm in arms.items())
+        return Assignment(arms, False, changes)
 
 
 __all__ = ["Assignment", "Assigner"]

@@ -54,3 +54,24 @@ def join_features(path: Path, rows: pd.DataFrame, service: str) -> pd.DataFrame:
     features = joined.drop(columns=ENTITY_COLUMNS).sort_values("_row")
     shared = [c for c in features.columns if c in examples.columns and c != "_row"]
     return examples.drop(columns=shared).merge(features, on="_row").drop(columns="_row")
+
+
+def user_values_at(path: Path, users: pd.DataFrame, feature: str) -> pd.Series:
+    """``feature`` (``view:name``) of each row's ``user_id`` at its ``event_timestamp``, point in
+    time (what Feast would have served then; NaN where it had nothing), indexed like
+    ``users``."""
+    from feast import FeatureStore
+
+    entities = users[["user_id", "event_timestamp"]].reset_index(drop=True).copy()
+    entities["_row"] = range(len(entities))
+    with in_repo(path):
+        store = FeatureStore(repo_path=str(path))
+        try:
+            joined = store.get_historical_features(
+                entity_df=entities, features=[feature],
+                filter_by_created_timestamp=True).to_df()
+        except Exception as exc:  # noqa: BLE001 - Feast raises many kinds for a bad reference
+            raise FeatureStoreError(f"cannot read {feature!r} from {path}: {exc}") from exc
+    name = feature.split(":", 1)[-1]
+    values = joined.sort_values("_row")[name].astype(float).to_numpy()
+    return pd.Series(values, index=users.index, name=name)

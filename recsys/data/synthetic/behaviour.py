@@ -28,6 +28,14 @@ import pyarrow.compute as pc
 from recsys.data.schemas import EVENTS, TIMESTAMP
 from recsys.data.synthetic.config import SyntheticConfig
 from recsys.data.synthetic.population import US_PER_DAY, Items, Users
+from recsys.data.synthetic.responses import (
+    SKIP_BELOW_FRACTION,
+    affinity,
+    click_probability,
+    like_probability,
+    mean_watch_fraction,
+    watch_fraction,
+)
 from recsys.data.synthetic.vocabulary import DEVICE_NAMES, LANGUAGES, country_table
 
 US = 1_000_000
@@ -35,10 +43,6 @@ TASTE_SHARE = 0.9
 OWN_LANGUAGE_SHARE = 0.85
 NOVELTY_BOOST, NOVELTY_DAYS = 4.0, 2.0
 SURGE_DAYS = 3.0
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
 
 
 class ItemSampler:
@@ -125,19 +129,14 @@ def simulate_day(cfg: SyntheticConfig, day: int, users: Users, items: Items,
             item[too_new] = older.draw(category[too_new], language[too_new], rng)
     category = items.category[item]
 
-    # Responses.
-    affinity = np.log(users.taste[u, category] * n_cat + 0.05)
-    lang_match = (items.language[item] == users.language[u]).astype(np.float64)
-    quality = items.quality[item].astype(np.float64)
-    logit = (-3.7 + 0.9 * affinity + 1.2 * lang_match + 0.6 * quality - 0.04 * position
-             + users.click_bias[u])
-    clicked = rng.random(len(u)) < _sigmoid(logit)
-    mean_frac = _sigmoid(-0.3 + 0.8 * affinity + 0.7 * quality + 0.5 * lang_match)
-    frac = rng.beta(4 * mean_frac + 1e-3, 4 * (1 - mean_frac) + 1e-3)
+    # Responses (responses.py: the model the user simulator shares).
+    item_affinity = affinity(users, items, u, item, n_cat)
+    clicked = rng.random(len(u)) < click_probability(users, items, u, item, position, n_cat)
+    frac = watch_fraction(mean_watch_fraction(users, items, u, item, n_cat), rng)
     watch_s = np.where(clicked, frac * items.duration_s[item], 0.0)
     dwell_s = np.where(clicked, watch_s + rng.lognormal(2.0, 0.7, len(u)), 0.0)
-    liked = clicked & (rng.random(len(u)) < _sigmoid(-5.0 + 3.5 * frac + 0.5 * affinity))
-    skipped = clicked & ~liked & (frac < 0.2)
+    liked = clicked & (rng.random(len(u)) < like_probability(frac, item_affinity))
+    skipped = clicked & ~liked & (frac < SKIP_BELOW_FRACTION)
 
     # Time line: each slot takes a glance, plus the dwell time when opened.
     spent_us = ((2.0 + rng.exponential(4.0, len(u)) + dwell_s) * US).astype(np.int64)

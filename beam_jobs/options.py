@@ -1,0 +1,58 @@
+"""The options every recsys Beam job that reads the lake shares (Beam style: underscores).
+
+Beam registers every ``PipelineOptions`` class in one parser, so an option may be defined
+once only: the feature build and the outcome join both read these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_jobs.postgres_io import EventLogSource
+from recsys.errors import ConfigError
+
+
+class LakeJobOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        # Not required=True: Beam parses every registered options class for every pipeline.
+        parser.add_argument("--lake", help="the recsys lake to read (required)")
+        parser.add_argument("--output", help="directory for the outputs (required)")
+        parser.add_argument("--event_log_dsn",
+                            help="also read the PostgreSQL event log at this libpq DSN "
+                                 "(with --event_log_schema)")
+        parser.add_argument("--event_log_schema",
+                            help="the schema of the event log's tables")
+
+
+def lake_and_output(options: PipelineOptions) -> tuple[Path, Path]:
+    """``--lake`` (checked to be a lake) and ``--output``; raises ConfigError naming a bad
+    option."""
+    opts = options.view_as(LakeJobOptions)
+    for name in ("lake", "output"):
+        if not getattr(opts, name):
+            raise ConfigError(f"--{name} is required")
+    lake = Path(opts.lake)
+    if not (lake / "_lake.json").exists():
+        raise ConfigError(f"--lake {lake} is not a recsys lake (no _lake.json)")
+    return lake, Path(opts.output)
+
+
+def event_log_from_options(options: PipelineOptions) -> EventLogSource | None:
+    """The event log to read besides the lake, or None; raises ConfigError naming a bad
+    option."""
+    opts = options.view_as(LakeJobOptions)
+    dsn, schema = opts.event_log_dsn, opts.event_log_schema
+    if dsn is None and schema is None:
+        return None
+    if dsn is None or schema is None:
+        given, missing = (("--event_log_dsn", "--event_log_schema") if schema is None
+                          else ("--event_log_schema", "--event_log_dsn"))
+        raise ConfigError(f"{given} needs {missing}: give both to read the PostgreSQL event "
+                          "log, or neither")
+    return EventLogSource(dsn, schema)
+
+
+__all__ = ["LakeJobOptions", "lake_and_output", "event_log_from_options"]
