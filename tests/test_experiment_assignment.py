@@ -136,3 +136,22 @@ def test_the_changes_are_the_assigned_arms():
         label = got.changes[0].model_label
         assert label == ("canary" if got.arms["exp"] == "canary" else "")
         assert dataclasses.is_dataclass(got.changes[0])
+
+
+def test_forced_arms_override_the_hash_their_layer_and_the_holdout_and_are_checked():
+    assigner = Assigner(parse_experiments({
+        "holdout": {"share": 0.5},
+        "experiments": [{**two_arms(), "layer": "l", "traffic": 0.5},
+                        {**two_arms(), "name": "exp2", "layer": "l", "traffic": 0.5,
+                         "traffic_offset": 0.5},
+                        {**two_arms(), "name": "other", "layer": "m"}]}))
+    for user in USERS[:200]:
+        hashed = assigner.assign(user, {}, 0.0, None)
+        got = assigner.assign(user, {}, 0.0, None, forced={"exp": "arm1"})
+        assert got.arms["exp"] == "arm1" and "exp2" not in got.arms and not got.holdout
+        # other layers as hashed (none for a user of the holdout)
+        assert got.arms.get("other") == hashed.arms.get("other")
+    with pytest.raises(ValueError, match="no experiment 'nope'"):
+        assigner.check_forced({"nope": "arm0"})
+    with pytest.raises(ValueError, match=r"experiment 'exp' has no arm 'arm9' \(arms: "):
+        assigner.check_forced({"exp": "arm9"})

@@ -159,3 +159,44 @@ def test_the_response_names_the_arms(service, small_data):
     arms = {name: service.experiments.assigner.arm_of(e, user)
             for name, e in service.experiments.definitions.by_name().items()}
     assert body["experiments"] == arms
+
+
+def test_forced_arms_are_served_only_when_overrides_are_on_and_never_logged(service,
+                                                                            small_data):
+    from serving.recommendations.exposure_log import ExposureLog
+    from serving.recommendations.metrics import ServiceMetrics
+
+    user = small_data.train["user_id"].value_counts().index[1]
+    hashed = service.experiments.assigner.arm_of(
+        service.experiments.definitions.by_name()["pipeline-depth"], user)
+    other = next(a for a in ("full", "retrieval-order") if a != hashed)
+    metrics = ServiceMetrics()
+    exposures = ExposureLog(None, metrics)  # counts what it is given: dropped, no stream
+    body = {"user_id": user, "k": 3, "arms": {"pipeline-depth": other}}
+    try:
+        with serve_app(create_app(service, exposures=exposures)) as url:
+            off = requests.post(f"{url}/v1/recommendations", json=body, timeout=30)
+        assert off.status_code == 403 and off.json()["error"] == "overrides_off"
+        service.cfg = service.cfg.replace(experiments_overrides=True)
+        try:
+            with serve_app(create_app(service, exposures=exposures)) as url:
+                forced = requests.post(f"{url}/v1/recommendations", json=body,
+                                       timeout=30).json()
+                bad = requests.post(f"{url}/v1/recommendations", json={
+                    **body, "arms": {"pipeline-depth": "nonsense"}}, timeout=30)
+                unknown = requests.post(f"{url}/v1/recommendations", json={
+                    **body, "arms": {"no-such": "x"}}, timeout=30)
+                plain = requests.post(f"{url}/v1/recommendations",
+                                      json={"user_id": user, "k": 3}, timeout=30).json()
+        finally:
+            service.cfg = service.cfg.replace(experiments_overrides=False)
+    finally:
+        exposures.close()
+    assert forced["experiments"]["pipeline-depth"] == other
+    assert forced["tier"] == {"full": "full", "retrieval-order": "retrieval"}[other]
+    assert plain["experiments"]["pipeline-depth"] == hashed
+    assert bad.status_code == 422 and "has no arm 'nonsense'" in bad.text
+    assert unknown.status_code == 422 and "no experiment 'no-such'" in unknown.text
+    logged = sum(s.value for m in metrics.exposures.collect() for s in m.samples
+                 if s.name.endswith("_total"))
+    assert logged == 1  # the plain answer only

@@ -59,6 +59,11 @@ class RecommendationBody(BaseModel):
                                description="item ids never to return")
     preferred_categories: list[str] = Field(default_factory=list, max_length=50,
                                             description="declared tastes (cold start)")
+    arms: dict[str, str] = Field(
+        default_factory=dict, max_length=64,
+        description="experiment -> arm to serve this request in, whatever the hash says "
+                    "(only with the service's experiments_overrides; not logged as an "
+                    "exposure)")
 
 
 class Item(BaseModel):
@@ -156,9 +161,14 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
             metrics.errors.labels("/v1/recommendations", "422").inc()
             return _error(422, "invalid_request", [{
                 "field": "body.k", "message": f"k must be between 1 and {cfg.max_k}, got {k}"}])
+        if body.arms:
+            refused = _refused_arms(body.arms)
+            if refused is not None:
+                return refused
         wanted = RecommendationRequest(
             user_id=body.user_id, k=k, context=body.context.model_dump(),
-            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories))
+            exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
+            forced_arms=dict(body.arms))
         if not recommender.try_admit():  # shed here, before the request queues for a thread
             wanted.queued_s = time.perf_counter() - arrived
             return answer(recommender.shed(wanted), wanted)
@@ -183,9 +193,21 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
                 pipeline.add_done_callback(_dropped)
         return answer(result, wanted)
 
+    def _refused_arms(arms: dict[str, str]) -> JSONResponse | None:
+        if not cfg.experiments_overrides:
+            metrics.errors.labels("/v1/recommendations", "403").inc()
+            return _error(403, "overrides_off", "this service does not take forced arms "
+                                                "(experiments_overrides is false)")
+        try:
+            recommender.experiments.assigner.check_forced(arms)
+        except ValueError as exc:
+            metrics.errors.labels("/v1/recommendations", "422").inc()
+            return _error(422, "invalid_request", [{"field": "body.arms", "message": str(exc)}])
+        return None
+
     def answer(result, wanted: RecommendationRequest) -> Response:
         request_id = uuid.uuid4().hex
-        if exposures is not None:
+        if exposures is not None and not wanted.forced_arms:
             exposures.log(request_id, result, wanted.context)
         # orjson straight to bytes (FastAPI deprecates ORJSONResponse, and warned per answer)
         return Response(orjson.dumps(response_document(result, request_id)),

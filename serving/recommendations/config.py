@@ -68,6 +68,9 @@ class ServiceConfig(Config):
             the running experiments stay). Changes are recorded in
             ``experiments_change_log`` ("" = the file's path + ``.changes.jsonl``).
         experiments_poll_s: seconds between two checks of the experiments file.
+        experiments_overrides: accept a request's ``arms`` (experiment -> arm, forced, for QA
+            and the simulator's counterfactual requests); such answers are not logged as
+            exposures. Off by default: a client could otherwise pick its own arm.
         tensorflow_intra_op_parallelism, tensorflow_inter_op_parallelism: TensorFlow's thread
             pools in this process (TF Serving's flags of the same names; 0 = TensorFlow's
             default, a thread per core each). 1 and 1 by default: a request's model calls are
@@ -107,6 +110,7 @@ class ServiceConfig(Config):
     experiments: str = ""
     experiments_change_log: str = ""
     experiments_poll_s: float = setting(5.0, positive_number)
+    experiments_overrides: bool = setting(False, boolean)
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)

@@ -140,9 +140,11 @@ class ExperimentsFile:
         self._stop.set()
 
     def arms_for(self, user_id: str, context: Mapping[str, str | None], now_s: float,
-                 returning: bool | None) -> tuple[Assignment, ArmSettings | None]:
-        """The request's assignment, and its settings when an arm changes any (else None)."""
-        assignment = self.assigner.assign(user_id, context, now_s, returning)
+                 returning: bool | None, forced: Mapping[str, str] | None = None,
+                 ) -> tuple[Assignment, ArmSettings | None]:
+        """The request's assignment (``forced`` arms, already checked, override the hash),
+        and its settings when an arm changes any (else None)."""
+        assignment = self.assigner.assign(user_id, context, now_s, returning, forced)
         if not assignment.changes or not any(c.changed() for c in assignment.changes):
             return assignment, None
         rules, values = dict(), {}

@@ -40,8 +40,8 @@ from recsys.model_contract.fusion import fuse
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
-from serving.recommendations.experiments import ExperimentsFile
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
+from serving.recommendations.experiments import ExperimentsFile
 from serving.recommendations.item_features import (
     ItemTableLoader,
     encode_item_rows,
@@ -76,6 +76,7 @@ class RecommendationRequest:
     exclude: list[str] = field(default_factory=list)
     preferred_categories: list[str] = field(default_factory=list)
     now_s: int | None = None
+    forced_arms: dict[str, str] = field(default_factory=dict)  # experiment -> arm (overrides)
     queued_s: float = 0.0  # spent before the pipeline (HTTP parsing, queues): off the deadline
     # taken by whichever answers it first: the pipeline, or a caller that stopped waiting
     # for it at the deadline (``Recommender.late``); the other's answer is dropped uncounted
@@ -436,7 +437,8 @@ class Recommender:
         if waited_s:
             latency["queued"] = round(waited_s * 1000, 3)
         self._count(tier, [reason], time.perf_counter() - started)
-        assignment, _ = self.experiments.arms_for(request.user_id, context, self.clock(), None)
+        assignment, _ = self.experiments.arms_for(request.user_id, context, self.clock(), None,
+                                                  request.forced_arms)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
                                     [reason], False, assignment.arms, assignment.holdout)
 
@@ -462,7 +464,8 @@ class Recommender:
         context = context_values(user or {}, request.context)
         cold = user is not None and not history
         assignment, arm = self.experiments.arms_for(
-            request.user_id, context, now_s, None if user is None else bool(history))
+            request.user_id, context, now_s, None if user is None else bool(history),
+            request.forced_arms)
         pipeline = "full" if arm is None else arm.pipeline
 
         candidates: list[Candidate] = []
