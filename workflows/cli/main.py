@@ -17,9 +17,11 @@ from workflows.cli import (
     benchmark_commands,
     data_commands,
     demo,
+    experiment_commands,
     features_commands,
     model_commands,
     model_server_command,
+    simulate_command,
     stream_commands,
 )
 
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     model_server_command.add_parser(subparsers)
     api_commands.add_parsers(subparsers)
     stream_commands.add_parser(subparsers)
+    experiment_commands.add_parser(subparsers)
+    simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
 

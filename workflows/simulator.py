@@ -1,0 +1,286 @@
+"""A user simulator that knows the truth: simulated users of the synthetic platform ask the
+running recommendation API for recommendations, respond to what they are shown with the
+platform's own response model (``recsys/data/synthetic/responses.py``: latent tastes,
+language, quality, position bias; click, watch, like, skip) and send the events back through
+``POST /v1/events`` with the answer's ``request_id`` and each item's position, so the stream
+worker, the lake and the features see them.
+
+The truth: for every answer the simulator knows each shown item's true click probability, so
+it knows the answer's expected clicks. For every experiment whose arms change something, it
+also asks for the same user's answer in each other arm (a forced-arm request, which the
+service does not log as an exposure: ``experiments_overrides``) and computes that answer's
+expected clicks. Summed over all requests, that is each arm's true click-through rate on
+exactly the requests of the simulation (the counterfactual: every request in every arm), so
+the true uplift is known, not estimated. Experiments whose arms change nothing (A/A) have a
+true uplift of 0 by construction.
+
+Simulated days are compressed into real time (the service stamps its exposures with the wall
+clock); a day is one pass over the users who are active on it.
+
+Guarantees: the users' choices (who is active, which sessions, what they do with each shown
+item) are a pure function of ``seed`` and what the service answered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import requests
+
+from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic.generator import SyntheticPlatform
+from recsys.data.synthetic.responses import (
+    SKIP_BELOW_FRACTION,
+    affinity,
+    click_probability,
+    like_probability,
+    mean_watch_fraction,
+    watch_fraction,
+)
+from recsys.data.synthetic.vocabulary import DEVICE_NAMES, LANGUAGES, country_table
+from recsys.errors import RecsysError
+from recsys.experiments.definitions import Experiments
+
+log = logging.getLogger(__name__)
+EVENT_BATCH = 1000
+
+
+class SimulationError(RecsysError):
+    """The API could not be driven (unreachable, or it refused the simulator's requests)."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """users: how many of the platform's users take part (a seeded sample); active_share: the
+    chance each is active on a simulated day; sessions: mean requests per active user-day
+    (1 + Poisson); k: items asked for per request."""
+
+    days: int = 3
+    users: int = 300
+    active_share: float = 0.7
+    sessions: float = 1.5
+    k: int = 10
+    concurrency: int = 4
+    seed: int = 7
+    timeout_s: float = 10.0
+
+
+@dataclass
+class ArmTruth:
+    expected_clicks: float = 0.0
+    shown: int = 0
+    users: set = field(default_factory=set)
+
+    @property
+    def ctr(self) -> float:
+        return self.expected_clicks / self.shown if self.shown else float("nan")
+
+
+@dataclass
+class DayReport:
+    day: int
+    requests: int
+    events_sent: int
+    events_rejected: int
+    seconds: float
+
+
+class Population:
+    """The synthetic platform's users and items, with their ids and request contexts."""
+
+    def __init__(self, cfg: SyntheticConfig):
+        platform = SyntheticPlatform(cfg)
+        self.cfg, self.users, self.items = cfg, platform.users, platform.items
+        self.user_ids = platform.users_table.column("user_id").to_pylist()
+        self.item_index = {item: n for n, item in
+                           enumerate(platform.items_table.column("item_id").to_pylist())}
+        countries, _ = country_table()
+        languages = list(LANGUAGES)
+        self.contexts = [{"device": DEVICE_NAMES[self.users.device[u]],
+                          "country": countries[self.users.country[u]],
+                          "language": languages[self.users.language[u]]}
+                         for u in range(self.users.n)]
+
+    def click_probabilities(self, u: int, item_ids: list[str]) -> np.ndarray:
+        """True P(click) of each shown item at its position (0 for an item the platform does
+        not know, e.g. one posted through the API)."""
+        index = np.array([self.item_index.get(i, -1) for i in item_ids], dtype=np.int64)
+        known = index >= 0
+        p = np.zeros(len(item_ids))
+        if known.any():
+            users = np.full(int(known.sum()), u)
+            p[known] = click_probability(self.users, self.items, users, index[known],
+                                         np.flatnonzero(known).astype(np.float64),
+                                         self.cfg.categories)
+        return p
+
+
+class Simulator:
+    """Drives the API at ``url`` with ``population``'s users; see the module docstring."""
+
+    def __init__(self, url: str, population: Population, experiments: Experiments,
+                 cfg: SimulationConfig = SimulationConfig()):
+        self.url, self.population, self.cfg = url.rstrip("/"), population, cfg
+        rng = np.random.default_rng([cfg.seed, 0])
+        n = min(cfg.users, population.users.n)
+        self.sample = np.sort(rng.choice(population.users.n, n, replace=False))
+        # experiments whose arms change something: their truth needs counterfactual answers
+        self.changing = {e.name: [a.name for a in e.arms] for e in experiments.experiments
+                         if e.changed()}
+        self.truth: dict[str, dict[str, ArmTruth]] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._events: list[dict] = []
+        self.sent = self.rejected = self.requests = 0
+
+    # --- HTTP ---------------------------------------------------------------------------
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        return session
+
+    def _recommend(self, user_id: str, context: dict, arms: dict | None = None) -> dict:
+        body = {"user_id": user_id, "k": self.cfg.k, "context": context}
+        if arms:
+            body["arms"] = arms
+        try:
+            response = self._session().post(f"{self.url}/v1/recommendations", json=body,
+                                            timeout=self.cfg.timeout_s)
+        except requests.RequestException as exc:
+            raise SimulationError(f"the API at {self.url} cannot be reached: {exc}") from exc
+        if response.status_code != 200:
+            raise SimulationError(f"POST /v1/recommendations answered {response.status_code}: "
+                                  f"{response.text[:300]}")
+        return response.json()
+
+    def _post_events(self, events: list[dict]) -> None:
+        for start in range(0, len(events), EVENT_BATCH):
+            batch = events[start:start + EVENT_BATCH]
+            try:
+                response = self._session().post(f"{self.url}/v1/events",
+                                                json={"events": batch},
+                                                timeout=self.cfg.timeout_s * 3)
+            except requests.RequestException as exc:
+                raise SimulationError(f"POST /v1/events failed: {exc}") from exc
+            if response.status_code != 200:
+                raise SimulationError(f"POST /v1/events answered {response.status_code}: "
+                                      f"{response.text[:300]}")
+            result = response.json()
+            with self._lock:
+                self.sent += result["accepted"] + result["duplicates"]
+                self.rejected += result["rejected"]
+
+    def _queue_events(self, events: list[dict], flush: bool = False) -> None:
+        with self._lock:
+            self._events.extend(events)
+            if not flush and len(self._events) < EVENT_BATCH:
+                return
+            batch, self._events = self._events, []
+        if batch:
+            self._post_events(batch)
+
+    # --- one user-day -------------------------------------------------------------------
+    def _user_day(self, day: int, u: int) -> int:
+        cfg, pop = self.cfg, self.population
+        rng = np.random.default_rng([cfg.seed, 1, day, int(u)])
+        sessions = 1 + rng.poisson(max(cfg.sessions - 1, 0.0))
+        user_id, context = pop.user_ids[u], pop.contexts[u]
+        for s in range(sessions):
+            answer = self._recommend(user_id, context)
+            items = [i["item_id"] for i in answer["items"]]
+            p = pop.click_probabilities(u, items)
+            self._record_truth(u, user_id, context, answer, p)
+            events = self._respond(rng, u, user_id, context, answer, items, p,
+                                   f"sim{cfg.seed}-{day}-{u}-{s}")
+            self._queue_events(events)
+        return sessions
+
+    def _record_truth(self, u: int, user_id: str, context: dict, answer: dict,
+                      p: np.ndarray) -> None:
+        served = answer.get("experiments") or {}
+        rows = []
+        for experiment, arm in served.items():
+            rows.append((experiment, arm, float(p.sum()), len(p)))
+            for other in self.changing.get(experiment, ()):
+                if other == arm:
+                    continue
+                alt = self._recommend(user_id, context, {experiment: other})
+                alt_items = [i["item_id"] for i in alt["items"]]
+                q = self.population.click_probabilities(u, alt_items)
+                rows.append((experiment, other, float(q.sum()), len(q)))
+        with self._lock:
+            self.requests += 1
+            for experiment, arm, clicks, shown in rows:
+                truth = self.truth.setdefault(experiment, {}).setdefault(arm, ArmTruth())
+                truth.expected_clicks += clicks
+                truth.shown += shown
+                truth.users.add(user_id)
+
+    def _respond(self, rng: np.random.Generator, u: int, user_id: str, context: dict,
+                 answer: dict, items: list[str], p: np.ndarray, session_id: str) -> list[dict]:
+        pop = self.population
+        now = dt.datetime.now(dt.timezone.utc)
+        request_id = answer["request_id"]
+        clicked = rng.random(len(items)) < p
+        events = []
+
+        def event(kind: str, position: int, item: str, offset_us: int, **values) -> dict:
+            when = now + dt.timedelta(microseconds=offset_us)
+            return {"event_id": f"{session_id}-{position}-{kind}", "user_id": user_id,
+                    "item_id": item, "event_type": kind, "timestamp": when.isoformat(),
+                    "session_id": session_id, "position": position, "request_id": request_id,
+                    **context, **values}
+
+        for position, item in enumerate(items):
+            events.append(event("impression", position, item, position))
+            n = pop.item_index.get(item)
+            if not clicked[position] or n is None:
+                continue
+            us, it = np.array([u]), np.array([n])
+            frac = float(watch_fraction(
+                mean_watch_fraction(pop.users, pop.items, us, it, pop.cfg.categories), rng)[0])
+            watch_s = frac * float(pop.items.duration_s[n])
+            dwell_s = watch_s + float(rng.lognormal(2.0, 0.7))
+            base = 100 + 10 * position
+            events.append(event("click", position, item, base, dwell_time_s=round(dwell_s, 3)))
+            if watch_s > 0:
+                events.append(event("watch", position, item, base + 1,
+                                    watch_time_s=round(watch_s, 3)))
+            item_affinity = affinity(pop.users, pop.items, us, it, pop.cfg.categories)
+            liked = rng.random() < float(like_probability(np.array([frac]), item_affinity)[0])
+            if liked:
+                events.append(event("like", position, item, base + 2))
+            elif frac < SKIP_BELOW_FRACTION:
+                events.append(event("skip", position, item, base + 2))
+        return events
+
+    # --- days ---------------------------------------------------------------------------
+    def run_day(self, day: int) -> DayReport:
+        """One simulated day: every active sampled user's sessions, events sent."""
+        started = time.perf_counter()
+        before_requests, before_sent = self.requests, self.sent
+        rng = np.random.default_rng([self.cfg.seed, 2, day])
+        active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
+        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            list(pool.map(lambda u: self._user_day(day, int(u)), active))
+        self._queue_events([], flush=True)
+        return DayReport(day, self.requests - before_requests, self.sent - before_sent,
+                         self.rejected, time.perf_counter() - started)
+
+    def truth_of(self, experiment: str) -> dict[str, dict[str, float]]:
+        """Each arm's true CTR and expected clicks per request over every simulated request
+        of the experiment's users (A/A: the served arms, whose true values are equal)."""
+        arms = self.truth.get(experiment, {})
+        return {arm: {"ctr": t.ctr, "expected_clicks": t.expected_clicks, "shown": t.shown,
+                      "users": len(t.users)} for arm, t in arms.items()}
+
+
+__all__ = ["Simulator", "SimulationConfig", "Population", "DayReport", "SimulationError",
+           "ArmTruth"]
