@@ -7,7 +7,8 @@ Attribution, point-in-time correct (an outcome never counts for an answer shown 
 * otherwise it counts for the user's latest answer that showed the same item at or before
   the event, within ``window_s`` (last touch);
 * otherwise it is not attributed (organic: found by search, another surface, ...).
-Impressions are not outcomes (the exposure log is what was shown).
+Impressions are not outcomes (the exposure log is what was shown). A click on an item of an
+interleaved answer is also credited to the item's team (``team_clicks``).
 
 A user's row for an experiment starts at their first answer in it and takes the arm of that
 answer. ``returned_dN`` is 1 when the user did anything (an event or a request) between N and
@@ -45,6 +46,8 @@ class Answer:
     tier: str | None
     context: dict[str, str | None]
     items: dict[str, int] = field(default_factory=dict)  # item -> position
+    teams: dict[str, str] = field(default_factory=dict)  # item -> interleaving team
+    team_clicks: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOME_COUNTS, 0))
     watch_time_s: float = 0.0
 
@@ -62,6 +65,8 @@ def answers_of(exposures: Iterable[Mapping]) -> list[Answer]:
                 row.get("tier"), {k: row.get(k) for k in ("device", "country", "language")})
         answer.ts_us = min(answer.ts_us, row["timestamp"])
         answer.items.setdefault(row["item_id"], row["position"])
+        if row.get("team"):
+            answer.teams.setdefault(row["item_id"], row["team"])
     return sorted(answers.values(), key=lambda a: (a.ts_us, a.request_id))
 
 
@@ -84,6 +89,8 @@ def attribute(answers: list[Answer], events: Iterable[Event], window_s: float) -
             answer.watch_time_s += event.watch_time_s or 0.0
         else:
             answer.counts[OUTCOME_OF[event.event_type]] += 1
+            if event.event_type == "click" and event.item_id in answer.teams:
+                answer.team_clicks.append(answer.teams[event.item_id])
     return attributed
 
 
@@ -101,7 +108,7 @@ def request_rows(user_id: str, answers: list[Answer]) -> list[dict]:
     return [{"request_id": a.request_id, "user_id": user_id, "timestamp": a.ts_us,
              "experiments": [f"{k}={v}" for k, v in sorted(a.arms.items())],
              "holdout": a.holdout, "tier": a.tier, "exposures": len(a.items), **a.counts,
-             "watch_time_s": a.watch_time_s} for a in answers]
+             "watch_time_s": a.watch_time_s, "team_clicks": a.team_clicks} for a in answers]
 
 
 def _arms_of(answer: Answer) -> dict[str, str]:
@@ -128,6 +135,7 @@ def user_rows(user_id: str, answers: list[Answer], activity_us: list[int],
                 row[name] += answer.counts[name]
             row["watch_time_s"] += answer.watch_time_s
             row["engaged_requests"] += int(answer.counts["clicks"] > 0)
+            row["team_clicks"].extend(answer.team_clicks)
     request_times = [a.ts_us for a in answers]
     active = sorted([*activity_us, *request_times])
     for row in rows.values():
@@ -148,6 +156,7 @@ def _first_row(experiment: str, arm: str, user_id: str, answer: Answer,
     return {"experiment": experiment, "arm": arm, "user_id": user_id,
             "first_exposure": answer.ts_us, "requests": 0, "exposures": 0,
             **dict.fromkeys(OUTCOME_COUNTS, 0), "watch_time_s": 0.0, "engaged_requests": 0,
+            "team_clicks": [],
             "returning": int(returning), **answer.context, "other_arm_requests": 0}
 
 

@@ -2,8 +2,8 @@
 user did afterwards (``events``), per answer and per (experiment, arm, user).
 
     python -m beam_jobs.outcomes --lake LAKE --output OUT [--attribution_window_s 1800]
-        [--end 2026-12-03T00:00:00Z] [--event_log_dsn DSN --event_log_schema SCHEMA]
-        [--runner DirectRunner ...]
+        [--start 2026-12-01T00:00:00Z] [--end 2026-12-03T00:00:00Z]
+        [--event_log_dsn DSN --event_log_schema SCHEMA] [--runner DirectRunner ...]
 
 Outputs (Parquet; schemas in ``recsys/experiments/outcome_tables.py``)::
 
@@ -12,13 +12,15 @@ Outputs (Parquet; schemas in ``recsys/experiments/outcome_tables.py``)::
 The attribution rules are in ``beam_jobs/attribution.py``. Exposures are read once per
 ``exposure_id`` and events once per ``event_id`` (over the lake and, with ``--event_log_*``,
 the production profile's PostgreSQL log); each user's exposures and events meet in one
-``CoGroupByKey``, so the job runs on any Beam runner. ``--end`` is where the data is taken to
-end (day-N returns after it are null); by default the latest exposure or event. A run writes
-to a staging directory and replaces ``OUT`` only when it succeeded.
+``CoGroupByKey``, so the job runs on any Beam runner. Only answers shown from ``--start`` on
+count (an experiment's start: earlier answers are left out). ``--end`` is where the data is
+taken to end (day-N returns after it are null); by default the latest exposure or event. A
+run writes to a staging directory and replaces ``OUT`` only when it succeeded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -51,6 +53,8 @@ class OutcomeJobOptions(PipelineOptions):
         parser.add_argument("--attribution_window_s", type=float, default=DEFAULT_WINDOW_S,
                             help="an outcome counts for an answer shown at most this long "
                                  "before it")
+        parser.add_argument("--start", help="ISO time: only answers shown from then on "
+                                            "count (default: all)")
         parser.add_argument("--end", help="ISO time the data is taken to end at (default: "
                                           "the latest exposure or event)")
 
@@ -62,6 +66,7 @@ class OutcomeJob:
     window_s: float
     end_us: int | None
     event_log: EventLogSource | None
+    start_us: int | None = None
 
 
 def job_from_options(options: PipelineOptions) -> OutcomeJob:
@@ -71,23 +76,27 @@ def job_from_options(options: PipelineOptions) -> OutcomeJob:
     if not opts.attribution_window_s > 0:
         raise ConfigError(f"--attribution_window_s must be positive, got "
                           f"{opts.attribution_window_s}")
-    end_us = None
-    if opts.end:
-        try:
-            end = dt.datetime.fromisoformat(opts.end.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"--end: not an ISO time: {opts.end!r}") from None
-        if end.tzinfo is None:
-            raise ConfigError(f"--end {opts.end!r} has no time zone (add Z or +00:00)")
-        end_us = int(end.timestamp() * 1_000_000)
+    start_us, end_us = (_time_option(name, getattr(opts, name)) for name in ("start", "end"))
     event_log = event_log_from_options(options)
-    return OutcomeJob(lake, output, opts.attribution_window_s, end_us, event_log)
+    return OutcomeJob(lake, output, opts.attribution_window_s, end_us, event_log, start_us)
+
+
+def _time_option(name: str, text: str | None) -> int | None:
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--{name}: not an ISO time: {text!r}") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"--{name} {text!r} has no time zone (add Z or +00:00)")
+    return int(when.timestamp() * 1_000_000)
 
 
 def _exposure_row(row: dict) -> dict:
     return {k: row.get(k) for k in ("request_id", "timestamp", "user_id", "item_id", "position",
                                      "experiments", "holdout", "tier", "device", "country",
-                                     "language")}
+                                     "language", "team")}
 
 
 class JoinUser(beam.DoFn):
@@ -127,6 +136,10 @@ def join(p: beam.Pipeline, job: OutcomeJob) -> None:
                   | "LoggedExposureTimes" >> beam.Map(_to_micros))
         exposure_rows = (exposure_rows, logged) | "UnionExposures" >> beam.Flatten()
         logged_events = p | "ReadLoggedEvents" >> ReadEventLogTable(job.event_log, EVENTS)
+    if job.start_us is not None:
+        start_us = job.start_us
+        exposure_rows = exposure_rows | "FromStart" >> beam.Filter(
+            lambda r: r["timestamp"] is not None and r["timestamp"] >= start_us)
     exposures = (exposure_rows
                  | "OnePerExposure" >> OnePerKey("exposure_id")
                  | "Slim" >> beam.Map(_exposure_row))
@@ -168,12 +181,12 @@ def run(argv: Sequence[str] | None = None) -> OutcomeResult:
     started = time.perf_counter()
     try:
         with beam.Pipeline(options=options) as p:
-            join(p, OutcomeJob(job.lake, staging, job.window_s, job.end_us, job.event_log))
+            join(p, dataclasses.replace(job, output=staging))
         counters = _counters(p.result)
         seconds = time.perf_counter() - started
         (staging / "_run.json").write_text(json.dumps(
             {"counters": counters, "seconds": seconds, "attribution_window_s": job.window_s,
-             "end_us": job.end_us}, indent=2))
+             "start_us": job.start_us, "end_us": job.end_us}, indent=2))
         trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         if out.exists():
             out.rename(trash)

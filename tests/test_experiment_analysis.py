@@ -95,3 +95,19 @@ def test_what_cannot_be_compared_is_said_not_made_up():
     assert analysis.results == []
     assert any("'retired'" in n for n in analysis.notes)
     assert any("fewer than 2 users" in n for n in analysis.notes)
+
+
+def test_an_interleaving_experiment_is_judged_by_the_users_preferences():
+    experiment = parse_experiments({"experiments": [{
+        "name": "order", "method": "interleaving",
+        "arms": [{"name": "ranked"}, {"name": "retrieval-order"}]}]}).experiments[0]
+    rows, _ = user_rows(np.random.default_rng(5), 400, {"control": 0.05, "treatment": 0.05})
+    rng = np.random.default_rng(6)
+    rows["experiment"], rows["arm"] = "order", "interleaved"
+    rows["team_clicks"] = [list(rng.choice(["ranked", "retrieval-order"], c, p=[0.35, 0.65]))
+                           for c in rows["clicks"]]
+    analysis = analyze(rows, experiment)
+    il = analysis.interleaving
+    assert il["winner"] == "retrieval-order" and il["p_value"] < 0.05
+    assert sum(il["users_preferring"]) + il["ties"] == 400 and analysis.results == []
+    assert "winner: retrieval-order" in format_table(analysis)

@@ -102,6 +102,10 @@ def test_an_empty_file_has_no_experiments(tmp_path):
                        "stop": "2026-12-01T00:00:00Z"}]},
      "experiments[0] (a).stop (2026-12-01T00:00:00+00:00) must be after experiments[0] "
      "(a).start (2026-12-02T00:00:00+00:00)"),
+    ({"experiments": [{"name": "a", "arms": arms("x", "y"), "method": "bandit"}]},
+     "experiments[0] (a).method must be one of ['ab', 'interleaving'], got 'bandit'"),
+    ({"experiments": [{"name": "a", "arms": arms("x", "y", "z"), "method": "interleaving"}]},
+     "experiments[0] (a).arms: an interleaving experiment compares exactly 2 arms, got 3"),
 ])
 def test_malformed_definitions_are_refused_naming_the_field(raw, message):
     with pytest.raises(ConfigError) as caught:
@@ -123,6 +127,9 @@ def test_malformed_definitions_are_refused_naming_the_field(raw, message):
       {"name": "b", "layer": "two", "arms": [{"name": "x"}, {"name": "y", "changes": {
           "rules": {"recency_boost": 0.3}}}]}],
      "experiments a (layer 'one') and b (layer 'two') both change rules.recency_boost"),
+    ([{"name": "a", "layer": "one", "method": "interleaving", "arms": arms("x", "y")},
+      {"name": "b", "layer": "two", "method": "interleaving", "arms": arms("x", "y")}],
+     "interleaving experiments are in layers ['one', 'two']: put them in one layer"),
 ])
 def test_conflicting_definitions_are_refused_naming_both(experiments, message):
     with pytest.raises(ConfigError) as caught:

@@ -56,6 +56,17 @@ def test_an_outcome_counts_for_the_answer_it_names_within_the_window_and_not_bef
     assert (exp_row["clicks"], exp_row["engaged_requests"]) == (2, 2)
 
 
+def test_a_click_on_an_interleaved_answer_is_credited_to_the_items_team():
+    exposures = [{**row, "team": team} for row, team in zip(
+        shown("r1", T0, ["a", "b", "c"], arms=("order=interleaved",)), ["x", "y", "x"])]
+    requests, users, _ = outcomes(exposures, [did("click", "c", T0 + US, request_id="r1"),
+                                              did("click", "b", T0 + 2 * US),
+                                              did("like", "b", T0 + 3 * US)])
+    assert requests[0]["team_clicks"] == ["x", "y"]
+    row = next(u for u in users if u["experiment"] == "order")
+    assert (row["arm"], row["team_clicks"]) == ("interleaved", ["x", "y"])
+
+
 def test_a_user_is_counted_in_the_arm_of_their_first_answer_and_the_holdout_is_an_experiment():
     exposures = (shown("r1", T0, ["a"], arms=("exp=control",))
                  + shown("r2", T0 + 60 * US, ["b"], arms=("exp=treatment", "other=x")))
@@ -114,6 +125,9 @@ def test_the_beam_job_joins_the_lakes_exposures_and_events(lake, policy, tmp_pat
     exp = sorted((u["user_id"], u["arm"], u["clicks"]) for u in users if u["experiment"] == "exp")
     assert exp == [("u1", "control", 0), ("u2", "treatment", 1), ("u3", "treatment", 1)]
     assert all(u["returned_d1"] is None for u in users)  # the data ends the same day
+    run(["--lake", str(lake.root), "--output", str(out), "--start", at(1)])
+    later = pq.read_table(out / "request_outcomes").column("request_id").to_pylist()
+    assert sorted(later) == ["r1", "r2"]  # r0 was shown before --start
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -122,6 +136,7 @@ def test_the_beam_job_joins_the_lakes_exposures_and_events(lake, policy, tmp_pat
     (["--attribution_window_s", "0"], "--attribution_window_s must be positive"),
     (["--end", "yesterday"], "--end: not an ISO time"),
     (["--end", "2026-10-01T00:00:00"], "has no time zone"),
+    (["--start", "soon"], "--start: not an ISO time"),
     (["--event_log_dsn", "host=x"], "--event_log_dsn needs --event_log_schema"),
 ])
 def test_bad_options_are_refused_by_name(lake, tmp_path, argv, message):

@@ -200,3 +200,33 @@ def test_forced_arms_are_served_only_when_overrides_are_on_and_never_logged(serv
     logged = sum(s.value for m in metrics.exposures.collect() for s in m.samples
                  if s.name.endswith("_total"))
     assert logged == 1  # the plain answer only
+
+
+def test_an_interleaving_experiment_drafts_both_arms_into_one_answer(service, small_data,
+                                                                     tmp_path):
+    from serving.recommendations.exposure_log import exposure_records
+
+    path = tmp_path / "interleaving.yaml"
+    path.write_text("experiments:\n  - name: order\n    method: interleaving\n    arms:\n"
+                    "      - {name: ranked}\n"
+                    "      - {name: retrieval-order, changes: {pipeline: retrieval}}\n")
+    user = small_data.train["user_id"].value_counts().index[2]
+    running = service.experiments
+    try:
+        service.experiments = ExperimentsFile(path, service.cfg.rules)
+        both = {arm: service.recommend(RecommendationRequest(
+            user, k=10, forced_arms={"order": arm})) for arm in ("ranked", "retrieval-order")}
+        answer = service.recommend(RecommendationRequest(user, k=10))
+    finally:
+        service.experiments = running
+    assert both["ranked"].tier == "full" and both["retrieval-order"].tier == "retrieval"
+    assert answer.experiments == {"order": "interleaved"} and answer.tier == "full"
+    ids = [c.item_id for c in answer.items]
+    assert len(ids) == len(set(ids)) == 10
+    for arm in ("ranked", "retrieval-order"):  # each team's items in its own arm's order
+        own = [c.item_id for c in answer.items if c.team == arm]
+        listed = [c.item_id for c in both[arm].items]
+        assert own and all(i in listed for i in own)
+        assert own == sorted(own, key=listed.index)
+    records = exposure_records("r1", __import__("datetime").datetime.now(), answer, {})
+    assert [r["team"] for r in records] == [c.team for c in answer.items]

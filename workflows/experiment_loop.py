@@ -10,6 +10,7 @@ always-valid interval excludes 0; for an A/A experiment that is a false positive
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import time
@@ -52,8 +53,27 @@ class Look:
 
 
 @dataclass
+class PreferenceLook:
+    """An interleaving experiment at one look: the sign test over users, and which arm the
+    simulator's truth says is better."""
+
+    day: int
+    experiment: str
+    users: int
+    users_preferring: tuple[int, int]
+    p_value: float
+    winner: str | None
+    true_winner: str
+
+    @property
+    def right(self) -> bool:
+        return self.winner == self.true_winner
+
+
+@dataclass
 class LoopResult:
     looks: list[Look] = field(default_factory=list)
+    preferences: list[PreferenceLook] = field(default_factory=list)
     days: list = field(default_factory=list)
 
     def final(self) -> list[Look]:
@@ -98,8 +118,9 @@ def run_loop(simulator: Simulator, definitions: Experiments, lake: Path, outcome
     """``days`` simulated days, each followed by the join and a look at every experiment."""
     from beam_jobs.outcomes import run as run_join
 
-    join = join or (lambda lake_dir, out: run_join(["--lake", str(lake_dir),
-                                                    "--output", str(out)]))
+    started = dt.datetime.now(dt.timezone.utc).isoformat()  # this run's answers only
+    join = join or (lambda lake_dir, out: run_join(["--lake", str(lake_dir), "--output",
+                                                    str(out), "--start", started]))
     result = LoopResult()
     shown = exposures_in_lake(lake)
     for day in range(days):
@@ -115,6 +136,17 @@ def run_loop(simulator: Simulator, definitions: Experiments, lake: Path, outcome
         for experiment in definitions.experiments:
             part = rows[rows["experiment"] == experiment.name]
             analysis = analyze(part, experiment, covariates=values)
+            if analysis.interleaving is not None:
+                il = analysis.interleaving
+                truth = simulator.truth_of(experiment.name)
+                first, second = il["arms"]
+                better = first if truth[first]["ctr"] >= truth[second]["ctr"] else second
+                preference = PreferenceLook(day, experiment.name, il["users"],
+                                            tuple(il["users_preferring"]), il["p_value"],
+                                            il["winner"], better)
+                result.preferences.append(preference)
+                _append(log_to, {**preference.__dict__, "right": preference.right})
+                continue
             for r in analysis.results:
                 if r.metric != PRIMARY:
                     continue
@@ -124,12 +156,16 @@ def run_loop(simulator: Simulator, definitions: Experiments, lake: Path, outcome
                             true_uplift(simulator, experiment.name, r.arm, experiment.baseline),
                             analysis.srm_users.p_value if analysis.srm_users else None)
                 result.looks.append(look)
-                if log_to is not None:
-                    with log_to.open("a") as f:
-                        f.write(json.dumps({**look.__dict__, "covered": look.covered,
-                                            "declared": look.declared}) + "\n")
+                _append(log_to, {**look.__dict__, "covered": look.covered,
+                                 "declared": look.declared})
     return result
 
 
-__all__ = ["Look", "LoopResult", "run_loop", "wait_for_exposures", "exposures_in_lake",
-           "true_uplift"]
+def _append(path: Path | None, record: dict) -> None:
+    if path is not None:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+__all__ = ["Look", "PreferenceLook", "LoopResult", "run_loop", "wait_for_exposures",
+           "exposures_in_lake", "true_uplift"]

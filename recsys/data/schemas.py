@@ -142,6 +142,7 @@ EXPOSURES = TableSpec(
             pa.field("score", pa.float32()),
             pa.field("source", pa.string()),  # two-tower, trending, fresh, segment-popular ...
             pa.field("propensity", pa.float32()),  # P(shown here | the serving policy)
+            pa.field("team", pa.string()),  # interleaving: the arm whose list placed it
             pa.field("tier", pa.string()),
             pa.field("experiments", pa.list_(pa.string())),  # "experiment=arm"
             pa.field("holdout", pa.int32()),  # 1: the user is in the global holdout

@@ -35,7 +35,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from recsys.experiments.definitions import Experiment
+from recsys.experiments.definitions import INTERLEAVED_ARM, Experiment
+from recsys.experiments.interleaving import preference_test
 from recsys.experiments.statistics import (
     Comparison,
     SampleRatio,
@@ -99,6 +100,7 @@ class Analysis:
     results: list[MetricResult]
     segments: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    interleaving: dict | None = None  # an interleaving experiment's preference test
 
     def to_dict(self) -> dict:
         return _plain(asdict(self))
@@ -190,6 +192,8 @@ def analyze(rows: pd.DataFrame, experiment: Experiment, alpha: float = 0.05,
     to the baseline's value (default 0.1: effects of about 10%); ``covariates`` maps user id
     to the pre-exposure value used by CUPED."""
     rows = _with_engagements(rows[rows["experiment"] == experiment.name])
+    if experiment.interleaved:
+        return _interleaving(rows, experiment, alpha)
     weights = {arm.name: arm.weight for arm in experiment.arms}
     notes: list[str] = []
     unknown = sorted(set(rows["arm"]) - set(weights))
@@ -243,6 +247,31 @@ def analyze(rows: pd.DataFrame, experiment: Experiment, alpha: float = 0.05,
     return Analysis(experiment.name, experiment.baseline, alpha, arms, srm_users,
                     srm_exposures, results,
                     _segments(by_arm, experiment, alpha, segments), notes)
+
+
+def _interleaving(rows: pd.DataFrame, experiment: Experiment, alpha: float) -> Analysis:
+    """Team-draft interleaving: each user prefers the arm whose team got more of their
+    clicks; a sign test over users with a preference (``interleaving.preference_test``)."""
+    first, second = (arm.name for arm in experiment.arms)
+    credits = []
+    for teams in rows["team_clicks"]:
+        teams = list(teams) if teams is not None else []
+        credits.append((teams.count(first), teams.count(second)))
+    preference = preference_test(credits)
+    winner = None
+    if preference.p_value < alpha:
+        winner = first if preference.users_preferring_a > preference.users_preferring_b \
+            else second
+    summary = {"arms": [first, second], "users": len(rows),
+               "users_preferring": [preference.users_preferring_a,
+                                    preference.users_preferring_b],
+               "ties": preference.ties, "share_preferring_first": preference.share_a,
+               "p_value": preference.p_value, "winner": winner,
+               "method": "team-draft interleaving, sign test over users (binomial)"}
+    arms = [ArmSummary(INTERLEAVED_ARM, 1.0, len(rows), int(rows["exposures"].sum()),
+                       {m.name: _arm_value(rows, m) for m in METRICS})]
+    return Analysis(experiment.name, first, alpha, arms, None, None, [], [], [],
+                    interleaving=summary)
 
 
 def _segments(by_arm: dict[str, pd.DataFrame], experiment: Experiment, alpha: float,
@@ -300,6 +329,12 @@ def format_table(analysis: Analysis) -> str:
             f"{r.adjusted_p:>8.3g}  {_interval(r.sequential.relative_ci):<20}"
             f"{_interval(cup.relative_ci) if cup else '-':<20}"
             f"{_pct(r.cuped_narrowing) if r.cuped_narrowing is not None else '-':>9}")
+    if analysis.interleaving is not None:
+        il = analysis.interleaving
+        lines.append(f"interleaving {il['arms'][0]} vs {il['arms'][1]}: users preferring "
+                     f"{il['users_preferring'][0]} / {il['users_preferring'][1]} "
+                     f"({il['ties']} ties), p = {il['p_value']:.3g}, winner: "
+                     f"{il['winner'] or 'none yet'}")
     lines.extend(f"note: {n}" for n in analysis.notes)
     return "\n".join(lines)
 

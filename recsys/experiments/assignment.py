@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Mapping
 
-from recsys.experiments.definitions import ArmChanges, Experiment, Experiments
+from recsys.experiments.definitions import (
+    INTERLEAVED_ARM,
+    ArmChanges,
+    Experiment,
+    Experiments,
+)
 from recsys.experiments.hashing import unit_interval
 
 
@@ -57,6 +62,13 @@ class Assigner:
         point = self.unit(experiment.salt, user_id) * bounds[-1]
         return experiment.arms[min(bisect_right(bounds, point), len(bounds) - 1)].name
 
+    def interleaving(self, assignment: Assignment) -> Experiment | None:
+        """The interleaving experiment whose both arms this request is to show, if any."""
+        for name, arm in assignment.arms.items():
+            if arm == INTERLEAVED_ARM:
+                return self.definitions.by_name()[name]
+        return None
+
     def check_forced(self, forced: Mapping[str, str]) -> None:
         """Raise ValueError naming an experiment or arm of ``forced`` that is not defined."""
         experiments = self.definitions.by_name()
@@ -88,6 +100,9 @@ class Assigner:
                 if start <= point < start + experiment.traffic:
                     if experiment.running(now_s) and experiment.targeting.matches(context,
                                                                                   returning):
+                        if experiment.interleaved:  # both arms, drafted by the service
+                            arms[experiment.name] = INTERLEAVED_ARM
+                            break
                         arm = self.arm_of(experiment, user_id)
                         arms[experiment.name] = arm
                         changes.append(next(a.changes for a in experiment.arms
@@ -102,7 +117,7 @@ class Assigner:
                 if experiments[name].layer not in layers}
         arms = {**kept, **forced}
         changes = tuple(next(a.changes for a in experiments[name].arms if a.name == arm)
-                        for name, arm in arms.items())
+                        for name, arm in arms.items() if arm != INTERLEAVED_ARM)
         return Assignment(arms, False, changes)
 
 

@@ -55,6 +55,9 @@ from recsys.errors import ConfigError
 from recsys.experiments.hashing import HASH_VERSIONS
 
 PIPELINES = ("full", "retrieval", "popular")
+INTERLEAVING = "interleaving"
+METHODS = ("ab", INTERLEAVING)
+INTERLEAVED_ARM = "interleaved"  # the arm an interleaving experiment's requests are in
 EXPLORATION_POLICIES = ("none",)
 USER_KINDS = ("all", "new", "returning")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -127,6 +130,11 @@ class Experiment:
     start: dt.datetime | None = None
     stop: dt.datetime | None = None
     description: str = ""
+    method: str = "ab"  # or "interleaving": every request shows both arms, team-drafted
+
+    @property
+    def interleaved(self) -> bool:
+        return self.method == INTERLEAVING
 
     def running(self, now_s: float) -> bool:
         return ((self.start is None or self.start.timestamp() <= now_s)
@@ -191,7 +199,7 @@ def _experiment(entry: Any, n: int, ends: dict[str, float]) -> Experiment:
     if isinstance(entry.get("name"), str):
         where = f"{where} ({entry['name']})"
     _known(entry, ("name", "salt", "layer", "traffic", "traffic_offset", "arms", "baseline",
-                   "targeting", "start", "stop", "description"), where)
+                   "targeting", "start", "stop", "description", "method"), where)
     if "name" not in entry:
         raise ConfigError(f"{where}.name is required")
     name = entry["name"]
@@ -223,8 +231,13 @@ def _experiment(entry: Any, n: int, ends: dict[str, float]) -> Experiment:
                           f"({start.isoformat()})")
     description = entry.get("description", "")
     text(f"{where}.description", description)
+    method = entry.get("method", "ab")
+    one_of(METHODS)(f"{where}.method", method)
+    if method == INTERLEAVING and len(arms) != 2:
+        raise ConfigError(f"{where}.arms: an interleaving experiment compares exactly 2 arms, "
+                          f"got {len(arms)}")
     return Experiment(name, salt, layer, float(traffic), float(offset), arms, baseline,
-                      targeting, start, stop, description)
+                      targeting, start, stop, description, method)
 
 
 def _arm(raw: Any, where: str) -> Arm:
@@ -311,6 +324,10 @@ def _check_conflicts(experiments: list[Experiment]) -> None:
                 f"experiment {last.name} passes the end of layer {layer!r}: its slice "
                 f"[{last.traffic_offset:g}, {last.traffic_offset + last.traffic:g}) ends "
                 "after 1 (lower its traffic or its traffic_offset)")
+    interleaving_layers = sorted({e.layer for e in experiments if e.interleaved})
+    if len(interleaving_layers) > 1:
+        raise ConfigError(f"interleaving experiments are in layers {interleaving_layers}: put "
+                          "them in one layer (an answer interleaves one pair of arms)")
     owners: dict[str, Experiment] = {}
     for e in experiments:
         for setting in sorted(e.changed()):
@@ -336,4 +353,5 @@ def _known(raw: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
 
 
 __all__ = ["ArmChanges", "Arm", "Targeting", "Experiment", "Holdout", "Experiments",
-           "load_experiments", "parse_experiments", "PIPELINES", "USER_KINDS"]
+           "load_experiments", "parse_experiments", "PIPELINES", "USER_KINDS", "METHODS",
+           "INTERLEAVING", "INTERLEAVED_ARM"]

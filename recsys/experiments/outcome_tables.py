@@ -33,6 +33,7 @@ REQUEST_OUTCOMES = pa.schema([
     pa.field("exposures", pa.int64(), nullable=False),
     *[pa.field(name, pa.int64(), nullable=False) for name in OUTCOME_COUNTS],
     pa.field("watch_time_s", pa.float64(), nullable=False),
+    pa.field("team_clicks", pa.list_(pa.string())),  # interleaved: the team of each click
 ])
 
 USER_OUTCOMES = pa.schema([
@@ -45,6 +46,7 @@ USER_OUTCOMES = pa.schema([
     *[pa.field(name, pa.int64(), nullable=False) for name in OUTCOME_COUNTS],
     pa.field("watch_time_s", pa.float64(), nullable=False),
     pa.field("engaged_requests", pa.int64(), nullable=False),  # requests with a click or more
+    pa.field("team_clicks", pa.list_(pa.string())),  # interleaved answers: each click's team
     *[pa.field(f"returned_d{n}", pa.int32()) for n in RETURN_DAYS],
     pa.field("returning", pa.int32(), nullable=False),  # any event before the first exposure
     pa.field("device", pa.string()),

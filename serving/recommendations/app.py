@@ -72,6 +72,8 @@ class Item(BaseModel):
     source: str
     category: str
     reasons: list[str]
+    team: str | None = Field(None, description="an interleaved answer (an interleaving "
+                                               "experiment): the arm whose list placed it")
 
 
 class RecommendationResponse(BaseModel):
@@ -94,11 +96,18 @@ def response_document(result, request_id: str | None = None) -> dict:
     service writes it with orjson, without validating its own output item by item (a test
     holds it to the response model)."""
     return {"request_id": request_id or uuid.uuid4().hex, "user_id": result.user_id,
-            "items": [{"item_id": c.item_id, "score": round(c.score, 6), "source": c.source,
-                       "category": c.category, "reasons": c.reasons} for c in result.items],
+            "items": [_item(c) for c in result.items],
             "tier": result.tier, "segment": result.segment, "cold_start": result.cold_start,
             "model_versions": result.model_versions, "latency_ms": result.latency_ms,
             "degraded": result.degraded, "experiments": result.experiments}
+
+
+def _item(c) -> dict:
+    item = {"item_id": c.item_id, "score": round(c.score, 6), "source": c.source,
+            "category": c.category, "reasons": c.reasons}
+    if c.team is not None:
+        item["team"] = c.team
+    return item
 
 
 def _error(status: int, code: str, detail) -> JSONResponse:

@@ -38,7 +38,7 @@ def exposure_records(request_id: str, shown_at: dt.datetime, result,
               **{name: context.get(name) for name in ("device", "country", "language")}}
     return [{**common, "exposure_id": f"{request_id}/{position}", "item_id": item.item_id,
              "position": position, "score": float(item.score), "source": item.source,
-             "propensity": 1.0}
+             "propensity": 1.0, "team": item.team}
             for position, item in enumerate(result.items)]
 
 

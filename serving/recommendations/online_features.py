@@ -13,8 +13,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from recsys.features.store import in_repo, open_store
-from recsys.features.tables import ITEM_CATALOGUE, ITEM_FEATURES, USER_FEATURES, USER_PROFILE, \
-    USER_SESSION
+from recsys.features.tables import (
+    ITEM_CATALOGUE,
+    ITEM_FEATURES,
+    USER_FEATURES,
+    USER_PROFILE,
+    USER_SESSION,
+)
 
 USER_VIEWS = (USER_FEATURES, USER_PROFILE, USER_SESSION)
 ITEM_VIEWS = (ITEM_FEATURES, ITEM_CATALOGUE)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 
+from recsys.experiments.interleaving import A as TEAM_A
+from recsys.experiments.interleaving import team_draft
 from recsys.model_contract.fusion import fuse
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
@@ -466,6 +469,9 @@ class Recommender:
         assignment, arm = self.experiments.arms_for(
             request.user_id, context, now_s, None if user is None else bool(history),
             request.forced_arms)
+        interleaving = self.experiments.assigner.interleaving(assignment)
+        if interleaving is not None:
+            return self._interleave(request, interleaving, assignment, started)
         pipeline = "full" if arm is None else arm.pipeline
 
         candidates: list[Candidate] = []
@@ -527,6 +533,34 @@ class Recommender:
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
                                     versions, latency, degraded, cold, assignment.arms,
                                     assignment.holdout, pipeline != "full" and not degraded)
+
+    def _interleave(self, request: RecommendationRequest, experiment, assignment,
+                    started: float) -> RecommendationResult:
+        """Both arms' answers to ``request``, team-drafted into one list (each item names the
+        arm that placed it, ``team``); the experiment's arm in the answer is
+        ``interleaved``. Costs the pipeline twice (the retrieval cache serves the second)."""
+        arms = [arm.name for arm in experiment.arms]
+        answers = [self._recommend(dataclasses.replace(
+            request, forced_arms={**request.forced_arms, experiment.name: arm}))
+            for arm in arms]
+        ids, teams = team_draft([c.item_id for c in answers[0].items],
+                                [c.item_id for c in answers[1].items], request.k,
+                                random.Random())
+        by_id = {c.item_id: c for answer in reversed(answers) for c in answer.items}
+        items = []
+        for item_id, team in zip(ids, teams):
+            candidate = by_id[item_id].copy()
+            candidate.team = arms[0] if team == TEAM_A else arms[1]
+            items.append(candidate)
+        first, second = answers
+        tier = min((first.tier, second.tier), key=TIERS.index)  # the better of the two
+        latency = dict(first.latency_ms)
+        latency["total"] = round((time.perf_counter() - started) * 1000, 3)
+        return RecommendationResult(
+            request.user_id, items, tier, first.segment,
+            {**second.model_versions, **first.model_versions}, latency,
+            first.degraded + second.degraded, first.cold_start, dict(assignment.arms),
+            assignment.holdout, first.tier_by_arm or second.tier_by_arm)
 
     def _count(self, tier: str, degraded: list[str], seconds: float,
                tier_by_arm: bool = False) -> None:

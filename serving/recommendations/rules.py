@@ -44,11 +44,12 @@ class Candidate:
     category: str = ""
     created_at_s: int | None = None
     reasons: list[str] = field(default_factory=list)
+    team: str | None = None  # an interleaved answer: the arm whose list placed it
 
     def copy(self) -> "Candidate":
         """A copy with its own reasons list (much cheaper than ``dataclasses.replace``)."""
         return Candidate(self.item_id, self.score, self.source, self.category,
-                         self.created_at_s, list(self.reasons))
+                         self.created_at_s, list(self.reasons), self.team)
 
 
 @dataclass(frozen=True)

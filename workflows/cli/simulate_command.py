@@ -93,6 +93,10 @@ def run_simulate(args: argparse.Namespace) -> int:
               f"{look.measured:>+10.1%}  [{look.fixed_ci[0]:+.1%}, {look.fixed_ci[1]:+.1%}]  "
               f"[{look.sequential_ci[0]:+.1%}, {look.sequential_ci[1]:+.1%}]  "
               f"{look.truth:>+8.1%}  {'yes' if look.covered else 'NO'}")
+    for pref in [p for p in result.preferences if p.day == cfg.days - 1]:
+        print(f"{pref.experiment:<20}interleaved: {pref.users} users, preferring "
+              f"{list(pref.users_preferring)}, p = {pref.p_value:.3g}, winner "
+              f"{pref.winner or 'none yet'} (truth: {pref.true_winner})")
     truth = {e.name: simulator.truth_of(e.name) for e in definitions.experiments}
     (args.out / "truth.json").write_text(json.dumps(truth, indent=2))
     print(f"wrote {looks_path} and {args.out / 'truth.json'}")
