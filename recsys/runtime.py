@@ -5,6 +5,13 @@ Importing this module (every entry point does so through ``import recsys``) guar
 * ``TF_USE_LEGACY_KERAS=1`` is in the environment, so ``tf.keras`` is Keras 2 (``tf_keras``),
   which TensorFlow Recommenders 0.7.7 requires. If TensorFlow was already imported with another
   Keras, :class:`~recsys.errors.StackVersionError` is raised instead of failing later.
+* Prometheus metrics keep their values in the process (prometheus_client's default) unless
+  ``PROMETHEUS_MULTIPROC_DIR`` was set before the process started (`recsys api --workers N`
+  sets it for its workers). Feast 0.67 sets that variable to a temporary directory when it is
+  imported, which would switch every metric of the process to shared files: metrics made
+  later with the same name then start from each other's values, and every increment writes
+  to a memory-mapped file. prometheus_client decides once, when first imported, so it is
+  imported here, before Feast can be.
 * :func:`check_stack` compares the installed ML stack with the versions this project is built
   and tested against and explains what to install when they differ.
 """
@@ -34,6 +41,13 @@ def _configure_legacy_keras() -> None:
 
 
 _configure_legacy_keras()
+
+
+def _fix_metrics_storage() -> None:
+    import prometheus_client.values  # noqa: F401  (decides the value class now)
+
+
+_fix_metrics_storage()
 
 
 @dataclass(frozen=True)

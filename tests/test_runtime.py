@@ -77,3 +77,33 @@ def test_the_pinned_stack_imports_with_keras_2():
     version, keras, tfrs_version = out.stdout.strip().splitlines()[-1].split()
     assert version.startswith("2.20.") and tfrs_version == "v0.7.7"
     assert keras.startswith("tf_keras")  # Keras 2, as TFRS needs
+
+
+METRICS_AFTER_FEAST = (
+    "import recsys, feast.metrics, os\n"
+    "from prometheus_client import values\n"
+    "from serving.recommendations.metrics import ServiceMetrics\n"
+    "a, b = ServiceMetrics(), ServiceMetrics()\n"
+    "a.exposures.labels('dropped').inc(3)\n"
+    "b.exposures.labels('dropped').inc()\n"
+    "got = [s.value for m in b.exposures.collect() for s in m.samples\n"
+    "       if s.name.endswith('_total')]\n"
+    "print(values.ValueClass is values.MutexValue, got)\n")
+
+
+def test_feast_does_not_make_the_services_metrics_share_values():
+    """Feast 0.67 sets PROMETHEUS_MULTIPROC_DIR on import; two ServiceMetrics of one process
+    then started from each other's counts (a CI failure: 4 dropped exposures out of 3)."""
+    env = {k: v for k, v in os.environ.items() if "MULTIPROC" not in k.upper()}
+    out = subprocess.run([sys.executable, "-c", METRICS_AFTER_FEAST], capture_output=True,
+                         text=True, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "[1.0]"]
+
+
+def test_a_multiprocess_directory_set_before_the_start_is_still_honoured(tmp_path):
+    out = _python("import recsys; from prometheus_client import values; "
+                  "print(values.ValueClass is values.MutexValue)",
+                  {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
