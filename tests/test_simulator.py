@@ -1,0 +1,61 @@
+"""The user simulator's parts that need no running service: the population's true click
+probabilities, and the errors of `recsys simulate` and `recsys experiment analyze` on bad
+input (an unreachable API, a missing file, an unknown experiment)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic.responses import click_probability
+from recsys.experiments.definitions import parse_experiments
+from workflows.cli.main import main
+from workflows.simulator import Population, SimulationConfig, SimulationError, Simulator
+
+SMALL = SyntheticConfig(users=50, items=200, days=2, seed=5)
+
+
+@pytest.fixture(scope="module")
+def population() -> Population:
+    return Population(SMALL)
+
+
+def test_true_click_probabilities_follow_the_response_model(population):
+    items = [f"i{n:07d}" for n in range(5)]
+    known = [i for i in items if i in population.item_index]
+    p = population.click_probabilities(3, known + ["not-in-the-catalogue"])
+    index = np.array([population.item_index[i] for i in known])
+    expected = click_probability(population.users, population.items, np.full(len(known), 3),
+                                 index, np.arange(len(known), dtype=float), SMALL.categories)
+    assert np.allclose(p[:-1], expected) and p[-1] == 0.0
+    first = population.click_probabilities(3, [known[0]])[0]
+    shown_late = population.click_probabilities(3, ["x"] * 20 + [known[0]])[-1]
+    assert shown_late < first  # position bias
+
+
+def test_an_unreachable_api_is_named():
+    simulator = Simulator("http://127.0.0.1:9", Population(SMALL), parse_experiments({}),
+                          SimulationConfig(days=1, users=3, active_share=1.0, timeout_s=2))
+    with pytest.raises(SimulationError, match=r"the API at http://127.0.0.1:9 cannot be "
+                                              "reached"):
+        simulator.run_day(0)
+
+
+def test_cli_errors_name_the_problem(tmp_path, capsys):
+    assert main(["simulate", "--api", "http://127.0.0.1:9", "--lake", str(tmp_path),
+                 "--experiments", str(tmp_path / "missing.yaml")]) == 1
+    assert "missing.yaml" in capsys.readouterr().err
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments:\n  - {name: exp, arms: [{name: a}, {name: b}]}\n")
+    assert main(["experiment", "analyze", "other", "--experiments", str(path),
+                 "--outcomes", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "no experiment 'other'" in err and "(it has: ['exp'])" in err
+    assert main(["experiment", "analyze", "exp", "--experiments", str(path),
+                 "--outcomes", str(tmp_path)]) == 1
+    assert "no user_outcomes table" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["experiment", "analyze", "exp", "--experiments", str(path), "--outcomes",
+              str(tmp_path), "--alpha", "2"])
+    assert "expected a number in [0, 1]" in capsys.readouterr().err
