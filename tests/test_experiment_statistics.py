@@ -122,6 +122,27 @@ def test_sample_ratio_mismatch_flags_52_48_and_rarely_a_fair_split():
     assert flagged <= 10  # 0.1% expected: 2 of 2,000
 
 
+def test_the_exposures_srm_check_allows_for_users_clusters_of_exposures():
+    """A fair split of users with unequal numbers of exposures: Pearson's chi-square on the
+    exposures flags it far too often; divided by the design effect, at its nominal rate."""
+    rng = np.random.default_rng(6)
+    naive = corrected = 0
+    runs = 400
+    for _ in range(runs):
+        sizes = rng.geometric(1 / 20, 1_000)
+        treated = rng.random(1_000) < 0.5
+        counts = [sizes[~treated].sum(), sizes[treated].sum()]
+        naive += sample_ratio_check(counts, [1, 1], threshold=0.05).mismatch
+        corrected += sample_ratio_check(counts, [1, 1], threshold=0.05,
+                                        cluster_sizes=sizes).mismatch
+    assert naive / runs > 0.5
+    assert corrected / runs <= 0.075  # 5% nominal; binomial sd over 400 runs 1.1 points
+    sizes = rng.geometric(1 / 20, 20_000)  # a 52/48 split of users shows in the exposures
+    treated = rng.random(20_000) < 0.48
+    assert sample_ratio_check([sizes[~treated].sum(), sizes[treated].sum()], [1, 1],
+                              cluster_sizes=sizes).mismatch
+
+
 def test_benjamini_hochberg_matches_the_procedure_by_hand():
     p = [0.01, 0.04, 0.03, 0.20]
     # sorted 0.01, 0.03, 0.04, 0.20 -> p * m / rank: 0.04, 0.06, 0.0533, 0.20, then the

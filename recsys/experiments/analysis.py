@@ -210,7 +210,8 @@ def analyze(rows: pd.DataFrame, experiment: Experiment, alpha: float = 0.05,
     if sum(a.users for a in arms) > 0:
         srm_users = sample_ratio_check([a.users for a in arms], [a.weight for a in arms])
         srm_exposures = sample_ratio_check([a.exposures for a in arms],
-                                           [a.weight for a in arms])
+                                           [a.weight for a in arms],
+                                           cluster_sizes=rows["exposures"].to_numpy())
         if srm_users.mismatch:
             notes.append(f"sample ratio mismatch on users (p = {srm_users.p_value:.2g}): the "
                          "split is broken; do not trust the comparisons")
@@ -319,14 +320,14 @@ def format_table(analysis: Analysis) -> str:
                          f"{[round(s, 3) for s in srm.expected_shares]}: p = "
                          f"{srm.p_value:.3g} {flag}")
     lines.append(f"{'metric':<16}{'arm':<12}{'uplift':>9}  {'95% CI (fixed)':<20}"
-                 f"{'p':>8}{'p (BH)':>8}  {'always valid CI':<20}{'CUPED CI':<20}"
+                 f"{'p':>8}{'p (BH)':>8}  {'always valid CI':<22}{'CUPED CI':<20}"
                  f"{'narrower':>9}")
     for r in analysis.results:
         cup = r.cuped
         lines.append(
             f"{r.metric:<16}{r.arm:<12}{_pct(r.fixed.relative):>9}  "
             f"{_interval(r.fixed.relative_ci):<20}{r.fixed.p_value:>8.3g}"
-            f"{r.adjusted_p:>8.3g}  {_interval(r.sequential.relative_ci):<20}"
+            f"{r.adjusted_p:>8.3g}  {_interval(r.sequential.relative_ci):<22}"
             f"{_interval(cup.relative_ci) if cup else '-':<20}"
             f"{_pct(r.cuped_narrowing) if r.cuped_narrowing is not None else '-':>9}")
     if analysis.interleaving is not None:

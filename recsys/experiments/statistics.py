@@ -16,7 +16,8 @@ treatment arm and its baseline (control), each figure with its method and source
   ``d +- sqrt(V (V + tau^2) / tau^2 * (log((V + tau^2) / V) + 2 log(1 / alpha)))`` holds the
   true difference at every look at once with probability ``1 - alpha``.
 * **Sample-ratio mismatch**: Pearson's chi-square of the arms' counts against their weights
-  (``scipy.stats.chisquare``), flagged at p < 0.001 (Fabijan et al., KDD 2019).
+  (``scipy.stats.chisquare``), flagged at p < 0.001 (Fabijan et al., KDD 2019); on exposures,
+  divided by the design effect of users' clusters of exposures (Rao & Scott, JASA 1981).
 * **Many metrics**: Benjamini-Hochberg adjusted p-values (``scipy.stats.false_discovery_control``).
 
 Guarantees (tested by simulation with seeds, ``tests/test_experiment_statistics.py``): the
@@ -158,14 +159,26 @@ class SampleRatio:
     mismatch: bool  # p < threshold
 
 
-def sample_ratio_check(counts, weights, threshold: float = 0.001) -> SampleRatio:
+def sample_ratio_check(counts, weights, threshold: float = 0.001,
+                       cluster_sizes=None) -> SampleRatio:
     """Pearson's chi-square of ``counts`` (users or exposures per arm) against the arms'
-    ``weights``; a mismatch below ``threshold`` means the split itself is broken."""
+    ``weights``; a mismatch below ``threshold`` means the split itself is broken.
+
+    Exposures come in clusters (a user's exposures share the user's arm), so their counts
+    vary far more than independent draws would; with ``cluster_sizes`` (each user's
+    exposures) the statistic is divided by the design effect ``sum(m^2) / sum(m)`` (Rao &
+    Scott's first-order correction, JASA 1981), which makes it the users' chi-square when
+    every user has the same number."""
     counts = np.asarray(counts, np.float64)
     shares = np.asarray(weights, np.float64) / float(np.sum(weights))
     if len(counts) != len(shares) or len(counts) < 2:
         raise ValueError("one count per arm, at least two arms")
-    p_value = float(stats.chisquare(counts, shares * counts.sum()).pvalue)
+    statistic = float(stats.chisquare(counts, shares * counts.sum()).statistic)
+    if cluster_sizes is not None:
+        sizes = np.asarray(cluster_sizes, np.float64)
+        if sizes.sum() > 0:
+            statistic /= float((sizes ** 2).sum() / sizes.sum())
+    p_value = float(stats.chi2.sf(statistic, len(counts) - 1))
     return SampleRatio(tuple(int(c) for c in counts), tuple(float(s) for s in shares),
                        p_value, p_value < threshold)
 

@@ -5,8 +5,9 @@ Feast (DuckDB + SQLite), materialize them and read a user's online features, tra
 retrieval model and the transformer ranker, export them as versioned SavedModels (ScaNN,
 portable, item tower, ranker), serve them with the TF Serving-compatible model server and query
 it over REST and gRPC, then run the recommendation API and ask it for recommendations and
-explanations (known users, a new user, a new item), and finally stream events and a new
-item through the API to a stream worker (embedded Redis) and watch the recommendations follow.
+explanations (known users, a new user, a new item), stream events and a new item through
+the API to a stream worker (embedded Redis) and watch the recommendations follow, and finally
+run a short A/B test and an interleaving test with simulated users and print the analysis.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     lake_dir = args.workdir / "lake"
     cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
-    print(f"[1/10] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
+    print(f"[1/11] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
           f"into {lake_dir}")
     report = generate(cfg, Lake(lake_dir, create=True))
     print(f"      {report.events_written:,} new events written "
@@ -73,16 +74,16 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"      {line}")
 
     repo = _feature_repo(args.workdir)
-    print(f"\n[2/10] building features with Beam into {repo / 'data'}")
+    print(f"\n[2/11] building features with Beam into {repo / 'data'}")
     built = build_features(lake_dir, repo, "embedded")
     print(f"      {built.beam.counters.get('events_read', 0):,} events in "
           f"{built.beam.seconds:.1f}s ({built.beam.events_per_second:,.0f} events/s)")
 
-    print(f"\n[3/10] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
+    print(f"\n[3/11] feast apply + materialize ({repo}: DuckDB offline, SQLite online)")
     apply(repo.resolve())
     materialize(repo.resolve(), dt.datetime.now(dt.timezone.utc))
 
-    print("\n[4/10] online features of the most active user (feature service 'ranking')")
+    print("\n[4/11] online features of the most active user (feature service 'ranking')")
     from feast import FeatureStore
 
     events = Lake(lake_dir).read("events", columns=["user_id", "item_id"]).to_pandas()
@@ -99,25 +100,33 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir, base = _train_and_export(args, repo.resolve())
     from workflows.cli.demo_serving import serve_and_query
 
-    print("\n[8/10] serving the exported models over TF Serving's REST and gRPC APIs")
+    print("\n[8/11] serving the exported models over TF Serving's REST and gRPC APIs")
     serve_and_query(base, repo.resolve(), user)
 
     from workflows.cli.demo_api import run_api_demo
 
-    print("\n[9/10] the recommendation API: features -> retrieval -> ranker -> rules")
+    print("\n[9/11] the recommendation API: features -> retrieval -> ranker -> rules")
     run_api_demo(repo.resolve(), base, events)
 
     from workflows.cli.demo_stream import run_stream_demo
 
-    print("\n[10/10] real time: events and a new item through the API, the stream worker, "
+    print("\n[10/11] real time: events and a new item through the API, the stream worker, "
           "the online store and the fresh-item index")
     run_stream_demo(repo.resolve(), base.resolve(), lake_dir.resolve(), user)
+
+    from workflows.cli.demo_experiment import run_experiment_demo
+
+    print("\n[11/11] an online experiment: simulated users, exposures, outcomes, analysis")
+    run_experiment_demo(repo.resolve(), base.resolve(), args.workdir.resolve(), cfg)
     print(f"\nNext: `cd {repo} && feast feature-views list`, "
           f"`recsys data describe {lake_dir}`, `tensorboard --logdir {model_dir / 'logs'}`, "
           f"`recsys export check {base / 'retrieval' / '1'}`, "
           f"`recsys model-server --port=8500 --rest_api_port=8501 --model_name=retrieval "
           f"--model_base_path={(base / 'retrieval').resolve()}`, "
           f"`recsys api --repo {repo} --model-base-path {base}` (docs at /docs), "
+          f"`recsys experiment analyze ranker-vs-popular --experiments "
+          f"{args.workdir / 'experiment' / 'experiments.yaml'} --outcomes "
+          f"{args.workdir / 'experiment' / 'outcomes'}`, "
           f"`recsys stream-worker --repo {repo} --lake {lake_dir} --model-base-path {base}`, "
           f"then `recsys features build --lake {lake_dir} --repo {repo}` and `recsys train "
           f"retrieval --repo {repo} --model-dir {model_dir.parent / 'two_tower_2'} "
@@ -132,7 +141,7 @@ def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]
     model_dir = args.workdir / "models" / "two_tower"
     shutil.rmtree(model_dir, ignore_errors=True)
     cfg = RetrievalConfig(train=TrainConfig(epochs=args.epochs))
-    print(f"\n[5/10] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
+    print(f"\n[5/11] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
           f"into {model_dir}")
     result = workflow.train(repo, model_dir, cfg, progress=False)
     print(f"      {result.examples:,} examples, {result.examples_per_second:,.0f} examples/s, "
@@ -144,7 +153,7 @@ def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]
     ranker_dir = args.workdir / "models" / "ranker"
     shutil.rmtree(ranker_dir, ignore_errors=True)
     ranker_cfg = RankerConfig(epochs=args.ranker_epochs, candidates=50)
-    print(f"\n[6/10] training the transformer ranker ({ranker_cfg.epochs} epochs, lists of "
+    print(f"\n[6/11] training the transformer ranker ({ranker_cfg.epochs} epochs, lists of "
           f"{ranker_cfg.candidates} candidates) into {ranker_dir}")
     ranking = train_ranking(repo, model_dir, ranker_dir, ranker_cfg, progress=False)
     print(f"      {ranking.lists:,} lists ({ranking.positives:,} positives) in "
@@ -152,7 +161,7 @@ def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]
           + ", ".join(f"{x:.3f}" for x in ranking.losses))
     base = args.workdir / "models" / "serving"
     shutil.rmtree(base, ignore_errors=True)
-    print(f"\n[7/10] exporting SavedModels and popular lists under {base}")
+    print(f"\n[7/11] exporting SavedModels and popular lists under {base}")
     exported = workflow.export(repo, model_dir, base, k=200, ranker_dir=ranker_dir)
     build_popular_lists(load_training_examples(repo)).save(base / "popular.json")
     for name, path in exported.paths.items():
