@@ -53,9 +53,10 @@ def test_arms_the_service_cannot_serve_are_refused_naming_the_field(tmp_path):
     path.write_text("experiments:\n  - name: a\n    arms:\n      - {name: x}\n"
                     "      - {name: y, changes: {model_label: canary}}\n")
     with pytest.raises(ConfigError, match=r"a.arms\[1\] \(y\).changes.model_label 'canary': "
-                                          "serving an arm from a labelled model version is "
-                                          "not supported"):
-        ExperimentsFile(path, RulesConfig())
+                                          r"not a version label this service serves \(it "
+                                          "serves none: labels come from its "
+                                          "model_config_file"):
+        ExperimentsFile(path, RulesConfig(), labels=set())
     with pytest.raises(ConfigError, match="experiments file .*missing.yaml not found"):
         ExperimentsFile(tmp_path / "missing.yaml", RulesConfig())
 
@@ -230,3 +231,63 @@ def test_an_interleaving_experiment_drafts_both_arms_into_one_answer(service, sm
         assert own == sorted(own, key=listed.index)
     records = exposure_records("r1", __import__("datetime").datetime.now(), answer, {})
     assert [r["team"] for r in records] == [c.team for c in answer.items]
+
+
+def _second_version(base, root):
+    """A copy of the exported models with each artifact's version 1 also as version 2."""
+    import shutil
+
+    from recsys.model_contract.manifest import MANIFEST
+
+    copy = root / "models"
+    shutil.copytree(base, copy)
+    for artifact in ("retrieval", "item_tower", "ranker", "retrieval_portable"):
+        if (copy / artifact / "1").is_dir():
+            shutil.copytree(copy / artifact / "1", copy / artifact / "2")
+            manifest = copy / artifact / "2" / MANIFEST
+            manifest.write_text(json.dumps({**json.loads(manifest.read_text()),
+                                            "version": 2}))
+    return copy
+
+
+LABELS = """
+model_config_list {
+  config { name: "retrieval" base_path: "BASE/retrieval" model_platform: "tensorflow"
+           model_version_policy { specific { versions: 1 versions: 2 } }
+           version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }
+  config { name: "item_tower" base_path: "BASE/item_tower" model_platform: "tensorflow"
+           version_labels { key: "stable" value: 1 } version_labels { key: "canary" value: 2 } }
+}
+"""
+
+
+def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small_data,
+                                                             tmp_path):
+    base = _second_version(service_files.base, tmp_path)
+    config = tmp_path / "models.config"
+    config.write_text(LABELS.replace("BASE", str(base)))
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments:\n  - name: model\n    arms:\n      - {name: latest}\n"
+                    "      - {name: stable, changes: {model_label: stable}}\n")
+    cfg = generous_config(service_files, model_base_path=base, experiments=str(path),
+                          model_config_file=str(config))
+    users = small_data.train["user_id"].value_counts().index[:60].tolist()
+    with running_recommender(cfg) as service:
+        assert set(service.labelled) == {"stable"}  # the labels the arms name, loaded
+        by_arm = _users_by_arm(service, users, "model")
+        latest = service.recommend(RecommendationRequest(by_arm["latest"][0], k=5))
+        stable = service.recommend(RecommendationRequest(by_arm["stable"][0], k=5))
+        # a reloaded file may name only a label loaded at the start
+        path.write_text(path.read_text().replace("model_label: stable",
+                                                 "model_label: canary"))
+        assert not service.experiments.poll()
+    assert latest.experiments == {"model": "latest"} and stable.experiments == {
+        "model": "stable"}
+    assert latest.model_versions == {"retrieval": 2, "ranker": 2}
+    assert stable.model_versions == {"retrieval": 1, "ranker": 1}
+    assert stable.tier == latest.tier == "full"
+    path.write_text("experiments:\n  - name: model\n    arms:\n      - {name: a}\n"
+                    "      - {name: b, changes: {model_label: nightly}}\n")
+    with pytest.raises(ConfigError, match=r"model_label 'nightly': not a version label this "
+                                          r"service serves \(it serves \['canary', 'stable'\]"):
+        ExperimentsFile(path, RulesConfig(), labels={"stable", "canary"})

@@ -68,6 +68,12 @@ class ServiceConfig(Config):
             the running experiments stay). Changes are recorded in
             ``experiments_change_log`` ("" = the file's path + ``.changes.jsonl``).
         experiments_poll_s: seconds between two checks of the experiments file.
+        model_config_file: models in process only: a TF Serving ``ModelServerConfig`` text
+            proto (what `recsys model-server --model_config_file` reads) whose
+            ``version_labels`` name versions of ``retrieval``, ``item_tower`` and ``ranker``;
+            an experiment arm with ``model_label: L`` is served by a second pipeline pinned
+            to L's versions (its own item index, input specs and caches). With
+            ``model_server``, the labels are the model server's own.
         experiments_overrides: accept a request's ``arms`` (experiment -> arm, forced, for QA
             and the simulator's counterfactual requests); such answers are not logged as
             exposures. Off by default: a client could otherwise pick its own arm.
@@ -111,6 +117,7 @@ class ServiceConfig(Config):
     experiments_change_log: str = ""
     experiments_poll_s: float = setting(5.0, positive_number)
     experiments_overrides: bool = setting(False, boolean)
+    model_config_file: str = ""
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)

@@ -44,14 +44,18 @@ class ArmSettings:
     retrieval_candidates: int | None = None  # None: all that retrieval returns
     trending_candidates: int | None = None
     pipeline: str = "full"
+    model_label: str = ""  # "": the service's own versions
 
 
 class ExperimentsFile:
     """The definitions of ``path`` and their assigner; ``path`` None: no experiments."""
 
     def __init__(self, path: Path | None, rules: RulesConfig, change_log: Path | None = None,
-                 on_reload=None):
+                 on_reload=None, labels=None):
+        """``labels``: the model version labels an arm may name (None: any, checked by the
+        model server that serves them)."""
         self.path, self.base_rules = path, rules
+        self.labels = None if labels is None else set(labels)
         self.change_log = change_log or (path.with_name(path.name + ".changes.jsonl")
                                          if path is not None else None)
         self.on_reload = on_reload  # called with "loaded" or "refused"
@@ -92,10 +96,12 @@ class ExperimentsFile:
         self.assigner, self.digest = Assigner(definitions), digest
 
     def _arm_check(self, changes, where: str) -> None:
-        if changes.model_label:
-            raise ConfigError(f"{where}.model_label {changes.model_label!r}: serving an arm "
-                              "from a labelled model version is not supported by this service "
-                              "yet")
+        if changes.model_label and self.labels is not None \
+                and changes.model_label not in self.labels:
+            raise ConfigError(
+                f"{where}.model_label {changes.model_label!r}: not a version label this "
+                f"service serves (it serves {sorted(self.labels) or 'none'}: labels come from "
+                "its model_config_file, and are loaded at its start)")
         try:
             RulesConfig.from_dict({**self.base_rules.to_dict(), **changes.rules}, "rules")
         except ConfigError as exc:
@@ -155,6 +161,8 @@ class ExperimentsFile:
                     values[name] = getattr(changes, name)
             if changes.pipeline != "full":
                 values["pipeline"] = changes.pipeline
+            if changes.model_label:
+                values["model_label"] = changes.model_label
         merged = (dataclasses.replace(self.base_rules, **rules) if rules else self.base_rules)
         return assignment, ArmSettings(merged, **values)
 
@@ -201,4 +209,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["ExperimentsFile", "ArmSettings"]
+def arm_labels(definitions: Experiments) -> set[str]:
+    """The model version labels the arms of ``definitions`` name."""
+    return {arm.changes.model_label for e in definitions.experiments for arm in e.arms
+            if arm.changes.model_label}
+
+
+__all__ = ["ExperimentsFile", "ArmSettings", "arm_labels"]

@@ -50,11 +50,13 @@ class GrpcModelClient:
 
     enforces_timeouts = True  # gRPC's deadline: a call answers or fails within timeout_s
 
-    def __init__(self, target: str):
+    def __init__(self, target: str, label: str | None = None):
+        """``label``: every call asks for this version label (TF Serving's
+        ``model_spec.version_label``), None: the latest version."""
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self.target = target
+        self.target, self.label = target, label
         # Reconnect quickly once a restarted server is back (the default backoff grows to
         # two minutes); messages as large as TF Serving allows.
         self._channel = grpc.insecure_channel(target, options=[
@@ -73,6 +75,8 @@ class GrpcModelClient:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = signature
+        if self.label:
+            request.model_spec.version_label = self.label
         request.output_filter.extend(outputs)
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(from_ndarray(value))
@@ -93,14 +97,15 @@ class InProcessModelClient:
     when they appear (checked every ``poll_seconds``)."""
 
     def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0,
-                 batching=None):
+                 batching=None, versions: Mapping[str, int] | None = None):
         """``batching``: :class:`~serving.batching.BatchingParameters` to batch concurrent
-        calls of a signature into one model call (None: every call runs alone)."""
+        calls of a signature into one model call (None: every call runs alone);
+        ``versions``: serve exactly these versions (a label's), not the latest."""
         from serving.batching import Batcher
         from serving.server_core import ServerCore
 
         self.core = ServerCore(self._load)
-        self.core.reload_config(_config(models))
+        self.core.reload_config(_config(models, versions or {}))
         self.core.start_polling(poll_seconds)
         self.batcher = Batcher(batching) if batching is not None else None
         # batched calls are waited for at most timeout_s; unbatched ones run in the caller
@@ -141,7 +146,7 @@ class InProcessModelClient:
         self.core.stop()
 
 
-def _config(models: Mapping[str, Path]):
+def _config(models: Mapping[str, Path], versions: Mapping[str, int]):
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
@@ -149,6 +154,8 @@ def _config(models: Mapping[str, Path]):
         entry = config.model_config_list.config.add()
         entry.name, entry.base_path = name, str(Path(base).resolve())
         entry.model_platform = "tensorflow"
+        if name in versions:
+            entry.model_version_policy.specific.versions.append(versions[name])
     return config
 
 

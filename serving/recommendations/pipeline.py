@@ -163,6 +163,10 @@ class Recommender:
         self.refresher = refresher  # a VersionRefresher (follows new versions), or None
         self.popular = popular
         self.experiments = experiments or ExperimentsFile(None, cfg.rules)
+        # pipelines pinned to a model version label, for arms that name one; this one's own
+        # label ("" = the latest versions)
+        self.labelled: dict[str, Recommender] = {}
+        self.serving_label = ""
         # the item side of the ranker's inputs in memory (None: read per request)
         self.item_loader = item_loader
         self.item_table = item_loader.table if item_loader is not None else None
@@ -472,6 +476,9 @@ class Recommender:
         interleaving = self.experiments.assigner.interleaving(assignment)
         if interleaving is not None:
             return self._interleave(request, interleaving, assignment, started)
+        label = arm.model_label if arm is not None else ""
+        if label != self.serving_label and label in self.labelled:
+            return self.labelled[label]._recommend(request)  # its versions, index and specs
         pipeline = "full" if arm is None else arm.pipeline
 
         candidates: list[Candidate] = []
@@ -590,6 +597,9 @@ class Recommender:
                 self._rank(row, candidates, query, now_s, 60.0, {})
 
     def close(self) -> None:
+        for labelled in self.labelled.values():
+            labelled.close()
+            labelled.models.close()
         self.experiments.stop()
         if self.item_loader is not None:
             self.item_loader.stop()

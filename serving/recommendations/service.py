@@ -56,11 +56,14 @@ def model_specs(models: ServedModels) -> ModelSpecs:
                       retrieval_weight=float(ranker_cfg.retrieval_weight))
 
 
-def _model_client(cfg: ServiceConfig, with_ranker: bool):
+def _model_client(cfg: ServiceConfig, with_ranker: bool, label: str | None = None,
+                  versions: dict[str, int] | None = None):
+    """The models' client: the model server's (asking for ``label``), or the models in
+    process (exactly ``versions`` when given, else the latest)."""
     from serving.recommendations.model_clients import GrpcModelClient, InProcessModelClient
 
     if cfg.model_server:
-        return GrpcModelClient(cfg.model_server)
+        return GrpcModelClient(cfg.model_server, label)
     from serving.batching import BatchingParameters, read_batching_parameters
 
     names = ["retrieval", "item_tower"] + (["ranker"] if with_ranker else [])
@@ -69,7 +72,7 @@ def _model_client(cfg: ServiceConfig, with_ranker: bool):
         batching = (read_batching_parameters(Path(cfg.batching_parameters_file))
                     if cfg.batching_parameters_file else BatchingParameters())
     return InProcessModelClient({n: cfg.model_base_path / n for n in names},
-                                batching=batching)
+                                batching=batching, versions=versions)
 
 
 def _tower_settings(manifest: dict):
@@ -175,11 +178,55 @@ def freeze_startup_heap() -> int:
     return gc.get_freeze_count()
 
 
+def _available_labels(cfg: ServiceConfig) -> dict[str, dict[str, int]] | None:
+    """label -> {model: version} from the model_config_file (models in process); None with
+    a model server (its labels are its own)."""
+    if cfg.model_server:
+        return None
+    if not cfg.model_config_file:
+        return {}
+    from serving.recommendations.model_labels import label_versions
+
+    return label_versions(Path(cfg.model_config_file))
+
+
 def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
                       features=None, fresh=None) -> Recommender:
     """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
-    ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval."""
-    from serving.recommendations.experiments import ExperimentsFile
+    ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval. Each model version
+    label an experiment arm names gets a pipeline of its own, pinned to that label's
+    versions (``Recommender.labelled``)."""
+    from serving.recommendations.experiments import ExperimentsFile, arm_labels
+
+    labels = _available_labels(cfg)
+    metrics = metrics or ServiceMetrics()
+    # first: a bad experiments file stops the service before minutes of loading
+    experiments = ExperimentsFile(
+        Path(cfg.experiments) if cfg.experiments else None, cfg.rules,
+        Path(cfg.experiments_change_log) if cfg.experiments_change_log else None,
+        on_reload=lambda outcome: metrics.experiment_reloads.labels(outcome).inc(),
+        labels=None if labels is None else set(labels))
+    recommender = _build(cfg, metrics, features, fresh, experiments)
+    try:
+        for label in sorted(arm_labels(experiments.definitions)):
+            versions = None if labels is None else labels[label]
+            labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
+                              label, versions)
+            labelled.serving_label = label
+            recommender.labelled[label] = labelled
+    except BaseException:
+        recommender.close()
+        recommender.models.close()
+        raise
+    # a reloaded file may name only the labels loaded now
+    experiments.labels = set(recommender.labelled)
+    experiments.start(cfg.experiments_poll_s)
+    return recommender
+
+
+def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experiments,
+           label: str | None = None, versions: dict[str, int] | None = None) -> Recommender:
+    """One pipeline: the latest versions, or those of ``label``."""
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
     from serving.tf_threads import pin_tensorflow_threads
@@ -187,28 +234,31 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     # a process that already ran TensorFlow (the demo, tests) keeps the pools it has
     pin_tensorflow_threads(cfg.tensorflow_intra_op_parallelism,
                            cfg.tensorflow_inter_op_parallelism, level=logging.INFO)
-    metrics = metrics or ServiceMetrics()
-    # first: a bad experiments file stops the service before minutes of loading
-    experiments = ExperimentsFile(
-        Path(cfg.experiments) if cfg.experiments else None, cfg.rules,
-        Path(cfg.experiments_change_log) if cfg.experiments_change_log else None,
-        on_reload=lambda outcome: metrics.experiment_reloads.labels(outcome).inc())
     served = served_models(cfg)
+    if versions is not None:  # a label's versions, in process: every model pinned
+        served = served_models(cfg, versions["retrieval"])
+        if "ranker" in versions:
+            served = ServedModels(served.retrieval, _version_manifest(
+                cfg.model_base_path, "ranker", versions["ranker"]))
+        if served.ranker is not None:
+            versions = {**versions, "ranker": int(served.ranker["version"])}
     popular = PopularLists.load(cfg.popular_lists_path)
-    models = _model_client(cfg, served.ranker is not None)
+    models = _model_client(cfg, served.ranker is not None, label, versions)
     index = item_index(cfg, models)
+    if label is not None and versions is None:  # a model server's label: its versions
+        served = served_models(cfg, index.version)
     features = features or OnlineFeatures(cfg.repo)
     specs = model_specs(served)
     item_loader = load_item_table(features, index.ids, specs.item_specs,
                                   cfg.item_table_refresh_s)
-    log.info("recommender ready: %s items, retrieval v%s, ranker %s", f"{len(index):,}",
+    log.info("recommender ready%s: %s items, retrieval v%s, ranker %s",
+             f" for label {label!r}" if label else "", f"{len(index):,}",
              served.retrieval["version"],
              f"v{served.ranker['version']}" if served.ranker else "none")
     recommender = Recommender(cfg, features, models, popular, index, specs, metrics,
-                              fresh=fresh, refresher=version_refresher(cfg, models),
-                              item_loader=item_loader, experiments=experiments)
+                              fresh=fresh, item_loader=item_loader, experiments=experiments,
+                              refresher=None if label else version_refresher(cfg, models))
     recommender.warm_up()
-    experiments.start(cfg.experiments_poll_s)
     return recommender
 
 
