@@ -134,6 +134,14 @@ def test_policies_labels_and_rollback(exported, tmp_path):
             2: "AVAILABLE", 3: "AVAILABLE"}
         assert _grpc_predict(stub, queries).model_spec.version.value == 3
         assert _grpc_predict(stub, queries, label="stable").model_spec.version.value == 2
+        # the recommendation service's client for an arm with model_label: stable
+        from serving.recommendations.model_clients import GrpcModelClient
+
+        labelled = GrpcModelClient(f"127.0.0.1:{server.grpc_port}", label="stable")
+        try:
+            assert labelled.predict(PORTABLE, "retrieval", queries, 30.0).version == 2
+        finally:
+            labelled.close()
         assert _grpc_predict(stub, queries, version=2).model_spec.version.value == 2
         with pytest.raises(grpc.RpcError) as exc:
             _grpc_predict(stub, queries, version=1)
