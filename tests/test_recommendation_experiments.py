@@ -291,3 +291,21 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
     with pytest.raises(ConfigError, match=r"model_label 'nightly': not a version label this "
                                           r"service serves \(it serves \['canary', 'stable'\]"):
         ExperimentsFile(path, RulesConfig(), labels={"stable", "canary"})
+
+
+def test_a_label_must_name_one_exported_model(tmp_path):
+    from serving.recommendations.model_labels import label_versions
+
+    config = tmp_path / "models.config"
+    config.write_text(LABELS.replace('key: "canary" value: 2 } }\n}',
+                                     'key: "canary" value: 1 } }\n}'))
+    with pytest.raises(ConfigError, match=r"label 'canary' must name the same version of "
+                                          r"retrieval and item_tower .*'retrieval': 2, "
+                                          r"'item_tower': 1"):
+        label_versions(config)
+    config.write_text("model_config_list { config { name: 'retrieval' ")
+    with pytest.raises(ConfigError, match="Invalid protobuf file"):
+        label_versions(config)
+    config.write_text(LABELS)
+    assert label_versions(config) == {"canary": {"retrieval": 2, "item_tower": 2},
+                                      "stable": {"retrieval": 1, "item_tower": 1}}
