@@ -111,9 +111,13 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     assert "a new user who likes " in out and "a new item in " in out
     assert "POST /v1/events: 8 accepted" in out and " recommendations changed" in out
     assert "recommended to user " in out and "(source fresh; new item" in out
+    assert "experiment ranker-vs-popular (baseline full" in out and "ctr " in out
+    assert "interleaving ranked vs retrieval-order: users preferring" in out
+    assert "the simulator's truth (CTR of every request in each arm): full " in out
     code, out, err = _run(capsys, *args)
     assert code == 0 and " 0 new events written" in out, err[-2000:]
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out  # models rebuilt
+    assert "experiment ranker-vs-popular (baseline full" in out  # a new experiment
 
 
 def test_installed_console_script(tmp_path):

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from recsys.data.synthetic import SyntheticConfig
+from recsys.experiments.analysis import analyze
 from recsys.experiments.definitions import load_experiments
 from recsys.experiments.statistics import sample_ratio_check
 from workflows.experiment_loop import LoopResult, run_loop
@@ -91,8 +92,32 @@ def _first_right_ab(result: LoopResult, experiment: str) -> int | None:
     return None
 
 
+def users_to_verdict(rows: pd.DataFrame, experiment, right) -> int | None:
+    """The fewest users (the first to be exposed, on a doubling grid) from which on the
+    analysis of ``experiment`` gives the right verdict (``right(analysis)``) at every larger
+    size up to all of them; None if it never does."""
+    rows = rows[rows["experiment"] == experiment.name].sort_values("first_exposure")
+    sizes, n = [], 50
+    while n < len(rows):
+        sizes.append(n)
+        n *= 2
+    sizes.append(len(rows))
+    verdicts = []
+    for n in sizes:
+        try:
+            verdicts.append(bool(right(analyze(rows.head(n), experiment))))
+        except (ValueError, KeyError, StopIteration):
+            verdicts.append(False)
+    found = None
+    for n, ok in zip(reversed(sizes), reversed(verdicts)):
+        if not ok:
+            break
+        found = n
+    return found
+
+
 def summarise(result: LoopResult, simulator: Simulator, aa: list[str], outcomes: Path,
-              seconds: float) -> AcceptanceReport:
+              seconds: float, definitions=None) -> AcceptanceReport:
     final = {(x.experiment, x.arm): x for x in result.final()}
     report = AcceptanceReport(
         len(simulator.sample), len(result.days), sum(d.requests for d in result.days),
@@ -127,6 +152,20 @@ def summarise(result: LoopResult, simulator: Simulator, aa: list[str], outcomes:
             "users_to_right_verdict": first_right.users if first_right else None,
             "ab_users_to_right_verdict": _first_right_ab(result, PAIR)}
     rows = pd.read_parquet(outcomes / "user_outcomes")
+    if definitions is not None and report.interleaving:
+        by_name = definitions.by_name()
+        truth = simulator.truth_of(PAIR)
+        better = max(("ranked", "retrieval-order"), key=lambda a: truth[a]["ctr"])
+        up = better != by_name[PAIR].baseline
+
+        def ab_right(analysis) -> bool:
+            ci = analysis.result("ctr", "retrieval-order").fixed.ci
+            return ci[0] > 0 if up else ci[1] < 0
+
+        report.interleaving["users_to_right_verdict_by_size"] = users_to_verdict(
+            rows, by_name[INTERLEAVED], lambda a: a.interleaving["winner"] == better)
+        report.interleaving["ab_users_to_right_verdict_by_size"] = users_to_verdict(
+            rows, by_name[PAIR], ab_right)
     split = rows[rows["experiment"] == "split"]["arm"].value_counts()
     counts = [int(split.get("a", 0)), int(split.get("b", 0))]
     if sum(counts):
@@ -165,8 +204,10 @@ def run_acceptance(repo: Path, model_base_path: Path, platform: SyntheticConfig,
                           covariates=covariates, log_to=looks)
     names = [f"aa-{n:02d}" for n in range(aa)]
     report = summarise(result, simulator, names, workdir / "outcomes",
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, definitions)
     (workdir / "acceptance.json").write_text(json.dumps(report.to_dict(), indent=2))
+    (workdir / "truth.json").write_text(json.dumps(
+        {e.name: simulator.truth_of(e.name) for e in definitions.experiments}, indent=2))
     return report
 
 
@@ -193,7 +234,10 @@ def format_report(report: AcceptanceReport) -> str:
             f"{il['experiment']}: {il['users']} users, preferring {il['users_preferring']}, "
             f"p = {il['p_value']:.3g}, winner {il['winner'] or 'none yet'} (truth "
             f"{il['true_winner']}); right verdict at {il['users_to_right_verdict'] or '-'} "
-            f"users, the A/B split at {il['ab_users_to_right_verdict'] or '-'}")
+            f"users, the A/B split at {il['ab_users_to_right_verdict'] or '-'} (daily looks); "
+            f"on the first N users exposed: interleaving from "
+            f"{il.get('users_to_right_verdict_by_size') or '-'}, the A/B split from "
+            f"{il.get('ab_users_to_right_verdict_by_size') or '-'}")
     if report.srm:
         srm = report.srm
         lines.append(f"SRM: served 52/48, analysed as 50/50: users {srm['users']}, p = "

@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -137,6 +138,9 @@ class Simulator:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._events: list[dict] = []
+        # in event and session ids: a second run of the same seed is new behaviour, not a
+        # redelivery the stream would drop as duplicates
+        self.run_id = uuid.uuid4().hex[:8]
         self.sent = self.rejected = self.requests = 0
 
     # --- HTTP ---------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class Simulator:
             p = pop.click_probabilities(u, items)
             self._record_truth(u, user_id, context, answer, p)
             events = self._respond(rng, u, user_id, context, answer, items, p,
-                                   f"sim{cfg.seed}-{day}-{u}-{s}")
+                                   f"sim{cfg.seed}-{self.run_id}-{day}-{u}-{s}")
             self._queue_events(events)
         return sessions
 

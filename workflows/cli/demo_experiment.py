@@ -5,6 +5,7 @@ the stream and a worker into a lake; then the outcome join and the analysis tabl
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from recsys.data.synthetic import SyntheticConfig
@@ -38,7 +39,8 @@ def run_experiment_demo(repo: Path, base: Path, workdir: Path, platform: Synthet
 
     logging.getLogger("workflows.experiment_loop").setLevel(logging.WARNING)
     work = workdir / "experiment"
-    work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work, ignore_errors=True)  # each demo run is a new experiment
+    work.mkdir(parents=True)
     path = work / "experiments.yaml"
     path.write_text(EXPERIMENTS)
     definitions = load_experiments(path)

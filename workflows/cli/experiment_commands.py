@@ -3,7 +3,7 @@
     recsys experiment outcomes --lake LAKE --output OUT [--attribution-window-s S] [--end T]
         [Beam options]
     recsys experiment analyze NAME --experiments FILE --outcomes OUT [--repo DIR --profile P]
-        [--covariate user_features:user_clicks_30d] [--alpha 0.05] [--out-dir DIR]
+        [--covariate user_features:user_ctr_30d] [--alpha 0.05] [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from recsys.features.store import PROFILES, profile_repo
 from workflows.cli.arguments import fraction, iso_datetime
 
 log = logging.getLogger(__name__)
-DEFAULT_COVARIATE = "user_features:user_clicks_30d"
+DEFAULT_COVARIATE = "user_features:user_ctr_30d"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
