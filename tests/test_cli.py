@@ -99,7 +99,7 @@ def test_generate_with_future_end_date_is_refused(tmp_path, capsys):
 @pytest.mark.timeout(900)  # the whole system twice: Beam, two models, exports, two servers
 def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--users", "150", "--items", "400", "--days", "2",
-            "--epochs", "1"]
+            "--epochs", "1", "--experiment-users", "80", "--experiment-days", "1"]
     code, out, err = _run(capsys, *args)
     assert code == 0 and "new events written (0 already in the lake)" in out, err[-2000:]
     assert "click-through rate" in out

@@ -141,7 +141,13 @@ def test_the_response_document_is_a_valid_response(service, small_data):
     document = response_document(result)
     parsed = RecommendationResponse.model_validate(document)
     assert [i.item_id for i in parsed.items] == [c.item_id for c in result.items]
-    assert parsed.model_dump()["items"] == document["items"]
+    # ``team`` is written only for an interleaved answer's items (unset otherwise)
+    assert parsed.model_dump(exclude_unset=True)["items"] == document["items"]
+    result.items[0].team = "ranked"
+    document = response_document(result)
+    assert document["items"][0]["team"] == "ranked" and "team" not in document["items"][1]
+    parsed = RecommendationResponse.model_validate(document)
+    assert parsed.model_dump(exclude_unset=True)["items"] == document["items"]
 
 
 def test_cached_retrieval_answers_are_not_tracked_by_the_garbage_collector(service,

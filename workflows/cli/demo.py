@@ -44,6 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="two-tower training epochs (default 3)")
     demo.add_argument("--ranker-epochs", type=positive_int, default=3, metavar="N",
                       help="ranker training epochs (default 3)")
+    demo.add_argument("--experiment-users", type=positive_int, default=200, metavar="N",
+                      help="simulated users of the last step's experiment (default 200)")
+    demo.add_argument("--experiment-days", type=positive_int, default=2, metavar="D",
+                      help="simulated days of the last step's experiment (default 2)")
     demo.set_defaults(func=run_demo)
 
 
@@ -117,7 +121,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from workflows.cli.demo_experiment import run_experiment_demo
 
     print("\n[11/11] an online experiment: simulated users, exposures, outcomes, analysis")
-    run_experiment_demo(repo.resolve(), base.resolve(), args.workdir.resolve(), cfg)
+    run_experiment_demo(repo.resolve(), base.resolve(), args.workdir.resolve(), cfg,
+                        users=args.experiment_users, days=args.experiment_days)
     print(f"\nNext: `cd {repo} && feast feature-views list`, "
           f"`recsys data describe {lake_dir}`, `tensorboard --logdir {model_dir / 'logs'}`, "
           f"`recsys export check {base / 'retrieval' / '1'}`, "
