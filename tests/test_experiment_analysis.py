@@ -68,7 +68,10 @@ def test_every_metric_is_compared_with_bh_adjusted_p_values_and_a_readable_table
     assert metrics == ["ctr", "clicks_per_user", "engagements", "watch_time_s", "return_d1"]
     assert any("return_d7" in n for n in analysis.notes)  # no user has a day 7 yet
     for r in analysis.results:
-        assert r.adjusted_p >= r.fixed.p_value
+        assert r.adjusted_p >= r.fixed.relative_p_value
+        # the p printed beside the relative interval agrees with it
+        excludes_zero = not (r.fixed.relative_ci[0] <= 0 <= r.fixed.relative_ci[1])
+        assert excludes_zero == (r.fixed.relative_p_value < 0.05)
         width = r.sequential.ci[1] - r.sequential.ci[0]
         assert width > r.fixed.ci[1] - r.fixed.ci[0]  # always valid costs width
     assert {s["segment"] for s in analysis.segments} >= {"device"}

@@ -28,6 +28,7 @@ arm with fewer than 2 users gives no comparison (said in ``notes``), never a mad
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
@@ -86,7 +87,7 @@ class MetricResult:
     sequential: Comparison  # always valid (mSPRT)
     cuped: Comparison | None = None
     cuped_narrowing: float | None = None  # 1 - width(cuped) / width(fixed)
-    adjusted_p: float = math.nan  # Benjamini-Hochberg over this arm's metrics
+    adjusted_p: float = math.nan  # Benjamini-Hochberg over this arm's metrics' relative p
 
 
 @dataclass
@@ -172,11 +173,8 @@ def _cuped_compare(metric: Metric, control: pd.DataFrame, treatment: pd.DataFram
     adjusted, _ = cuped(y, x)  # theta pooled over both arms
     n_c = len(control)
     comparison = compare_means(adjusted[:n_c], adjusted[n_c:], alpha)
-    return Comparison(comparison.control, comparison.treatment, comparison.difference,
-                      comparison.ci, comparison.p_value, comparison.relative,
-                      comparison.relative_ci, comparison.users,
-                      comparison.method + ", CUPED" + (" on the linearised ratio"
-                                                       if metric.denominator else ""))
+    return dataclasses.replace(comparison, method=comparison.method + ", CUPED" + (
+        " on the linearised ratio" if metric.denominator else ""))
 
 
 def _width(c: Comparison) -> float:
@@ -241,7 +239,7 @@ def analyze(rows: pd.DataFrame, experiment: Experiment, alpha: float = 0.05,
                     narrowing = 1 - _width(adjusted) / _width(fixed)
             arm_results.append(MetricResult(metric.name, arm, fixed, sequential, adjusted,
                                             narrowing))
-        adjusted_p = benjamini_hochberg([r.fixed.p_value for r in arm_results])
+        adjusted_p = benjamini_hochberg([r.fixed.relative_p_value for r in arm_results])
         results.extend(MetricResult(r.metric, r.arm, r.fixed, r.sequential, r.cuped,
                                     r.cuped_narrowing, float(p))
                        for r, p in zip(arm_results, adjusted_p, strict=True))
@@ -326,7 +324,7 @@ def format_table(analysis: Analysis) -> str:
         cup = r.cuped
         lines.append(
             f"{r.metric:<16}{r.arm:<12}{_pct(r.fixed.relative):>9}  "
-            f"{_interval(r.fixed.relative_ci):<20}{r.fixed.p_value:>8.3g}"
+            f"{_interval(r.fixed.relative_ci):<20}{r.fixed.relative_p_value:>8.3g}"
             f"{r.adjusted_p:>8.3g}  {_interval(r.sequential.relative_ci):<22}"
             f"{_interval(cup.relative_ci) if cup else '-':<20}"
             f"{_pct(r.cuped_narrowing) if r.cuped_narrowing is not None else '-':>9}")

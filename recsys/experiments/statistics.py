@@ -48,6 +48,9 @@ class Comparison:
     relative_ci: tuple[float, float]
     users: tuple[int, int]  # (control, treatment)
     method: str
+    # the relative uplift's own test (its delta-method variance), which agrees with
+    # ``relative_ci``; ``p_value`` tests the difference, and agrees with ``ci``
+    relative_p_value: float = math.nan
 
     def significant(self) -> bool:
         return not (self.ci[0] <= 0.0 <= self.ci[1])
@@ -74,11 +77,20 @@ def _compare(c_value: float, t_value: float, var_c: float, var_t: float, n: tupl
         relative = t_value / c_value - 1
         rel_var = var_t / c_value ** 2 + t_value ** 2 * var_c / c_value ** 4
         rel_half = half * math.sqrt(rel_var / variance) if variance > 0 else 0.0
+        if sequential_tau is not None:  # the same mixture, on the relative scale
+            rel_tau = sequential_tau / abs(c_value)
+            rel_half = always_valid_half_width(rel_var, rel_tau, alpha)
+            rel_p = always_valid_p_value(relative, rel_var, rel_tau)
+        elif rel_var > 0:
+            rel_p = float(2 * stats.norm.sf(abs(relative) / math.sqrt(rel_var)))
+        else:
+            rel_p = 1.0 if relative == 0 else 0.0
     else:
-        relative, rel_half = math.nan, math.nan
+        relative, rel_half, rel_p = math.nan, math.nan, math.nan
     return Comparison(c_value, t_value, difference, (difference - half, difference + half),
                       p_value, relative, (relative - rel_half, relative + rel_half), n,
-                      method + (" (always valid, mSPRT)" if sequential_tau is not None else ""))
+                      method + (" (always valid, mSPRT)" if sequential_tau is not None else ""),
+                      rel_p)
 
 
 def compare_means(control: np.ndarray, treatment: np.ndarray, alpha: float = 0.05,
