@@ -274,6 +274,8 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
     users = small_data.train["user_id"].value_counts().index[:60].tolist()
     with running_recommender(cfg) as service:
         assert set(service.labelled) == {"stable"}  # the labels the arms name, loaded
+        assert service.labelled["stable"].user_cache is service.user_cache
+        assert service.labelled["stable"].retrieval_cache is not service.retrieval_cache
         by_arm = _users_by_arm(service, users, "model")
         latest = service.recommend(RecommendationRequest(by_arm["latest"][0], k=5))
         stable = service.recommend(RecommendationRequest(by_arm["stable"][0], k=5))

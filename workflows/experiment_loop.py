@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
-import pyarrow.dataset as ds
 
+from recsys.data.lake import Lake
 from recsys.data.schemas import EXPOSURES
 from recsys.experiments.analysis import PRIMARY, analyze
 from recsys.experiments.definitions import Experiments
@@ -86,10 +86,7 @@ class LoopResult:
 
 
 def exposures_in_lake(lake: Path) -> int:
-    path = lake / EXPOSURES.name
-    if not path.is_dir():
-        return 0
-    return ds.dataset(str(path), format="parquet", partitioning="hive").count_rows()
+    return Lake(lake).partitioned_dataset(EXPOSURES).count_rows()
 
 
 def wait_for_exposures(lake: Path, expected: int, timeout_s: float = 60.0) -> int:

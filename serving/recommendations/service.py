@@ -213,6 +213,9 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
             labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
                               label, versions)
             labelled.serving_label = label
+            # features are the same whatever the version: read once per request, not twice
+            labelled.user_cache, labelled.item_cache = recommender.user_cache, \
+                recommender.item_cache
             recommender.labelled[label] = labelled
     except BaseException:
         recommender.close()
