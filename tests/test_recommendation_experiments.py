@@ -311,3 +311,19 @@ def test_a_label_must_name_one_exported_model(tmp_path):
     config.write_text(LABELS)
     assert label_versions(config) == {"canary": {"retrieval": 2, "item_tower": 2},
                                       "stable": {"retrieval": 1, "item_tower": 1}}
+
+
+def test_forced_arm_names_are_bounded():
+    from pydantic import ValidationError
+
+    from serving.recommendations.app import RecommendationBody
+
+    assert RecommendationBody.model_validate(
+        {"user_id": "u", "arms": {"exp": "a"}}).arms == {"exp": "a"}
+    for arms in ({"exp": "a" * 65}, {"e" * 65: "a"}, {"exp": ""},
+                 {f"e{n}": "a" for n in range(65)}):
+        with pytest.raises(ValidationError) as caught:
+            RecommendationBody.model_validate({"user_id": "u", "arms": arms})
+        assert caught.value.errors()[0]["loc"][0] == "arms"
+        assert caught.value.errors()[0]["type"] in ("string_too_long", "string_too_short",
+                                                    "too_long")

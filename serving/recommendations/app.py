@@ -22,13 +22,14 @@ import logging
 import os
 import time
 import uuid
+from typing import Annotated
 
 import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from serving.recommendations.explain import UnknownItem, explain
 from serving.recommendations.ingest_routes import add_ingest_routes
@@ -40,6 +41,10 @@ MAX_ID_LENGTH = 256
 # answers from the popular lists instead
 DEADLINE_GRACE_S = 0.002
 MAX_EXCLUDED = 1000
+
+
+# experiment and arm names are at most 64 characters (recsys.experiments.definitions)
+ArmName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class Context(BaseModel):
@@ -59,7 +64,7 @@ class RecommendationBody(BaseModel):
                                description="item ids never to return")
     preferred_categories: list[str] = Field(default_factory=list, max_length=50,
                                             description="declared tastes (cold start)")
-    arms: dict[str, str] = Field(
+    arms: dict[ArmName, ArmName] = Field(
         default_factory=dict, max_length=64,
         description="experiment -> arm to serve this request in, whatever the hash says "
                     "(only with the service's experiments_overrides; not logged as an "
