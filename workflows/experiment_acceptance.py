@@ -16,6 +16,7 @@ The experiments file it serves (``acceptance_experiments``):
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -180,7 +181,7 @@ def run_acceptance(repo: Path, model_base_path: Path, platform: SyntheticConfig,
                    cuped_repo: Path | None = None, **service) -> AcceptanceReport:
     """The whole closed loop in ``workdir`` (a new lake, stream and outcome tables);
     ``service`` overrides ServiceConfig fields."""
-    from workflows.cli.experiment_commands import DEFAULT_COVARIATE, covariates_from_feast
+    from recsys.experiments.covariates import covariates_from_feast
 
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "experiments.yaml"
@@ -192,8 +193,7 @@ def run_acceptance(repo: Path, model_base_path: Path, platform: SyntheticConfig,
     Lake(lake_dir, create=True)
     covariates = None
     if cuped_repo is not None:
-        covariates = lambda rows: covariates_from_feast(  # noqa: E731
-            cuped_repo, rows, DEFAULT_COVARIATE)
+        covariates = functools.partial(covariates_from_feast, cuped_repo)
     started = time.perf_counter()
     with live_stack(repo, model_base_path, lake_dir, workdir / "redis", path,
                     **service) as stack:

@@ -31,8 +31,8 @@ def run_experiment_demo(repo: Path, base: Path, workdir: Path, platform: Synthet
     import pandas as pd
 
     from recsys.experiments.analysis import analyze, format_table
+    from recsys.experiments.covariates import covariates_from_feast
     from recsys.experiments.definitions import load_experiments
-    from workflows.cli.experiment_commands import DEFAULT_COVARIATE, covariates_from_feast
     from workflows.experiment_loop import run_loop
     from workflows.live_stack import live_stack
     from workflows.simulator import Population, SimulationConfig, Simulator
@@ -59,7 +59,7 @@ def run_experiment_demo(repo: Path, base: Path, workdir: Path, platform: Synthet
     print(f"      {requests:,} requests, {simulator.sent:,} events posted back in "
           f"{seconds:.0f}s ({users * days / seconds:.1f} simulated user-days/s)")
     rows = pd.read_parquet(work / "outcomes" / "user_outcomes")
-    covariates = covariates_from_feast(repo, rows, DEFAULT_COVARIATE)
+    covariates = covariates_from_feast(repo, rows)
     for experiment in definitions.experiments:
         analysis = analyze(rows[rows["experiment"] == experiment.name], experiment,
                            covariates=covariates)

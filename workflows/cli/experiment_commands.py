@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 
 from recsys.errors import ConfigError
 from recsys.experiments.analysis import Analysis, analyze, format_table
+from recsys.experiments.covariates import DEFAULT_COVARIATE, covariates_from_feast
 from recsys.experiments.definitions import load_experiments
 from recsys.features.store import PROFILES, profile_repo
 from workflows.cli.arguments import fraction, iso_datetime
 
 log = logging.getLogger(__name__)
-DEFAULT_COVARIATE = "user_features:user_ctr_30d"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,16 +87,6 @@ def read_user_outcomes(outcomes: Path) -> pd.DataFrame:
         raise ConfigError(f"--outcomes {outcomes}: no user_outcomes table (run `recsys "
                           "experiment outcomes` first)")
     return pq.read_table(source).to_pandas()
-
-
-def covariates_from_feast(repo: Path, rows: pd.DataFrame, feature: str) -> dict[str, float]:
-    """Each user's ``feature`` at their first exposure, point in time."""
-    from recsys.features.training_set import user_values_at
-
-    users = rows[["user_id", "first_exposure"]].drop_duplicates("user_id").rename(
-        columns={"first_exposure": "event_timestamp"})
-    values = user_values_at(repo, users, feature)
-    return dict(zip(users["user_id"], values, strict=True))
 
 
 def run_analyze(args: argparse.Namespace) -> int:

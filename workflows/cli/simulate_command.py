@@ -16,6 +16,7 @@ experiment that changes something needs each request answered in every arm).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -59,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from workflows.cli.experiment_commands import DEFAULT_COVARIATE, covariates_from_feast
+    from recsys.experiments.covariates import covariates_from_feast
     from workflows.experiment_loop import run_loop
     from workflows.simulator import Population, SimulationConfig, Simulator
 
@@ -77,7 +78,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     covariates = None
     if args.repo is not None:
         repo = profile_repo(args.repo, args.profile)
-        covariates = lambda rows: covariates_from_feast(repo, rows, DEFAULT_COVARIATE)  # noqa: E731
+        covariates = functools.partial(covariates_from_feast, repo)
     started = time.perf_counter()
     result = run_loop(simulator, definitions, args.lake, args.out / "outcomes", cfg.days,
                       covariates=covariates, log_to=looks_path)
