@@ -37,7 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_jobs.attribution import user_outcomes
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, OnePerKey, ReadParquetRows, read_events
 from beam_jobs.options import event_log_from_options, lake_and_output
-from beam_jobs.pipeline import WriteTable, _counters
+from beam_jobs.pipeline import WriteTable, beam_counters
 from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
 from recsys.data.schemas import EVENTS, EXPOSURES
 from recsys.errors import ConfigError
@@ -182,7 +182,7 @@ def run(argv: Sequence[str] | None = None) -> OutcomeResult:
     try:
         with beam.Pipeline(options=options) as p:
             join(p, dataclasses.replace(job, output=staging))
-        counters = _counters(p.result)
+        counters = beam_counters(p.result)
         seconds = time.perf_counter() - started
         (staging / "_run.json").write_text(json.dumps(
             {"counters": counters, "seconds": seconds, "attribution_window_s": job.window_s,

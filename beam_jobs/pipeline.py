@@ -217,7 +217,8 @@ class BuildResult:
         return self.counters.get("events_read", 0) / max(self.seconds, 1e-9)
 
 
-def _counters(result) -> dict[str, int]:
+def beam_counters(result) -> dict[str, int]:
+    """The recsys counters of a finished Beam run (name -> committed value)."""
     metrics = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     return {m.key.metric.name: int(m.committed or 0) for m in metrics["counters"]}
 
@@ -234,7 +235,7 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
             build(p, lake, staging, cfg,
                   tfrecord=options.view_as(FeatureJobOptions).tfrecord, event_log=event_log)
         result = p.result
-        counters = _counters(result)
+        counters = beam_counters(result)
         read = counters.get("events_read", 0) + counters.get("items_read", 0)
         bad = counters.get("events_bad", 0) + counters.get("items_bad", 0)
         if read and bad / read > cfg.max_bad_ratio:
@@ -270,7 +271,7 @@ def _replace(staging: Path, out: Path) -> None:
             shutil.rmtree(trash) if trash.is_dir() else trash.unlink()
 
 
-__all__ = ["BuildResult", "FeatureJobOptions", "build", "run"]
+__all__ = ["BuildResult", "FeatureJobOptions", "WriteTable", "beam_counters", "build", "run"]
 
 if __name__ == "__main__":
     import sys
