@@ -144,3 +144,44 @@ def test_bad_options_are_refused_by_name(lake, tmp_path, argv, message):
         "--lake", str(lake.root), "--output", str(tmp_path / "o")]
     with pytest.raises(ConfigError, match=message):
         run(base + argv)
+
+
+@pytest.mark.slow
+@pytest.mark.services
+def test_the_join_reads_the_production_profiles_postgresql_log(lake, tmp_path):
+    """Exposures and events the stream worker wrote to PostgreSQL (production profile), read
+    with --event_log_dsn / --event_log_schema: timestamps come back as datetimes."""
+    import uuid
+
+    import pyarrow as pa
+    from feast_support import PG, drop_schema, require_services
+
+    from recsys.data.schemas import EVENTS, EXPOSURES, INGESTED_AT
+    from recsys.features.postgres_loader import connection_string
+    from stream_worker.postgres_events import PostgresEventLog
+
+    require_services()
+    dsn, schema = connection_string(**PG), f"t{uuid.uuid4().hex[:10]}"
+    when = dt.datetime.fromtimestamp(T0 / US, dt.timezone.utc)
+
+    def table(spec, rows):
+        fields = [f for f in spec.schema if f.name != INGESTED_AT]
+        return pa.Table.from_pylist([{f.name: r.get(f.name) for f in fields} for r in rows],
+                                    schema=pa.schema(fields))
+
+    log = PostgresEventLog(dsn, schema)
+    try:
+        log.write_exposures(table(EXPOSURES, [
+            {**row, "exposure_id": f"r1/{row['position']}", "timestamp": when}
+            for row in shown("r1", T0, ["a", "b"], arms=("exp=treatment",))]))
+        log.write_events(table(EVENTS, [{
+            "event_id": "c1", "user_id": "u1", "item_id": "b", "event_type": "click",
+            "timestamp": when + dt.timedelta(seconds=5), "request_id": "r1", "position": 1}]))
+        out = tmp_path / "outcomes"
+        run(["--lake", str(lake.root), "--output", str(out), "--event_log_dsn", dsn,
+             "--event_log_schema", schema])
+    finally:
+        log.close()
+        drop_schema(schema)
+    (request,) = pq.read_table(out / "request_outcomes").to_pylist()
+    assert (request["request_id"], request["exposures"], request["clicks"]) == ("r1", 2, 1)
