@@ -180,7 +180,8 @@ def test_every_artifact_gives_the_same_outputs_after_save_and_load(exported, tra
     np.testing.assert_allclose(tower.signatures["item_tower"](**items)["embedding"].numpy(),
                                model.candidate_tower(items).numpy(), atol=1e-5)
     # ScaNN against the exact index, by score so that ties at the 10th place do not count
-    # as misses, on 64 queries (the export tunes ScaNN to recall@10 >= 0.97 on its own)
+    # as misses, on 64 held-out queries (the fixture tunes ScaNN to recall@10 >= 0.99 on
+    # 200 training queries)
     queries = {k: tf.constant(v) for k, v in
                to_arrays(small_data.test.head(64), query_inputs(model.cfg)).items()}
     exact = tf.saved_model.load(str(base / "retrieval_portable" / "1")).signatures[
@@ -275,12 +276,14 @@ def test_tie_aware_recall_counts_items_tied_with_the_exact_ones():
     found_scores = np.array([[1.0, .9, .8, .7, .6, .5, .4, .3, .2, .2]])
     assert _recall_at_10(found_ids, exact_ids) == 0.8
     assert tie_aware_recall_at_10(found_scores, exact_scores) == 1.0
-    # a result clearly below the 10th best is a miss; one within 1e-3 is a hit
-    below = found_scores.copy()
-    below[0, 9] = 0.19
-    assert tie_aware_recall_at_10(below, exact_scores) == 0.9
+    # a result below the 10th best is a miss, even 5e-4 below (neighbouring ranks of unit-norm
+    # embeddings differ by about 1e-3); one within float precision (1e-6) is a tie, a hit
+    for score in (0.19, 0.2 - 5e-4):
+        below = found_scores.copy()
+        below[0, 9] = score
+        assert tie_aware_recall_at_10(below, exact_scores) == 0.9
     close = found_scores.copy()
-    close[0, 9] = 0.2 - 5e-4
+    close[0, 9] = 0.2 - 5e-7
     assert tie_aware_recall_at_10(close, exact_scores) == 1.0
     padded = found_scores.copy()
     padded[0, 8:] = -np.inf

@@ -23,9 +23,9 @@ class ScannConfig(Config):
             and small catalogues).
         min_recall: the export measures recall@10 against brute force on sample queries and
             doubles ``num_leaves_to_search`` and ``num_reordering_candidates`` until it reaches
-            this (0 disables the widening). Recall is counted by score, as ann-benchmarks
-            does: a result within 1e-3 of the exact 10th best score is a hit, so items tied
-            with the exact ones (near-duplicates) do not force an exhaustive search.
+            this (0 disables the widening). Recall is counted by score: a result within 1e-6
+            of the exact 10th best score is a hit, so items tied with the exact ones (items
+            sharing an embedding) do not force an exhaustive search.
     """
 
     num_leaves: int | None = setting(None, optional(positive_int))
