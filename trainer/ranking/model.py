@@ -1,10 +1,13 @@
-"""The transformer ranker (Behavior Sequence Transformer style), multi-task.
+"""The transformer ranker (a history encoder with target attention), multi-task.
 
 Items are read through the retrieval model's embedding space: an :class:`ItemTable` of the
 two-tower candidate embeddings (frozen), so the ranker generalises across items it saw few
-labels for. The user's recent items (vector + category + position + time gap)
-and the candidate (vector + category + position) form one sequence; self-attention lets the
-candidate token read the history. Its output, the pooled history, the candidate's similarity
+labels for. The user's recent items (vector + category + position + time gap) are encoded
+by self-attention once per user (``num_blocks`` transformer blocks over the history alone),
+and each candidate (vector + category + position) reads that encoding by target attention
+(:class:`TargetAttention`): ranking 200 candidates costs one history encoding, not 200 (the
+rows of one request, consecutive rows with the same history, share it). The candidate's
+output, the pooled history, the candidate's similarity
 to each recent item (and the best and mean of them), the retrieval score, the candidate's
 content and age, the request context and the Feast item and user features go through an MLP
 to two heads: ``click`` (a logit, trained listwise) and ``watch`` (engagement
@@ -29,6 +32,8 @@ from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.item_table import ItemTable
 from trainer.layers.lookup_embedding import PAD_INDEX
+from trainer.layers.row_groups import consecutive_groups
+from trainer.layers.target_attention import TargetAttention
 from trainer.layers.transformer_block import TransformerBlock
 from trainer.vocabularies import Vocabularies, log_stats, vocabulary
 
@@ -62,6 +67,8 @@ class RankerModel(tf.keras.Model):
         self.gaps = tf.keras.layers.Embedding(GAP_BUCKETS + 1, cfg.item_dim, name="gaps")
         self.blocks = [TransformerBlock(cfg.num_heads, cfg.ff_units, cfg.dropout,
                                         name=f"transformer_{i}") for i in range(cfg.num_blocks)]
+        self.target = TargetAttention(cfg.num_heads, cfg.ff_units, cfg.dropout,
+                                      name="target_attention")
         self.pool = HistoryPooling(None)
         self.category = LookupEmbedding(vocab.categories, cfg.feature_dim, name="item_category")
         self.tags = LookupEmbedding(vocab.tags, cfg.feature_dim, name="item_tags")
@@ -86,33 +93,36 @@ class RankerModel(tf.keras.Model):
         cfg = self.cfg
         width = cfg.history_length
         history_ids = fixed_width(features["history_item_ids"], width, "")
-        mask = history_ids != ""
-        history, history_known = self.table(history_ids)
+        history_categories = fixed_width(features["history_categories"], width, "")
+        gaps = tf.cast(features["history_gaps_s"], tf.float32)
+        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
+        # the history is encoded once per user: a request's candidates (and each request of
+        # a batched call) share one history, which forms one group of consecutive rows
+        group, first = consecutive_groups(history_ids, history_categories, gaps)
+        user_ids = tf.gather(history_ids, first)
+        mask = user_ids != ""
+        user_history, user_known = self.table(user_ids)
+        gap_bucket = tf.cast(tf.clip_by_value(
+            tf.math.log1p(tf.maximum(tf.gather(gaps, first), 0.0)) / 1.2, 0,
+            GAP_BUCKETS - 1), tf.int32) + 1
+        x = (self.project(user_history)
+             + self.token_categories(tf.gather(history_categories, first))
+             + self.gaps(gap_bucket) + self.positions(tf.range(width))[tf.newaxis])
+        for block in self.blocks:
+            x = block(x, mask, training=training)
         candidate, candidate_known = self.table(features["item_id"])
+        token = (self.project(candidate) + self.token_categories(features["item_category"])
+                 + self.positions(tf.fill([1], width)))
+        attended = self.target(token, x, mask, group, training=training)
+        pooled = tf.gather(self.pool(x, mask), group)
+        history = tf.gather(user_history, group)
         similarity = tf.einsum("bd,btd->bt", candidate, history)  # 0 where unknown
+        history_known = tf.gather(user_known, group)
         known = tf.cast(history_known, tf.float32)
         best = tf.reduce_max(tf.where(history_known, similarity, -1.0), axis=1, keepdims=True)
         best = tf.where(best < -0.5, 0.0, best)
         mean = tf.reduce_sum(similarity, 1, keepdims=True) / tf.maximum(
             tf.reduce_sum(known, 1, keepdims=True), 1.0)
-        gaps = tf.cast(features["history_gaps_s"], tf.float32)
-        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
-        gap_bucket = tf.cast(tf.clip_by_value(tf.math.log1p(tf.maximum(gaps, 0.0)) / 1.2, 0,
-                                              GAP_BUCKETS - 1), tf.int32) + 1
-        positions = tf.range(width + 1)[tf.newaxis, :]
-        tokens = tf.concat([
-            self.project(history)
-            + self.token_categories(fixed_width(features["history_categories"], width, ""))
-            + self.gaps(gap_bucket),
-            (self.project(candidate)
-             + self.token_categories(features["item_category"]))[:, tf.newaxis, :],
-        ], axis=1) + self.positions(positions)
-        token_mask = tf.concat([mask, tf.ones_like(mask[:, :1])], axis=1)
-        x = tokens
-        for block in self.blocks:
-            x = block(x, token_mask, training=training)
-        attended = x[:, -1, :]
-        pooled = self.pool(x[:, :-1, :], mask)
         tag_ids = self.tags.indices(fixed_width(features["item_tags"], 10, ""))
         tags = self.pool(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
         age = tf.cast(features["item_age_days"], tf.float32)

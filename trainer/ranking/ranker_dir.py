@@ -66,8 +66,15 @@ class RankerDir:
             ids, vectors = table["ids"].tolist(), table["vectors"]
         model = RankerModel(cfg, vocab, ids, vectors)
         model(example_batch(cfg))
-        tf.train.Checkpoint(model=model).read(
-            str(self.path / "checkpoint" / "ranker")).expect_partial()
+        status = tf.train.Checkpoint(model=model).read(str(self.path / "checkpoint" / "ranker"))
+        try:  # every weight of the model must come from the checkpoint (optimizer slots need not)
+            status.assert_existing_objects_matched().expect_partial()
+        except AssertionError as error:
+            raise SourceError(
+                f"{self.path}'s checkpoint does not hold this ranker's weights (a ranker of an "
+                "earlier architecture, before the history was encoded once per user, or "
+                f"another config): train it again with `recsys train ranking` ({error})"
+            ) from None
         return model
 
 
