@@ -8,7 +8,9 @@ Setup (each step skipped when ``--workdir`` already holds its output, so a secon
 measures): a synthetic platform of ``--items`` items, ``--users`` users and ``--days`` days
 through the real path (generator -> lake -> Beam features with the temporal split, history 10
 -> feast apply), a small two-tower model (``small_config``) and transformer ranker
-(``small_ranker_config``, lists of 20 for training), ``trainer.workflow.export`` with
+(``small_ranker_config``, lists of 20 for training; ``--ranker-config FILE.yaml`` takes
+RankerConfig's fields instead, e.g. ``{}`` for the defaults `recsys train ranking` and the demo
+use), ``trainer.workflow.export`` with
 ``k=--candidates`` (200) and the default ScaNN config (tuned to recall@10 >= 0.97 on check
 queries) indexing every catalogue item, the online store materialized (SQLite), popular lists.
 
@@ -75,9 +77,21 @@ def _step(times: dict, name: str, done: bool, fn) -> None:
     log.info("setup: %s done in %.1fs", name, times[name])
 
 
+def ranker_config(args):
+    """The ranker trained in the setup: ``--ranker-config``'s fields over the defaults, or the
+    tests' small ranker; ``--epochs`` either way."""
+    if args.ranker_config is None:
+        from retrieval_support import small_ranker_config
+
+        return small_ranker_config(epochs=args.epochs)
+    from recsys.model_contract.ranker_config import load_ranker_config
+
+    return load_ranker_config(args.ranker_config, {"epochs": args.epochs})
+
+
 def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
     """The feature repository, model base path, known users and the setup step times."""
-    from retrieval_support import small_config, small_ranker_config
+    from retrieval_support import small_config
 
     from recsys.data.lake import Lake
     from recsys.data.synthetic import SyntheticConfig, generate
@@ -131,7 +145,7 @@ def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
                                   progress=False))
     _step(times, "train ranker", (ranker_dir / "data.json").exists(),
           lambda: train_ranking(repo, model_dir, ranker_dir,
-                                small_ranker_config(epochs=args.epochs), data(), progress=False))
+                                ranker_config(args), data(), progress=False))
     _step(times, f"export (k={args.candidates}, ScaNN)", (base / "ranker").is_dir(),
           lambda: workflow.export(repo, model_dir, base, k=args.candidates,
                                   ranker_dir=ranker_dir))
@@ -373,6 +387,9 @@ def main() -> int:
                         default=dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1))
     parser.add_argument("--epochs", type=int, default=2, help="two-tower and ranker epochs")
     parser.add_argument("--candidates", type=int, default=200, help="retrieval k (export)")
+    parser.add_argument("--ranker-config", type=Path, default=None, metavar="FILE.yaml",
+                        help="RankerConfig fields for the setup's ranker (default: the tests' "
+                             "small ranker; an empty mapping gives the defaults)")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
@@ -457,7 +474,8 @@ def main() -> int:
         "days": args.days, "end_date": args.end_date.isoformat(), "known_users": len(users),
         "retrieval_index_items": retrieval["item_count"],
         "workers": args.workers, "retrieval_k": retrieval["k"],
-        "scann": retrieval["index"], "seconds_per_level": args.seconds,
+        "scann": retrieval["index"], "ranker": ranker_config(args).to_dict(),
+        "seconds_per_level": args.seconds,
         "warmup_seconds": args.warmup, "service_config": cfg.to_dict(),
         "setup_seconds": setup_seconds, "machine": _machine(), "results": rows}, indent=1,
         default=str))
