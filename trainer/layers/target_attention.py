@@ -6,11 +6,13 @@ import math
 
 import tensorflow as tf
 
+from trainer.layers.transformer_block import PostNormBlock
 
-class TargetAttention(tf.keras.layers.Layer):
+
+class TargetAttention(PostNormBlock):
     """One candidate token attends, over ``num_heads`` heads, to its user's encoded history
     and to itself; then a position-wise feed-forward. Each part has dropout, a residual
-    connection and layer normalisation (post-norm, as :class:`TransformerBlock`).
+    connection and layer normalisation (:class:`PostNormBlock`).
 
     The history's keys and values are projected once per distinct history (``memory`` holds
     G histories, ``group`` [B] names each candidate's), so a request ranking 200 candidates
@@ -21,10 +23,6 @@ class TargetAttention(tf.keras.layers.Layer):
     Input: candidate float32 [B, D], memory float32 [G, T, D], memory_mask bool [G, T],
     group int32 [B]. Output: float32 [B, D].
     """
-
-    def __init__(self, num_heads: int, ff_units: int, dropout: float = 0.1, **kwargs):
-        super().__init__(**kwargs)
-        self.num_heads, self.ff_units, self.dropout = num_heads, ff_units, dropout
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -41,13 +39,8 @@ class TargetAttention(tf.keras.layers.Layer):
         self.key = projection("key", shape)
         self.value = projection("value", shape)
         self.output_projection = projection("output", [self.num_heads, self.key_dim, dim])
-        self.ff = tf.keras.Sequential([tf.keras.layers.Dense(self.ff_units, activation="relu"),
-                                       tf.keras.layers.Dense(dim)])
-        self.norm1 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
-        self.norm2 = tf.keras.layers.LayerNormalization(epsilon=1e-6)
         self.drop_attention = tf.keras.layers.Dropout(self.dropout)
-        self.drop1 = tf.keras.layers.Dropout(self.dropout)
-        self.drop2 = tf.keras.layers.Dropout(self.dropout)
+        self.build_residual(dim)
         super().build(input_shape)
 
     def call(self, candidate: tf.Tensor, memory: tf.Tensor, memory_mask: tf.Tensor,
@@ -69,12 +62,7 @@ class TargetAttention(tf.keras.layers.Layer):
                 + weights[:, :, -1:] * own_value)
         attended = tf.einsum("bhk,hkd->bd", read, self.output_projection[0]) \
             + self.output_projection[1]
-        x = self.norm1(candidate + self.drop1(attended, training=training))
-        return self.norm2(x + self.drop2(self.ff(x), training=training))
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "num_heads": self.num_heads, "ff_units": self.ff_units,
-                "dropout": self.dropout}
+        return self.residual(candidate, attended, training)
 
 
 __all__ = ["TargetAttention"]
