@@ -6,6 +6,9 @@ from __future__ import annotations
 import recsys  # noqa: F401  (sets TF_USE_LEGACY_KERAS=1 before TensorFlow is imported)
 
 # isort: split
+import json
+import shutil
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -125,3 +128,13 @@ def test_restoring_a_checkpoint_without_the_models_weights_is_refused(tmp_path):
     reader.write(str(tmp_path / "ranker" / "checkpoint" / "ranker"))
     with pytest.raises(SourceError, match="earlier architecture.*recsys train ranking"):
         RankerDir(tmp_path / "ranker").restore()
+    # weights of another shape than config.json describes (a hand-edited config)
+    RankerDir(tmp_path / "other").save(model, {"data_end_us": 0}, [])
+    config = json.loads((tmp_path / "other" / "config.json").read_text())
+    (tmp_path / "other" / "config.json").write_text(json.dumps({**config, "ff_units": 12}))
+    with pytest.raises(SourceError, match="another config than its config.json"):
+        RankerDir(tmp_path / "other").restore()
+    # no checkpoint at all
+    shutil.rmtree(tmp_path / "other" / "checkpoint")
+    with pytest.raises(SourceError, match="no checkpoint"):
+        RankerDir(tmp_path / "other").restore()

@@ -23,7 +23,7 @@ class ScannConfig(Config):
             and small catalogues).
         min_recall: the export measures recall@10 against brute force on sample queries and
             doubles ``num_leaves_to_search`` and ``num_reordering_candidates`` until it reaches
-            this (0 disables the widening). Recall is counted by score: a result within 1e-6
+            this (0 disables the widening). Recall is counted by score: a result within 1e-5
             of the exact 10th best score is a hit, so items tied with the exact ones (items
             sharing an embedding) do not force an exhaustive search.
     """

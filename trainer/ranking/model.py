@@ -85,7 +85,8 @@ class RankerModel(tf.keras.Model):
 
     def get_config(self) -> dict:
         """The ranker config, the vocabularies and the item table's size (JSON-serialisable);
-        the item table itself is a weight, saved with the weights."""
+        the item table itself is a constant, saved beside the weights (RankerDir's item_table.npz)
+        and rebuilt from there."""
         return {"cfg": dataclasses.asdict(self.cfg), "vocab": dataclasses.asdict(self.vocab),
                 "items": len(self.table_ids)}
 

@@ -66,14 +66,16 @@ class RankerDir:
             ids, vectors = table["ids"].tolist(), table["vectors"]
         model = RankerModel(cfg, vocab, ids, vectors)
         model(example_batch(cfg))
-        status = tf.train.Checkpoint(model=model).read(str(self.path / "checkpoint" / "ranker"))
         try:  # every weight of the model must come from the checkpoint (optimizer slots need not)
-            status.assert_existing_objects_matched().expect_partial()
-        except AssertionError as error:
+            tf.train.Checkpoint(model=model).read(str(self.path / "checkpoint" / "ranker")) \
+                .assert_existing_objects_matched().expect_partial()
+        except (AssertionError, ValueError, tf.errors.NotFoundError) as error:
+            first_line = (str(error).splitlines() or [""])[0][:200]
             raise SourceError(
                 f"{self.path}'s checkpoint does not hold this ranker's weights (a ranker of an "
-                "earlier architecture, before the history was encoded once per user, or "
-                f"another config): train it again with `recsys train ranking` ({error})"
+                "earlier architecture, before the history was encoded once per user, another "
+                "config than its config.json, or no checkpoint): train it again with `recsys "
+                f"train ranking` ({type(error).__name__}: {first_line})"
             ) from None
         return model
 
