@@ -120,7 +120,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     _warm_start_args(retrieval, "two-tower model into --model-dir (a new directory)")
     retrieval.set_defaults(func=run_train_retrieval)
     ranking = models.add_parser(
-        "ranking", help="the transformer ranking model (BST, click + watch heads)",
+        "ranking", help="the transformer ranking model (target attention, click + watch heads)",
         description="Train the transformer ranker that re-orders the two-tower model's "
                     "candidates. A stacking two-tower model (the --model-dir model's "
                     "configuration) is trained on the earlier part of each user's train "
