@@ -60,31 +60,31 @@ def _z(alpha: float) -> float:
     return float(stats.norm.ppf(1 - alpha / 2))
 
 
+def _half_width_and_p(estimate: float, variance: float, alpha: float,
+                      sequential_tau: float | None) -> tuple[float, float]:
+    """The interval's half width and the p-value of ``estimate`` (of variance ``variance``)
+    against 0: fixed horizon (normal), or always valid with mixture scale ``sequential_tau``."""
+    if sequential_tau is not None:
+        return (always_valid_half_width(variance, sequential_tau, alpha),
+                always_valid_p_value(estimate, variance, sequential_tau))
+    p_value = (float(2 * stats.norm.sf(abs(estimate) / math.sqrt(variance)))
+               if variance > 0 else (1.0 if estimate == 0 else 0.0))
+    return _z(alpha) * math.sqrt(max(variance, 0.0)), p_value
+
+
 def _compare(c_value: float, t_value: float, var_c: float, var_t: float, n: tuple[int, int],
              alpha: float, method: str, sequential_tau: float | None) -> Comparison:
     """The comparison of two estimates with their variances (of the estimates)."""
     difference = t_value - c_value
-    variance = var_c + var_t
-    if sequential_tau is not None:
-        half = always_valid_half_width(variance, sequential_tau, alpha)
-        p_value = always_valid_p_value(difference, variance, sequential_tau)
-    else:
-        half = _z(alpha) * math.sqrt(variance)
-        p_value = (float(2 * stats.norm.sf(abs(difference) / math.sqrt(variance)))
-                   if variance > 0 else (1.0 if difference == 0 else 0.0))
-    # relative uplift t/c - 1: delta method, Var(t/c) ~ var_t/c^2 + t^2 var_c / c^4
+    half, p_value = _half_width_and_p(difference, var_c + var_t, alpha, sequential_tau)
+    # relative uplift t/c - 1: delta method, Var(t/c) ~ var_t/c^2 + t^2 var_c / c^4; an
+    # always-valid one uses the same mixture on the relative scale
     if c_value != 0:
         relative = t_value / c_value - 1
         rel_var = var_t / c_value ** 2 + t_value ** 2 * var_c / c_value ** 4
-        rel_half = half * math.sqrt(rel_var / variance) if variance > 0 else 0.0
-        if sequential_tau is not None:  # the same mixture, on the relative scale
-            rel_tau = sequential_tau / abs(c_value)
-            rel_half = always_valid_half_width(rel_var, rel_tau, alpha)
-            rel_p = always_valid_p_value(relative, rel_var, rel_tau)
-        elif rel_var > 0:
-            rel_p = float(2 * stats.norm.sf(abs(relative) / math.sqrt(rel_var)))
-        else:
-            rel_p = 1.0 if relative == 0 else 0.0
+        rel_half, rel_p = _half_width_and_p(
+            relative, rel_var, alpha,
+            None if sequential_tau is None else sequential_tau / abs(c_value))
     else:
         relative, rel_half, rel_p = math.nan, math.nan, math.nan
     return Comparison(c_value, t_value, difference, (difference - half, difference + half),
