@@ -373,6 +373,39 @@ def test_deadline_exceeded_counts_as_a_failure_and_is_reraised(clock: FakeClock)
     assert breaker.state == "open"
 
 
+def test_an_excused_exception_is_reraised_without_counting_and_frees_the_trial_slot(
+        clock: FakeClock) -> None:
+    breaker = _breaker(clock, failure_threshold=1)
+    error = DeadlineExceeded("ranker", 0.01)
+
+    def timed_out() -> None:
+        raise error
+
+    def excused(exc: Exception) -> bool:
+        return isinstance(exc, DeadlineExceeded)
+
+    for _ in range(3):
+        with pytest.raises(DeadlineExceeded) as caught:
+            breaker.call_excusing(excused, timed_out)
+        assert caught.value is error
+    assert breaker.state == "closed"  # three excused timeouts, threshold one
+    with pytest.raises(ConnectionError):  # what the test does not excuse still counts
+        breaker.call_excusing(excused, _failing_dependency())
+    assert breaker.state == "open"
+    clock.advance(5.0)
+    with pytest.raises(DeadlineExceeded):
+        breaker.call_excusing(excused, timed_out)
+    assert breaker.state == "half_open"
+    assert breaker.call(lambda: "probe") == "probe"  # the trial slot was given back
+    assert breaker.state == "closed"
+
+
+def _failing_dependency() -> Dependency:
+    dependency = Dependency()
+    dependency.failing = True
+    return dependency
+
+
 def test_call_passes_arguments_including_one_named_fn(clock: FakeClock) -> None:
     breaker = _breaker(clock)
     assert breaker.call(lambda a, *, fn: (a, fn), 1, fn="x") == (1, "x")

@@ -231,6 +231,26 @@ def test_requests_over_the_in_flight_limit_are_shed_to_popular(config, active_us
         real.close()
 
 
+def test_a_timeout_of_a_stage_cut_short_by_a_late_request_does_not_count_against_it(
+        config, active_user):
+    """A request that waited long (queued_s) gives the ranker less than its budget: when
+    that runs out, the request degrades, but the breaker counts no failure of the ranker
+    (threshold 2, three such timeouts: still closed)."""
+    service = build_recommender(config)
+    real = service.models
+    service.models = SlowModels(real, {"ranker": 1.0})
+    try:
+        for _ in range(3):
+            result = service.recommend(RecommendationRequest(active_user, k=5, queued_s=9.3))
+            assert result.tier == "retrieval"
+            assert result.degraded[0].startswith("ranking: no answer within")
+        assert service.breakers["ranker"].state == "closed"
+        assert service.breakers["ranker"].snapshot()["consecutive_failures"] == 0
+    finally:
+        service.close()
+        real.close()
+
+
 def test_time_spent_queued_counts_against_the_deadline(recommender, active_user):
     result = recommender.recommend(RecommendationRequest(active_user, k=6, queued_s=11.0))
     assert len(result.items) == 6 and result.tier in ("segment-popular", "global-popular")

@@ -10,8 +10,9 @@ Guarantees (all operations are thread-safe):
 * ``half_open``: at most ``half_open_max_calls`` trial calls are in flight at once; the others
   are refused. A trial's success closes the breaker; its failure re-opens it with a new timer.
 * Any ``Exception`` raised by a wrapped call (``DeadlineExceeded`` included) is a failure and
-  is re-raised unchanged. A ``BaseException`` (e.g. ``KeyboardInterrupt``) is not an outcome: it
-  only gives back the trial slot. An outcome recorded while the breaker is open (a call that
+  is re-raised unchanged, unless ``call_excusing`` excuses it. A ``BaseException`` (e.g.
+  ``KeyboardInterrupt``) or an excused exception is not an outcome: it only gives back the
+  trial slot. An outcome recorded while the breaker is open (a call that
   started before it opened) is ignored.
 * ``on_state_change(name, old, new)`` is called once per transition, in transition order,
   without the breaker's lock held (it may read the breaker); an error it raises is logged, not
@@ -137,20 +138,33 @@ class CircuitBreaker:
 
     def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` if the breaker allows it, else ``CircuitOpen``."""
+        return self.call_excusing(None, fn, *args, **kwargs)
+
+    def call_excusing(self, excused: Callable[[Exception], bool] | None,
+                      fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """As ``call``, but an exception for which ``excused(exc)`` is true is re-raised
+        without counting as a failure (e.g. a timeout the caller caused by giving the call
+        less than the dependency's budget)."""
         if not self.allow():
             raise CircuitOpen(self.name)
         try:
             result = fn(*args, **kwargs)
-        except Exception:
-            self.record_failure()
+        except Exception as exc:
+            if excused is not None and excused(exc):
+                self._give_back_trial()
+            else:
+                self.record_failure()
             raise
         except BaseException:  # not an outcome: give the trial slot back
-            with self._lock:
-                if self._state == HALF_OPEN and self._trials > 0:
-                    self._trials -= 1
+            self._give_back_trial()
             raise
         self.record_success()
         return result
+
+    def _give_back_trial(self) -> None:
+        with self._lock:
+            if self._state == HALF_OPEN and self._trials > 0:
+                self._trials -= 1
 
     def snapshot(self) -> dict[str, Any]:
         """For health pages: name, state, consecutive_failures, opened_age_s (None if closed)."""

@@ -206,17 +206,25 @@ class Recommender:
                deadline: Deadline, latency: dict[str, float], inline: bool = False) -> Any:
         """``fn(budget_s)`` under the dependency's breaker within the stage's budget. In a
         dependency thread, waited for at most the budget; ``inline`` (a client that enforces
-        the timeout it is given itself), in this thread: no hand-over to another thread."""
+        the timeout it is given itself), in this thread: no hand-over to another thread.
+
+        A call given less than the stage's budget (the request's deadline was nearer) that
+        runs out of time is not counted against the dependency by its breaker: the request
+        was late (it waited in a queue, or an earlier stage was slow), not the dependency."""
         budget_s = deadline.budget_for(budget_ms / 1000.0)
+        cut = budget_s < budget_ms / 1000.0
         started = time.perf_counter()
         outcome = "ok"
         try:
             if budget_s < MIN_STAGE_BUDGET_S:  # too late to start: not the dependency's fault
                 raise DeadlineExceeded(name, budget_s)
+            excused = _is_deadline if cut else None
             if inline:
-                return self.breakers[breaker].call(_deadline_named, fn, budget_s, name)
-            return self.breakers[breaker].call(call_with_timeout, lambda: fn(budget_s),
-                                               budget_s, name, self.executor)
+                return self.breakers[breaker].call_excusing(excused, _deadline_named, fn,
+                                                            budget_s, name)
+            return self.breakers[breaker].call_excusing(
+                excused, call_with_timeout, lambda: fn(budget_s), budget_s, name,
+                self.executor)
         except CircuitOpen as exc:
             outcome = "circuit_open"
             raise StageFailed(name, f"circuit breaker {exc.name} is open") from exc
@@ -614,6 +622,10 @@ def _deadline_named(fn: Callable[[float], Any], budget_s: float, stage: str) -> 
         if exc.reason.startswith("DEADLINE_EXCEEDED"):
             raise DeadlineExceeded(stage, budget_s) from exc
         raise
+
+
+def _is_deadline(exc: Exception) -> bool:
+    return isinstance(exc, DeadlineExceeded)
 
 
 def _list(value: Any) -> list:
