@@ -34,7 +34,10 @@ class ItemTable(tf.keras.layers.Layer):
         self.built = True
 
     def call(self, values: tf.Tensor):
-        index = self.lookup(values)
+        return self.rows(self.lookup(values))
+
+    def rows(self, index: tf.Tensor):
+        """Vectors and ``known`` of indices given by ``lookup`` (0 padding, 1 unknown)."""
         return tf.gather(self.matrix, index), index > 1
 
 

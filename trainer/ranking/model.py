@@ -91,28 +91,55 @@ class RankerModel(tf.keras.Model):
                 "items": len(self.table_ids)}
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        cfg = self.cfg
-        width = cfg.history_length
-        history_ids = fixed_width(features["history_item_ids"], width, "")
-        history_categories = fixed_width(features["history_categories"], width, "")
+        return self.core(self.encode(features, training), training=training)
+
+    def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None
+               ) -> dict[str, tf.Tensor]:
+        """Every lookup of a string (items, categories, tags, context), so that
+        :meth:`core` reads only numbers: int64 indices into the item table and the
+        vocabularies (0 padding, 1 unknown), the history at its fixed width with NaN gaps
+        cleaned, and the numeric inputs as they came."""
+        width = self.cfg.history_length
         gaps = tf.cast(features["history_gaps_s"], tf.float32)
-        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
+        encoded = {
+            "history_rows": self.table.lookup(
+                fixed_width(features["history_item_ids"], width, "")),
+            "history_categories": self.token_categories.indices(
+                fixed_width(features["history_categories"], width, "")),
+            "history_gaps_s": fixed_width(tf.where(tf.math.is_nan(gaps), tf.zeros_like(gaps),
+                                                   gaps), width, 0.0),
+            "item_row": self.table.lookup(features["item_id"]),
+            "item_category": self.category.indices(features["item_category"], training),
+            "item_tags": self.tags.indices(fixed_width(features["item_tags"], 10, "")),
+            **{n: layer.indices(features[n], training) for n, layer in self.context.items()},
+        }
+        for name in ("item_age_days", RETRIEVAL_SCORE, "hour_of_day", "day_of_week",
+                     *self.numeric.stats):
+            encoded[name] = features[name]
+        return encoded
+
+    def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
+        """The model on :meth:`encode`'s numbers (no string operation)."""
+        width = self.cfg.history_length
+        history_rows, history_categories = encoded["history_rows"], encoded["history_categories"]
+        gaps = encoded["history_gaps_s"]
         # the history is encoded once per user: a request's candidates (and each request of
         # a batched call) share one history, which forms one group of consecutive rows
-        group, first = consecutive_groups(history_ids, history_categories, gaps)
-        user_ids = tf.gather(history_ids, first)
-        mask = user_ids != ""
-        user_history, user_known = self.table(user_ids)
+        group, first = consecutive_groups(history_rows, history_categories, gaps)
+        user_rows = tf.gather(history_rows, first)
+        mask = user_rows != PAD_INDEX
+        user_history, user_known = self.table.rows(user_rows)
         gap_bucket = tf.cast(tf.clip_by_value(
             tf.math.log1p(tf.maximum(tf.gather(gaps, first), 0.0)) / 1.2, 0,
             GAP_BUCKETS - 1), tf.int32) + 1
         x = (self.project(user_history)
-             + self.token_categories(tf.gather(history_categories, first))
+             + self.token_categories.embedding(tf.gather(history_categories, first))
              + self.gaps(gap_bucket) + self.positions(tf.range(width))[tf.newaxis])
         for block in self.blocks:
             x = block(x, mask, training=training)
-        candidate, candidate_known = self.table(features["item_id"])
-        token = (self.project(candidate) + self.token_categories(features["item_category"])
+        candidate, candidate_known = self.table.rows(encoded["item_row"])
+        token = (self.project(candidate)
+                 + self.token_categories.embedding(encoded["item_category"])
                  + self.positions(tf.fill([1], width)))
         attended = self.target(token, x, mask, group, training=training)
         pooled = tf.gather(self.pool(x, mask), group)
@@ -120,29 +147,31 @@ class RankerModel(tf.keras.Model):
         similarity = tf.einsum("bd,btd->bt", candidate, history)  # 0 where unknown
         history_known = tf.gather(user_known, group)
         known = tf.cast(history_known, tf.float32)
-        best = tf.reduce_max(tf.where(history_known, similarity, -1.0), axis=1, keepdims=True)
-        best = tf.where(best < -0.5, 0.0, best)
+        best = tf.reduce_max(tf.where(history_known, similarity, -tf.ones_like(similarity)),
+                             axis=1, keepdims=True)
+        best = tf.where(best < -0.5, tf.zeros_like(best), best)
         mean = tf.reduce_sum(similarity, 1, keepdims=True) / tf.maximum(
             tf.reduce_sum(known, 1, keepdims=True), 1.0)
-        tag_ids = self.tags.indices(fixed_width(features["item_tags"], 10, ""))
+        tag_ids = encoded["item_tags"]
         tags = self.pool(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
-        age = tf.cast(features["item_age_days"], tf.float32)
+        age = tf.cast(encoded["item_age_days"], tf.float32)
         age_missing = tf.math.is_nan(age)
-        age = tf.where(age_missing, 0.0, tf.math.log1p(tf.maximum(age, 0.0)) / 10.0)
-        score = tf.cast(features[RETRIEVAL_SCORE], tf.float32)
+        age = tf.where(age_missing, tf.zeros_like(age),
+                       tf.math.log1p(tf.maximum(age, 0.0)) / 10.0)
+        score = tf.cast(encoded[RETRIEVAL_SCORE], tf.float32)
         score_missing = tf.math.is_nan(score)
         parts = [attended, pooled, attended * pooled,
                  similarity, known, best, mean,
-                 tf.where(score_missing, 0.0, score)[:, tf.newaxis],
+                 tf.where(score_missing, tf.zeros_like(score), score)[:, tf.newaxis],
                  tf.cast(score_missing, tf.float32)[:, tf.newaxis],
                  tf.cast(candidate_known, tf.float32)[:, tf.newaxis],
-                 self.category(features["item_category"]), tags,
+                 self.category.embedding(encoded["item_category"]), tags,
                  age[:, tf.newaxis], tf.cast(age_missing, tf.float32)[:, tf.newaxis],
-                 self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
-                 self.weekday(tf.clip_by_value(features["day_of_week"], 0, 6)),
-                 *(layer(features[n]) for n, layer in self.context.items())]
+                 self.hour(tf.clip_by_value(encoded["hour_of_day"], 0, 23)),
+                 self.weekday(tf.clip_by_value(encoded["day_of_week"], 0, 6)),
+                 *(layer.embedding(encoded[n]) for n, layer in self.context.items())]
         if self.numeric.stats:
-            parts.append(self.numeric(features))
+            parts.append(self.numeric(encoded))
         hidden = self.mlp(tf.concat(parts, axis=-1), training=training)
         return {"click": tf.squeeze(self.click_head(hidden), -1),
                 "watch": tf.squeeze(self.watch_head(hidden), -1)}
