@@ -59,7 +59,7 @@ def build_service_files(root: Path, small_repo: Path, model_dir: Path, ranker_di
     from trainer.scann_config import ScannConfig
 
     repo = root / "feature_repo"
-    shutil.copytree(small_repo, repo)
+    shutil.copytree(small_repo, repo, ignore=shutil.ignore_patterns("*.sock"))
     materialize(repo, end=dt.datetime.now(dt.timezone.utc),
                 start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
     base = root / "models"
@@ -143,7 +143,7 @@ def redis_profile(files: ServiceFiles, redis_port: int) -> Path:
     from recsys.features.store import apply, materialize
 
     repo = files.repo.parent / "feature_repo_redis"
-    shutil.copytree(files.repo, repo)
+    shutil.copytree(files.repo, repo, ignore=shutil.ignore_patterns("*.sock"))
     (repo / "data" / "online_store.db").unlink()
     (repo / "data" / "registry.db").unlink()
     yaml = (repo / "feature_store.yaml").read_text()

@@ -43,7 +43,7 @@ def _run(capsys, *argv):
 def repo_copy(small_repo, tmp_path_factory):
     """A private copy of the small repository (the CLI writes next to it)."""
     target = tmp_path_factory.mktemp("cli") / "feature_repo"
-    shutil.copytree(small_repo, target)
+    shutil.copytree(small_repo, target, ignore=shutil.ignore_patterns("*.sock"))  # live sockets
     return target
 
 

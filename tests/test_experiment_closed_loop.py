@@ -21,7 +21,7 @@ GENEROUS = {"request_deadline_ms": 10_000, "features_timeout_ms": 3_000,
 @pytest.mark.slow
 def test_aa_experiments_stay_quiet_and_ab_intervals_cover_the_truth(service_files, tmp_path):
     repo = tmp_path / "feature_repo"  # the stream worker writes to its online store
-    shutil.copytree(service_files.repo, repo)
+    shutil.copytree(service_files.repo, repo, ignore=shutil.ignore_patterns("*.sock"))
     report = run_acceptance(repo, service_files.base, PLATFORM, tmp_path / "run",
                             SimulationConfig(days=2, users=300, sessions=2.0, seed=3),
                             aa=50, cuped_repo=repo, **GENEROUS)
