@@ -31,7 +31,7 @@ def _inputs(signature, rows: int, rng: np.random.Generator) -> dict[str, np.ndar
     ("ranker", "rank")])
 def test_the_flat_call_equals_the_signature_call(service_files, model, signature_name):
     path = service_files.base / model / "1"
-    servable = Servable(model, 1, path)
+    servable = Servable(model, 1, path, onnx=False)  # the TensorFlow path, not ONNX Runtime
     assert servable._flat[signature_name] is not None  # this TensorFlow has the flat call
     signature = servable.signature(signature_name)
     own = tf.saved_model.load(str(path)).signatures[signature_name]
@@ -46,7 +46,7 @@ def test_the_flat_call_equals_the_signature_call(service_files, model, signature
 
 
 def test_a_bad_input_is_refused_before_the_flat_call(service_files):
-    servable = Servable("ranker", 1, service_files.base / "ranker" / "1")
+    servable = Servable("ranker", 1, service_files.base / "ranker" / "1", onnx=False)
     signature = servable.signature("rank")
     inputs = _inputs(signature, 3, np.random.default_rng(1))
     inputs["hour_of_day"] = np.array(["noon"] * 3, dtype=object)

@@ -2,7 +2,8 @@
 
 Guarantees: the artifacts (``retrieval`` with ScaNN, ``retrieval_portable`` with a
 brute-force index and stock ops only, ``item_tower``, and ``ranker`` with its ``rank``
-signature when a ranker is given) get the same new version number; each is written to a
+signature when a ranker is given, and beside it the ranker's numeric core as ONNX with its
+vocabularies, checked to give the signature's outputs) get the same new version number; each is written to a
 temporary directory, loaded back with ``tf.saved_model.load`` and checked to give the
 in-memory model's outputs; only when all pass are they renamed into place, so a failed check
 publishes nothing. Every artifact but ``retrieval`` is refused if it contains a custom op.
@@ -237,6 +238,8 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
             staging = stack.enter_context(staged_version(base_path / artifact, version))
             manifests[artifact] = _stage(staging, artifact, version, module, inputs, signature,
                                          details_)
+            if artifact == RANKER:
+                _stage_onnx_core(ranker, staging, module, inputs)
             if artifact != RANKER:  # which items this version's index holds
                 (staging / ITEM_IDS).write_text("\n".join(
                     i.decode() if isinstance(i, bytes) else str(i) for i in items["item_id"]))
@@ -244,6 +247,23 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
     for path in paths.values():
         log.info("exported %s", path)
     return ExportResult(version, paths, n, manifests)
+
+
+def _stage_onnx_core(ranker, staging: Path, module, inputs: Mapping[str, tf.Tensor]) -> None:
+    """The ranker's numeric core as ONNX and its vocabularies, beside the SavedModel, checked
+    to give the ``rank`` signature's outputs on the check rows (1e-4) through ONNX Runtime."""
+    from recsys.model_contract.onnx_ranker import OnnxRanker
+    from trainer.ranking.onnx_core import write_encoding, write_onnx_core
+
+    extra = staging / "assets.extra"
+    write_encoding(ranker, extra)
+    write_onnx_core(ranker, extra)
+    expected = {k: v.numpy() for k, v in module.signatures()["rank"](**inputs).items()}
+    got = OnnxRanker(staging).run({k: v.numpy() for k, v in inputs.items()})
+    for name, value in expected.items():
+        if not np.allclose(got[name], value, rtol=1e-4, atol=1e-4):
+            raise ExportError(f"ranker: the ONNX core's {name} differs from the SavedModel's "
+                              f"by up to {np.max(np.abs(got[name] - value)):.2g}")
 
 
 def _ranker_check_rows(queries: pd.DataFrame, candidates: pd.DataFrame, reference_us: int,

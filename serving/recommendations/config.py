@@ -19,6 +19,7 @@ from recsys.config import (
     boolean,
     config_section,
     non_negative_int,
+    one_of,
     positive_int,
     positive_number,
     read_yaml_mapping,
@@ -62,6 +63,10 @@ class ServiceConfig(Config):
             same names; the file is a ``BatchingParameters`` text proto, "" = the defaults
             of :class:`~serving.batching.BatchingParameters`). A model server batches by its
             own flags.
+        ranker_runtime: models in process only: ``onnxruntime`` runs the ranker's ``rank``
+            on ONNX Runtime when the export holds an ONNX core (string lookups in NumPy, the
+            same outputs in less than half TensorFlow's time), ``tensorflow`` always in
+            TensorFlow. A model server runs the ranker by its own choice.
         experiments: a YAML file of experiment definitions (``recsys.experiments``; "" = no
             experiments), loaded at start (a bad file stops the service, naming the field)
             and again whenever its content changes (a bad new file is refused and logged;
@@ -113,6 +118,7 @@ class ServiceConfig(Config):
     dependency_threads: int = setting(16, positive_int)
     enable_batching: bool = setting(True, boolean)
     batching_parameters_file: str = ""
+    ranker_runtime: str = setting("onnxruntime", one_of(("onnxruntime", "tensorflow")))
     experiments: str = ""
     experiments_change_log: str = ""
     experiments_poll_s: float = setting(5.0, positive_number)

@@ -97,13 +97,16 @@ class InProcessModelClient:
     when they appear (checked every ``poll_seconds``)."""
 
     def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0,
-                 batching=None, versions: Mapping[str, int] | None = None):
+                 batching=None, versions: Mapping[str, int] | None = None,
+                 onnx: bool = True):
         """``batching``: :class:`~serving.batching.BatchingParameters` to batch concurrent
         calls of a signature into one model call (None: every call runs alone);
-        ``versions``: serve exactly these versions (a label's), not the latest."""
+        ``versions``: serve exactly these versions (a label's), not the latest; ``onnx``:
+        run a ranker's ``rank`` on ONNX Runtime when it was exported with an ONNX core."""
         from serving.batching import Batcher
         from serving.server_core import ServerCore
 
+        self.onnx = onnx
         self.core = ServerCore(self._load)
         self.core.reload_config(_config(models, versions or {}))
         self.core.start_polling(poll_seconds)
@@ -111,13 +114,12 @@ class InProcessModelClient:
         # batched calls are waited for at most timeout_s; unbatched ones run in the caller
         self.enforces_timeouts = self.batcher is not None
 
-    @staticmethod
-    def _load(name: str, version: int, path: Path):
+    def _load(self, name: str, version: int, path: Path):
         import scann  # noqa: F401  (registers the ScaNN ops)
 
         from serving.servable import Servable
 
-        return Servable(name, version, path)
+        return Servable(name, version, path, onnx=self.onnx)
 
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
                 timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:

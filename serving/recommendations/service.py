@@ -72,7 +72,8 @@ def _model_client(cfg: ServiceConfig, with_ranker: bool, label: str | None = Non
         batching = (read_batching_parameters(Path(cfg.batching_parameters_file))
                     if cfg.batching_parameters_file else BatchingParameters())
     return InProcessModelClient({n: cfg.model_base_path / n for n in names},
-                                batching=batching, versions=versions)
+                                batching=batching, versions=versions,
+                                onnx=cfg.ranker_runtime == "onnxruntime")
 
 
 def _tower_settings(manifest: dict):
