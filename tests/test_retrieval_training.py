@@ -62,6 +62,17 @@ def test_a_rerun_resumes_after_the_last_checkpoint(small_data, tmp_path):
     assert '"initial_epoch": 1' in history
 
 
+def test_a_rerun_of_a_finished_run_trains_nothing_and_does_not_fail(small_data, tmp_path):
+    """A run that checkpointed its last epoch and stopped before it finished (killed) is
+    rerun: everything is in the checkpoint, so nothing is trained (Keras refused the fit of
+    zero epochs on a model whose weights were still waiting for the deferred restore)."""
+    train_retrieval(small_data, small_config(epochs=2), tmp_path / "m", progress=False)
+    again = train_retrieval(small_data, small_config(epochs=2), tmp_path / "m",
+                            progress=False)
+    assert again.epochs_run == 0
+    assert '"initial_epoch": 2' in (tmp_path / "m" / "history.json").read_text()
+
+
 def test_another_model_config_in_the_same_directory_is_refused(small_data, tmp_path):
     train_retrieval(small_data, small_config(epochs=1), tmp_path / "m", progress=False)
     other = small_config(epochs=1)

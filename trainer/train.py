@@ -145,12 +145,17 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                .prefetch(tf.data.AUTOTUNE))
     steps = math.ceil(n / cfg.train.batch_size)
     bar = ProgressBar(steps, n, enabled=progress)
-    history = model.fit(
-        dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch, verbose=0,
-        callbacks=[bar, tf.keras.callbacks.TensorBoard(str(directory.logs), update_freq=50),
-                   EpochCheckpoint(manager, epoch, cfg.train.checkpoint_every_epochs,
-                                   cfg.train.epochs)])
-    losses = [float(x) for x in history.history.get("loss", [])]
+    trained: list = []
+    if initial_epoch < cfg.train.epochs:
+        history = model.fit(
+            dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch, verbose=0,
+            callbacks=[bar, tf.keras.callbacks.TensorBoard(str(directory.logs), update_freq=50),
+                       EpochCheckpoint(manager, epoch, cfg.train.checkpoint_every_epochs,
+                                       cfg.train.epochs)])
+        trained = history.history.get("loss", [])
+    else:  # a run that checkpointed its last epoch and stopped before it finished
+        log.info("the checkpoint holds all %d epochs: nothing left to train", cfg.train.epochs)
+    losses = [float(x) for x in trained]
     rate = (len(losses) * n / sum(bar.seconds)) if bar.seconds else 0.0
     (directory.path / "history.json").write_text(json.dumps(
         {"loss": losses, "epoch_seconds": bar.seconds, "examples": n,
