@@ -118,10 +118,9 @@ class Servable:
         wanted = output_filter or tuple(signature.outputs)
         if self._onnx is not None and signature.name in self._onnx_signatures:
             try:
-                result = self._onnx.run(inputs)
+                return self._onnx.run(inputs, wanted)
             except (ValueError, KeyError) as exc:
                 raise ServingError(Code.INVALID_ARGUMENT, str(exc).splitlines()[0]) from exc
-            return {k: result[k] for k in wanted}
         feed = {}
         for name, spec in signature.inputs.items():
             value = inputs[name]

@@ -105,6 +105,9 @@ def test_rank_on_onnx_runtime_gives_the_savedmodels_outputs(service_files, group
         assert got[name].shape == expected[name].shape and got[name].dtype == np.float32
         np.testing.assert_allclose(got[name], expected[name], rtol=1e-4, atol=1e-4,
                                    err_msg=name)
+    only = fast.run(signature, inputs, ("click",))  # an output filter, as the service asks
+    assert set(only) == {"click"}
+    np.testing.assert_array_equal(only["click"], got["click"])
     # the same order wherever the scores are not within rounding of each other
     for start in range(0, groups * rows, rows):
         a, b = got["click"][start:start + rows], expected["click"][start:start + rows]

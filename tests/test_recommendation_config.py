@@ -37,6 +37,8 @@ def test_file_then_flags(tmp_path):
     ({"model_server": "localhost"}, "model_server must be host:port, got 'localhost'"),
     ({"item_table_refresh_s": 0}, "item_table_refresh_s must be a number > 0, got 0"),
     ({"enable_batching": "yes"}, "enable_batching must be"),
+    ({"ranker_runtime": "xla"},
+     r"ranker_runtime must be one of \['onnxruntime', 'tensorflow'\], got 'xla'"),
 ])
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -49,15 +49,19 @@ class OnnxRanker:
                        for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, inputs: Mapping[str, np.ndarray],
+            wanted: tuple[str, ...] = ("click", "watch", "score")) -> dict[str, np.ndarray]:
+        """The ``wanted`` outputs (``score`` is fused only when asked for: the service asks
+        for ``click`` and fuses per request itself)."""
         encoded = self.encoding.encode(inputs)
         feed = {name: np.ascontiguousarray(encoded[key], dtype=dtype)
                 for name, key, dtype in self.inputs}
         result = dict(zip(self.outputs, self.session.run(self.outputs, feed)))
-        click, watch = result["click"], result["watch"]
-        retrieval = np.asarray(inputs[RETRIEVAL_SCORE], dtype=np.float32)
-        return {"click": click, "watch": watch,
-                "score": fuse(click, retrieval, self.retrieval_weight).astype(np.float32)}
+        if "score" in wanted:
+            retrieval = np.asarray(inputs[RETRIEVAL_SCORE], dtype=np.float32)
+            result["score"] = fuse(result["click"], retrieval,
+                                   self.retrieval_weight).astype(np.float32)
+        return {name: result[name] for name in wanted}
 
 
 __all__ = ["OnnxRanker", "has_onnx_core"]
