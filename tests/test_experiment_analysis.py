@@ -100,6 +100,19 @@ def test_what_cannot_be_compared_is_said_not_made_up():
     assert any("fewer than 2 users" in n for n in analysis.notes)
 
 
+def test_a_control_without_clicks_has_no_relative_uplift_and_the_rest_is_still_compared():
+    # a small run (the demo's) where the control arm has no click at all: the relative uplift
+    # of click metrics is undefined, and that must not stop the analysis of the others
+    rows, _ = user_rows(np.random.default_rng(5), 60, {"control": 0.0, "treatment": 0.05})
+    analysis = analyze(rows, EXPERIMENT)
+    ctr = analysis.result("ctr", "treatment")
+    assert np.isnan(ctr.fixed.relative) and np.isnan(ctr.adjusted_p)
+    assert ctr.fixed.difference > 0
+    defined = [r for r in analysis.results if not np.isnan(r.fixed.relative_p_value)]
+    assert defined and all(0 <= r.adjusted_p <= 1 for r in defined)
+    assert "ctr" in format_table(analysis)
+
+
 def test_an_interleaving_experiment_is_judged_by_the_users_preferences():
     experiment = parse_experiments({"experiments": [{
         "name": "order", "method": "interleaving",

@@ -150,6 +150,16 @@ def test_benjamini_hochberg_matches_the_procedure_by_hand():
     assert np.allclose(benjamini_hochberg(p), [0.04, 0.0533333, 0.0533333, 0.20])
 
 
+def test_benjamini_hochberg_leaves_undefined_p_values_out():
+    # a relative uplift over a control of 0 has no p-value: it is no test, so the others are
+    # adjusted as three tests and it stays undefined (found when a tiny demo's arms had no clicks)
+    adjusted = benjamini_hochberg([0.01, math.nan, 0.04, 0.03])
+    assert np.isnan(adjusted[1])
+    assert np.allclose(adjusted[[0, 2, 3]], [0.03, 0.04, 0.04])
+    assert np.isnan(benjamini_hochberg([math.nan, math.nan])).all()
+    assert len(benjamini_hochberg([])) == 0
+
+
 def test_too_few_users_and_no_exposures_are_refused():
     with pytest.raises(ValueError, match="each arm needs at least 2 users, got 1 and 3"):
         compare_means([1.0], [1.0, 2.0, 3.0])

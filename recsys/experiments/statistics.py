@@ -196,9 +196,15 @@ def sample_ratio_check(counts, weights, threshold: float = 0.001,
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
-    """Adjusted p-values controlling the false discovery rate across metrics."""
+    """Adjusted p-values controlling the false discovery rate across metrics. An undefined
+    p-value (NaN: e.g. a relative uplift over a control of 0) is no test: it stays NaN and
+    does not count among the tests the others are adjusted for."""
     values = np.asarray(p_values, np.float64)
-    return stats.false_discovery_control(values, method="bh") if len(values) else values
+    adjusted = np.full_like(values, np.nan)
+    defined = ~np.isnan(values)
+    if defined.any():
+        adjusted[defined] = stats.false_discovery_control(values[defined], method="bh")
+    return adjusted
 
 
 def _enough(control, treatment) -> None:
