@@ -38,6 +38,7 @@ from trainer.layers.transformer_block import TransformerBlock
 from trainer.vocabularies import Vocabularies, log_stats, vocabulary
 
 GAP_BUCKETS = 16
+MAX_TAGS = 10  # an item's tags read by the ranker (more are dropped, fewer padded)
 
 
 def build_vocabularies(arrays: Mapping[str, np.ndarray], cfg: RankerConfig) -> Vocabularies:
@@ -110,13 +111,17 @@ class RankerModel(tf.keras.Model):
                                                    gaps), width, 0.0),
             "item_row": self.table.lookup(features["item_id"]),
             "item_category": self.category.indices(features["item_category"], training),
-            "item_tags": self.tags.indices(fixed_width(features["item_tags"], 10, "")),
+            "item_tags": self.tags.indices(fixed_width(features["item_tags"], MAX_TAGS, "")),
             **{n: layer.indices(features[n], training) for n, layer in self.context.items()},
         }
-        for name in ("item_age_days", RETRIEVAL_SCORE, "hour_of_day", "day_of_week",
-                     *self.numeric.stats):
+        for name in self.passthrough_inputs():
             encoded[name] = features[name]
         return encoded
+
+    def passthrough_inputs(self) -> tuple[str, ...]:
+        """The numeric inputs :meth:`encode` hands to :meth:`core` as they came."""
+        return ("item_age_days", RETRIEVAL_SCORE, "hour_of_day", "day_of_week",
+                *self.numeric.stats)
 
     def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
         """The model on :meth:`encode`'s numbers (no string operation)."""
@@ -188,4 +193,4 @@ def example_batch(cfg: RankerConfig) -> dict:
     return batch
 
 
-__all__ = ["RankerModel", "build_vocabularies", "example_batch"]
+__all__ = ["RankerModel", "build_vocabularies", "example_batch", "MAX_TAGS"]

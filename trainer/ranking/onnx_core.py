@@ -21,10 +21,9 @@ import tensorflow as tf
 
 from recsys.errors import RecsysError
 from recsys.model_contract.ranker_encoding import CORE_FILE, RankerEncoding
-from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
+from trainer.ranking.model import MAX_TAGS
 
 OPSET = 17
-MAX_TAGS = 10
 
 
 class OnnxConversionError(RecsysError):
@@ -63,13 +62,10 @@ def encoded_signature(ranker) -> dict[str, tf.TensorSpec]:
 def write_encoding(ranker, directory: Path) -> None:
     """The vocabularies :class:`RankerEncoding` needs, beside the export."""
     vocab = ranker.vocab
-    passthrough = [n for n in encoded_signature(ranker) if n not in (
-        "history_rows", "history_categories", "history_gaps_s", "item_row", "item_category",
-        "item_tags", *CONTEXT_CATEGORICAL_FEATURES)]
     RankerEncoding.write(directory, ranker.cfg.history_length, MAX_TAGS, ranker.table_ids,
                          vocab.categories, vocab.tags,
-                         {n: vocab.strings.get(n, []) for n in CONTEXT_CATEGORICAL_FEATURES},
-                         passthrough)
+                         {n: vocab.strings.get(n, []) for n in ranker.context},
+                         ranker.passthrough_inputs())
 
 
 def write_onnx_core(ranker, directory: Path) -> Path:
