@@ -16,6 +16,17 @@ SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "data
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
+# The longest test files (minutes each) go first: spread over workers (pytest-xdist,
+# --dist loadfile), a long file scheduled last runs alone at the end.
+LONGEST_FIRST = ("test_quality_movielens.py", "test_cli.py", "test_warm_start.py",
+                 "test_experiment_closed_loop.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order
+
+
 @pytest.fixture
 def policy() -> ValidationPolicy:
     """Validation with a fixed clock, so "in the future" does not depend on today."""
