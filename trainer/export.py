@@ -3,10 +3,11 @@
 Guarantees: the artifacts (``retrieval`` with ScaNN, ``retrieval_portable`` with a
 brute-force index and stock ops only, ``item_tower``, and ``ranker`` with its ``rank``
 signature when a ranker is given, and beside it the ranker's numeric core as ONNX with its
-vocabularies, checked to give the signature's outputs) get the same new version number; each is written to a
-temporary directory, loaded back with ``tf.saved_model.load`` and checked to give the
-in-memory model's outputs; only when all pass are they renamed into place, so a failed check
-publishes nothing. Every artifact but ``retrieval`` is refused if it contains a custom op.
+vocabularies, checked to give the signature's outputs) get the same new version number; each
+is written to a temporary directory, loaded back with ``tf.saved_model.load`` and checked to
+give the in-memory model's outputs; only when all pass are they renamed into place, so a
+failed check publishes nothing. Every artifact but ``retrieval`` is refused if it contains a
+custom op.
 """
 
 from __future__ import annotations
@@ -141,15 +142,16 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
     import tensorflow_recommenders as tfrs
 
     args = scann.layer_arguments(int(embeddings.shape[0]), k)
-    scores = model.query_tower(queries).numpy() @ embeddings.numpy().T
+    query_embeddings = model.query_tower(queries)
+    scores = query_embeddings.numpy() @ embeddings.numpy().T
     order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
     ids = identifiers.numpy()
     exact, exact_scores = ids[order], np.take_along_axis(scores, order, axis=1)
     column = {item: i for i, item in enumerate(ids.tolist())}
     while True:
-        index = _described(tfrs.layers.factorized_top_k.ScaNN(model.query_tower, **args), args)
-        index.index(embeddings, identifiers)
-        found = index(queries)[1].numpy()[:, :10]
+        index = _described(tfrs.layers.factorized_top_k.ScaNN(**args), args)  # searched
+        index.index(embeddings, identifiers)  # with query embeddings (RetrievalModule)
+        found = index(query_embeddings)[1].numpy()[:, :10]
         columns = np.array([[column.get(i, -1) for i in row] for row in found.tolist()])
         found_scores = np.where(columns >= 0, np.take_along_axis(
             scores, np.maximum(columns, 0), axis=1), -np.inf)
@@ -213,7 +215,7 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
             **(details or {})}
 
     index, scann_args = _tuned_scann(model, embeddings, identifiers, scann, k, query_sample)
-    brute = _described(tfrs.layers.factorized_top_k.BruteForce(model.query_tower, k=k), {"k": k})
+    brute = _described(tfrs.layers.factorized_top_k.BruteForce(k=k), {"k": k})
     brute.index(embeddings, identifiers)
     modules = {
         "retrieval": (RetrievalModule(index, model.query_tower, query_specs, k), query_sample,
