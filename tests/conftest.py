@@ -11,8 +11,28 @@ import pytest
 from recsys.data.lake import Lake
 from recsys.data.rules import ValidationPolicy
 
-SHARED_MOVIELENS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / (
-    "ml-latest-small")
+ROOT = Path(__file__).resolve().parents[1]
+MOVIELENS_IN_SHARED = Path("shared") / "datasets" / "ml-latest-small"
+
+
+def _shared_movielens() -> Path:
+    """``../shared``'s MovieLens beside this repository, or beside the local repository it
+    was cloned from (a clone in /tmp of a checkout under /work finds the checkout's)."""
+    here = ROOT.parent / MOVIELENS_IN_SHARED
+    if here.exists():
+        return here
+    import subprocess
+
+    origin = subprocess.run(["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and Path(origin).is_dir():
+        beside_origin = Path(origin).resolve().parent / MOVIELENS_IN_SHARED
+        if beside_origin.exists():
+            return beside_origin
+    return here
+
+
+SHARED_MOVIELENS = _shared_movielens()
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
