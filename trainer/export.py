@@ -149,8 +149,9 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
     exact, exact_scores = ids[order], np.take_along_axis(scores, order, axis=1)
     column = {item: i for i, item in enumerate(ids.tolist())}
     while True:
-        index = _described(tfrs.layers.factorized_top_k.ScaNN(**args), args)  # searched
-        index.index(embeddings, identifiers)  # with query embeddings (RetrievalModule)
+        # no query model: RetrievalModule searches it with the query tower's embedding
+        index = _described(tfrs.layers.factorized_top_k.ScaNN(**args), args)
+        index.index(embeddings, identifiers)
         found = index(query_embeddings)[1].numpy()[:, :10]
         columns = np.array([[column.get(i, -1) for i in row] for row in found.tolist()])
         found_scores = np.where(columns >= 0, np.take_along_axis(
