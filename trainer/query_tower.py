@@ -54,24 +54,57 @@ class QueryTower(Tower):
         self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "query_mlp")
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
+        return self.core(self.encode(features, training), training=training)
+
+    def passthrough_inputs(self) -> tuple[str, ...]:
+        """The numeric inputs :meth:`encode` hands to :meth:`core` as they came."""
+        return ("hour_of_day", "day_of_week", *self.numeric.stats)
+
+    def string_inputs(self) -> tuple[str, ...]:
+        """The single-string inputs :meth:`encode` looks up: ``user_id``, the context and
+        the user's categorical features."""
+        return ("user_id", *self.strings)
+
+    def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None
+               ) -> dict[str, tf.Tensor]:
+        """Every string lookup, so that :meth:`core` reads only numbers: int64 indices (0
+        padding / missing, 1 unknown; the user id dropped to unknown at ``training``'s
+        rate), the history at its fixed width with NaN gaps as 0, the numeric inputs as
+        they came."""
         width = self.cfg.history_length
-        ids = self.history_items.indices(fixed_width(features["history_item_ids"], width, ""))
+        gaps = tf.cast(features["history_gaps_s"], tf.float32)
+        encoded = {
+            "user_id": self.user.indices(features["user_id"], training),
+            "history_item_ids": self.history_items.indices(
+                fixed_width(features["history_item_ids"], width, "")),
+            "history_categories": self.history_categories.indices(
+                fixed_width(features["history_categories"], width, "")),
+            "history_gaps_s": fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width,
+                                          0.0),
+            **{name: layer.indices(features[name]) for name, layer in self.strings.items()},
+        }
+        for name in self.passthrough_inputs():
+            encoded[name] = features[name]
+        return encoded
+
+    def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
+        """The tower on :meth:`encode`'s numbers (no string operation)."""
+        ids = encoded["history_item_ids"]
         mask = ids != PAD_INDEX
         items = self.pooling(self.history_items.embedding(ids), mask)
-        categories = self.pooling(self.history_categories(
-            fixed_width(features["history_categories"], width, "")), mask)
-        gaps = tf.cast(features["history_gaps_s"], tf.float32)
-        gaps = fixed_width(tf.where(tf.math.is_nan(gaps), 0.0, gaps), width, 0.0)
+        categories = self.pooling(self.history_categories.embedding(
+            encoded["history_categories"]), mask)
+        gaps = encoded["history_gaps_s"]
         has_history = mask[:, 0]
         latest_gap = tf.where(has_history, tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
                               0.0)[:, tf.newaxis]
         parts = [
-            self.user(features["user_id"], training=training), items, categories,
+            self.user.embedding(encoded["user_id"]), items, categories,
             latest_gap, tf.cast(has_history, tf.float32)[:, tf.newaxis],
-            self.hour(tf.clip_by_value(features["hour_of_day"], 0, 23)),
-            self.weekday(tf.clip_by_value(features["day_of_week"], 0, 6)),
-            *(layer(features[name]) for name, layer in self.strings.items()),
+            self.hour(tf.clip_by_value(encoded["hour_of_day"], 0, 23)),
+            self.weekday(tf.clip_by_value(encoded["day_of_week"], 0, 6)),
+            *(layer.embedding(encoded[name]) for name, layer in self.strings.items()),
         ]
         if self.cfg.user_numeric_features:
-            parts.append(self.numeric(features))
+            parts.append(self.numeric(encoded))
         return self.head(tf.concat(parts, axis=-1))

@@ -5,11 +5,10 @@ The export writes the vocabularies beside the SavedModel (``assets.extra/ranker_
 and the item table's ids, ``assets.extra/ranker_item_ids.txt``); :class:`RankerEncoding` reads
 them back.
 
-Guarantees: the same integers as the model's ``StringLookup`` layers (``""`` -> 0, a value
-outside the vocabulary -> 1, the vocabulary's i-th value -> i + 2); lists truncated or padded
-to the model's width (``""`` and gap 0), NaN gaps as 0; numeric inputs passed through
-unchanged. Lookups are dict lookups driven from C (about 70 ns a value), and a request's
-rows that share one history (consecutive equal rows) are looked up once.
+Guarantees: the same integers as the model's ``StringLookup`` layers
+(:mod:`recsys.model_contract.string_lookup`); lists truncated or padded to the model's width
+(``""`` and gap 0), NaN gaps as 0; numeric inputs passed through unchanged; a request's rows
+that share one history (consecutive equal rows) are looked up once.
 """
 
 from __future__ import annotations
@@ -21,34 +20,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from recsys.model_contract.string_lookup import Vocabulary, fixed_width, without_nan
+
 CORE_FILE = "rank_core.onnx"  # the numeric core as an ONNX graph (trainer.ranking.onnx_core)
 ENCODING_FILE = "ranker_encoding.json"
 ITEM_IDS_FILE = "ranker_item_ids.txt"
-PAD, UNKNOWN = 0, 1
-
-
-class _Lookup(dict):
-    def __missing__(self, key) -> int:
-        return UNKNOWN
-
-
-class Vocabulary:
-    """Strings -> int64 indices with ``StringLookup``'s numbering (mask "" and one OOV).
-    Values may be ``str`` or UTF-8 ``bytes`` (as TensorFlow and gRPC give them)."""
-
-    def __init__(self, values: Sequence[str]):
-        self.values = list(values)
-        if len(set(self.values)) != len(self.values):
-            raise ValueError("a vocabulary holds a value twice")
-        self._lookup = _Lookup({v: i + 2 for i, v in enumerate(self.values)})
-        self._lookup.update({v.encode(): i + 2 for i, v in enumerate(self.values)})
-        self._lookup.update({"": PAD, b"": PAD})
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        flat = np.asarray(values, dtype=object).ravel()
-        # a dict lookup per value in C (``map``), Python only for unknown values
-        found = np.fromiter(map(self._lookup.__getitem__, flat), np.int64, len(flat))
-        return found.reshape(np.shape(values))
 
 
 @dataclass
@@ -92,11 +68,9 @@ class RankerEncoding:
     def encode(self, features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The core's inputs for the ``rank`` signature's ``features`` (as NumPy arrays)."""
         width = self.history_length
-        history_ids = _fixed_width(features["history_item_ids"], width, "")
-        history_categories = _fixed_width(features["history_categories"], width, "")
-        gaps = np.asarray(features["history_gaps_s"], dtype=np.float32)
-        gaps = _fixed_width(np.where(np.isnan(gaps), np.float32(0), gaps), width,
-                            np.float32(0))
+        history_ids = fixed_width(features["history_item_ids"], width, "")
+        history_categories = fixed_width(features["history_categories"], width, "")
+        gaps = fixed_width(without_nan(features["history_gaps_s"]), width, np.float32(0))
         firsts, group = _consecutive_groups(history_ids, history_categories)
         encoded = {
             "history_rows": self.items(history_ids[firsts])[group],
@@ -104,25 +78,13 @@ class RankerEncoding:
             "history_gaps_s": gaps,
             "item_row": self.items(features["item_id"]),
             "item_category": self.categories(features["item_category"]),
-            "item_tags": self.tags(_fixed_width(features["item_tags"], self.max_tags, "")),
+            "item_tags": self.tags(fixed_width(features["item_tags"], self.max_tags, "")),
         }
         for name, vocabulary in self.context.items():
             encoded[name] = vocabulary(features[name])
         for name in self.passthrough:
             encoded[name] = np.asarray(features[name])
         return encoded
-
-
-def _fixed_width(values: np.ndarray, width: int, pad) -> np.ndarray:
-    values = np.asarray(values)
-    if values.ndim != 2:
-        raise ValueError(f"a list input must be [rows, length], got shape {values.shape}")
-    values = values[:, :width]
-    if values.shape[1] == width:
-        return values
-    out = np.full((values.shape[0], width), pad, dtype=values.dtype)
-    out[:, :values.shape[1]] = values
-    return out
 
 
 def _consecutive_groups(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -184,13 +184,9 @@ class RankerModel(tf.keras.Model):
 
 def example_batch(cfg: RankerConfig) -> dict:
     from recsys.model_contract.ranker_inputs import ranker_inputs
+    from trainer.onnx_convert import example_inputs
 
-    batch = {}
-    for spec in ranker_inputs(cfg):
-        shape = [1] if spec.width is None else [1, spec.width]
-        batch[spec.name] = tf.fill(shape, tf.constant(spec.pad if spec.width else spec.missing,
-                                                      dtype=getattr(tf, spec.dtype)))
-    return batch
+    return example_inputs(ranker_inputs(cfg))
 
 
 __all__ = ["RankerModel", "build_vocabularies", "example_batch", "MAX_TAGS"]
