@@ -56,10 +56,13 @@ def read_signature_defs(path: Path) -> dict:
 class Servable:
     """Version ``version`` of model ``name``, loaded from ``path`` with tf.saved_model.load.
 
-    A ranker exported with an ONNX core (``assets.extra/rank_core.onnx``) runs its ``rank``
-    signature on ONNX Runtime unless ``onnx`` is False
+    Unless ``onnx`` is False, a ranker exported with an ONNX core
+    (``assets.extra/rank_core.onnx``) runs its ``rank`` signature on ONNX Runtime
     (:mod:`recsys.model_contract.onnx_ranker`: the same outputs, in less than half
-    TensorFlow's time); every other signature runs in TensorFlow."""
+    TensorFlow's time), and a ScaNN retrieval model exported with an ONNX query tower
+    (``assets.extra/query_core.onnx``) its ``retrieval`` and ``query_embedding`` signatures
+    (:mod:`recsys.model_contract.onnx_retrieval`: the tower on ONNX Runtime, the same
+    searcher); every other signature runs in TensorFlow."""
 
     def __init__(self, name: str, version: int, path: Path, onnx: bool = True):
         import tensorflow as tf
@@ -73,17 +76,27 @@ class Servable:
             for key, sd in self.signature_defs.items()}
         self._functions = {key: self._model.signatures[key] for key in self.signatures}
         self._flat = {key: _FlatCall.of(fn) for key, fn in self._functions.items()}
+        self._fast: dict[str, object] = {}  # signature -> run(inputs, wanted)
         self._onnx = None
         if onnx:
+            from recsys.model_contract import onnx_retrieval
             from recsys.model_contract.onnx_ranker import OnnxRanker, has_onnx_core
 
             if has_onnx_core(self.path):
                 self._onnx = OnnxRanker(self.path)
-                self._onnx_signatures = {"rank", DEFAULT_SIGNATURE} & set(self.signatures)
+                for key in {"rank", DEFAULT_SIGNATURE} & set(self.signatures):
+                    self._fast[key] = self._onnx.run
+            elif onnx_retrieval.can_run(self.path, self._model) and "retrieval" in \
+                    self.signatures:
+                k = self.signatures["retrieval"].outputs["item_ids"].shape[-1]
+                self._onnx = onnx_retrieval.OnnxRetrieval(self.path, self._model, k)
+                for key in self._onnx.signatures & set(self.signatures):
+                    self._fast[key] = _bound(self._onnx.run, key)
 
     @property
     def runtime(self) -> str:
-        """``onnxruntime`` when ``rank`` runs on ONNX Runtime, else ``tensorflow``."""
+        """``onnxruntime`` when the model's main signature runs on ONNX Runtime, else
+        ``tensorflow``."""
         return "tensorflow" if self._onnx is None else "onnxruntime"
 
     def signature(self, name: str | None, api: str = "rest") -> Signature:
@@ -116,9 +129,10 @@ class Servable:
                                    f"output tensor alias not found in signature: {alias} Outputs "
                                    f"expected to be in the set {{{','.join(signature.outputs)}}}.")
         wanted = output_filter or tuple(signature.outputs)
-        if self._onnx is not None and signature.name in self._onnx_signatures:
+        fast = self._fast.get(signature.name)
+        if fast is not None:
             try:
-                return self._onnx.run(inputs, wanted)
+                return fast(inputs, wanted)
             except (ValueError, KeyError) as exc:
                 raise ServingError(Code.INVALID_ARGUMENT, str(exc).splitlines()[0]) from exc
         feed = {}
@@ -134,6 +148,10 @@ class Servable:
             message = getattr(exc, "message", None) or str(exc)
             raise ServingError(Code.INVALID_ARGUMENT, message.strip().splitlines()[0]) from exc
         return {k: result[k].numpy() for k in wanted}
+
+
+def _bound(run, signature: str):
+    return lambda inputs, wanted: run(signature, inputs, wanted)
 
 
 class _FlatCall:

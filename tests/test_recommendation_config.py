@@ -39,6 +39,8 @@ def test_file_then_flags(tmp_path):
     ({"enable_batching": "yes"}, "enable_batching must be"),
     ({"ranker_runtime": "xla"},
      r"ranker_runtime must be one of \['onnxruntime', 'tensorflow'\], got 'xla'"),
+    ({"retrieval_runtime": "tf"},
+     r"retrieval_runtime must be one of \['onnxruntime', 'tensorflow'\], got 'tf'"),
 ])
 def test_bad_values_are_named(values, message):
     with pytest.raises(ConfigError, match=message):

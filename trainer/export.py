@@ -243,6 +243,8 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
                                          details_)
             if artifact == RANKER:
                 _stage_onnx_core(ranker, staging, module, inputs)
+            if artifact == "retrieval":
+                _stage_onnx_query(model.query_tower, staging, inputs, k)
             if artifact != RANKER:  # which items this version's index holds
                 (staging / ITEM_IDS).write_text("\n".join(
                     i.decode() if isinstance(i, bytes) else str(i) for i in items["item_id"]))
@@ -267,6 +269,45 @@ def _stage_onnx_core(ranker, staging: Path, module, inputs: Mapping[str, tf.Tens
         if not np.allclose(got[name], value, rtol=1e-4, atol=1e-4):
             raise ExportError(f"ranker: the ONNX core's {name} differs from the SavedModel's "
                               f"by up to {np.max(np.abs(got[name] - value)):.2g}")
+
+
+def _stage_onnx_query(tower, staging: Path, inputs: Mapping[str, tf.Tensor], k: int) -> None:
+    """The query tower's numeric core as ONNX and its vocabularies, beside the ScaNN
+    SavedModel, checked through :class:`OnnxRetrieval` on the check queries against the
+    reloaded ``retrieval`` signature: embeddings and scores to 1e-4, the same ids wherever
+    two neighbouring scores differ by more than 1e-4."""
+    from recsys.model_contract.onnx_retrieval import OnnxRetrieval
+    from trainer.query_onnx import write_query_core, write_query_encoding
+
+    extra = staging / "assets.extra"
+    write_query_encoding(tower, extra)
+    write_query_core(tower, extra)
+    loaded = tf.saved_model.load(str(staging))
+    expected = {n: v.numpy() for n, v in loaded.signatures["retrieval"](**inputs).items()}
+    got = OnnxRetrieval(staging, loaded, k).run(
+        "retrieval", {n: v.numpy() for n, v in inputs.items()}, tuple(expected))
+    for name in ("query_embedding", "scores"):
+        finite = np.isfinite(expected[name])
+        if not (np.array_equal(finite, np.isfinite(got[name])) and np.allclose(
+                got[name][finite], expected[name][finite], rtol=1e-4, atol=1e-4)):
+            raise ExportError(f"retrieval: the ONNX query tower's {name} differs from the "
+                              "SavedModel's")
+    if not same_ranking(got["item_ids"], expected["item_ids"], expected["scores"]):
+        raise ExportError("retrieval: the ONNX query tower's ids differ from the SavedModel's")
+
+
+def same_ranking(ids: np.ndarray, expected_ids: np.ndarray, expected_scores: np.ndarray,
+                 tolerance: float = 1e-4) -> bool:
+    """``ids`` equal ``expected_ids`` except inside runs of scores within ``tolerance`` of
+    each other (near-ties that float32 rounding may order either way), where the ids
+    must be the same set; the last run is not compared (items past the k-th may tie with
+    it)."""
+    for row, want, scores in zip(ids, expected_ids, expected_scores):
+        breaks = np.flatnonzero(np.abs(np.diff(scores)) > tolerance) + 1
+        for start, end in zip([0, *breaks[:-1]], breaks):
+            if sorted(row[start:end]) != sorted(want[start:end]):
+                return False
+    return True
 
 
 def _ranker_check_rows(queries: pd.DataFrame, candidates: pd.DataFrame, reference_us: int,

@@ -67,6 +67,11 @@ class ServiceConfig(Config):
             on ONNX Runtime when the export holds an ONNX core (string lookups in NumPy, the
             same outputs in less than half TensorFlow's time), ``tensorflow`` always in
             TensorFlow. A model server runs the ranker by its own choice.
+        retrieval_runtime: models in process only: ``onnxruntime`` computes the query
+            embedding on ONNX Runtime when the ScaNN export holds an ONNX query tower and
+            searches the export's own ScaNN searcher with it (the same candidates in about
+            half TensorFlow's time), ``tensorflow`` runs the SavedModel's ``retrieval``
+            signature.
         experiments: a YAML file of experiment definitions (``recsys.experiments``; "" = no
             experiments), loaded at start (a bad file stops the service, naming the field)
             and again whenever its content changes (a bad new file is refused and logged;
@@ -119,6 +124,7 @@ class ServiceConfig(Config):
     enable_batching: bool = setting(True, boolean)
     batching_parameters_file: str = ""
     ranker_runtime: str = setting("onnxruntime", one_of(("onnxruntime", "tensorflow")))
+    retrieval_runtime: str = setting("onnxruntime", one_of(("onnxruntime", "tensorflow")))
     experiments: str = ""
     experiments_change_log: str = ""
     experiments_poll_s: float = setting(5.0, positive_number)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Collection, Mapping, Protocol
 
 import numpy as np
 
@@ -98,11 +98,13 @@ class InProcessModelClient:
 
     def __init__(self, models: Mapping[str, Path], poll_seconds: float = 2.0,
                  batching=None, versions: Mapping[str, int] | None = None,
-                 onnx: bool = True):
+                 onnx: bool | Collection[str] = True):
         """``batching``: :class:`~serving.batching.BatchingParameters` to batch concurrent
         calls of a signature into one model call (None: every call runs alone);
         ``versions``: serve exactly these versions (a label's), not the latest; ``onnx``:
-        run a ranker's ``rank`` on ONNX Runtime when it was exported with an ONNX core."""
+        run the signatures exported with an ONNX core (the ranker's ``rank``, the retrieval
+        query tower) on ONNX Runtime: all (True), none (False) or those of the models
+        named."""
         from serving.batching import Batcher
         from serving.server_core import ServerCore
 
@@ -119,7 +121,8 @@ class InProcessModelClient:
 
         from serving.servable import Servable
 
-        return Servable(name, version, path, onnx=self.onnx)
+        onnx = self.onnx if isinstance(self.onnx, bool) else name in self.onnx
+        return Servable(name, version, path, onnx=onnx)
 
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],
                 timeout_s: float, outputs: tuple[str, ...] = ()) -> ModelAnswer:

@@ -73,7 +73,10 @@ def _model_client(cfg: ServiceConfig, with_ranker: bool, label: str | None = Non
                     if cfg.batching_parameters_file else BatchingParameters())
     return InProcessModelClient({n: cfg.model_base_path / n for n in names},
                                 batching=batching, versions=versions,
-                                onnx=cfg.ranker_runtime == "onnxruntime")
+                                onnx={name for name, runtime in (
+                                    ("ranker", cfg.ranker_runtime),
+                                    ("retrieval", cfg.retrieval_runtime))
+                                    if runtime == "onnxruntime"})
 
 
 def _tower_settings(manifest: dict):
