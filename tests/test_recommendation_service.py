@@ -69,7 +69,8 @@ def test_a_known_user_gets_k_ranked_items_none_consumed(recommender, active_user
     consumed = set(user["session_recent_item_ids"])
     assert consumed and not consumed & {c.item_id for c in result.items}
     assert set(result.model_versions) == {"retrieval", "ranker"}
-    assert {"features", "retrieval", "ranking", "rules", "total"} <= set(result.latency_ms)
+    assert {"features", "retrieval", "candidates", "ranking", "rules", "total"} <= set(
+        result.latency_ms)
     assert {c.source for c in result.items} <= {"two-tower", "trending"}
     scores = [c.score for c in result.items]
     assert scores == sorted(scores, reverse=True) or any(

@@ -30,7 +30,8 @@ class ServiceMetrics:
                                          "Whole-request latency.", ["endpoint"],
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
         self.stage_latency = Histogram("recsys_stage_latency_seconds",
-                                       "Latency of each pipeline stage.", ["stage", "outcome"],
+                                       "Latency of each pipeline stage (the dependency calls, "
+                                       "the candidates and rules steps).", ["stage", "outcome"],
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.breaker_state = Gauge("recsys_circuit_breaker_state",
                                    "0 closed, 1 half open, 2 open.", ["dependency"],

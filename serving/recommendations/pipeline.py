@@ -239,6 +239,13 @@ class Recommender:
             latency[name] = round(seconds * 1000, 3)
             self.metrics.stage_latency.labels(name, outcome).observe(seconds)
 
+    def _timed(self, step: str, started: float, latency: dict[str, float]) -> None:
+        """Record a step without a dependency (no breaker, no budget) that began at
+        ``started``: in the answer's latencies and the stage histogram."""
+        seconds = time.perf_counter() - started
+        latency[step] = round(seconds * 1000, 3)
+        self.metrics.stage_latency.labels(step, "ok").observe(seconds)
+
     def _user_features(self, user_id: str) -> dict:
         cached = self.user_cache.get(user_id)
         self.metrics.cache.labels("user_features", "hit" if cached else "miss").inc()
@@ -501,6 +508,7 @@ class Recommender:
                     "retrieval", MODEL_SERVER,
                     lambda budget_s: self._retrieve_cached(row, budget_s, versions),
                     cfg.retrieval_timeout_ms, deadline, latency, inline)
+                sources_started = time.perf_counter()
                 if arm is not None and arm.retrieval_candidates is not None:
                     retrieved = retrieved[:arm.retrieval_candidates]
                 sources = [retrieved]
@@ -513,6 +521,7 @@ class Recommender:
                 sources.append(self._trending(context, excluded,
                                               arm.trending_candidates if arm else None))
                 candidates = [c for c in merge_sources(*sources) if c.item_id not in excluded]
+                self._timed("candidates", sources_started, latency)
                 tier = "retrieval"
             except StageFailed as exc:
                 degraded.append(str(exc))
@@ -541,7 +550,7 @@ class Recommender:
         if len(items) < request.k:  # top up from the global list (never an excluded item)
             taken = excluded | {c.item_id for c in items}
             items += self._popular({}, request.k - len(items), taken)[0]
-        latency["rules"] = round((time.perf_counter() - rules_started) * 1000, 3)
+        self._timed("rules", rules_started, latency)
         latency["total"] = round((time.perf_counter() - started) * 1000, 3)
         if request.queued_s:
             latency["queued"] = round(request.queued_s * 1000, 3)
