@@ -137,12 +137,12 @@ class PrivateRedis:
             self.process.wait()
 
 
-def redis_profile(files: ServiceFiles, redis_port: int) -> Path:
-    """A copy of the service's repository whose online store is Redis on ``redis_port``,
-    applied and materialized."""
+def redis_profile(files: ServiceFiles, redis_port: int, repo: Path | None = None) -> Path:
+    """A copy of the service's repository (at ``repo``, default beside it) whose online
+    store is Redis on ``redis_port``, applied and materialized."""
     from recsys.features.store import apply, materialize
 
-    repo = files.repo.parent / "feature_repo_redis"
+    repo = repo or files.repo.parent / "feature_repo_redis"
     shutil.copytree(files.repo, repo, ignore=shutil.ignore_patterns("*.sock"))
     (repo / "data" / "online_store.db").unlink()
     (repo / "data" / "registry.db").unlink()
