@@ -13,7 +13,10 @@ request as soon as the previous one answers):
 * ``grpc``: ``PredictionService/Predict`` with ``tf.make_tensor_proto`` inputs, one channel
   shared by all client threads, a stub per thread;
 * ``in-process``: the same SavedModel loaded here (``tf.saved_model.load``) and its
-  ``retrieval`` signature called from the client threads, outputs converted to NumPy.
+  ``retrieval`` signature called from the client threads, outputs converted to NumPy;
+* ``servable``: what the model server runs behind both APIs, here in this process
+  (``serving.servable.Servable``: checks the inputs, and answers a ScaNN export with an ONNX
+  query tower on ONNX Runtime and the export's searcher); the floor of ``grpc``.
 
 Every request is one query (batch 1), taken in rotation from ``--queries`` distinct training
 examples of a small synthetic platform (Feast point-in-time features). Per cell: ``--warmup``
@@ -60,7 +63,7 @@ from small_platform import build_platform
 ROOT = Path(__file__).resolve().parents[1]
 RECSYS = ROOT / ".venv" / "bin" / "recsys"
 SIGNATURE = "retrieval"
-MODES = ("rest", "grpc", "in-process")
+MODES = ("rest", "grpc", "in-process", "servable")
 CHECK_QUERIES = 20
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Factory = Callable[[], Callable[[int], list]]  # per client thread: call(query index)
@@ -266,6 +269,17 @@ def _local_client(function, queries: list) -> Factory:
     return factory
 
 
+def _servable_client(servable, queries: list) -> Factory:
+    signature = servable.signature(SIGNATURE)
+    arrays = [{k: np.asarray(v) for k, v in q.items()} for q in queries]
+
+    def factory():
+        def call(i: int):
+            return _ids(servable.run(signature, arrays[i])["item_ids"])
+        return call
+    return factory
+
+
 def _run_cell(factory, n_queries: int, concurrency: int, warmup: float, duration: float,
               server_pid: int | None) -> dict:
     """Closed-loop load from ``concurrency`` threads; latencies of the measured window."""
@@ -349,7 +363,8 @@ def _plot(results: list[dict], path: Path, cpus: int) -> None:
     fig, (lat_ax, qps_ax) = plt.subplots(1, 2, figsize=(12, 4.8))
     series = sorted({(r["model"], r["mode"]) for r in results},
                     key=lambda s: (s[0], MODES.index(s[1])))
-    colours = {"rest": "tab:blue", "grpc": "tab:green", "in-process": "tab:red"}
+    colours = {"rest": "tab:blue", "grpc": "tab:green", "in-process": "tab:red",
+               "servable": "tab:purple"}
     markers = ["o", "s", "^", "D"]
     models = sorted({m for m, _ in series})
     for model, mode in series:
@@ -459,7 +474,7 @@ def main() -> int:
               f"server", flush=True)
         _header()
 
-        server_modes = [m for m in args.modes if m != "in-process"]
+        server_modes = [m for m in args.modes if m not in ("in-process", "servable")]
         answers: dict[tuple[str, str], list] = {}
         if server_modes:
             with ServerProcess({m: base / m for m in args.models}, workdir,
@@ -492,6 +507,20 @@ def main() -> int:
                     results.append({"model": model, "mode": "in-process", **row})
                     _print_row(model, "in-process", row)
                 del loaded, function, factory, call
+                gc.collect()
+        if "servable" in args.modes:
+            from serving.servable import Servable
+
+            for model in args.models:
+                servable = Servable(model, version, base / model / str(version))
+                factory = _servable_client(servable, queries)
+                call = factory()
+                answers[(model, "servable")] = [call(i) for i in range(CHECK_QUERIES)]
+                for c in concurrency:
+                    row = _run_cell(factory, len(queries), c, args.warmup, args.duration, None)
+                    results.append({"model": model, "mode": "servable", **row})
+                    _print_row(model, "servable", row)
+                del servable, factory, call
                 gc.collect()
         for model in args.models:
             got = {mode: answers[(model, mode)] for mode in args.modes}

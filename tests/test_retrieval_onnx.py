@@ -14,7 +14,19 @@ import tensorflow as tf
 from recsys.model_contract.query_encoding import QUERY_CORE_FILE, QueryEncoding
 from serving.errors import Code, ServingError
 from serving.servable import Servable
-from trainer.export import same_ranking
+
+
+def same_ranking(ids: np.ndarray, expected_ids: np.ndarray, expected_scores: np.ndarray,
+                 tolerance: float = 1e-4) -> bool:
+    """``ids`` equal ``expected_ids`` except inside runs of scores within ``tolerance`` of
+    each other (near-ties that float32 rounding may order either way), where the ids must
+    be the same set; the last run is not compared (items past the k-th may tie with it)."""
+    for row, want, scores in zip(ids, expected_ids, expected_scores):
+        breaks = np.flatnonzero(np.abs(np.diff(scores)) > tolerance) + 1
+        for start, end in zip([0, *breaks[:-1]], breaks):
+            if sorted(row[start:end]) != sorted(want[start:end]):
+                return False
+    return True
 
 
 def _queries(encoding: QueryEncoding, rows: int, rng: np.random.Generator,
@@ -100,6 +112,8 @@ def test_retrieval_on_onnx_runtime_gives_the_savedmodels_outputs(service_files, 
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got["scores"], expected["scores"], rtol=1e-4, atol=1e-5)
     assert same_ranking(got["item_ids"], expected["item_ids"], expected["scores"])
+    # the test platform's index is exact (every leaf searched, every item re-scored): the
+    # same ids wherever scores are not tied; the export checks an approximate one by score
     # the same signature by its default name, and an output filter as the service asks
     only = fast.run(fast.signature(None), inputs, ("item_ids",))
     assert set(only) == {"item_ids"}
@@ -150,3 +164,27 @@ def test_same_ranking_allows_near_ties_only():
     assert same_ranking(np.array([["a", "c", "b", "d", "e"]], object), want, scores)
     assert not same_ranking(np.array([["b", "a", "c", "d", "e"]], object), want, scores)
     assert not same_ranking(np.array([["a", "b", "c", "x", "e"]], object), want, scores)
+
+
+def test_the_export_refuses_a_query_core_that_does_not_give_the_towers_embeddings(
+        service_files, trained_model_dir, tmp_path):
+    """A core converted from another tower (untrained weights) is caught by the export's
+    check before anything is published."""
+    from recsys.model_contract.feature_spec import query_inputs
+    from trainer.export import ExportError, _stage_onnx_query
+    from trainer.model_dir import ModelDir
+    from trainer.onnx_convert import example_inputs
+    from trainer.query_tower import QueryTower
+
+    _, _, model = ModelDir(trained_model_dir).restore()
+    other = QueryTower(model.query_tower.cfg, model.query_tower.vocab)
+    other(example_inputs(query_inputs(other.cfg)))
+    staging = tmp_path / "1"
+    shutil.copytree(_retrieval_path(service_files), staging)
+    signature = Servable("retrieval", 1, staging, onnx=False).signature("retrieval")
+    inputs = _queries(QueryEncoding.read(staging / "assets.extra"), 8,
+                      np.random.default_rng(4), signature)
+    with pytest.raises(ExportError, match="embeddings differ from the SavedModel's"):
+        _stage_onnx_query(other, staging, {k: tf.constant(v) for k, v in inputs.items()}, 50)
+    _stage_onnx_query(model.query_tower, staging,  # the right tower passes the same check
+                      {k: tf.constant(v) for k, v in inputs.items()}, 50)
