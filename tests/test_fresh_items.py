@@ -109,3 +109,51 @@ def test_the_fresh_source_keeps_its_snapshot_when_redis_fails(service_files, tmp
     stop_embedded(cfg.embedded_dir)
     assert [c.item_id for c in source.nearest(query, 1, 5)] == ["kept"]
     client.close()
+
+
+class _HeldStore:
+    """The real store, with reads of its change counter held until released (a slow
+    Redis)."""
+
+    def __init__(self, store):
+        import threading
+
+        self.store, self.release, self.reads = store, threading.Event(), 0
+
+    def changes(self, version):
+        self.reads += 1
+        if self.reads > 1:
+            assert self.release.wait(30)
+        return self.store.changes(version)
+
+    def snapshot(self, version):
+        return self.store.snapshot(version)
+
+
+def test_a_due_refresh_is_read_in_the_background(service_files, redis_client):
+    """Only a version's first request waits for Redis; later ones answer from the current
+    snapshot while the next is read, and see it once it is in."""
+    import time
+
+    store = FreshItemStore(redis_client)
+    indexer = FreshItemIndexer(store, ItemEmbedder(service_files.base))
+    indexer.add([_row("first")])
+    held = _HeldStore(store)
+    source = FreshSource(held, refresh_s=0.0)
+    query = store.snapshot(1)[2][0]
+    assert [c.item_id for c in source.nearest(query, 1, 5)] == ["first"]  # read at once
+    indexer.add([_row("second")])
+    started = time.perf_counter()
+    assert [c.item_id for c in source.nearest(query, 1, 5)] == ["first"]  # Redis held
+    assert time.perf_counter() - started < 5
+    for _ in range(100):  # the background read has started and waits on Redis
+        if held.reads == 2:
+            break
+        time.sleep(0.05)
+    assert held.reads == 2
+    held.release.set()
+    for _ in range(100):
+        if "second" in {c.item_id for c in source.nearest(query, 1, 5)}:
+            break
+        time.sleep(0.05)
+    assert {c.item_id for c in source.nearest(query, 1, 5)} == {"first", "second"}

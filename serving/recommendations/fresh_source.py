@@ -3,9 +3,11 @@ index for the served retrieval version (``stream_worker.fresh_items``), nearest 
 request's query embedding by dot product, on the same scale as the two-tower scores.
 
 Guarantees: the index is re-read from Redis only when its change counter moved, at most every
-``refresh_s``, by one request at a time (the others use the current snapshot, never a mix of
-two); a Redis failure keeps the last snapshot (and is logged once per outage), so this source
-never fails a request; excluded items are never returned.
+``refresh_s``, one read at a time, and off the request's path: a request that finds the
+snapshot due starts the read in a background thread and answers from the current snapshot
+(never a mix of two); only the first request for a version (at start, after a version
+change) waits for its snapshot. A Redis failure keeps the last snapshot (and is logged once
+per outage), so this source never fails a request; excluded items are never returned.
 """
 
 from __future__ import annotations
@@ -34,11 +36,23 @@ class FreshSource:
         self._failing = False
 
     def _refresh(self, version: int) -> None:
+        """Make the snapshot current: read now when there is none for ``version``, else in
+        the background when it is due."""
         now = self.clock()
         if version == self._version and now - self._checked < self.refresh_s:
             return
         if not self._lock.acquire(blocking=False):
-            return  # another request is refreshing: serve the current snapshot
+            return  # a read is under way: serve the current snapshot
+        if version != self._version:  # nothing to serve for this version yet: wait for it
+            self._read(version, now)
+            return
+        self._checked = now  # due: read in the background, answer from the current one
+        threading.Thread(target=self._read, args=(version, now), daemon=True,
+                         name="recsys-fresh-items").start()
+
+    def _read(self, version: int, now: float) -> None:
+        """Read the index of ``version`` if it changed (the caller holds the lock; released
+        here)."""
         try:
             self._checked = now
             changes = self.store.changes(version)
