@@ -495,32 +495,28 @@ def main() -> int:
                 channel.close()
         else:
             command = None
+        def local_cells(model: str, mode: str, factory) -> None:
+            call = factory()
+            answers[(model, mode)] = [call(i) for i in range(CHECK_QUERIES)]
+            for c in concurrency:
+                row = _run_cell(factory, len(queries), c, args.warmup, args.duration, None)
+                results.append({"model": model, "mode": mode, **row})
+                _print_row(model, mode, row)
+
         if "in-process" in args.modes:
             for model in args.models:
                 loaded = tf.saved_model.load(str(base / model / str(version)))
-                function = loaded.signatures[SIGNATURE]
-                factory = _local_client(function, queries)
-                call = factory()
-                answers[(model, "in-process")] = [call(i) for i in range(CHECK_QUERIES)]
-                for c in concurrency:
-                    row = _run_cell(factory, len(queries), c, args.warmup, args.duration, None)
-                    results.append({"model": model, "mode": "in-process", **row})
-                    _print_row(model, "in-process", row)
-                del loaded, function, factory, call
+                local_cells(model, "in-process",
+                            _local_client(loaded.signatures[SIGNATURE], queries))
+                del loaded
                 gc.collect()
         if "servable" in args.modes:
             from serving.servable import Servable
 
             for model in args.models:
                 servable = Servable(model, version, base / model / str(version))
-                factory = _servable_client(servable, queries)
-                call = factory()
-                answers[(model, "servable")] = [call(i) for i in range(CHECK_QUERIES)]
-                for c in concurrency:
-                    row = _run_cell(factory, len(queries), c, args.warmup, args.duration, None)
-                    results.append({"model": model, "mode": "servable", **row})
-                    _print_row(model, "servable", row)
-                del servable, factory, call
+                local_cells(model, "servable", _servable_client(servable, queries))
+                del servable
                 gc.collect()
         for model in args.models:
             got = {mode: answers[(model, mode)] for mode in args.modes}

@@ -32,6 +32,18 @@ def redis_client(tmp_path):
     stop_embedded(cfg.embedded_dir)
 
 
+def _eventually(read, done, attempts: int = 100):
+    """``read()`` until ``done`` holds of it (at most ``attempts`` tries 50 ms apart)."""
+    import time
+
+    for _ in range(attempts):
+        value = read()
+        if done(value):
+            return value
+        time.sleep(0.05)
+    return value
+
+
 def _row(item_id, category="news"):
     return {"item_id": item_id, "item_category": category, "item_language": "en",
             "item_tags": ["breaking"], "item_duration_s": 120.0,
@@ -79,7 +91,10 @@ def test_retrieval_finds_fresh_items_by_the_query_embedding(service_files, redis
     assert "fresh-4" not in {c.item_id for c in source.nearest(query, 1, 3, {"fresh-4"})}
     assert source.nearest(query, version=2, k=3) == []  # another version's index: none yet
     indexer.add([_row("fresh-later")])
-    assert "fresh-later" in {c.item_id for c in source.nearest(query, 1, 10)}
+    # a due snapshot is read in the background: a later request sees the new item
+    assert "fresh-later" in _eventually(lambda: {c.item_id for c in source.nearest(query, 1,
+                                                                                10)},
+                                        lambda ids: "fresh-later" in ids)
 
 
 def test_a_new_version_takes_over_the_items_it_indexes(service_files, redis_client, tmp_path):
@@ -146,14 +161,8 @@ def test_a_due_refresh_is_read_in_the_background(service_files, redis_client):
     started = time.perf_counter()
     assert [c.item_id for c in source.nearest(query, 1, 5)] == ["first"]  # Redis held
     assert time.perf_counter() - started < 5
-    for _ in range(100):  # the background read has started and waits on Redis
-        if held.reads == 2:
-            break
-        time.sleep(0.05)
-    assert held.reads == 2
+    # the background read has started and waits on Redis
+    assert _eventually(lambda: held.reads, lambda reads: reads == 2) == 2
     held.release.set()
-    for _ in range(100):
-        if "second" in {c.item_id for c in source.nearest(query, 1, 5)}:
-            break
-        time.sleep(0.05)
-    assert {c.item_id for c in source.nearest(query, 1, 5)} == {"first", "second"}
+    assert _eventually(lambda: {c.item_id for c in source.nearest(query, 1, 5)},
+                       lambda ids: "second" in ids) == {"first", "second"}
