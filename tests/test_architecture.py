@@ -24,6 +24,7 @@ GROUND_ORDER = (
     ("recsys", "recsys.errors", "recsys.runtime", "recsys.config"),
     ("recsys.data",),
     ("recsys.features",),
+    ("recsys.exploration",),
     ("recsys.evaluation", "recsys.model_contract", "recsys.stream", "recsys.experiments"),
 )
 
