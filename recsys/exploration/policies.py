@@ -124,13 +124,14 @@ class Policy:
         if self.spec.policy == EPSILON_GREEDY:
             pool = drawn_from - slots
             cap = min(explorable, pool)
-            for j in range(slots):
-                # explores at slot j: epsilon, if fewer than `cap` of the j slots above did
-                explores = self.spec.epsilon * stats.binom.cdf(cap - 1, j, self.spec.epsilon) \
-                    if cap else 0.0
-                out[j] = np.where(items == j, 1.0 - explores, 0.0)
-                out[j] += np.where((items >= slots) & (items < drawn_from),
-                                   explores / max(pool, 1), 0.0)
+            # slot j explores with probability epsilon if fewer than `cap` slots above did
+            explores = (self.spec.epsilon * stats.binom.cdf(cap - 1, np.arange(slots),
+                                                            self.spec.epsilon)
+                        if cap else np.zeros(slots))
+            in_pool = (items >= slots) & (items < drawn_from)
+            out[:] = np.where(items[None, :] == np.arange(slots)[:, None],
+                              1.0 - explores[:, None], 0.0)
+            out[:, in_pool] = explores[:, None] / max(pool, 1)
             return out
         in_window = (items >= fixed) & (items < drawn_from)
         weights = plackett_luce.relative_weights(
