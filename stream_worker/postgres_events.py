@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from recsys.data.schemas import EVENTS, EXPOSURES, INGESTED_AT, ITEMS, TableSpec
+from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, INGESTED_AT, ITEMS, TableSpec
 
-_PG_TYPES = {"string": "TEXT", "float": "REAL", "int32": "INTEGER",
-             "timestamp[us, tz=UTC]": "TIMESTAMPTZ", "list<item: string>": "TEXT[]"}
+_PG_TYPES = {"string": "TEXT", "float": "REAL", "double": "DOUBLE PRECISION",
+             "int32": "INTEGER", "int64": "BIGINT", "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+             "list<item: string>": "TEXT[]", "list<item: double>": "DOUBLE PRECISION[]",
+             "list<item: int32>": "INTEGER[]"}
 
 
 def _columns(spec: TableSpec) -> list[tuple[str, str]]:
@@ -53,7 +55,7 @@ class PostgresEventLog:
         with conn.transaction():
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                 sql.Identifier(self.schema)))
-            for spec in (EVENTS, ITEMS, EXPOSURES):
+            for spec in (EVENTS, ITEMS, EXPOSURES, DECISIONS):
                 conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.{} ({}, PRIMARY KEY "
                                           "({}))").format(
                     sql.Identifier(self.schema), sql.Identifier(spec.name),
@@ -90,6 +92,10 @@ class PostgresEventLog:
     def write_exposures(self, table: pa.Table) -> int:
         """Append exposures; returns how many were new."""
         return self._write(EXPOSURES, table, "ON CONFLICT (exposure_id) DO NOTHING")
+
+    def write_decisions(self, table: pa.Table) -> int:
+        """Append decisions; returns how many were new."""
+        return self._write(DECISIONS, table, "ON CONFLICT (request_id) DO NOTHING")
 
     def write_items(self, table: pa.Table) -> int:
         """Insert or replace catalogue rows whose content changed."""

@@ -9,11 +9,12 @@ import multiprocessing
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from recsys.exploration.rewards import RewardConfig
 from recsys.stream.config import StreamConfig
 from stream_worker.worker import BatchReport, StreamWorker
 
@@ -30,10 +31,13 @@ class WorkerSpec:
     lake: Path | None
     consumer: str
     model_base_path: Path | None = None
+    rewards: RewardConfig = field(default_factory=RewardConfig)  # the bandit's rewards
 
 
 def build_worker(spec: WorkerSpec) -> StreamWorker:
+    from recsys.exploration.bandit_store import BanditStore
     from recsys.stream.redis_connection import connect
+    from stream_worker.bandit_updates import BanditLearner
     from stream_worker.consumer_group import ConsumerGroup
     from stream_worker.sinks import OnlineFeatureSink
     from stream_worker.state_store import StreamState
@@ -49,7 +53,8 @@ def build_worker(spec: WorkerSpec) -> StreamWorker:
         fresh = FreshItemIndexer(FreshItemStore(client, spec.cfg.stream),
                                  ItemEmbedder(spec.model_base_path))
     return StreamWorker(group, StreamState(client, spec.cfg), OnlineFeatureSink(spec.repo),
-                        event_log(spec), fresh)
+                        event_log(spec), fresh,
+                        bandit=BanditLearner(BanditStore(client), spec.rewards))
 
 
 def event_log(spec: WorkerSpec):

@@ -95,5 +95,8 @@ class LakeSink:
     def write_exposures(self, table: pa.Table) -> int:
         return self.lake.write_exposures(table, self.source).written if len(table) else 0
 
+    def write_decisions(self, table: pa.Table) -> int:
+        return self.lake.write_decisions(table, self.source).written if len(table) else 0
+
 
 __all__ = ["OnlineFeatureSink", "LakeSink", "feature_frame"]

@@ -1,8 +1,10 @@
 """The stream worker: reads the event stream in a consumer group and applies each entry's
 effects, idempotently by event id, before acknowledging it.
 
-Effects of a batch, in order: exposures (what the service showed) appended to the lake or
-PostgreSQL, idempotent by exposure id; catalogue rows written to the online store and, embedded by
+Effects of a batch, in order: decisions (what exploring policies drew from) and exposures
+(what the service showed) appended to the lake or PostgreSQL, idempotent by request and
+exposure id; the contextual bandit's statistics in Redis (``bandit_updates``, once per
+decision and event); catalogue rows written to the online store and, embedded by
 the newest item tower, added to the fresh-item index (``fresh_items``); the users' session
 states and the items' counters in Redis (:class:`~stream_worker.state_store.StreamState`);
 the ``user_session`` and ``item_stream`` rows pushed to the Feast online store; events and
@@ -40,7 +42,7 @@ from typing import Callable
 import pyarrow as pa
 
 from recsys.data.records import BadRecord, parse_event, parse_item
-from recsys.data.schemas import EVENTS, EXPOSURES, ITEMS
+from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, ITEMS
 from recsys.features.rows import catalogue_row
 from recsys.stream.envelope import BadEntry, Envelope, decode
 from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
@@ -103,9 +105,10 @@ class _Parsed:
 class StreamWorker:
     def __init__(self, group: ConsumerGroup, state: StreamState, online: OnlineFeatureSink,
                  lake: LakeSink | None = None, fresh=None,
-                 before_ack: Callable[[list[str]], None] | None = None):
+                 before_ack: Callable[[list[str]], None] | None = None, bandit=None):
         self.group, self.state, self.online, self.lake = group, state, online, lake
         self.fresh = fresh  # a FreshItemIndexer, or None: no fresh-item index
+        self.bandit = bandit  # a BanditLearner, or None: the bandit does not learn here
         self.cfg = group.cfg
         self.catalogue = CatalogueState(group.client, state.prefix)
         self.before_ack = before_ack  # test hook: runs after the effects, before the ack
@@ -201,7 +204,8 @@ class StreamWorker:
             except BadEntry as exc:
                 self._dead_letter(delivery, str(exc), report)
         parsed = []
-        for kind, spec in (("event", EVENTS), ("exposure", EXPOSURES)):
+        for kind, spec in (("event", EVENTS), ("exposure", EXPOSURES),
+                           ("decision", DECISIONS)):
             batch = [(d, e) for d, e in envelopes if e.kind == kind]
             if not batch:
                 continue
@@ -232,9 +236,15 @@ class StreamWorker:
         event_rows = [p.row for p in parsed if p.envelope.kind == "event" and p.row]
         items = [p for p in parsed if p.envelope.kind == "item"]
         exposures = [p.row for p in parsed if p.envelope.kind == "exposure" and p.row]
+        decisions = [p.row for p in parsed if p.envelope.kind == "decision" and p.row]
+        if decisions and self.lake is not None:
+            self.lake.write_decisions(pa.Table.from_pylist(decisions,
+                                                           schema=input_schema(DECISIONS)))
         if exposures and self.lake is not None:
             self.lake.write_exposures(pa.Table.from_pylist(exposures,
                                                            schema=input_schema(EXPOSURES)))
+        if self.bandit is not None and (decisions or event_rows):
+            self.bandit.apply(decisions, event_rows)
         if items:
             self._apply_items(items)
         if event_rows:

@@ -88,8 +88,16 @@ def test_an_empty_file_has_no_experiments(tmp_path):
      "experiments[0] (a).arms[0] (x).changes.retrieval_candidates must be a positive integer, "
      "got 0"),
     ({"experiments": [{"name": "a", "arms": [{"name": "x", "changes": {
-        "exploration": "epsilon-greedy"}}, {"name": "y"}]}]},
-     "experiments[0] (a).arms[0] (x).changes.exploration must be one of ['none']"),
+        "exploration": "greedy"}}, {"name": "y"}]}]},
+     "experiments[0] (a).arms[0] (x).changes.exploration.policy must be one of ['none', "),
+    ({"experiments": [{"name": "a", "arms": [{"name": "x", "changes": {
+        "exploration": {"policy": "softmax", "temperature": -1}}}, {"name": "y"}]}]},
+     "experiments[0] (a).arms[0] (x).changes.exploration.temperature must be a finite number "
+     "> 0, got -1"),
+    ({"experiments": [{"name": "a", "arms": [{"name": "x", "changes": {
+        "exploration": "softmax:epsilon=0.1"}}, {"name": "y"}]}]},
+     "experiments[0] (a).arms[0] (x).changes.exploration.epsilon: policy 'softmax' does not "
+     "take it"),
     ({"experiments": [{"name": "a", "arms": arms("x", "y"), "targeting": {"users": "old"}}]},
      "experiments[0] (a).targeting.users must be one of ['all', 'new', 'returning'], got 'old'"),
     ({"experiments": [{"name": "a", "arms": arms("x", "y"), "targeting": {"countries": "US"}}]},

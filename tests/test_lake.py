@@ -19,7 +19,8 @@ def test_new_lake_records_format_and_versions(tmp_path):
     Lake(tmp_path / "lake", create=True)
     meta = json.loads((tmp_path / "lake" / "_lake.json").read_text())
     assert meta == {"format": "recsys-lake", "format_version": 1,
-                    "schema_versions": {"events": 1, "items": 1, "users": 1, "exposures": 1}}
+                    "schema_versions": {"events": 1, "items": 1, "users": 1, "exposures": 1,
+                                        "decisions": 1}}
 
 
 def test_opening_a_missing_lake_says_how_to_make_one(tmp_path):

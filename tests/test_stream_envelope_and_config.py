@@ -25,7 +25,7 @@ def test_round_trip():
     ({b"body": b"{}", b"accepted_at_us": b"1"}, "entry has no 'kind' field; fields: "
                                                 "['accepted_at_us', 'body']"),
     ({b"kind": b"user", b"body": b"{}"},
-     "entry kind must be one of ['event', 'item', 'exposure'], got 'user'"),
+     "entry kind must be one of ['event', 'item', 'exposure', 'decision'], got 'user'"),
     ({b"kind": b"event", b"body": b"{oops"}, "entry body is not valid JSON: Expecting property "
                                              "name enclosed in double quotes at position 1"),
     ({b"kind": b"event", b"body": b"[1]"}, "entry body must be a JSON object, got list"),

@@ -38,6 +38,7 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
     from serving.recommendations.http_server import serve_in_thread
     from serving.recommendations.service import build_recommender
     from stream_worker.runner import WorkerSpec, build_worker
+    from workflows.cli.api_commands import bandit_parameters
 
     stream = StreamConfig(embedded_dir=redis_dir, block_ms=200)
     stop_embedded(redis_dir)
@@ -54,7 +55,8 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
                         experiments_overrides=experiments is not None, **service)
     recommender = exposures = None
     try:
-        recommender = build_recommender(cfg)
+        recommender = build_recommender(cfg, bandit=bandit_parameters(producer,
+                                                                      cfg.bandit_poll_s))
         exposures = ExposureLog(producer, recommender.metrics)
         with serve_in_thread(create_app(recommender, producer, exposures)) as url:
             yield LiveStack(url, recommender, lake)

@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 
 RawColumn = pa.ChunkedArray | pa.Array | pd.Series
 _OFFSET_RE = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
-_INT32 = np.iinfo(np.int32)
 
 
 @dataclass
@@ -66,6 +65,9 @@ def _kind(type_: pa.DataType) -> str:
         return "timestamp"
     if pa.types.is_list(type_) and pa.types.is_string(type_.value_type):
         return "string_list"
+    if pa.types.is_list(type_) and (pa.types.is_floating(type_.value_type)
+                                    or pa.types.is_integer(type_.value_type)):
+        return "number_list"
     raise NotImplementedError(f"no coercion to {type_}")
 
 
@@ -154,7 +156,8 @@ def _coerce_number(series: pd.Series, field: pa.Field) -> Coerced:
     if pa.types.is_integer(field.type):
         ok = ~np.isnan(values)
         frac = ok & (np.floor(np.where(ok, values, 0)) != np.where(ok, values, 0))
-        big = ok & ((values < _INT32.min) | (values > _INT32.max))
+        limits = np.iinfo(field.type.to_pandas_dtype())
+        big = ok & ((values < limits.min) | (values > limits.max))
         for i in np.flatnonzero(frac | big):
             reasons[int(i)] = f"{field.name}: expected an integer, got {_describe(series.iloc[i])}"
         bad = bad | frac | big
@@ -204,10 +207,38 @@ def _coerce_string_list(series: pd.Series, field: pa.Field) -> Coerced:
     return _per_value(series.where(~miss, None), field, _to_string_list, "a list of strings")
 
 
+def _number_list(integers: bool) -> Callable[[Any], list]:
+    """A list of numbers (nulls allowed inside; integers only for an integer list)."""
+    def convert(value: Any) -> list:
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("")
+        out = []
+        for v in value:
+            if v is None:
+                out.append(None)
+            elif isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)):
+                raise TypeError("")
+            elif integers and float(v) != int(v):
+                raise ValueError(f"{v!r} is not an integer")
+            else:
+                out.append(int(v) if integers else float(v))
+        return out
+    return convert
+
+
+def _coerce_number_list(series: pd.Series, field: pa.Field) -> Coerced:
+    integers = pa.types.is_integer(field.type.value_type)
+    return _per_value(series, field, _number_list(integers),
+                      f"a list of {'integers' if integers else 'numbers'}")
+
+
 _COERCERS: dict[str, Callable[[pd.Series, pa.Field], Coerced]] = {
     "string": _coerce_string,
     "float": _coerce_number,
     "int": _coerce_number,
     "timestamp": _coerce_timestamp,
     "string_list": _coerce_string_list,
+    "number_list": _coerce_number_list,
 }

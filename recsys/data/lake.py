@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 from recsys.data.dead_letter import Locator, write_dead_letter
 from recsys.data.rules import ValidationPolicy
 from recsys.data.schemas import (
+    DECISIONS,
     EVENTS,
     EXPOSURES,
     INGESTED_AT,
@@ -151,6 +152,11 @@ class Lake:
         """What the service showed (one row per item of an answer), partitioned by day like
         events and deduplicated by ``exposure_id``."""
         return self._write(EXPOSURES, data, source, **options)
+
+    def write_decisions(self, data: Input, source: str, **options) -> WriteReport:
+        """What exploring policies drew from and drew (one row per answer), partitioned by
+        day and deduplicated by ``request_id``."""
+        return self._write(DECISIONS, data, source, **options)
 
     def _write(
         self,

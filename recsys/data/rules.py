@@ -167,9 +167,47 @@ def exposure_rules(cols: Columns, policy: ValidationPolicy) -> list[Rule]:
     ]
 
 
+def decision_rules(cols: Columns, policy: ValidationPolicy) -> list[Rule]:
+    """The ranked list's columns agree in length, and the slots' columns with each other;
+    every slot's rank is a distinct place in the list; propensities lie in (0, 1]."""
+    n = len(cols["request_id"])
+    listed = pc.fill_null(pc.list_value_length(cols["list_item_ids"]), 0).to_numpy(
+        zero_copy_only=False)
+    slots = pc.fill_null(pc.list_value_length(cols["ranks"]), 0).to_numpy(
+        zero_copy_only=False)
+    k = pc.fill_null(cols["k"], 0).to_numpy(zero_copy_only=False)
+    uneven = np.zeros(n, dtype=bool)
+    for name in ("list_scores", "list_categories", "list_ages_s", "list_sources"):
+        lengths = pc.list_value_length(cols[name])
+        uneven |= _mask(pc.and_(pc.is_valid(lengths), pc.not_equal(lengths, pa.array(listed))))
+    for name in ("propensities", "cascade_propensities"):
+        uneven |= pc.fill_null(pc.list_value_length(cols[name]), -1).to_numpy(
+            zero_copy_only=False) != slots
+    ranks = cols["ranks"].to_pylist()
+    bad_ranks = np.array([r is not None and (len(set(r)) != len(r) or any(
+        x is None or not 0 <= x < m for x in r)) for r, m in zip(ranks, listed)], dtype=bool)
+    bad_p = np.zeros(n, dtype=bool)
+    for name in ("propensities", "cascade_propensities"):
+        for i, values in enumerate(cols[name].to_pylist()):
+            if values and any(v is None or not (0 < v <= 1) for v in values):
+                bad_p[i] = True
+    return [
+        Rule((k <= 0) | (slots > np.maximum(k, 0)), lambda i: f"k must be > 0 and at least the "
+             f"slots ({int(slots[i])}), got {int(k[i])}"),
+        Rule(uneven, lambda i: "the list's columns and the slots' columns must each have one "
+                               f"length (the list has {int(listed[i])} items, "
+                               f"{int(slots[i])} slots)"),
+        Rule(bad_ranks, lambda i: f"ranks must be distinct places in the list of "
+                                  f"{int(listed[i])}, got {ranks[i]}"),
+        Rule(bad_p, lambda i: "propensities must lie in (0, 1]"),
+        *_time_range(cols, "timestamp", policy),
+    ]
+
+
 RULES: dict[str, Callable[[Columns, ValidationPolicy], list[Rule]]] = {
     "events": event_rules,
     "items": item_rules,
     "users": user_rules,
     "exposures": exposure_rules,
+    "decisions": decision_rules,
 }

@@ -142,6 +142,10 @@ EXPOSURES = TableSpec(
             pa.field("score", pa.float32()),
             pa.field("source", pa.string()),  # two-tower, trending, fresh, segment-popular ...
             pa.field("propensity", pa.float32()),  # P(shown here | the serving policy)
+            # P(the answer's slots 0..position as shown | the serving policy)
+            pa.field("cascade_propensity", pa.float32()),
+            pa.field("rank", pa.int32()),  # its place in the ranked list before exploration
+            pa.field("policy", pa.string()),  # the exploration policy's spec (canonical JSON)
             pa.field("team", pa.string()),  # interleaving: the arm whose list placed it
             pa.field("tier", pa.string()),
             pa.field("experiments", pa.list_(pa.string())),  # "experiment=arm"
@@ -156,6 +160,38 @@ EXPOSURES = TableSpec(
     key="exposure_id",
 )
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (EVENTS, ITEMS, USERS, EXPOSURES)}
+# What an exploring policy drew from and drew, one row per answer: the ranked list (its
+# items' ids, scores, categories, ages and sources; the user's recent categories), the seed
+# and the slots' ranks and exact propensities. Off-policy evaluation reads it to compute
+# other policies' probabilities on the same lists; the stream worker to update the bandit.
+DECISIONS = TableSpec(
+    "decisions",
+    _schema(
+        "decisions",
+        [
+            pa.field("request_id", pa.string(), nullable=False),
+            pa.field("timestamp", TIMESTAMP, nullable=False),
+            pa.field("user_id", pa.string(), nullable=False),
+            pa.field("policy", pa.string(), nullable=False),  # canonical JSON spec
+            pa.field("seed", pa.int64()),
+            pa.field("k", pa.int32(), nullable=False),
+            pa.field("experiments", pa.list_(pa.string())),  # "experiment=arm"
+            pa.field("list_item_ids", pa.list_(pa.string()), nullable=False),
+            pa.field("list_scores", pa.list_(pa.float64()), nullable=False),
+            pa.field("list_categories", pa.list_(pa.string())),
+            pa.field("list_ages_s", pa.list_(pa.float64())),  # null: unknown creation time
+            pa.field("list_sources", pa.list_(pa.string())),
+            pa.field("recent_categories", pa.list_(pa.string())),
+            pa.field("ranks", pa.list_(pa.int32()), nullable=False),  # per slot
+            pa.field("propensities", pa.list_(pa.float64()), nullable=False),  # per slot
+            pa.field("cascade_propensities", pa.list_(pa.float64()), nullable=False),
+            pa.field("bandit_updates", pa.int64()),  # the bandit snapshot's shown slots
+        ],
+    ),
+    key="request_id",
+)
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (EVENTS, ITEMS, USERS, EXPOSURES,
+                                                             DECISIONS)}
 # tables partitioned by the day of their ``timestamp``, deduplicated by key on write
-PARTITIONED: tuple[TableSpec, ...] = (EVENTS, EXPOSURES)
+PARTITIONED: tuple[TableSpec, ...] = (EVENTS, EXPOSURES, DECISIONS)

@@ -23,7 +23,8 @@ What an arm may change (``ArmChanges``): the model version label it is served fr
 model server's labels, e.g. ``stable`` / ``canary``), the ranker's fusion weight, rules (the
 service checks their names), candidate counts, how far the pipeline goes (``full``,
 ``retrieval`` order without the ranker, ``popular`` lists only) and the exploration policy
-(``none`` until the exploration issue adds others).
+on the served list (``exploration``: a policy name, ``NAME:key=value,...`` or a mapping, see
+``recsys.exploration.spec``).
 
 Guarantees: every problem is a ``ConfigError`` naming the field by its path
 (``experiments[1] (ranker-v2).arms[0].weight must be a number > 0, got -1``); conflicts are
@@ -53,12 +54,12 @@ from recsys.config import (
 )
 from recsys.errors import ConfigError
 from recsys.experiments.hashing import HASH_VERSIONS
+from recsys.exploration.spec import PolicySpec, parse_policy
 
 PIPELINES = ("full", "retrieval", "popular")
 INTERLEAVING = "interleaving"
 METHODS = ("ab", INTERLEAVING)
 INTERLEAVED_ARM = "interleaved"  # the arm an interleaving experiment's requests are in
-EXPLORATION_POLICIES = ("none",)
 USER_KINDS = ("all", "new", "returning")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 name_text = Check(lambda v: isinstance(v, str) and bool(_NAME.match(v)),
@@ -78,7 +79,7 @@ class ArmChanges:
     retrieval_candidates: int | None = None
     trending_candidates: int | None = None
     pipeline: str = "full"
-    exploration: str = "none"
+    exploration: PolicySpec | None = None  # None: the service's own policy
 
     def changed(self) -> tuple[str, ...]:
         """The names of the settings this arm changes (rules by their own name)."""
@@ -236,6 +237,13 @@ def _experiment(entry: Any, n: int, ends: dict[str, float]) -> Experiment:
     if method == INTERLEAVING and len(arms) != 2:
         raise ConfigError(f"{where}.arms: an interleaving experiment compares exactly 2 arms, "
                           f"got {len(arms)}")
+    if method == INTERLEAVING:
+        for i, arm in enumerate(arms):
+            if arm.changes.exploration is not None:
+                raise ConfigError(
+                    f"{where}.arms[{i}] ({arm.name}).changes.exploration: an interleaving "
+                    "experiment's arms cannot explore (the interleaved list's propensities "
+                    "would be unknown); compare exploration in an A/B experiment")
     return Experiment(name, salt, layer, float(traffic), float(offset), arms, baseline,
                       targeting, start, stop, description, method)
 
@@ -254,7 +262,6 @@ def _arm(raw: Any, where: str) -> Arm:
     _known(changes, tuple(f.name for f in fields(ArmChanges)), f"{where}.changes")
     at = f"{where}.changes"
     checks = {"model_label": text, "pipeline": one_of(PIPELINES),
-              "exploration": one_of(EXPLORATION_POLICIES),
               "retrieval_weight": finite_non_negative_number,
               "retrieval_candidates": positive_int, "trending_candidates": positive_int}
     for key, check in checks.items():
@@ -265,6 +272,8 @@ def _arm(raw: Any, where: str) -> Arm:
     for key in rules:
         non_empty_text(f"{at}.rules key", key)
     values = {k: v for k, v in changes.items() if k != "rules" and v is not None}
+    if "exploration" in values:
+        values["exploration"] = parse_policy(values["exploration"], f"{at}.exploration")
     return Arm(name, float(weight), ArmChanges(**values, rules=dict(rules)))
 
 

@@ -1,9 +1,10 @@
 """The stream's entry format: what the API appends and the workers read.
 
-An entry has three fields: ``kind`` (``event``, ``item`` or ``exposure``), ``body`` (the record as JSON, in
-the lake's field names, timestamps as ISO 8601) and ``accepted_at_us`` (when the producer
-accepted it, UNIX microseconds; freshness is measured from it; other producers may leave it
-out). :func:`decode` refuses anything else with a reason, so a worker can dead-letter it.
+An entry has three fields: ``kind`` (``event``, ``item``, ``exposure`` or ``decision``),
+``body`` (the record as JSON, in the lake's field names, timestamps as ISO 8601) and
+``accepted_at_us`` (when the producer accepted it, UNIX microseconds; freshness is measured
+from it; other producers may leave it out). :func:`decode` refuses anything else with a
+reason, so a worker can dead-letter it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-KINDS = ("event", "item", "exposure")
+KINDS = ("event", "item", "exposure", "decision")
 
 
 class BadEntry(ValueError):

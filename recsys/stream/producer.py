@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from recsys.data.schemas import EVENTS, EXPOSURES, ITEMS, TableSpec
+from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, ITEMS, TableSpec
 from recsys.stream.config import StreamConfig
 from recsys.stream.envelope import encode
 from recsys.stream.records import ACCEPTED, check_records
 
-SPECS: dict[str, TableSpec] = {"event": EVENTS, "item": ITEMS, "exposure": EXPOSURES}
+SPECS: dict[str, TableSpec] = {"event": EVENTS, "item": ITEMS, "exposure": EXPOSURES,
+                              "decision": DECISIONS}
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,13 @@ class RecommendationBody(BaseModel):
         description="experiment -> arm to serve this request in, whatever the hash says "
                     "(only with the service's experiments_overrides; not logged as an "
                     "exposure)")
+    seed: int | None = Field(
+        None, ge=0, lt=2 ** 53,
+        description="the exploration draw's seed, to replay an answer (only with the "
+                    "service's experiments_overrides; not logged as an exposure)")
+    debug: bool = Field(False, description="add the exploration policy's draw: the seed, "
+                                           "and per slot its rank in the ranked list and "
+                                           "its propensities")
 
 
 class Item(BaseModel):
@@ -94,17 +101,26 @@ class RecommendationResponse(BaseModel):
     experiments: dict[str, str] = Field(
         default_factory=dict, description="experiment -> arm this request was served in",
         examples=[{"ranker-v2": "treatment"}])
+    exploration: dict | None = Field(
+        None, description="debug answers of an exploring policy: policy, seed, list_size, "
+                          "bandit_updates and per slot position, rank, explored, propensity "
+                          "(P(this item in this slot)) and cascade_propensity (P(slots 0..j "
+                          "as shown))")
 
 
-def response_document(result, request_id: str | None = None) -> dict:
+def response_document(result, request_id: str | None = None, debug: bool = False) -> dict:
     """The ``RecommendationResponse`` of ``result`` as plain JSON types, built directly: the
     service writes it with orjson, without validating its own output item by item (a test
-    holds it to the response model)."""
-    return {"request_id": request_id or uuid.uuid4().hex, "user_id": result.user_id,
-            "items": [_item(c) for c in result.items],
-            "tier": result.tier, "segment": result.segment, "cold_start": result.cold_start,
-            "model_versions": result.model_versions, "latency_ms": result.latency_ms,
-            "degraded": result.degraded, "experiments": result.experiments}
+    holds it to the response model). ``debug`` adds the exploration policy's draw."""
+    document = {"request_id": request_id or uuid.uuid4().hex, "user_id": result.user_id,
+                "items": [_item(c) for c in result.items],
+                "tier": result.tier, "segment": result.segment,
+                "cold_start": result.cold_start, "model_versions": result.model_versions,
+                "latency_ms": result.latency_ms, "degraded": result.degraded,
+                "experiments": result.experiments}
+    if debug and result.exploration is not None:
+        document["exploration"] = result.exploration.document()
+    return document
 
 
 def _item(c) -> dict:
@@ -179,13 +195,17 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
             refused = _refused_arms(body.arms)
             if refused is not None:
                 return refused
+        if body.seed is not None and not cfg.experiments_overrides:
+            metrics.errors.labels("/v1/recommendations", "403").inc()
+            return _error(403, "overrides_off", "this service does not take a request's seed "
+                                                "(experiments_overrides is false)")
         wanted = RecommendationRequest(
             user_id=body.user_id, k=k, context=body.context.model_dump(),
             exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
-            forced_arms=dict(body.arms))
+            forced_arms=dict(body.arms), seed=body.seed)
         if not recommender.try_admit():  # shed here, before the request queues for a thread
             wanted.queued_s = time.perf_counter() - arrived
-            return answer(recommender.shed(wanted), wanted)
+            return answer(recommender.shed(wanted), wanted, body.debug)
 
         def admitted():
             wanted.queued_s = time.perf_counter() - arrived  # off the request's deadline
@@ -205,7 +225,7 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
                 result = await pipeline
             else:
                 pipeline.add_done_callback(_dropped)
-        return answer(result, wanted)
+        return answer(result, wanted, body.debug)
 
     def _refused_arms(arms: dict[str, str]) -> JSONResponse | None:
         if not cfg.experiments_overrides:
@@ -219,12 +239,12 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
             return _error(422, "invalid_request", [{"field": "body.arms", "message": str(exc)}])
         return None
 
-    def answer(result, wanted: RecommendationRequest) -> Response:
+    def answer(result, wanted: RecommendationRequest, debug: bool = False) -> Response:
         request_id = uuid.uuid4().hex
-        if exposures is not None and not wanted.forced_arms:
+        if exposures is not None and not wanted.forced_arms and wanted.seed is None:
             exposures.log(request_id, result, wanted.context)
         # orjson straight to bytes (FastAPI deprecates ORJSONResponse, and warned per answer)
-        return Response(orjson.dumps(response_document(result, request_id)),
+        return Response(orjson.dumps(response_document(result, request_id, debug)),
                         media_type="application/json")
 
     @app.get("/v1/explain", responses={404: {"description": "unknown item"},

@@ -27,7 +27,16 @@ from recsys.config import (
     text,
 )
 from recsys.errors import ConfigError
+from recsys.exploration.spec import PolicySpec, parse_policy
 from serving.recommendations.rules import RulesConfig
+
+
+def _is_policy(value: Any) -> bool:
+    try:
+        parse_policy(value)
+    except ConfigError:
+        return False
+    return isinstance(value, str)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,14 @@ class ServiceConfig(Config):
         experiments_overrides: accept a request's ``arms`` (experiment -> arm, forced, for QA
             and the simulator's counterfactual requests); such answers are not logged as
             exposures. Off by default: a client could otherwise pick its own arm.
+        exploration: the exploration policy of answers no experiment arm gives one to
+            (``recsys.exploration.spec``: ``none``, or e.g.
+            ``softmax:temperature=0.05,max_explored_share=0.3``); an arm's
+            ``changes.exploration`` replaces it for the arm's users. Scores it reads are the
+            rules' (the ranker's scores scaled to [0, 1] within the answer, plus the recency
+            boost), so a temperature is in those units.
+        bandit_poll_s: seconds between two reads of the contextual bandit's parameters from
+            the stream's Redis (a background thread; requests use the last snapshot read).
         tensorflow_intra_op_parallelism, tensorflow_inter_op_parallelism: TensorFlow's thread
             pools in this process (TF Serving's flags of the same names; 0 = TensorFlow's
             default, a thread per core each). 1 and 1 by default: a request's model calls are
@@ -130,6 +147,9 @@ class ServiceConfig(Config):
     experiments_poll_s: float = setting(5.0, positive_number)
     experiments_overrides: bool = setting(False, boolean)
     model_config_file: str = ""
+    exploration: str = setting("none", Check(_is_policy, "a policy spec such as 'none' or "
+                                                        "'softmax:temperature=0.05'"))
+    bandit_poll_s: float = setting(1.0, positive_number)
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)
@@ -142,6 +162,10 @@ class ServiceConfig(Config):
     def check_together(self) -> None:
         if self.default_k > self.max_k:
             raise ConfigError(f"default_k ({self.default_k}) must be <= max_k ({self.max_k})")
+
+    @property
+    def exploration_policy(self) -> PolicySpec:
+        return parse_policy(self.exploration)
 
     @property
     def popular_lists_path(self) -> Path:

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 
 from recsys.errors import ConfigError
 from recsys.experiments import Assigner, Assignment, Experiments, parse_experiments
+from recsys.exploration.spec import PolicySpec
 from serving.recommendations.rules import RulesConfig
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class ArmSettings:
     trending_candidates: int | None = None
     pipeline: str = "full"
     model_label: str = ""  # "": the service's own versions
+    exploration: PolicySpec | None = None  # None: the service's own policy
 
 
 class ExperimentsFile:
@@ -163,6 +165,8 @@ class ExperimentsFile:
                 values["pipeline"] = changes.pipeline
             if changes.model_label:
                 values["model_label"] = changes.model_label
+            if changes.exploration is not None:
+                values["exploration"] = changes.exploration
         merged = (dataclasses.replace(self.base_rules, **rules) if rules else self.base_rules)
         return assignment, ArmSettings(merged, **values)
 

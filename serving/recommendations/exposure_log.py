@@ -10,8 +10,10 @@ service, which cost a quarter of a core; the workers check them and dead-letter 
 with its reason). Every answer is counted in ``recsys_exposures_total``: ``logged``, or
 ``dropped`` (the queue full, the stream's Redis down or never reached), never lost
 silently. A
-deterministic policy shows each item with propensity 1.0 (the exploration issue fills in
-others).
+deterministic answer shows each item with propensity 1.0; an exploring one's exact
+propensities (``ExplorationDecision.slate``: the quadrature of a Plackett-Luce policy runs
+here, in the background, not on the request path) go in its exposures, and what its policy
+drew from in one ``decision`` record (the lake's ``decisions`` table), appended before them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ LOGGED, DROPPED = "logged", "dropped"
 
 def exposure_records(request_id: str, shown_at: dt.datetime, result,
                      context: Mapping[str, str | None]) -> list[dict[str, Any]]:
-    """The exposure records of one answer (a ``RecommendationResult``)."""
+    """The exposure records of one answer (a ``RecommendationResult``): an exploring
+    answer's items carry their exact propensities, rank and policy; a deterministic
+    answer's 1.0 and no policy."""
     arms = [f"{name}={arm}" for name, arm in sorted(result.experiments.items())]
     versions = result.model_versions
     common = {"request_id": request_id, "timestamp": shown_at.isoformat(),
@@ -36,10 +40,42 @@ def exposure_records(request_id: str, shown_at: dt.datetime, result,
               "holdout": int(result.holdout), "retrieval_version": versions.get("retrieval"),
               "ranker_version": versions.get("ranker"),
               **{name: context.get(name) for name in ("device", "country", "language")}}
-    return [{**common, "exposure_id": f"{request_id}/{position}", "item_id": item.item_id,
-             "position": position, "score": float(item.score), "source": item.source,
-             "propensity": 1.0, "team": item.team}
-            for position, item in enumerate(result.items)]
+    decision = result.exploration
+    slate = decision.slate() if decision is not None else None
+    policy = decision.spec.canonical() if decision is not None else None
+    records = []
+    for position, item in enumerate(result.items):
+        explored = slate is not None and position < len(slate.order)
+        records.append({
+            **common, "exposure_id": f"{request_id}/{position}", "item_id": item.item_id,
+            "position": position, "score": float(item.score), "source": item.source,
+            "propensity": float(slate.propensity[position]) if explored else 1.0,
+            "cascade_propensity": float(slate.cascade[position]) if explored else 1.0,
+            "rank": int(slate.order[position]) if explored else position,
+            "policy": policy, "team": item.team})
+    return records
+
+
+def decision_record(request_id: str, shown_at: dt.datetime, result) -> dict[str, Any] | None:
+    """The ``decisions`` row of an exploring answer (None for a deterministic one)."""
+    decision = result.exploration
+    if decision is None:
+        return None
+    slate = decision.slate()
+    ranked = decision.ranked
+    return {"request_id": request_id, "timestamp": shown_at.isoformat(),
+            "user_id": result.user_id, "policy": decision.spec.canonical(),
+            "seed": decision.seed, "k": decision.k,
+            "experiments": [f"{name}={arm}" for name, arm in sorted(result.experiments.items())],
+            "list_item_ids": [c.item_id for c in ranked],
+            "list_scores": [float(c.score) for c in ranked],
+            "list_categories": [c.category or "" for c in ranked],
+            "list_ages_s": decision.ages_s(), "list_sources": [c.source for c in ranked],
+            "recent_categories": list(decision.recent_categories),
+            "ranks": [int(r) for r in slate.order],
+            "propensities": [float(p) for p in slate.propensity],
+            "cascade_propensities": [float(p) for p in slate.cascade],
+            "bandit_updates": None if decision.bandit is None else decision.bandit.updates}
 
 
 class ExposureLog:
@@ -81,10 +117,15 @@ class ExposureLog:
             self._append(answers)
 
     def _append(self, answers: list[tuple]) -> None:
-        records = []
+        records, decisions = [], []
         for request_id, shown_at, result, context in answers:
             records.extend(exposure_records(request_id, shown_at, result, context))
+            decision = decision_record(request_id, shown_at, result)
+            if decision is not None:
+                decisions.append(decision)
         try:
+            if decisions:  # before the exposures: a worker meets an answer's list first
+                self.producer.append("decision", decisions)
             if records:
                 self.producer.append("exposure", records)
         except Exception as exc:  # noqa: BLE001 - the stream is down: counted, not raised
@@ -105,4 +146,4 @@ class ExposureLog:
             self._thread.join(timeout_s)
 
 
-__all__ = ["ExposureLog", "exposure_records", "LOGGED", "DROPPED"]
+__all__ = ["ExposureLog", "exposure_records", "decision_record", "LOGGED", "DROPPED"]

@@ -45,6 +45,7 @@ from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
 from serving.recommendations.experiments import ExperimentsFile
+from serving.recommendations.exploration import ExplorationDecision, Explorer
 from serving.recommendations.item_features import (
     ItemTableLoader,
     encode_item_rows,
@@ -80,6 +81,7 @@ class RecommendationRequest:
     preferred_categories: list[str] = field(default_factory=list)
     now_s: int | None = None
     forced_arms: dict[str, str] = field(default_factory=dict)  # experiment -> arm (overrides)
+    seed: int | None = None  # the exploration draw's seed (None: a fresh one), for replay
     queued_s: float = 0.0  # spent before the pipeline (HTTP parsing, queues): off the deadline
     # taken by whichever answers it first: the pipeline, or a caller that stopped waiting
     # for it at the deadline (``Recommender.late``); the other's answer is dropped uncounted
@@ -108,6 +110,7 @@ class RecommendationResult:
     experiments: dict[str, str] = field(default_factory=dict)  # experiment -> arm
     holdout: bool = False  # in the global holdout: every experiment's baseline
     tier_by_arm: bool = False  # an arm chose the tier (pipeline retrieval or popular)
+    exploration: ExplorationDecision | None = None  # what an exploring policy drew
 
 
 class Retrieved(NamedTuple):
@@ -157,8 +160,10 @@ class Recommender:
                  index: ItemIndex, specs: ModelSpecs, metrics: ServiceMetrics | None = None,
                  clock: Callable[[], float] = time.time, fresh=None, refresher=None,
                  item_loader: ItemTableLoader | None = None,
-                 experiments: ExperimentsFile | None = None):
+                 experiments: ExperimentsFile | None = None, explorer: Explorer | None = None):
         self.cfg, self.features, self.models = cfg, features, models
+        self.explorer = explorer or Explorer()
+        self.exploration = cfg.exploration_policy  # for answers no arm gives a policy
         self.fresh = fresh  # a FreshSource (items newer than the index), or None
         self.refresher = refresher  # a VersionRefresher (follows new versions), or None
         self.popular = popular
@@ -464,7 +469,8 @@ class Recommender:
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
                                     [reason], False, assignment.arms, assignment.holdout)
 
-    def _recommend(self, request: RecommendationRequest) -> RecommendationResult:
+    def _recommend(self, request: RecommendationRequest, explore: bool = True
+                   ) -> RecommendationResult:
         cfg = self.cfg
         started = time.perf_counter()
         deadline = Deadline(max(cfg.request_deadline_ms / 1000.0 - request.queued_s, 1e-6))
@@ -493,7 +499,7 @@ class Recommender:
             return self._interleave(request, interleaving, assignment, started)
         label = arm.model_label if arm is not None else ""
         if label != self.serving_label and label in self.labelled:
-            return self.labelled[label]._recommend(request)  # its versions, index and specs
+            return self.labelled[label]._recommend(request, explore)  # its own models
         pipeline = "full" if arm is None else arm.pipeline
 
         candidates: list[Candidate] = []
@@ -545,8 +551,22 @@ class Recommender:
         if not candidates:
             candidates, segment = self._popular(context, max(3 * request.k, 50), excluded)
             tier = "global-popular" if segment == "global" else "segment-popular"
-        items, _ = apply_rules(candidates, request.k, now_s, excluded,
-                               cfg.rules if arm is None else arm.rules)
+        rules = cfg.rules if arm is None else arm.rules
+        policy = self.exploration if arm is None or arm.exploration is None \
+            else arm.exploration
+        explores = explore and policy.explores and tier in ("full", "retrieval")
+        if explores:  # exploration slots replace the new-item slot; fresh items join the pool
+            rules = dataclasses.replace(rules, new_item_slots=0)
+        items, _ = apply_rules(candidates, request.k, now_s, excluded, rules,
+                               max(policy.pool - request.k, 0) if explores else 0)
+        decision = None
+        if explores and len(items) >= request.k:
+            explore_started = time.perf_counter()
+            items, decision = self.explorer.explore(
+                policy, items, request.k, now_s, tuple(dict.fromkeys(history.categories)),
+                request.seed)
+            self._timed("exploration", explore_started, latency)
+        items = items[:request.k]
         if len(items) < request.k:  # top up from the global list (never an excluded item)
             taken = excluded | {c.item_id for c in items}
             items += self._popular({}, request.k - len(items), taken)[0]
@@ -556,7 +576,8 @@ class Recommender:
             latency["queued"] = round(request.queued_s * 1000, 3)
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
                                     versions, latency, degraded, cold, assignment.arms,
-                                    assignment.holdout, pipeline != "full" and not degraded)
+                                    assignment.holdout, pipeline != "full" and not degraded,
+                                    decision)
 
     def _interleave(self, request: RecommendationRequest, experiment, assignment,
                     started: float) -> RecommendationResult:
@@ -564,9 +585,11 @@ class Recommender:
         arm that placed it, ``team``); the experiment's arm in the answer is
         ``interleaved``. Costs the pipeline twice (the retrieval cache serves the second)."""
         arms = [arm.name for arm in experiment.arms]
+        # without exploration: the service's own policy would make the interleaved list's
+        # propensities unknown (an arm's own exploration is refused by the definitions)
         answers = [self._recommend(dataclasses.replace(
-            request, forced_arms={**request.forced_arms, experiment.name: arm}))
-            for arm in arms]
+            request, forced_arms={**request.forced_arms, experiment.name: arm}),
+            explore=False) for arm in arms]
         ids, teams = team_draft([c.item_id for c in answers[0].items],
                                 [c.item_id for c in answers[1].items], request.k,
                                 random.Random())
@@ -618,6 +641,7 @@ class Recommender:
             labelled.close()
             labelled.models.close()
         self.experiments.stop()
+        self.explorer.bandit.stop()
         if self.item_loader is not None:
             self.item_loader.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)

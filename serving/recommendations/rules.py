@@ -232,13 +232,16 @@ def _diversified(order: Sequence[int], candidates: Sequence[Candidate], k: int,
 
 def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
                 excluded: Collection[str],
-                cfg: RulesConfig) -> tuple[list[Candidate], dict[str, Any]]:
+                cfg: RulesConfig, extra: int = 0) -> tuple[list[Candidate], dict[str, Any]]:
     """remove_excluded -> normalise_scores -> apply_recency_boost -> diversify ->
     reserve_new_item_slots, computed on positions: only the items returned are copied (a
     test holds the result equal to those functions run in turn on copies).
 
     Returns the top k and stats: "removed" (excluded candidates dropped), "candidates_in"
-    (candidates given) and "categories" (distinct non-empty categories in the result)."""
+    (candidates given) and "categories" (distinct non-empty categories in the result).
+    ``extra``: the top k is followed by up to ``extra`` more items (an exploration policy's
+    pool), the items from the fresh-item index first and then the best of the rest, each by
+    its rule score; the top k is the same with or without them."""
     _check_k(k)
     kept, removed = remove_excluded(candidates, excluded)
     scores, notes = _rule_scores(kept, now_s, cfg)
@@ -254,6 +257,17 @@ def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
     tagged = {i: ["diversity cap relaxed"] for i in relaxed}
     for i in new:
         tagged[i] = tagged.get(i, []) + ["new item slot"]
+    if extra:
+        taken, more = {kept[i].item_id for i in top}, []
+        for fresh_first in (True, False):
+            for i in order:
+                if len(more) == extra:
+                    break
+                item = kept[i].item_id
+                if (kept[i].source == "fresh") == fresh_first and item not in taken:
+                    taken.add(item)
+                    more.append(i)
+        top = top + more
     out = [Candidate(kept[i].item_id, scores[i], kept[i].source, kept[i].category,
                      kept[i].created_at_s, [*kept[i].reasons, *notes[i], *tagged.get(i, ())])
            for i in top]

@@ -195,12 +195,14 @@ def _available_labels(cfg: ServiceConfig) -> dict[str, dict[str, int]] | None:
 
 
 def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
-                      features=None, fresh=None) -> Recommender:
+                      features=None, fresh=None, bandit=None) -> Recommender:
     """Everything the service needs, loaded once; ``features`` overrides the Feast reader;
-    ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval. Each model version
-    label an experiment arm names gets a pipeline of its own, pinned to that label's
-    versions (``Recommender.labelled``)."""
+    ``fresh`` (a FreshSource) adds the stream's fresh items to retrieval; ``bandit`` (a
+    ``BanditParameters``, started here) gives the contextual bandit's parameters (None: its
+    prior). Each model version label an experiment arm names gets a pipeline of its own,
+    pinned to that label's versions (``Recommender.labelled``)."""
     from serving.recommendations.experiments import ExperimentsFile, arm_labels
+    from serving.recommendations.exploration import Explorer
 
     labels = _available_labels(cfg)
     metrics = metrics or ServiceMetrics()
@@ -210,12 +212,13 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
         Path(cfg.experiments_change_log) if cfg.experiments_change_log else None,
         on_reload=lambda outcome: metrics.experiment_reloads.labels(outcome).inc(),
         labels=None if labels is None else set(labels))
-    recommender = _build(cfg, metrics, features, fresh, experiments)
+    explorer = Explorer(bandit)
+    recommender = _build(cfg, metrics, features, fresh, experiments, explorer)
     try:
         for label in sorted(arm_labels(experiments.definitions)):
             versions = None if labels is None else labels[label]
             labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
-                              label, versions)
+                              explorer, label, versions)
             labelled.serving_label = label
             # features are the same whatever the version: read once per request, not twice
             labelled.user_cache, labelled.item_cache = recommender.user_cache, \
@@ -228,11 +231,13 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     # a reloaded file may name only the labels loaded now
     experiments.labels = set(recommender.labelled)
     experiments.start(cfg.experiments_poll_s)
+    explorer.bandit.start()
     return recommender
 
 
 def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experiments,
-           label: str | None = None, versions: dict[str, int] | None = None) -> Recommender:
+           explorer, label: str | None = None, versions: dict[str, int] | None = None
+           ) -> Recommender:
     """One pipeline: the latest versions, or those of ``label``."""
     from serving.recommendations.online_features import OnlineFeatures
     from serving.recommendations.popular_lists import PopularLists
@@ -264,6 +269,7 @@ def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experim
              f"v{served.ranker['version']}" if served.ranker else "none")
     recommender = Recommender(cfg, features, models, popular, index, specs, metrics,
                               fresh=fresh, item_loader=item_loader, experiments=experiments,
+                              explorer=explorer,
                               refresher=None if label else version_refresher(cfg, models))
     recommender.warm_up()
     return recommender

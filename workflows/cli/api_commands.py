@@ -119,7 +119,8 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
             logging.getLogger(noisy).setLevel(max(logging.WARNING, log_level))
     producer, fresh = stream_parts(config, redis_url, cfg.repo)
     metrics = ServiceMetrics(multiprocess_dir=os.environ.get(MULTIPROC_ENV) if sock else None)
-    recommender = build_recommender(cfg, metrics=metrics, fresh=fresh)
+    recommender = build_recommender(cfg, metrics=metrics, fresh=fresh,
+                                    bandit=bandit_parameters(producer, cfg.bandit_poll_s))
     log.info("%s start-up objects frozen out of the garbage collector",
              f"{freeze_startup_heap():,}")
     log.info("recommendation service on http://%s:%d (docs: /docs)", host,
@@ -135,6 +136,15 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
     finally:
         exposures.close()
         recommender.close()
+
+
+def bandit_parameters(producer, poll_s: float):
+    """The contextual bandit's parameters, read from the stream's Redis (None without it:
+    the bandit's prior)."""
+    from recsys.exploration.bandit_store import BanditStore
+    from serving.recommendations.exploration import BanditParameters
+
+    return None if producer is None else BanditParameters(BanditStore(producer.client), poll_s)
 
 
 def stream_parts(config: Path | None, redis_url: str | None, repo: Path):

@@ -1,0 +1,163 @@
+"""Exploration on the served answer: a request's policy draws its ``k`` items from the ranked
+list (the answer the rules would give, then the exploration pool), seeded per request.
+
+``Explorer.explore`` runs on the request path and only draws (a generator seeded with the
+request's seed, a Gumbel top-k or a few uniform draws, and for the bandit its features and
+bounds: tens of microseconds); the exact propensities are computed later from the
+``ExplorationDecision`` it returns (``slate()``), by the exposure log's background thread or
+for a debug answer. The same seed and ranked list give the same answer (replay).
+
+The bandit's parameters come from ``BanditParameters``: a background thread reads the
+statistics the stream workers keep in Redis every ``poll_s`` and swaps in a new snapshot; a
+request takes the current one without waiting (before the first read, or without Redis, the
+prior: every item's bound is its width alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recsys.exploration.bandit_store import BanditStore
+from recsys.exploration.features import DIMENSION, bandit_features
+from recsys.exploration.linucb import LinUCBSnapshot, LinUCBState
+from recsys.exploration.policies import Policy, Slate
+from recsys.exploration.spec import LINUCB, PolicySpec
+from serving.recommendations.rules import Candidate
+
+log = logging.getLogger(__name__)
+SEED_BITS = 53  # exact in a float64 (JSON numbers, the lake's coercion)
+
+
+class BanditParameters:
+    """The latest snapshot of the bandit's statistics (``store`` None: the prior only)."""
+
+    def __init__(self, store: BanditStore | None, poll_s: float = 1.0, metrics=None):
+        self.store, self.poll_s, self.metrics = store, poll_s, metrics
+        self._sums = None
+        self._snapshots: dict[float, LinUCBSnapshot] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.read_at = 0.0
+
+    def start(self) -> None:
+        if self.store is None or self._thread is not None:
+            return
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="recsys-bandit", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.refresh()
+
+    def refresh(self) -> bool:
+        """Read the statistics once; True when they changed (a failed read keeps the last)."""
+        try:
+            sums = self.store.read()
+        except Exception as exc:  # noqa: BLE001 - Redis down: serve the last snapshot
+            log.warning("bandit parameters not read (the last ones stay): %s", exc)
+            return False
+        self.read_at = time.time()
+        if sums is None or (self._sums is not None and sums.shown == self._sums.shown
+                            and sums.updated_at == self._sums.updated_at):
+            return False
+        self._sums, self._snapshots = sums, {}  # snapshots are rebuilt per ridge on demand
+        return True
+
+    def snapshot(self, ridge: float) -> LinUCBSnapshot:
+        snapshots = self._snapshots  # one read: a refresh swaps the dict whole
+        found = snapshots.get(ridge)
+        if found is None:
+            sums = self._sums
+            state = sums.state(ridge) if sums is not None else LinUCBState(DIMENSION, ridge)
+            found = snapshots[ridge] = state.snapshot()
+        return found
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+@dataclass
+class ExplorationDecision:
+    """What one answer's policy drew from, and what it drew; ``slate()`` adds the exact
+    propensities (computed once, when first asked)."""
+
+    spec: PolicySpec
+    seed: int
+    ranked: list[Candidate]  # best first: the rules' answer, then the pool
+    k: int
+    order: np.ndarray  # per slot, the index in ``ranked`` of the item shown
+    recent_categories: tuple[str, ...]
+    now_s: int
+    features: np.ndarray | None = None
+    bandit: LinUCBSnapshot | None = None
+    _slate: Slate | None = field(default=None, repr=False)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([c.score for c in self.ranked], dtype=np.float64)
+
+    def slate(self) -> Slate:
+        if self._slate is None:
+            policy = Policy(self.spec, self.bandit)
+            self._slate = policy.slate(self.scores, self.k, self.order, self.features)
+        return self._slate
+
+    def ages_s(self) -> list[float | None]:
+        return [None if c.created_at_s is None else float(max(0, self.now_s - c.created_at_s))
+                for c in self.ranked]
+
+    def document(self) -> dict[str, Any]:
+        """The debug view: the policy, the seed and per slot its rank in the list, whether it
+        explored, and its propensities."""
+        slate = self.slate()
+        return {"policy": self.spec.canonical(), "seed": self.seed,
+                "list_size": len(self.ranked),
+                "bandit_updates": None if self.bandit is None else self.bandit.updates,
+                "slots": [{"position": j, "rank": int(rank), "explored": bool(rank != j),
+                           "propensity": float(slate.propensity[j]),
+                           "cascade_propensity": float(slate.cascade[j])}
+                          for j, rank in enumerate(self.order)]}
+
+
+class Explorer:
+    """Applies exploration policies to ranked lists."""
+
+    def __init__(self, bandit: BanditParameters | None = None):
+        self.bandit = bandit or BanditParameters(None)
+
+    def explore(self, spec: PolicySpec, ranked: list[Candidate], k: int, now_s: int,
+                recent_categories: tuple[str, ...] = (), seed: int | None = None
+                ) -> tuple[list[Candidate], ExplorationDecision]:
+        """The answer the policy draws from ``ranked`` (its first ``k`` are the answer
+        without exploration) and the decision to log; explored slots say so in their
+        reasons."""
+        seed = random.getrandbits(SEED_BITS) if seed is None else seed
+        scores = np.fromiter((c.score for c in ranked), dtype=np.float64, count=len(ranked))
+        features = snapshot = None
+        if spec.policy == LINUCB:
+            snapshot = self.bandit.snapshot(spec.ridge)
+            now = [None if c.created_at_s is None else float(max(0, now_s - c.created_at_s))
+                   for c in ranked]
+            features = bandit_features(scores, [c.category for c in ranked], now,
+                                       [c.source for c in ranked], set(recent_categories))
+        order = Policy(spec, snapshot).choose(scores, k, np.random.default_rng(seed), features)
+        items = []
+        for slot, rank in enumerate(order):
+            item = ranked[rank]
+            if rank != slot:
+                item = item.copy()
+                item.reasons.append(f"explored ({spec.policy}, rank {rank + 1})")
+            items.append(item)
+        return items, ExplorationDecision(spec, seed, ranked, k, order,
+                                          tuple(recent_categories), now_s, features, snapshot)
+
+
+__all__ = ["Explorer", "ExplorationDecision", "BanditParameters", "SEED_BITS"]
