@@ -1,7 +1,7 @@
-"""The contextual bandit learns from the stream: each ``linucb`` answer's bandit slots count
-as shown (``sum x x^T``) when its decision arrives, and each event naming one of those slots
-(``request_id``, ``position``) adds its reward (``sum reward * x``) when it arrives: within a
-batch of the worker, seconds after the user acted.
+"""The contextual bandit learns from the stream: each exploring answer's randomised slots
+(``bandit_slots``) count as shown (``sum x x^T``) when its decision arrives, and each event
+naming one of those slots (``request_id``, ``position``) adds its reward (``sum reward * x``)
+when it arrives: within a batch of the worker, seconds after the user acted.
 
 The features of a slot are rebuilt from the decision row with the function the service chose
 with (``recsys.exploration.features.bandit_features`` on the logged list), so they are what
@@ -22,7 +22,7 @@ import numpy as np
 from recsys.exploration.bandit_store import BanditStore
 from recsys.exploration.features import bandit_features
 from recsys.exploration.rewards import RewardConfig
-from recsys.exploration.spec import LINUCB, parse_policy
+from recsys.exploration.spec import EPSILON_GREEDY, PolicySpec, parse_policy
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,17 @@ class BanditReport:
     shown: int = 0
     rewarded: int = 0
     unknown_slots: int = 0  # rewards of slots that are not a known bandit slot
+
+
+def bandit_slots(spec: PolicySpec, ranks: list[int]) -> list[int]:
+    """The slots of an answer the bandit learns from: those its policy chose at random
+    (the window of ``softmax``, ``uniform`` and ``linucb``; the explored slots of
+    ``epsilon-greedy``). Any stochastic policy's choices teach it, so a bandit arm can start
+    from what a logging policy's answers taught it."""
+    if spec.policy == EPSILON_GREEDY:
+        return [j for j, rank in enumerate(ranks) if rank != j]
+    window = spec.explorable_slots(len(ranks))
+    return list(range(len(ranks) - window, len(ranks))) if window else []
 
 
 class BanditLearner:
@@ -52,21 +63,18 @@ class BanditLearner:
         return report
 
     def _shown(self, decisions: list[dict], report: BanditReport) -> None:
-        bandit = [d for d in decisions if json.loads(d["policy"]).get("policy") == LINUCB]
-        new = set(self.store.new_ids([f"decision:{d['request_id']}" for d in bandit]))
+        new = set(self.store.new_ids([f"decision:{d['request_id']}" for d in decisions]))
         xtx, remembered = None, {}
-        for d in bandit:
+        for d in decisions:
             if f"decision:{d['request_id']}" not in new:
                 continue
-            spec = parse_policy(json.loads(d["policy"]))
-            ranks = d["ranks"]
-            window = spec.explorable_slots(len(ranks))
-            if not window:
+            slots = bandit_slots(parse_policy(json.loads(d["policy"])), d["ranks"])
+            if not slots:
                 continue
+            ranks = d["ranks"]
             features = bandit_features(d["list_scores"], d["list_categories"] or [],
                                        d["list_ages_s"] or [], d["list_sources"] or [],
                                        set(d["recent_categories"] or ()))
-            slots = range(len(ranks) - window, len(ranks))
             x = features[[ranks[j] for j in slots]]
             xtx = x.T @ x if xtx is None else xtx + x.T @ x
             remembered[d["request_id"]] = {j: features[ranks[j]] for j in slots}

@@ -125,18 +125,24 @@ class RewardModel:
 def answer_statistics(answer: LoggedAnswer, target: Policy, k: int, clip: float | None = None,
                       model: RewardModel | None = None) -> np.ndarray:
     """``(9, k)`` sums one answer adds (shown, reward, and the estimators' numerators and
-    weights per slot); ``model`` None leaves the ``dr`` rows at the ``ips`` values."""
-    slots = min(len(answer.order), k)
-    order = np.asarray(answer.order[:slots], dtype=np.int64)
+    weights per slot; ``k`` is the widest answer counted: the target fills as many slots as
+    the answer had, and an answer of more than ``k`` slots counts its first ``k``); ``model``
+    None leaves the ``dr`` rows at the ``ips`` values."""
+    own = len(answer.order)
+    slots = min(own, k)
+    order = np.asarray(answer.order, dtype=np.int64)
     rewards = np.asarray(answer.rewards[:slots], dtype=np.float64)
     features = answer.features
     if model is not None:
-        marginals = target.marginals(answer.scores, k, features)  # (slots, items)
-        target_at = marginals[np.arange(slots), order]
+        marginals = target.marginals(answer.scores, own, features)[:slots]  # (slots, items)
+        target_at = marginals[np.arange(slots), order[:slots]]
     else:
         marginals = None
-        target_at = np.diag(target.marginals(answer.scores, k, features, items=order))[:slots]
-    cascade = np.cumprod(target.step_probabilities(answer.scores, k, order, features))
+        target_at = np.diag(target.marginals(answer.scores, own, features,
+                                             items=order))[:slots]
+    cascade = np.cumprod(target.step_probabilities(answer.scores, own, order,
+                                                   features))[:slots]
+    order = order[:slots]
     limit = math.inf if clip is None else clip
     w = np.minimum(target_at / np.asarray(answer.propensity[:slots], dtype=np.float64), limit)
     v = np.minimum(cascade / np.asarray(answer.cascade[:slots], dtype=np.float64), limit)

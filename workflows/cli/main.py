@@ -21,6 +21,7 @@ from workflows.cli import (
     features_commands,
     model_commands,
     model_server_command,
+    ope_command,
     simulate_command,
     stream_commands,
 )
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_commands.add_parsers(subparsers)
     stream_commands.add_parser(subparsers)
     experiment_commands.add_parser(subparsers)
+    ope_command.add_parser(subparsers)
     simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
