@@ -26,7 +26,6 @@ answers skipped by reason), in three steps that each scale with the logs:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -40,7 +39,7 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.lake_io import OnePerKey, ReadParquetRows, read_events
-from beam_jobs.options import lake_and_output
+from beam_jobs.options import AnswerWindowOptions, lake_and_output, time_option
 from recsys.errors import ConfigError
 from recsys.exploration.features import bandit_features
 from recsys.exploration.linucb import LinUCBState
@@ -48,11 +47,11 @@ from recsys.exploration.ope import (
     FOLDS,
     BootstrapSums,
     LoggedAnswer,
-    RewardModel,
+    add_fold_statistics,
     answer_statistics,
     fold_of,
+    models_from_folds,
     problem,
-    reward_model_statistics,
 )
 from recsys.exploration.policies import Policy
 from recsys.exploration.rewards import RewardConfig
@@ -92,13 +91,7 @@ class RewardModelStatsFn(beam.CombineFn):
         return [None] * FOLDS
 
     def add_input(self, stats, answer):
-        if answer.features is None:
-            return stats
-        xtx, xtr = reward_model_statistics(answer, self.k)
-        fold = fold_of(answer.user_id)
-        stats[fold] = (xtx, xtr) if stats[fold] is None else (stats[fold][0] + xtx,
-                                                              stats[fold][1] + xtr)
-        return stats
+        return add_fold_statistics(stats, answer, self.k)
 
     def merge_accumulators(self, accumulators):
         merged = [None] * FOLDS
@@ -110,15 +103,7 @@ class RewardModelStatsFn(beam.CombineFn):
         return merged
 
     def extract_output(self, stats):
-        present = [s for s in stats if s is not None]
-        if not present:
-            return None
-        models = []
-        for fold in range(FOLDS):
-            others = [s for f, s in enumerate(stats) if f != fold and s is not None] or present
-            models.append(RewardModel.fit(sum(s[0] for s in others),
-                                          sum(s[1] for s in others), self.k))
-        return models
+        return models_from_folds(stats, self.k)
 
 
 class BootstrapSumsFn(beam.CombineFn):
@@ -195,11 +180,6 @@ class OPEJobOptions(PipelineOptions):
         parser.add_argument("--replicates", type=int, default=500,
                             help="bootstrap replicates")
         parser.add_argument("--seed", type=int, default=0, help="the bootstrap's seed")
-        parser.add_argument("--attribution_window_s", type=float, default=1800.0,
-                            help="an event counts for an answer shown at most this long "
-                                 "before it")
-        parser.add_argument("--start", help="ISO time: answers from then on (default: all)")
-        parser.add_argument("--end", help="ISO time: answers before then (default: all)")
         parser.add_argument("--bandit_state", help="a linucb policy's parameters: a file "
                                                    "written by LinUCBState.to_bytes (e.g. "
                                                    "the live bandit's, saved)")
@@ -221,18 +201,6 @@ def reward_config(text: str) -> RewardConfig:
             raise ConfigError(f"--reward {key.strip()} must be a number, got {value!r}") \
                 from None
     return RewardConfig.from_dict(values, "--reward")
-
-
-def _time_option(name: str, text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--{name}: not an ISO time: {text!r}") from None
-    if when.tzinfo is None:
-        raise ConfigError(f"--{name} {text!r} has no time zone (add Z or +00:00)")
-    return int(when.timestamp() * 1_000_000)
 
 
 class _Answer(beam.DoFn):
@@ -301,6 +269,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     what it wrote."""
     options = PipelineOptions(argv)
     opts = options.view_as(OPEJobOptions)
+    window = options.view_as(AnswerWindowOptions)
     lake, output = lake_and_output(options)
     if not opts.policy:
         raise ConfigError("--policy is required (e.g. softmax:temperature=0.1)")
@@ -319,15 +288,15 @@ def run(argv: Sequence[str] | None = None) -> dict:
             raise ConfigError(f"--{name} must be >= {low}, got {getattr(opts, name)}")
     if opts.clip is not None and not opts.clip > 0:
         raise ConfigError(f"--clip must be > 0, got {opts.clip}")
-    if not opts.attribution_window_s > 0:
+    if not window.attribution_window_s > 0:
         raise ConfigError(f"--attribution_window_s must be > 0, got "
-                          f"{opts.attribution_window_s}")
+                          f"{window.attribution_window_s}")
     rewards = reward_config(opts.reward)
-    start_us, end_us = _time_option("start", opts.start), _time_option("end", opts.end)
+    start_us, end_us = time_option("start", window.start), time_option("end", window.end)
     started = time.perf_counter()
     staging = output.with_name(f".{output.name}.{uuid.uuid4().hex[:8]}")
     with beam.Pipeline(options=options) as p:
-        answers, deterministic = logged_answers(p, lake, opts.attribution_window_s, rewards,
+        answers, deterministic = logged_answers(p, lake, window.attribution_window_s, rewards,
                                                 start_us, end_us)
         counted = answers | "CountAnswers" >> beam.combiners.Count.Globally()
         result = answers | EstimatePolicyValue(Policy(spec, bandit), opts.slots, opts.clip,
@@ -344,7 +313,7 @@ def run(argv: Sequence[str] | None = None) -> dict:
     finally:
         staging.unlink(missing_ok=True)
     document = {"policy": spec.canonical(), "reward": rewards.to_dict(),
-                "attribution_window_s": opts.attribution_window_s, "clip": opts.clip,
+                "attribution_window_s": window.attribution_window_s, "clip": opts.clip,
                 "replicates": opts.replicates, "seconds": time.perf_counter() - started,
                 **(found or {"answers": 0, "estimates": {}, "skipped": {}})}
     output.parent.mkdir(parents=True, exist_ok=True)

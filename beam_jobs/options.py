@@ -6,12 +6,31 @@ once only: the feature build and the outcome join both read these.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.postgres_io import EventLogSource
 from recsys.errors import ConfigError
+
+DEFAULT_WINDOW_S = 1800.0
+
+
+class AnswerWindowOptions(PipelineOptions):
+    """Which answers a job reads and how long after one an event still counts for it (the
+    outcome join and off-policy evaluation)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--attribution_window_s", type=float, default=DEFAULT_WINDOW_S,
+                            help="an event counts for an answer shown at most this long "
+                                 "before it")
+        parser.add_argument("--start", help="ISO time: only answers shown from then on "
+                                            "count (default: all)")
+        parser.add_argument("--end", help="ISO time the data is taken to end at (the outcome "
+                                          "join; default: the latest exposure or event), or "
+                                          "answers shown before it (OPE; default: all)")
 
 
 class LakeJobOptions(PipelineOptions):
@@ -55,4 +74,20 @@ def event_log_from_options(options: PipelineOptions) -> EventLogSource | None:
     return EventLogSource(dsn, schema)
 
 
-__all__ = ["LakeJobOptions", "lake_and_output", "event_log_from_options"]
+
+def time_option(name: str, text: str | None) -> int | None:
+    """An ISO time flag as Unix microseconds (None when not given); ConfigError naming
+    ``--name`` for a bad or zone-less time."""
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--{name}: not an ISO time: {text!r}") from None
+    if when.tzinfo is None:
+        raise ConfigError(f"--{name} {text!r} has no time zone (add Z or +00:00)")
+    return int(when.timestamp() * 1_000_000)
+
+
+__all__ = ["LakeJobOptions", "AnswerWindowOptions", "DEFAULT_WINDOW_S", "lake_and_output",
+           "event_log_from_options", "time_option"]

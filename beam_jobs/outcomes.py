@@ -36,7 +36,13 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_jobs.attribution import user_outcomes
 from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, OnePerKey, ReadParquetRows, read_events
-from beam_jobs.options import event_log_from_options, lake_and_output
+from beam_jobs.options import (
+    DEFAULT_WINDOW_S,
+    AnswerWindowOptions,
+    event_log_from_options,
+    lake_and_output,
+    time_option,
+)
 from beam_jobs.pipeline import WriteTable, beam_counters
 from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
 from recsys.data.schemas import EVENTS, EXPOSURES
@@ -44,19 +50,11 @@ from recsys.errors import ConfigError
 from recsys.experiments.outcome_tables import REQUEST_OUTCOMES, USER_OUTCOMES
 
 log = logging.getLogger(__name__)
-DEFAULT_WINDOW_S = 1800.0
 
 
-class OutcomeJobOptions(PipelineOptions):
-    @classmethod
-    def _add_argparse_args(cls, parser):
-        parser.add_argument("--attribution_window_s", type=float, default=DEFAULT_WINDOW_S,
-                            help="an outcome counts for an answer shown at most this long "
-                                 "before it")
-        parser.add_argument("--start", help="ISO time: only answers shown from then on "
-                                            "count (default: all)")
-        parser.add_argument("--end", help="ISO time the data is taken to end at (default: "
-                                          "the latest exposure or event)")
+# the job's options (--attribution_window_s, --start, --end) are shared with off-policy
+# evaluation: one class, since Beam parses every registered options class together
+OutcomeJobOptions = AnswerWindowOptions
 
 
 @dataclass(frozen=True)
@@ -76,21 +74,9 @@ def job_from_options(options: PipelineOptions) -> OutcomeJob:
     if not opts.attribution_window_s > 0:
         raise ConfigError(f"--attribution_window_s must be positive, got "
                           f"{opts.attribution_window_s}")
-    start_us, end_us = (_time_option(name, getattr(opts, name)) for name in ("start", "end"))
+    start_us, end_us = (time_option(name, getattr(opts, name)) for name in ("start", "end"))
     event_log = event_log_from_options(options)
     return OutcomeJob(lake, output, opts.attribution_window_s, end_us, event_log, start_us)
-
-
-def _time_option(name: str, text: str | None) -> int | None:
-    if not text:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--{name}: not an ISO time: {text!r}") from None
-    if when.tzinfo is None:
-        raise ConfigError(f"--{name} {text!r} has no time zone (add Z or +00:00)")
-    return int(when.timestamp() * 1_000_000)
 
 
 def _exposure_row(row: dict) -> dict:

@@ -113,3 +113,18 @@ def test_bad_flags_are_refused_by_name(tmp_path, flags, message):
     lake = Lake(tmp_path / "lake", create=True)
     with pytest.raises(ConfigError, match=message):
         run(["--lake", str(lake.root), "--output", str(tmp_path / "o.json"), *flags])
+
+
+def test_the_ope_job_and_the_outcome_join_share_their_window_options():
+    """Beam parses every registered options class together: one definition each."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_jobs.ope import OPEJobOptions
+    from beam_jobs.options import AnswerWindowOptions
+    from beam_jobs.outcomes import OutcomeJobOptions
+
+    options = PipelineOptions(["--policy", "none", "--attribution_window_s", "60",
+                               "--start", "2026-12-01T00:00:00Z"])
+    assert options.view_as(OPEJobOptions).policy == "none"
+    assert options.view_as(OutcomeJobOptions).attribution_window_s == 60.0
+    assert options.view_as(AnswerWindowOptions).start == "2026-12-01T00:00:00Z"

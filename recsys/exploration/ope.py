@@ -236,17 +236,21 @@ class BootstrapSums:
         return out
 
 
-def fit_reward_models(answers, k: int, ridge: float = 1.0) -> list[RewardModel] | None:
-    """One model per fold, each fitted on the other folds' answers (None without
-    features)."""
-    stats: list[tuple[np.ndarray, np.ndarray] | None] = [None] * FOLDS
-    for answer in answers:
-        if answer.features is None:
-            return None
-        xtx, xtr = reward_model_statistics(answer, k)
-        fold = fold_of(answer.user_id)
-        stats[fold] = (xtx, xtr) if stats[fold] is None else (stats[fold][0] + xtx,
-                                                              stats[fold][1] + xtr)
+def add_fold_statistics(stats: list, answer: LoggedAnswer, k: int) -> list:
+    """``stats`` (one ``(X^T X, X^T r)`` or None per fold) with ``answer``'s added to its
+    user's fold (unchanged for an answer without features)."""
+    if answer.features is None:
+        return stats
+    xtx, xtr = reward_model_statistics(answer, k)
+    fold = fold_of(answer.user_id)
+    stats[fold] = (xtx, xtr) if stats[fold] is None else (stats[fold][0] + xtx,
+                                                          stats[fold][1] + xtr)
+    return stats
+
+
+def models_from_folds(stats: list, k: int, ridge: float = 1.0) -> list[RewardModel] | None:
+    """One model per fold, each fitted on the other folds' statistics (on all of them when
+    only one fold has answers); None when no fold has any."""
     present = [s for s in stats if s is not None]
     if not present:
         return None
@@ -256,6 +260,17 @@ def fit_reward_models(answers, k: int, ridge: float = 1.0) -> list[RewardModel] 
         models.append(RewardModel.fit(sum(s[0] for s in others), sum(s[1] for s in others),
                                       k, ridge))
     return models
+
+
+def fit_reward_models(answers, k: int, ridge: float = 1.0) -> list[RewardModel] | None:
+    """One model per fold, each fitted on the other folds' answers (None without
+    features)."""
+    stats: list = [None] * FOLDS
+    for answer in answers:
+        if answer.features is None:
+            return None
+        add_fold_statistics(stats, answer, k)
+    return models_from_folds(stats, k, ridge)
 
 
 def evaluate(answers, target: Policy, k: int, clip: float | None = None,
@@ -281,4 +296,4 @@ def evaluate(answers, target: Policy, k: int, clip: float | None = None,
 
 __all__ = ["LoggedAnswer", "RewardModel", "BootstrapSums", "ESTIMATORS", "answer_statistics",
            "estimates", "evaluate", "fit_reward_models", "fold_of", "problem",
-           "reward_model_statistics"]
+           "reward_model_statistics", "add_fold_statistics", "models_from_folds"]
