@@ -60,7 +60,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-STAGES = ("features", "retrieval", "candidates", "ranking", "rules", "total")
+STAGES = ("features", "retrieval", "candidates", "ranking", "rules", "exploration", "total")
 TIERS = ("full", "retrieval", "segment-popular", "global-popular")
 log = logging.getLogger("recommendation_api")
 

@@ -6,14 +6,27 @@ events. Defaults: a click is 1, everything else 0 (clicks per answer, the value 
 simulator knows exactly). A skip or dislike may weigh negatively. These are short-term
 rewards, counted by the stream worker within seconds; a longer-term one (the user returning
 within a day) is known only a day later and is read from the outcome join, not online.
+
+The stream worker reads them from the ``rewards`` section of its ``--config`` file::
+
+    rewards: {click: 1.0, like: 0.5, skip: -0.5, watch_s: 0.001}
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
-from recsys.config import Check, Config, finite_non_negative_number, is_finite, setting
+from recsys.config import (
+    Check,
+    Config,
+    config_section,
+    finite_non_negative_number,
+    is_finite,
+    read_yaml_mapping,
+    setting,
+)
 
 finite = Check(is_finite, "a finite number")
 
@@ -39,4 +52,13 @@ class RewardConfig(Config):
 
 _TYPES = ("click", "watch", "like", "share", "skip", "dislike")
 
-__all__ = ["RewardConfig"]
+def load_reward_config(path: Path | None) -> RewardConfig:
+    """The ``rewards`` section of the YAML file at ``path`` (the defaults without one);
+    ConfigError naming an unknown event type or a bad weight."""
+    if path is None:
+        return RewardConfig()
+    section = read_yaml_mapping(path, "with a section rewards").get("rewards") or {}
+    return config_section(RewardConfig, section, "rewards")
+
+
+__all__ = ["RewardConfig", "load_reward_config"]

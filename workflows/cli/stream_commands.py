@@ -23,7 +23,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "fresh-item index that retrieval merges with the main one. Stops cleanly on "
                     "Ctrl-C.")
     worker.add_argument("--config", type=Path, metavar="FILE.yaml",
-                        help="a file with a `stream` section (see recsys/stream/config.py)")
+                        help="a file with a `stream` section (see recsys/stream/config.py) "
+                             "and a `rewards` section: the contextual bandit's reward per "
+                             "event type (recsys/exploration/rewards.py)")
     worker.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR",
                         help="the feature repository profile directory (default feature_repo)")
     worker.add_argument("--lake", type=Path, metavar="DIR",
@@ -51,6 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_stream_worker(args: argparse.Namespace) -> int:
+    from recsys.exploration.rewards import load_reward_config
     from recsys.stream.config import load_stream_config
     from stream_worker.runner import WorkerSpec, run_workers
 
@@ -66,9 +69,10 @@ def run_stream_worker(args: argparse.Namespace) -> int:
     if args.model_base_path is not None and not (args.model_base_path / "item_tower").is_dir():
         raise ConfigError(f"--model-base-path {args.model_base_path} has no item_tower model; "
                           "run `recsys export` first")
+    rewards = load_reward_config(args.config)
     run_workers(WorkerSpec(cfg, repo, args.lake.resolve() if args.lake else None,
                            args.consumer, args.model_base_path.resolve()
-                           if args.model_base_path else None), args.processes)
+                           if args.model_base_path else None, rewards), args.processes)
     return 0
 
 
