@@ -375,3 +375,21 @@ def test_new_item_slots_must_be_a_count(bad) -> None:
     with pytest.raises(ConfigError, match=f"new_item_slots must be an integer >= 0, got "
                                           f"{bad!r}"):
         RulesConfig(new_item_slots=bad)
+
+
+def test_an_exploration_pool_follows_the_same_answer():
+    """``extra``: the top k is unchanged; then fresh-index items, new items, the rest, each
+    by rule score; never an excluded item or one twice."""
+    cfg = RulesConfig(recency_boost=0.0, new_item_slots=0, max_per_category=1.0)
+    candidates = [cand(f"old{n}", 10.0 - n, created_at_s=NOW_S - 30 * DAY_S) for n in range(8)]
+    candidates += [cand("new-low", 0.5, created_at_s=NOW_S - DAY_S // 2),
+                   cand("new-high", 3.5, created_at_s=NOW_S - 3600),
+                   cand("fresh", 0.1, source="fresh", created_at_s=NOW_S - 60),
+                   cand("gone", 9.5), cand("old0", 1.0)]
+    top, _ = apply_rules(candidates, 3, NOW_S, {"gone"}, cfg)
+    answer, _ = apply_rules(candidates, 3, NOW_S, {"gone"}, cfg, extra=6)
+    assert ids(answer[:3]) == ids(top) == ["old0", "old1", "old2"]
+    assert ids(answer[3:]) == ["fresh", "new-high", "new-low", "old3", "old4", "old5"]
+    older = dataclasses.replace(cfg, new_item_age_days=0.01)  # 14 minutes: only "fresh" is new
+    answer, _ = apply_rules(candidates, 3, NOW_S, {"gone"}, older, extra=3)
+    assert ids(answer[3:]) == ["fresh", "old3", "old4"]

@@ -63,12 +63,17 @@ class RulesConfig(Config):
             the best-ranked items from the stream's fresh-item index (source ``fresh``) that
             did not make the list on their score: the ranker has never seen them, so without
             an exploration slot a new item would rarely be shown; 0 disables it.
+        new_item_age_days: items created less than this long ago are new: an exploration
+            policy's pool takes them right after the fresh-item index's (see
+            ``apply_rules``), so exploring discovers new items rather than only the ranked
+            list's next places.
     """
 
     recency_boost: float = setting(0.1, finite_non_negative_number)
     recency_half_life_days: float = setting(30.0, finite_positive_number)
     max_per_category: float = setting(0.4, in_range(0.0, 1.0, low_open=True))
     new_item_slots: int = setting(1, non_negative_int)
+    new_item_age_days: float = setting(1.0, finite_non_negative_number)
 
 
 def _copy(candidate: Candidate) -> Candidate:
@@ -230,6 +235,27 @@ def _diversified(order: Sequence[int], candidates: Sequence[Candidate], k: int,
     return picked, skipped[:k - len(picked)]
 
 
+def _pool(kept: Sequence[Candidate], order: Sequence[int], taken: set[str], size: int,
+          new_since_s: float) -> list[int]:
+    """Up to ``size`` positions of ``kept`` not ``taken``: fresh-index items, then items
+    created from ``new_since_s`` on, then the rest, each group in ``order``."""
+    def group(c: Candidate) -> int:
+        if c.source == "fresh":
+            return 0
+        return 1 if c.created_at_s is not None and c.created_at_s >= new_since_s else 2
+
+    chosen: list[int] = []
+    for wanted in (0, 1, 2):
+        for i in order:
+            if len(chosen) == size:
+                return chosen
+            item = kept[i].item_id
+            if group(kept[i]) == wanted and item not in taken:
+                taken.add(item)
+                chosen.append(i)
+    return chosen
+
+
 def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
                 excluded: Collection[str],
                 cfg: RulesConfig, extra: int = 0) -> tuple[list[Candidate], dict[str, Any]]:
@@ -240,8 +266,9 @@ def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
     Returns the top k and stats: "removed" (excluded candidates dropped), "candidates_in"
     (candidates given) and "categories" (distinct non-empty categories in the result).
     ``extra``: the top k is followed by up to ``extra`` more items (an exploration policy's
-    pool), the items from the fresh-item index first and then the best of the rest, each by
-    its rule score; the top k is the same with or without them."""
+    pool): the items from the fresh-item index first, then new items (created less than
+    ``new_item_age_days`` before ``now_s``), then the best of the rest, each group by rule
+    score; the top k is the same with or without them."""
     _check_k(k)
     kept, removed = remove_excluded(candidates, excluded)
     scores, notes = _rule_scores(kept, now_s, cfg)
@@ -258,16 +285,8 @@ def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
     for i in new:
         tagged[i] = tagged.get(i, []) + ["new item slot"]
     if extra:
-        taken, more = {kept[i].item_id for i in top}, []
-        for fresh_first in (True, False):
-            for i in order:
-                if len(more) == extra:
-                    break
-                item = kept[i].item_id
-                if (kept[i].source == "fresh") == fresh_first and item not in taken:
-                    taken.add(item)
-                    more.append(i)
-        top = top + more
+        top = top + _pool(kept, order, {kept[i].item_id for i in top}, extra,
+                          now_s - cfg.new_item_age_days * SECONDS_PER_DAY)
     out = [Candidate(kept[i].item_id, scores[i], kept[i].source, kept[i].category,
                      kept[i].created_at_s, [*kept[i].reasons, *notes[i], *tagged.get(i, ())])
            for i in top]
