@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,12 +173,15 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
                                test_cfg: SimulationConfig, logging_policy: str = LOGGING,
                                bandit_policy: str = BANDIT, replicates: int = 300,
                                **service) -> ExplorationReport:
-    """The whole run in ``workdir`` (a new lake, stream and outputs)."""
+    """The whole run in ``workdir`` (a new lake, stream and outputs: an earlier run's are
+    removed first)."""
     from beam_jobs.ope import run as run_ope
     from beam_jobs.outcomes import run as run_join
 
     workdir.mkdir(parents=True, exist_ok=True)
     lake_dir = workdir / "lake"
+    for earlier in (lake_dir, workdir / "outcomes"):
+        shutil.rmtree(earlier, ignore_errors=True)
     Lake(lake_dir, create=True)
     experiments_path = workdir / "experiments.yaml"
     experiments_path.write_text("experiments: []\n")

@@ -13,6 +13,7 @@ The same function builds the features in the service (for the choice), in the ex
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Collection, Sequence
 
@@ -24,6 +25,7 @@ _FIXED = 6  # constant, rank share, score, fresh, recent category, age unknown
 DIMENSION = _FIXED + len(AGE_EDGES_DAYS) + 1 + CATEGORY_BUCKETS
 
 
+@functools.lru_cache(maxsize=65_536)
 def category_bucket(category: str) -> int:
     return zlib.crc32(category.encode("utf-8")) % CATEGORY_BUCKETS
 
@@ -43,14 +45,15 @@ def bandit_features(scores: Sequence[float], categories: Sequence[str],
     x[:, 2] = (s - s.mean()) / spread if spread > 0 else 0.0
     x[:, 3] = [source == "fresh" for source in sources]
     x[:, 4] = [c in recent_categories for c in categories]
-    for row, age in enumerate(ages_s):
-        if age is None:
-            x[row, 5] = 1.0
-        else:
-            x[row, _FIXED + int(np.searchsorted(AGE_EDGES_DAYS, age / 86_400.0))] = 1.0
+    ages = np.array([np.nan if a is None else a for a in ages_s], dtype=np.float64)
+    known = ~np.isnan(ages)
+    rows = np.arange(n)
+    x[rows[~known], 5] = 1.0
+    buckets = np.searchsorted(AGE_EDGES_DAYS, ages[known] / 86_400.0)
+    x[rows[known], _FIXED + buckets] = 1.0
     base = _FIXED + len(AGE_EDGES_DAYS) + 1
-    for row, category in enumerate(categories):
-        x[row, base + category_bucket(category or "")] = 1.0
+    x[rows, base + np.fromiter((category_bucket(c or "") for c in categories), dtype=np.int64,
+                               count=n)] = 1.0
     return x
 
 

@@ -31,7 +31,7 @@ class LinUCBSnapshot:
     def upper_bounds(self, features: np.ndarray, alpha: float) -> np.ndarray:
         """``x theta + alpha sqrt(x A^-1 x)`` per row of ``features``."""
         x = np.asarray(features, dtype=np.float64)
-        width = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", x, self.a_inv, x), 0.0))
+        width = np.sqrt(np.maximum(((x @ self.a_inv) * x).sum(axis=1), 0.0))
         return x @ self.theta + alpha * width
 
 
