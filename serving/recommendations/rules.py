@@ -238,22 +238,20 @@ def _diversified(order: Sequence[int], candidates: Sequence[Candidate], k: int,
 def _pool(kept: Sequence[Candidate], order: Sequence[int], taken: set[str], size: int,
           new_since_s: float) -> list[int]:
     """Up to ``size`` positions of ``kept`` not ``taken``: fresh-index items, then items
-    created from ``new_since_s`` on, then the rest, each group in ``order``."""
-    def group(c: Candidate) -> int:
+    created from ``new_since_s`` on, then the rest, each group in ``order`` (one pass)."""
+    groups: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for i in order:
+        c = kept[i]
+        if c.item_id in taken:
+            continue
+        taken.add(c.item_id)
         if c.source == "fresh":
-            return 0
-        return 1 if c.created_at_s is not None and c.created_at_s >= new_since_s else 2
-
-    chosen: list[int] = []
-    for wanted in (0, 1, 2):
-        for i in order:
-            if len(chosen) == size:
-                return chosen
-            item = kept[i].item_id
-            if group(kept[i]) == wanted and item not in taken:
-                taken.add(item)
-                chosen.append(i)
-    return chosen
+            groups[0].append(i)
+        elif c.created_at_s is not None and c.created_at_s >= new_since_s:
+            groups[1].append(i)
+        elif len(groups[2]) < size:  # the rest: only as many as could be taken
+            groups[2].append(i)
+    return (groups[0] + groups[1] + groups[2])[:size]
 
 
 def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
