@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_commands.add_parser(subparsers)
     experiment_commands.add_parser(subparsers)
     ope_command.add_parser(subparsers)
+    ope_command.add_bandit_parser(subparsers)
     simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser

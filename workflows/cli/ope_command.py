@@ -1,9 +1,13 @@
 """`recsys ope`: estimate an exploration policy's value from the lake's logged answers
-(Beam: ``beam_jobs/ope.py``), before it meets users.
+(Beam: ``beam_jobs/ope.py``), before it meets users; `recsys bandit save`: the live
+contextual bandit's parameters to a file (for ``recsys ope --policy linucb:...
+--bandit-state FILE``).
 
     recsys ope --lake LAKE --policy SPEC [--output ope.json] [--slots 20] [--clip W]
         [--replicates 500] [--seed 0] [--attribution-window-s 1800] [--start T] [--end T]
         [--reward click=1,like=0.5,skip=-0.5] [--bandit-state FILE] [Beam options]
+    recsys bandit save --out FILE [--ridge 1.0] [--config FILE.yaml] [--repo DIR]
+        [--redis-url URL]
 
 Prints each estimator's value (expected reward per answer) with its 95% bootstrap interval,
 the logging policies' own value and the mean importance weight (about 1 when the logs are
@@ -43,6 +47,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ope.add_argument("--bandit-state", type=Path, default=None, metavar="FILE",
                      help="a linucb policy's parameters (LinUCBState bytes)")
     ope.set_defaults(func=run_ope, accepts_beam_args=True)
+
+
+def add_bandit_parser(subparsers: argparse._SubParsersAction) -> None:
+    bandit = subparsers.add_parser("bandit", help="the contextual bandit's parameters")
+    commands = bandit.add_subparsers(dest="bandit_command", required=True, metavar="COMMAND")
+    save = commands.add_parser(
+        "save", help="write the live bandit's parameters (from the stream's Redis) to a file",
+        description="Read the statistics the stream workers keep in Redis and write the "
+                    "bandit's state (A = ridge I + sum x x^T, b = sum reward x) to a file that "
+                    "`recsys ope --bandit-state` reads.")
+    save.add_argument("--out", required=True, type=Path, metavar="FILE")
+    save.add_argument("--ridge", type=float, default=1.0,
+                      help="the policy's ridge (its spec's `ridge`, default 1.0)")
+    save.add_argument("--config", type=Path, metavar="FILE.yaml",
+                      help="a file with a `stream` section")
+    save.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR",
+                      help="the feature repository (its embedded Redis, default "
+                           "feature_repo)")
+    save.add_argument("--redis-url", metavar="URL", help="redis://host:port/db of the stream")
+    save.set_defaults(func=run_bandit_save)
+
+
+def run_bandit_save(args: argparse.Namespace) -> int:
+    from recsys.errors import ConfigError
+    from recsys.exploration.bandit_store import BanditStore
+    from recsys.stream.config import load_stream_config
+    from recsys.stream.redis_connection import connect
+
+    if not args.ridge > 0:
+        raise ConfigError(f"--ridge must be > 0, got {args.ridge}")
+    cfg = load_stream_config(args.config, {"redis_url": args.redis_url}).for_repo(
+        args.repo.resolve())
+    sums = BanditStore(connect(cfg)).read()
+    if sums is None:
+        raise ConfigError("the bandit has no statistics yet: no exploring answer has been "
+                          "applied by a stream worker")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(sums.state(args.ridge).to_bytes())
+    print(f"wrote {args.out}: {sums.shown:,} shown slots, last update at "
+          f"{sums.updated_at:.0f} (Unix seconds)")
+    return 0
 
 
 def run_ope(args: argparse.Namespace) -> int:
