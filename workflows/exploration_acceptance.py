@@ -5,9 +5,10 @@ exposure and decision logs, the stream worker (which teaches the bandit) and the
    service's own policy) for ``logging_days`` simulated days; the bandit learns from its
    randomised slots.
 2. **Off-policy evaluation, before the test**: the bandit's parameters at that moment are
-   saved, and ``recsys ope`` estimates, from the logging days' decisions and events, the
-   value (clicks per answer) of the bandit policy with those parameters and of the ranked
-   list without exploration.
+   saved, and ``recsys ope`` estimates, from the last logging day's decisions and events
+   (the earlier days warm the users' sessions up: simulated users gain history as they go,
+   so the first day's answers are not like the test's), the value (clicks per answer) of
+   the bandit policy with those parameters and of the ranked list without exploration.
 3. **The A/B test**: an experiment splits users between ``none`` (the ranked list) and the
    bandit (``bandit``, learning on) for ``test_days`` days. Measured per arm: clicks per
    answer with a 95% interval (delta method over users), CTR uplift with its interval (the
@@ -192,8 +193,9 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
                     exploration=logging_policy, bandit_poll_s=0.1, **service) as stack:
         # 1. logging
         logger = Simulator(stack.url, population, Experiments(), logging_cfg)
-        shown = 0
+        shown, last_day_from = 0, dt.datetime.now(dt.timezone.utc)
         for day in range(logging_cfg.days):
+            last_day_from = dt.datetime.now(dt.timezone.utc)
             day_report = logger.run_day(day)
             report.logging_requests += day_report.requests
             shown += day_report.requests * logging_cfg.k
@@ -215,7 +217,8 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
             out = workdir / f"ope-{target.split(':')[0]}.json"
             document = run_ope(["--lake", str(lake_dir), "--output", str(out), "--policy",
                                 target, "--slots", str(logging_cfg.k), "--replicates",
-                                str(replicates), "--end", logged_until.isoformat(), *extra])
+                                str(replicates), "--start", last_day_from.isoformat(),
+                                "--end", logged_until.isoformat(), *extra])
             report.ope[target.split(":")[0]] = {
                 name: document["estimates"][name]
                 for name in ("ips", "snips", "dr", "logged", "mean_weight")}
