@@ -34,11 +34,11 @@ import pandas as pd
 import requests
 
 from recsys.data.lake import Lake
-from recsys.data.schemas import DECISIONS
 from recsys.data.synthetic import SyntheticConfig
 from recsys.experiments.definitions import Experiments, load_experiments
 from recsys.experiments.statistics import ratio_and_variance
 from recsys.exploration.spec import parse_policy
+from recsys.stream.config import StreamConfig
 from workflows.experiment_loop import run_loop, wait_for_exposures
 from workflows.live_stack import live_stack
 from workflows.simulator import Population, SimulationConfig, Simulator
@@ -73,8 +73,15 @@ class ExplorationReport:
         return asdict(self)
 
 
-def _decisions(lake: Path) -> int:
-    return Lake(lake).partitioned_dataset(DECISIONS).count_rows()
+def _drained(client, stream: str, group: str) -> bool:
+    """The consumer group has read every entry of the stream and acked it (the workers have
+    applied everything appended so far)."""
+    info = client.xinfo_stream(stream)
+    groups = {(g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g
+              for g in client.xinfo_groups(stream)}
+    mine = groups.get(group)
+    last = info["last-generated-id"]
+    return mine is not None and mine["pending"] == 0 and mine["last-delivered-id"] == last
 
 
 def _wait(condition, timeout_s: float = 60.0, every_s: float = 0.2) -> bool:
@@ -201,9 +208,11 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
             shown += day_report.requests * logging_cfg.k
             log.info("logging day %d: %d requests", day, day_report.requests)
         wait_for_exposures(lake_dir, shown)
-        _wait(lambda: _decisions(lake_dir) >= report.logging_requests, 60.0, 0.5)
         logged_until = dt.datetime.now(dt.timezone.utc)
-        time.sleep(2.0)  # the last events' rewards reach the bandit
+        # every decision, exposure and event applied: in the lake and in the bandit
+        client, stream = stack.recommender.explorer.bandit.store.client, StreamConfig()
+        if not _wait(lambda: _drained(client, stream.stream, stream.group), 900.0, 1.0):
+            log.warning("the stream worker has not caught up after 15 minutes")
         bandit = stack.recommender.explorer.bandit
         bandit.refresh()
         ridge = parse_policy(bandit_policy).ridge
@@ -228,10 +237,13 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
         definitions = load_experiments(experiments_path)
         tester = Simulator(stack.url, population, definitions, test_cfg)
         test_started = dt.datetime.now(dt.timezone.utc)
+        def join(lake: Path, out: Path) -> None:  # once the worker has applied everything
+            _wait(lambda: _drained(client, stream.stream, stream.group), 900.0, 1.0)
+            run_join(["--lake", str(lake), "--output", str(out), "--start",
+                      test_started.isoformat()])
+
         result = run_loop(tester, definitions, lake_dir, workdir / "outcomes", test_cfg.days,
-                          join=lambda lake, out: run_join(
-                              ["--lake", str(lake), "--output", str(out), "--start",
-                               test_started.isoformat()]))
+                          join=join)
         report.test_requests = sum(d.requests for d in result.days)
         final = [look for look in result.final() if look.experiment == EXPERIMENT]
         if final:
