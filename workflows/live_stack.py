@@ -29,16 +29,17 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
     """Serve ``repo`` and the models under ``model_base_path`` with ``experiments``; the
     stream lives in ``redis_dir`` (emptied first); ``service`` overrides ServiceConfig
     fields."""
+    from recsys.exploration.bandit_store import BanditStore
     from recsys.stream.config import StreamConfig
     from recsys.stream.producer import StreamProducer
     from recsys.stream.redis_connection import connect, stop_embedded
     from serving.recommendations.app import create_app
     from serving.recommendations.config import ServiceConfig
+    from serving.recommendations.exploration import BanditParameters
     from serving.recommendations.exposure_log import ExposureLog
     from serving.recommendations.http_server import serve_in_thread
     from serving.recommendations.service import build_recommender
     from stream_worker.runner import WorkerSpec, build_worker
-    from workflows.cli.api_commands import bandit_parameters
 
     stream = StreamConfig(embedded_dir=redis_dir, block_ms=200)
     stop_embedded(redis_dir)
@@ -55,8 +56,8 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
                         experiments_overrides=experiments is not None, **service)
     recommender = exposures = None
     try:
-        recommender = build_recommender(cfg, bandit=bandit_parameters(producer,
-                                                                      cfg.bandit_poll_s))
+        recommender = build_recommender(cfg, bandit=BanditParameters(BanditStore(client),
+                                                                     cfg.bandit_poll_s))
         exposures = ExposureLog(producer, recommender.metrics)
         with serve_in_thread(create_app(recommender, producer, exposures)) as url:
             yield LiveStack(url, recommender, lake)
