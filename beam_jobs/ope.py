@@ -50,6 +50,7 @@ from recsys.exploration.ope import (
     add_fold_statistics,
     answer_statistics,
     fold_of,
+    merge_fold_statistics,
     models_from_folds,
     problem,
 )
@@ -94,13 +95,7 @@ class RewardModelStatsFn(beam.CombineFn):
         return add_fold_statistics(stats, answer, self.k)
 
     def merge_accumulators(self, accumulators):
-        merged = [None] * FOLDS
-        for stats in accumulators:
-            for fold, s in enumerate(stats):
-                if s is not None:
-                    merged[fold] = s if merged[fold] is None else (merged[fold][0] + s[0],
-                                                                   merged[fold][1] + s[1])
-        return merged
+        return merge_fold_statistics(accumulators)
 
     def extract_output(self, stats):
         return models_from_folds(stats, self.k)

@@ -13,7 +13,6 @@ counted in ``unknown_slots`` and dropped, never guessed.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +21,7 @@ import numpy as np
 from recsys.exploration.bandit_store import BanditStore
 from recsys.exploration.features import bandit_features
 from recsys.exploration.rewards import RewardConfig
-from recsys.exploration.spec import EPSILON_GREEDY, PolicySpec, parse_policy
+from recsys.exploration.spec import EPSILON_GREEDY, PolicySpec, logged_policy
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class BanditLearner:
         for d in decisions:
             if f"decision:{d['request_id']}" not in new:
                 continue
-            slots = bandit_slots(parse_policy(json.loads(d["policy"])), d["ranks"])
+            slots = bandit_slots(logged_policy(d["policy"]), d["ranks"])
             if not slots:
                 continue
             ranks = d["ranks"]

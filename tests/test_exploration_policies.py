@@ -13,7 +13,7 @@ import pytest
 
 from recsys.errors import ConfigError
 from recsys.exploration import LinUCBState, Policy, parse_policy, plackett_luce
-from recsys.exploration.features import DIMENSION, bandit_features
+from recsys.exploration.features import DIMENSION, bandit_features, new_items
 
 K, N_ITEMS, DRAWS = 5, 9, 20_000
 
@@ -32,14 +32,17 @@ def _enumerated(weights: np.ndarray, n: int) -> np.ndarray:
     return np.array([[float(x) for x in row] for row in out])
 
 
+@pytest.mark.parametrize("method, tolerance", [("prefixes", 1e-12), ("quadrature", 1e-8)])
 @pytest.mark.parametrize("spread", [0.1, 1.0, 5.0, 40.0])
-def test_plackett_luce_marginals_match_enumeration(spread):
+def test_plackett_luce_marginals_match_enumeration(spread, method, tolerance, monkeypatch):
+    if method == "quadrature":  # the path of many positions, forced on a small list
+        monkeypatch.setattr(plackett_luce, "PREFIX_BUDGET", 0)
     rng = np.random.default_rng(int(spread * 10))
     weights = plackett_luce.relative_weights(rng.normal(size=6) * spread)
     exact = _enumerated(weights, 4)
-    assert np.abs(plackett_luce.marginals(weights, 4) - exact).max() < 1e-8
+    assert np.abs(plackett_luce.marginals(weights, 4) - exact).max() < tolerance
     some = np.array([4, 0, 2])  # asking for a few items gives the same columns
-    assert np.abs(plackett_luce.marginals(weights, 4, some) - exact[:, some]).max() < 1e-8
+    assert np.abs(plackett_luce.marginals(weights, 4, some) - exact[:, some]).max() < tolerance
 
 
 def test_plackett_luce_zero_weight_items_never_appear():
@@ -60,7 +63,10 @@ SPECS = [
     "softmax:temperature=2.0,max_explored_share=1.0,pool=8",
     "uniform:max_explored_share=1.0,pool=9",
     "linucb:alpha=0.5,temperature=0.5,max_explored_share=0.4,pool=9",
+    "softmax:temperature=0.7,max_explored_share=0.6,pool=9,new_item_bonus=1.5",
+    "linucb:alpha=0.5,temperature=0.5,max_explored_share=0.6,pool=9,new_item_bonus=2",
 ]
+NEW_ITEMS = (3, 5, 7)  # in ``_list``: created an hour ago (3, 5) or from the fresh index (7)
 
 
 def _bandit(rng: np.random.Generator):
@@ -73,8 +79,9 @@ def _bandit(rng: np.random.Generator):
 
 def _list(rng: np.random.Generator):
     scores = np.sort(rng.normal(size=N_ITEMS))[::-1]
-    features = bandit_features(scores, [f"c{i % 3}" for i in range(N_ITEMS)],
-                               [3600.0 * i for i in range(N_ITEMS)], ["two-tower"] * N_ITEMS,
+    ages = [3600.0 if i in NEW_ITEMS[:2] else 86_400.0 * (i + 2) for i in range(N_ITEMS)]
+    sources = ["fresh" if i == NEW_ITEMS[2] else "two-tower" for i in range(N_ITEMS)]
+    features = bandit_features(scores, [f"c{i % 3}" for i in range(N_ITEMS)], ages, sources,
                                {"c1"})
     return scores, features
 
@@ -137,6 +144,24 @@ def test_explored_slots_stay_under_the_cap_and_a_seed_replays(text):
         assert int((order != np.arange(K)).sum()) <= spec.explorable_slots(K)
 
 
+def test_a_new_item_bonus_moves_the_explored_slots_to_new_items():
+    rng = np.random.default_rng(5)
+    scores, features = _list(rng)
+    assert np.flatnonzero(new_items(features)).tolist() == list(NEW_ITEMS)
+    shares = []
+    for bonus in (0.0, 1.0, 3.0):
+        policy = Policy(parse_policy(f"softmax:temperature=0.7,max_explored_share=0.6,"
+                                     f"new_item_bonus={bonus}"))
+        marginals = policy.marginals(scores, K, features)
+        shares.append(marginals[:, list(NEW_ITEMS)].sum())  # new items per answer
+    assert shares[0] < shares[1] < shares[2] <= 3.0 + 1e-9
+    with pytest.raises(ValueError, match="needs the items' features"):
+        Policy(parse_policy("softmax:new_item_bonus=1")).marginals(scores, K)
+    assert parse_policy("softmax:new_item_bonus=0").canonical() == parse_policy(
+        "softmax").canonical()
+    assert '"new_item_bonus":1.5' in parse_policy("softmax:new_item_bonus=1.5").canonical()
+
+
 def test_short_lists_and_other_policies_answers():
     scores = np.array([3.0, 2.0, 1.0])
     policy = Policy(parse_policy("softmax:temperature=1,max_explored_share=1"))
@@ -164,6 +189,9 @@ def test_short_lists_and_other_policies_answers():
                                               "number > 0"),
     ({"policy": "softmax", "pool": 0}, r"exploration\.pool must be an integer in"),
     ({"policy": "greedy"}, r"exploration\.policy must be one of"),
+    ("softmax:new_item_bonus=-1", r"exploration\.new_item_bonus must be a finite number"),
+    ("epsilon-greedy:new_item_bonus=1", r"exploration\.new_item_bonus: policy "
+                                        "'epsilon-greedy' does not take it"),
     ("softmax:temperature", r"'temperature' is not key=value"),
     ("softmax:temperature=hot", r"exploration\.temperature must be a number, got 'hot'"),
     (3, "must be a policy name or a mapping"),

@@ -3,9 +3,9 @@ import datetime as dt
 import pandas as pd
 import pyarrow as pa
 import pytest
-
 from conftest import event
-from recsys.data.schemas import EVENTS, ITEMS, USERS
+
+from recsys.data.schemas import DECISIONS, EVENTS, ITEMS, USERS
 from recsys.data.validation import validate
 from recsys.errors import SchemaError
 
@@ -161,3 +161,43 @@ def test_bad_users(policy, override, reason):
 def test_input_without_columns_is_a_schema_error(policy):
     with pytest.raises(SchemaError, match="lacks required column"):
         validate([], EVENTS, policy)
+
+
+def _decision(**override):
+    row = {"request_id": "r1", "timestamp": "2026-10-01T12:00:00Z", "user_id": "u1",
+           "policy": '{"policy":"uniform"}', "seed": 7, "k": 3, "experiments": [],
+           "list_item_ids": ["a", "b", "c", "d"], "list_scores": [0.9, 0.5, 0.4, 0.1],
+           "list_categories": ["x", "y", "x", "z"], "list_ages_s": [10.0, None, 5.0, 1.0],
+           "list_sources": ["two-tower"] * 4, "recent_categories": ["x"],
+           "ranks": [0, 3, 1], "propensities": [1.0, 0.5, 0.25],
+           "cascade_propensities": [1.0, 0.5, 0.125], "bandit_updates": None}
+    return {**row, **override}
+
+
+BAD_DECISIONS = [
+    ("k zero", {"k": 0}, "k must be > 0 and at least the slots (3), got 0"),
+    ("k below the slots", {"k": 2}, "k must be > 0 and at least the slots (3), got 2"),
+    ("short scores", {"list_scores": [0.9, 0.5]},
+     "the list's columns and the slots' columns must each have one length (the list has 4 "
+     "items, 3 slots)"),
+    ("short propensities", {"propensities": [1.0, 0.5]},
+     "the list's columns and the slots' columns must each have one length"),
+    ("rank repeated", {"ranks": [0, 0, 1]}, "ranks must be distinct places in the list of 4, "
+                                            "got [0, 0, 1]"),
+    ("rank outside the list", {"ranks": [0, 4, 1]}, "ranks must be distinct places in the list "
+                                                    "of 4, got [0, 4, 1]"),
+    ("zero propensity", {"propensities": [1.0, 0.0, 0.25]}, "propensities must lie in (0, 1]"),
+    ("cascade above one", {"cascade_propensities": [1.0, 1.5, 0.1]},
+     "propensities must lie in (0, 1]"),
+    ("future", {"timestamp": "2026-11-05T00:00:00Z"}, "is in the future"),
+    ("missing policy", {"policy": None}, "missing required field 'policy'"),
+]
+
+
+@pytest.mark.parametrize("override, reason", [(o, why) for _, o, why in BAD_DECISIONS],
+                         ids=[name for name, _, _ in BAD_DECISIONS])
+def test_bad_decisions_are_rejected_with_their_reason(policy, override, reason):
+    result = validate([_decision(request_id="good"), _decision(**override)], DECISIONS, policy)
+    assert result.table.column("request_id").to_pylist() == ["good"]
+    assert len(result.rejected) == 1 and reason in result.rejected[0].reason, \
+        result.rejected[0].reason

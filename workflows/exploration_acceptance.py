@@ -44,8 +44,11 @@ from workflows.live_stack import live_stack
 from workflows.simulator import Population, SimulationConfig, Simulator
 
 log = logging.getLogger(__name__)
-LOGGING = "softmax:temperature=0.1,max_explored_share=0.3,pool=40"
-BANDIT = "linucb:alpha=0.5,temperature=0.05,max_explored_share=0.3,pool=40"
+# both give new items' weights a factor e**2: the bandit to discover them, the logging policy
+# so that its logs support a policy that shows them (OPE needs the logger to show what the
+# candidate would)
+LOGGING = "softmax:temperature=0.1,max_explored_share=0.3,pool=40,new_item_bonus=2"
+BANDIT = "linucb:alpha=0.5,temperature=0.05,max_explored_share=0.3,pool=40,new_item_bonus=2"
 EXPERIMENT = "explore"
 NEW_ITEM_S = 86_400
 
@@ -156,7 +159,7 @@ def _freshness(url: str, stack, definitions: Experiments, population: Population
         answer = requests.post(f"{url}/v1/recommendations", timeout=30, json={
             "user_id": user_id, "k": simulator.cfg.k, "context": context}).json()
         slot = len(answer["items"]) - spec.explorable_slots(len(answer["items"]))
-        before = bandit._sums.xtr.copy() if bandit._sums is not None else None
+        before = bandit.sums.xtr.copy() if bandit.sums is not None else None
         time.sleep(1.5)  # the decision reaches the worker first (as a real click would)
         posted = time.perf_counter()
         event = {"event_id": f"fresh-{answer['request_id']}", "user_id": user_id,
@@ -166,7 +169,7 @@ def _freshness(url: str, stack, definitions: Experiments, population: Population
         requests.post(f"{url}/v1/events", json={"events": [event]}, timeout=30)
 
         def moved() -> bool:
-            sums = bandit._sums
+            sums = bandit.sums
             return sums is not None and (before is None or not np.allclose(sums.xtr, before))
 
         if _wait(moved, timeout_s=30.0, every_s=0.02):

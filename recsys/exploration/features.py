@@ -23,6 +23,7 @@ CATEGORY_BUCKETS = 16
 AGE_EDGES_DAYS = (1.0, 7.0, 30.0)
 _FIXED = 6  # constant, rank share, score, fresh, recent category, age unknown
 DIMENSION = _FIXED + len(AGE_EDGES_DAYS) + 1 + CATEGORY_BUCKETS
+FRESH_COLUMN, UNDER_A_DAY_COLUMN = 3, _FIXED  # from the fresh-item index; age < 1 day
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -57,4 +58,11 @@ def bandit_features(scores: Sequence[float], categories: Sequence[str],
     return x
 
 
-__all__ = ["bandit_features", "DIMENSION", "CATEGORY_BUCKETS", "category_bucket"]
+def new_items(features: np.ndarray) -> np.ndarray:
+    """Per item of ``bandit_features``' list: True for a new item (from the fresh-item index,
+    or created less than a day ago)."""
+    features = np.asarray(features)
+    return (features[:, FRESH_COLUMN] > 0) | (features[:, UNDER_A_DAY_COLUMN] > 0)
+
+
+__all__ = ["bandit_features", "new_items", "DIMENSION", "CATEGORY_BUCKETS", "category_bucket"]

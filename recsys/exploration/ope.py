@@ -241,11 +241,25 @@ def add_fold_statistics(stats: list, answer: LoggedAnswer, k: int) -> list:
     user's fold (unchanged for an answer without features)."""
     if answer.features is None:
         return stats
-    xtx, xtr = reward_model_statistics(answer, k)
     fold = fold_of(answer.user_id)
-    stats[fold] = (xtx, xtr) if stats[fold] is None else (stats[fold][0] + xtx,
-                                                          stats[fold][1] + xtr)
+    stats[fold] = _sum_statistics(stats[fold], reward_model_statistics(answer, k))
     return stats
+
+
+def merge_fold_statistics(many) -> list:
+    """Per fold, the sum of several ``add_fold_statistics`` results."""
+    merged: list = [None] * FOLDS
+    for stats in many:
+        for fold, s in enumerate(stats):
+            merged[fold] = _sum_statistics(merged[fold], s)
+    return merged
+
+
+def _sum_statistics(a, b):
+    """``(X^T X, X^T r)`` pairs added (None is the empty sum)."""
+    if a is None or b is None:
+        return b if a is None else a
+    return a[0] + b[0], a[1] + b[1]
 
 
 def models_from_folds(stats: list, k: int, ridge: float = 1.0) -> list[RewardModel] | None:
@@ -296,4 +310,5 @@ def evaluate(answers, target: Policy, k: int, clip: float | None = None,
 
 __all__ = ["LoggedAnswer", "RewardModel", "BootstrapSums", "ESTIMATORS", "answer_statistics",
            "estimates", "evaluate", "fit_reward_models", "fold_of", "problem",
-           "reward_model_statistics", "add_fold_statistics", "models_from_folds"]
+           "reward_model_statistics", "add_fold_statistics", "merge_fold_statistics",
+           "models_from_folds"]

@@ -4,8 +4,11 @@ Plackett-Luce with weights ``w`` fills position 0 with item ``i`` with probabili
 ``w_i / sum(w)``, then position 1 from the items left in the same way, and so on. Sampling is
 the Gumbel-top-k trick (sort ``log w + Gumbel noise``), which has exactly that law.
 
-The marginal probability of item ``i`` at position ``j`` has no closed form (summing over the
-items placed before it is exponential). It is computed from the exponential-race picture of
+The marginal probability of item ``i`` at position ``j`` has no closed form: it is a sum over
+the ordered lists of items placed before it, exponential in ``j``. For the first few
+positions (at most ``PREFIX_BUDGET`` prefixes: three positions of a 40-item window, the usual
+exploration slots) that sum is computed as it stands, vectorised over the prefixes
+(``_by_prefixes``: exact up to rounding, about 0.1 ms). Beyond, from the exponential-race picture of
 the model: every item arrives at an independent time ``T_m ~ Exp(w_m)`` and the list is the
 order of arrival, so
 
@@ -32,6 +35,7 @@ MIN_RELATIVE_WEIGHT = float(np.exp(-30.0))
 _STEP = 0.4  # log-time grid step: the error falls like exp(-2 pi (pi/2) / step)
 _LOW_S = -23.0  # the mass of an item's arrival before exp(-23) is below 1e-10
 _HIGH_MARGIN = float(np.log(36.0))  # exp(-36) of the lightest item is left after this
+PREFIX_BUDGET = 5_000  # most ordered prefixes summed over directly, rather than quadrature
 
 
 def relative_weights(log_weights: np.ndarray) -> np.ndarray:
@@ -89,6 +93,38 @@ def marginals(weights: np.ndarray, n: int, items: np.ndarray | None = None) -> n
     if len(kept) == 1:
         out[0, wanted] = 1.0
         return out
+    by_prefixes = len(kept) ** (n - 1) <= PREFIX_BUDGET
+    probabilities = (_by_prefixes if by_prefixes else _by_quadrature)(w_all, kept, asked, n)
+    out[:, wanted] = probabilities[:, np.searchsorted(asked, items[wanted])]
+    return out
+
+
+def _by_prefixes(w_all: np.ndarray, kept: np.ndarray, asked: np.ndarray, n: int
+                 ) -> np.ndarray:
+    """``(n, len(asked))`` by the sum over every ordered prefix of each position: a prefix
+    of probability ``p`` leaving weight ``L`` puts item ``i`` next with ``p w_i / L`` when
+    ``i`` is not in it. Sums of positive terms only (no cancellation, whatever the
+    weights' spread)."""
+    w = w_all[kept]
+    at = np.searchsorted(kept, asked)
+    out = np.zeros((n, len(asked)))
+    left_out = np.ones((1, len(kept)))  # per prefix: 1 for the items not in it, else 0
+    chance = np.ones(1)  # per prefix: its probability
+    for j in range(n):
+        share = chance / (left_out @ w)
+        out[j] = w[at] * (share @ left_out[:, at])
+        if j == n - 1:
+            break
+        prefix, item = np.nonzero(left_out)  # every prefix extended by every item left
+        chance = share[prefix] * w[item]
+        left_out = left_out[prefix]
+        left_out[np.arange(len(item)), item] = 0.0
+    return np.clip(out, 0.0, 1.0)
+
+
+def _by_quadrature(w_all: np.ndarray, kept: np.ndarray, asked: np.ndarray, n: int
+                   ) -> np.ndarray:
+    """``(n, len(asked))`` by the exponential race (the module's docstring)."""
     rest = np.setdiff1d(kept, asked)
     high = _HIGH_MARGIN - np.log(w_all[asked].min())
     t = np.exp(np.arange(_LOW_S, high + _STEP, _STEP))
@@ -121,10 +157,8 @@ def marginals(weights: np.ndarray, n: int, items: np.ndarray | None = None) -> n
         others[:, :, a:] += before[:r, :, a, None] * after[1:, :, :n - a]
     # d/ds of the item's own arrival, w t exp(-w t), times the step (trapezoid in s)
     density = t[None, :] * w_all[asked, None] * waiting * _STEP
-    probabilities = np.clip(np.einsum("ig,igj->ji", density, others), 0.0, 1.0)
-    out[:, wanted] = probabilities[:, np.searchsorted(asked, items[wanted])]
-    return out
+    return np.clip(np.einsum("ig,igj->ji", density, others), 0.0, 1.0)
 
 
-__all__ = ["MIN_RELATIVE_WEIGHT", "relative_weights", "sample", "sequence_probabilities",
-           "marginals"]
+__all__ = ["MIN_RELATIVE_WEIGHT", "PREFIX_BUDGET", "relative_weights", "sample",
+           "sequence_probabilities", "marginals"]

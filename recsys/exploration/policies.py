@@ -23,6 +23,7 @@ import numpy as np
 from scipy import stats
 
 from recsys.exploration import plackett_luce
+from recsys.exploration.features import new_items
 from recsys.exploration.spec import EPSILON_GREEDY, LINUCB, NONE, UNIFORM, PolicySpec
 
 
@@ -50,6 +51,12 @@ class Policy:
             raise ValueError("a linucb policy needs the bandit's parameters")
         self.spec, self.bandit = spec, bandit
 
+    @property
+    def needs_features(self) -> bool:
+        """True when the law depends on the items' ``bandit_features`` (then every method
+        must be given them)."""
+        return self.spec.policy == LINUCB or self.spec.new_item_bonus > 0
+
     # -- the shape of an answer ------------------------------------------------------------
     def _sizes(self, n_items: int, k: int) -> tuple[int, int, int]:
         """(slots filled, explorable slots, items drawn from)."""
@@ -60,13 +67,19 @@ class Policy:
     def _window_log_weights(self, scores: np.ndarray, features: np.ndarray | None,
                             first: int, last: int) -> np.ndarray:
         """Plackett-Luce log weights of list items ``first..last-1`` (the window policies)."""
+        if self.needs_features and features is None:
+            raise ValueError(f"policy {self.spec.canonical()} needs the items' features")
         if self.spec.policy == UNIFORM:
             return np.zeros(last - first)
         if self.spec.policy == LINUCB:
             values = self.bandit.upper_bounds(np.asarray(features)[first:last], self.spec.alpha)
         else:
             values = np.asarray(scores, dtype=np.float64)[first:last]
-        return values / self.spec.temperature
+        log_weights = values / self.spec.temperature
+        if self.spec.new_item_bonus:
+            log_weights = log_weights + self.spec.new_item_bonus * new_items(
+                np.asarray(features)[first:last])
+        return log_weights
 
     # -- drawing ---------------------------------------------------------------------------
     def choose(self, scores: np.ndarray, k: int, rng: np.random.Generator,

@@ -20,6 +20,11 @@ list's best items it draws from):
   bandit's ranking with exactly known propensities (plain LinUCB's argmax has none, and
   Thompson sampling's have no closed form).
 
+``softmax`` and ``linucb`` also take ``new_item_bonus`` (default 0): new items (from the
+fresh-item index, or created less than a day ago) have their Plackett-Luce weight multiplied
+by ``e ** new_item_bonus``, so the explored slots go to items the ranker has never been
+trained on (optimism for the unseen; the propensities stay exact: it is still Plackett-Luce).
+
 Guarantees: a spec with an unknown field, a field its policy does not take, or a value out
 of range is a ``ConfigError`` naming the field; ``canonical()`` is the same text for equal
 specs (it is what the exposure log records).
@@ -27,6 +32,7 @@ specs (it is what the exposure log records).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, fields
@@ -51,9 +57,9 @@ MAX_POOL = 1000
 _TAKES: dict[str, tuple[str, ...]] = {
     NONE: (),
     EPSILON_GREEDY: ("epsilon", "max_explored_share", "pool"),
-    SOFTMAX: ("temperature", "max_explored_share", "pool"),
+    SOFTMAX: ("temperature", "max_explored_share", "pool", "new_item_bonus"),
     UNIFORM: ("max_explored_share", "pool"),
-    LINUCB: ("alpha", "ridge", "temperature", "max_explored_share", "pool"),
+    LINUCB: ("alpha", "ridge", "temperature", "max_explored_share", "pool", "new_item_bonus"),
 }
 _CHECKS: dict[str, Check] = {
     "epsilon": in_range(0.0, 1.0),
@@ -62,7 +68,10 @@ _CHECKS: dict[str, Check] = {
     "ridge": finite_positive_number,
     "max_explored_share": in_range(0.0, 1.0),
     "pool": int_in_range(1, MAX_POOL),
+    "new_item_bonus": finite_non_negative_number,
 }
+# fields left out of ``canonical`` at their default (specs logged before they existed)
+_OMITTED_AT_DEFAULT = {"new_item_bonus": 0.0}
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,7 @@ class PolicySpec:
     ridge: float = 1.0
     max_explored_share: float = 0.2
     pool: int = 50
+    new_item_bonus: float = 0.0
 
     @property
     def explores(self) -> bool:
@@ -87,8 +97,10 @@ class PolicySpec:
         return not (self.policy == EPSILON_GREEDY and self.epsilon == 0)
 
     def params(self) -> dict[str, Any]:
-        """The fields this policy takes, with their values."""
-        return {name: getattr(self, name) for name in _TAKES[self.policy]}
+        """The fields this policy takes, with their values (``new_item_bonus`` only when
+        set)."""
+        return {name: getattr(self, name) for name in _TAKES[self.policy]
+                if _OMITTED_AT_DEFAULT.get(name, object()) != getattr(self, name)}
 
     def canonical(self) -> str:
         """The spec as compact JSON with sorted keys (equal specs, equal text)."""
@@ -129,6 +141,13 @@ def parse_policy(raw: Any, where: str = "exploration") -> PolicySpec:
     return PolicySpec(name, **values)
 
 
+@functools.lru_cache(maxsize=256)
+def logged_policy(canonical: str) -> PolicySpec:
+    """The spec a log records as ``canonical()`` text (parsed once per distinct text: the
+    specs are few and immutable)."""
+    return parse_policy(json.loads(canonical), "logged policy")
+
+
 def _from_text(text: str, where: str) -> dict[str, Any]:
     name, _, rest = text.strip().partition(":")
     raw: dict[str, Any] = {"policy": name.strip()}
@@ -144,5 +163,5 @@ def _from_text(text: str, where: str) -> dict[str, Any]:
     return raw
 
 
-__all__ = ["PolicySpec", "parse_policy", "POLICIES", "NONE", "EPSILON_GREEDY", "SOFTMAX",
-           "UNIFORM", "LINUCB", "MAX_POOL"]
+__all__ = ["PolicySpec", "parse_policy", "logged_policy", "POLICIES", "NONE",
+           "EPSILON_GREEDY", "SOFTMAX", "UNIFORM", "LINUCB", "MAX_POOL"]

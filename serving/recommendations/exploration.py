@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from recsys.exploration.bandit_store import BanditStore
-from recsys.exploration.features import DIMENSION, bandit_features
+from recsys.exploration.features import DIMENSION, bandit_features, new_items
 from recsys.exploration.linucb import LinUCBSnapshot, LinUCBState
 from recsys.exploration.policies import Policy, Slate
 from recsys.exploration.spec import LINUCB, PolicySpec
@@ -71,6 +71,11 @@ class BanditParameters:
         self._sums, self._snapshots = sums, {}  # snapshots are rebuilt per ridge on demand
         return True
 
+    @property
+    def sums(self):
+        """The statistics last read (``BanditSums``; None before the first read)."""
+        return self._sums
+
     def snapshot(self, ridge: float) -> LinUCBSnapshot:
         snapshots = self._snapshots  # one read: a refresh swaps the dict whole
         found = snapshots.get(ridge)
@@ -98,6 +103,7 @@ class ExplorationDecision:
     now_s: int
     features: np.ndarray | None = None
     bandit: LinUCBSnapshot | None = None
+    _ages_s: list[float | None] | None = field(default=None, repr=False)
     _slate: Slate | None = field(default=None, repr=False)
 
     @property
@@ -111,8 +117,10 @@ class ExplorationDecision:
         return self._slate
 
     def ages_s(self) -> list[float | None]:
-        return [None if c.created_at_s is None else float(max(0, self.now_s - c.created_at_s))
-                for c in self.ranked]
+        """Each listed item's age at the decision (None: unknown), computed once."""
+        if self._ages_s is None:
+            self._ages_s = _ages_s(self.ranked, self.now_s)
+        return self._ages_s
 
     def document(self) -> dict[str, Any]:
         """The debug view: the policy, the seed and per slot its rank in the list, whether it
@@ -125,6 +133,11 @@ class ExplorationDecision:
                            "propensity": float(slate.propensity[j]),
                            "cascade_propensity": float(slate.cascade[j])}
                           for j, rank in enumerate(self.order)]}
+
+
+def _ages_s(ranked: list[Candidate], now_s: int) -> list[float | None]:
+    return [None if c.created_at_s is None else float(max(0, now_s - c.created_at_s))
+            for c in ranked]
 
 
 class Explorer:
@@ -141,23 +154,26 @@ class Explorer:
         reasons."""
         seed = random.getrandbits(SEED_BITS) if seed is None else seed
         scores = np.fromiter((c.score for c in ranked), dtype=np.float64, count=len(ranked))
-        features = snapshot = None
-        if spec.policy == LINUCB:
-            snapshot = self.bandit.snapshot(spec.ridge)
-            now = [None if c.created_at_s is None else float(max(0, now_s - c.created_at_s))
-                   for c in ranked]
-            features = bandit_features(scores, [c.category for c in ranked], now,
+        snapshot = self.bandit.snapshot(spec.ridge) if spec.policy == LINUCB else None
+        policy = Policy(spec, snapshot)
+        ages = features = None
+        if policy.needs_features:
+            ages = _ages_s(ranked, now_s)
+            features = bandit_features(scores, [c.category for c in ranked], ages,
                                        [c.source for c in ranked], set(recent_categories))
-        order = Policy(spec, snapshot).choose(scores, k, np.random.default_rng(seed), features)
+        order = policy.choose(scores, k, np.random.default_rng(seed), features)
+        new = new_items(features) if spec.new_item_bonus else None
         items = []
         for slot, rank in enumerate(order):
             item = ranked[rank]
             if rank != slot:
                 item = item.copy()
-                item.reasons.append(f"explored ({spec.policy}, rank {rank + 1})")
+                kind = ", new item" if new is not None and new[rank] else ""
+                item.reasons.append(f"explored ({spec.policy}, rank {rank + 1}{kind})")
             items.append(item)
         return items, ExplorationDecision(spec, seed, ranked, k, order,
-                                          tuple(recent_categories), now_s, features, snapshot)
+                                          tuple(recent_categories), now_s, features, snapshot,
+                                          ages)
 
 
 __all__ = ["Explorer", "ExplorationDecision", "BanditParameters", "SEED_BITS"]

@@ -5,15 +5,17 @@ to the lake's ``exposures`` table or PostgreSQL, idempotent by ``request_id/posi
 
 Guarantees: a request never waits for the stream: ``log`` only queues the answer (bounded,
 ``max_queued`` answers) and a background thread builds the records and appends them in
-batches, one round trip each (``StreamProducer.append``: the records are not checked in the
-service, which cost a quarter of a core; the workers check them and dead-letter a bad one
-with its reason). Every answer is counted in ``recsys_exposures_total``: ``logged``, or
-``dropped`` (the queue full, the stream's Redis down or never reached), never lost
-silently. A
-deterministic answer shows each item with propensity 1.0; an exploring one's exact
-propensities (``ExplorationDecision.slate``: the quadrature of a Plackett-Luce policy runs
-here, in the background, not on the request path) go in its exposures, and what its policy
-drew from in one ``decision`` record (the lake's ``decisions`` table), appended before them.
+batches, one round trip each (``StreamProducer.append_kinds``: the records are not checked
+in the service, which cost a quarter of a core; the workers check them and dead-letter a bad
+one with its reason). A batch lingers ``linger_s`` (50 ms) for the answers that follow its
+first, so at low load its work (and an exploring answer's propensities) runs in bursts
+rather than beside every request. Every answer is counted in ``recsys_exposures_total``:
+``logged``, or ``dropped`` (the queue full, the stream's Redis down or never reached), never
+lost silently. A deterministic answer shows each item with propensity 1.0; an exploring
+one's exact propensities (``ExplorationDecision.slate``: Plackett-Luce's marginals are
+computed here, in the background, not on the request path) go in its exposures, and what
+its policy drew from in one ``decision`` record (the lake's ``decisions`` table), appended
+before them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from typing import Any, Mapping
 
 log = logging.getLogger(__name__)
@@ -83,9 +86,10 @@ class ExposureLog:
     ``producer`` None (the stream was unreachable at start): every answer is dropped,
     counted."""
 
-    def __init__(self, producer, metrics, max_queued: int = 10_000, batch_answers: int = 200):
+    def __init__(self, producer, metrics, max_queued: int = 10_000, batch_answers: int = 200,
+                 linger_s: float = 0.05):
         self.producer, self.metrics = producer, metrics
-        self.batch_answers = batch_answers
+        self.batch_answers, self.linger_s = batch_answers, linger_s
         self._queue: queue.Queue = queue.Queue(max_queued)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recsys-exposures", daemon=True)
@@ -109,9 +113,14 @@ class ExposureLog:
                 answers = [self._queue.get(timeout=0.2)]
             except queue.Empty:
                 continue
+            # linger (Kafka's linger.ms): the answers of the next moment join this batch, so
+            # its work runs in one burst and one round trip, not between every two requests
+            until = time.monotonic() + self.linger_s
             while len(answers) < self.batch_answers:
+                wait = until - time.monotonic()
                 try:
-                    answers.append(self._queue.get_nowait())
+                    answers.append(self._queue.get(timeout=wait) if wait > 0
+                                   else self._queue.get_nowait())
                 except queue.Empty:
                     break
             self._append(answers)
@@ -124,10 +133,8 @@ class ExposureLog:
             if decision is not None:
                 decisions.append(decision)
         try:
-            if decisions:  # before the exposures: a worker meets an answer's list first
-                self.producer.append("decision", decisions)
-            if records:
-                self.producer.append("exposure", records)
+            # one round trip; decisions before the exposures: a worker meets the list first
+            self.producer.append_kinds([("decision", decisions), ("exposure", records)])
         except Exception as exc:  # noqa: BLE001 - the stream is down: counted, not raised
             log.warning("%d answers' exposures dropped: the stream could not be written "
                         "(%s: %s)", len(answers), type(exc).__name__, exc)
