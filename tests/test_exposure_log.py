@@ -102,3 +102,29 @@ def test_without_a_stream_every_answer_is_counted_as_dropped(recommender):
         exposures.log(f"r{n}", result, {})
     exposures.close()
     assert _counted(metrics, "dropped") == 3 and _counted(metrics, "logged") == 0
+
+
+def test_answers_within_the_linger_go_in_one_batch_decisions_first(recommender, small_data,
+                                                                   tmp_path):
+    from recsys.exploration.spec import parse_policy
+
+    cfg = StreamConfig(embedded_dir=tmp_path / "redis")
+    client = connect(cfg)
+    exposures = ExposureLog(StreamProducer(client, cfg), ServiceMetrics(), linger_s=1.0)
+    user = small_data.train["user_id"].value_counts().index[0]
+    saved = recommender.exploration
+    recommender.exploration = parse_policy("softmax:max_explored_share=0.5,pool=12")
+    try:
+        results = [recommender.recommend(RecommendationRequest(user, k=4)) for _ in range(3)]
+        assert all(r.exploration is not None for r in results)
+        for n, result in enumerate(results):
+            exposures.log(f"b{n}", result, {})
+        _until(lambda: client.xlen(cfg.stream) >= 3 + 3 * 4)
+        entries = [fields for _, fields in client.xrange(cfg.stream)]
+        kinds = [fields[b"kind"] for fields in entries]
+        assert kinds == [b"decision"] * 3 + [b"exposure"] * 12  # one batch, lists first
+        assert len({fields[b"accepted_at_us"] for fields in entries}) == 1  # one round trip
+    finally:
+        recommender.exploration = saved
+        exposures.close()
+        client.close()

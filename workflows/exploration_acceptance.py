@@ -44,10 +44,8 @@ from workflows.live_stack import live_stack
 from workflows.simulator import Population, SimulationConfig, Simulator
 
 log = logging.getLogger(__name__)
-# both give new items' weights a factor e**2: the bandit to discover them, the logging policy
-# so that its logs support a policy that shows them (OPE needs the logger to show what the
-# candidate would)
-LOGGING = "softmax:temperature=0.1,max_explored_share=0.3,pool=40,new_item_bonus=2"
+LOGGING = "softmax:temperature=0.1,max_explored_share=0.3,pool=40"
+# new items' weights times e**2: the explored slots discover them
 BANDIT = "linucb:alpha=0.5,temperature=0.05,max_explored_share=0.3,pool=40,new_item_bonus=2"
 EXPERIMENT = "explore"
 NEW_ITEM_S = 86_400
@@ -191,7 +189,7 @@ def run_exploration_acceptance(repo: Path, model_base_path: Path, platform: Synt
 
     workdir.mkdir(parents=True, exist_ok=True)
     lake_dir = workdir / "lake"
-    for earlier in (lake_dir, workdir / "outcomes"):
+    for earlier in (lake_dir, workdir / "outcomes", workdir / "redis"):  # stream, bandit
         shutil.rmtree(earlier, ignore_errors=True)
     Lake(lake_dir, create=True)
     experiments_path = workdir / "experiments.yaml"
