@@ -25,7 +25,8 @@ GROUND_ORDER = (
     ("recsys.data",),
     ("recsys.features",),
     ("recsys.exploration",),
-    ("recsys.evaluation", "recsys.model_contract", "recsys.stream", "recsys.experiments"),
+    ("recsys.evaluation", "recsys.model_contract", "recsys.stream", "recsys.experiments",
+     "recsys.monitoring"),
 )
 
 
