@@ -26,6 +26,7 @@ from recsys.monitoring.drift import (
     z_p_value,
 )
 from recsys.monitoring.embedding_drift import embedding_drift
+from recsys.monitoring.profile import build_profile, drift_report, read_profile, write_profile
 
 RUNS = 400
 COUNTRIES = np.array(["US", "GB", "DE", "FR", "IN", "BR"])
@@ -169,3 +170,37 @@ def test_embedding_drift_is_calibrated_and_sees_a_moved_population():
     assert result.drift and result.p_value <= 0.02
     with pytest.raises(ValueError, match=r"two \(n, d\) arrays of one width"):
         embedding_drift(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_profiles_sample_lists_ids_and_missing_values_and_round_trip(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 3_000
+    columns = {"user_id": [f"u{i}" for i in range(n)],
+               "history_item_ids": [[f"i{j}" for j in range(i % 7)] for i in range(n)],
+               "history_categories": [list(rng.choice(["drama", "news"], i % 4))
+                                      for i in range(n)],
+               "engagements": [None if i % 10 == 0 else float(v)
+                               for i, v in enumerate(rng.gamma(2.0, 3.0, n))],
+               "country": _countries(rng, n)}
+    embeddings, scores = rng.normal(size=(n, 4)), rng.random(n)
+    profile = build_profile(columns, sample_size=1_000, seed=3, embeddings=embeddings,
+                            scores=scores, identifiers=("user_id", "history_item_ids"))
+    assert profile == build_profile(columns, sample_size=1_000, seed=3, embeddings=embeddings,
+                                    scores=scores, identifiers=("user_id", "history_item_ids"))
+    assert profile != build_profile(columns, sample_size=1_000, seed=4, embeddings=embeddings,
+                                    scores=scores, identifiers=("user_id", "history_item_ids"))
+    cols = profile["columns"]
+    assert set(cols) == {"history_item_ids#length", "history_categories#length",
+                         "history_categories#values", "engagements", "country"}
+    assert cols["engagements"]["rows"] == n and cols["engagements"]["missing"] == 300
+    assert len(cols["engagements"]["sample"]) == 1_000
+    assert set(cols["engagements"]["sample"]) <= set(columns["engagements"])  # own values
+    assert len(profile["query_embeddings"]) == 300 and len(profile["scores"]) == 1_000
+    write_profile(tmp_path, profile)
+    assert read_profile(tmp_path) == profile and read_profile(tmp_path / "none") is None
+    window = {"country": ["NG"] * 400, "engagements": [None] * 400,
+              "history_categories": [["news"] * 3] * 400}
+    verdicts = {r.feature: r for r in drift_report(profile, window)}
+    assert set(verdicts) == {"country", "history_categories#length",
+                             "history_categories#values"}  # all-missing left out
+    assert all(r.drift for r in verdicts.values())

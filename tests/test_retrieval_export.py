@@ -18,6 +18,7 @@ from recsys.features.catalogue import read_catalogue
 from recsys.model_contract.feature_spec import query_inputs
 from recsys.model_contract.manifest import read_manifest
 from recsys.model_contract.versioning import next_version, staged_version, versions
+from recsys.monitoring.profile import drift_report, read_profile
 from trainer.export import ARTIFACTS, export_models
 from trainer.model_dir import ModelDir
 from trainer.scann_config import ScannConfig
@@ -32,7 +33,8 @@ def exported(trained_model_dir, small_repo, small_data, tmp_path_factory):
     result = export_models(model, read_catalogue(small_repo / "data"),
                            ModelDir(trained_model_dir).data_end_us(), base, k=20,
                            scann=ScannConfig(min_recall=0.99),
-                           queries=small_data.train.sample(200, random_state=0))
+                           queries=small_data.train.sample(200, random_state=0),
+                           profile_rows=small_data.train.sample(1_500, random_state=1))
     return base, result
 
 
@@ -120,6 +122,30 @@ def test_three_artifacts_share_a_version_with_manifests(exported):
                                                   "scores": ["float32", [-1, 20]],
                                                   "query_embedding": ["float32", [-1, 16]]}
     assert {"user_id", "history_item_ids"} <= set(signatures["retrieval"]["inputs"])
+
+
+def test_retrieval_versions_carry_a_reference_profile_that_sees_a_shift(exported,
+                                                                        small_data):
+    base, result = exported
+    assert read_profile(result.paths["item_tower"]) is None
+    profile = read_profile(result.paths["retrieval"])
+    assert profile == read_profile(result.paths["retrieval_portable"])
+    columns = profile["columns"]
+    assert "user_id" not in columns and "history_item_ids#values" not in columns  # ids
+    assert {"history_item_ids#length", "history_categories#values", "history_gaps_s#values",
+            "device", "country", "user_engagements_30d"} <= set(columns)
+    assert columns["device"]["rows"] == 1_500 and len(columns["device"]["sample"]) == 1_500
+    embeddings = np.array(profile["query_embeddings"])
+    assert embeddings.shape == (300, result.manifests["retrieval"]["embedding_dim"])
+    assert len(profile["scores"]) == 1_500 and np.isfinite(profile["scores"]).all()
+    # a window of other training rows, then the same rows with the device moved to tv
+    window = small_data.train.drop(small_data.train.sample(1_500, random_state=1).index)
+    window = window.sample(min(800, len(window)), random_state=2)
+    names = ["device", "country", "user_engagements_30d", "history_categories"]
+    same = {r.feature: r for r in drift_report(profile, {n: window[n].tolist()
+                                                         for n in names})}
+    moved = drift_report(profile, {"device": ["tv"] * len(window)})
+    assert not same["device"].drift and moved[0].feature == "device" and moved[0].drift
 
 
 def test_scann_model_in_a_fresh_process_matches_exact_search(exported, small_data,

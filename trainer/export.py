@@ -29,6 +29,7 @@ from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.manifest import ITEM_IDS, write_manifest
 from recsys.model_contract.saved_model_ops import inspect_saved_model
 from recsys.model_contract.versioning import next_version, staged_version
+from recsys.monitoring.profile import build_profile, write_profile
 from trainer.evaluate import embed
 from trainer.scann_config import ScannConfig
 from trainer.serving_modules import ItemTowerModule, RankerModule, RetrievalModule
@@ -188,11 +189,15 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
                   k: int = 100, scann: ScannConfig = ScannConfig(),
                   queries: pd.DataFrame | None = None,
                   details: Mapping[str, Any] | None = None, ranker=None,
-                  ranker_details: Mapping[str, Any] | None = None) -> ExportResult:
+                  ranker_details: Mapping[str, Any] | None = None,
+                  profile_rows: pd.DataFrame | None = None) -> ExportResult:
     """Export ``model`` (a trained TwoTowerModel) indexing ``candidates`` (catalogue rows),
     whose ages are taken at ``reference_us``, and ``ranker`` (a RankerModel) if given.
     ``queries`` (rows with the query inputs) feed the load checks; without them a synthetic
-    query of unknown user and empty history is used."""
+    query of unknown user and empty history is used. ``profile_rows`` (training examples with
+    the query inputs) give the retrieval artifacts their reference profile
+    (``recsys.monitoring.profile``): the inputs, and the query embeddings and top scores the
+    version gives them."""
     import tensorflow_recommenders as tfrs
 
     cfg = model.cfg
@@ -235,6 +240,9 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
         modules[RANKER] = (RankerModule(ranker, specs), _sample(rows), "rank", {
             "model_config": ranker.cfg.to_dict(), "item_table_size": len(ranker.table_ids),
             "candidates": ranker.cfg.candidates, **(ranker_details or {})})
+    profile = _reference_profile(modules["retrieval"][0], query_specs,
+                                 None if profile_rows is None else
+                                 with_missing_columns(profile_rows.copy(), query_specs))
     paths, manifests = {}, {}
     with ExitStack() as stack:  # all are renamed into place only if all pass
         for artifact, (module, inputs, signature, details_) in modules.items():
@@ -245,6 +253,8 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
                 _stage_onnx_core(ranker, staging, module, inputs)
             if artifact == "retrieval":
                 _stage_onnx_query(model.query_tower, staging, inputs, k)
+            if profile is not None and artifact in ("retrieval", "retrieval_portable"):
+                write_profile(staging, profile)
             if artifact != RANKER:  # which items this version's index holds
                 (staging / ITEM_IDS).write_text("\n".join(
                     i.decode() if isinstance(i, bytes) else str(i) for i in items["item_id"]))
@@ -252,6 +262,19 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
     for path in paths.values():
         log.info("exported %s", path)
     return ExportResult(version, paths, n, manifests)
+
+
+def _reference_profile(module, specs, rows: pd.DataFrame | None) -> dict | None:
+    """The retrieval version's reference profile on ``rows`` (None without rows)."""
+    if rows is None or rows.empty:
+        return None
+    outputs = module.signatures()["retrieval"](**_sample(to_arrays(rows, specs,
+                                                                   "the profile rows"),
+                                                         rows=len(rows)))
+    columns = {s.name: rows[s.name].tolist() for s in specs}
+    return build_profile(columns, embeddings=outputs["query_embedding"].numpy(),
+                         scores=outputs["scores"].numpy()[:, 0],
+                         identifiers=("user_id", "history_item_ids"))
 
 
 def _stage_onnx_core(ranker, staging: Path, module, inputs: Mapping[str, tf.Tensor]) -> None:

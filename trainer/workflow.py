@@ -77,9 +77,12 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
     return report
 
 
+PROFILE_ROWS = 2_000  # training examples the reference profile describes
+
+
 def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 256) -> pd.DataFrame:
     """A sample of real queries (training examples; features absent from them left missing)
-    for the export's load and recall checks."""
+    for the export's load and recall checks (and, larger, for its reference profile)."""
     path = repo / "data" / "training_examples"
     if not path.is_dir():
         return pd.DataFrame()
@@ -108,7 +111,8 @@ def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
             ranker_details["evaluation"] = details.get("evaluation")
     return export_models(model, read_catalogue(repo / "data"), directory.data_end_us(),
                          base_path, k=k, scann=scann, queries=_check_queries(repo, cfg),
-                         details=details, ranker=ranker, ranker_details=ranker_details)
+                         details=details, ranker=ranker, ranker_details=ranker_details,
+                         profile_rows=_check_queries(repo, cfg, rows=PROFILE_ROWS))
 
 
 __all__ = ["train", "evaluate", "export", "EVALUATION_FILE"]
