@@ -99,6 +99,47 @@ def test_train_evaluate_export_and_check(repo_copy, tmp_path, capsys):
     assert code == 0
     checked = json.loads(out)
     assert checked["custom_ops"] == [] and checked["stock_tf_serving_loadable"] is True
+    _monitor_drift(capsys, repo_copy, base / "retrieval" / "1", base / "item_tower" / "1",
+                   tmp_path)
+
+
+def _monitor_drift(capsys, repo, version, no_profile, tmp_path):
+    """`recsys monitor drift` on the exported version: the training examples do not drift
+    much; a window whose devices and countries moved does, on exactly those features."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    examples = repo / "data" / "training_examples"
+    code, out, err = _run(capsys, "monitor", "drift", "--model", version, "--window", examples,
+                          "--output", tmp_path / "same.json")
+    assert code == 0, err
+    assert "features drifted" in out and "device" in out
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert {f["feature"] for f in same["features"]} >= {"device", "country",
+                                                         "history_categories#values"}
+    table = pq.read_table(examples).select(["device", "country", "hour_of_day"])
+    rows = table.num_rows
+    moved = table.set_column(0, "device", pa.array(["tv"] * rows)).set_column(
+        1, "country", pa.array(["NG"] * rows))
+    pq.write_table(moved, tmp_path / "moved.parquet")
+    code, out, err = _run(capsys, "monitor", "drift", "--model", version, "--window",
+                          tmp_path / "moved.parquet", "--output", tmp_path / "moved.json",
+                          "--fail-on-drift")
+    assert code == 3, err
+    moved_report = json.loads((tmp_path / "moved.json").read_text())
+    assert {"device", "country"} <= set(moved_report["drifted"])
+    assert "hour_of_day" not in moved_report["drifted"]  # its values did not move
+    bad_config = tmp_path / "drift.yaml"
+    bad_config.write_text("drift:\n  features:\n    device: {test: t-test}\n")
+    for argv, message in [
+            (["--model", no_profile, "--window", examples], "has no assets.extra/profile.json"),
+            (["--model", tmp_path / "nowhere", "--window", examples], "is not a directory"),
+            (["--model", version, "--window", tmp_path / "none.parquet"], "does not exist"),
+            (["--model", version, "--window", bad_config], "is not readable Parquet"),
+            (["--model", version, "--window", examples, "--config", bad_config],
+             "drift.features.device: test must be one of")]:
+        code, _, err = _run(capsys, "monitor", "drift", *argv)
+        assert code == 1 and message in err, (argv, err)
 
 
 @pytest.mark.parametrize("argv, message", [

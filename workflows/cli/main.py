@@ -21,6 +21,7 @@ from workflows.cli import (
     features_commands,
     model_commands,
     model_server_command,
+    monitor_command,
     ope_command,
     simulate_command,
     stream_commands,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiment_commands.add_parser(subparsers)
     ope_command.add_parser(subparsers)
     ope_command.add_bandit_parser(subparsers)
+    monitor_command.add_parser(subparsers)
     simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser
