@@ -12,9 +12,11 @@ import pytest
 from scipy import stats
 
 from recsys.errors import ConfigError
+from recsys.monitoring.alerts import AlertConfig, DriftTracker
 from recsys.monitoring.drift import (
     CATEGORICAL,
     NUMERIC,
+    DriftResult,
     DriftTestChoice,
     chi_square_p_value,
     default_test,
@@ -204,3 +206,61 @@ def test_profiles_sample_lists_ids_and_missing_values_and_round_trip(tmp_path):
     assert set(verdicts) == {"country", "history_categories#length",
                              "history_categories#values"}  # all-missing left out
     assert all(r.drift for r in verdicts.values())
+
+
+def _window(rng, features: int, shifted: tuple[int, ...] = (), shift: float = 2.0):
+    return [feature_drift(f"f{j}", _numbers(rng, 500),
+                          _numbers(rng, 300, shift=shift if j in shifted else 0.0))
+            for j in range(features)]
+
+
+@pytest.mark.parametrize("correction, most", [("none", 1.0), ("bonferroni", 0.05),
+                                              ("benjamini-hochberg", 0.05)])
+def test_corrections_hold_a_window_of_many_features_to_its_level(correction, most):
+    windows, features = 300, 10
+    flagged = 0
+    for run in range(windows):
+        verdict = DriftTracker(AlertConfig(correction=correction)).update(
+            _window(np.random.default_rng([run, 9]), features))
+        flagged += bool(verdict.drifting)
+    share = flagged / windows
+    if correction == "none":  # ten tests at 5%: about 1 - 0.95 ** 10 = 40% of windows
+        assert 0.25 < share < 0.55, share
+    else:
+        assert share <= _upper(most, windows), share
+
+
+def test_a_feature_alerts_after_k_drifting_windows_in_a_row_and_only_it():
+    tracker = DriftTracker(AlertConfig(consecutive_windows=3))
+    rng = np.random.default_rng(10)
+    alerts = []
+    for window in range(1, 9):
+        shifted = (4,) if window >= 4 else ()
+        verdict = tracker.update(_window(rng, 8, shifted))
+        alerts += [(window, f) for f in verdict.alerts]
+    assert alerts == [(6, "f4")]  # drifting from window 4: the third in a row is window 6
+    assert tracker.streaks["f4"] == 5 and tracker.windows == 8
+    again = DriftTracker.from_dict(tracker.to_dict())
+    assert again.streaks == tracker.streaks and again.cfg == tracker.cfg
+
+
+def test_streaks_reset_on_a_quiet_window_and_survive_an_absent_feature():
+    def result(feature, drift):
+        return DriftResult(feature, "numeric", "wasserstein", 0.5 if drift else 0.01, 0.1,
+                           drift, 2_000, 500, 0.0)
+
+    tracker = DriftTracker(AlertConfig(consecutive_windows=2, correction="none"))
+    assert tracker.update([result("a", True), result("b", True)]).alerts == []
+    assert tracker.update([result("a", False)]).alerts == []  # b absent: keeps its streak
+    assert tracker.update([result("a", True), result("b", True)]).alerts == ["b"]
+    assert tracker.update([result("a", True), result("b", True)]).alerts == ["a"]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"consecutive_windows": 0}, "consecutive_windows must be a positive integer, got 0"),
+    ({"correction": "holm"}, "correction must be one of"),
+    ({"windows": 3}, "unknown"),
+])
+def test_bad_alert_configs_are_refused_naming_the_field(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        AlertConfig.from_dict(raw)
