@@ -200,6 +200,15 @@ def test_profiles_sample_lists_ids_and_missing_values_and_round_trip(tmp_path):
     assert len(profile["query_embeddings"]) == 300 and len(profile["scores"]) == 1_000
     write_profile(tmp_path, profile)
     assert read_profile(tmp_path) == profile and read_profile(tmp_path / "none") is None
+    broken = tmp_path / "broken"
+    (broken / "assets.extra").mkdir(parents=True)
+    (broken / "assets.extra" / "profile.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"broken/assets.extra/profile.json is not a "
+                                          r"reference profile \(not JSON"):
+        read_profile(broken)
+    (broken / "assets.extra" / "profile.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="is not a reference profile \\(no columns mapping"):
+        read_profile(broken)
     window = {"country": ["NG"] * 400, "engagements": [None] * 400,
               "history_categories": [["news"] * 3] * 400}
     verdicts = {r.feature: r for r in drift_report(profile, window)}

@@ -44,6 +44,32 @@ def test_encode_refuses_an_unknown_kind():
         encode("user", {}, 0)
 
 
+def test_encode_writes_numpy_and_pandas_values_and_names_what_it_cannot():
+    import numpy as np
+    import pandas as pd
+
+    fields = encode("exposure", {"score": np.float64(0.5), "rank": np.int64(3),
+                                 "timestamp": pd.Timestamp("2026-01-02T03:04:05Z"),
+                                 "score_nan": float("nan")}, 1)
+    assert decode("1-0", fields).body == {"score": 0.5, "rank": 3, "score_nan": None,
+                                          "timestamp": "2026-01-02T03:04:05+00:00"}
+    with pytest.raises(TypeError, match="cannot write field 'tags' into a stream entry: a set "
+                                        "is not JSON"):
+        encode("event", {"tags": {"a"}}, 0)
+
+
+def test_a_trusted_append_refuses_an_unknown_kind_before_writing_anything():
+    from recsys.stream.producer import StreamProducer
+
+    class Unreachable:  # the kinds are checked before any Redis call
+        def pipeline(self, **_):
+            raise AssertionError("nothing may be written")
+
+    producer = StreamProducer(Unreachable(), StreamConfig())
+    with pytest.raises(ValueError, match=r"kind must be one of \[.*\], got 'user'"):
+        producer.append_kinds([("exposure", [{}]), ("user", [{}])])
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"redis_url": "http://x"}, "redis_url must start with redis://, rediss:// or unix://, got "
                                 "'http://x'"),

@@ -77,18 +77,22 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
     return report
 
 
+CHECK_ROWS = 256  # training examples the export's load and recall checks query
 PROFILE_ROWS = 2_000  # training examples the reference profile describes
 
 
-def _check_queries(repo: Path, cfg: RetrievalConfig, rows: int = 256) -> pd.DataFrame:
-    """A sample of real queries (training examples; features absent from them left missing)
-    for the export's load and recall checks (and, larger, for its reference profile)."""
+def _training_queries(repo: Path, cfg: RetrievalConfig, sizes: Sequence[int]
+                      ) -> list[pd.DataFrame]:
+    """Samples of real queries (training examples; features absent from them left missing),
+    one per size, from one read of the table: the export's load and recall checks, and its
+    reference profile. Empty frames without training examples."""
     path = repo / "data" / "training_examples"
     if not path.is_dir():
-        return pd.DataFrame()
+        return [pd.DataFrame() for _ in sizes]
     frame = pq.read_table(path).to_pandas()
-    frame = frame.sample(n=min(rows, len(frame)), random_state=0).reset_index(drop=True)
-    return with_missing_columns(frame, query_inputs(cfg.model))
+    return [with_missing_columns(frame.sample(n=min(rows, len(frame)), random_state=0)
+                                 .reset_index(drop=True), query_inputs(cfg.model))
+            for rows in sizes]
 
 
 def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
@@ -109,10 +113,11 @@ def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
         ranker_details = {"ranker_dir": str(Path(ranker_dir).resolve())}
         if evaluation_path.exists():
             ranker_details["evaluation"] = details.get("evaluation")
+    checks, profile_rows = _training_queries(repo, cfg, (CHECK_ROWS, PROFILE_ROWS))
     return export_models(model, read_catalogue(repo / "data"), directory.data_end_us(),
-                         base_path, k=k, scann=scann, queries=_check_queries(repo, cfg),
-                         details=details, ranker=ranker, ranker_details=ranker_details,
-                         profile_rows=_check_queries(repo, cfg, rows=PROFILE_ROWS))
+                         base_path, k=k, scann=scann, queries=checks, details=details,
+                         ranker=ranker, ranker_details=ranker_details,
+                         profile_rows=profile_rows)
 
 
 __all__ = ["train", "evaluate", "export", "EVALUATION_FILE"]

@@ -99,8 +99,13 @@ class DriftResult:
         return dict(self.__dict__)
 
 
+def is_missing(value: Any) -> bool:
+    """None or NaN: left out of every test and counted in ``missing_share``."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _present(values: Sequence[Any]) -> list[Any]:
-    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return [v for v in values if not is_missing(v)]
 
 
 def kind_of(values: Sequence[Any]) -> str:
@@ -257,6 +262,7 @@ def parse_choices(raw: Mapping[str, Any] | None, where: str = "drift.features"
 
 
 __all__ = ["DriftResult", "DriftTestChoice", "feature_drift", "parse_choices", "kind_of",
+           "is_missing",
            "default_test", "TESTS", "DEFAULT_THRESHOLDS", "NUMERIC", "CATEGORICAL",
            "ks_p_value", "chi_square_p_value", "z_p_value", "normed_wasserstein",
            "jensen_shannon", "psi"]

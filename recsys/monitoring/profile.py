@@ -16,23 +16,19 @@ tests every column the profile and the window share, with ``recsys.monitoring.dr
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from recsys.monitoring.drift import DriftResult, DriftTestChoice, feature_drift
+from recsys.errors import ConfigError
+from recsys.monitoring.drift import DriftResult, DriftTestChoice, feature_drift, is_missing
 
 PROFILE = Path("assets.extra") / "profile.json"
 SAMPLE_SIZE = 2_000
 EMBEDDING_SAMPLE = 300
 LENGTH, VALUES = "#length", "#values"
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _plain(value: Any) -> Any:
@@ -48,7 +44,7 @@ def column_samples(name: str, values: Sequence[Any]) -> dict[str, list[Any]]:
     elements."""
     values = [_plain(v) if not isinstance(v, (list, tuple, np.ndarray)) else v for v in values]
     if any(isinstance(v, (list, tuple, np.ndarray)) for v in values):
-        lists = [[] if _missing(v) else list(v) for v in values]
+        lists = [[] if is_missing(v) else list(v) for v in values]
         return {name + LENGTH: [len(v) for v in lists],
                 name + VALUES: [_plain(x) for v in lists for x in v]}
     return {name: values}
@@ -74,7 +70,7 @@ def build_profile(columns: Mapping[str, Sequence[Any]], sample_size: int = SAMPL
         for column, values in column_samples(name, columns[name]).items():
             if name in identifiers and column != name + LENGTH:
                 continue
-            present = [v for v in values if not _missing(v)]
+            present = [v for v in values if not is_missing(v)]
             profile["columns"][column] = {"rows": len(values),
                                           "missing": len(values) - len(present),
                                           "sample": _sampled(present, sample_size, rng)}
@@ -96,9 +92,18 @@ def write_profile(saved_model: Path, profile: Mapping[str, Any]) -> Path:
 
 
 def read_profile(saved_model: Path) -> dict[str, Any] | None:
-    """A version's profile (None: it was exported without one)."""
+    """A version's profile (None: it was exported without one); a file that is not a
+    profile is a ``ConfigError`` naming it."""
     path = Path(saved_model) / PROFILE
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        profile = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not a reference profile (not JSON: {exc})") from None
+    if not isinstance(profile, dict) or not isinstance(profile.get("columns"), dict):
+        raise ConfigError(f"{path} is not a reference profile (no columns mapping)")
+    return profile
 
 
 def drift_report(profile: Mapping[str, Any], window: Mapping[str, Sequence[Any]],
@@ -114,7 +119,7 @@ def drift_report(profile: Mapping[str, Any], window: Mapping[str, Sequence[Any]]
     for column, reference in sorted(profile["columns"].items()):
         values = seen.get(column)
         if values is None or len(reference["sample"]) < 2 or sum(
-                not _missing(v) for v in values) < 2:
+                not is_missing(v) for v in values) < 2:
             continue
         out.append(feature_drift(column, reference["sample"], values,
                                  (choices or {}).get(column)))

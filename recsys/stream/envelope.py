@@ -42,7 +42,7 @@ def _json_default(value: Any) -> Any:
     item = getattr(value, "item", None)
     if callable(item):
         return item()
-    raise TypeError(f"cannot write a {type(value).__name__} into a stream entry")
+    raise TypeError(type(value).__name__)
 
 
 def encode(kind: str, record: Mapping[str, Any], accepted_at_us: int) -> dict[bytes, bytes]:
@@ -50,7 +50,17 @@ def encode(kind: str, record: Mapping[str, Any], accepted_at_us: int) -> dict[by
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
     body = {k: v for k, v in record.items() if v is not None}
-    return {b"kind": kind.encode(), b"body": orjson.dumps(body, default=_json_default),
+    try:
+        text = orjson.dumps(body, default=_json_default)
+    except orjson.JSONEncodeError:
+        for key, value in body.items():  # the error path only: name the field
+            try:
+                orjson.dumps(value, default=_json_default)
+            except orjson.JSONEncodeError:
+                raise TypeError(f"cannot write field {key!r} into a stream entry: a "
+                                f"{type(value).__name__} is not JSON") from None
+        raise
+    return {b"kind": kind.encode(), b"body": text,
             b"accepted_at_us": str(int(accepted_at_us)).encode()}
 
 
