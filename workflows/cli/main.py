@@ -23,6 +23,7 @@ from workflows.cli import (
     model_server_command,
     monitor_command,
     ope_command,
+    registry_commands,
     simulate_command,
     stream_commands,
 )
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_commands.add_parser(subparsers)
     features_commands.add_parser(subparsers)
     model_commands.add_parsers(subparsers)
+    registry_commands.add_parser(subparsers)
     benchmark_commands.add_parser(subparsers)
     model_server_command.add_parser(subparsers)
     api_commands.add_parsers(subparsers)
