@@ -29,6 +29,7 @@ from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.manifest import ITEM_IDS, write_manifest
 from recsys.model_contract.saved_model_ops import inspect_saved_model
 from recsys.model_contract.versioning import next_version, staged_version
+from recsys.monitoring.index_health import TIE_EPSILON, tie_aware_recall_at_10
 from recsys.monitoring.profile import build_profile, write_profile
 from trainer.evaluate import embed
 from trainer.scann_config import ScannConfig
@@ -97,33 +98,11 @@ def _stage(staging: Path, artifact: str, version: int, module, inputs, expected_
     return write_manifest(staging, artifact, version, details)
 
 
-# A result this close to the exact 10th best score is a hit: items that share an embedding
-# (unseen ids on the out-of-vocabulary row with the same content) score the same up to the
-# matrix product's rounding (a few float32 ulps; 1e-5 is about 80 at a score of 1). Not
-# ann-benchmarks' 1e-3, made for distances: on unit-norm embeddings the 9th and 10th best
-# scores differ by about 1e-3 (the small test platform), so 1e-3 counted the 11th and 12th
-# items as hits and the tuning stopped at a recall of 0.90 it reported as 0.99.
-TIE_EPSILON = 1e-5
-
-
 def _recall_at_10(found: np.ndarray, exact: np.ndarray) -> float:
     """Share of the exact top 10 ids that ``found`` holds (ties broken by id order)."""
     width = min(10, exact.shape[1])
     hits = [len(set(a[:width]) & set(b[:width])) for a, b in zip(found, exact)]
     return float(sum(hits) / (width * len(exact)))
-
-
-def tie_aware_recall_at_10(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
-    """Recall@10 by score: a found item is a hit when its exact score is at least the exact
-    10th best minus ``TIE_EPSILON``. Unlike the id recall, items
-    that score the same as the ones exact search happened to pick (near-duplicates, several
-    items sharing the out-of-vocabulary row) are not counted as misses.
-
-    ``found_scores``: [queries, >= 10] exact scores of the items the index returned, in its
-    order (-inf for padding); ``exact_scores``: [queries, >= 10] the exact top scores."""
-    width = min(10, exact_scores.shape[1])
-    bar = exact_scores[:, width - 1:width] - TIE_EPSILON
-    return float(np.mean(found_scores[:, :width] >= bar))
 
 
 def _described(layer, config: Mapping[str, Any]):

@@ -18,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from workflows.cli import monitor_index
+
 DRIFTED_EXIT = 3
 
 
@@ -36,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     drift.add_argument("--fail-on-drift", action="store_true",
                        help=f"exit {DRIFTED_EXIT} when any feature drifted")
     drift.set_defaults(func=run_drift)
+    monitor_index.add_parser(commands)
 
 
 def _choices(config: Path | None):
