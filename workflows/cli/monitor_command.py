@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from workflows.cli import monitor_index
+from workflows.cli import monitor_index, monitor_skew
 
 DRIFTED_EXIT = 3
 
@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help=f"exit {DRIFTED_EXIT} when any feature drifted")
     drift.set_defaults(func=run_drift)
     monitor_index.add_parser(commands)
+    monitor_skew.add_parser(commands)
 
 
 def _choices(config: Path | None):
