@@ -129,6 +129,26 @@ def _monitor_drift(capsys, repo, version, no_profile, tmp_path):
     moved_report = json.loads((tmp_path / "moved.json").read_text())
     assert {"device", "country"} <= set(moved_report["drifted"])
     assert "hour_of_day" not in moved_report["drifted"]  # its values did not move
+    # across windows (a cron step): alerts after two drifting windows in a row, not one
+    alerts = tmp_path / "alerts.yaml"
+    alerts.write_text("drift:\n  alerts: {consecutive_windows: 2}\n")
+    state, prom = tmp_path / "tracker.json", tmp_path / "drift.prom"
+    for window, expected in ((1, []), (2, ["country", "device"])):
+        code, out, err = _run(capsys, "monitor", "drift", "--model", version, "--window",
+                              tmp_path / "moved.parquet", "--output", tmp_path / "w.json",
+                              "--config", alerts, "--state", state, "--metrics-file", prom)
+        assert code == 0, err
+        report = json.loads((tmp_path / "w.json").read_text())
+        assert sorted(a for a in report["alerts"] if a in ("country", "device")) == expected
+        assert f"window {window} of" in out
+    assert json.loads(state.read_text())["windows"] == 2
+    text = prom.read_text()
+    assert 'recsys_drift_alert{feature="country",model="retrieval/1"} 1.0' in text
+    assert 'recsys_drift_alert{feature="hour_of_day",model="retrieval/1"} 0.0' in text
+    state.write_text("[1, 2]")
+    code, _, err = _run(capsys, "monitor", "drift", "--model", version, "--window", examples,
+                        "--state", state)
+    assert code == 1 and "is not a drift tracker's state" in err, err
     bad_config = tmp_path / "drift.yaml"
     bad_config.write_text("drift:\n  features:\n    device: {test: t-test}\n")
     for argv, message in [

@@ -37,25 +37,51 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     drift.add_argument("--output", type=Path, default=Path("drift.json"), metavar="FILE")
     drift.add_argument("--fail-on-drift", action="store_true",
                        help=f"exit {DRIFTED_EXIT} when any feature drifted")
+    drift.add_argument("--state", type=Path, metavar="FILE.json",
+                       help="the alert tracker's state across windows (created if absent): "
+                            "the window's tests are corrected for their number and a feature "
+                            "alerts after drift.alerts.consecutive_windows drifting windows")
+    drift.add_argument("--metrics-file", type=Path, metavar="FILE.prom",
+                       help="write the gauges for node_exporter's textfile collector")
     drift.set_defaults(func=run_drift)
     monitor_index.add_parser(commands)
     monitor_skew.add_parser(commands)
 
 
-def _choices(config: Path | None):
+def _section(config: Path | None) -> dict:
     from recsys.config import read_yaml_mapping
     from recsys.errors import ConfigError
-    from recsys.monitoring.drift import parse_choices
 
     if config is None:
         return {}
     section = read_yaml_mapping(config, "with a section drift").get("drift") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"config section 'drift' must be a mapping, got {section!r}")
-    unknown = set(section) - {"features"}
+    unknown = set(section) - {"features", "alerts"}
     if unknown:
-        raise ConfigError(f"drift: unknown field(s) {sorted(unknown)} (it takes features)")
-    return parse_choices(section.get("features"))
+        raise ConfigError(f"drift: unknown field(s) {sorted(unknown)} (it takes features "
+                          "and alerts)")
+    return section
+
+
+def _choices(config: Path | None):
+    from recsys.monitoring.drift import parse_choices
+
+    return parse_choices(_section(config).get("features"))
+
+
+def _tracker(args: argparse.Namespace):
+    """The alert tracker of --state (its saved state, or a new one from drift.alerts)."""
+    from recsys.errors import ConfigError
+    from recsys.monitoring.alerts import AlertConfig, DriftTracker
+
+    if args.state.exists():
+        try:
+            return DriftTracker.from_dict(json.loads(args.state.read_text()))
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"--state {args.state} is not a drift tracker's state: "
+                              f"{exc}") from None
+    return DriftTracker(AlertConfig.from_dict(_section(args.config).get("alerts") or {}))
 
 
 def run_drift(args: argparse.Namespace) -> int:
@@ -84,14 +110,44 @@ def run_drift(args: argparse.Namespace) -> int:
         raise ConfigError(f"--window {args.window} shares no profiled column with at least 2 "
                           f"values; the profile has {', '.join(known)}; the window has "
                           f"{', '.join(sorted(window)) or 'no columns'}")
+    alerts, streaks = [], {}
+    if args.state is not None:
+        tracker = _tracker(args)
+        verdict = tracker.update(results)
+        results, alerts, streaks = verdict.results, verdict.alerts, verdict.streaks
+        args.state.parent.mkdir(parents=True, exist_ok=True)
+        args.state.write_text(json.dumps(tracker.to_dict(), indent=2))
     print(format_results(results))
+    if args.state is not None:
+        print(f"window {tracker.windows} of {args.state}: alerts "
+              f"{', '.join(alerts) or 'none'} (after "
+              f"{tracker.cfg.consecutive_windows} drifting windows in a row)")
     document = {"model": str(args.model), "window": str(args.window),
-                "drifted": [r.feature for r in results if r.drift],
-                "features": [r.to_dict() for r in results]}
+                "drifted": [r.feature for r in results if r.drift], "alerts": alerts,
+                "streaks": streaks, "features": [r.to_dict() for r in results]}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2))
     print(f"wrote {args.output}")
+    if args.metrics_file:
+        _write_drift_metrics(args, results, streaks, tracker.cfg.consecutive_windows
+                             if args.state is not None else None)
     return DRIFTED_EXIT if args.fail_on_drift and document["drifted"] else 0
+
+
+def _write_drift_metrics(args: argparse.Namespace, results, streaks: dict,
+                         consecutive: int | None) -> None:
+    from recsys.monitoring.metrics import MonitoringMetrics
+
+    metrics = MonitoringMetrics()
+    model = f"{args.model.resolve().parent.name}/{args.model.resolve().name}"
+    for r in results:
+        metrics.drift_statistic.labels(model, r.feature, r.test).set(r.statistic)
+        metrics.drift_detected.labels(model, r.feature).set(int(r.drift))
+        if consecutive is not None:
+            metrics.drift_alert.labels(model, r.feature).set(
+                int(streaks.get(r.feature, 0) >= consecutive))
+    metrics.finished("drift")
+    metrics.write(args.metrics_file)
 
 
 def format_results(results) -> str:
