@@ -7,19 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from workflows.cli.arguments import non_negative_int, positive_int
+from workflows.cli.arguments import non_negative_int, positive_float, positive_int
 
 log = logging.getLogger("recsys")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +29,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                      help="the model server's gRPC address; default: models in process")
     api.add_argument("--popular-lists", metavar="FILE.json",
                      help="default: MODEL_BASE_PATH/popular.json")
-    api.add_argument("--deadline-ms", type=_positive_float, metavar="MS",
+    api.add_argument("--deadline-ms", type=positive_float, metavar="MS",
                      help="request deadline (default 250)")
     api.add_argument("--redis-url", metavar="URL",
                      help="the event stream's Redis for POST /v1/events and /v1/items; "
@@ -63,8 +53,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--repo", type=Path, default=Path("feature_repo"), metavar="DIR")
     build.add_argument("--out", type=Path, required=True, metavar="FILE.json")
     build.add_argument("--per-list", type=positive_int, default=500, metavar="N")
-    build.add_argument("--half-life-days", type=_positive_float, default=7.0, metavar="D")
-    build.add_argument("--window-days", type=_positive_float, default=30.0, metavar="D")
+    build.add_argument("--half-life-days", type=positive_float, default=7.0, metavar="D")
+    build.add_argument("--window-days", type=positive_float, default=30.0, metavar="D")
     build.add_argument("--min-segment-events", type=positive_int, default=50, metavar="N")
     build.set_defaults(func=run_popular_build)
 

@@ -22,6 +22,40 @@ positive_int = _int_at_least(1, "a positive integer")
 non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
+def _float_in(low: float, high: float, low_open: bool, high_open: bool, expected: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return parse
+
+
+positive_float = _float_in(0.0, float("inf"), True, True, "a number > 0")
+probability = _float_in(0.0, 1.0, True, False, "a number in (0, 1]")
+share_below_one = _float_in(0.0, 1.0, False, True, "a number in [0, 1)")
+
+
+def read_parquet_flag(flag: str, path):
+    """The Parquet file or directory a flag names, as an Arrow table; a missing or unreadable
+    one is a ConfigError naming the flag."""
+    import pyarrow.parquet as pq
+
+    from recsys.errors import ConfigError
+
+    if not path.exists():
+        raise ConfigError(f"{flag} {path} does not exist")
+    try:
+        return pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable input is named, with the reason
+        raise ConfigError(f"{flag} {path} is not readable Parquet: {exc}") from None
+
+
 def fraction(text: str) -> float:
     try:
         value = float(text)

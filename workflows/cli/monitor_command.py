@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from workflows.cli import monitor_index, monitor_skew
+from workflows.cli.arguments import read_parquet_flag
 
 DRIFTED_EXIT = 3
 
@@ -85,7 +86,6 @@ def _tracker(args: argparse.Namespace):
 
 
 def run_drift(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
 
     from recsys.errors import ConfigError
     from recsys.monitoring.profile import PROFILE, drift_report, read_profile
@@ -98,12 +98,7 @@ def run_drift(args: argparse.Namespace) -> int:
     if profile is None:
         raise ConfigError(f"{args.model} has no {PROFILE}: it was exported without a "
                           "reference profile (re-export it with `recsys export`)")
-    if not args.window.exists():
-        raise ConfigError(f"--window {args.window} does not exist")
-    try:
-        window = pq.read_table(args.window).to_pydict()
-    except Exception as exc:  # noqa: BLE001 - any unreadable input is named, with the reason
-        raise ConfigError(f"--window {args.window} is not readable Parquet: {exc}") from None
+    window = read_parquet_flag("--window", args.window).to_pydict()
     results = drift_report(profile, window, choices)
     if not results:
         known = sorted({c.split("#")[0] for c in profile["columns"]})

@@ -21,24 +21,10 @@ import json
 import time
 from pathlib import Path
 
-from workflows.cli.arguments import positive_int
+from workflows.cli.arguments import positive_float, positive_int, probability, read_parquet_flag
 
 BREACH_EXIT = 3
 BATCH = 64  # query rows per model call
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
-    return value
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -59,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     index.add_argument("--sample", type=positive_int, default=200, metavar="N",
                        help="query rows sampled from --queries (default 200)")
     index.add_argument("--seed", type=int, default=0)
-    index.add_argument("--threshold", type=_probability, default=0.95,
+    index.add_argument("--threshold", type=probability, default=0.95,
                        help="recall@10 below which the index is unhealthy (default 0.95)")
     index.add_argument("--output", type=Path, default=Path("index_health.json"),
                        metavar="FILE")
@@ -67,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="write the gauges for node_exporter's textfile collector")
     index.add_argument("--fail-on-breach", action="store_true",
                        help=f"exit {BREACH_EXIT} when recall is below --threshold")
-    index.add_argument("--every", type=_seconds, metavar="SECONDS",
+    index.add_argument("--every", type=positive_float, metavar="SECONDS",
                        help="check again every SECONDS, forever")
     index.set_defaults(func=run_index)
 
@@ -94,8 +80,6 @@ def _version(args: argparse.Namespace) -> int:
 
 
 def _queries(args: argparse.Namespace, version: int):
-    import pyarrow.parquet as pq
-
     from recsys.errors import ConfigError
     from recsys.model_contract.arrays import to_arrays, with_missing_columns
     from recsys.model_contract.feature_spec import query_inputs
@@ -105,12 +89,7 @@ def _queries(args: argparse.Namespace, version: int):
     manifest = read_manifest(args.model_base_path / "retrieval" / str(version))
     if manifest is None:
         raise ConfigError(f"{args.model_base_path}/retrieval/{version} has no manifest")
-    if not args.queries.exists():
-        raise ConfigError(f"--queries {args.queries} does not exist")
-    try:
-        table = pq.read_table(args.queries).to_pandas()
-    except Exception as exc:  # noqa: BLE001 - any unreadable input is named, with the reason
-        raise ConfigError(f"--queries {args.queries} is not readable Parquet: {exc}") from None
+    table = read_parquet_flag("--queries", args.queries).to_pandas()
     specs = query_inputs(model_config_of(manifest))
     needed = {"user_id", "history_item_ids"} & {s.name for s in specs}
     if table.empty or not needed <= set(table.columns):

@@ -18,16 +18,9 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from workflows.cli.arguments import positive_int
+from workflows.cli.arguments import positive_int, share_below_one
 
 SKEW_EXIT = 3
-
-
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def _time(text: str) -> dt.datetime:
@@ -52,7 +45,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     which.add_argument("--sample", type=positive_int, default=200, metavar="N")
     skew.add_argument("--seed", type=int, default=0)
     skew.add_argument("--at", type=_time, metavar="TIME", help="default: now")
-    skew.add_argument("--threshold", type=_share, default=0.01,
+    skew.add_argument("--threshold", type=share_below_one, default=0.01,
                       help="share of differing pairs above which a feature is skewed")
     skew.add_argument("--output", type=Path, default=Path("skew.json"), metavar="FILE")
     skew.add_argument("--metrics-file", type=Path, metavar="FILE.prom")
