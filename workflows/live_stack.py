@@ -30,6 +30,7 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
     stream lives in ``redis_dir`` (emptied first); ``service`` overrides ServiceConfig
     fields."""
     from recsys.exploration.bandit_store import BanditStore
+    from recsys.monitoring.serving_windows import ServingWindows
     from recsys.stream.config import StreamConfig
     from recsys.stream.producer import StreamProducer
     from recsys.stream.redis_connection import connect, stop_embedded
@@ -39,6 +40,7 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
     from serving.recommendations.exposure_log import ExposureLog
     from serving.recommendations.http_server import serve_in_thread
     from serving.recommendations.service import build_recommender
+    from serving.recommendations.serving_profile import ServingProfile
     from stream_worker.runner import WorkerSpec, build_worker
 
     stream = StreamConfig(embedded_dir=redis_dir, block_ms=200)
@@ -54,16 +56,18 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
     cfg = ServiceConfig(repo=repo, model_base_path=model_base_path,
                         experiments=str(experiments) if experiments else "",
                         experiments_overrides=experiments is not None, **service)
-    recommender = exposures = None
+    recommender = exposures = profile = None
     try:
         recommender = build_recommender(cfg, bandit=BanditParameters(BanditStore(client),
                                                                      cfg.bandit_poll_s))
         exposures = ExposureLog(producer, recommender.metrics)
-        with serve_in_thread(create_app(recommender, producer, exposures)) as url:
+        profile = ServingProfile(ServingWindows(client))
+        with serve_in_thread(create_app(recommender, producer, exposures, profile)) as url:
             yield LiveStack(url, recommender, lake)
     finally:
-        if exposures is not None:
-            exposures.close()
+        for sink in (exposures, profile):
+            if sink is not None:
+                sink.close()
         if recommender is not None:
             recommender.close()
             recommender.models.close()

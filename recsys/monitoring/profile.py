@@ -111,10 +111,14 @@ def drift_report(profile: Mapping[str, Any], window: Mapping[str, Sequence[Any]]
                  ) -> list[DriftResult]:
     """One result per column both hold (``window`` as ``column_samples`` would profile it:
     pass raw input columns, lists included); columns with fewer than two values on a side
-    are left out."""
+    are left out. A window's ``top_score`` column is tested against the profile's top scores,
+    and its ``embedding`` column (query embeddings, as the serving profile samples them)
+    against the profile's by MMD (``query_embedding``, test ``mmd``, a p-value)."""
     seen: dict[str, list[Any]] = {}
+    special = {"top_score", "embedding"}
     for name, values in window.items():
-        seen.update(column_samples(name, values))
+        if name not in special:
+            seen.update(column_samples(name, values))
     out = []
     for column, reference in sorted(profile["columns"].items()):
         values = seen.get(column)
@@ -123,7 +127,25 @@ def drift_report(profile: Mapping[str, Any], window: Mapping[str, Sequence[Any]]
             continue
         out.append(feature_drift(column, reference["sample"], values,
                                  (choices or {}).get(column)))
+    scores = [v for v in window.get("top_score", ()) if not is_missing(v)]
+    if len(profile.get("scores") or ()) >= 2 and len(scores) >= 2:
+        out.append(feature_drift("top_score", profile["scores"], scores,
+                                 (choices or {}).get("top_score")))
+    out.extend(_embedding_result(profile, window.get("embedding")))
     return out
+
+
+def _embedding_result(profile: Mapping[str, Any], embeddings) -> list[DriftResult]:
+    from recsys.monitoring.embedding_drift import embedding_drift
+
+    reference = profile.get("query_embeddings") or []
+    current = [e for e in (embeddings or ()) if e is not None and len(e)]
+    if len(reference) < 2 or len(current) < 2 or len(current[0]) != len(reference[0]):
+        return []
+    found = embedding_drift(np.asarray(reference), np.asarray(current, dtype=float))
+    return [DriftResult("query_embedding", "embedding", "mmd", found.p_value, found.alpha,
+                        found.drift, found.reference_size, found.current_size,
+                        1 - len(current) / max(len(embeddings), 1))]
 
 
 __all__ = ["PROFILE", "build_profile", "write_profile", "read_profile", "drift_report",

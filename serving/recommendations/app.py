@@ -160,11 +160,15 @@ def _dropped(pipeline: asyncio.Future) -> None:
         log.warning("a pipeline answered late failed: %r", pipeline.exception())
 
 
-def create_app(recommender: Recommender, producer=None, exposures=None) -> FastAPI:
+def create_app(recommender: Recommender, producer=None, exposures=None,
+               profile=None) -> FastAPI:
     """The service's routes on ``recommender``; ``producer`` (a
     :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``;
     ``exposures`` (an :class:`~serving.recommendations.exposure_log.ExposureLog`) gets every
-    answer of ``/v1/recommendations`` (None: answers are not logged)."""
+    answer of ``/v1/recommendations`` (None: answers are not logged); ``profile`` (a
+    :class:`~serving.recommendations.serving_profile.ServingProfile`) counts and samples them
+    into the serving windows (forced arms and seeded requests are neither logged nor
+    profiled)."""
     cfg, metrics = recommender.cfg, recommender.metrics
     deadline_s = cfg.request_deadline_ms / 1000.0
     app = FastAPI(title="recsys recommendation service", version="1",
@@ -241,8 +245,11 @@ def create_app(recommender: Recommender, producer=None, exposures=None) -> FastA
 
     def answer(result, wanted: RecommendationRequest, debug: bool = False) -> Response:
         request_id = uuid.uuid4().hex
-        if exposures is not None and not wanted.forced_arms and wanted.seed is None:
-            exposures.log(request_id, result, wanted.context)
+        if not wanted.forced_arms and wanted.seed is None:  # real traffic only
+            if exposures is not None:
+                exposures.log(request_id, result, wanted.context)
+            if profile is not None:
+                profile.observe(result)
         # orjson straight to bytes (FastAPI deprecates ORJSONResponse, and warned per answer)
         return Response(orjson.dumps(response_document(result, request_id, debug)),
                         media_type="application/json")

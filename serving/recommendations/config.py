@@ -22,6 +22,7 @@ from recsys.config import (
     one_of,
     positive_int,
     positive_number,
+    probability,
     read_yaml_mapping,
     setting,
     text,
@@ -104,6 +105,10 @@ class ServiceConfig(Config):
             boost), so a temperature is in those units.
         bandit_poll_s: seconds between two reads of the contextual bandit's parameters from
             the stream's Redis (a background thread; requests use the last snapshot read).
+        profile_sample_rate: the share of answers whose query row, query embedding and top
+            retrieval score are offered to the serving profile's windows in the stream's
+            Redis (``recsys.monitoring.serving_windows``; every answer's tier, sources and
+            items are counted there); 0 = none.
         tensorflow_intra_op_parallelism, tensorflow_inter_op_parallelism: TensorFlow's thread
             pools in this process (TF Serving's flags of the same names; 0 = TensorFlow's
             default, a thread per core each). 1 and 1 by default: a request's model calls are
@@ -150,6 +155,7 @@ class ServiceConfig(Config):
     exploration: str = setting("none", Check(_is_policy, "a policy spec such as 'none' or "
                                                         "'softmax:temperature=0.05'"))
     bandit_poll_s: float = setting(1.0, positive_number)
+    profile_sample_rate: float = setting(0.05, probability)
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)

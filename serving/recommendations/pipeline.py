@@ -111,6 +111,9 @@ class RecommendationResult:
     holdout: bool = False  # in the global holdout: every experiment's baseline
     tier_by_arm: bool = False  # an arm chose the tier (pipeline retrieval or popular)
     exploration: ExplorationDecision | None = None  # what an exploring policy drew
+    # a sampled answer's (query row, query embedding, top retrieval score), for the serving
+    # profile (``profile_sample_rate``); None for the others
+    probe: tuple | None = None
 
 
 class Retrieved(NamedTuple):
@@ -504,7 +507,8 @@ class Recommender:
 
         candidates: list[Candidate] = []
         tier = "segment-popular"
-        row, query = None, None
+        row, query, top_score = None, None, None
+        sampled = cfg.profile_sample_rate > 0 and random.random() < cfg.profile_sample_rate
         # model calls in this thread when the client holds them to their budget itself
         inline = bool(getattr(self.models, "enforces_timeouts", False))
         if user is not None and pipeline != "popular":
@@ -515,6 +519,8 @@ class Recommender:
                     lambda budget_s: self._retrieve_cached(row, budget_s, versions),
                     cfg.retrieval_timeout_ms, deadline, latency, inline)
                 sources_started = time.perf_counter()
+                if sampled and retrieved:
+                    top_score = retrieved[0].score  # before ranking rescores the candidates
                 if arm is not None and arm.retrieval_candidates is not None:
                     retrieved = retrieved[:arm.retrieval_candidates]
                 sources = [retrieved]
@@ -577,7 +583,8 @@ class Recommender:
         return RecommendationResult(request.user_id, items[:request.k], tier, segment,
                                     versions, latency, degraded, cold, assignment.arms,
                                     assignment.holdout, pipeline != "full" and not degraded,
-                                    decision)
+                                    decision, (row, query, top_score) if sampled and row
+                                    is not None else None)
 
     def _interleave(self, request: RecommendationRequest, experiment, assignment,
                     started: float) -> RecommendationResult:

@@ -96,10 +96,12 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
 
     import uvicorn
 
+    from recsys.monitoring.serving_windows import ServingWindows
     from serving.recommendations.app import create_app
     from serving.recommendations.exposure_log import ExposureLog
     from serving.recommendations.metrics import ServiceMetrics
     from serving.recommendations.service import build_recommender, freeze_startup_heap
+    from serving.recommendations.serving_profile import ServingProfile
     from serving.recommendations.worker_processes import MULTIPROC_ENV
 
     if sock is not None:  # a spawned worker: the parent's logging is not inherited
@@ -116,15 +118,18 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
     log.info("recommendation service on http://%s:%d (docs: /docs)", host,
              sock.getsockname()[1] if sock is not None else port)
     exposures = ExposureLog(producer, metrics)
+    profile = ServingProfile(None if producer is None or not cfg.profile_sample_rate
+                             else ServingWindows(producer.client))
     if producer is None:
         log.warning("the event stream is unreachable: answers are served but their exposures "
                     "are not logged (counted in recsys_exposures_total{outcome=\"dropped\"})")
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures),
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures, profile),
                                            host=host, port=port, log_level="warning"))
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
         exposures.close()
+        profile.close()
         recommender.close()
 
 

@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from workflows.cli import monitor_index, monitor_skew
+from workflows.cli import monitor_index, monitor_skew, monitor_window
 from workflows.cli.arguments import read_parquet_flag
 
 DRIFTED_EXIT = 3
@@ -47,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     drift.set_defaults(func=run_drift)
     monitor_index.add_parser(commands)
     monitor_skew.add_parser(commands)
+    monitor_window.add_parser(commands)
 
 
 def _section(config: Path | None) -> dict:
