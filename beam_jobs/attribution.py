@@ -45,6 +45,7 @@ class Answer:
     holdout: int
     tier: str | None
     context: dict[str, str | None]
+    version: int | None = None  # the retrieval version that served it
     items: dict[str, int] = field(default_factory=dict)  # item -> position
     teams: dict[str, str] = field(default_factory=dict)  # item -> interleaving team
     team_clicks: list[str] = field(default_factory=list)
@@ -62,7 +63,8 @@ def answers_of(exposures: Iterable[Mapping]) -> list[Answer]:
                         if "=" in entry)
             answer = answers[row["request_id"]] = Answer(
                 row["request_id"], row["timestamp"], arms, int(row.get("holdout") or 0),
-                row.get("tier"), {k: row.get(k) for k in ("device", "country", "language")})
+                row.get("tier"), {k: row.get(k) for k in ("device", "country", "language")},
+                row.get("retrieval_version"))
         answer.ts_us = min(answer.ts_us, row["timestamp"])
         answer.items.setdefault(row["item_id"], row["position"])
         if row.get("team"):
@@ -108,7 +110,9 @@ def request_rows(user_id: str, answers: list[Answer]) -> list[dict]:
     return [{"request_id": a.request_id, "user_id": user_id, "timestamp": a.ts_us,
              "experiments": [f"{k}={v}" for k, v in sorted(a.arms.items())],
              "holdout": a.holdout, "tier": a.tier, "exposures": len(a.items), **a.counts,
-             "watch_time_s": a.watch_time_s, "team_clicks": a.team_clicks} for a in answers]
+             "watch_time_s": a.watch_time_s, "team_clicks": a.team_clicks,
+             "retrieval_version": a.version, "device": a.context.get("device"),
+             "country": a.context.get("country")} for a in answers]
 
 
 def _arms_of(answer: Answer) -> dict[str, str]:

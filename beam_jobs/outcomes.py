@@ -82,7 +82,7 @@ def job_from_options(options: PipelineOptions) -> OutcomeJob:
 def _exposure_row(row: dict) -> dict:
     return {k: row.get(k) for k in ("request_id", "timestamp", "user_id", "item_id", "position",
                                      "experiments", "holdout", "tier", "device", "country",
-                                     "language", "team")}
+                                     "language", "team", "retrieval_version")}
 
 
 class JoinUser(beam.DoFn):

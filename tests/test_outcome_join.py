@@ -121,6 +121,8 @@ def test_the_beam_job_joins_the_lakes_exposures_and_events(lake, policy, tmp_pat
     requests = pq.read_table(out / "request_outcomes").to_pylist()
     assert sorted((r["request_id"], r["exposures"], r["clicks"]) for r in requests) == [
         ("r0", 3, 0), ("r1", 3, 1), ("r2", 3, 1)]
+    # the version that served each answer, and its segment, for live quality per version
+    assert {(r["retrieval_version"], r["device"]) for r in requests} == {(1, "mobile")}
     users = pq.read_table(out / "user_outcomes").to_pylist()
     exp = sorted((u["user_id"], u["arm"], u["clicks"]) for u in users if u["experiment"] == "exp")
     assert exp == [("u1", "control", 0), ("u2", "treatment", 1), ("u3", "treatment", 1)]

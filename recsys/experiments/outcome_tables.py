@@ -34,6 +34,9 @@ REQUEST_OUTCOMES = pa.schema([
     *[pa.field(name, pa.int64(), nullable=False) for name in OUTCOME_COUNTS],
     pa.field("watch_time_s", pa.float64(), nullable=False),
     pa.field("team_clicks", pa.list_(pa.string())),  # interleaved: the team of each click
+    pa.field("retrieval_version", pa.int32()),  # the version that served the answer
+    pa.field("device", pa.string()),
+    pa.field("country", pa.string()),
 ])
 
 USER_OUTCOMES = pa.schema([

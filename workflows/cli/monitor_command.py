@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from workflows.cli import monitor_index, monitor_skew, monitor_window
+from workflows.cli import monitor_index, monitor_quality, monitor_skew, monitor_window
 from workflows.cli.arguments import read_parquet_flag
 
 DRIFTED_EXIT = 3
@@ -48,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     monitor_index.add_parser(commands)
     monitor_skew.add_parser(commands)
     monitor_window.add_parser(commands)
+    monitor_quality.add_parser(commands)
 
 
 def _section(config: Path | None) -> dict:
