@@ -147,3 +147,21 @@ def test_bad_index_numbers_are_refused_by_the_parser(capsys):
         with pytest.raises(SystemExit) as exc:
             main(["monitor", "index", "--queries", "q.parquet", *argv])
         assert exc.value.code == 2
+
+
+def test_the_blessing_measures_latency_under_load_and_never_passes_without_metrics(
+        two_indexes, tmp_path, capsys):
+    """Exports without an evaluation cannot be blessed (no silent pass); the latency check
+    runs the version's retrieval signature from several threads."""
+    base, queries = two_indexes
+    code, out, err = _run(capsys, "models", "bless", "2", "--against", "1", "--queries",
+                          queries, "--requests", "40", "--concurrency", "2",
+                          "--model-base-path", base)
+    assert code == 3, err
+    blessing = json.loads((base / "blessings" / "2.json").read_text())
+    checks = {c["name"]: c for c in blessing["checks"]}
+    assert checks["offline recall@100"]["status"] == "failed"
+    assert "the candidate has no recall@100" in checks["offline recall@100"]["detail"]
+    latency = checks["latency under load"]
+    assert latency["status"] == "passed" and 0 < latency["values"]["p50_ms"] <= \
+        latency["values"]["p99_ms"]

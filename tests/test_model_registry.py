@@ -143,9 +143,17 @@ def test_the_models_commands(base, tmp_path, capsys):
     assert code == 0 and "no aliases yet" in out and "0.3300" in out
     evidence = tmp_path / "gate.json"
     evidence.write_text(json.dumps({"recall@100": {"candidate": 0.33, "stable": 0.31}}))
-    code, out, _ = _run(capsys, "models", "promote", "1", "--to", "stable", "--reason",
-                        "first", "--model-base-path", base)
+    promote_1 = ["models", "promote", "1", "--to", "stable", "--reason", "first",
+                 "--model-base-path", base]
+    code, _, err = _run(capsys, *promote_1)
+    assert code == 1 and "version 1 has no blessing" in err and "recsys models bless 1" in err
+    code, out, _ = _run(capsys, "models", "bless", "1", "--model-base-path", base)
+    assert code == 0 and "against no stable version: BLESSED" in out
+    assert "skipped  off-policy estimate" in out and "no --queries given" in out
+    code, out, _ = _run(capsys, *promote_1)
     assert code == 0 and "promote: stable none -> 1" in out
+    code, out, _ = _run(capsys, "models", "bless", "3", "--model-base-path", base)
+    assert code == 0 and "against stable 1: BLESSED" in out
     code, out, _ = _run(capsys, "models", "promote", "3", "--to", "canary", "--reason",
                         "candidate", "--evidence", evidence, "--model_base_path", base)
     assert code == 0 and "canary none -> 3" in out
@@ -160,8 +168,44 @@ def test_the_models_commands(base, tmp_path, capsys):
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["action"] for line in lines] == ["promote", "promote", "rollback"]
     assert lines[1]["evidence"]["recall@100"] == {"candidate": 0.33, "stable": 0.31}
+    assert lines[1]["evidence"]["blessing"]["blessed"] is True
     code, out, _ = _run(capsys, "models", "log", "--model-base-path", base)
     assert code == 0 and "rollback canary  3 -> none" in out
+
+
+def test_a_worse_candidate_is_not_blessed_and_not_promoted_unless_forced(base, tmp_path,
+                                                                           capsys):
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("gate:\n  metrics:\n    recall@100: {max_drop: 0.0}\n")
+    code, out, _ = _run(capsys, "models", "bless", "1", "--against", "3", "--config", gate,
+                        "--model-base-path", base)
+    assert code == 3 and "NOT BLESSED" in out and "more than 0.0 below stable's 0.3300" in out
+    blessing = json.loads((base / "blessings" / "1.json").read_text())
+    assert blessing["blessed"] is False and blessing["stable"] == 3
+    code, _, err = _run(capsys, "models", "promote", "1", "--to", "stable", "--reason", "x",
+                        "--model-base-path", base)
+    assert code == 1 and "version 1 is not blessed" in err
+    code, out, _ = _run(capsys, "models", "promote", "1", "--to", "stable", "--reason",
+                        "emergency", "--force", "--model-base-path", base)
+    assert code == 0
+    assert Registry(base).history()[-1]["evidence"]["forced"] is True
+    ope = tmp_path / "ope.json"
+    ope.write_text(json.dumps({"candidate": 0.60, "stable": 0.70}))
+    code, out, _ = _run(capsys, "models", "bless", "3", "--ope", ope, "--model-base-path",
+                        base)
+    assert code == 3 and "failed   off-policy estimate" in out
+    for content, message in (("{}", "must be a JSON object with numbers candidate"),):
+        ope.write_text(content)
+        code, _, err = _run(capsys, "models", "bless", "3", "--ope", ope,
+                            "--model-base-path", base)
+        assert code == 1 and message in err
+    gate.write_text("gate:\n  metrics: {recall@100: {drop: 1}}\n")
+    code, _, err = _run(capsys, "models", "bless", "3", "--config", gate,
+                        "--model-base-path", base)
+    assert code == 1 and "gate.metrics must map metric names" in err
+    code, _, err = _run(capsys, "models", "bless", "3", "--against", "prod",
+                        "--model-base-path", base)
+    assert code == 1 and "--against must be an alias" in err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -171,7 +215,9 @@ def test_the_models_commands(base, tmp_path, capsys):
      "must hold a JSON object, got list"),
     (["models", "promote", "1", "--to", "stable", "--reason", "x", "--evidence", "ABSENT"],
      "No such file"),
-    (["models", "promote", "9", "--to", "stable", "--reason", "x"], "version 9 has no"),
+    (["models", "promote", "9", "--to", "stable", "--reason", "x", "--force"],
+     "version 9 has no"),
+    (["models", "bless", "9"], "version 9 has no"),
     (["models", "list", "--model-base-path", "NOWHERE"], "is not a directory"),
 ])
 def test_bad_models_flags_are_named(base, tmp_path, capsys, argv, message):

@@ -134,7 +134,7 @@ class Registry:
                 evidence: Mapping[str, Any] | None = None, by: str | None = None) -> dict:
         """Point ``alias`` at ``version``; returns the log entry."""
         self._check_alias(alias)
-        self._check_version(version)
+        self.check_version(version)
         return self._change("promote", alias, version, reason, evidence, by)
 
     def rollback(self, alias: str, reason: str, to: int | None = None,
@@ -149,7 +149,7 @@ class Registry:
             if to is None:
                 raise ConfigError(f"{alias} has no earlier version in {self.log_path} to "
                                   "roll back to; name one with --to")
-        self._check_version(to)
+        self.check_version(to)
         return self._change("rollback", alias, to, reason, evidence, by)
 
     def retire(self, alias: str, reason: str, evidence: Mapping[str, Any] | None = None,
@@ -216,7 +216,8 @@ class Registry:
         if alias not in ALIASES:
             raise ConfigError(f"alias must be one of {', '.join(ALIASES)}, got {alias!r}")
 
-    def _check_version(self, version: int) -> None:
+    def check_version(self, version: int) -> None:
+        """A ConfigError unless ``version`` has its retrieval and item tower."""
         if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
             raise ConfigError(f"a version is a positive integer, got {version!r}")
         missing = [m for m in REQUIRED if not (self.base_path / m / str(version)).is_dir()]

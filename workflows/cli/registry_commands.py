@@ -2,13 +2,17 @@
 ``canary``) as the model server's version labels, and the append-only promotion log.
 
     recsys models list [--model-base-path models/serving] [--json]
+    recsys models bless VERSION [--against stable] [--config FILE.yaml] [--queries PARQUET]
     recsys models promote VERSION --to stable|canary --reason TEXT [--evidence FILE.json]
+        [--force]
     recsys models rollback [--alias stable|canary] [--to VERSION] --reason TEXT
     recsys models log [--json]
 
 The aliases live in ``BASE/models.config`` (the ``--model_config_file`` of `recsys
 model-server`; give it ``--model_config_file_poll_wait_seconds`` to follow changes) and every
-change is a line of ``BASE/promotions.jsonl`` (docs/monitoring.md).
+change is a line of ``BASE/promotions.jsonl`` (docs/monitoring.md). A version is promoted only
+when its blessing (``BASE/blessings/VERSION.json``, written by `recsys models bless`) holds,
+unless ``--force`` (recorded in the log).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
+from workflows.cli import bless_command
 from workflows.cli.arguments import positive_int
 
 
@@ -32,10 +37,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(func=run_list)
 
-    promote = commands.add_parser("promote", help="point an alias at a version")
+    bless = commands.add_parser("bless", help="the checks a candidate must pass before it is "
+                                              "promoted (offline, off-policy, latency)")
+    _base(bless)
+    bless_command.add_arguments(bless)
+    bless.set_defaults(func=bless_command.run_bless)
+
+    promote = commands.add_parser("promote", help="point an alias at a blessed version")
     promote.add_argument("version", type=positive_int, metavar="VERSION")
     promote.add_argument("--to", dest="alias", required=True, choices=["stable", "canary"],
                          help="the alias to move")
+    promote.add_argument("--force", action="store_true",
+                         help="promote without a blessing (recorded in the log)")
     _change_args(promote)
     promote.set_defaults(func=run_promote)
 
@@ -126,8 +139,19 @@ def _print_change(entry: dict, registry) -> None:
 
 
 def run_promote(args: argparse.Namespace) -> int:
+    from recsys.errors import ConfigError
+
     registry = _registry(args)
-    entry = registry.promote(args.version, args.alias, args.reason, _evidence(args.evidence))
+    evidence = _evidence(args.evidence)
+    blessing = bless_command.read_blessing(args.model_base_path, args.version)
+    if not args.force and not (blessing or {}).get("blessed"):
+        state = "has no blessing" if blessing is None else "is not blessed"
+        raise ConfigError(f"version {args.version} {state} "
+                          f"({bless_command.blessing_path(args.model_base_path, args.version)}"
+                          f"): run `recsys models bless {args.version}`, or promote with "
+                          "--force")
+    evidence = {**evidence, "blessing": blessing, **({"forced": True} if args.force else {})}
+    entry = registry.promote(args.version, args.alias, args.reason, evidence)
     _print_change(entry, registry)
     return 0
 

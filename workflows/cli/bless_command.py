@@ -1,0 +1,170 @@
+"""`recsys models bless VERSION`: the checks a candidate must pass before it is promoted.
+
+    recsys models bless VERSION [--model-base-path models/serving] [--against stable|N]
+        [--config FILE.yaml] [--ope FILE.json] [--queries PARQUET [--requests 300]
+        [--concurrency 4]]
+
+Offline metrics from the versions' manifests (`recsys evaluate` at export), an off-policy
+estimate from ``--ope`` (a JSON object with ``candidate`` and ``stable`` estimated rewards),
+and retrieval's latency under load: ``--requests`` single-query calls of the version's
+retrieval signature from ``--concurrency`` threads, on the same version manager and runtime
+the service uses, with rows of ``--queries``. Writes ``BASE/blessings/VERSION.json``, which
+`recsys models promote` requires; exits 3 when the version is not blessed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from pathlib import Path
+
+from workflows.cli.arguments import positive_int, read_parquet_flag
+
+NOT_BLESSED_EXIT = 3
+BLESSINGS = "blessings"
+
+
+def add_arguments(bless: argparse.ArgumentParser) -> None:
+    bless.add_argument("version", type=positive_int, metavar="VERSION")
+    bless.add_argument("--against", default="stable", metavar="stable|N",
+                       help="the version to compare with (default: the stable alias)")
+    bless.add_argument("--config", type=Path, metavar="FILE.yaml",
+                       help="a file with a gate section (GateConfig)")
+    bless.add_argument("--ope", type=Path, metavar="FILE.json",
+                       help='{"candidate": R, "stable": R}: estimated rewards')
+    bless.add_argument("--queries", type=Path, metavar="PARQUET",
+                       help="query rows for the latency check (none: skipped)")
+    bless.add_argument("--requests", type=positive_int, default=300)
+    bless.add_argument("--concurrency", type=positive_int, default=4)
+
+
+def blessing_path(base: Path, version: int) -> Path:
+    return base / BLESSINGS / f"{version}.json"
+
+
+def read_blessing(base: Path, version: int) -> dict | None:
+    path = blessing_path(base, version)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        from recsys.errors import ConfigError
+
+        raise ConfigError(f"{path} is not JSON: {exc}") from None
+
+
+def _gate_config(path: Path | None):
+    from recsys.config import read_yaml_mapping
+    from recsys.monitoring.blessing import GateConfig
+
+    if path is None:
+        return GateConfig()
+    return GateConfig.from_dict(read_yaml_mapping(path, "with a section gate").get("gate")
+                                or {}, "gate")
+
+
+def _against(registry, text: str) -> int | None:
+    from recsys.errors import ConfigError
+
+    if text.isdigit():
+        return int(text)
+    aliases = registry.aliases()
+    if text not in ("stable", "canary"):
+        raise ConfigError(f"--against must be an alias (stable, canary) or a version, got "
+                          f"{text!r}")
+    return aliases.get(text)
+
+
+def _ope(path: Path | None) -> tuple[float | None, float | None]:
+    from recsys.errors import ConfigError
+
+    if path is None:
+        return None, None
+    try:
+        value = json.loads(path.read_text())
+        return float(value["candidate"]), float(value["stable"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"--ope {path} must be a JSON object with numbers candidate and "
+                          f"stable ({type(exc).__name__}: {exc})") from None
+
+
+def measure_latency(base: Path, version: int, queries: Path, requests: int,
+                    concurrency: int) -> tuple[float, float]:
+    """p50 and p99 (ms) of single-query retrieval calls of ``version`` under load."""
+    import numpy as np
+
+    from recsys.errors import ConfigError
+    from recsys.model_contract.arrays import to_arrays, with_missing_columns
+    from recsys.model_contract.feature_spec import query_inputs
+    from recsys.model_contract.manifest import read_manifest
+    from recsys.model_contract.retrieval_config import model_config_of
+    from serving.recommendations.model_clients import InProcessModelClient
+
+    table = read_parquet_flag("--queries", queries).to_pandas()
+    if table.empty:
+        raise ConfigError(f"--queries {queries} holds no rows")
+    specs = query_inputs(model_config_of(read_manifest(base / "retrieval" / str(version))))
+    rows = to_arrays(with_missing_columns(table.head(256).copy(), specs), specs)
+    n = len(next(iter(rows.values())))
+    client = InProcessModelClient({"retrieval": base / "retrieval"},
+                                  versions={"retrieval": version})
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def call(i: int) -> None:
+        one = {k: v[i % n:i % n + 1] for k, v in rows.items()}
+        started = time.perf_counter()
+        client.predict("retrieval", "retrieval", one, 60.0, ("item_ids", "scores"))
+        with lock:
+            times.append((time.perf_counter() - started) * 1000)
+
+    try:
+        for i in range(min(20, requests)):  # warm-up, unmeasured
+            call(i)
+        times.clear()
+        per_thread = [list(range(t, requests, concurrency)) for t in range(concurrency)]
+        threads = [threading.Thread(target=lambda ids=ids: [call(i) for i in ids])
+                   for ids in per_thread]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        client.close()
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def run_bless(args: argparse.Namespace) -> int:
+    from recsys.model_contract.registry import Registry
+    from recsys.monitoring.blessing import Blessing, latency_check, offline_checks, ope_check
+
+    registry = Registry(args.model_base_path)
+    cfg = _gate_config(args.config)
+    registry.check_version(args.version)
+    stable = _against(registry, args.against)
+    metrics = {e.version: dict(e.metrics) for e in registry.entries()}
+    checks = offline_checks(metrics.get(args.version, {}),
+                            None if stable is None else metrics.get(stable, {}), cfg)
+    checks.append(ope_check(*_ope(args.ope), cfg))
+    if args.queries is None:
+        checks.append(latency_check(None, None, cfg, "no --queries given"))
+    else:
+        p50, p99 = measure_latency(args.model_base_path, args.version, args.queries,
+                                   args.requests, args.concurrency)
+        checks.append(latency_check(p50, p99, cfg, f"retrieval, {args.requests} calls from "
+                                                   f"{args.concurrency} threads"))
+    blessing = Blessing(args.version, stable, tuple(checks))
+    print(blessing.summary())
+    path = blessing_path(args.model_base_path, args.version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**blessing.to_dict(), "gate": cfg.to_dict(),
+                                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                               indent=2))
+    print(f"wrote {path}")
+    return 0 if blessing.blessed else NOT_BLESSED_EXIT
+
+
+__all__ = ["add_arguments", "run_bless", "read_blessing", "blessing_path", "measure_latency"]
