@@ -4,6 +4,7 @@ rollback under load without a failed request."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import threading
@@ -326,3 +327,33 @@ def test_the_model_server_follows_promotions_and_a_rollback_without_a_failed_req
         server.stop()
     assert failures == []
     assert seen == {1, 2}
+
+
+def test_the_service_serves_the_stable_label_not_the_newest_version(service_files, small_data,
+                                                                    tmp_path):
+    from serving.recommendations.config import ServiceConfig
+    from serving.recommendations.pipeline import RecommendationRequest
+    from serving.recommendations.service import build_recommender
+
+    base = tmp_path / "models"
+    shutil.copytree(service_files.base, base)
+    for model in ("retrieval", "item_tower", "retrieval_portable", "ranker"):
+        shutil.copytree(base / model / "1", base / model / "2")  # a newer export
+    registry = Registry(base)
+    registry.promote(1, "stable", "the version users get")
+    cfg = ServiceConfig(repo=service_files.repo, model_base_path=base,
+                        model_config_file=str(registry.config_path), model_label="stable",
+                        request_deadline_ms=10_000, features_timeout_ms=3_000,
+                        retrieval_timeout_ms=3_000, ranking_timeout_ms=3_000)
+    user = small_data.test["user_id"].iloc[0]
+    recommender = build_recommender(cfg)
+    try:
+        result = recommender.recommend(RecommendationRequest(user, k=5))
+        assert result.tier == "full"
+        assert result.model_versions["retrieval"] == 1 and result.model_versions["ranker"] == 1
+    finally:
+        recommender.close()
+        recommender.models.close()
+    with pytest.raises(ConfigError, match="model_label 'canary' is not a label of "
+                                          "model_config_file"):
+        build_recommender(dataclasses.replace(cfg, model_label="canary"))

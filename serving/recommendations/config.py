@@ -94,6 +94,12 @@ class ServiceConfig(Config):
             an experiment arm with ``model_label: L`` is served by a second pipeline pinned
             to L's versions (its own item index, input specs and caches). With
             ``model_server``, the labels are the model server's own.
+        model_label: the version label every answer is served from unless an experiment arm
+            names another ("" = the newest version; ``stable`` with the model registry,
+            `recsys models promote`). Models in process: the label's versions are read from
+            ``model_config_file`` at start; with ``model_server``, the server resolves the
+            label at every call and the service follows it when it moves (a promotion or a
+            rollback rebuilds the item index in the background).
         experiments_overrides: accept a request's ``arms`` (experiment -> arm, forced, for QA
             and the simulator's counterfactual requests); such answers are not logged as
             exposures. Off by default: a client could otherwise pick its own arm.
@@ -152,6 +158,7 @@ class ServiceConfig(Config):
     experiments_poll_s: float = setting(5.0, positive_number)
     experiments_overrides: bool = setting(False, boolean)
     model_config_file: str = ""
+    model_label: str = ""
     exploration: str = setting("none", Check(_is_policy, "a policy spec such as 'none' or "
                                                         "'softmax:temperature=0.05'"))
     bandit_poll_s: float = setting(1.0, positive_number)

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys.errors import SourceError
+from recsys.errors import ConfigError, SourceError
 from serving.recommendations.config import ServiceConfig
 from serving.recommendations.item_index import ItemIndex, build_item_index
 from serving.recommendations.metrics import ServiceMetrics
@@ -213,9 +213,19 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
         on_reload=lambda outcome: metrics.experiment_reloads.labels(outcome).inc(),
         labels=None if labels is None else set(labels))
     explorer = Explorer(bandit)
-    recommender = _build(cfg, metrics, features, fresh, experiments, explorer)
+    main_label = cfg.model_label or None
+    main_versions = None
+    if main_label and labels is not None:  # in process: the label's versions, pinned
+        if main_label not in labels:
+            raise ConfigError(f"model_label {main_label!r} is not a label of "
+                              f"model_config_file {cfg.model_config_file or '(none given)'} "
+                              f"(labels: {', '.join(sorted(labels)) or 'none'})")
+        main_versions = labels[main_label]
+    recommender = _build(cfg, metrics, features, fresh, experiments, explorer, main_label,
+                         main_versions)
+    recommender.serving_label = cfg.model_label
     try:
-        for label in sorted(arm_labels(experiments.definitions)):
+        for label in sorted(arm_labels(experiments.definitions) - {cfg.model_label}):
             versions = None if labels is None else labels[label]
             labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
                               explorer, label, versions)
@@ -229,7 +239,7 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
         recommender.models.close()
         raise
     # a reloaded file may name only the labels loaded now
-    experiments.labels = set(recommender.labelled)
+    experiments.labels = set(recommender.labelled) | ({cfg.model_label} - {""})
     experiments.start(cfg.experiments_poll_s)
     explorer.bandit.start()
     return recommender
@@ -270,7 +280,10 @@ def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experim
     recommender = Recommender(cfg, features, models, popular, index, specs, metrics,
                               fresh=fresh, item_loader=item_loader, experiments=experiments,
                               explorer=explorer,
-                              refresher=None if label else version_refresher(cfg, models))
+                              # pinned versions stay; the newest, or a model server's label,
+                              # is followed when it moves
+                              refresher=None if versions is not None
+                              else version_refresher(cfg, models))
     recommender.warm_up()
     return recommender
 
