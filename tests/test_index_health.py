@@ -165,3 +165,9 @@ def test_the_blessing_measures_latency_under_load_and_never_passes_without_metri
     latency = checks["latency under load"]
     assert latency["status"] == "passed" and 0 < latency["values"]["p50_ms"] <= \
         latency["values"]["p99_ms"]
+    import pandas as pd
+
+    pd.DataFrame({"x": [1, 2]}).to_parquet(tmp_path / "cols.parquet")
+    code, _, err = _run(capsys, "models", "bless", "2", "--queries", tmp_path / "cols.parquet",
+                        "--model-base-path", base)
+    assert code == 1 and "--queries" in err and "needs rows with the query inputs" in err

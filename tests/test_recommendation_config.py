@@ -39,6 +39,8 @@ def test_file_then_flags(tmp_path):
     ({"enable_batching": "yes"}, "enable_batching must be"),
     ({"ranker_runtime": "xla"},
      r"ranker_runtime must be one of \['onnxruntime', 'tensorflow'\], got 'xla'"),
+    ({"profile_sample_rate": 2}, r"profile_sample_rate must be a number in \[0, 1\], got 2"),
+    ({"model_label": 3}, "model_label must be a string, got 3"),
     ({"retrieval_runtime": "tf"},
      r"retrieval_runtime must be one of \['onnxruntime', 'tensorflow'\], got 'tf'"),
 ])

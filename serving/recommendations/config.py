@@ -158,7 +158,7 @@ class ServiceConfig(Config):
     experiments_poll_s: float = setting(5.0, positive_number)
     experiments_overrides: bool = setting(False, boolean)
     model_config_file: str = ""
-    model_label: str = ""
+    model_label: str = setting("", text)
     exploration: str = setting("none", Check(_is_policy, "a policy spec such as 'none' or "
                                                         "'softmax:temperature=0.05'"))
     bandit_poll_s: float = setting(1.0, positive_number)

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from workflows.cli.arguments import positive_int, read_parquet_flag
+from workflows.cli.arguments import positive_int
 
 NOT_BLESSED_EXIT = 3
 BLESSINGS = "blessings"
@@ -96,18 +96,10 @@ def measure_latency(base: Path, version: int, queries: Path, requests: int,
     """p50 and p99 (ms) of single-query retrieval calls of ``version`` under load."""
     import numpy as np
 
-    from recsys.errors import ConfigError
-    from recsys.model_contract.arrays import to_arrays, with_missing_columns
-    from recsys.model_contract.feature_spec import query_inputs
-    from recsys.model_contract.manifest import read_manifest
-    from recsys.model_contract.retrieval_config import model_config_of
     from serving.recommendations.model_clients import InProcessModelClient
+    from workflows.cli.monitor_index import query_rows
 
-    table = read_parquet_flag("--queries", queries).to_pandas()
-    if table.empty:
-        raise ConfigError(f"--queries {queries} holds no rows")
-    specs = query_inputs(model_config_of(read_manifest(base / "retrieval" / str(version))))
-    rows = to_arrays(with_missing_columns(table.head(256).copy(), specs), specs)
+    rows = query_rows(base, version, "--queries", queries, sample=256)
     n = len(next(iter(rows.values())))
     client = InProcessModelClient({"retrieval": base / "retrieval"},
                                   versions={"retrieval": version})

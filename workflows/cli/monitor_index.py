@@ -79,25 +79,33 @@ def _version(args: argparse.Namespace) -> int:
     return present[-1]
 
 
-def _queries(args: argparse.Namespace, version: int):
+def query_rows(base: Path, version: int, flag: str, path: Path, sample: int, seed: int = 0):
+    """``sample`` rows (seeded) of the Parquet ``path`` encoded as retrieval ``version``'s
+    query inputs; a version without a manifest, or rows without the query inputs, is a
+    ConfigError naming ``flag``."""
     from recsys.errors import ConfigError
     from recsys.model_contract.arrays import to_arrays, with_missing_columns
     from recsys.model_contract.feature_spec import query_inputs
     from recsys.model_contract.manifest import read_manifest
     from recsys.model_contract.retrieval_config import model_config_of
 
-    manifest = read_manifest(args.model_base_path / "retrieval" / str(version))
+    manifest = read_manifest(base / "retrieval" / str(version))
     if manifest is None:
-        raise ConfigError(f"{args.model_base_path}/retrieval/{version} has no manifest")
-    table = read_parquet_flag("--queries", args.queries).to_pandas()
+        raise ConfigError(f"{base}/retrieval/{version} has no manifest")
+    table = read_parquet_flag(flag, path).to_pandas()
     specs = query_inputs(model_config_of(manifest))
     needed = {"user_id", "history_item_ids"} & {s.name for s in specs}
     if table.empty or not needed <= set(table.columns):
-        raise ConfigError(f"--queries {args.queries} needs rows with the query inputs "
+        raise ConfigError(f"{flag} {path} needs rows with the query inputs "
                           f"(at least {', '.join(sorted(needed))}); it has "
                           f"{len(table):,} rows and columns {', '.join(table.columns)}")
-    sample = table.sample(min(args.sample, len(table)), random_state=args.seed)
-    return to_arrays(with_missing_columns(sample.copy(), specs), specs)
+    rows = table.sample(min(sample, len(table)), random_state=seed)
+    return to_arrays(with_missing_columns(rows.copy(), specs), specs)
+
+
+def _queries(args: argparse.Namespace, version: int):
+    return query_rows(args.model_base_path, version, "--queries", args.queries, args.sample,
+                      args.seed)
 
 
 def _client(args: argparse.Namespace, version: int):
@@ -170,4 +178,4 @@ def run_index(args: argparse.Namespace) -> int:
         client.close()
 
 
-__all__ = ["add_parser", "run_index", "check_once", "BREACH_EXIT"]
+__all__ = ["add_parser", "run_index", "check_once", "query_rows", "BREACH_EXIT"]
