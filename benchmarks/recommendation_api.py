@@ -152,7 +152,7 @@ def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
     materialized = workdir / "materialized.ok"  # apply already creates online_store.db
     _step(times, "materialize online store", materialized.exists(),
           lambda: (materialize(repo, end=dt.datetime.now(dt.timezone.utc),
-                               start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)),
+                               start=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)),
                    materialized.touch()))
     _step(times, "popular lists", (base / "popular.json").exists(),
           lambda: build_popular_lists(load_training_examples(repo), min_segment_events=20)

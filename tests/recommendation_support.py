@@ -61,7 +61,7 @@ def build_service_files(root: Path, small_repo: Path, model_dir: Path, ranker_di
     repo = root / "feature_repo"
     shutil.copytree(small_repo, repo, ignore=shutil.ignore_patterns("*.sock"))
     materialize(repo, end=dt.datetime.now(dt.timezone.utc),
-                start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+                start=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
     base = root / "models"
     directory = ModelDir(model_dir)
     _, _, model = directory.restore()
@@ -152,5 +152,5 @@ def redis_profile(files: ServiceFiles, redis_port: int, repo: Path | None = None
     (repo / "feature_store.yaml").write_text(yaml)
     apply(repo)
     materialize(repo, end=dt.datetime.now(dt.timezone.utc),
-                start=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+                start=dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
     return repo

@@ -279,15 +279,29 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
         by_arm = _users_by_arm(service, users, "model")
         latest = service.recommend(RecommendationRequest(by_arm["latest"][0], k=5))
         stable = service.recommend(RecommendationRequest(by_arm["stable"][0], k=5))
-        # a reloaded file may name only a label loaded at the start
+        # a reloaded file naming another label of the file: its pipeline is made first
         path.write_text(path.read_text().replace("model_label: stable",
                                                  "model_label: canary"))
+        assert service.experiments.poll()
+        assert set(service.labelled) == {"stable", "canary"}
+        canary = service.recommend(RecommendationRequest(by_arm["stable"][0], k=5))
+        # a label the file does not have: refused, the running definitions kept
+        path.write_text(path.read_text().replace("model_label: canary",
+                                                 "model_label: nightly"))
         assert not service.experiments.poll()
+        still = service.recommend(RecommendationRequest(by_arm["stable"][0], k=5))
+        counted = {(s.labels["model_label"], s.labels["tier"]): s.value
+                   for metric in service.metrics.label_requests.collect()
+                   for s in metric.samples if s.name.endswith("_total")}
     assert latest.experiments == {"model": "latest"} and stable.experiments == {
         "model": "stable"}
     assert latest.model_versions == {"retrieval": 2, "ranker": 2}
     assert stable.model_versions == {"retrieval": 1, "ranker": 1}
-    assert stable.tier == latest.tier == "full"
+    assert canary.model_versions == still.model_versions == {"retrieval": 2, "ranker": 2}
+    assert (canary.model_label, still.model_label) == ("canary", "canary")
+    assert stable.tier == latest.tier == canary.tier == "full"
+    assert counted == {("default", "full"): 1.0, ("stable", "full"): 1.0,
+                       ("canary", "full"): 2.0}
     path.write_text("experiments:\n  - name: model\n    arms:\n      - {name: a}\n"
                     "      - {name: b, changes: {model_label: nightly}}\n")
     with pytest.raises(ConfigError, match=r"model_label 'nightly': not a version label this "

@@ -2,8 +2,10 @@
 against what this service can do, followed while it runs, and every change recorded.
 
 * ``ExperimentsFile.load`` refuses a file the service cannot serve, naming the field: a rule
-  name or value ``RulesConfig`` refuses, and ``model_label`` (serving an arm from a labelled
-  model version is not built yet: refused rather than silently ignored).
+  name or value ``RulesConfig`` refuses, or a ``model_label`` the service cannot serve. A
+  file naming a label the service has no pipeline for yet is served only once ``prepare``
+  (the service's: it loads that label's models) has made one; until then, and for ever if
+  it fails, the running definitions stay (a canary's arm never falls back to other models).
 * ``ExperimentsFile.poll`` (called every ``experiments_poll_s`` by a background thread)
   loads the file again when its content changed: a file that fails to load or check is
   logged, counted (``recsys_experiment_reloads_total{outcome="refused"}``) and ignored, so
@@ -53,11 +55,13 @@ class ExperimentsFile:
     """The definitions of ``path`` and their assigner; ``path`` None: no experiments."""
 
     def __init__(self, path: Path | None, rules: RulesConfig, change_log: Path | None = None,
-                 on_reload=None, labels=None):
+                 on_reload=None, labels=None, prepare=None):
         """``labels``: the model version labels an arm may name (None: any, checked by the
-        model server that serves them)."""
+        model server that serves them); ``prepare(labels)``, called before new definitions
+        are served with the labels their arms name, readies them or raises ConfigError."""
         self.path, self.base_rules = path, rules
         self.labels = None if labels is None else set(labels)
+        self.prepare = prepare
         self.change_log = change_log or (path.with_name(path.name + ".changes.jsonl")
                                          if path is not None else None)
         self.on_reload = on_reload  # called with "loaded" or "refused"
@@ -91,6 +95,8 @@ class ExperimentsFile:
             for e in definitions.experiments:
                 for n, arm in enumerate(e.arms):
                     self._arm_check(arm.changes, f"{e.name}.arms[{n}] ({arm.name}).changes")
+            if self.prepare is not None:
+                self.prepare(arm_labels(definitions))
         except ConfigError as exc:
             raise ConfigError(f"{self.path}: {exc}") from None
         digest = hashlib.sha256(content).hexdigest()

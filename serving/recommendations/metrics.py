@@ -3,7 +3,10 @@
 Guarantees: every finished request increments ``recsys_requests_total`` once with the tier
 that served it; every request not served by the full pipeline increments
 ``recsys_fallbacks_total`` once with its tier and the first reason; each stage that ran
-observes its latency, labelled by stage and outcome. With ``multiprocess_dir`` (the
+observes its latency, labelled by stage and outcome. Every answer is also counted once under
+the model version label whose pipeline served it (``recsys_model_label_requests_total``,
+``recsys_model_label_latency_seconds``; ``default`` for the service's own versions): the
+canary's guardrails compare two labels from these. With ``multiprocess_dir`` (the
 ``PROMETHEUS_MULTIPROC_DIR`` of `recsys api --workers N`), ``render`` reports every worker's
 counts summed, and the breaker states of each live worker (label ``pid``).
 """
@@ -13,6 +16,10 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
+# finer between 5 and 250 ms, where a canary's p99 is compared with stable's
+LABEL_LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05,
+                         0.075, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 1.0, 2.5)
+DEFAULT_LABEL = "default"
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 
 
@@ -29,6 +36,14 @@ class ServiceMetrics:
         self.request_latency = Histogram("recsys_request_latency_seconds",
                                          "Whole-request latency.", ["endpoint"],
                                          buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.label_requests = Counter(
+            "recsys_model_label_requests", "Recommendation answers by the model version label "
+            "that served them (default: the service's own versions) and tier.",
+            ["model_label", "tier"], registry=self.registry)
+        self.label_latency = Histogram(
+            "recsys_model_label_latency_seconds", "Whole-request latency by the model version "
+            "label that served the request.", ["model_label"], buckets=LABEL_LATENCY_BUCKETS,
+            registry=self.registry)
         self.stage_latency = Histogram("recsys_stage_latency_seconds",
                                        "Latency of each pipeline stage (the dependency calls, "
                                        "the candidates and rules steps).", ["stage", "outcome"],
@@ -50,6 +65,11 @@ class ServiceMetrics:
             "(loaded, or refused: the running experiments kept).", ["outcome"],
             registry=self.registry)
 
+    def count_label(self, label: str, tier: str, seconds: float) -> None:
+        label = label or DEFAULT_LABEL
+        self.label_requests.labels(label, tier).inc()
+        self.label_latency.labels(label).observe(seconds)
+
     def breaker_changed(self, name: str, _old: str, new: str) -> None:
         self.breaker_state.labels(name).set(BREAKER_STATES.get(new, -1))
 
@@ -63,4 +83,4 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["ServiceMetrics", "LATENCY_BUCKETS"]
+__all__ = ["ServiceMetrics", "LATENCY_BUCKETS", "LABEL_LATENCY_BUCKETS", "DEFAULT_LABEL"]

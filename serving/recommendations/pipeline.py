@@ -114,6 +114,7 @@ class RecommendationResult:
     # a sampled answer's (query row, query embedding, top retrieval score), for the serving
     # profile (``profile_sample_rate``); None for the others
     probe: tuple | None = None
+    model_label: str = ""  # the label of the pipeline that served it ("": the default)
 
 
 class Retrieved(NamedTuple):
@@ -432,7 +433,7 @@ class Recommender:
             result = self._recommend(request)
             if request.claim():
                 self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000,
-                            result.tier_by_arm)
+                            result.tier_by_arm, result.model_label)
 
             return result
         finally:
@@ -466,9 +467,12 @@ class Recommender:
         latency = {"total": round((time.perf_counter() - started) * 1000, 3)}
         if waited_s:
             latency["queued"] = round(waited_s * 1000, 3)
-        self._count(tier, [reason], time.perf_counter() - started)
-        assignment, _ = self.experiments.arms_for(request.user_id, context, self.clock(), None,
-                                                  request.forced_arms)
+        assignment, arm = self.experiments.arms_for(request.user_id, context, self.clock(),
+                                                    None, request.forced_arms)
+        # counted under the label that was to serve it: a slow canary's late answers count
+        self._count(tier, [reason], time.perf_counter() - started + waited_s, False,
+                    arm.model_label if arm is not None and arm.model_label
+                    else self.serving_label)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
                                     [reason], False, assignment.arms, assignment.holdout)
 
@@ -584,7 +588,7 @@ class Recommender:
                                     versions, latency, degraded, cold, assignment.arms,
                                     assignment.holdout, pipeline != "full" and not degraded,
                                     decision, (row, query, top_score) if sampled and row
-                                    is not None else None)
+                                    is not None else None, self.serving_label)
 
     def _interleave(self, request: RecommendationRequest, experiment, assignment,
                     started: float) -> RecommendationResult:
@@ -617,10 +621,12 @@ class Recommender:
             assignment.holdout, first.tier_by_arm or second.tier_by_arm)
 
     def _count(self, tier: str, degraded: list[str], seconds: float,
-               tier_by_arm: bool = False) -> None:
-        """Count an answer; a tier below ``full`` is a fallback unless an arm chose it."""
+               tier_by_arm: bool = False, label: str = "") -> None:
+        """Count an answer (under the model ``label`` that served it, too); a tier below
+        ``full`` is a fallback unless an arm chose it."""
         self.metrics.requests.labels("recommendations", tier).inc()
         self.metrics.request_latency.labels("recommendations").observe(seconds)
+        self.metrics.count_label(label, tier, seconds)
         if tier != "full" and not tier_by_arm:
             reason = degraded[0].split(":", 1)[0] if degraded else "unknown"
             self.metrics.fallbacks.labels(tier, reason).inc()

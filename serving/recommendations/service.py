@@ -10,6 +10,8 @@ for the models that answer them.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,25 +226,59 @@ def build_recommender(cfg: ServiceConfig, metrics: ServiceMetrics | None = None,
     recommender = _build(cfg, metrics, features, fresh, experiments, explorer, main_label,
                          main_versions)
     recommender.serving_label = cfg.model_label
+    prepare = _label_preparer(cfg, metrics, recommender, fresh, experiments, explorer)
     try:
-        for label in sorted(arm_labels(experiments.definitions) - {cfg.model_label}):
-            versions = None if labels is None else labels[label]
-            labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
-                              explorer, label, versions)
-            labelled.serving_label = label
-            # features are the same whatever the version: read once per request, not twice
-            labelled.user_cache, labelled.item_cache = recommender.user_cache, \
-                recommender.item_cache
-            recommender.labelled[label] = labelled
+        prepare(arm_labels(experiments.definitions))
     except BaseException:
         recommender.close()
         recommender.models.close()
         raise
-    # a reloaded file may name only the labels loaded now
-    experiments.labels = set(recommender.labelled) | ({cfg.model_label} - {""})
+    # a reloaded file naming another label gets its pipeline before it is served
+    experiments.labels, experiments.prepare = None, prepare
     experiments.start(cfg.experiments_poll_s)
     explorer.bandit.start()
     return recommender
+
+
+def _label_preparer(cfg: ServiceConfig, metrics: ServiceMetrics, recommender: Recommender,
+                    fresh, experiments, explorer) -> Callable[[set[str]], None]:
+    """``prepare(labels)``: a pipeline for each label without one, its versions pinned from
+    the model_config_file (read again: a label added since the start, a canary, counts) or
+    followed on the model server; a label that cannot be served is a ConfigError naming it.
+    Pipelines are only added (the first for a label stays), so a request never finds its
+    label's pipeline gone."""
+    lock = threading.Lock()
+
+    def prepare(labels: set[str]) -> None:
+        with lock:
+            missing = sorted(set(labels) - set(recommender.labelled) - {cfg.model_label})
+            if not missing:
+                return
+            available = _available_labels(cfg)
+            for label in missing:
+                if available is not None and label not in available:
+                    raise ConfigError(
+                        f"model_label {label!r}: not a label of model_config_file "
+                        f"{cfg.model_config_file or '(none given)'} (labels: "
+                        f"{', '.join(sorted(available)) or 'none'})")
+                try:
+                    labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
+                                      explorer, label,
+                                      None if available is None else available[label])
+                except ConfigError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - named, and the file refused
+                    raise ConfigError(f"model_label {label!r} cannot be served: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+                labelled.serving_label = label
+                # features are the same whatever the version: read once per request
+                labelled.user_cache, labelled.item_cache = recommender.user_cache, \
+                    recommender.item_cache
+                recommender.labelled[label] = labelled
+                log.info("serving model label %r beside %r", label,
+                         cfg.model_label or "the newest versions")
+
+    return prepare
 
 
 def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experiments,
