@@ -84,9 +84,13 @@ class VersionComparison:
 
 
 def compare_versions(requests: pd.DataFrame, baseline: int, candidate: int,
-                     alpha: float = 0.05) -> VersionComparison:
+                     alpha: float = 0.05, sequential_tau: float | None = None
+                     ) -> VersionComparison:
     """The candidate's CTR against the baseline's, relative, by the delta method over users
-    (each user counted in the version that served each of their answers)."""
+    (each user counted in the version that served each of their answers). With
+    ``sequential_tau`` (the mSPRT mixture's scale relative to the baseline's CTR, as the
+    experiments' analysis uses: 0.1) the interval is always valid, for a canary looked at
+    every few minutes."""
     sides = []
     for version in (baseline, candidate):
         part = requests[requests["retrieval_version"] == version]
@@ -95,7 +99,10 @@ def compare_versions(requests: pd.DataFrame, baseline: int, candidate: int,
             raise ValueError(f"version {version} served {len(users)} user(s): at least 2 "
                              "are needed to compare")
         sides.append((users["clicks"].to_numpy(float), users["exposures"].to_numpy(float)))
-    found = compare_ratios(sides[0], sides[1], alpha=alpha)
+    tau = None
+    if sequential_tau is not None:
+        tau = sequential_tau * float(sides[0][0].sum() / max(sides[0][1].sum(), 1.0))
+    found = compare_ratios(sides[0], sides[1], alpha=alpha, sequential_tau=tau or None)
     return VersionComparison(str(baseline), str(candidate), found.control, found.treatment,
                              found.relative, found.relative_ci[0], found.relative_ci[1],
                              found.relative_p_value, found.users)

@@ -1,0 +1,209 @@
+"""The canary's guardrails: a candidate serving a share of live traffic under the ``canary``
+label is compared with ``stable`` on the same period, and the verdict is to wait, promote or
+roll back (the canary analysis of Flagger / Argo Rollouts, on the service's own metrics).
+
+The service counts every answer under the label whose pipeline served it
+(``recsys_model_label_requests_total{model_label, tier}`` and the
+``recsys_model_label_latency_seconds`` histogram). Two scrapes of its ``/metrics``, at the
+canary's start and now, give each label's answers over the canary period (``LabelWindow``).
+The guardrails:
+
+* errors: the share of the canary's answers below the full tier (a model error or timeout
+  that fell back to popular items) at most ``max_error_increase`` above stable's;
+* latency: the canary's p99 (from the histogram's buckets, interpolated as PromQL's
+  ``histogram_quantile``) at most ``max_latency_ratio`` times stable's, and at most
+  ``max_latency_p99_ms`` when set;
+* CTR: when the outcomes of the period were joined, the interval of the canary's CTR relative
+  to stable's (the delta method over users) must not lie wholly below ``-max_ctr_drop``.
+
+Guarantees: any guardrail that fails rolls back at once, whatever the time elapsed (a broken
+canary is not left serving until its period ends); ``promote`` only after ``min_duration_s``
+with at least ``min_requests`` canary answers and every guardrail passed (CTR included, unless
+``require_ctr`` is off); otherwise ``wait``. Every verdict carries its checks with the values
+compared.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from recsys.config import (
+    Config,
+    boolean,
+    finite_non_negative_number,
+    finite_positive_number,
+    in_range,
+    non_empty_text,
+    positive_int,
+    setting,
+)
+from recsys.monitoring.blessing import Check
+
+LABEL_REQUESTS = "recsys_model_label_requests_total"
+LABEL_LATENCY = "recsys_model_label_latency_seconds_bucket"
+SERVED_TIER = "full"
+
+
+_SHARE = in_range(0.0, 1.0, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class CanaryConfig(Config):
+    """Attributes:
+        label, stable_label: the model version labels compared.
+        share: the share of users the canary serves (its experiment's traffic).
+        min_duration_s, min_requests: how long, and on how many canary answers, the canary
+            runs before it may be promoted.
+        max_error_increase: the canary's share of fallback answers, at most this above
+            stable's.
+        max_latency_ratio, max_latency_p99_ms: the canary's p99, at most this multiple of
+            stable's, and at most this many ms (0: no absolute limit).
+        max_ctr_drop: relative; rolled back when the CTR interval lies wholly below -this.
+        require_ctr: promote only with a CTR comparison (outcomes joined for the period).
+        alpha: of the CTR interval.
+    """
+
+    label: str = setting("canary", non_empty_text)
+    stable_label: str = setting("stable", non_empty_text)
+    share: float = setting(0.1, _SHARE)
+    min_duration_s: float = setting(600.0, finite_non_negative_number)
+    min_requests: int = setting(200, positive_int)
+    max_error_increase: float = setting(0.02, finite_non_negative_number)
+    max_latency_ratio: float = setting(1.5, finite_positive_number)
+    max_latency_p99_ms: float = setting(0.0, finite_non_negative_number)
+    max_ctr_drop: float = setting(0.0, finite_non_negative_number)
+    require_ctr: bool = setting(True, boolean)
+    alpha: float = setting(0.05, _SHARE)
+
+
+@dataclass
+class LabelWindow:
+    """One label's answers: counts by tier and the latency histogram's cumulative buckets."""
+
+    tiers: dict[str, float] = field(default_factory=dict)
+    buckets: dict[float, float] = field(default_factory=dict)  # upper bound -> cumulative
+
+    @property
+    def requests(self) -> float:
+        return sum(self.tiers.values())
+
+    @property
+    def error_share(self) -> float:
+        n = self.requests
+        return (n - self.tiers.get(SERVED_TIER, 0.0)) / n if n else float("nan")
+
+    def quantile(self, q: float) -> float:
+        """Seconds; PromQL's ``histogram_quantile``: linear within the bucket, the highest
+        finite bound when the quantile falls in the +Inf bucket."""
+        bounds = sorted(self.buckets)
+        total = self.buckets.get(math.inf, self.buckets[bounds[-1]] if bounds else 0.0)
+        if not bounds or total <= 0:
+            return float("nan")
+        rank, lower, below = q * total, 0.0, 0.0
+        for bound in bounds:
+            count = self.buckets[bound]
+            if count >= rank:
+                if math.isinf(bound):
+                    return max((b for b in bounds if not math.isinf(b)), default=float("nan"))
+                inside = count - below
+                return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+            lower, below = bound, count
+        return bounds[-1]
+
+    def minus(self, before: "LabelWindow") -> "LabelWindow":
+        """The answers since ``before`` (a counter reset, a restarted service, counts from
+        zero: then this window itself)."""
+        if any(v < before.tiers.get(t, 0.0) for t, v in self.tiers.items()) or \
+                self.requests < before.requests:
+            return self
+        return LabelWindow({t: v - before.tiers.get(t, 0.0) for t, v in self.tiers.items()},
+                           {b: v - before.buckets.get(b, 0.0) for b, v in self.buckets.items()})
+
+
+def label_windows(metrics_text: str) -> dict[str, LabelWindow]:
+    """Each label's counts in one scrape of the service's ``/metrics`` (summed over any
+    other labels, e.g. several processes)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, LabelWindow] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            label = sample.labels.get("model_label")
+            if label is None:
+                continue
+            window = out.setdefault(label, LabelWindow())
+            if sample.name == LABEL_REQUESTS:
+                tier = sample.labels["tier"]
+                window.tiers[tier] = window.tiers.get(tier, 0.0) + sample.value
+            elif sample.name == LABEL_LATENCY:
+                bound = float(sample.labels["le"])
+                window.buckets[bound] = window.buckets.get(bound, 0.0) + sample.value
+    return out
+
+
+@dataclass(frozen=True)
+class CanaryVerdict:
+    decision: str  # wait, promote, rollback
+    checks: tuple[Check, ...]
+    elapsed_s: float
+
+    def to_dict(self) -> dict:
+        return {"decision": self.decision, "elapsed_s": self.elapsed_s,
+                "checks": [c.__dict__ for c in self.checks]}
+
+
+def error_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
+    if not canary.requests or not stable.requests:
+        return Check("errors", "skipped", f"answers: stable {stable.requests:.0f}, canary "
+                                          f"{canary.requests:.0f}")
+    values = {"stable": stable.error_share, "canary": canary.error_share,
+              "canary_requests": canary.requests}
+    passed = canary.error_share <= stable.error_share + cfg.max_error_increase
+    return Check("errors", "passed" if passed else "failed",
+                 f"fallback share {canary.error_share:.2%} vs stable "
+                 f"{stable.error_share:.2%} (max increase {cfg.max_error_increase:.2%})", values)
+
+
+def latency_p99_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
+    mine, theirs = canary.quantile(0.99) * 1000, stable.quantile(0.99) * 1000
+    if math.isnan(mine) or math.isnan(theirs):
+        return Check("latency p99", "skipped", "no answers of one label in the period")
+    problems = []
+    if mine > cfg.max_latency_ratio * theirs:
+        problems.append(f"{mine:.1f} ms > {cfg.max_latency_ratio:g} x stable's {theirs:.1f} ms")
+    if cfg.max_latency_p99_ms and mine > cfg.max_latency_p99_ms:
+        problems.append(f"{mine:.1f} ms > {cfg.max_latency_p99_ms:g} ms")
+    return Check("latency p99", "failed" if problems else "passed",
+                 "; ".join(problems) or f"{mine:.1f} ms vs stable {theirs:.1f} ms",
+                 {"canary_ms": mine, "stable_ms": theirs})
+
+
+def ctr_check(comparison: Mapping | None, cfg: CanaryConfig, why_none: str = "") -> Check:
+    """``comparison``: ``VersionComparison.to_dict()`` of canary against stable, or None."""
+    if comparison is None:
+        return Check("ctr", "skipped", why_none or "no outcomes joined for the period")
+    low, high = comparison["low"], comparison["high"]
+    failed = high < -cfg.max_ctr_drop
+    return Check("ctr", "failed" if failed else "passed",
+                 f"relative change {comparison['relative_change']:+.2%} "
+                 f"[{low:+.2%}, {high:+.2%}] (rolled back below -{cfg.max_ctr_drop:.1%})",
+                 dict(comparison))
+
+
+def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping | None,
+                   elapsed_s: float, cfg: CanaryConfig, why_no_ctr: str = "") -> CanaryVerdict:
+    """See the module docstring."""
+    checks = (error_check(stable, canary, cfg), latency_p99_check(stable, canary, cfg),
+              ctr_check(comparison, cfg, why_no_ctr))
+    if any(c.status == "failed" for c in checks):
+        return CanaryVerdict("rollback", checks, elapsed_s)
+    ready = (elapsed_s >= cfg.min_duration_s and canary.requests >= cfg.min_requests
+             and all(c.status == "passed" for c in checks[:2])
+             and (checks[2].status == "passed" or not cfg.require_ctr))
+    return CanaryVerdict("promote" if ready else "wait", checks, elapsed_s)
+
+
+__all__ = ["CanaryConfig", "LabelWindow", "label_windows", "CanaryVerdict", "canary_verdict",
+           "error_check", "latency_p99_check", "ctr_check"]

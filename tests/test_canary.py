@@ -1,0 +1,149 @@
+"""The canary's guardrails (recsys/monitoring/canary.py): label windows read from the
+service's own metrics text, PromQL's quantile, the verdict's rules, and the CTR guardrail's
+false rollbacks over repeated looks at A/A canaries."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from prometheus_client import generate_latest
+
+from recsys.errors import ConfigError
+from recsys.monitoring.canary import (
+    CanaryConfig,
+    LabelWindow,
+    canary_verdict,
+    label_windows,
+)
+from recsys.monitoring.live_quality import compare_versions
+from serving.recommendations.metrics import ServiceMetrics
+
+
+def _scrape(answers: dict[str, list[tuple[str, float]]]) -> str:
+    """The service's real metrics after ``answers``: label -> [(tier, seconds)]."""
+    metrics = ServiceMetrics()
+    for label, served in answers.items():
+        for tier, seconds in served:
+            metrics.count_label(label, tier, seconds)
+    return generate_latest(metrics.registry).decode()
+
+
+def test_label_windows_read_the_service_metrics_and_subtract_an_earlier_scrape():
+    before = label_windows(_scrape({"stable": [("full", 0.004)] * 10}))
+    after = label_windows(_scrape({"stable": [("full", 0.004)] * 30 + [("retrieval", 0.2)],
+                                   "canary": [("full", 0.02)] * 5}))
+    window = after["stable"].minus(before["stable"])
+    assert window.tiers == {"full": 20.0, "retrieval": 1.0}
+    assert window.requests == 21 and window.error_share == pytest.approx(1 / 21)
+    assert after["canary"].minus(LabelWindow()).tiers == {"full": 5.0}
+    # a restarted service counts from zero: the later scrape is the window
+    assert label_windows(_scrape({"stable": [("full", 0.004)]}))["stable"].minus(
+        after["stable"]).requests == 1
+
+
+def test_the_quantile_is_promql_histogram_quantile():
+    # 100 answers: 90 in (0.005, 0.0075], 10 in (0.05, 0.075]
+    window = LabelWindow({"full": 100.0}, {0.005: 0.0, 0.0075: 90.0, 0.05: 90.0,
+                                           0.075: 100.0, math.inf: 100.0})
+    assert window.quantile(0.5) == pytest.approx(0.005 + 0.0025 * 50 / 90)
+    assert window.quantile(0.99) == pytest.approx(0.05 + 0.025 * 9 / 10)
+    over = LabelWindow({"full": 10.0}, {0.1: 5.0, math.inf: 10.0})
+    assert over.quantile(0.99) == 0.1  # in +Inf: the highest finite bound
+    assert math.isnan(LabelWindow().quantile(0.99))
+
+
+def _windows(canary_seconds: float, canary_fallbacks: int = 0, n: int = 400):
+    stable = label_windows(_scrape({"stable": [("full", 0.010)] * n}))["stable"]
+    canary = label_windows(_scrape({"canary": [("full", canary_seconds)] * (n - canary_fallbacks)
+                                    + [("global-popular", 0.001)] * canary_fallbacks}))
+    return stable, canary["canary"]
+
+
+GOOD_CTR = {"relative_change": 0.01, "low": -0.05, "high": 0.07}
+BAD_CTR = {"relative_change": -0.3, "low": -0.4, "high": -0.2}
+
+
+def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
+    cfg = CanaryConfig(min_duration_s=600, min_requests=200)
+    stable, canary = _windows(0.011)
+    assert canary_verdict(stable, canary, GOOD_CTR, 300, cfg).decision == "wait"
+    assert canary_verdict(stable, canary, None, 900, cfg).decision == "wait"  # no CTR yet
+    verdict = canary_verdict(stable, canary, GOOD_CTR, 900, cfg)
+    assert verdict.decision == "promote"
+    assert [c.status for c in verdict.checks] == ["passed"] * 3
+    assert canary_verdict(stable, canary, None, 900,
+                          CanaryConfig(min_duration_s=600, require_ctr=False)
+                          ).decision == "promote"
+    few = label_windows(_scrape({"canary": [("full", 0.011)] * 50}))["canary"]
+    assert canary_verdict(stable, few, GOOD_CTR, 900, cfg).decision == "wait"
+
+
+@pytest.mark.parametrize("seconds, fallbacks, ctr, failed", [
+    (0.2, 0, GOOD_CTR, "latency p99"),  # slow: 20 x stable's p99
+    (0.011, 40, GOOD_CTR, "errors"),  # 10% fallbacks against none
+    (0.011, 0, BAD_CTR, "ctr"),
+])
+def test_any_failed_guardrail_rolls_back_at_once(seconds, fallbacks, ctr, failed):
+    stable, canary = _windows(seconds, fallbacks)
+    verdict = canary_verdict(stable, canary, ctr, 5, CanaryConfig())
+    assert verdict.decision == "rollback"
+    assert [c.name for c in verdict.checks if c.status == "failed"] == [failed]
+    assert verdict.to_dict()["checks"][0]["name"] == "errors"
+
+
+def test_an_absolute_latency_limit_holds_even_when_stable_is_as_slow():
+    stable, canary = _windows(0.2)
+    slow_stable = label_windows(_scrape({"stable": [("full", 0.2)] * 400}))["stable"]
+    assert canary_verdict(slow_stable, canary, GOOD_CTR, 900,
+                          CanaryConfig(max_latency_p99_ms=100)).decision == "rollback"
+    assert canary_verdict(slow_stable, canary, GOOD_CTR, 900, CanaryConfig()
+                          ).decision == "promote"
+
+
+def test_bad_canary_settings_are_refused_naming_the_field():
+    from recsys.config import config_section
+
+    for raw, field in (({"share": 1.5}, "share"), ({"min_requests": 0}, "min_requests"),
+                       ({"max_latency_ratio": -1}, "max_latency_ratio"),
+                       ({"sahre": 0.1}, "sahre")):
+        with pytest.raises(ConfigError, match=field):
+            config_section(CanaryConfig, raw, "canary")
+
+
+def _aa_requests(rng: np.random.Generator, users: int, ctr: float) -> pd.DataFrame:
+    exposures = rng.poisson(20, users) + 1
+    taste = rng.beta(2, 2 / ctr - 2, users)  # users differ; mean ctr
+    clicks = rng.binomial(exposures, taste)
+    return pd.DataFrame({"user_id": np.arange(users), "exposures": exposures,
+                         "clicks": clicks})
+
+
+def test_the_ctr_guardrail_rolls_back_an_aa_canary_at_most_alpha_of_the_time_over_looks():
+    """200 seeded A/A canaries, each looked at 8 times as its users arrive: the share ever
+    rolled back stays near alpha with the always-valid interval; the fixed-horizon interval
+    at the same looks rolls back several times as often (why the canary uses the former)."""
+    cfg = CanaryConfig(alpha=0.05)
+    healthy = _windows(0.01)
+    runs, looks, ever_sequential, ever_fixed = 200, 8, 0, 0
+    for seed in range(runs):
+        rng = np.random.default_rng([17, seed])
+        stable = _aa_requests(rng, 1600, 0.08).assign(retrieval_version=1)
+        canary = _aa_requests(rng, 1600, 0.08).assign(retrieval_version=2)
+        canary["user_id"] += 10**6
+        rolled_sequential = rolled_fixed = False
+        for look in range(1, looks + 1):
+            n = 200 * look
+            both = pd.concat([stable[:n], canary[:n]])
+            for tau, hit in ((0.1, "sequential"), (None, "fixed")):
+                found = compare_versions(both, 1, 2, cfg.alpha, sequential_tau=tau).to_dict()
+                rolled = canary_verdict(*healthy, found, 0, cfg).decision == "rollback"
+                if hit == "sequential":
+                    rolled_sequential |= rolled
+                else:
+                    rolled_fixed |= rolled
+        ever_sequential += rolled_sequential
+        ever_fixed += rolled_fixed
+    # one-sided: a rollback needs the interval wholly below 0 (alpha/2 per look at most)
+    assert ever_sequential / runs <= 0.05
+    assert ever_fixed > ever_sequential
