@@ -129,34 +129,46 @@ def measure_latency(base: Path, version: int, queries: Path, requests: int,
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def run_bless(args: argparse.Namespace) -> int:
+def bless(base: Path, version: int, stable: int | None, cfg, ope=(None, None),
+          queries: Path | None = None, requests: int = 300, concurrency: int = 4):
+    """The ``Blessing`` of ``version`` against ``stable`` (see recsys/monitoring/blessing.py),
+    written to ``BASE/blessings/VERSION.json`` (what promotion requires)."""
     from recsys.model_contract.registry import Registry
     from recsys.monitoring.blessing import Blessing, latency_check, offline_checks, ope_check
 
-    registry = Registry(args.model_base_path)
-    cfg = _gate_config(args.config)
-    registry.check_version(args.version)
-    stable = _against(registry, args.against)
+    registry = Registry(base)
+    registry.check_version(version)
     metrics = {e.version: dict(e.metrics) for e in registry.entries()}
-    checks = offline_checks(metrics.get(args.version, {}),
+    checks = offline_checks(metrics.get(version, {}),
                             None if stable is None else metrics.get(stable, {}), cfg)
-    checks.append(ope_check(*_ope(args.ope), cfg))
-    if args.queries is None:
+    checks.append(ope_check(*ope, cfg))
+    if queries is None:
         checks.append(latency_check(None, None, cfg, "no --queries given"))
     else:
-        p50, p99 = measure_latency(args.model_base_path, args.version, args.queries,
-                                   args.requests, args.concurrency)
-        checks.append(latency_check(p50, p99, cfg, f"retrieval, {args.requests} calls from "
-                                                   f"{args.concurrency} threads"))
-    blessing = Blessing(args.version, stable, tuple(checks))
-    print(blessing.summary())
-    path = blessing_path(args.model_base_path, args.version)
+        p50, p99 = measure_latency(base, version, queries, requests, concurrency)
+        checks.append(latency_check(p50, p99, cfg, f"retrieval, {requests} calls from "
+                                                   f"{concurrency} threads"))
+    blessing = Blessing(version, stable, tuple(checks))
+    path = blessing_path(base, version)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({**blessing.to_dict(), "gate": cfg.to_dict(),
                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
                                indent=2))
-    print(f"wrote {path}")
+    return blessing
+
+
+def run_bless(args: argparse.Namespace) -> int:
+    from recsys.model_contract.registry import Registry
+
+    registry = Registry(args.model_base_path)
+    registry.check_version(args.version)
+    blessing = bless(args.model_base_path, args.version, _against(registry, args.against),
+                     _gate_config(args.config), _ope(args.ope), args.queries, args.requests,
+                     args.concurrency)
+    print(blessing.summary())
+    print(f"wrote {blessing_path(args.model_base_path, args.version)}")
     return 0 if blessing.blessed else NOT_BLESSED_EXIT
 
 
-__all__ = ["add_arguments", "run_bless", "read_blessing", "blessing_path", "measure_latency"]
+__all__ = ["add_arguments", "run_bless", "bless", "read_blessing", "blessing_path",
+           "measure_latency"]

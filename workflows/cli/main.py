@@ -15,6 +15,7 @@ from recsys.runtime import check_stack
 from workflows.cli import (
     api_commands,
     benchmark_commands,
+    controller_command,
     data_commands,
     demo,
     experiment_commands,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     ope_command.add_parser(subparsers)
     ope_command.add_bandit_parser(subparsers)
     monitor_command.add_parser(subparsers)
+    controller_command.add_parser(subparsers)
     simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
     return parser

@@ -1,0 +1,279 @@
+"""The retraining controller's decisions (workflows/controller/): drift windows from real
+serving windows in Redis against a real reference profile, real retrain commands run as
+subprocesses that export versions, the real registry and blessing, the canary's experiment in
+a real experiments file and its guardrails on the service's real metrics text. What the
+service would answer is given by a ServiceMetrics the test feeds (the closed loop with the
+real service is in tests/test_controller_loop.py)."""
+
+import json
+import random
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from recsys.errors import ConfigError
+from recsys.model_contract.registry import Registry
+from recsys.monitoring.canary import label_windows
+from recsys.monitoring.profile import build_profile, write_profile
+from recsys.monitoring.serving_windows import Answer, ServingWindows
+from serving.recommendations.metrics import ServiceMetrics
+from workflows.cli.main import main
+from workflows.controller.config import load_settings
+from workflows.controller.controller import Controller, Hooks, _run
+from workflows.controller.journal import read_decisions, read_state
+
+EXPORT = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    base, version, quality = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    recall = {"good": 0.41, "shuffled": 0.02}[quality]
+    for model in ("retrieval", "item_tower"):
+        extra = base / model / version / "assets.extra"
+        extra.mkdir(parents=True)
+        (extra / "manifest.json").write_text(json.dumps({"version": int(version),
+            "evaluation": {"models": {"two-tower": {"overall": {"recall@100": recall,
+                                                                "ndcg@10": recall / 3}}}}}))
+""")
+
+
+def _reference(rng, n=2000):
+    return {"watch_s": rng.normal(100, 20, n).tolist(),
+            "country": rng.choice(["fr", "de", "us"], n, p=[0.3, 0.3, 0.4]).tolist()}
+
+
+def _export(base, version, recall, profile=None):
+    for model in ("retrieval", "item_tower"):
+        extra = base / model / str(version) / "assets.extra"
+        extra.mkdir(parents=True)
+        (extra / "manifest.json").write_text(json.dumps({"version": version, "evaluation": {
+            "models": {"two-tower": {"overall": {"recall@100": recall,
+                                                  "ndcg@10": recall / 3}}}}}))
+    if profile is not None:
+        write_profile(base / "retrieval" / str(version), profile)
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    from recsys.stream.redis_connection import start_embedded, stop_embedded
+
+    url = start_embedded(tmp_path / "redis")
+    yield url
+    stop_embedded(tmp_path / "redis")
+
+
+class Service:
+    """What the service's /metrics would say: a real ServiceMetrics fed by the test."""
+
+    def __init__(self):
+        self.metrics = ServiceMetrics()
+
+    def answer(self, label, n, seconds, tier="full"):
+        for _ in range(n):
+            self.metrics.count_label(label, tier, seconds)
+
+    def scrape(self, _url):
+        return label_windows(generate_latest(self.metrics.registry).decode())
+
+
+@pytest.fixture
+def setup(tmp_path, redis_url):
+    import redis
+
+    base = tmp_path / "models"
+    _export(base, 1, 0.40, build_profile(_reference(np.random.default_rng(0))))
+    Registry(base).promote(1, "stable", "first", by="test")
+    script = tmp_path / "export.py"
+    script.write_text(EXPORT)
+    experiments = tmp_path / "experiments.yaml"
+    experiments.write_text("experiments:\n  - {name: colours, layer: ui, arms: [{name: a}, "
+                           "{name: b}]}\n")
+    config = tmp_path / "controller.yaml"
+
+    def write(quality="good", **canary):
+        config.write_text(yaml.safe_dump({
+            "controller": {"model_base_path": str(base), "state_dir": str(tmp_path / "state"),
+                           "service_url": "http://service", "experiments_file": str(experiments),
+                           "redis_url": redis_url, "drift_min_samples": 200,
+                           "cooldown_s": 600, "reload_wait_s": 0,
+                           "retrain_commands": [[sys.executable, str(script),
+                                                 "{model_base_path}", "{next_version}",
+                                                 quality]]},
+            "canary": {"min_duration_s": 600, "min_requests": 100, "require_ctr": False,
+                       **canary},
+            "drift": {"alerts": {"consecutive_windows": 3}}}))
+        return load_settings(config)
+
+    service = Service()
+    # the service's reservoir of 2,000 per hour, seeded
+    windows = ServingWindows(redis.Redis.from_url(redis_url), rng=random.Random(0))
+    return base, experiments, write, service, windows, tmp_path
+
+
+def _traffic(windows, rng, at_s, n=300, shifted=False):
+    """``n`` sampled answers of stable version 1, from the reference population or a shifted
+    one (tastes moved: more watch time; a new country)."""
+    for i in range(n):
+        inputs = {"watch_s": float(rng.normal(130 if shifted else 100, 20)),
+                  "country": str(rng.choice(["fr", "de", "us", "br"],
+                                            p=[0.2, 0.2, 0.3, 0.3] if shifted
+                                            else [0.3, 0.3, 0.4, 0.0]))}
+        windows.add([Answer(at_s + i * 0.01, "1", "full", ["i1"], ["retrieval"],
+                            sample={"inputs": inputs, "top_score": None, "embedding": None})])
+
+
+def _controller(settings, service, windows):
+    hooks = Hooks(_run, service.scrape, lambda *a: (None, "not joined"), sleep=lambda s: None)
+    return Controller(settings, hooks, windows)
+
+
+def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
+    base, experiments, write, service, windows, tmp = setup
+    controller = _controller(write(), service, windows)
+    rng = np.random.default_rng(1)
+    now = time.time()
+    decisions = []
+    for step in range(5):  # the same population: five windows, no alert
+        _traffic(windows, rng, now + step * 10)
+        decisions.append(controller.step(now + step * 10 + 5))
+    assert [d["decision"] for d in decisions] == ["watch"] * 5
+    assert all(not d["evidence"]["drift"]["alerts"] for d in decisions)
+    statistics = decisions[-1]["evidence"]["drift"]["features"]
+    assert {f["feature"] for f in statistics} == {"watch_s", "country"}
+    assert controller.step(now + 55)["evidence"]["drift"]["window"] is None  # no new samples
+
+    for step in range(3):  # shifted: an alert within three windows
+        at = now + 100 + step * 10
+        _traffic(windows, rng, at, shifted=True)
+        decision = controller.step(at + 5)
+        if decision["decision"] != "watch":
+            break
+        assert set(decision["evidence"]["drift"]["drifting"]) == {"watch_s", "country"}
+    assert decision["decision"] == "canary"
+    logged = read_decisions(tmp / "state")
+    assert [d["decision"] for d in logged[-2:]] == ["retrain", "canary"]
+    assert logged[-2]["reason"].startswith("drift: ")
+    assert logged[-2]["reason"].endswith("drifted in 3 windows in a row")
+    assert decision["evidence"]["blessing"]["blessed"] is True
+    assert Registry(base).aliases() == {"canary": 2, "stable": 1}
+    served = yaml.safe_load(experiments.read_text())["experiments"]
+    assert [e["name"] for e in served] == ["colours", "canary"]  # the team's kept
+    assert served[1]["arms"][1] == {"name": "v2", "changes": {"model_label": "canary"}}
+    assert served[1]["traffic"] == pytest.approx(0.2)
+
+    started = now + 125
+    service.answer("stable", 900, 0.010)
+    service.answer("canary", 150, 0.011)
+    assert controller.step(started + 300)["decision"] == "wait"  # healthy, period not over
+    decision = controller.step(started + 700)
+    assert decision["decision"] == "promote", decision
+    assert Registry(base).aliases() == {"stable": 2}
+    assert [e["name"] for e in yaml.safe_load(experiments.read_text())["experiments"]] == [
+        "colours"]
+    history = Registry(base).history()
+    assert [(e["action"], e["alias"], e["to"]) for e in history[1:]] == [
+        ("promote", "canary", 2), ("promote", "stable", 2), ("retire", "canary", None)]
+    assert history[2]["by"] == "recsys controller"
+    assert history[2]["evidence"]["verdict"]["decision"] == "promote"
+    state = read_state(tmp / "state")
+    assert state.stage == "idle" and state.drift_version == 1  # the next step resets it
+    metrics = (tmp / "state" / "controller.prom").read_text()
+    assert 'recsys_model_alias_version{alias="stable",model="retrieval"} 2.0' in metrics
+    assert 'recsys_controller_stage{stage="idle"} 1.0' in metrics
+
+
+def _drift_to_canary(setup, quality="good", **canary):
+    base, experiments, write, service, windows, tmp = setup
+    controller = _controller(write(quality, **canary), service, windows)
+    rng = np.random.default_rng(2)
+    now = time.time()
+    for step in range(3):
+        _traffic(windows, rng, now + step * 10, shifted=True)
+        decision = controller.step(now + step * 10 + 5)
+    return controller, decision, now + 25
+
+
+def test_a_candidate_trained_on_shuffled_labels_is_refused_by_the_gate(setup):
+    base, experiments, _, _, windows, tmp = setup
+    before = experiments.read_text()
+    controller, decision, at = _drift_to_canary(setup, "shuffled")
+    assert decision["decision"] == "refuse"
+    assert decision["reason"] == "version 2 not blessed (offline recall@100, offline ndcg@10)"
+    assert Registry(base).aliases() == {"stable": 1}
+    assert experiments.read_text() == before
+    assert json.loads((base / "blessings" / "2.json").read_text())["blessed"] is False
+    # the drift persists, but the cooldown holds off another retrain
+    _traffic(windows, np.random.default_rng(3), at + 10, shifted=True)
+    again = controller.step(at + 20)
+    assert again["decision"] == "watch" and again["evidence"]["cooling_down"]
+
+
+@pytest.mark.parametrize("seconds, fallbacks, failed", [(0.2, 0, "latency p99"),
+                                                        (0.011, 30, "errors")])
+def test_a_slow_or_broken_canary_is_rolled_back_at_once(setup, seconds, fallbacks, failed):
+    base, experiments, _, service, _, tmp = setup
+    controller, decision, at = _drift_to_canary(setup)
+    assert decision["decision"] == "canary"
+    service.answer("stable", 900, 0.010)
+    service.answer("canary", 120 - fallbacks, seconds)
+    service.answer("canary", fallbacks, 0.001, tier="global-popular")
+    decision = controller.step(at + 60)  # long before the canary's period ends
+    assert decision["decision"] == "rollback"
+    assert decision["reason"] == f"canary guardrail failed: {failed}"
+    assert Registry(base).aliases() == {"stable": 1}
+    assert "canary" not in experiments.read_text()
+    assert Registry(base).history()[-1]["action"] == "rollback"
+    assert read_state(tmp / "state").stage == "idle"
+
+
+def test_a_failing_retrain_command_is_refused_naming_it(setup):
+    base, _, write, service, windows, tmp = setup
+    settings = write()
+    failing = settings.controller.replace(retrain_commands=(
+        (sys.executable, "-c", "raise SystemExit(4)"),))
+    controller = _controller(type(settings)(failing, settings.gate, settings.canary,
+                                            settings.drift_features, settings.alerts),
+                             service, windows)
+    rng = np.random.default_rng(4)
+    now = time.time()
+    for step in range(3):
+        _traffic(windows, rng, now + step * 10, shifted=True)
+        decision = controller.step(now + step * 10 + 5)
+    assert decision["decision"] == "refuse"
+    assert decision["reason"].endswith("-c raise SystemExit(4) exited 4")
+    assert Registry(base).aliases() == {"stable": 1}
+
+
+@pytest.mark.parametrize("section, body, message", [
+    ("controller", {"retrain_commands": [["x"]], "sheduler": 1}, "sheduler"),
+    ("controller", {"retrain_commands": [["recsys", "{stabel}"]]}, "unknown placeholder"),
+    ("controller", {"retrain_commands": []}, "retrain_commands is empty"),
+    ("controller", {"retrain_commands": ["recsys train"]}, "retrain_commands"),
+    ("canary", {"share": 2}, "share"),
+    ("gate", {"metrics": {"recall@100": {"max_dorp": 0}}}, "gate.metrics"),
+    ("bogus", {}, "unknown section"),
+])
+def test_bad_controller_files_are_refused_naming_the_key(tmp_path, section, body, message):
+    raw = {"controller": {"retrain_commands": [["true"]], "experiments_file": "e.yaml"}}
+    raw[section] = {**raw.get(section, {}), **body}
+    path = tmp_path / "controller.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path)
+
+
+def test_the_cli_steps_and_reports_status(setup, capsys):
+    base, _, write, *_ = setup
+    settings = write()
+    assert main(["controller", "step", "--config", str(settings.path)]) == 0
+    assert "watch    no trigger" in capsys.readouterr().out
+    assert main(["controller", "status", "--config", str(settings.path)]) == 0
+    out = capsys.readouterr().out
+    assert 'stage idle; aliases {"stable": 1}; 1 steps' in out
+    (base.parent / "state" / "state.json").write_text("[]")
+    assert main(["controller", "step", "--config", str(settings.path)]) != 0
+    assert "is not the controller's state" in capsys.readouterr().err

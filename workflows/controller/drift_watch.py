@@ -1,0 +1,89 @@
+"""The controller's drift windows: the serving profile's samples of the stable version that
+arrived since the last check (from the hourly windows in Redis), tested against that
+version's reference profile, and fed to the alert tracker.
+
+A controller window is "the samples since the last window", at least ``min_samples`` of them,
+not a clock hour: a controller stepping every few minutes on a busy service tests every few
+minutes, one on a quiet service waits until enough answers were sampled. The reservoirs keep a
+uniform sample of each hour's answers, so the samples newer than the cursor are a uniform
+sample of the answers newer than the cursor; but a reservoir keeps fewer of an hour's later
+answers once it is full (``max_samples`` of all the hour offered), so a window late in a busy
+hour holds fewer samples: size ``drift_min_samples`` below the reservoir's size divided by the
+steps per hour.
+
+Guarantees: a sample is tested in at most one window (the cursor moves past every sample
+read); a window with fewer than ``min_samples`` samples is not tested and its samples wait for
+the next step.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.errors import ConfigError
+from recsys.monitoring.alerts import AlertConfig, DriftTracker
+from recsys.monitoring.profile import drift_report, read_profile
+
+
+def _hour_end_s(window: str) -> float:
+    return calendar.timegm(time.strptime(window[1:], "%Y%m%d%H")) + 3600.0
+
+
+def new_samples(windows, version: int, cursor_s: float) -> list[dict]:
+    """The version's sampled answers newer than ``cursor_s``, oldest first."""
+    names = [w for _, w in windows.windows(str(version))
+             if w.startswith("h") and _hour_end_s(w) > cursor_s]
+    found = [s for w in names for s in windows.read_window(str(version), w).samples
+             if float(s.get("at_s", 0.0)) > cursor_s]
+    return sorted(found, key=lambda s: s["at_s"])
+
+
+def as_columns(samples: list[dict]) -> dict[str, list]:
+    """The window as ``drift_report`` takes it: the query inputs, top scores, embeddings."""
+    columns: dict[str, list] = {}
+    for n, sample in enumerate(samples):
+        for name, value in (sample.get("inputs") or {}).items():
+            columns.setdefault(name, [None] * n).append(value)
+        for column in columns.values():
+            if len(column) < n + 1:
+                column.append(None)
+    columns["top_score"] = [s.get("top_score") for s in samples]
+    columns["embedding"] = [s.get("embedding") for s in samples]
+    return columns
+
+
+@dataclass
+class DriftWindow:
+    samples: int
+    cursor_s: float
+    drifting: list[str]
+    alerts: list[str]  # features at or past their streak
+    streaks: dict[str, int]
+    results: list[dict]
+
+
+def check_drift(windows, base: Path, version: int, tracker: DriftTracker, cursor_s: float,
+                min_samples: int, choices) -> DriftWindow | None:
+    """Test the samples since ``cursor_s`` (None when there are too few yet)."""
+    samples = new_samples(windows, version, cursor_s)
+    if len(samples) < min_samples:
+        return None
+    profile = read_profile(base / "retrieval" / str(version))
+    if profile is None:
+        raise ConfigError(f"version {version} has no reference profile: the drift trigger "
+                          "needs one (re-export it with `recsys export`)")
+    verdict = tracker.update(drift_report(profile, as_columns(samples), choices))
+    alerts = sorted(f for f, streak in verdict.streaks.items()
+                    if streak >= tracker.cfg.consecutive_windows)
+    return DriftWindow(len(samples), float(samples[-1]["at_s"]), verdict.drifting, alerts,
+                       verdict.streaks, [r.to_dict() for r in verdict.results])
+
+
+def tracker_from(raw: dict | None, cfg: AlertConfig) -> DriftTracker:
+    return DriftTracker(cfg) if raw is None else DriftTracker.from_dict(raw)
+
+
+__all__ = ["check_drift", "new_samples", "as_columns", "DriftWindow", "tracker_from"]
