@@ -94,11 +94,12 @@ def setup(tmp_path, redis_url):
                            "{name: b}]}\n")
     config = tmp_path / "controller.yaml"
 
-    def write(quality="good", **canary):
+    def write(quality="good", reference="serving", **canary):
         config.write_text(yaml.safe_dump({
             "controller": {"model_base_path": str(base), "state_dir": str(tmp_path / "state"),
                            "service_url": "http://service", "experiments_file": str(experiments),
                            "redis_url": redis_url, "drift_min_samples": 200,
+                           "drift_reference": reference, "drift_reference_samples": 300,
                            "cooldown_s": 600, "reload_wait_s": 0,
                            "retrain_commands": [[sys.executable, str(script),
                                                  "{model_base_path}", "{next_version}",
@@ -109,8 +110,8 @@ def setup(tmp_path, redis_url):
         return load_settings(config)
 
     service = Service()
-    # the service's reservoir of 2,000 per hour, seeded
-    windows = ServingWindows(redis.Redis.from_url(redis_url), rng=random.Random(0))
+    windows = ServingWindows(redis.Redis.from_url(redis_url), max_samples=5_000,
+                             rng=random.Random(0))
     return base, experiments, write, service, windows, tmp_path
 
 
@@ -119,6 +120,7 @@ def _traffic(windows, rng, at_s, n=300, shifted=False):
     one (tastes moved: more watch time; a new country)."""
     for i in range(n):
         inputs = {"watch_s": float(rng.normal(130 if shifted else 100, 20)),
+                  "hour_of_day": int(at_s // 10) % 24,  # the clock: ignored by default
                   "country": str(rng.choice(["fr", "de", "us", "br"],
                                             p=[0.2, 0.2, 0.3, 0.3] if shifted
                                             else [0.3, 0.3, 0.4, 0.0]))}
@@ -136,6 +138,14 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     controller = _controller(write(), service, windows)
     rng = np.random.default_rng(1)
     now = time.time()
+    assert controller.step(now - 30)["evidence"]["drift"]["reference"] == \
+        "capturing: 0 of the 300 served queries of version 1 it needs"
+    _traffic(windows, rng, now - 20)  # the stable version's first served queries
+    first = controller.step(now - 10)
+    assert first["decision"] == "watch"
+    assert first["evidence"]["drift"]["reference"] == \
+        "captured from 300 served queries of version 1"
+    assert (tmp / "state" / "reference-v1.json").exists()
     decisions = []
     for step in range(5):  # the same population: five windows, no alert
         _traffic(windows, rng, now + step * 10)
@@ -143,7 +153,7 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     assert [d["decision"] for d in decisions] == ["watch"] * 5
     assert all(not d["evidence"]["drift"]["alerts"] for d in decisions)
     statistics = decisions[-1]["evidence"]["drift"]["features"]
-    assert {f["feature"] for f in statistics} == {"watch_s", "country"}
+    assert {f["feature"] for f in statistics} == {"watch_s", "country"}  # no hour_of_day
     assert controller.step(now + 55)["evidence"]["drift"]["window"] is None  # no new samples
 
     for step in range(3):  # shifted: an alert within three windows
@@ -186,9 +196,10 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     assert 'recsys_controller_stage{stage="idle"} 1.0' in metrics
 
 
-def _drift_to_canary(setup, quality="good", **canary):
+def _drift_to_canary(setup, quality="good", reference="training", **canary):
+    """(training: the export's profile, no capture step)"""
     base, experiments, write, service, windows, tmp = setup
-    controller = _controller(write(quality, **canary), service, windows)
+    controller = _controller(write(quality, reference, **canary), service, windows)
     rng = np.random.default_rng(2)
     now = time.time()
     for step in range(3):
@@ -232,7 +243,7 @@ def test_a_slow_or_broken_canary_is_rolled_back_at_once(setup, seconds, fallback
 
 def test_a_failing_retrain_command_is_refused_naming_it(setup):
     base, _, write, service, windows, tmp = setup
-    settings = write()
+    settings = write(reference="training")
     failing = settings.controller.replace(retrain_commands=(
         (sys.executable, "-c", "raise SystemExit(4)"),))
     controller = _controller(type(settings)(failing, settings.gate, settings.canary,

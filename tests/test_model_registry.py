@@ -209,6 +209,32 @@ def test_a_worse_candidate_is_not_blessed_and_not_promoted_unless_forced(base, t
     assert code == 1 and "--against must be an alias" in err
 
 
+def test_a_warm_start_blessing_compares_both_versions_on_the_candidates_test_data(
+        tmp_path, capsys):
+    """Version 2 scored lower than version 1 did on version 1's own (older) data, but a
+    warm start scored both on its own test split, where 2 is better: that pair decides."""
+    base = tmp_path / "serving"
+    own = {"models": {"two-tower": {"overall": {"recall@100": 0.40, "ndcg@10": 0.10}}}}
+    paired = {"models": {"two-tower": {"overall": {"recall@100": 0.30, "ndcg@10": 0.09}}},
+              "baseline": {"version": 1, "models": {"two-tower": {"overall": {
+                  "recall@100": 0.25, "ndcg@10": 0.08}}}}}
+    for model in ("retrieval", "item_tower"):
+        _version(base, model, 1, own if model == "retrieval" else None)
+        _version(base, model, 2, paired if model == "retrieval" else None)
+    registry = Registry(base)
+    assert registry.paired_baseline(2) == (1, {"recall@100": 0.25, "ndcg@10": 0.08})
+    assert registry.paired_baseline(1) is None
+    code, out, _ = _run(capsys, "models", "bless", "2", "--against", "1",
+                        "--model-base-path", base)
+    assert code == 0 and "0.3000 vs stable 0.2500" in out
+    _version(base, "retrieval", 3, {**paired, "baseline": {**paired["baseline"],
+                                                           "version": 2}})
+    _version(base, "item_tower", 3)
+    code, out, _ = _run(capsys, "models", "bless", "3", "--against", "1",
+                        "--model-base-path", base)  # paired with 2, not 1: 1's own figures
+    assert code == 3 and "0.3000 is more than 0.0 below stable's 0.4000" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["models", "promote", "1", "--to", "stable", "--reason", "x", "--evidence", "EVIDENCE"],
      "is not JSON"),

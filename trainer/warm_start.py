@@ -117,6 +117,20 @@ def _new_directory(path: Path, source: Path) -> Path:
     return path
 
 
+def _paired_evaluation(model_dir: Path, repo: Path, version: int, scored: dict) -> None:
+    """``MODEL_DIR/evaluation.json`` (the export copies it into the manifest): the candidate's
+    figures, and version ``version``'s on the same test split (``baseline``), so a blessing
+    compares the two on the same data rather than on the splits each was trained with."""
+    from recsys.evaluation.report import protocol_document
+    from trainer.workflow import EVALUATION_FILE
+
+    (Path(model_dir) / EVALUATION_FILE).write_text(json.dumps(protocol_document(
+        f"warm start of version {version}: the test split of {repo}",
+        {"two-tower": {"overall": scored["candidate"]}},
+        {"baseline": {"version": version,
+                      "models": {"two-tower": {"overall": scored["current"]}}}}), indent=2))
+
+
 def _record(directory: Path, base_version: int, decision: GateDecision, counts: dict,
             metrics: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,6 +170,7 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     decision = gate.judge(scored["current"], scored["candidate"])
     _record(model_dir, version, decision, {"new_examples": len(new), "replayed": len(replay)},
             scored)
+    _paired_evaluation(model_dir, repo, version, scored)
     log.info(decision.summary())
     exported = None
     if decision.passed:

@@ -90,9 +90,24 @@ def _training_queries(repo: Path, cfg: RetrievalConfig, sizes: Sequence[int]
     if not path.is_dir():
         return [pd.DataFrame() for _ in sizes]
     frame = pq.read_table(path).to_pandas()
-    return [with_missing_columns(frame.sample(n=min(rows, len(frame)), random_state=0)
-                                 .reset_index(drop=True), query_inputs(cfg.model))
-            for rows in sizes]
+    samples = [frame.sample(n=min(rows, len(frame)), random_state=0).reset_index(drop=True)
+               for rows in sizes]
+    return [with_missing_columns(_with_features(repo, sample), query_inputs(cfg.model))
+            for sample in samples]
+
+
+def _with_features(repo: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` joined point in time with the retrieval service's Feast features, as the
+    model was trained on them (a profile without them would describe features the model
+    never saw as always missing); unjoined, with a warning, when the store cannot join."""
+    from recsys.features.training_set import join_features
+
+    try:
+        return join_features(repo, rows, "retrieval")
+    except Exception as exc:  # noqa: BLE001 - named; the export goes on without them
+        log.warning("the export's query samples lack the Feast features (%s: %s); the "
+                    "reference profile will show them as missing", type(exc).__name__, exc)
+        return rows
 
 
 def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,

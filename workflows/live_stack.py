@@ -21,19 +21,22 @@ class LiveStack:
     url: str
     recommender: Any
     lake: Path
+    redis_url: str = ""  # the stream's (and the serving profile's windows')
 
 
 @contextmanager
 def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
-               experiments: Path | None = None, **service: Any) -> Iterator[LiveStack]:
+               experiments: Path | None = None, profile_max_samples: int = 2_000,
+               **service: Any) -> Iterator[LiveStack]:
     """Serve ``repo`` and the models under ``model_base_path`` with ``experiments``; the
-    stream lives in ``redis_dir`` (emptied first); ``service`` overrides ServiceConfig
+    stream lives in ``redis_dir`` (emptied first); the serving profile keeps
+    ``profile_max_samples`` samples per window; ``service`` overrides ServiceConfig
     fields."""
     from recsys.exploration.bandit_store import BanditStore
     from recsys.monitoring.serving_windows import ServingWindows
     from recsys.stream.config import StreamConfig
     from recsys.stream.producer import StreamProducer
-    from recsys.stream.redis_connection import connect, stop_embedded
+    from recsys.stream.redis_connection import connect, embedded_url, stop_embedded
     from serving.recommendations.app import create_app
     from serving.recommendations.config import ServiceConfig
     from serving.recommendations.exploration import BanditParameters
@@ -61,9 +64,9 @@ def live_stack(repo: Path, model_base_path: Path, lake: Path, redis_dir: Path,
         recommender = build_recommender(cfg, bandit=BanditParameters(BanditStore(client),
                                                                      cfg.bandit_poll_s))
         exposures = ExposureLog(producer, recommender.metrics)
-        profile = ServingProfile(ServingWindows(client))
+        profile = ServingProfile(ServingWindows(client, max_samples=profile_max_samples))
         with serve_in_thread(create_app(recommender, producer, exposures, profile)) as url:
-            yield LiveStack(url, recommender, lake)
+            yield LiveStack(url, recommender, lake, embedded_url(Path(redis_dir).resolve()))
     finally:
         for sink in (exposures, profile):
             if sink is not None:

@@ -90,6 +90,12 @@ class DayReport:
     events_sent: int
     events_rejected: int
     seconds: float
+    expected_clicks: float = 0.0  # the truth: summed click probabilities of what was shown
+    shown: int = 0
+
+    @property
+    def true_ctr(self) -> float:
+        return self.expected_clicks / self.shown if self.shown else float("nan")
 
 
 class Population:
@@ -107,6 +113,31 @@ class Population:
                           "country": countries[self.users.country[u]],
                           "language": languages[self.users.language[u]]}
                          for u in range(self.users.n)]
+
+    def shifted(self, seed: int, new_country: str = "NZ", country_share: float = 0.3
+                ) -> "Population":
+        """The same users after a population shift: every user's tastes move to other
+        categories (category c's share of each user's taste goes to category perm(c), one
+        derangement for all users, so the move is learnable from what they then engage
+        with), and ``country_share`` of them now ask from ``new_country``, a country the
+        platform never had. Items, languages and devices stay."""
+        import copy
+
+        rng = np.random.default_rng([seed, 9])
+        n_categories = self.users.taste.shape[1]
+        perm = rng.permutation(n_categories)
+        while np.any(perm == np.arange(n_categories)):  # no category keeps its fans
+            perm = rng.permutation(n_categories)
+        out = copy.copy(self)
+        out.users = copy.copy(self.users)
+        taste = np.empty_like(self.users.taste)
+        taste[:, perm] = self.users.taste
+        out.users.taste = taste
+        moved = rng.random(self.users.n) < country_share
+        out.contexts = [{**c, "country": new_country} if moved[u] else c
+                        for u, c in enumerate(self.contexts)]
+        out.taste_permutation = perm
+        return out
 
     def click_probabilities(self, u: int, item_ids: list[str]) -> np.ndarray:
         """True P(click) of each shown item at its position (0 for an item the platform does
@@ -142,6 +173,7 @@ class Simulator:
         # redelivery the stream would drop as duplicates
         self.run_id = uuid.uuid4().hex[:8]
         self.sent = self.rejected = self.requests = 0
+        self.expected_clicks, self.shown = 0.0, 0
 
     # --- HTTP ---------------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -221,6 +253,8 @@ class Simulator:
                 rows.append((experiment, other, float(q.sum()), len(q)))
         with self._lock:
             self.requests += 1
+            self.expected_clicks += float(p.sum())
+            self.shown += len(p)
             for experiment, arm, clicks, shown in rows:
                 truth = self.truth.setdefault(experiment, {}).setdefault(arm, ArmTruth())
                 truth.expected_clicks += clicks
@@ -270,13 +304,15 @@ class Simulator:
         """One simulated day: every active sampled user's sessions, events sent."""
         started = time.perf_counter()
         before_requests, before_sent = self.requests, self.sent
+        before_clicks, before_shown = self.expected_clicks, self.shown
         rng = np.random.default_rng([self.cfg.seed, 2, day])
         active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             list(pool.map(lambda u: self._user_day(day, int(u)), active))
         self._queue_events([], flush=True)
         return DayReport(day, self.requests - before_requests, self.sent - before_sent,
-                         self.rejected, time.perf_counter() - started)
+                         self.rejected, time.perf_counter() - started,
+                         self.expected_clicks - before_clicks, self.shown - before_shown)
 
     def truth_of(self, experiment: str) -> dict[str, dict[str, float]]:
         """Each arm's true CTR and expected clicks per request over every simulated request

@@ -105,6 +105,15 @@ class Registry:
                 _flat_metrics(manifest.get("evaluation"))))
         return out
 
+    def paired_baseline(self, version: int) -> tuple[int, dict[str, float]] | None:
+        """(V, V's metrics) when ``version``'s evaluation also scored version V on the same
+        data (a warm start's ``baseline``), else None."""
+        manifest = read_manifest(self.base_path / "retrieval" / str(version)) or {}
+        baseline = (manifest.get("evaluation") or {}).get("baseline")
+        if not isinstance(baseline, Mapping) or not isinstance(baseline.get("version"), int):
+            return None
+        return int(baseline["version"]), _flat_metrics(baseline)
+
     def history(self) -> list[dict[str, Any]]:
         """The promotion log, oldest first ([] without one); a line that is not JSON is a
         ConfigError naming its number."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,15 +262,9 @@ def _label_preparer(cfg: ServiceConfig, metrics: ServiceMetrics, recommender: Re
                         f"model_label {label!r}: not a label of model_config_file "
                         f"{cfg.model_config_file or '(none given)'} (labels: "
                         f"{', '.join(sorted(available)) or 'none'})")
-                try:
-                    labelled = _build(cfg, metrics, recommender.features, fresh, experiments,
-                                      explorer, label,
-                                      None if available is None else available[label])
-                except ConfigError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - named, and the file refused
-                    raise ConfigError(f"model_label {label!r} cannot be served: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+                labelled = _build_label(cfg, metrics, recommender, fresh, experiments,
+                                        explorer, label,
+                                        None if available is None else available[label])
                 labelled.serving_label = label
                 # features are the same whatever the version: read once per request
                 labelled.user_cache, labelled.item_cache = recommender.user_cache, \
@@ -279,6 +274,27 @@ def _label_preparer(cfg: ServiceConfig, metrics: ServiceMetrics, recommender: Re
                          cfg.model_label or "the newest versions")
 
     return prepare
+
+
+def _build_label(cfg: ServiceConfig, metrics: ServiceMetrics, recommender: Recommender, fresh,
+                 experiments, explorer, label: str, versions: dict[str, int] | None,
+                 wait_s: float = 60.0) -> Recommender:
+    """The pipeline of ``label``; on a model server, tried again for ``wait_s`` (a label the
+    registry just moved is served once the server has loaded its version); a ConfigError
+    naming the label when it cannot be built."""
+    deadline = time.monotonic() + (wait_s if versions is None else 0.0)
+    while True:
+        try:
+            return _build(cfg, metrics, recommender.features, fresh, experiments, explorer,
+                          label, versions)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - named, and the file refused
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"model_label {label!r} cannot be served: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            log.info("model label %r not servable yet (%s); trying again", label, exc)
+            time.sleep(2.0)
 
 
 def _build(cfg: ServiceConfig, metrics: ServiceMetrics, features, fresh, experiments,

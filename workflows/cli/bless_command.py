@@ -132,15 +132,20 @@ def measure_latency(base: Path, version: int, queries: Path, requests: int,
 def bless(base: Path, version: int, stable: int | None, cfg, ope=(None, None),
           queries: Path | None = None, requests: int = 300, concurrency: int = 4):
     """The ``Blessing`` of ``version`` against ``stable`` (see recsys/monitoring/blessing.py),
-    written to ``BASE/blessings/VERSION.json`` (what promotion requires)."""
+    written to ``BASE/blessings/VERSION.json`` (what promotion requires). Stable's offline
+    figures are those the candidate's evaluation measured for it on the same data when it
+    has them (a warm start's), else stable's own manifest's."""
     from recsys.model_contract.registry import Registry
     from recsys.monitoring.blessing import Blessing, latency_check, offline_checks, ope_check
 
     registry = Registry(base)
     registry.check_version(version)
     metrics = {e.version: dict(e.metrics) for e in registry.entries()}
-    checks = offline_checks(metrics.get(version, {}),
-                            None if stable is None else metrics.get(stable, {}), cfg)
+    against = None if stable is None else metrics.get(stable, {})
+    paired = registry.paired_baseline(version)
+    if stable is not None and paired is not None and paired[0] == stable:
+        against = paired[1]  # stable scored on the candidate's own test data
+    checks = offline_checks(metrics.get(version, {}), against, cfg)
     checks.append(ope_check(*ope, cfg))
     if queries is None:
         checks.append(latency_check(None, None, cfg, "no --queries given"))

@@ -19,10 +19,12 @@ from recsys.config import (
     finite_non_negative_number,
     non_empty_text,
     non_negative_int,
+    one_of,
     positive_int,
     read_yaml_mapping,
     setting,
     text,
+    tuple_of,
 )
 from recsys.errors import ConfigError
 from recsys.monitoring.alerts import AlertConfig
@@ -53,6 +55,9 @@ class ControllerConfig(Config):
         canary_experiment: the name (and layer) of that experiment.
         redis_url: the serving windows (drift); "" turns the drift trigger off.
         drift_min_samples: sampled answers a drift window needs.
+        drift_reference: serving (the stable version's first drift_reference_samples served
+            queries) or training (its export's profile); see drift_watch.py.
+        drift_ignore: features not tested (the clock's, by default).
         lake: the lake (the outcome join for the canary's CTR; the volume trigger).
         outcomes_dir: where the canary's outcome join writes; "" turns the CTR guardrail off.
         retrain_every_s: a scheduled full retrain this often (0: never).
@@ -75,6 +80,9 @@ class ControllerConfig(Config):
     canary_experiment: str = setting("canary", non_empty_text)
     redis_url: str = setting("", text)
     drift_min_samples: int = setting(200, positive_int)
+    drift_reference: str = setting("serving", one_of(("serving", "training")))
+    drift_reference_samples: int = setting(1000, positive_int)
+    drift_ignore: tuple = setting(("hour_of_day", "day_of_week"), tuple_of(text))
     lake: str = setting("", text)
     outcomes_dir: str = setting("", text)
     retrain_every_s: float = setting(0.0, finite_non_negative_number)

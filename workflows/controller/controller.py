@@ -24,6 +24,7 @@ leaves the previous state, and logs an ``error`` decision.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import time
@@ -36,7 +37,13 @@ from recsys.model_contract.versioning import versions
 from recsys.monitoring.canary import canary_verdict
 from workflows.controller import canary_traffic
 from workflows.controller.config import ControllerSettings
-from workflows.controller.drift_watch import check_drift, tracker_from
+from workflows.controller.drift_watch import (
+    check_drift,
+    new_samples,
+    serving_reference,
+    tracker_from,
+    training_reference,
+)
 from workflows.controller.journal import (
     ControllerState,
     log_decision,
@@ -118,15 +125,40 @@ class Controller:
             return None
         if state.drift_version != stable:  # a new stable version: a new reference
             state.drift_tracker, state.drift_version = None, stable
+        reference, note = self._reference(windows, state, stable)
+        if reference is None:
+            return {"window": None, "alerts": [], "reference": note}
         tracker = tracker_from(state.drift_tracker, self.settings.alerts)
-        found = check_drift(windows, self.base, stable, tracker, state.drift_cursor_s,
-                            self.cfg.drift_min_samples, self.settings.drift_features)
+        found = check_drift(windows, reference, stable, tracker, state.drift_cursor_s,
+                            self.cfg.drift_min_samples, self.settings.drift_features,
+                            self.cfg.drift_ignore)
         if found is None:
             return {"window": None, "alerts": []}
         state.drift_tracker, state.drift_cursor_s = tracker.to_dict(), found.cursor_s
         return {"window": tracker.windows, "samples": found.samples,
                 "drifting": found.drifting, "alerts": found.alerts,
                 "streaks": found.streaks, "features": found.results}
+
+    def _reference(self, windows, state: ControllerState, stable: int
+                   ) -> tuple[dict | None, str]:
+        """The stable version's drift reference (see drift_watch.py), or None and why; a
+        serving reference is captured from its first served queries once there are enough,
+        and kept in ``STATE_DIR/reference-vN.json``."""
+        if self.cfg.drift_reference == "training":
+            return training_reference(self.base, stable), "training"
+        path = self.state_dir / f"reference-v{stable}.json"
+        if path.exists():
+            return json.loads(path.read_text()), "serving"
+        samples = new_samples(windows, stable, state.drift_cursor_s)
+        if len(samples) < self.cfg.drift_reference_samples:
+            return None, (f"capturing: {len(samples)} of the "
+                          f"{self.cfg.drift_reference_samples} served queries of version "
+                          f"{stable} it needs")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(serving_reference(samples)))
+        state.drift_cursor_s = float(samples[-1]["at_s"])
+        # the samples it was built from are not tested against it
+        return None, f"captured from {len(samples)} served queries of version {stable}"
 
     def _trigger(self, state: ControllerState, now_s: float, drift: dict | None,
                  cooling: bool) -> tuple[str | None, bool]:

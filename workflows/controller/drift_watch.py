@@ -1,6 +1,17 @@
 """The controller's drift windows: the serving profile's samples of the stable version that
-arrived since the last check (from the hourly windows in Redis), tested against that
-version's reference profile, and fed to the alert tracker.
+arrived since the last check (from the hourly windows in Redis), tested against a reference,
+and fed to the alert tracker.
+
+The reference (``drift_reference``): ``serving`` (the default) is the version's own first
+``drift_reference_samples`` served queries, captured once when it becomes stable: drift is
+then a change in what the live service sees. ``training`` is the profile the export wrote
+from the training examples; but training examples and served queries differ by construction
+(an example is taken at every interaction, so its history is shorter than a returning user's
+query; the clock features cover the whole training period, a window one hour), so on a
+running service it alarms on every window: it answers a different question, training/serving
+skew, which `recsys monitor drift` and `recsys monitor skew` ask. Features named in
+``drift_ignore`` (by default the clock's: hour_of_day, day_of_week, which move with the time
+of day, not with the population) are not tested.
 
 A controller window is "the samples since the last window", at least ``min_samples`` of them,
 not a clock hour: a controller stepping every few minutes on a busy service tests every few
@@ -25,7 +36,7 @@ from pathlib import Path
 
 from recsys.errors import ConfigError
 from recsys.monitoring.alerts import AlertConfig, DriftTracker
-from recsys.monitoring.profile import drift_report, read_profile
+from recsys.monitoring.profile import build_profile, drift_report, read_profile
 
 
 def _hour_end_s(window: str) -> float:
@@ -65,17 +76,36 @@ class DriftWindow:
     results: list[dict]
 
 
-def check_drift(windows, base: Path, version: int, tracker: DriftTracker, cursor_s: float,
-                min_samples: int, choices) -> DriftWindow | None:
-    """Test the samples since ``cursor_s`` (None when there are too few yet)."""
-    samples = new_samples(windows, version, cursor_s)
-    if len(samples) < min_samples:
-        return None
+def serving_reference(samples: list[dict]) -> dict:
+    """A reference profile of served queries (the same form as an export's)."""
+    import numpy as np
+
+    columns = as_columns(samples)
+    scores = [s for s in columns.pop("top_score") if s is not None]
+    embeddings = [e for e in columns.pop("embedding") if e]
+    return build_profile(columns, embeddings=np.asarray(embeddings) if embeddings else None,
+                         scores=np.asarray(scores) if scores else None,
+                         identifiers=("history_item_ids", "user_id"))
+
+
+def training_reference(base: Path, version: int) -> dict:
     profile = read_profile(base / "retrieval" / str(version))
     if profile is None:
         raise ConfigError(f"version {version} has no reference profile: the drift trigger "
-                          "needs one (re-export it with `recsys export`)")
-    verdict = tracker.update(drift_report(profile, as_columns(samples), choices))
+                          "with drift_reference training needs one (re-export it)")
+    return profile
+
+
+def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
+                cursor_s: float, min_samples: int, choices, ignore=()) -> DriftWindow | None:
+    """Test the samples since ``cursor_s`` against ``reference`` (None when there are too
+    few yet)."""
+    samples = new_samples(windows, version, cursor_s)
+    if len(samples) < min_samples:
+        return None
+    results = [r for r in drift_report(reference, as_columns(samples), choices)
+               if r.feature.split("#")[0] not in set(ignore)]
+    verdict = tracker.update(results)
     alerts = sorted(f for f, streak in verdict.streaks.items()
                     if streak >= tracker.cfg.consecutive_windows)
     return DriftWindow(len(samples), float(samples[-1]["at_s"]), verdict.drifting, alerts,
@@ -86,4 +116,5 @@ def tracker_from(raw: dict | None, cfg: AlertConfig) -> DriftTracker:
     return DriftTracker(cfg) if raw is None else DriftTracker.from_dict(raw)
 
 
-__all__ = ["check_drift", "new_samples", "as_columns", "DriftWindow", "tracker_from"]
+__all__ = ["check_drift", "new_samples", "as_columns", "DriftWindow", "tracker_from",
+           "serving_reference", "training_reference"]

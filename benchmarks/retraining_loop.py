@@ -1,0 +1,126 @@
+"""Acceptance run of the retraining loop in closed loop (workflows/retraining_loop.py).
+
+    python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
+        [--slow-day 8] [--users 2000] [--no-shift] [--out DIR]
+
+``--workdir`` holds a system built by ``recsys demo`` with its default platform (2,000 users,
+10,000 items, 7 days). Simulated users drive the real service on the real model server's
+``stable`` label; after each simulated day the controller steps. With the defaults: a
+population shift on day 3 (tastes move to other categories, 30% of users in a new country),
+which the controller must detect, retrain for, bless, canary and promote; on day 8 a
+candidate that is good offline but slow online, which the canary must roll back. With
+``--no-shift`` the same days without any shift or slow candidate: the control for false
+alarms. Prints a table per day, writes JSON (benchmarks/results/retraining_loop[_control].json)
+and a plot of the true engagement, the drift score and the controller's decisions (.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import asdict
+from pathlib import Path
+
+from workflows.retraining_loop import LoopConfig, run_loop
+
+RESULTS = Path(__file__).parent / "results"
+MARKS = {"retrain": ("C1", "retrain"), "canary": ("C2", "canary starts"),
+         "promote": ("C0", "promoted"), "rollback": ("C3", "rolled back"),
+         "refuse": ("C7", "refused")}
+
+
+def drift_score(record: dict) -> float:
+    """The largest distance (or 1 - p for a p-value test) of the day's drift window."""
+    drift = record.get("drift") or {}
+    values = []
+    for feature in drift.get("features") or []:
+        if feature["test"] in ("ks", "z", "chi_square", "mmd"):
+            values.append(1 - feature["statistic"])
+        else:
+            values.append(feature["statistic"])
+    return max(values) if values else math.nan
+
+
+def plot(records: list[dict], out: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    days = [r["day"] for r in records]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    top.plot(days, [r["true_ctr"] for r in records], "o-", label="true CTR (simulator)")
+    top.set_ylabel("true expected CTR")
+    bottom.plot(days, [drift_score(r) for r in records], "s-", color="C4",
+                label="largest drift statistic")
+    bottom.set_ylabel("drift statistic")
+    bottom.set_xlabel("simulated day (the controller steps after each)")
+    seen = set()
+    for r in records:
+        for d in r["decisions"]:
+            colour, name = MARKS.get(d["decision"], (None, None))
+            if colour is None:
+                continue
+            for ax in (top, bottom):
+                ax.axvline(r["day"] + 0.05 * list(MARKS).index(d["decision"]), color=colour,
+                           lw=1.2, ls="--", label=None if name in seen or ax is bottom
+                           else name)
+            seen.add(name)
+    shifted = [r["day"] for r in records if r["shifted"]]
+    if shifted:
+        for ax in (top, bottom):
+            ax.axvspan(min(shifted) - 0.5, max(shifted) + 0.5, color="grey", alpha=0.08)
+    top.legend(fontsize=7, loc="lower left")
+    bottom.legend(fontsize=7)
+    top.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--days", type=int, default=12)
+    parser.add_argument("--shift-day", type=int, default=3)
+    parser.add_argument("--slow-day", type=int, default=8)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-shift", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
+                                                   "%(message)s")
+    for noisy in ("apache_beam", "feast", "absl", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    cfg = LoopConfig(days=args.days, shift_day=None if args.no_shift else args.shift_day,
+                     slow_day=None if args.no_shift else args.slow_day, users=args.users,
+                     seed=args.seed)
+    name = "retraining_loop_control" if args.no_shift else "retraining_loop"
+    out = args.out or args.workdir / name
+    records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]
+    errors = json.loads((out / "service_errors.json").read_text())
+    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'drift':>6}  "
+          "decisions; aliases")
+    for r in records:
+        print(f"{r['day']:>3} {'yes' if r['shifted'] else '':>5} {r['requests']:>8} "
+              f"{r['true_ctr']:>9.4f} {drift_score(r):>6.3f}  "
+              f"{', '.join(d['decision'] + ': ' + d['reason'] for d in r['decisions'])}; "
+              f"{r['aliases']}")
+    alerts = sorted({f for r in records for f in ((r["drift"] or {}).get("alerts") or [])})
+    print(f"drift alerts: {', '.join(alerts) or 'none'}; requests the service refused: "
+          f"{sum(errors.values()):.0f} {errors or ''}")
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"config": asdict(cfg), "days": records,
+                                "service_errors": errors}, indent=2, default=str))
+    plot(records, path.with_suffix(".png"),
+         "no shift (control)" if args.no_shift else
+         f"shift on day {cfg.shift_day}, slow candidate on day {cfg.slow_day}")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The retraining loop judged in closed loop: simulated users of the synthetic platform drive
+the real recommendation service, which serves the ``stable`` label of a real model server
+(a subprocess, `recsys model-server`, following the registry's ``models.config``); after
+every simulated day the controller (`recsys controller`'s step) looks at the serving windows,
+retrains with the real commands (Beam features, Feast materialize, a warm start, export),
+blesses, runs the canary on live traffic and promotes or rolls back.
+
+Scenario, by day: ``shift_day`` replaces the population by its shifted self (tastes moved to
+other categories; a share of users now in a country the platform never had); ``slow_day``
+makes the controller's next retrain export a candidate that is good offline but slow online
+(the newest model exported again with ``--top-k 3000``: every answer ranks 3,000
+candidates). With ``shift_day`` None the run is the no-shift control.
+
+Guarantees: everything started is stopped; every day's truth (the expected clicks of what
+was shown, from the simulator's response model) is recorded with the controller's decision
+and the aliases; a request the service failed stops the run (SimulationError), so a run that
+ends answered every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import requests
+
+from recsys.data.synthetic import SyntheticConfig
+from recsys.errors import SourceError
+from recsys.experiments.definitions import Experiments
+from recsys.model_contract.registry import Registry
+from workflows.experiment_loop import wait_for_exposures
+from workflows.simulator import Population, SimulationConfig, Simulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    days: int = 12
+    shift_day: int | None = 3
+    slow_day: int | None = 8
+    users: int = 2000
+    seed: int = 7
+    new_country: str = "NZ"
+    country_share: float = 0.3
+    canary_share: float = 0.25
+    consecutive_windows: int = 2
+    profile_sample_rate: float = 0.25
+    warm_start_epochs: int = 3
+    platform: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class DayRecord:
+    day: int
+    shifted: bool
+    requests: int
+    true_ctr: float
+    seconds: float
+    decisions: list[dict]
+    aliases: dict
+    drift: dict | None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _recsys() -> list[str]:
+    return [sys.executable, "-m", "workflows.cli.main"]
+
+
+def prepare(demo: Path, out: Path) -> tuple[Path, Path, Path]:
+    """Copies of the demo's lake, feature repository and models (the demo stays as it was);
+    version 1 promoted to stable. Returns (lake, repo, models)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    lake, repo, models = out / "lake", out / "feature_repo", out / "models"
+    shutil.copytree(demo / "lake", lake)
+    shutil.copytree(demo / "feature_repo", repo, ignore=shutil.ignore_patterns("*.sock"))
+    shutil.copytree(demo / "models" / "serving", models)
+    Registry(models).promote(1, "stable", "the demo's version", by="retraining loop")
+    return lake, repo, models
+
+
+def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
+    grpc_port, rest_port = _free_port(), _free_port()
+    log_file = (out / "model_server.log").open("w")
+    process = subprocess.Popen(
+        [*_recsys(), "model-server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+         f"--model_config_file={models / 'models.config'}",
+         "--model_config_file_poll_wait_seconds=1", "--file_system_poll_wait_seconds=1"],
+        stdout=log_file, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SourceError(f"the model server exited {process.returncode}: see "
+                              f"{out / 'model_server.log'}")
+        try:
+            status = requests.get(f"http://127.0.0.1:{rest_port}/v1/models/retrieval/labels/"
+                                  "stable", timeout=2).json()
+            if any(v.get("state") == "AVAILABLE" for v in status.get("model_version_status",
+                                                                      [])):
+                return process, grpc_port
+        except (requests.RequestException, ValueError):
+            pass
+        time.sleep(1)
+    process.terminate()
+    raise SourceError("the model server did not serve retrieval's stable label in 300 s")
+
+
+def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
+                    redis_url: str, cfg: LoopConfig) -> Path:
+    import yaml
+
+    recsys = _recsys()
+    document = {
+        "controller": {
+            "model_base_path": str(models), "state_dir": str(out / "controller"),
+            "service_url": url, "experiments_file": str(out / "experiments.yaml"),
+            "redis_url": redis_url, "drift_min_samples": 150,
+            "drift_reference_samples": 400, "lake": str(lake),
+            "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
+            "reload_wait_s": 3,
+            "retrain_commands": [
+                [*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
+                 "--split", "temporal"],
+                [*recsys, "features", "materialize", "--repo", str(repo)],
+                [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start",
+                 "{stable}", "--model-base-path", "{model_base_path}", "--model-dir",
+                 str(out / "model_dirs" / "v{next_version}"), "--epochs",
+                 str(cfg.warm_start_epochs), "--no-progress"]]},
+        "gate": {"metrics": {"recall@100": {"max_drop": 0.0}}, "latency_p99_ms": 200},
+        "canary": {"share": cfg.canary_share, "min_duration_s": 0, "min_requests": 300,
+                   "require_ctr": True},
+        "drift": {"alerts": {"consecutive_windows": cfg.consecutive_windows}},
+    }
+    path = out / "controller.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def slow_candidate_commands(repo: Path, out: Path) -> tuple:
+    """Export the newest model again with --top-k 3000: good offline, slow online."""
+    newest = max((out / "model_dirs").iterdir(), key=lambda p: p.stat().st_mtime)
+    return ((*_recsys(), "export", "--repo", str(repo), "--model-dir", str(newest),
+             "--model-base-path", "{model_base_path}", "--top-k", "3000"),)
+
+
+def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
+    import dataclasses
+
+    from workflows.controller.config import load_settings
+    from workflows.controller.controller import Controller
+    from workflows.live_stack import live_stack
+
+    lake, repo, models = prepare(demo, out)
+    (out / "experiments.yaml").write_text("experiments: []\n")
+    server, grpc_port = start_model_server(models, out)
+    records: list[DayRecord] = []
+    try:
+        with live_stack(repo, models, lake, out / "redis", out / "experiments.yaml",
+                        profile_max_samples=50_000,
+                        model_server=f"127.0.0.1:{grpc_port}", model_label="stable",
+                        profile_sample_rate=cfg.profile_sample_rate, experiments_poll_s=1.0,
+                        request_deadline_ms=1000, features_timeout_ms=200,
+                        retrieval_timeout_ms=300, ranking_timeout_ms=300) as stack:
+            settings = load_settings(controller_file(out, lake, repo, models, stack.url,
+                                                     stack.redis_url, cfg))
+            controller = Controller(settings)
+            population = Population(cfg.platform)
+            simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
+                days=cfg.days, users=cfg.users, seed=cfg.seed))
+            shown = 0
+            for day in range(cfg.days):
+                shifted = cfg.shift_day is not None and day >= cfg.shift_day
+                if cfg.shift_day is not None and day == cfg.shift_day:
+                    simulator.population = population.shifted(cfg.seed, cfg.new_country,
+                                                              cfg.country_share)
+                if cfg.slow_day is not None and day == cfg.slow_day:
+                    controller.settings = dataclasses.replace(settings, controller=(
+                        settings.controller.replace(
+                            retrain_commands=slow_candidate_commands(repo, out),
+                            retrain_every_s=1.0)))
+                    controller.cfg = controller.settings.controller
+                report = simulator.run_day(day)
+                shown += report.requests * simulator.cfg.k
+                wait_for_exposures(lake, shown)
+                before = len(_decisions(out))
+                controller.step()
+                decisions = _decisions(out)[before:]
+                if cfg.slow_day is not None and day >= cfg.slow_day and any(
+                        d["decision"] == "canary" for d in decisions):
+                    # one slow candidate: back to the drift trigger alone
+                    controller.settings = settings
+                    controller.cfg = settings.controller
+                drift = next((d["evidence"].get("drift") for d in decisions
+                              if d["evidence"].get("drift")), None)
+                record = DayRecord(day, shifted, report.requests, report.true_ctr,
+                                   report.seconds, decisions, Registry(models).aliases(),
+                                   drift)
+                records.append(record)
+                log.info("day %d%s: %d requests, true CTR %.4f; controller: %s; aliases %s",
+                         day, " (shifted)" if shifted else "", report.requests,
+                         report.true_ctr, ", ".join(d["decision"] for d in decisions),
+                         record.aliases)
+                with (out / "days.jsonl").open("a") as f:
+                    f.write(json.dumps(asdict(record), default=str) + "\n")
+            errors = _service_errors(stack.url)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    (out / "service_errors.json").write_text(json.dumps(errors))
+    return records
+
+
+def _decisions(out: Path) -> list[dict]:
+    from workflows.controller.journal import read_decisions
+
+    return read_decisions(out / "controller")
+
+
+def _service_errors(url: str) -> dict:
+    """The service's refused requests by status (recsys_request_errors_total)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(url.rstrip("/") + "/metrics", timeout=10).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "recsys_request_errors_total":
+                out[sample.labels["status"]] = out.get(sample.labels["status"], 0) \
+                    + sample.value
+    return out
+
+
+__all__ = ["LoopConfig", "DayRecord", "run_loop", "prepare", "start_model_server"]
