@@ -288,3 +288,12 @@ def test_the_cli_steps_and_reports_status(setup, capsys):
     (base.parent / "state" / "state.json").write_text("[]")
     assert main(["controller", "step", "--config", str(settings.path)]) != 0
     assert "is not the controller's state" in capsys.readouterr().err
+
+
+def test_ignored_features_are_shell_patterns_over_names_and_their_list_summaries():
+    from workflows.controller.drift_watch import ignored
+
+    patterns = ("session_*", "hour_of_day")
+    assert ignored("session_length", patterns) and ignored("session_recent_item_ids#length",
+                                                           patterns)
+    assert ignored("hour_of_day", patterns) and not ignored("user_country", patterns)

@@ -35,6 +35,7 @@ from recsys.data.synthetic import SyntheticConfig
 from recsys.errors import SourceError
 from recsys.experiments.definitions import Experiments
 from recsys.model_contract.registry import Registry
+from workflows.controller.config import CLOCK_FEATURES
 from workflows.experiment_loop import wait_for_exposures
 from workflows.simulator import Population, SimulationConfig, Simulator
 
@@ -53,6 +54,7 @@ class LoopConfig:
     canary_share: float = 0.25
     consecutive_windows: int = 2
     profile_sample_rate: float = 0.25
+    sessions: float = 3.0
     warm_start_epochs: int = 3
     platform: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -128,8 +130,14 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
         "controller": {
             "model_base_path": str(models), "state_dir": str(out / "controller"),
             "service_url": url, "experiments_file": str(out / "experiments.yaml"),
-            "redis_url": redis_url, "drift_min_samples": 150,
-            "drift_reference_samples": 400, "lake": str(lake),
+            "redis_url": redis_url, "drift_min_samples": 400,
+            "drift_reference_samples": 800, "lake": str(lake),
+            # simulated days compressed into a minute keep one session open for the whole
+            # run and fill histories with what was recommended: these drift without any
+            # shift (see docs/monitoring.md); the request's context and the user features
+            # are watched
+            "drift_ignore": [*CLOCK_FEATURES, "session_*", "history_*", "top_score",
+                             "query_embedding"],
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
             "reload_wait_s": 3,
             "retrain_commands": [
@@ -138,7 +146,7 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
                 [*recsys, "features", "materialize", "--repo", str(repo)],
                 [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start",
                  "{stable}", "--model-base-path", "{model_base_path}", "--model-dir",
-                 str(out / "model_dirs" / "v{next_version}"), "--epochs",
+                 str(out / "model_dirs" / "{run_id}"), "--epochs",
                  str(cfg.warm_start_epochs), "--no-progress"]]},
         "gate": {"metrics": {"recall@100": {"max_drop": 0.0}}, "latency_p99_ms": 200},
         "canary": {"share": cfg.canary_share, "min_duration_s": 0, "min_requests": 300,
@@ -180,7 +188,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
             controller = Controller(settings)
             population = Population(cfg.platform)
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
-                days=cfg.days, users=cfg.users, seed=cfg.seed))
+                days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions))
             shown = 0
             for day in range(cfg.days):
                 shifted = cfg.shift_day is not None and day >= cfg.shift_day

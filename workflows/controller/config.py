@@ -32,7 +32,11 @@ from recsys.monitoring.blessing import GateConfig
 from recsys.monitoring.canary import CanaryConfig
 
 SECTIONS = ("controller", "gate", "canary", "drift")
-PLACEHOLDERS = ("model_base_path", "stable", "next_version", "lake")
+# features that move with the clock, not with the population: the time of the request, and
+# absolute timestamps
+CLOCK_FEATURES = ("hour_of_day", "day_of_week", "session_started_at_s",
+                  "session_last_event_at_s", "session_recent_event_at_s")
+PLACEHOLDERS = ("model_base_path", "stable", "next_version", "lake", "run_id")
 
 
 def _commands(value: Any) -> bool:
@@ -57,7 +61,8 @@ class ControllerConfig(Config):
         drift_min_samples: sampled answers a drift window needs.
         drift_reference: serving (the stable version's first drift_reference_samples served
             queries) or training (its export's profile); see drift_watch.py.
-        drift_ignore: features not tested (the clock's, by default).
+        drift_ignore: shell-style patterns of features not tested (by default the clock's:
+            the request's hour and weekday, and absolute timestamps).
         lake: the lake (the outcome join for the canary's CTR; the volume trigger).
         outcomes_dir: where the canary's outcome join writes; "" turns the CTR guardrail off.
         retrain_every_s: a scheduled full retrain this often (0: never).
@@ -65,8 +70,9 @@ class ControllerConfig(Config):
             last retrain (0: off).
         cooldown_s: after a retrain, no new trigger for this long.
         retrain_commands: run in order for a retrain (drift, volume); placeholders
-            {model_base_path}, {stable}, {next_version}, {lake}. The new version is the
-            newest retrieval version they export.
+            {model_base_path}, {stable}, {next_version}, {lake}, {run_id} (unique per
+            retrain: a model directory of its own even when an earlier retrain exported
+            nothing). The new version is the newest retrieval version they export.
         full_retrain_commands: the scheduled retrain's commands (empty: retrain_commands).
         queries: query rows (Parquet) for the blessing's latency check ("": skipped).
         reload_wait_s: how long the service takes to read a changed experiments file (an
@@ -82,7 +88,7 @@ class ControllerConfig(Config):
     drift_min_samples: int = setting(200, positive_int)
     drift_reference: str = setting("serving", one_of(("serving", "training")))
     drift_reference_samples: int = setting(1000, positive_int)
-    drift_ignore: tuple = setting(("hour_of_day", "day_of_week"), tuple_of(text))
+    drift_ignore: tuple = setting(CLOCK_FEATURES, tuple_of(text))
     lake: str = setting("", text)
     outcomes_dir: str = setting("", text)
     retrain_every_s: float = setting(0.0, finite_non_negative_number)

@@ -154,6 +154,7 @@ class Controller:
             return None, (f"capturing: {len(samples)} of the "
                           f"{self.cfg.drift_reference_samples} served queries of version "
                           f"{stable} it needs")
+        samples = samples[:self.cfg.drift_reference_samples]  # its size picks the tests
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(serving_reference(samples)))
         state.drift_cursor_s = float(samples[-1]["at_s"])
@@ -186,7 +187,8 @@ class Controller:
         commands = (self.cfg.full_retrain_commands if full else ()) or \
             self.cfg.retrain_commands
         values = {"model_base_path": str(self.base), "stable": "" if stable is None
-                  else str(stable), "next_version": str(before + 1), "lake": self.cfg.lake}
+                  else str(stable), "next_version": str(before + 1), "lake": self.cfg.lake,
+                  "run_id": time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_s))}
         for command in commands:
             argv = [arg.format(**values) for arg in command]
             code = self.hooks.run_command(argv)

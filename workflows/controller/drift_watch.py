@@ -10,8 +10,8 @@ from the training examples; but training examples and served queries differ by c
 query; the clock features cover the whole training period, a window one hour), so on a
 running service it alarms on every window: it answers a different question, training/serving
 skew, which `recsys monitor drift` and `recsys monitor skew` ask. Features named in
-``drift_ignore`` (by default the clock's: hour_of_day, day_of_week, which move with the time
-of day, not with the population) are not tested.
+``drift_ignore`` (shell-style patterns; by default the clock's: hour_of_day, day_of_week and
+absolute timestamps, which move with the time, not with the population) are not tested.
 
 A controller window is "the samples since the last window", at least ``min_samples`` of them,
 not a clock hour: a controller stepping every few minutes on a busy service tests every few
@@ -76,6 +76,14 @@ class DriftWindow:
     results: list[dict]
 
 
+def ignored(feature: str, patterns) -> bool:
+    """Whether ``feature`` (or the list it summarises, ``name#length``) matches one of the
+    shell-style ``patterns`` (``session_*``)."""
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(feature.split("#")[0], p) for p in patterns)
+
+
 def serving_reference(samples: list[dict]) -> dict:
     """A reference profile of served queries (the same form as an export's)."""
     import numpy as np
@@ -104,7 +112,7 @@ def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
     if len(samples) < min_samples:
         return None
     results = [r for r in drift_report(reference, as_columns(samples), choices)
-               if r.feature.split("#")[0] not in set(ignore)]
+               if not ignored(r.feature, ignore)]
     verdict = tracker.update(results)
     alerts = sorted(f for f, streak in verdict.streaks.items()
                     if streak >= tracker.cfg.consecutive_windows)
