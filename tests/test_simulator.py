@@ -59,3 +59,25 @@ def test_cli_errors_name_the_problem(tmp_path, capsys):
         main(["experiment", "analyze", "exp", "--experiments", str(path), "--outcomes",
               str(tmp_path), "--alpha", "2"])
     assert "expected a number in [0, 1]" in capsys.readouterr().err
+
+
+def test_a_shifted_population_moves_every_taste_and_some_users_to_a_new_country(population):
+    shifted = population.shifted(seed=3, new_country="NZ", country_share=0.4)
+    perm = shifted.taste_permutation
+    assert sorted(perm) == list(range(population.users.taste.shape[1]))
+    assert not np.any(perm == np.arange(len(perm)))  # no category keeps its fans
+    np.testing.assert_array_equal(shifted.users.taste[:, perm], population.users.taste)
+    moved = [c["country"] == "NZ" for c in shifted.contexts]
+    assert 0.2 < np.mean(moved) < 0.6
+    assert all(c["country"] != "NZ" for c in population.contexts)  # the original is kept
+    assert shifted.users.language is population.users.language
+    again = population.shifted(seed=3, new_country="NZ", country_share=0.4)
+    np.testing.assert_array_equal(again.taste_permutation, perm)
+    # the truth follows the new tastes: an item of a user's old favourite category is now
+    # less likely to be clicked
+    u = 0
+    favourite = int(np.argmax(population.users.taste[u]))
+    item = next(i for i, n in population.item_index.items()
+                if population.items.category[n] == favourite)
+    assert shifted.click_probabilities(u, [item])[0] < population.click_probabilities(
+        u, [item])[0]
