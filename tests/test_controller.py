@@ -144,7 +144,7 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     first = controller.step(now - 10)
     assert first["decision"] == "watch"
     assert first["evidence"]["drift"]["reference"] == \
-        "captured from 300 served queries of version 1"
+        "captured from 300 of the 300 served queries of version 1"
     assert (tmp / "state" / "reference-v1.json").exists()
     decisions = []
     for step in range(5):  # the same population: five windows, no alert

@@ -307,6 +307,7 @@ class Simulator:
         before_clicks, before_shown = self.expected_clicks, self.shown
         rng = np.random.default_rng([self.cfg.seed, 2, day])
         active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
+        active = rng.permutation(active)  # users arrive mixed, not in sign-up order
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
             list(pool.map(lambda u: self._user_day(day, int(u)), active))
         self._queue_events([], flush=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import subprocess
 import time
 from dataclasses import dataclass
@@ -154,12 +155,15 @@ class Controller:
             return None, (f"capturing: {len(samples)} of the "
                           f"{self.cfg.drift_reference_samples} served queries of version "
                           f"{stable} it needs")
-        samples = samples[:self.cfg.drift_reference_samples]  # its size picks the tests
+        # a uniform sample of all it has served so far (its size picks the tests)
+        chosen = random.Random(stable).sample(range(len(samples)),
+                                              self.cfg.drift_reference_samples)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(serving_reference(samples)))
+        path.write_text(json.dumps(serving_reference([samples[i] for i in sorted(chosen)])))
         state.drift_cursor_s = float(samples[-1]["at_s"])
         # the samples it was built from are not tested against it
-        return None, f"captured from {len(samples)} served queries of version {stable}"
+        return None, (f"captured from {len(chosen)} of the {len(samples)} served queries of "
+                      f"version {stable}")
 
     def _trigger(self, state: ControllerState, now_s: float, drift: dict | None,
                  cooling: bool) -> tuple[str | None, bool]:

@@ -4,7 +4,8 @@ and fed to the alert tracker.
 
 The reference (``drift_reference``): ``serving`` (the default) is the version's own first
 ``drift_reference_samples`` served queries, captured once when it becomes stable: drift is
-then a change in what the live service sees. ``training`` is the profile the export wrote
+then a change in what the live service sees (a uniform sample of all it served until the
+capture). ``training`` is the profile the export wrote
 from the training examples; but training examples and served queries differ by construction
 (an example is taken at every interaction, so its history is shorter than a returning user's
 query; the clock features cover the whole training period, a window one hour), so on a
