@@ -172,7 +172,8 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     assert Registry(base).aliases() == {"canary": 2, "stable": 1}
     served = yaml.safe_load(experiments.read_text())["experiments"]
     assert [e["name"] for e in served] == ["colours", "canary"]  # the team's kept
-    assert served[1]["arms"][1] == {"name": "v2", "changes": {"model_label": "canary"}}
+    assert served[1]["arms"] == [{"name": "v1"},
+                                 {"name": "v2", "changes": {"model_label": "canary"}}]
     assert served[1]["traffic"] == pytest.approx(0.2)
 
     started = now + 125

@@ -69,6 +69,7 @@ class DayRecord:
     decisions: list[dict]
     aliases: dict
     drift: dict | None
+    canary_truth: dict = field(default_factory=dict)  # arm -> true CTR, so far
 
 
 def _free_port() -> int:
@@ -216,7 +217,8 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                               if d["evidence"].get("drift")), None)
                 record = DayRecord(day, shifted, report.requests, report.true_ctr,
                                    report.seconds, decisions, Registry(models).aliases(),
-                                   drift)
+                                   drift, simulator.truth_of(
+                                       settings.controller.canary_experiment))
                 records.append(record)
                 log.info("day %d%s: %d requests, true CTR %.4f; controller: %s; aliases %s",
                          day, " (shifted)" if shifted else "", report.requests,

@@ -19,9 +19,12 @@ from recsys.errors import ConfigError, SourceError
 from recsys.monitoring.canary import LabelWindow, label_windows
 
 
-def canary_experiment(name: str, version: int, label: str, share: float) -> dict:
+def canary_experiment(name: str, version: int, label: str, share: float,
+                      stable: int | None = None) -> dict:
+    """Arms named by version (``v3`` on stable, ``v4`` on the canary label), so two canaries'
+    exposure logs never share an arm name."""
     return {"name": name, "layer": name, "traffic": round(min(1.0, 2 * share), 6),
-            "arms": [{"name": "stable"},
+            "arms": [{"name": f"v{stable}" if stable is not None else "stable"},
                      {"name": f"v{version}", "changes": {"model_label": label}}]}
 
 

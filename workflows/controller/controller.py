@@ -230,7 +230,7 @@ class Controller:
         canary_traffic.set_canary(Path(self.cfg.experiments_file),
                                   canary_traffic.canary_experiment(
                                       self.cfg.canary_experiment, candidate, canary.label,
-                                      canary.share), self.cfg.canary_experiment)
+                                      canary.share, stable), self.cfg.canary_experiment)
         state.stage, state.candidate, state.canary_started_s = "canary", candidate, now_s
         return self._log("canary", f"version {candidate} serves "
                             f"{canary.share:.0%} of users", now_s, candidate=candidate,
