@@ -72,6 +72,11 @@ class DayRecord:
     canary_truth: dict = field(default_factory=dict)  # arm -> true CTR, so far
 
 
+# features the simulation's compressed clock moves by construction
+COMPRESSED_TIME = ("session_*", "history_*", "top_score", "query_embedding", "user_*_1d",
+                   "user_*_7d", "user_*_30d", "user_lifetime_*", "user_days_since_last_active")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,12 +138,12 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             "service_url": url, "experiments_file": str(out / "experiments.yaml"),
             "redis_url": redis_url, "drift_min_samples": 400,
             "drift_reference_samples": 800, "lake": str(lake),
-            # simulated days compressed into a minute keep one session open for the whole
-            # run and fill histories with what was recommended: these drift without any
-            # shift (see docs/monitoring.md); the request's context and the user features
-            # are watched
-            "drift_ignore": [*CLOCK_FEATURES, "session_*", "history_*", "top_score",
-                             "query_embedding"],
+            # simulated days compressed into two minutes each keep one session open for the
+            # whole run, fill every 1/7/30-day aggregate (all the run's days fall in one real
+            # day) and fill histories with what was recommended: these drift without any
+            # shift (see docs/monitoring.md). Watched: the request's context and the users'
+            # profile attributes
+            "drift_ignore": [*CLOCK_FEATURES, *COMPRESSED_TIME],
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
             "reload_wait_s": 3,
             "retrain_commands": [
