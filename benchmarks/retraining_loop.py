@@ -31,16 +31,35 @@ MARKS = {"retrain": ("C1", "retrain"), "canary": ("C2", "canary starts"),
          "refuse": ("C7", "refused")}
 
 
+P_VALUE_TESTS = ("ks", "z", "chi_square", "mmd")
+FLOOR = 1e-12
+
+
 def drift_score(record: dict) -> float:
-    """The largest distance (or 1 - p for a p-value test) of the day's drift window."""
-    drift = record.get("drift") or {}
-    values = []
-    for feature in drift.get("features") or []:
-        if feature["test"] in ("ks", "z", "chi_square", "mmd"):
-            values.append(1 - feature["statistic"])
-        else:
-            values.append(feature["statistic"])
-    return max(values) if values else math.nan
+    """The day's window: -log10 of its smallest p-value (NaN without a window)."""
+    p_values = [f["statistic"] for f in ((record.get("drift") or {}).get("features") or [])
+                if f["test"] in P_VALUE_TESTS]
+    return -math.log10(max(min(p_values), FLOOR)) if p_values else math.nan
+
+
+def feature_scores(records: list[dict]) -> tuple[dict[str, list[float]], float]:
+    """-log10 p per day of every feature that drifted at least once, and the corrected
+    threshold (-log10) of the windows."""
+    names = sorted({f["feature"] for r in records for f in
+                    ((r.get("drift") or {}).get("features") or []) if f["drift"]})
+    out, limit = {}, math.nan
+    for name in names:
+        out[name] = []
+        for r in records:
+            found = [f for f in ((r.get("drift") or {}).get("features") or [])
+                     if f["feature"] == name and f["test"] in P_VALUE_TESTS]
+            out[name].append(-math.log10(max(found[0]["statistic"], FLOOR)) if found
+                             else math.nan)
+    thresholds = [f["threshold"] for r in records for f in
+                  ((r.get("drift") or {}).get("features") or []) if f["test"] in P_VALUE_TESTS]
+    if thresholds:
+        limit = -math.log10(min(thresholds))
+    return out, limit
 
 
 def plot(records: list[dict], out: Path, title: str) -> None:
@@ -53,9 +72,15 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     top.plot(days, [r["true_ctr"] for r in records], "o-", label="true CTR (simulator)")
     top.set_ylabel("true expected CTR")
-    bottom.plot(days, [drift_score(r) for r in records], "s-", color="C4",
-                label="largest drift statistic")
-    bottom.set_ylabel("drift statistic")
+    scores, limit = feature_scores(records)
+    for n, (name, values) in enumerate(scores.items()):
+        bottom.plot(days, values, "s-", color=f"C{4 + n % 6}", ms=4, label=name)
+    if not scores:
+        bottom.plot(days, [drift_score(r) for r in records], "s-", color="C4", ms=4,
+                    label="smallest p-value of the window")
+    if not math.isnan(limit):
+        bottom.axhline(limit, color="grey", lw=0.8, ls=":", label="corrected threshold")
+    bottom.set_ylabel("-log10 p (drift test)")
     bottom.set_xlabel("simulated day (the controller steps after each)")
     seen = set()
     for r in records:
@@ -90,7 +115,13 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-shift", action="store_true")
+    parser.add_argument("--replot", type=Path, metavar="JSON",
+                        help="only draw the plot of an earlier run's JSON")
     args = parser.parse_args()
+    if args.replot:
+        document = json.loads(args.replot.read_text())
+        plot(document["days"], args.replot.with_suffix(".png"), document.get("title", ""))
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
     for noisy in ("apache_beam", "feast", "absl", "tensorflow"):
@@ -102,11 +133,11 @@ def main() -> None:
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]
     errors = json.loads((out / "service_errors.json").read_text())
-    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'drift':>6}  "
+    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'-lg p':>6}  "
           "decisions; aliases")
     for r in records:
         print(f"{r['day']:>3} {'yes' if r['shifted'] else '':>5} {r['requests']:>8} "
-              f"{r['true_ctr']:>9.4f} {drift_score(r):>6.3f}  "
+              f"{r['true_ctr']:>9.4f} {drift_score(r):>6.1f}  "
               f"{', '.join(d['decision'] + ': ' + d['reason'] for d in r['decisions'])}; "
               f"{r['aliases']}")
     alerts = sorted({f for r in records for f in ((r["drift"] or {}).get("alerts") or [])})
@@ -114,11 +145,11 @@ def main() -> None:
           f"{sum(errors.values()):.0f} {errors or ''}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"config": asdict(cfg), "days": records,
+    title = ("no shift (control)" if args.no_shift else
+             f"shift on day {cfg.shift_day}, slow candidate on day {cfg.slow_day}")
+    path.write_text(json.dumps({"config": asdict(cfg), "title": title, "days": records,
                                 "service_errors": errors}, indent=2, default=str))
-    plot(records, path.with_suffix(".png"),
-         "no shift (control)" if args.no_shift else
-         f"shift on day {cfg.shift_day}, slow candidate on day {cfg.slow_day}")
+    plot(records, path.with_suffix(".png"), title)
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
