@@ -7,8 +7,9 @@
 10,000 items, 7 days). Simulated users drive the real service on the real model server's
 ``stable`` label; after each simulated day the controller steps. With the defaults: a
 population shift on day 3 (tastes move to other categories, 30% of users in a new country),
-which the controller must detect, retrain for, bless, canary and promote; on day 8 a
-candidate that is good offline but slow online, which the canary must roll back. With
+which the controller must detect, retrain for, bless, canary and promote; on day 6 a
+candidate trained on shuffled labels, which the blessing must refuse; on day 8 a candidate
+that is good offline but slow online, which the canary must roll back. With
 ``--no-shift`` the same days without any shift or slow candidate: the control for false
 alarms. Prints a table per day, writes JSON (benchmarks/results/retraining_loop[_control].json)
 and a plot of the true engagement, the drift score and the controller's decisions (.png).
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--days", type=int, default=12)
     parser.add_argument("--shift-day", type=int, default=3)
+    parser.add_argument("--bad-day", type=int, default=6)
     parser.add_argument("--slow-day", type=int, default=8)
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
@@ -127,7 +129,8 @@ def main() -> None:
     for noisy in ("apache_beam", "feast", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = LoopConfig(days=args.days, shift_day=None if args.no_shift else args.shift_day,
-                     slow_day=None if args.no_shift else args.slow_day, users=args.users,
+                     slow_day=None if args.no_shift else args.slow_day,
+                     bad_day=None if args.no_shift else args.bad_day, users=args.users,
                      seed=args.seed)
     name = "retraining_loop_control" if args.no_shift else "retraining_loop"
     out = args.out or args.workdir / name
@@ -146,7 +149,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     title = ("no shift (control)" if args.no_shift else
-             f"shift on day {cfg.shift_day}, slow candidate on day {cfg.slow_day}")
+             f"shift on day {cfg.shift_day}, shuffled labels on day {cfg.bad_day}, slow "
+             f"candidate on day {cfg.slow_day}")
     path.write_text(json.dumps({"config": asdict(cfg), "title": title, "days": records,
                                 "service_errors": errors}, indent=2, default=str))
     plot(records, path.with_suffix(".png"), title)

@@ -6,7 +6,9 @@ retrains with the real commands (Beam features, Feast materialize, a warm start,
 blesses, runs the canary on live traffic and promotes or rolls back.
 
 Scenario, by day: ``shift_day`` replaces the population by its shifted self (tastes moved to
-other categories; a share of users now in a country the platform never had); ``slow_day``
+other categories; a share of users now in a country the platform never had); ``bad_day``
+makes the controller's next retrain a warm start on shuffled labels, exported whatever the
+trainer's own gate says (the blessing must refuse it); ``slow_day``
 makes the controller's next retrain export a candidate that is good offline but slow online
 (the newest model exported again with ``--top-k 3000``: every answer ranks 3,000
 candidates). With ``shift_day`` None the run is the no-shift control.
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 class LoopConfig:
     days: int = 12
     shift_day: int | None = 3
+    bad_day: int | None = 6
     slow_day: int | None = 8
     users: int = 2000
     seed: int = 7
@@ -164,9 +167,43 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
     return path
 
 
+def shuffle_labels(repo: str) -> None:
+    """Shuffle which item each training example (split train) of ``repo`` names, with its
+    category: the labels no longer follow the users, the features still do; the test split
+    is left true, so the candidate is judged on real data."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    for n, path in enumerate(sorted((Path(repo) / "data" / "training_examples")
+                                    .rglob("*.parquet"))):
+        frame = pq.read_table(path).to_pandas()
+        train = np.flatnonzero(frame["split"].to_numpy() == "train")
+        order = np.random.default_rng(n).permutation(train)
+        for column in ("item_id", "item_category"):
+            values = frame[column].to_numpy().copy()
+            values[train] = values[order]
+            frame[column] = values
+        frame.to_parquet(path, index=False)
+
+
+def bad_candidate_commands(repo: Path, out: Path) -> tuple:
+    """A warm start on shuffled labels, exported whatever the trainer's own gate says: the
+    blessing must refuse it."""
+    recsys = _recsys()
+    return ((*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
+             "--split", "temporal"),
+            (sys.executable, "-c", "from workflows.retraining_loop import shuffle_labels; "
+                                   f"shuffle_labels({str(repo)!r})"),
+            (*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start", "{stable}",
+             "--model-base-path", "{model_base_path}", "--model-dir",
+             str(out / "model_dirs" / "{run_id}-shuffled"), "--gate-tolerance", "1",
+             "--no-progress"))
+
+
 def slow_candidate_commands(repo: Path, out: Path) -> tuple:
     """Export the newest model again with --top-k 3000: good offline, slow online."""
-    newest = max((out / "model_dirs").iterdir(), key=lambda p: p.stat().st_mtime)
+    newest = max((p for p in (out / "model_dirs").iterdir()
+                  if not p.name.endswith("-shuffled")), key=lambda p: p.stat().st_mtime)
     return ((*_recsys(), "export", "--repo", str(repo), "--model-dir", str(newest),
              "--model-base-path", "{model_base_path}", "--top-k", "3000"),)
 
@@ -201,21 +238,22 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                 if cfg.shift_day is not None and day == cfg.shift_day:
                     simulator.population = population.shifted(cfg.seed, cfg.new_country,
                                                               cfg.country_share)
-                if cfg.slow_day is not None and day == cfg.slow_day:
-                    controller.settings = dataclasses.replace(settings, controller=(
-                        settings.controller.replace(
-                            retrain_commands=slow_candidate_commands(repo, out),
-                            retrain_every_s=1.0)))
-                    controller.cfg = controller.settings.controller
+                for when, make in ((cfg.bad_day, bad_candidate_commands),
+                                   (cfg.slow_day, slow_candidate_commands)):
+                    if when == day:  # the next retrain makes this candidate
+                        controller.settings = dataclasses.replace(settings, controller=(
+                            settings.controller.replace(retrain_commands=make(repo, out),
+                                                        retrain_every_s=1.0)))
+                        controller.cfg = controller.settings.controller
                 report = simulator.run_day(day)
                 shown += report.requests * simulator.cfg.k
                 wait_for_exposures(lake, shown)
                 before = len(_decisions(out))
                 controller.step()
                 decisions = _decisions(out)[before:]
-                if cfg.slow_day is not None and day >= cfg.slow_day and any(
-                        d["decision"] == "canary" for d in decisions):
-                    # one slow candidate: back to the drift trigger alone
+                if controller.settings is not settings and any(
+                        d["decision"] == "retrain" for d in decisions):
+                    # one injected candidate: back to the drift trigger alone
                     controller.settings = settings
                     controller.cfg = settings.controller
                 drift = next((d["evidence"].get("drift") for d in decisions
