@@ -196,7 +196,7 @@ def bad_candidate_commands(repo: Path, out: Path) -> tuple:
                                    f"shuffle_labels({str(repo)!r})"),
             (*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start", "{stable}",
              "--model-base-path", "{model_base_path}", "--model-dir",
-             str(out / "model_dirs" / "{run_id}-shuffled"), "--gate-tolerance", "1",
+             str(out / "model_dirs" / "{run_id}-shuffled"), "--gate-tolerance", "0.99",
              "--no-progress"))
 
 
