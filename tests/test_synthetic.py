@@ -172,3 +172,32 @@ def test_bad_config_names_the_field(field, value, message):
     with pytest.raises(ConfigError) as err:
         SyntheticConfig(**{field: value})
     assert message in str(err.value)
+
+
+def test_the_lake_records_the_platform_that_generated_it(tmp_path):
+    from recsys.data.lake import Lake
+    from recsys.data.synthetic.platform_file import read_platform_config
+
+    cfg = SyntheticConfig(users=200, items=500, days=2, seed=11)  # end_date: today
+    generate(cfg, Lake(tmp_path / "lake", create=True), progress=False)
+    recorded = read_platform_config(tmp_path / "lake")
+    assert recorded.end_date == cfg.window_end.date()
+    assert recorded.replace(end_date=None) == cfg
+    # The recorded config rebuilds the catalogue behind the lake, not just one of its size.
+    lake_items = Lake(tmp_path / "lake").read("items").to_pandas().set_index("item_id")
+    rebuilt = SyntheticPlatform(recorded).items_table.to_pandas().set_index("item_id")
+    assert (rebuilt.loc[lake_items.index, "category"] == lake_items["category"]).all()
+
+
+def test_a_lake_without_or_with_a_broken_platform_record_is_named(tmp_path):
+    from recsys.data.synthetic.platform_file import PLATFORM_FILE, read_platform_config
+    from recsys.errors import LakeError
+
+    with pytest.raises(LakeError, match=PLATFORM_FILE):
+        read_platform_config(tmp_path)
+    (tmp_path / PLATFORM_FILE).write_text('{"users": -3, "end_date": "2026-11-01"}')
+    with pytest.raises(LakeError, match="users must be"):
+        read_platform_config(tmp_path)
+    (tmp_path / PLATFORM_FILE).write_text('{"users": 3}')
+    with pytest.raises(LakeError, match="end_date"):
+        read_platform_config(tmp_path)

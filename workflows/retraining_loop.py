@@ -34,6 +34,7 @@ from pathlib import Path
 import requests
 
 from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic.platform_file import read_platform_config
 from recsys.errors import SourceError
 from recsys.experiments.definitions import Experiments
 from recsys.model_contract.registry import Registry
@@ -59,7 +60,7 @@ class LoopConfig:
     profile_sample_rate: float = 0.25
     sessions: float = 3.0
     warm_start_epochs: int = 3
-    platform: SyntheticConfig = field(default_factory=SyntheticConfig)
+    platform: SyntheticConfig | None = None  # None: the one recorded in the demo's lake
 
 
 @dataclass
@@ -229,7 +230,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
             settings = load_settings(controller_file(out, lake, repo, models, stack.url,
                                                      stack.redis_url, cfg))
             controller = Controller(settings)
-            population = Population(cfg.platform)
+            population = Population(cfg.platform or read_platform_config(lake))
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
                 days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions))
             shown = 0

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic.platform_file import read_platform_config
 from recsys.experiments.definitions import load_experiments
 from recsys.features.store import PROFILES, profile_repo
 from workflows.cli.arguments import fraction, iso_date, non_negative_int, positive_int
@@ -53,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--platform-days", type=positive_int, default=defaults.days)
     sim.add_argument("--platform-seed", type=non_negative_int, default=defaults.seed)
     sim.add_argument("--platform-end-date", type=iso_date, default=None)
+    sim.add_argument("--platform-lake", type=Path, default=None, metavar="LAKE",
+                     help="a lake made by the synthetic generator: simulate the platform it "
+                          "recorded (its _synthetic.json) instead of the --platform-* values")
     sim.add_argument("--repo", type=Path, default=None, metavar="DIR",
                      help="feature repository for CUPED's pre-exposure values")
     sim.add_argument("--profile", choices=list(PROFILES), default="embedded")
@@ -65,9 +69,12 @@ def run_simulate(args: argparse.Namespace) -> int:
     from workflows.simulator import Population, SimulationConfig, Simulator
 
     definitions = load_experiments(args.experiments)
-    platform = SyntheticConfig(users=args.platform_users, items=args.platform_items,
-                               days=args.platform_days, seed=args.platform_seed,
-                               end_date=args.platform_end_date)
+    if args.platform_lake is not None:
+        platform = read_platform_config(args.platform_lake)
+    else:
+        platform = SyntheticConfig(users=args.platform_users, items=args.platform_items,
+                                   days=args.platform_days, seed=args.platform_seed,
+                                   end_date=args.platform_end_date)
     cfg = SimulationConfig(days=args.days, users=args.users, active_share=args.active_share,
                            sessions=max(args.sessions, 1.0), concurrency=args.concurrency,
                            seed=args.seed)

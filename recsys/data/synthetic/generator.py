@@ -15,6 +15,7 @@ from recsys.data.lake import Lake, WriteReport
 from recsys.data.rules import ValidationPolicy
 from recsys.data.synthetic.behaviour import simulate_day
 from recsys.data.synthetic.config import SyntheticConfig
+from recsys.data.synthetic.platform_file import write_platform_config
 from recsys.data.synthetic.population import Items, Users, make_items, make_users
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class GenerationReport:
 
 
 def generate(cfg: SyntheticConfig, lake: Lake, progress: bool = True) -> GenerationReport:
-    """Write the platform described by ``cfg`` into ``lake``; rerunning it adds nothing."""
+    """Write the platform described by ``cfg`` into ``lake``, and ``cfg`` itself
+    (platform_file.py); rerunning it adds nothing."""
     started = time.perf_counter()
     source = f"synthetic(seed={cfg.seed}, users={cfg.users}, items={cfg.items}, days={cfg.days})"
     platform = SyntheticPlatform(cfg)
@@ -69,6 +71,7 @@ def generate(cfg: SyntheticConfig, lake: Lake, progress: bool = True) -> Generat
                               lake.write_items(platform.items_table, source, **strict))
     log.info("%s", report.users.summary())
     log.info("%s", report.items.summary())
+    write_platform_config(cfg, lake.root)
     bar = tqdm(total=cfg.days, unit="day", disable=not progress, desc="events")
     for day, events in enumerate(platform.days()):
         written = lake.write_events(events, f"{source} day {day}", **strict)
