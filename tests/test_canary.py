@@ -14,6 +14,7 @@ from recsys.monitoring.canary import (
     CanaryConfig,
     LabelWindow,
     canary_verdict,
+    error_check,
     label_windows,
 )
 from recsys.monitoring.live_quality import compare_versions
@@ -84,19 +85,73 @@ def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
     (0.011, 40, GOOD_CTR, "errors"),  # 10% fallbacks against none
     (0.011, 0, BAD_CTR, "ctr"),
 ])
-def test_any_failed_guardrail_rolls_back_at_once(seconds, fallbacks, ctr, failed):
+def test_a_failed_guardrail_counts_and_rolls_back_at_the_threshold(seconds, fallbacks, ctr,
+                                                                   failed):
     stable, canary = _windows(seconds, fallbacks)
-    verdict = canary_verdict(stable, canary, ctr, 5, CanaryConfig())
-    assert verdict.decision == "rollback"
+    first = canary_verdict(stable, canary, ctr, 5, CanaryConfig())
+    assert first.decision == "wait" and first.failed_checks == 1  # threshold 2
+    verdict = canary_verdict(stable, canary, ctr, 5, CanaryConfig(), failed_before=1)
+    assert verdict.decision == "rollback" and verdict.failed_checks == 2
     assert [c.name for c in verdict.checks if c.status == "failed"] == [failed]
     assert verdict.to_dict()["checks"][0]["name"] == "errors"
+    assert canary_verdict(stable, canary, ctr, 5, CanaryConfig(failed_checks=1)
+                          ).decision == "rollback"
+    # a failed step is never promoted, even with its period over
+    assert canary_verdict(stable, canary, ctr, 10_000, CanaryConfig(require_ctr=False,
+                          max_ctr_drop=0.0)).decision == "wait"
+
+
+def test_errors_and_latency_are_judged_on_the_step_unless_it_is_too_small():
+    cfg = CanaryConfig(min_duration_s=0, min_requests=100, require_ctr=False)
+    stable, slow = _windows(0.2)  # the whole canary: slow earlier on
+    step_stable, step_fast = _windows(0.011, n=200)
+    verdict = canary_verdict(stable, slow, None, 900, cfg, step=(step_stable, step_fast))
+    assert verdict.decision == "promote", verdict
+    tiny_stable, tiny_fast = _windows(0.011, n=20)  # < min_step_requests: the whole canary
+    verdict = canary_verdict(stable, slow, None, 900, cfg, step=(tiny_stable, tiny_fast))
+    assert verdict.decision == "wait" and verdict.failed_checks == 1
+
+
+def _error_windows(rng, n_stable, p_stable, n_canary, p_canary):
+    def window(n, p):
+        bad = rng.binomial(n, p)
+        return LabelWindow({"full": float(n - bad), "global-popular": float(bad)},
+                           {0.01: float(n), math.inf: float(n)})
+    return window(n_stable, p_stable), window(n_canary, p_canary)
+
+
+@pytest.mark.parametrize("p_canary, at_most, at_least", [
+    (0.08, 0.0, 0.0),  # as stable: practically never
+    (0.10, 0.02, 0.0),  # exactly stable's + max_error_increase: at most error_alpha
+    (0.25, 1.0, 0.99),  # broken: nearly always
+])
+def test_the_errors_guardrail_fails_at_its_alpha_over_seeded_steps(p_canary, at_most,
+                                                                   at_least):
+    """2,000 seeded steps of 300 stable and 300 canary answers, stable at 8% fallbacks."""
+    cfg = CanaryConfig(max_error_increase=0.02, error_alpha=0.01)
+    rng = np.random.default_rng(23)
+    failed = np.mean([error_check(*_error_windows(rng, 300, 0.08, 300, p_canary), cfg).status
+                      == "failed" for _ in range(2000)])
+    assert at_least <= failed <= max(at_most, at_least)
+
+
+def test_the_loaded_machine_case_passes_and_the_broken_candidate_fails():
+    """The figures of two earlier runs: 11.8% vs 7.8% fallbacks on a loaded machine (a
+    good candidate) must pass; 20% vs 3.3% (a slow candidate) must fail."""
+    cfg = CanaryConfig()
+    loaded = (LabelWindow({"full": 277.0, "global-popular": 23.0}),
+              LabelWindow({"full": 265.0, "global-popular": 35.0}))
+    assert error_check(*loaded, cfg).status == "passed"
+    broken = (LabelWindow({"full": 290.0, "global-popular": 10.0}),
+              LabelWindow({"full": 240.0, "global-popular": 60.0}))
+    assert error_check(*broken, cfg).status == "failed"
 
 
 def test_an_absolute_latency_limit_holds_even_when_stable_is_as_slow():
     stable, canary = _windows(0.2)
     slow_stable = label_windows(_scrape({"stable": [("full", 0.2)] * 400}))["stable"]
-    assert canary_verdict(slow_stable, canary, GOOD_CTR, 900,
-                          CanaryConfig(max_latency_p99_ms=100)).decision == "rollback"
+    assert canary_verdict(slow_stable, canary, GOOD_CTR, 900, CanaryConfig(
+        max_latency_p99_ms=100, failed_checks=1)).decision == "rollback"
     assert canary_verdict(slow_stable, canary, GOOD_CTR, 900, CanaryConfig()
                           ).decision == "promote"
 
@@ -123,7 +178,7 @@ def test_the_ctr_guardrail_rolls_back_an_aa_canary_at_most_alpha_of_the_time_ove
     """200 seeded A/A canaries, each looked at 8 times as its users arrive: the share ever
     rolled back stays near alpha with the always-valid interval; the fixed-horizon interval
     at the same looks rolls back several times as often (why the canary uses the former)."""
-    cfg = CanaryConfig(alpha=0.05)
+    cfg = CanaryConfig(alpha=0.05, failed_checks=1)
     healthy = _windows(0.01)
     runs, looks, ever_sequential, ever_fixed = 200, 8, 0, 0
     for seed in range(runs):

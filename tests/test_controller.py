@@ -226,20 +226,47 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused_by_the_gate(setup):
 
 @pytest.mark.parametrize("seconds, fallbacks, failed", [(0.2, 0, "latency p99"),
                                                         (0.011, 30, "errors")])
-def test_a_slow_or_broken_canary_is_rolled_back_at_once(setup, seconds, fallbacks, failed):
+def test_a_slow_or_broken_canary_is_rolled_back_when_its_steps_fail(setup, seconds, fallbacks,
+                                                                    failed):
     base, experiments, _, service, _, tmp = setup
     controller, decision, at = _drift_to_canary(setup)
     assert decision["decision"] == "canary"
-    service.answer("stable", 900, 0.010)
-    service.answer("canary", 120 - fallbacks, seconds)
-    service.answer("canary", fallbacks, 0.001, tier="global-popular")
-    decision = controller.step(at + 60)  # long before the canary's period ends
+    for step in range(2):  # canary.failed_checks: 2 failed steps roll back
+        service.answer("stable", 900, 0.010)
+        service.answer("canary", 120 - fallbacks, seconds)
+        service.answer("canary", fallbacks, 0.001, tier="global-popular")
+        decision = controller.step(at + 60 * (step + 1))  # long before the period ends
+        assert decision["evidence"]["verdict"]["failed_checks"] == step + 1
+        assert decision["evidence"]["step_canary_answers"] == 120
+        if step == 0:
+            assert decision["decision"] == "wait"
+            assert read_state(tmp / "state").canary_failed_checks == 1
     assert decision["decision"] == "rollback"
     assert decision["reason"] == f"canary guardrail failed: {failed}"
     assert Registry(base).aliases() == {"stable": 1}
     assert "canary" not in experiments.read_text()
     assert Registry(base).history()[-1]["action"] == "rollback"
-    assert read_state(tmp / "state").stage == "idle"
+    state = read_state(tmp / "state")
+    assert state.stage == "idle" and state.canary_failed_checks == 0
+
+
+def test_one_slow_step_is_not_a_rollback_and_later_steps_are_judged_on_their_own(setup):
+    """A passing blip (the machine loaded during one step) counts one failed check; the
+    next step's interval holds only what came after it, so a healthy canary is promoted."""
+    base, experiments, _, service, _, tmp = setup
+    controller, decision, at = _drift_to_canary(setup)
+    service.answer("stable", 300, 0.010)
+    service.answer("canary", 100, 0.300)  # slow during this step only
+    decision = controller.step(at + 60)
+    assert decision["decision"] == "wait"
+    assert decision["evidence"]["verdict"]["failed_checks"] == 1
+    service.answer("stable", 900, 0.010)
+    service.answer("canary", 300, 0.011)
+    decision = controller.step(at + 700)
+    assert decision["decision"] == "promote", decision
+    checks = {c["name"]: c for c in decision["evidence"]["verdict"]["checks"]}
+    assert checks["latency p99"]["values"]["canary_ms"] < 20  # this step's answers only
+    assert Registry(base).aliases() == {"stable": 2}
 
 
 def test_a_failing_retrain_command_is_refused_naming_it(setup):

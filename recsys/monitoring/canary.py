@@ -4,23 +4,31 @@ roll back (the canary analysis of Flagger / Argo Rollouts, on the service's own 
 
 The service counts every answer under the label whose pipeline served it
 (``recsys_model_label_requests_total{model_label, tier}`` and the
-``recsys_model_label_latency_seconds`` histogram). Two scrapes of its ``/metrics``, at the
-canary's start and now, give each label's answers over the canary period (``LabelWindow``).
-The guardrails:
+``recsys_model_label_latency_seconds`` histogram). Scrapes of its ``/metrics`` at the canary's
+start, at the previous analysis step and now give each label's answers over the whole canary
+and over the step's interval (``LabelWindow``). The guardrails, as Flagger's metric checks:
 
-* errors: the share of the canary's answers below the full tier (a model error or timeout
-  that fell back to popular items) at most ``max_error_increase`` above stable's;
-* latency: the canary's p99 (from the histogram's buckets, interpolated as PromQL's
-  ``histogram_quantile``) at most ``max_latency_ratio`` times stable's, and at most
+* errors, over the step's interval: the share of the canary's answers below the full tier (a
+  model error or timeout that fell back to popular items) against stable's; failed when a
+  one-sided two-proportion z-test at ``error_alpha`` says it exceeds stable's by more than
+  ``max_error_increase`` (noise on a few hundred answers is not a failure);
+* latency, over the step's interval: the canary's p99 (from the histogram's buckets,
+  interpolated as PromQL's ``histogram_quantile``) at most ``max_latency_ratio`` times
+  stable's in the same interval (a loaded machine slows both), and at most
   ``max_latency_p99_ms`` when set;
-* CTR: when the outcomes of the period were joined, the interval of the canary's CTR relative
-  to stable's (the delta method over users) must not lie wholly below ``-max_ctr_drop``.
+* CTR, over the whole canary: the always-valid interval of the canary's CTR relative to
+  stable's (the delta method over users) must not lie wholly below ``-max_ctr_drop``.
 
-Guarantees: any guardrail that fails rolls back at once, whatever the time elapsed (a broken
-canary is not left serving until its period ends); ``promote`` only after ``min_duration_s``
-with at least ``min_requests`` canary answers and every guardrail passed (CTR included, unless
-``require_ctr`` is off); otherwise ``wait``. Every verdict carries its checks with the values
-compared.
+When the step's interval holds fewer than ``min_step_requests`` canary answers, errors and
+latency are judged on the whole canary instead.
+
+Guarantees: a step with any failed guardrail counts one failed check; the canary is rolled
+back when ``failed_checks`` steps have failed (Flagger's ``threshold``), at the step that
+reaches it, whatever the time elapsed (a broken canary is not left serving until its period
+ends); ``promote`` only after ``min_duration_s`` with at least ``min_requests`` canary
+answers, at a step where every guardrail passed (CTR included, unless ``require_ctr`` is
+off); otherwise ``wait``. Every verdict carries its checks with the values compared and the
+failed-check count.
 """
 
 from __future__ import annotations
@@ -57,7 +65,10 @@ class CanaryConfig(Config):
         min_duration_s, min_requests: how long, and on how many canary answers, the canary
             runs before it may be promoted.
         max_error_increase: the canary's share of fallback answers, at most this above
-            stable's.
+            stable's (tested at ``error_alpha``).
+        error_alpha: significance of the errors guardrail's one-sided two-proportion test.
+        min_step_requests: canary answers a step's interval needs to be judged on its own.
+        failed_checks: failed steps that roll the canary back (Flagger's threshold).
         max_latency_ratio, max_latency_p99_ms: the canary's p99, at most this multiple of
             stable's, and at most this many ms (0: no absolute limit).
         max_ctr_drop: relative; rolled back when the CTR interval lies wholly below -this.
@@ -71,6 +82,9 @@ class CanaryConfig(Config):
     min_duration_s: float = setting(600.0, finite_non_negative_number)
     min_requests: int = setting(200, positive_int)
     max_error_increase: float = setting(0.02, finite_non_negative_number)
+    error_alpha: float = setting(0.01, _SHARE)
+    min_step_requests: int = setting(50, positive_int)
+    failed_checks: int = setting(2, positive_int)
     max_latency_ratio: float = setting(1.5, finite_positive_number)
     max_latency_p99_ms: float = setting(0.0, finite_non_negative_number)
     max_ctr_drop: float = setting(0.0, finite_non_negative_number)
@@ -148,22 +162,34 @@ class CanaryVerdict:
     decision: str  # wait, promote, rollback
     checks: tuple[Check, ...]
     elapsed_s: float
+    failed_checks: int = 0  # failed steps so far, this one included
 
     def to_dict(self) -> dict:
         return {"decision": self.decision, "elapsed_s": self.elapsed_s,
+                "failed_checks": self.failed_checks,
                 "checks": [c.__dict__ for c in self.checks]}
 
 
 def error_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
+    """Failed when the canary's fallback share exceeds stable's by more than
+    ``max_error_increase``, one-sided z-test at ``error_alpha``."""
+    from statistics import NormalDist
+
     if not canary.requests or not stable.requests:
         return Check("errors", "skipped", f"answers: stable {stable.requests:.0f}, canary "
                                           f"{canary.requests:.0f}")
-    values = {"stable": stable.error_share, "canary": canary.error_share,
-              "canary_requests": canary.requests}
-    passed = canary.error_share <= stable.error_share + cfg.max_error_increase
+    mine, theirs = canary.error_share, stable.error_share
+    excess = mine - theirs - cfg.max_error_increase
+    se = math.sqrt(mine * (1 - mine) / canary.requests + theirs * (1 - theirs) / stable.requests)
+    z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
+    p_value = NormalDist().cdf(-z) if math.isfinite(z) else float(z < 0)
+    values = {"stable": theirs, "canary": mine, "canary_requests": canary.requests,
+              "stable_requests": stable.requests, "z": z, "p_value": p_value}
+    passed = p_value >= cfg.error_alpha
     return Check("errors", "passed" if passed else "failed",
-                 f"fallback share {canary.error_share:.2%} vs stable "
-                 f"{stable.error_share:.2%} (max increase {cfg.max_error_increase:.2%})", values)
+                 f"fallback share {mine:.2%} of {canary.requests:.0f} vs stable {theirs:.2%} "
+                 f"of {stable.requests:.0f} (max increase {cfg.max_error_increase:.2%}, "
+                 f"p {p_value:.3g})", values)
 
 
 def latency_p99_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
@@ -193,16 +219,27 @@ def ctr_check(comparison: Mapping | None, cfg: CanaryConfig, why_none: str = "")
 
 
 def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping | None,
-                   elapsed_s: float, cfg: CanaryConfig, why_no_ctr: str = "") -> CanaryVerdict:
-    """See the module docstring."""
-    checks = (error_check(stable, canary, cfg), latency_p99_check(stable, canary, cfg),
+                   elapsed_s: float, cfg: CanaryConfig, why_no_ctr: str = "", *,
+                   step: tuple[LabelWindow, LabelWindow] | None = None,
+                   failed_before: int = 0) -> CanaryVerdict:
+    """``stable``, ``canary``: each label's answers since the canary began; ``step``: (stable,
+    canary) since the previous step (None: the first step, the same windows);
+    ``failed_before``: failed steps so far. See the module docstring."""
+    step_stable, step_canary = step if step is not None else (stable, canary)
+    if step_canary.requests < cfg.min_step_requests:
+        step_stable, step_canary = stable, canary
+    checks = (error_check(step_stable, step_canary, cfg),
+              latency_p99_check(step_stable, step_canary, cfg),
               ctr_check(comparison, cfg, why_no_ctr))
-    if any(c.status == "failed" for c in checks):
-        return CanaryVerdict("rollback", checks, elapsed_s)
-    ready = (elapsed_s >= cfg.min_duration_s and canary.requests >= cfg.min_requests
+    this_step_failed = any(c.status == "failed" for c in checks)
+    failed = failed_before + this_step_failed
+    if failed >= cfg.failed_checks:
+        return CanaryVerdict("rollback", checks, elapsed_s, failed)
+    ready = (not this_step_failed and elapsed_s >= cfg.min_duration_s
+             and canary.requests >= cfg.min_requests
              and all(c.status == "passed" for c in checks[:2])
              and (checks[2].status == "passed" or not cfg.require_ctr))
-    return CanaryVerdict("promote" if ready else "wait", checks, elapsed_s)
+    return CanaryVerdict("promote" if ready else "wait", checks, elapsed_s, failed)
 
 
 __all__ = ["CanaryConfig", "LabelWindow", "label_windows", "CanaryVerdict", "canary_verdict",

@@ -10,10 +10,12 @@ export); their newest version is blessed against stable (recsys/monitoring/bless
 blessed candidate becomes the ``canary`` alias and the canary's experiment is written into the
 service's experiments file.
 
-Canary: every step compares the canary label's answers with stable's since the canary began
-(recsys/monitoring/canary.py): a failed guardrail rolls back at once (the experiment removed
-first, then the alias); after its period with every guardrail passed, the candidate becomes
-``stable`` (the experiment removed, the canary alias retired).
+Canary: every step is one analysis step (recsys/monitoring/canary.py): errors and latency of
+the canary label against stable's over the interval since the previous step, CTR since the
+canary began. When ``canary.failed_checks`` steps have failed a guardrail, the canary is
+rolled back (the experiment removed first, then the alias); after its period, at a step where
+every guardrail passed, the candidate becomes ``stable`` (the experiment removed, the canary
+alias retired).
 
 Guarantees: every step appends its decision (watch, canary's wait, promote, rollback, error;
 a retrain, then what came of it: refuse, canary, or promote for a first version) with its
@@ -227,6 +229,7 @@ class Controller:
                               by="recsys controller")
         self.hooks.sleep(self.cfg.reload_wait_s)  # the model server loads it first
         state.canary_baseline = canary_traffic.to_plain(self.hooks.scrape(self.cfg.service_url))
+        state.canary_last, state.canary_failed_checks = state.canary_baseline, 0
         canary_traffic.set_canary(Path(self.cfg.experiments_file),
                                   canary_traffic.canary_experiment(
                                       self.cfg.canary_experiment, candidate, canary.label,
@@ -242,18 +245,25 @@ class Controller:
         stable = self.registry.aliases().get("stable")
         now = self.hooks.scrape(cfg.service_url)
         baseline = canary_traffic.from_plain(state.canary_baseline)
+        last = canary_traffic.from_plain(state.canary_last or state.canary_baseline)
         mine = canary_traffic.since(now, baseline, canary.label)
         theirs = canary_traffic.since(now, baseline, canary.stable_label)
+        step = (canary_traffic.since(now, last, canary.stable_label),
+                canary_traffic.since(now, last, canary.label))
         comparison, why = None, "no outcomes_dir configured: no CTR guardrail"
         if cfg.outcomes_dir and cfg.lake and stable is not None:
             comparison, why = self.hooks.ctr(Path(cfg.lake), Path(cfg.outcomes_dir),
                                              state.canary_started_s, stable, state.candidate,
                                              canary.alpha)
         elapsed = now_s - (state.canary_started_s or now_s)
-        verdict = canary_verdict(theirs, mine, comparison, elapsed, canary, why)
+        verdict = canary_verdict(theirs, mine, comparison, elapsed, canary, why, step=step,
+                                 failed_before=state.canary_failed_checks)
+        state.canary_last, state.canary_failed_checks = (canary_traffic.to_plain(now),
+                                                          verdict.failed_checks)
         evidence = {"candidate": state.candidate, "stable": stable,
                     "canary_answers": mine.requests, "stable_answers": theirs.requests,
-                    "verdict": verdict.to_dict()}
+                    "step_canary_answers": step[1].requests,
+                    "step_stable_answers": step[0].requests, "verdict": verdict.to_dict()}
         if verdict.decision == "wait":
             return self._log("wait", "canary running", now_s, **evidence)
         candidate = state.candidate
@@ -275,7 +285,7 @@ class Controller:
                                      self.cfg.canary_experiment):
             self.hooks.sleep(self.cfg.reload_wait_s)
         state.stage, state.candidate, state.canary_started_s = "idle", None, None
-        state.canary_baseline = {}
+        state.canary_baseline, state.canary_last, state.canary_failed_checks = {}, {}, 0
 
     # -- around ---------------------------------------------------------------------------
     def _log(self, decision: str, reason: str, now_s: float, **evidence) -> dict:

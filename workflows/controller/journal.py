@@ -28,6 +28,8 @@ class ControllerState:
     candidate: int | None = None  # the canary's version
     canary_started_s: float | None = None
     canary_baseline: dict = field(default_factory=dict)  # label -> {tiers, buckets}
+    canary_last: dict = field(default_factory=dict)  # the previous step's scrape, same shape
+    canary_failed_checks: int = 0  # failed analysis steps of the running canary
     drift_tracker: dict | None = None  # DriftTracker.to_dict(), against ``drift_version``
     drift_version: int | None = None
     drift_cursor_s: float = 0.0  # samples up to here were tested
