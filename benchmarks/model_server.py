@@ -41,14 +41,12 @@ plot next to it (.png).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import gc
 import json
 import logging
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +58,8 @@ from typing import Callable
 import numpy as np
 from small_platform import build_platform
 
+from serving.recommendations.http_server import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 RECSYS = ROOT / ".venv" / "bin" / "recsys"
 SIGNATURE = "retrieval"
@@ -69,12 +69,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Factory = Callable[[], Callable[[int], list]]  # per client thread: call(query index)
 NOTE = ("client and server share the same {cpus} cores: client CPU is part of the cost, "
         "and server numbers are a lower bound on a dedicated server")
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -152,7 +146,7 @@ class ServerProcess:
     def __init__(self, models: dict[str, Path], workdir: Path, tf_threads: int,
                  flags: list[str] = ()):
         self.models = models
-        self.grpc_port, self.rest_port = _free_port(), _free_port()
+        self.grpc_port, self.rest_port = free_port(), free_port()
         self.config = workdir / "model_server.config"
         self.config.write_text("model_config_list {\n" + "".join(
             f'  config {{ name: "{name}" base_path: "{path.resolve()}" '

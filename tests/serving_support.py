@@ -3,18 +3,11 @@ a server started on them in this process."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from pathlib import Path
 
 from serving.options import ServerOptions
+from serving.recommendations.http_server import free_port
 from serving.server import ModelServer
-
-
-def free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def export_small_models(model_dir: Path, repo: Path, base: Path, k: int = 10):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from recsys.data.synthetic.platform_file import read_platform_config
 from recsys.errors import SourceError
 from recsys.experiments.definitions import Experiments
 from recsys.model_contract.registry import Registry
+from serving.recommendations.http_server import free_port
 from workflows.controller.config import CLOCK_FEATURES
 from workflows.experiment_loop import wait_for_exposures
 from workflows.simulator import Population, SimulationConfig, Simulator
@@ -81,12 +81,6 @@ COMPRESSED_TIME = ("session_*", "history_*", "top_score", "query_embedding", "us
                    "user_*_7d", "user_*_30d", "user_lifetime_*", "user_days_since_last_active")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _recsys() -> list[str]:
     return [sys.executable, "-m", "workflows.cli.main"]
 
@@ -106,7 +100,7 @@ def prepare(demo: Path, out: Path) -> tuple[Path, Path, Path]:
 
 
 def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
-    grpc_port, rest_port = _free_port(), _free_port()
+    grpc_port, rest_port = free_port(), free_port()
     log_file = (out / "model_server.log").open("w")
     process = subprocess.Popen(
         [*_recsys(), "model-server", f"--port={grpc_port}", f"--rest_api_port={rest_port}",

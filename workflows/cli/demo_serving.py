@@ -4,14 +4,9 @@ Serving clients query it (plain HTTP JSON, and the tensorflow-serving-api gRPC s
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from serving.recommendations.http_server import free_port
 
 
 def _latest_query(repo: Path, user: str, cfg) -> dict:
@@ -43,7 +38,7 @@ def serve_and_query(base: Path, repo: Path, user: str) -> None:
         f'  config {{ name: "{name}" base_path: "{(base / name).resolve()}" '
         f'model_platform: "tensorflow" }}\n'
         for name in ("retrieval", "retrieval_portable", "item_tower")) + "}\n")
-    server = ModelServer(ServerOptions(port=_free_port(), rest_api_port=_free_port(),
+    server = ModelServer(ServerOptions(port=free_port(), rest_api_port=free_port(),
                                        host="127.0.0.1", model_config_file=str(config))).start()
     try:
         rest = f"http://127.0.0.1:{server.rest_port}"
