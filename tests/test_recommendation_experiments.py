@@ -293,6 +293,8 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
         counted = {(s.labels["model_label"], s.labels["tier"]): s.value
                    for metric in service.metrics.label_requests.collect()
                    for s in metric.samples if s.name.endswith("_total")}
+        late = service.late(RecommendationRequest(by_arm["stable"][0], k=5), 0.3)
+    assert late.degraded[0].startswith("deadline") and late.model_label == "canary"
     assert latest.experiments == {"model": "latest"} and stable.experiments == {
         "model": "stable"}
     assert latest.model_versions == {"retrieval": 2, "ranker": 2}

@@ -470,11 +470,11 @@ class Recommender:
         assignment, arm = self.experiments.arms_for(request.user_id, context, self.clock(),
                                                     None, request.forced_arms)
         # counted under the label that was to serve it: a slow canary's late answers count
-        self._count(tier, [reason], time.perf_counter() - started + waited_s, False,
-                    arm.model_label if arm is not None and arm.model_label
-                    else self.serving_label)
+        label = arm.model_label if arm is not None and arm.model_label else self.serving_label
+        self._count(tier, [reason], time.perf_counter() - started + waited_s, False, label)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
-                                    [reason], False, assignment.arms, assignment.holdout)
+                                    [reason], False, assignment.arms, assignment.holdout,
+                                    model_label=label)
 
     def _recommend(self, request: RecommendationRequest, explore: bool = True
                    ) -> RecommendationResult:
