@@ -325,3 +325,31 @@ def test_ignored_features_are_shell_patterns_over_names_and_their_list_summaries
     assert ignored("session_length", patterns) and ignored("session_recent_item_ids#length",
                                                            patterns)
     assert ignored("hour_of_day", patterns) and not ignored("user_country", patterns)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--interval", "0"], "--interval"),
+    (["run", "--interval", "-5"], "--interval"),
+    (["run", "--interval", "soon"], "--interval"),
+    (["run", "--steps", "0"], "--steps"),
+    (["status", "--last", "x"], "--last"),
+    (["step"], "--config"),
+])
+def test_bad_controller_flags_are_refused_naming_the_flag(tmp_path, capsys, argv, message):
+    config = [] if argv == ["step"] else ["--config", str(tmp_path / "c.yaml")]
+    with pytest.raises(SystemExit) as exited:
+        main(["controller", *argv, *config])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_missing_controller_file_is_named(tmp_path, capsys):
+    assert main(["controller", "step", "--config", str(tmp_path / "nowhere.yaml")]) != 0
+    assert "nowhere.yaml" in capsys.readouterr().err
+
+
+def test_the_cli_runs_a_bounded_number_of_steps(setup, capsys):
+    settings = setup[2]()
+    assert main(["controller", "run", "--config", str(settings.path), "--steps", "2",
+                 "--interval", "0.01"]) == 0
+    assert capsys.readouterr().out.count("watch    no trigger") == 2
