@@ -72,6 +72,13 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     days = [r["day"] for r in records]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     top.plot(days, [r["true_ctr"] for r in records], "o-", label="true CTR (simulator)")
+    references = [r.get("reference_ctr") or {} for r in records]
+    if any(references):
+        top.plot(days, [x.get("random", math.nan) for x in references], ":", color="grey",
+                 drawstyle="steps-mid", label="random items (true CTR)")
+        oracle = [x.get("oracle", math.nan) for x in references]
+        top.plot([], [], " ", label=f"oracle (each user's true best 10): "
+                                    f"{min(oracle):.2f}-{max(oracle):.2f}")
     top.set_ylabel("true expected CTR")
     scores, limit = feature_scores(records)
     for n, (name, values) in enumerate(scores.items()):
@@ -136,11 +143,12 @@ def main() -> None:
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]
     errors = json.loads((out / "service_errors.json").read_text())
-    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'-lg p':>6}  "
-          "decisions; aliases")
+    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'random':>7} "
+          f"{'oracle':>7} {'-lg p':>6}  decisions; aliases")
     for r in records:
         print(f"{r['day']:>3} {'yes' if r['shifted'] else '':>5} {r['requests']:>8} "
-              f"{r['true_ctr']:>9.4f} {drift_score(r):>6.1f}  "
+              f"{r['true_ctr']:>9.4f} {r['reference_ctr'].get('random', math.nan):>7.4f} "
+              f"{r['reference_ctr'].get('oracle', math.nan):>7.4f} {drift_score(r):>6.1f}  "
               f"{', '.join(d['decision'] + ': ' + d['reason'] for d in r['decisions'])}; "
               f"{r['aliases']}")
     alerts = sorted({f for r in records for f in ((r["drift"] or {}).get("alerts") or [])})

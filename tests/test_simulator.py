@@ -81,3 +81,16 @@ def test_a_shifted_population_moves_every_taste_and_some_users_to_a_new_country(
                 if population.items.category[n] == favourite)
     assert shifted.click_probabilities(u, [item])[0] < population.click_probabilities(
         u, [item])[0]
+
+
+def test_the_reference_lists_bound_what_any_list_can_reach(population):
+    users = np.arange(20)
+    found = population.reference_ctrs(users, 5, seed=1)
+    assert found == population.reference_ctrs(users, 5, seed=1)  # seeded
+    rng, ids = np.random.default_rng(3), list(population.item_index)  # ids in index order
+    for u in users:  # no list of 5 beats the oracle's on average
+        lists = [rng.choice(population.items.n, 5, replace=False) for _ in range(50)]
+        best = max(population.click_probabilities(int(u), [ids[i] for i in items]).mean()
+                   for items in lists)
+        assert best <= population.reference_ctrs(np.array([u]), 5)["oracle"] + 1e-12
+    assert found["random"] < found["oracle"]

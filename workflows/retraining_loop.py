@@ -74,6 +74,7 @@ class DayRecord:
     aliases: dict
     drift: dict | None
     canary_truth: dict = field(default_factory=dict)  # arm -> true CTR, so far
+    reference_ctr: dict = field(default_factory=dict)  # random and oracle lists' true CTR
 
 
 # features the simulation's compressed clock moves by construction
@@ -228,11 +229,14 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
                 days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions))
             shown = 0
+            references = population.reference_ctrs(simulator.sample, simulator.cfg.k)
             for day in range(cfg.days):
                 shifted = cfg.shift_day is not None and day >= cfg.shift_day
                 if cfg.shift_day is not None and day == cfg.shift_day:
                     simulator.population = population.shifted(cfg.seed, cfg.new_country,
                                                               cfg.country_share)
+                    references = simulator.population.reference_ctrs(simulator.sample,
+                                                                     simulator.cfg.k)
                 for when, make in ((cfg.bad_day, bad_candidate_commands),
                                    (cfg.slow_day, slow_candidate_commands)):
                     if when == day:  # the next retrain makes this candidate
@@ -256,7 +260,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                 record = DayRecord(day, shifted, report.requests, report.true_ctr,
                                    report.seconds, decisions, Registry(models).aliases(),
                                    drift, simulator.truth_of(
-                                       settings.controller.canary_experiment))
+                                       settings.controller.canary_experiment), references)
                 records.append(record)
                 log.info("day %d%s: %d requests, true CTR %.4f; controller: %s; aliases %s",
                          day, " (shifted)" if shifted else "", report.requests,

@@ -153,6 +153,27 @@ class Population:
         return p
 
 
+    def reference_ctrs(self, users: np.ndarray, k: int, seed: int = 0) -> dict[str, float]:
+        """The true CTR of two reference lists of ``k`` for ``users``, at positions 0..k-1:
+        ``random`` (k catalogue items drawn uniformly) and ``oracle`` (the k items with the
+        highest true click probability for the user: no recommender does better)."""
+        rng = np.random.default_rng([seed, 11])
+        n_items, positions = self.items.n, np.arange(k, dtype=np.float64)
+        every = np.arange(n_items)
+        random_p, oracle_p = [], []
+        for u in users:
+            drawn = rng.choice(n_items, k, replace=False)
+            random_p.append(click_probability(self.users, self.items, np.full(k, u), drawn,
+                                              positions, self.cfg.categories).mean())
+            p = click_probability(self.users, self.items, np.full(n_items, u), every,
+                                  np.zeros(n_items), self.cfg.categories)
+            best = np.argpartition(-p, k)[:k]
+            best = best[np.argsort(-p[best])]
+            oracle_p.append(click_probability(self.users, self.items, np.full(k, u), best,
+                                              positions, self.cfg.categories).mean())
+        return {"random": float(np.mean(random_p)), "oracle": float(np.mean(oracle_p))}
+
+
 class Simulator:
     """Drives the API at ``url`` with ``population``'s users; see the module docstring."""
 
