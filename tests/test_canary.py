@@ -161,7 +161,9 @@ def test_bad_canary_settings_are_refused_naming_the_field():
 
     for raw, field in (({"share": 1.5}, "share"), ({"min_requests": 0}, "min_requests"),
                        ({"max_latency_ratio": -1}, "max_latency_ratio"),
-                       ({"sahre": 0.1}, "sahre")):
+                       ({"sahre": 0.1}, "sahre"), ({"failed_checks": 0}, "failed_checks"),
+                       ({"error_alpha": 1.5}, "error_alpha"),
+                       ({"min_step_requests": -1}, "min_step_requests")):
         with pytest.raises(ConfigError, match=field):
             config_section(CanaryConfig, raw, "canary")
 
