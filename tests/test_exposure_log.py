@@ -128,3 +128,49 @@ def test_answers_within_the_linger_go_in_one_batch_decisions_first(recommender, 
         recommender.exploration = saved
         exposures.close()
         client.close()
+
+
+def test_a_requests_own_clock_stamps_its_exposures_and_profile_windows_only_when_allowed(
+        recommender, service_files, small_data, tmp_path):
+    import datetime as dt
+
+    from recsys.monitoring.serving_windows import ServingWindows, window_names
+    from serving.recommendations.serving_profile import ServingProfile
+
+    user = small_data.train["user_id"].value_counts().index[0]
+    then = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(days=9,
+                                                                                  hours=5)
+    body = {"user_id": user, "k": 3, "now_s": then.timestamp()}
+    with serve_app(create_app(recommender)) as url:  # client_clock off (the default)
+        refused = requests.post(f"{url}/v1/recommendations", json=body, timeout=30)
+    assert refused.status_code == 403 and refused.json()["error"] == "client_clock_off"
+
+    cfg = StreamConfig(embedded_dir=tmp_path / "redis")
+    client = connect(cfg)
+    exposures = ExposureLog(StreamProducer(client, cfg), ServiceMetrics())
+    profile = ServingProfile(ServingWindows(client), flush_s=0.1)
+    try:
+        with running_recommender(generous_config(service_files, client_clock=True)) as clocked:
+            with serve_app(create_app(clocked, exposures=exposures, profile=profile)) as url:
+                post = lambda b: requests.post(f"{url}/v1/recommendations", json=b, timeout=30)  # noqa: E731
+                answer = post(body).json()
+                ahead = post({**body, "now_s": time.time() + 7_200})
+                early = post({**body, "now_s": 3_600})
+
+                def mine() -> list[dict]:
+                    return [e for e in (json.loads(fields[b"body"])
+                                        for _, fields in client.xrange(cfg.stream)
+                                        if fields[b"kind"] == b"exposure")
+                            if e["request_id"] == answer["request_id"]]
+
+                _until(lambda: len(mine()) == 3)
+                hour, day = window_names(then.timestamp())
+                _until(lambda: {w for _, w in profile.windows.windows()} == {hour, day})
+        assert {e["timestamp"] for e in mine()} == {then.isoformat()}
+        assert ahead.status_code == 422 and ahead.json()["detail"][0]["field"] == "body.now_s"
+        assert "ahead of the service's clock" in ahead.json()["detail"][0]["message"]
+        assert early.status_code == 422 and early.json()["detail"][0]["field"] == "body.now_s"
+    finally:
+        exposures.close()
+        profile.close()
+        stop_embedded(cfg.embedded_dir)

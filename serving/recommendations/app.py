@@ -41,6 +41,10 @@ MAX_ID_LENGTH = 256
 # answers from the popular lists instead
 DEADLINE_GRACE_S = 0.002
 MAX_EXCLUDED = 1000
+# a request's own ``now_s`` (``client_clock``): no earlier than the lake's earliest plausible
+# event, no later than the events' clock-skew allowance (``recsys.data.rules``)
+EARLIEST_NOW_S = 631_152_000  # 1990-01-01
+MAX_NOW_AHEAD_S = 3_600
 
 
 # experiment and arm names are at most 64 characters (recsys.experiments.definitions)
@@ -73,6 +77,12 @@ class RecommendationBody(BaseModel):
         None, ge=0, lt=2 ** 53,
         description="the exploration draw's seed, to replay an answer (only with the "
                     "service's experiments_overrides; not logged as an exposure)")
+    now_s: float | None = Field(
+        None, ge=EARLIEST_NOW_S,
+        description="the request's time in Unix seconds, for simulators and replays: features "
+                    "are read, exposures logged and the serving profile sampled as of it "
+                    "(only with the service's client_clock; at most an hour ahead of the "
+                    "service's clock)")
     debug: bool = Field(False, description="add the exploration policy's draw: the seed, "
                                            "and per slot its rank in the ranked list and "
                                            "its propensities")
@@ -203,9 +213,14 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
             metrics.errors.labels("/v1/recommendations", "403").inc()
             return _error(403, "overrides_off", "this service does not take a request's seed "
                                                 "(experiments_overrides is false)")
+        if body.now_s is not None:
+            refused = _refused_clock(body.now_s)
+            if refused is not None:
+                return refused
         wanted = RecommendationRequest(
             user_id=body.user_id, k=k, context=body.context.model_dump(),
             exclude=list(body.exclude), preferred_categories=list(body.preferred_categories),
+            now_s=None if body.now_s is None else int(body.now_s),
             forced_arms=dict(body.arms), seed=body.seed)
         if not recommender.try_admit():  # shed here, before the request queues for a thread
             wanted.queued_s = time.perf_counter() - arrived
@@ -243,13 +258,26 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
             return _error(422, "invalid_request", [{"field": "body.arms", "message": str(exc)}])
         return None
 
+    def _refused_clock(now_s: float) -> JSONResponse | None:
+        if not cfg.client_clock:
+            metrics.errors.labels("/v1/recommendations", "403").inc()
+            return _error(403, "client_clock_off", "this service does not take a request's "
+                                                   "now_s (client_clock is false)")
+        latest = time.time() + MAX_NOW_AHEAD_S
+        if now_s > latest:
+            metrics.errors.labels("/v1/recommendations", "422").inc()
+            return _error(422, "invalid_request", [{
+                "field": "body.now_s", "message": f"now_s {now_s:.0f} lies more than "
+                f"{MAX_NOW_AHEAD_S} s ahead of the service's clock ({latest:.0f} at most)"}])
+        return None
+
     def answer(result, wanted: RecommendationRequest, debug: bool = False) -> Response:
         request_id = uuid.uuid4().hex
         if not wanted.forced_arms and wanted.seed is None:  # real traffic only
             if exposures is not None:
-                exposures.log(request_id, result, wanted.context)
+                exposures.log(request_id, result, wanted.context, wanted.now_s)
             if profile is not None:
-                profile.observe(result)
+                profile.observe(result, wanted.now_s)
         # orjson straight to bytes (FastAPI deprecates ORJSONResponse, and warned per answer)
         return Response(orjson.dumps(response_document(result, request_id, debug)),
                         media_type="application/json")

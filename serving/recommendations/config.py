@@ -103,6 +103,10 @@ class ServiceConfig(Config):
         experiments_overrides: accept a request's ``arms`` (experiment -> arm, forced, for QA
             and the simulator's counterfactual requests); such answers are not logged as
             exposures. Off by default: a client could otherwise pick its own arm.
+        client_clock: accept a request's ``now_s`` (its time in Unix seconds) and serve,
+            log the exposure and sample the serving profile as of it: for simulators and
+            replays that run days of traffic in minutes (``workflows.simulator``). Off by
+            default: a client could otherwise back-date its exposures.
         exploration: the exploration policy of answers no experiment arm gives one to
             (``recsys.exploration.spec``: ``none``, or e.g.
             ``softmax:temperature=0.05,max_explored_share=0.3``); an arm's
@@ -157,6 +161,7 @@ class ServiceConfig(Config):
     experiments_change_log: str = ""
     experiments_poll_s: float = setting(5.0, positive_number)
     experiments_overrides: bool = setting(False, boolean)
+    client_clock: bool = setting(False, boolean)
     model_config_file: str = ""
     model_label: str = setting("", text)
     exploration: str = setting("none", Check(_is_policy, "a policy spec such as 'none' or "

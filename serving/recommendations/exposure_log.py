@@ -96,14 +96,16 @@ class ExposureLog:
         if producer is not None:
             self._thread.start()
 
-    def log(self, request_id: str, result, context: Mapping[str, str | None]) -> None:
-        """Queue one answer (never blocks)."""
+    def log(self, request_id: str, result, context: Mapping[str, str | None],
+            at_s: float | None = None) -> None:
+        """Queue one answer (never blocks), stamped ``at_s`` (Unix seconds; None: now)."""
         if self.producer is None:
             self._count(DROPPED, 1)
             return
+        at = (dt.datetime.now(dt.timezone.utc) if at_s is None
+              else dt.datetime.fromtimestamp(at_s, dt.timezone.utc))
         try:
-            self._queue.put_nowait((request_id, dt.datetime.now(dt.timezone.utc), result,
-                                    dict(context)))
+            self._queue.put_nowait((request_id, at, result, dict(context)))
         except queue.Full:
             self._count(DROPPED, 1)
 

@@ -37,12 +37,13 @@ class ServingProfile:
         if windows is not None:
             self._thread.start()
 
-    def observe(self, result) -> None:
-        """Queue one answer (a ``RecommendationResult``)."""
+    def observe(self, result, at_s: float | None = None) -> None:
+        """Queue one answer (a ``RecommendationResult``) for the windows of ``at_s`` (Unix
+        seconds; None: now)."""
         if self.windows is None:
             return
         try:
-            self._queue.put_nowait((time.time(), result))
+            self._queue.put_nowait((time.time() if at_s is None else at_s, result))
         except queue.Full:
             self.dropped += 1
 
