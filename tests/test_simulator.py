@@ -94,3 +94,99 @@ def test_the_reference_lists_bound_what_any_list_can_reach(population):
                    for items in lists)
         assert best <= population.reference_ctrs(np.array([u]), 5)["oracle"] + 1e-12
     assert found["random"] < found["oracle"]
+
+
+class _RecordingApi:
+    """A stand-in for the service's HTTP API that answers every request with the same five
+    catalogue items and keeps what it was sent (the simulator is under test, not the API)."""
+
+    def __init__(self, items: list[str]):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests, self.events, lock = [], [], threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    if self.path == "/v1/recommendations":
+                        api.requests.append(body)
+                        answer = {"request_id": f"r{len(api.requests)}", "items": [
+                            {"item_id": i} for i in items]}
+                    else:
+                        api.events.extend(body["events"])
+                        answer = {"accepted": len(body["events"]), "duplicates": 0,
+                                  "rejected": 0}
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_the_simulated_clock_spreads_each_day_and_stamps_requests_and_events(population):
+    import datetime as dt
+
+    api = _RecordingApi(list(population.item_index)[:5])
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
+    cfg = SimulationConfig(days=2, users=20, active_share=1.0, sessions=3.0, seed=4,
+                           concurrency=1, start_s=start)
+    try:
+        simulator = Simulator(api.url, population, parse_experiments({}), cfg)
+        reports = [simulator.run_day(0), simulator.run_day(1)]
+    finally:
+        api.server.shutdown()
+    times = [r["now_s"] for r in api.requests]
+    assert len(times) == sum(r.requests for r in reports) > 40
+    # day 0's sessions, then day 1's, each within its 24 hours and in the order of its time
+    first = reports[0].requests
+    assert all(start <= t < start + 86_400 for t in times[:first])
+    assert all(start + 86_400 <= t < start + 2 * 86_400 for t in times[first:])
+    assert times == sorted(times)
+    assert np.ptp(times[:first]) > 12 * 3_600  # spread over the day, not bunched
+    # a user's day has as many sessions as on the compressed clock (the same draw)
+    compressed = Simulator(api.url, population, parse_experiments({}),
+                           SimulationConfig(**{**cfg.__dict__, "start_s": None}))
+    user = api.requests[0]["user_id"]
+    u = population.user_ids.index(user)
+    assert len(compressed._session_times(0, u) or []) == 0
+    assert sum(r["user_id"] == user for r in api.requests[:first]) == len(
+        simulator._session_times(0, u))
+    # every event carries its session's time (impressions at the request's own second)
+    shown = {r["now_s"] for r in api.requests}
+    impressions = [e for e in api.events if e["event_type"] == "impression"]
+    assert len(impressions) == 5 * len(times)
+    for e in impressions:
+        at = dt.datetime.fromisoformat(e["timestamp"]).timestamp()
+        assert min(abs(at - t) for t in shown) < 1e-3
+
+
+def test_a_simulated_clock_that_would_run_into_the_future_is_refused(population, tmp_path,
+                                                                      capsys):
+    import datetime as dt
+    import time
+
+    with pytest.raises(SimulationError, match="in the future"):
+        Simulator("http://127.0.0.1:9", population, parse_experiments({}),
+                  SimulationConfig(days=2, start_s=time.time() - 86_400))
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments: []\n")
+    yesterday = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)).date()
+    assert main(["simulate", "--api", "http://127.0.0.1:9", "--lake", str(tmp_path),
+                 "--experiments", str(path), "--start-date", yesterday.isoformat(),
+                 "--days", "3", "--platform-users", "50", "--platform-items", "200"]) == 1
+    assert "in the future" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["simulate", "--api", "http://127.0.0.1:9", "--lake", str(tmp_path),
+              "--experiments", str(path), "--start-date", "2026-13-01"])
+    assert "expected a date like" in capsys.readouterr().err

@@ -115,7 +115,9 @@ def run_loop(simulator: Simulator, definitions: Experiments, lake: Path, outcome
     """``days`` simulated days, each followed by the join and a look at every experiment."""
     from beam_jobs.outcomes import run as run_join
 
-    started = dt.datetime.now(dt.timezone.utc).isoformat()  # this run's answers only
+    clock = simulator.cfg.start_s  # this run's answers only: from its first simulated day
+    started = (dt.datetime.now(dt.timezone.utc) if clock is None
+               else dt.datetime.fromtimestamp(clock, dt.timezone.utc)).isoformat()
     join = join or (lambda lake_dir, out: run_join(["--lake", str(lake_dir), "--output",
                                                     str(out), "--start", started]))
     result = LoopResult()

@@ -14,8 +14,15 @@ exactly the requests of the simulation (the counterfactual: every request in eve
 the true uplift is known, not estimated. Experiments whose arms change nothing (A/A) have a
 true uplift of 0 by construction.
 
-Simulated days are compressed into real time (the service stamps its exposures with the wall
-clock); a day is one pass over the users who are active on it.
+The clock: by default simulated days are compressed into real time (the service stamps its
+exposures with the wall clock, the events carry it too); a day is one pass over the users who
+are active on it. With ``start_s`` set, the simulation keeps its own clock instead: day d
+is the 24 hours from ``start_s + d * 86,400``, each of a user's sessions falls at a seeded
+time of the day, and each request carries that time as ``now_s`` (the service must run with
+``client_clock``) and each event its time, so sessions end, day aggregates roll over and the
+exposures land on their simulated day. A day's sessions are served in the order of their
+times (a few at once, ``concurrency``), so a user's next session comes after the stream has
+taken their last one's events, as it would hours later.
 
 Guarantees: the users' choices (who is active, which sessions, what they do with each shown
 item) are a pure function of ``seed`` and what the service answered.
@@ -70,6 +77,10 @@ class SimulationConfig:
     concurrency: int = 4
     seed: int = 7
     timeout_s: float = 10.0
+    start_s: float | None = None  # the simulated clock's day 0 (Unix s); None: compressed
+
+
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass
@@ -180,6 +191,12 @@ class Simulator:
     def __init__(self, url: str, population: Population, experiments: Experiments,
                  cfg: SimulationConfig = SimulationConfig()):
         self.url, self.population, self.cfg = url.rstrip("/"), population, cfg
+        if cfg.start_s is not None and cfg.start_s + cfg.days * SECONDS_PER_DAY > time.time():
+            end = dt.datetime.fromtimestamp(cfg.start_s + cfg.days * SECONDS_PER_DAY,
+                                            dt.timezone.utc)
+            raise SimulationError(f"the simulated clock's {cfg.days} days would end at "
+                                  f"{end.isoformat()}, in the future: the service and the "
+                                  "lake refuse times ahead of theirs; start earlier")
         rng = np.random.default_rng([cfg.seed, 0])
         n = min(cfg.users, population.users.n)
         self.sample = np.sort(rng.choice(population.users.n, n, replace=False))
@@ -203,10 +220,13 @@ class Simulator:
             session = self._local.session = requests.Session()
         return session
 
-    def _recommend(self, user_id: str, context: dict, arms: dict | None = None) -> dict:
+    def _recommend(self, user_id: str, context: dict, arms: dict | None = None,
+                   now_s: float | None = None) -> dict:
         body = {"user_id": user_id, "k": self.cfg.k, "context": context}
         if arms:
             body["arms"] = arms
+        if now_s is not None:
+            body["now_s"] = now_s
         try:
             response = self._session().post(f"{self.url}/v1/recommendations", json=body,
                                             timeout=self.cfg.timeout_s)
@@ -244,23 +264,48 @@ class Simulator:
             self._post_events(batch)
 
     # --- one user-day -------------------------------------------------------------------
+    def _session_times(self, day: int, u: int) -> list[float] | None:
+        """When each of the user's sessions of ``day`` starts (Unix s, ascending), on the
+        simulated clock; None on the compressed one. The count is the user-day's own."""
+        if self.cfg.start_s is None:
+            return None
+        sessions = 1 + np.random.default_rng([self.cfg.seed, 1, day, int(u)]).poisson(
+            max(self.cfg.sessions - 1, 0.0))
+        offsets = np.sort(np.random.default_rng([self.cfg.seed, 3, day, int(u)]).uniform(
+            0, SECONDS_PER_DAY, sessions))
+        return [float(self.cfg.start_s + day * SECONDS_PER_DAY + o) for o in offsets]
+
     def _user_day(self, day: int, u: int) -> int:
-        cfg, pop = self.cfg, self.population
+        """The compressed clock: all the user's sessions of the day, one after the other."""
+        cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, 1, day, int(u)])
         sessions = 1 + rng.poisson(max(cfg.sessions - 1, 0.0))
-        user_id, context = pop.user_ids[u], pop.contexts[u]
         for s in range(sessions):
-            answer = self._recommend(user_id, context)
-            items = [i["item_id"] for i in answer["items"]]
-            p = pop.click_probabilities(u, items)
-            self._record_truth(u, user_id, context, answer, p)
-            events = self._respond(rng, u, user_id, context, answer, items, p,
-                                   f"sim{cfg.seed}-{self.run_id}-{day}-{u}-{s}")
-            self._queue_events(events)
+            self._visit(rng, day, u, s, None)
         return sessions
 
+    def _visit(self, rng: np.random.Generator, day: int, u: int, s: int,
+                 now_s: float | None) -> None:
+        """One request of user ``u`` and their response to it, at ``now_s`` (None: now)."""
+        pop = self.population
+        user_id, context = pop.user_ids[u], pop.contexts[u]
+        answer = self._recommend(user_id, context, now_s=now_s)
+        items = [i["item_id"] for i in answer["items"]]
+        p = pop.click_probabilities(u, items)
+        self._record_truth(u, user_id, context, answer, p, now_s)
+        shown_at = (dt.datetime.now(dt.timezone.utc) if now_s is None
+                    else dt.datetime.fromtimestamp(now_s, dt.timezone.utc))
+        events = self._respond(rng, u, user_id, context, answer, items, p,
+                               f"sim{self.cfg.seed}-{self.run_id}-{day}-{u}-{s}", shown_at)
+        self._queue_events(events)
+
+    def _clocked_session(self, day: int, u: int, s: int, now_s: float) -> None:
+        """The simulated clock: one session, its draws seeded by the session itself."""
+        rng = np.random.default_rng([self.cfg.seed, 4, day, int(u), s])
+        self._visit(rng, day, u, s, round(now_s, 3))
+
     def _record_truth(self, u: int, user_id: str, context: dict, answer: dict,
-                      p: np.ndarray) -> None:
+                      p: np.ndarray, now_s: float | None = None) -> None:
         served = answer.get("experiments") or {}
         rows = []
         for experiment, arm in served.items():
@@ -268,7 +313,7 @@ class Simulator:
             for other in self.changing.get(experiment, ()):
                 if other == arm:
                     continue
-                alt = self._recommend(user_id, context, {experiment: other})
+                alt = self._recommend(user_id, context, {experiment: other}, now_s)
                 alt_items = [i["item_id"] for i in alt["items"]]
                 q = self.population.click_probabilities(u, alt_items)
                 rows.append((experiment, other, float(q.sum()), len(q)))
@@ -283,9 +328,9 @@ class Simulator:
                 truth.users.add(user_id)
 
     def _respond(self, rng: np.random.Generator, u: int, user_id: str, context: dict,
-                 answer: dict, items: list[str], p: np.ndarray, session_id: str) -> list[dict]:
+                 answer: dict, items: list[str], p: np.ndarray, session_id: str,
+                 now: dt.datetime) -> list[dict]:
         pop = self.population
-        now = dt.datetime.now(dt.timezone.utc)
         request_id = answer["request_id"]
         clicked = rng.random(len(items)) < p
         events = []
@@ -330,7 +375,13 @@ class Simulator:
         active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
         active = rng.permutation(active)  # users arrive mixed, not in sign-up order
         with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            list(pool.map(lambda u: self._user_day(day, int(u)), active))
+            if self.cfg.start_s is None:
+                list(pool.map(lambda u: self._user_day(day, int(u)), active))
+            else:  # every session of the day in the order of its time
+                sessions = sorted((t, int(u), s) for u in active
+                                  for s, t in enumerate(self._session_times(day, int(u))))
+                list(pool.map(lambda ts: self._clocked_session(day, ts[1], ts[2], ts[0]),
+                              sessions))
         self._queue_events([], flush=True)
         return DayReport(day, self.requests - before_requests, self.sent - before_sent,
                          self.rejected, time.perf_counter() - started,

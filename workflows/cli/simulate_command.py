@@ -16,6 +16,7 @@ experiment that changes something needs each request answered in every arm).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import functools
 import json
 import time
@@ -48,6 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="mean requests per active user and day (at least 1)")
     sim.add_argument("--concurrency", type=positive_int, default=4, metavar="C")
     sim.add_argument("--seed", type=non_negative_int, default=7, metavar="S")
+    sim.add_argument("--start-date", type=iso_date, default=None, metavar="DATE",
+                     help="run on a simulated clock: day 0 is this UTC date, every request "
+                          "carries its time (the API must run with client_clock: true) and "
+                          "the last day must have ended by now; default: the wall clock, "
+                          "days compressed")
     defaults = SyntheticConfig()
     sim.add_argument("--platform-users", type=positive_int, default=defaults.users)
     sim.add_argument("--platform-items", type=positive_int, default=defaults.items)
@@ -77,7 +83,9 @@ def run_simulate(args: argparse.Namespace) -> int:
                                    end_date=args.platform_end_date)
     cfg = SimulationConfig(days=args.days, users=args.users, active_share=args.active_share,
                            sessions=max(args.sessions, 1.0), concurrency=args.concurrency,
-                           seed=args.seed)
+                           seed=args.seed, start_s=None if args.start_date is None else
+                           dt.datetime.combine(args.start_date, dt.time(),
+                                               dt.timezone.utc).timestamp())
     simulator = Simulator(args.api, Population(platform), definitions, cfg)
     args.out.mkdir(parents=True, exist_ok=True)
     looks_path = args.out / "looks.jsonl"
