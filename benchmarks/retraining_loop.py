@@ -3,8 +3,10 @@
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
         [--slow-day 8] [--users 2000] [--no-shift] [--out DIR]
 
-``--workdir`` holds a system built by ``recsys demo`` with its default platform (2,000 users,
-10,000 items, 7 days). Simulated users drive the real service on the real model server's
+``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
+platform (2,000 users, 10,000 items, 7 days), DATE at least ``--days`` days before today: the
+loop runs on a simulated clock from DATE (``--compressed-clock``: on the wall clock, days
+compressed into minutes). Simulated users drive the real service on the real model server's
 ``stable`` label; after each simulated day the controller steps. With the defaults: a
 population shift on day 3 (tastes move to other categories, 30% of users in a new country),
 which the controller must detect, retrain for, bless, canary and promote; on day 6 a
@@ -124,6 +126,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-shift", action="store_true")
+    parser.add_argument("--compressed-clock", action="store_true",
+                        help="run on the wall clock, simulated days compressed into minutes")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only draw the plot of an earlier run's JSON")
     args = parser.parse_args()
@@ -138,7 +142,7 @@ def main() -> None:
     cfg = LoopConfig(days=args.days, shift_day=None if args.no_shift else args.shift_day,
                      slow_day=None if args.no_shift else args.slow_day,
                      bad_day=None if args.no_shift else args.bad_day, users=args.users,
-                     seed=args.seed)
+                     seed=args.seed, simulated_clock=not args.compressed_clock)
     name = "retraining_loop_control" if args.no_shift else "retraining_loop"
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

@@ -13,6 +13,16 @@ makes the controller's next retrain export a candidate that is good offline but 
 (the newest model exported again with ``--top-k 3000``: every answer ranks 3,000
 candidates). With ``shift_day`` None the run is the no-shift control.
 
+The clock: with ``simulated_clock`` (the default) day d is the d-th UTC day after the demo's
+synthetic history ends (``recsys demo --end-date``, which must leave room for the run's days
+before today); every request carries its simulated time (the service runs with
+``client_clock``), so sessions end between visits, day aggregates roll over, the retrain's
+features and the canary's outcomes follow the simulated days, and the controller steps at
+the end of each simulated day. The demo's own experiment traffic (after its history's end)
+is left out of the loop's copy of the lake. Without it, days are compressed into minutes of
+the wall clock, which moves every time-based feature by construction (see
+docs/monitoring.md).
+
 Guarantees: everything started is stopped; every day's truth (the expected clicks of what
 was shown, from the simulator's response model) is recorded with the controller's decision
 and the aliases; a request the service failed stops the run (SimulationError), so a run that
@@ -21,6 +31,7 @@ ends answered every request.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import shutil
@@ -61,6 +72,7 @@ class LoopConfig:
     sessions: float = 3.0
     warm_start_epochs: int = 3
     platform: SyntheticConfig | None = None  # None: the one recorded in the demo's lake
+    simulated_clock: bool = True
 
 
 @dataclass
@@ -86,14 +98,34 @@ def _recsys() -> list[str]:
     return [sys.executable, "-m", "workflows.cli.main"]
 
 
-def prepare(demo: Path, out: Path) -> tuple[Path, Path, Path]:
+def clock_start_s(lake: Path) -> float:
+    """The simulated clock's day 0: midnight UTC of the day the lake's synthetic history
+    ends (its ``_synthetic.json``)."""
+    end = read_platform_config(lake).end_date
+    return dt.datetime.combine(end, dt.time(), dt.timezone.utc).timestamp()
+
+
+def _after_history(start_s: float):
+    """A copytree ignore that leaves out day partitions from ``start_s``'s date on."""
+    first = dt.datetime.fromtimestamp(start_s, dt.timezone.utc).date().isoformat()
+
+    def ignore(_directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if n.startswith("event_date=") and n[11:] >= first]
+    return ignore
+
+
+def prepare(demo: Path, out: Path, simulated_clock: bool = False
+            ) -> tuple[Path, Path, Path]:
     """Copies of the demo's lake, feature repository and models (the demo stays as it was);
-    version 1 promoted to stable. Returns (lake, repo, models)."""
+    version 1 promoted to stable. With ``simulated_clock`` the lake's day partitions from
+    the simulated clock's day 0 on (the demo's own experiment traffic) are left out.
+    Returns (lake, repo, models)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     lake, repo, models = out / "lake", out / "feature_repo", out / "models"
-    shutil.copytree(demo / "lake", lake)
+    ignore = _after_history(clock_start_s(demo / "lake")) if simulated_clock else None
+    shutil.copytree(demo / "lake", lake, ignore=ignore)
     shutil.copytree(demo / "feature_repo", repo, ignore=shutil.ignore_patterns("*.sock"))
     shutil.copytree(demo / "models" / "serving", models)
     Registry(models).promote(1, "stable", "the demo's version", by="retraining loop")
@@ -127,10 +159,15 @@ def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
 
 
 def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
-                    redis_url: str, cfg: LoopConfig) -> Path:
+                    redis_url: str, cfg: LoopConfig, start_s: float | None = None) -> Path:
+    """The controller's settings; with ``start_s`` (the simulated clock's day 0) each
+    materialization is a backfill from it, since the simulated days lie before the wall
+    clock's last materialization."""
     import yaml
 
     recsys = _recsys()
+    backfill = [] if start_s is None else [
+        "--start-date", dt.datetime.fromtimestamp(start_s, dt.timezone.utc).isoformat()]
     document = {
         "controller": {
             "model_base_path": str(models), "state_dir": str(out / "controller"),
@@ -148,7 +185,7 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             "retrain_commands": [
                 [*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
                  "--split", "temporal"],
-                [*recsys, "features", "materialize", "--repo", str(repo)],
+                [*recsys, "features", "materialize", "--repo", str(repo), *backfill],
                 [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start",
                  "{stable}", "--model-base-path", "{model_base_path}", "--model-dir",
                  str(out / "model_dirs" / "{run_id}"), "--epochs",
@@ -211,7 +248,8 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
     from workflows.controller.controller import Controller
     from workflows.live_stack import live_stack
 
-    lake, repo, models = prepare(demo, out)
+    lake, repo, models = prepare(demo, out, cfg.simulated_clock)
+    start_s = clock_start_s(lake) if cfg.simulated_clock else None
     (out / "experiments.yaml").write_text("experiments: []\n")
     server, grpc_port = start_model_server(models, out)
     records: list[DayRecord] = []
@@ -221,13 +259,15 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                         model_server=f"127.0.0.1:{grpc_port}", model_label="stable",
                         profile_sample_rate=cfg.profile_sample_rate, experiments_poll_s=1.0,
                         request_deadline_ms=1000, features_timeout_ms=200,
-                        retrieval_timeout_ms=300, ranking_timeout_ms=300) as stack:
+                        retrieval_timeout_ms=300, ranking_timeout_ms=300,
+                        client_clock=cfg.simulated_clock) as stack:
             settings = load_settings(controller_file(out, lake, repo, models, stack.url,
-                                                     stack.redis_url, cfg))
+                                                     stack.redis_url, cfg, start_s))
             controller = Controller(settings)
             population = Population(cfg.platform or read_platform_config(lake))
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
-                days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions))
+                days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions,
+                start_s=start_s))
             shown = 0
             references = population.reference_ctrs(simulator.sample, simulator.cfg.k)
             for day in range(cfg.days):
@@ -248,7 +288,8 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                 shown += report.requests * simulator.cfg.k
                 wait_for_exposures(lake, shown)
                 before = len(_decisions(out))
-                controller.step()
+                # at the end of the simulated day (None: the wall clock)
+                controller.step(None if start_s is None else start_s + (day + 1) * 86_400)
                 decisions = _decisions(out)[before:]
                 if controller.settings is not settings and any(
                         d["decision"] == "retrain" for d in decisions):

@@ -22,7 +22,7 @@ from recsys.data.describe import describe
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import ConfigError
-from workflows.cli.arguments import positive_int
+from workflows.cli.arguments import iso_date, positive_int
 
 CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
@@ -40,6 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.add_argument("--users", type=positive_int, default=2_000, metavar="N")
     demo.add_argument("--items", type=positive_int, default=10_000, metavar="M")
     demo.add_argument("--days", type=positive_int, default=7, metavar="D")
+    demo.add_argument("--end-date", type=iso_date, default=None, metavar="DATE",
+                      help="the simulated history covers the D days before this UTC date "
+                           "(default: today); an earlier date leaves room for a simulated "
+                           "clock after it (workflows/retraining_loop.py)")
     demo.add_argument("--epochs", type=positive_int, default=3, metavar="N",
                       help="two-tower training epochs (default 3)")
     demo.add_argument("--ranker-epochs", type=positive_int, default=3, metavar="N",
@@ -67,7 +71,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
     lake_dir = args.workdir / "lake"
-    cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days)
+    cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days,
+                          end_date=args.end_date)
     print(f"[1/11] simulating {cfg.users:,} users, {cfg.items:,} items, {cfg.days} days "
           f"into {lake_dir}")
     report = generate(cfg, Lake(lake_dir, create=True))

@@ -1,0 +1,67 @@
+"""The retraining loop's simulated clock, without running the loop (that is
+``benchmarks/retraining_loop.py``): day 0 is the day the demo's synthetic history ends; the
+loop's copy of the lake leaves out the demo's own later traffic; the controller's
+materializations backfill from day 0; a clock that would run past today is refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pyarrow.dataset as ds
+import pytest
+
+from recsys.data.lake import Lake
+from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.model_contract.registry import REQUIRED, Registry
+from workflows.controller.config import load_settings
+from workflows.retraining_loop import LoopConfig, clock_start_s, controller_file, prepare
+
+END = dt.date(2026, 11, 1)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A demo's layout: a generated lake whose history ends on END, plus one later day of
+    traffic (the demo's own experiment), a feature repository and a version 1."""
+    root = tmp_path_factory.mktemp("demo")
+    generate(SyntheticConfig(users=40, items=100, days=2, seed=3, end_date=END),
+             Lake(root / "lake", create=True), progress=False)
+    events = root / "lake" / "events"
+    last = sorted(events.iterdir())[-1]
+    shutil.copytree(last, events / f"event_date={END.isoformat()}")
+    (root / "feature_repo").mkdir()
+    (root / "feature_repo" / "feature_store.yaml").write_text("project: recsys\n")
+    for model in REQUIRED:
+        (root / "models" / "serving" / model / "1").mkdir(parents=True)
+    return root
+
+
+def test_day_zero_is_the_end_of_the_history_and_later_traffic_is_left_out(demo, tmp_path):
+    start = clock_start_s(demo / "lake")
+    assert start == dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+    dates = sorted(p.name for p in (lake / "events").iterdir())
+    assert dates == ["event_date=2026-10-30", "event_date=2026-10-31"]
+    days = ds.dataset(lake / "events", partitioning="hive").to_table(
+        columns=["timestamp"]).column("timestamp").to_pylist()
+    assert max(days) < dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+    assert (repo / "feature_store.yaml").exists()
+    assert Registry(models).aliases() == {"stable": 1}
+    # the compressed clock keeps the whole lake
+    lake, _, _ = prepare(demo, tmp_path / "compressed", simulated_clock=False)
+    assert len(list((lake / "events").iterdir())) == 3
+
+
+def test_the_controllers_materializations_backfill_from_day_zero(demo, tmp_path):
+    start = clock_start_s(demo / "lake")
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+    path = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
+                           "redis://127.0.0.1:1", LoopConfig(), start)
+    commands = load_settings(path).controller.retrain_commands
+    materialize = next(c for c in commands if "materialize" in c)
+    assert materialize[-2:] == ["--start-date", "2026-11-01T00:00:00+00:00"]
+    plain = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
+                            "redis://127.0.0.1:1", LoopConfig())
+    assert "--start-date" not in next(c for c in load_settings(plain).controller
+                                      .retrain_commands if "materialize" in c)
