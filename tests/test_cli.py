@@ -67,6 +67,8 @@ def test_bad_ratio_fails_with_the_dead_letter_path(tmp_path, capsys):
      "argument --max-bad-fraction: expected a number in [0, 1], got '2'"),
     (["data", "frobnicate"], "invalid choice: 'frobnicate'"),
     (["--log-level", "LOUD", "demo"], "argument --log-level: invalid choice: 'LOUD'"),
+    (["demo", "--end-date", "last week"],
+     "argument --end-date: expected a date like 2024-05-31, got 'last week'"),
     (["features", "apply", "--profile", "cloud"], "argument --profile: invalid choice: 'cloud'"),
     (["features", "materialize", "--end-date", "tomorrow"],
      "argument --end-date: expected an ISO-8601 time like 2026-11-01T00:00:00, got 'tomorrow'"),
