@@ -15,12 +15,15 @@ Guarantees of :meth:`SessionState.add`:
   depend on the order its events arrive in. The ``MAX_SESSIONS_KEPT`` newest chains are
   kept: an event later than that is counted in a session of its own.
 * A late event goes into the recent items at its place in time if it is recent enough.
+* :meth:`from_feature_row` turns a ``user_session`` row back into a state, so that a user the
+  stream holds no state for (new to its Redis, or expired) continues from the online store's
+  row instead of starting an empty history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from recsys.data.records import US_PER_S, Event
 from recsys.features.config import FeatureConfig
@@ -84,6 +87,22 @@ class SessionState:
             "session_started_at_s": self.session_start_us // US_PER_S,
             "session_last_event_at_s": self.last_event_us // US_PER_S,
         }
+
+    @classmethod
+    def from_feature_row(cls, row: Mapping[str, Any]) -> "SessionState":
+        """The state a ``user_session`` row describes (as :meth:`feature_row` writes it): its
+        recent items with their times, and its latest session as one chain."""
+        ids = list(row.get("session_recent_item_ids") or [])
+        categories = list(row.get("session_recent_categories") or [])
+        times = list(row.get("session_recent_event_at_s") or [])
+        recent = [(item, categories[n] if n < len(categories) else None,
+                   int(times[n]) * US_PER_S if n < len(times) and times[n] is not None else 0)
+                  for n, item in enumerate(ids)]
+        length = int(row.get("session_length") or 0)
+        start, last = row.get("session_started_at_s"), row.get("session_last_event_at_s")
+        sessions = ([(int(start) * US_PER_S, int(last) * US_PER_S, length)]
+                    if length and start is not None and last is not None else [])
+        return cls(recent, sessions, 0)
 
     def to_json(self) -> dict[str, Any]:
         return {"recent": [list(r) for r in self.recent],

@@ -68,6 +68,24 @@ class OnlineFeatureSink:
                        for row in rows]
             self.store.push(source, feature_frame(table, stamped), to=PushMode.ONLINE)
 
+    def session_rows(self, user_ids: Iterable[str]) -> dict[str, dict]:
+        """The online store's ``user_session`` row of each user that has one (the Beam job's
+        latest session state, materialized, or an earlier push): where a user the stream
+        holds no state for continues from."""
+        user_ids = sorted(set(user_ids))
+        if not user_ids:
+            return {}
+        columns = USER_SESSION.feature_names
+        found = self.store.get_online_features(
+            features=[f"{USER_SESSION.name}:{c}" for c in columns],
+            entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
+        rows = {}
+        for n, user in enumerate(found["user_id"]):
+            row = {c: found[c][n] for c in columns}
+            if row["session_last_event_at_s"] is not None:
+                rows[user] = row
+        return rows
+
     def categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
         """Each item's category from the online catalogue (None when unknown)."""
         item_ids = sorted(set(item_ids))

@@ -9,6 +9,9 @@ Guarantees:
   script.
 * Concurrent workers never lose each other's updates: a transaction that raced another one
   is retried on the new state.
+* A user without a state here (new to this Redis, or expired after ``state_ttl_s``) starts
+  from the ``seed`` row given to :meth:`apply` (the online store's ``user_session``), so a
+  first event adds to the history the batch job left rather than replacing it.
 * Reads return a version with each state; it grows with every update, so a writer can tell
   whether what it pushed downstream is still the newest.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from recsys.data.records import Event, order_key
 from recsys.features.item_counters import bucket_of, item_stream_row, kinds_of, oldest_kept_bucket
@@ -57,24 +60,32 @@ class StreamState:
     def _marker(self, scope: str, event_id: str) -> str:
         return f"{self.prefix}:applied:{scope}:{event_id}"
 
-    def apply(self, events: Iterable[Event], categories: Mapping[str, str | None]) -> int:
+    def apply(self, events: Iterable[Event], categories: Mapping[str, str | None],
+              seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None) -> int:
         """Apply ``events`` (any order, repeats allowed) to the user states and item
-        counters; returns how many were new to the user states."""
+        counters; returns how many were new to the user states. ``seed`` gives the
+        ``user_session`` rows (the online store's) that users without a state here start
+        from; without it, or without a row, a user starts empty."""
         by_user: dict[str, dict[str, Event]] = defaultdict(dict)
         for event in events:
             by_user[event.user_id][event.event_id] = event
-        applied = self._apply_users(by_user, categories)
+        applied = self._apply_users(by_user, categories, seed)
         self._apply_items([e for evs in by_user.values() for e in evs.values()])
         return applied
 
     def _apply_users(self, by_user: Mapping[str, Mapping[str, Event]],
-                     categories: Mapping[str, str | None]) -> int:
+                     categories: Mapping[str, str | None],
+                     seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None) -> int:
         """All the users' states and markers in one optimistic transaction (four round trips
         whatever the batch size); a race with another worker retries it on the new states."""
         import redis
 
         users = list(by_user)
         keys = [self._user_key(u) for u in users]
+        rows: Mapping[str, Mapping] = {}
+        if seed is not None:  # read before the transaction: the online store is slow
+            stateless = [u for u, raw in zip(users, self.client.mget(keys)) if raw is None]
+            rows = seed(stateless) if stateless else {}
         events = [e for u in users for e in by_user[u].values()]
         markers = [self._marker("session", e.event_id) for e in events]
         with self.client.pipeline() as pipe:
@@ -90,7 +101,8 @@ class StreamState:
                         if not fresh:
                             continue
                         state = (SessionState.from_json(json.loads(raw)) if raw
-                                 else SessionState())
+                                 else SessionState.from_feature_row(rows[user])
+                                 if user in rows else SessionState())
                         for event in sorted(fresh, key=order_key):
                             state.add(event, categories.get(event.item_id),
                                       self.cfg.history_length, self.cfg.session_gap_s)

@@ -27,6 +27,9 @@ Guarantees:
 * Catalogue updates end with the newest row (by stream entry id) everywhere, whatever order
   workers apply them in (:class:`~stream_worker.catalogue_state.CatalogueState`).
 * An entry deleted from the stream while pending is dead-lettered, not left pending.
+* A user the stream holds no state for continues from the online store's ``user_session``
+  row (what the batch job materialized, or an earlier push): their first event adds to that
+  history instead of replacing it (``StreamState.apply``'s seed).
 * A pushed state is re-checked after the push: if another worker changed it meanwhile, the
   newest state is pushed again, so the online store ends with the newest state.
 """
@@ -288,7 +291,7 @@ class StreamWorker:
     def _apply_events(self, rows: list[dict]) -> None:
         events = [parse_event(row) for row in rows]
         categories = self.online.categories(e.item_id for e in events)
-        self.state.apply(events, categories)
+        self.state.apply(events, categories, self.online.session_rows)
         self._push_until_stable({e.user_id for e in events}, {e.item_id for e in events})
         if self.lake is not None:
             self.lake.write_events(pa.Table.from_pylist(rows, schema=input_schema(EVENTS)))

@@ -113,3 +113,17 @@ def test_a_state_in_the_first_format_is_read_and_continued():
     assert state.session_length == 5 and state.version == 10
     assert SessionState.from_json({"recent": [], "start": 0, "last": 0, "length": 0,
                                    "version": 0}).sessions == []
+
+
+def test_a_state_continued_from_its_feature_row_gives_the_same_row():
+    """What a worker does for a user it has no state for: continue from the online store's
+    row. For events after the row's, the result is the row of the whole sequence."""
+    for seed in range(5):
+        events = _events(seed, 80)
+        for cut in (1, 17, 40, 79):
+            state = SessionState.from_feature_row(_stream_row(events[:cut], length=10))
+            for e in events[cut:]:
+                state.add(e, f"c{e.item_id[1:]}", 10, 1800)
+            assert state.feature_row("u1") == _stream_row(events, length=10), (seed, cut)
+    empty = SessionState.from_feature_row({"session_recent_item_ids": None})
+    assert empty.recent == [] and empty.sessions == []

@@ -189,3 +189,36 @@ def test_exposures_reach_the_lake_once_even_when_a_worker_dies_before_its_ack(tm
         assert setup.dead_letters() == []
     finally:
         setup.close()
+
+
+def test_a_user_the_stream_has_no_state_for_continues_from_the_online_history(setup):
+    """A history the batch job materialized (here written to the online store as Feast's
+    materialization writes it) survives the user's first event after a fresh or emptied
+    stream Redis: the new engagement goes in front of it, not in its place."""
+    import datetime as dt
+
+    from recsys.features.store import open_store
+    from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP, USER_SESSION
+    from stream_worker.sinks import feature_frame
+
+    old_s = int(dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone.utc).timestamp())
+    row = {"user_id": "u0", "session_recent_item_ids": ["i-old1", "i-old2"],
+           "session_recent_categories": ["c1", "c2"],
+           "session_recent_event_at_s": [old_s, old_s - 60], "session_length": 7,
+           "session_started_at_s": old_s - 600, "session_last_event_at_s": old_s,
+           EVENT_TIMESTAMP: old_s * 1_000_000, CREATED_TIMESTAMP: old_s * 1_000_000}
+    open_store(setup.repo).write_to_online_store(USER_SESSION.name,
+                                                 feature_frame(USER_SESSION, [row]))
+    records = [r for r in events(40, users=3, items=20) if r["user_id"] in ("u0", "u1")]
+    _submit(setup, records)
+    drain(setup, [setup.worker("w1")])
+    sessions = setup.sessions(["u0", "u1"])
+    engaged = {u: [r["item_id"] for r in records if r["user_id"] == u
+                   and r["event_type"] in ("click", "watch", "like")] for u in ("u0", "u1")}
+    recent = dict(zip(sessions["user_id"], sessions["session_recent_item_ids"]))
+    assert engaged["u0"] and recent["u0"][-2:] == ["i-old1", "i-old2"]
+    assert set(recent["u0"][:-2]) == set(engaged["u0"])
+    assert set(recent["u1"]) == set(engaged["u1"])  # no row online: starts empty
+    # the new events are months after the old session: a session of their own
+    lengths = dict(zip(sessions["user_id"], sessions["session_length"]))
+    assert lengths["u0"] == sum(r["user_id"] == "u0" for r in records)
