@@ -343,3 +343,32 @@ def test_forced_arm_names_are_bounded():
         assert caught.value.errors()[0]["loc"][0] == "arms"
         assert caught.value.errors()[0]["type"] in ("string_too_long", "string_too_short",
                                                     "too_long")
+
+
+def test_the_retrieval_order_ranks_every_source_by_its_two_tower_score(service_files,
+                                                                       small_data, tmp_path):
+    """Trending candidates carry a popularity score of their own: in retrieval order they
+    are ranked by the query's dot product with their embedding like the two-tower's own.
+    Five two-tower candidates for ten places: the other sources must fill the list."""
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments:\n  - name: depth\n    arms:\n"
+                    "      - {name: full}\n"
+                    "      - {name: short, changes: {pipeline: retrieval, "
+                    "retrieval_candidates: 5}}\n")
+    plain = RulesConfig(recency_boost=0.0, max_per_category=1.0, new_item_slots=0)
+    cfg = generous_config(service_files, experiments=str(path), rules=plain,
+                          profile_sample_rate=1.0, trending_candidates=50,
+                          experiments_overrides=True)
+    users = small_data.train["user_id"].value_counts().index[:20].tolist()
+    with running_recommender(cfg) as service:
+        for user in users:
+            result = service.recommend(RecommendationRequest(
+                user, k=10, forced_arms={"depth": "short"}))
+            assert result.tier == "retrieval" and result.experiments == {"depth": "short"}
+            sources = [c.source for c in result.items]
+            assert sources.count("two-tower") <= 5 and "trending" in sources, sources
+            _, query, _ = result.probe
+            index = service.index
+            scores = [float(index.vectors[index.position[c.item_id]] @ query)
+                      for c in result.items]
+            assert scores == sorted(scores, reverse=True), (user, sources, scores)

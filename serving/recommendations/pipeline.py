@@ -4,7 +4,10 @@ deadline, degrading tier by tier when a dependency is slow, failing or switched 
 Tiers, best first:
 
 * ``full``: two-tower candidates (plus trending and cold-start ones) ordered by the ranker;
-* ``retrieval``: the same candidates in retrieval order (the ranker failed or ran out of time);
+* ``retrieval``: the same candidates in retrieval order (the ranker failed or ran out of time,
+  or an arm's ``pipeline: retrieval``): every candidate, whatever its source, by its two-tower
+  score (the query embedding's dot product with the item's; last when the item is not
+  indexed), never by a popularity count on another scale;
 * ``segment-popular``: the precomputed popular list of the request's segments (country,
   language, device), when retrieval or the user's features are unavailable;
 * ``global-popular``: the precomputed global list, when no segment applies.
@@ -353,12 +356,15 @@ class Recommender:
 
     def _rank(self, row: Mapping[str, Any], candidates: list[Candidate], query: np.ndarray,
               now_s: int, timeout_s: float, versions: dict,
-              retrieval_weight: float | None = None) -> np.ndarray:
+              retrieval_weight: float | None = None,
+              retrieval: np.ndarray | None = None) -> np.ndarray:
         """Fused scores of ``candidates``: the ranker's click logits fused with the two-tower
-        scores over this request's candidates (``trainer.ranking.fusion.fuse``)."""
+        scores over this request's candidates (``trainer.ranking.fusion.fuse``);
+        ``retrieval``: those scores when already computed."""
         ids = [c.item_id for c in candidates]
         columns, created = self._item_columns(ids)
-        retrieval = self._retrieval_scores(candidates, query)
+        if retrieval is None:
+            retrieval = self._retrieval_scores(candidates, query)
         arrays = self.specs.ranker_encoder.encode(row, ids, columns, created, retrieval, now_s)
         answer = self.models.predict("ranker", "rank", arrays, timeout_s, outputs=("click",))
         versions["ranker"] = answer.version
@@ -537,6 +543,11 @@ class Recommender:
                 sources.append(self._trending(context, excluded,
                                               arm.trending_candidates if arm else None))
                 candidates = [c for c in merge_sources(*sources) if c.item_id not in excluded]
+                # every source on the two-tower's scale: the retrieval tier's order, the
+                # ranker's fusion input (a trending item's own score is a popularity count)
+                retrieval_scores = self._retrieval_scores(candidates, query)
+                for candidate, score in zip(candidates, retrieval_scores.tolist()):
+                    candidate.score = score
                 self._timed("candidates", sources_started, latency)
                 tier = "retrieval"
             except StageFailed as exc:
@@ -546,7 +557,8 @@ class Recommender:
                 scores = self._stage(
                     "ranking", RANKER,
                     lambda budget_s: self._rank(row, candidates, query, now_s, budget_s,
-                                                versions, arm and arm.retrieval_weight),
+                                                versions, arm and arm.retrieval_weight,
+                                                retrieval_scores),
                     cfg.ranking_timeout_ms, deadline, latency, inline)
                 for candidate, score in zip(candidates, scores):
                     candidate.score = float(score)
