@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-shift", action="store_true")
+    parser.add_argument("--pipeline", choices=("retrieval", "full"), default="retrieval",
+                        help="answers in retrieval order (default) or through the ranker")
     parser.add_argument("--compressed-clock", action="store_true",
                         help="run on the wall clock, simulated days compressed into minutes")
     parser.add_argument("--replot", type=Path, metavar="JSON",
@@ -142,7 +144,8 @@ def main() -> None:
     cfg = LoopConfig(days=args.days, shift_day=None if args.no_shift else args.shift_day,
                      slow_day=None if args.no_shift else args.slow_day,
                      bad_day=None if args.no_shift else args.bad_day, users=args.users,
-                     seed=args.seed, simulated_clock=not args.compressed_clock)
+                     seed=args.seed, simulated_clock=not args.compressed_clock,
+                     pipeline=args.pipeline)
     name = "retraining_loop_control" if args.no_shift else "retraining_loop"
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

@@ -36,7 +36,8 @@ def test_label_windows_read_the_service_metrics_and_subtract_an_earlier_scrape()
                                    "canary": [("full", 0.02)] * 5}))
     window = after["stable"].minus(before["stable"])
     assert window.tiers == {"full": 20.0, "retrieval": 1.0}
-    assert window.requests == 21 and window.error_share == pytest.approx(1 / 21)
+    assert window.requests == 21 and window.error_share() == pytest.approx(1 / 21)
+    assert window.error_share(("full", "retrieval")) == 0.0  # retrieval order on purpose
     assert after["canary"].minus(LabelWindow()).tiers == {"full": 5.0}
     # a restarted service counts from zero: the later scrape is the window
     assert label_windows(_scrape({"stable": [("full", 0.004)]}))["stable"].minus(

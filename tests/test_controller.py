@@ -293,6 +293,8 @@ def test_a_failing_retrain_command_is_refused_naming_it(setup):
     ("controller", {"retrain_commands": []}, "retrain_commands is empty"),
     ("controller", {"retrain_commands": ["recsys train"]}, "retrain_commands"),
     ("canary", {"share": 2}, "share"),
+    ("canary", {"served_tiers": ["full", "cached"]}, "served_tiers must be a non-empty subset"),
+    ("canary", {"served_tiers": []}, "served_tiers must be a non-empty subset"),
     ("gate", {"metrics": {"recall@100": {"max_dorp": 0}}}, "gate.metrics"),
     ("bogus", {}, "unknown section"),
 ])

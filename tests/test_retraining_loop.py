@@ -65,3 +65,23 @@ def test_the_controllers_materializations_backfill_from_day_zero(demo, tmp_path)
                             "redis://127.0.0.1:1", LoopConfig())
     assert "--start-date" not in next(c for c in load_settings(plain).controller
                                       .retrain_commands if "materialize" in c)
+
+
+def test_retrieval_order_is_served_by_two_identical_arms_that_the_canary_counts_as_served(
+        demo, tmp_path):
+    import yaml
+
+    from recsys.experiments.definitions import parse_experiments
+    from workflows.retraining_loop import serving_order
+
+    experiments = parse_experiments(yaml.safe_load(serving_order("retrieval")))
+    (only,) = experiments.experiments
+    assert [a.changes.pipeline for a in only.arms] == ["retrieval", "retrieval"]
+    assert parse_experiments(yaml.safe_load(serving_order("full"))).experiments == ()
+    with pytest.raises(ValueError, match="pipeline must be"):
+        serving_order("ranker")
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+    for pipeline, served in (("retrieval", ("full", "retrieval")), ("full", ("full",))):
+        path = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
+                               "redis://127.0.0.1:1", LoopConfig(pipeline=pipeline))
+        assert load_settings(path).canary.served_tiers == served

@@ -46,12 +46,14 @@ from recsys.config import (
     non_empty_text,
     positive_int,
     setting,
+    subset_of,
 )
 from recsys.monitoring.blessing import Check
 
 LABEL_REQUESTS = "recsys_model_label_requests_total"
 LABEL_LATENCY = "recsys_model_label_latency_seconds_bucket"
 SERVED_TIER = "full"
+TIERS = ("full", "retrieval", "segment-popular", "global-popular")
 
 
 _SHARE = in_range(0.0, 1.0, low_open=True, high_open=True)
@@ -66,6 +68,9 @@ class CanaryConfig(Config):
             runs before it may be promoted.
         max_error_increase: the canary's share of fallback answers, at most this above
             stable's (tested at ``error_alpha``).
+        served_tiers: the tiers that are answers as designed, not fallbacks: ``full``, and
+            also ``retrieval`` for a service that answers in retrieval order on purpose
+            (an experiment arm's ``pipeline: retrieval`` for every user).
         error_alpha: significance of the errors guardrail's one-sided two-proportion test.
         min_step_requests: canary answers a step's interval needs to be judged on its own.
         failed_checks: failed steps that roll the canary back (Flagger's threshold).
@@ -82,6 +87,7 @@ class CanaryConfig(Config):
     min_duration_s: float = setting(600.0, finite_non_negative_number)
     min_requests: int = setting(200, positive_int)
     max_error_increase: float = setting(0.02, finite_non_negative_number)
+    served_tiers: tuple[str, ...] = setting((SERVED_TIER,), subset_of(TIERS, non_empty=True))
     error_alpha: float = setting(0.01, _SHARE)
     min_step_requests: int = setting(50, positive_int)
     failed_checks: int = setting(2, positive_int)
@@ -103,10 +109,10 @@ class LabelWindow:
     def requests(self) -> float:
         return sum(self.tiers.values())
 
-    @property
-    def error_share(self) -> float:
+    def error_share(self, served: tuple[str, ...] = (SERVED_TIER,)) -> float:
+        """The share of answers from a tier not in ``served`` (fallbacks)."""
         n = self.requests
-        return (n - self.tiers.get(SERVED_TIER, 0.0)) / n if n else float("nan")
+        return (n - sum(self.tiers.get(t, 0.0) for t in served)) / n if n else float("nan")
 
     def quantile(self, q: float) -> float:
         """Seconds; PromQL's ``histogram_quantile``: linear within the bucket, the highest
@@ -178,7 +184,8 @@ def error_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> 
     if not canary.requests or not stable.requests:
         return Check("errors", "skipped", f"answers: stable {stable.requests:.0f}, canary "
                                           f"{canary.requests:.0f}")
-    mine, theirs = canary.error_share, stable.error_share
+    mine, theirs = (canary.error_share(cfg.served_tiers),
+                    stable.error_share(cfg.served_tiers))
     excess = mine - theirs - cfg.max_error_increase
     se = math.sqrt(mine * (1 - mine) / canary.requests + theirs * (1 - theirs) / stable.requests)
     z = excess / se if se > 0 else (math.inf if excess > 0 else -math.inf)
