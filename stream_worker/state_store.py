@@ -82,10 +82,8 @@ class StreamState:
 
         users = list(by_user)
         keys = [self._user_key(u) for u in users]
-        rows: Mapping[str, Mapping] = {}
-        if seed is not None:  # read before the transaction: the online store is slow
-            stateless = [u for u, raw in zip(users, self.client.mget(keys)) if raw is None]
-            rows = seed(stateless) if stateless else {}
+        rows: dict[str, Mapping] = {}  # seed rows read so far (kept over retries)
+        asked: set[str] = set()
         events = [e for u in users for e in by_user[u].values()]
         markers = [self._marker("session", e.event_id) for e in events]
         with self.client.pipeline() as pipe:
@@ -95,6 +93,11 @@ class StreamState:
                     raws = pipe.mget(keys)
                     seen = {e.event_id for e, s in zip(events, pipe.mget(markers))
                             if s is not None}
+                    stateless = [u for u, raw in zip(users, raws)
+                                 if raw is None and u not in asked]
+                    if seed is not None and stateless:  # only users new to this Redis
+                        rows.update(seed(stateless))
+                        asked.update(stateless)
                     updates = {}
                     for user, key, raw in zip(users, keys, raws):
                         fresh = [e for e in by_user[user].values() if e.event_id not in seen]

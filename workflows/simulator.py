@@ -264,13 +264,16 @@ class Simulator:
             self._post_events(batch)
 
     # --- one user-day -------------------------------------------------------------------
+    def _sessions(self, rng: np.random.Generator) -> int:
+        """A user-day's session count: its first draw from the user-day's ``rng``."""
+        return 1 + int(rng.poisson(max(self.cfg.sessions - 1, 0.0)))
+
     def _session_times(self, day: int, u: int) -> list[float] | None:
         """When each of the user's sessions of ``day`` starts (Unix s, ascending), on the
         simulated clock; None on the compressed one. The count is the user-day's own."""
         if self.cfg.start_s is None:
             return None
-        sessions = 1 + np.random.default_rng([self.cfg.seed, 1, day, int(u)]).poisson(
-            max(self.cfg.sessions - 1, 0.0))
+        sessions = self._sessions(np.random.default_rng([self.cfg.seed, 1, day, int(u)]))
         offsets = np.sort(np.random.default_rng([self.cfg.seed, 3, day, int(u)]).uniform(
             0, SECONDS_PER_DAY, sessions))
         return [float(self.cfg.start_s + day * SECONDS_PER_DAY + o) for o in offsets]
@@ -279,13 +282,13 @@ class Simulator:
         """The compressed clock: all the user's sessions of the day, one after the other."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, 1, day, int(u)])
-        sessions = 1 + rng.poisson(max(cfg.sessions - 1, 0.0))
+        sessions = self._sessions(rng)
         for s in range(sessions):
             self._visit(rng, day, u, s, None)
         return sessions
 
     def _visit(self, rng: np.random.Generator, day: int, u: int, s: int,
-                 now_s: float | None) -> None:
+               now_s: float | None) -> None:
         """One request of user ``u`` and their response to it, at ``now_s`` (None: now)."""
         pop = self.population
         user_id, context = pop.user_ids[u], pop.contexts[u]
