@@ -1,6 +1,6 @@
 """Test support for the retrieval model: one small synthetic platform pushed through the real
-path (lake -> Beam with the temporal split -> Feast apply -> training set), and small model
-configurations that train in seconds."""
+path (lake -> Beam with the temporal split -> Feast apply -> training set), small model
+configurations that train in seconds, and logged answers around test positives."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
+from recsys.data.validation import ValidationPolicy
 from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.config import RetrievalConfig, TrainConfig
 
@@ -44,3 +47,35 @@ def small_ranker_config(**overrides):
     return RankerConfig(**{"history_length": 10, "item_dim": 8, "feature_dim": 4,
                            "ff_units": 16, "hidden_units": (16,), "epochs": 3,
                            "batch_size": 100, "candidates": 20, **overrides})
+
+
+def write_logged_answers(root: Path, examples: pd.DataFrame, unopened: list[list[str]],
+                         opened_beside: dict[int, str] | None = None) -> Lake:
+    """A lake holding one answer per example (its item first, then ``unopened``), the
+    example's event with that answer's request id, and optionally another opened item."""
+    lake = Lake(root, create=True)
+    events, exposures = [], []
+    for n, row in enumerate(examples.itertuples()):
+        when = pd.Timestamp(row.event_timestamp).tz_convert("UTC")
+        request = f"r{n}"
+        shown = [row.item_id, *unopened[n]]
+        extra = (opened_beside or {}).get(n)
+        if extra is not None:
+            shown.append(extra)
+            events.append({"event_id": f"extra-{n}", "user_id": row.user_id,
+                           "item_id": extra, "event_type": "click",
+                           "timestamp": when.isoformat(), "request_id": request,
+                           "position": len(shown) - 1})
+        events.append({"event_id": row.example_id, "user_id": row.user_id,
+                       "item_id": row.item_id, "event_type": "click",
+                       "timestamp": when.isoformat(), "request_id": request, "position": 0})
+        exposures += [{"exposure_id": f"{request}/{p}", "request_id": request,
+                       "timestamp": (when - pd.Timedelta(seconds=5)).isoformat(),
+                       "user_id": row.user_id, "item_id": item, "position": p,
+                       "propensity": 1.0, "tier": "full", "holdout": 0}
+                      for p, item in enumerate(shown)]
+    last = max(pd.Timestamp(r["timestamp"]) for r in events).to_pydatetime()
+    policy = ValidationPolicy(now=last + dt.timedelta(days=1))
+    assert lake.write_events(events, "service", policy=policy).rejected == 0
+    assert lake.write_exposures(exposures, "service", policy=policy).rejected == 0
+    return lake

@@ -1,7 +1,8 @@
 """The retraining loop's simulated clock, without running the loop (that is
 ``benchmarks/retraining_loop.py``): day 0 is the day the demo's synthetic history ends; the
 loop's copy of the lake leaves out the demo's own later traffic; the controller's
-materializations backfill from day 0; a clock that would run past today is refused."""
+materializations backfill from day 0; a clock that would run past today is refused; the
+warm start and the blessing judge candidates within the logged answers."""
 
 from __future__ import annotations
 
@@ -85,3 +86,17 @@ def test_retrieval_order_is_served_by_two_identical_arms_that_the_canary_counts_
         path = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
                                "redis://127.0.0.1:1", LoopConfig(pipeline=pipeline))
         assert load_settings(path).canary.served_tiers == served
+
+
+def test_the_loop_gates_on_the_logged_answers_not_the_catalogue(demo, tmp_path):
+    from workflows.retraining_loop import bad_candidate_commands
+
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+    settings = load_settings(controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
+                                             "redis://127.0.0.1:1", LoopConfig()))
+    assert set(settings.gate.metrics) == {"slate_auc"}
+    for commands in (settings.controller.retrain_commands, bad_candidate_commands(repo,
+                                                                                 tmp_path)):
+        train = list(next(c for c in commands if "--warm-start" in c))
+        assert train[train.index("--gate-metric") + 1] == "slate_auc"
+        assert train[train.index("--lake") + 1] == "{lake}"

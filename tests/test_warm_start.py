@@ -8,7 +8,7 @@ import math
 
 import pandas as pd
 import pytest
-from retrieval_support import small_config, small_ranker_config
+from retrieval_support import small_config, small_ranker_config, write_logged_answers
 
 from recsys.errors import ConfigError, SourceError
 from recsys.model_contract.manifest import read_manifest
@@ -60,6 +60,27 @@ def test_a_fine_tuned_model_that_passes_the_gate_is_the_next_version(version_one
     assert set(record["metrics"]) == {"current", "candidate"}
     history = json.loads((root / "v2_two_tower" / "history.json").read_text())
     assert history["warm_start_from"].endswith("v1_two_tower")
+
+
+def test_with_a_lake_both_models_are_scored_within_its_logged_answers(version_one, small_repo,
+                                                                       small_data, tmp_path):
+    root, base, _ = version_one
+    catalogue = small_data.catalogue
+    clicked = small_data.test[small_data.test["item_id"].isin(catalogue["item_id"])].head(30)
+    others = catalogue["item_id"].tolist()
+    lake = write_logged_answers(tmp_path / "lake", clicked,
+                                [[i for i in others[n::30] if i != item][:5]
+                                 for n, item in enumerate(clicked["item_id"])])
+    result = warm_start_retrieval(small_repo, base, 1, tmp_path / "slates", {},
+                                  QualityGate("slate_auc", tolerance=1.0 - 1e-9),
+                                  progress=False, lake=lake.root)
+    assert result.decision.metric == "slate_auc" and result.decision.passed
+    record = json.loads((tmp_path / "slates" / WARM_START_FILE).read_text())
+    for side in ("current", "candidate"):
+        assert 0.0 <= record["metrics"][side]["slate_auc"] <= 1.0
+        assert record["metrics"][side]["slate_positives"] == len(clicked)
+        assert "recall@100" in record["metrics"][side]
+    assert result.decision.current == record["metrics"]["current"]["slate_auc"]
 
 
 def test_a_diverged_fine_tune_is_refused_by_the_gate(version_one, small_repo, capsys):
@@ -126,7 +147,10 @@ def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_p
      "--warm-start needs --model-base-path (where version 1 was exported)"),
     (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",
       "--gate-metric", "auc"],
-     "gate metric must look like recall@100, ndcg@10, map@10 or coverage@100, got 'auc'"),
+     "gate metric must look like recall@100, ndcg@10, map@10 or coverage@100, or be "
+     "slate_auc, got 'auc'"),
+    (["train", "ranking", "--ranker-dir", "r", "--warm-start", "1", "--model-base-path", "b",
+      "--gate-metric", "slate_auc"], "--gate-metric slate_auc is for the two-tower model's"),
     (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",
       "--gate-tolerance", "2"], "gate tolerance must be a number in [0, 1), got 2.0"),
     (["train", "retrieval", "--model-dir", "m", "--warm-start", "1", "--model-base-path", "b",

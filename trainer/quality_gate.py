@@ -1,5 +1,8 @@
 """The quality gate a fine-tuned model passes before it is exported: one protocol metric on
-the test split, the candidate against the model being served.
+the test split, the candidate against the model being served. ``slate_auc``
+(trainer/slate_evaluation.py) compares the two within the answers the service logged, which
+does not favour the model that chose what was shown, as catalogue-wide metrics on its own
+traffic do.
 
 Guarantees: :meth:`QualityGate.judge` passes a candidate only when its metric is at least the
 current model's minus ``tolerance`` (absolute); a metric missing from either side is a
@@ -14,7 +17,7 @@ from typing import Mapping
 
 from recsys.errors import ConfigError
 
-METRIC = re.compile(r"^(recall|ndcg|map|coverage)@([1-9][0-9]*)$")
+METRIC = re.compile(r"^((recall|ndcg|map|coverage)@([1-9][0-9]*)|slate_auc)$")
 
 
 @dataclass(frozen=True)
@@ -39,15 +42,16 @@ class QualityGate:
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not METRIC.match(self.metric):
             raise ConfigError(f"gate metric must look like recall@100, ndcg@10, map@10 or "
-                              f"coverage@100, got {self.metric!r}")
+                              f"coverage@100, or be slate_auc, got {self.metric!r}")
         if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) \
                 or not 0 <= self.tolerance < 1:
             raise ConfigError(f"gate tolerance must be a number in [0, 1), got "
                               f"{self.tolerance!r}")
 
     @property
-    def k(self) -> int:
-        return int(self.metric.partition("@")[2])
+    def k(self) -> int | None:
+        """The metric's cut-off (None for slate_auc)."""
+        return int(self.metric.partition("@")[2]) if "@" in self.metric else None
 
     def judge(self, current: Mapping[str, float], candidate: Mapping[str, float]
               ) -> GateDecision:

@@ -103,7 +103,37 @@ def _protocol(evaluate, gate: QualityGate) -> dict:
 
 
 def _ks(gate: QualityGate) -> list[int]:
-    return sorted({*BASE_KS, gate.k})
+    return sorted({*BASE_KS, *([gate.k] if gate.k else [])})
+
+
+def _slates(lake: Path | None, data: RetrievalData, gate: QualityGate):
+    """The test positives' logged answers in ``lake`` (None without a lake); a gate on
+    slate_auc without them is an error, other gates go on without the figure."""
+    from trainer.slate_evaluation import SLATE_AUC, logged_slates
+
+    if lake is None:
+        return None
+    try:
+        return logged_slates(Path(lake), data.test, data.catalogue)
+    except SourceError as exc:
+        if gate.metric == SLATE_AUC:
+            raise
+        log.warning("no slate metrics: %s", exc)
+        return None
+
+
+def _retrieval_metrics(model_dir: Path, es, ks: list[int], gate: QualityGate,
+                       slates) -> dict:
+    """The protocol's figures of the two-tower model in ``model_dir`` on ``es``, and its
+    slate_auc on ``slates`` when given."""
+    from trainer.slate_evaluation import slate_auc
+
+    model = ModelDir(model_dir).restore()[2]
+    metrics = _protocol(lambda: evaluate_scores(two_tower_scores(model, es), es, ks)[
+        "overall"], gate)
+    if slates is not None:
+        metrics.update(slate_auc(model, slates))
+    return metrics
 
 
 def _new_directory(path: Path, source: Path) -> Path:
@@ -141,16 +171,23 @@ def _record(directory: Path, base_version: int, decision: GateDecision, counts: 
 
 def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: Path,
                          train_overrides: dict, gate: QualityGate, progress: bool = True,
-                         export_options: dict | None = None) -> WarmStartResult:
+                         export_options: dict | None = None, lake: Path | None = None
+                         ) -> WarmStartResult:
     """Fine-tune version ``version``'s two-tower model into ``model_dir``; export the next
-    version if it passes ``gate`` (with the version's ranker, if it had one)."""
+    version if it passes ``gate`` (with the version's ranker, if it had one). With ``lake``
+    both models are also scored within the answers its exposure log holds (slate_auc)."""
     from trainer import workflow
     from trainer.config import RetrievalConfig
+    from trainer.slate_evaluation import SLATE_AUC
     from trainer.train import train_retrieval
 
+    if lake is None and gate.metric == SLATE_AUC:
+        raise ConfigError("the gate metric slate_auc needs the lake whose exposure log holds "
+                          "the served answers (--lake)")
     source = ModelDir(version_detail(base_path, "retrieval", version, "model_dir"))
     model_dir = _new_directory(model_dir, source.path)
     data = _gate_data(repo)
+    slates = _slates(lake, data, gate)
     base_cfg = source.read_config()
     cfg = RetrievalConfig.from_dict({**base_cfg.to_dict(), "train": {
         **base_cfg.to_dict()["train"], **{k: v for k, v in train_overrides.items()
@@ -164,9 +201,8 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     train_retrieval(tune, cfg, model_dir, progress=progress, init_from=source)
     es = build_evaluation_set(data)
     ks = _ks(gate)
-    scored = {name: _protocol(lambda p=path: evaluate_scores(
-        two_tower_scores(ModelDir(p).restore()[2], es), es, ks)["overall"], gate)
-        for name, path in (("current", source.path), ("candidate", model_dir))}
+    scored = {name: _retrieval_metrics(path, es, ks, gate, slates)
+              for name, path in (("current", source.path), ("candidate", model_dir))}
     decision = gate.judge(scored["current"], scored["candidate"])
     _record(model_dir, version, decision, {"new_examples": len(new), "replayed": len(replay)},
             scored)

@@ -100,6 +100,11 @@ COMPRESSED_TIME = ("session_*", "history_*", "top_score", "query_embedding", "us
                    "user_*_7d", "user_*_30d", "user_lifetime_*", "user_days_since_last_active")
 
 
+# the warm start's gate: within the answers of the loop's exposure log (trainer/
+# slate_evaluation.py)
+SLATE_GATE = ("--lake", "{lake}", "--gate-metric", "slate_auc")
+
+
 def _recsys() -> list[str]:
     return [sys.executable, "-m", "workflows.cli.main"]
 
@@ -208,8 +213,10 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
                 [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start",
                  "{stable}", "--model-base-path", "{model_base_path}", "--model-dir",
                  str(out / "model_dirs" / "{run_id}"), "--epochs",
-                 str(cfg.warm_start_epochs), "--no-progress"]]},
-        "gate": {"metrics": {"recall@100": {"max_drop": 0.0}}, "latency_p99_ms": 200},
+                 str(cfg.warm_start_epochs), *SLATE_GATE, "--no-progress"]]},
+        # the served answers' own items, not the catalogue: a catalogue-wide metric on the
+        # loop's traffic favours the version that chose what was shown
+        "gate": {"metrics": {"slate_auc": {"max_drop": 0.0}}, "latency_p99_ms": 200},
         "canary": {"share": cfg.canary_share, "min_duration_s": 0, "min_requests": 300,
                    "require_ctr": True,
                    "served_tiers": ["full"] + (["retrieval"] if cfg.pipeline == "retrieval"
@@ -250,8 +257,8 @@ def bad_candidate_commands(repo: Path, out: Path) -> tuple:
                                    f"shuffle_labels({str(repo)!r})"),
             (*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start", "{stable}",
              "--model-base-path", "{model_base_path}", "--model-dir",
-             str(out / "model_dirs" / "{run_id}-shuffled"), "--gate-tolerance", "0.99",
-             "--no-progress"))
+             str(out / "model_dirs" / "{run_id}-shuffled"), *SLATE_GATE, "--gate-tolerance",
+             "0.99", "--no-progress"))
 
 
 def slow_candidate_commands(repo: Path, out: Path) -> tuple:

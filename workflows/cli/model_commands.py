@@ -47,7 +47,8 @@ def _version(text: str) -> int:
     return positive_int(text)
 
 
-def _warm_start_args(parser: argparse.ArgumentParser, what: str) -> None:
+def _warm_start_args(parser: argparse.ArgumentParser, what: str, slates: bool = False
+                     ) -> None:
     group = parser.add_argument_group(
         "incremental training",
         f"--warm-start V fine-tunes version V's {what} (found through its manifest under "
@@ -58,9 +59,15 @@ def _warm_start_args(parser: argparse.ArgumentParser, what: str) -> None:
     group.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
                        type=Path, metavar="DIR", help="TF Serving model base path of the "
                                                       "versions (required with --warm-start)")
+    metrics = "recall@K, ndcg@K, map@K, coverage@K" + (" or slate_auc" if slates else "")
     group.add_argument("--gate-metric", default="recall@100", metavar="METRIC",
-                       help="metric of the quality gate on the test split (default "
-                            "recall@100)")
+                       help=f"metric of the quality gate on the test split: {metrics} "
+                            "(default recall@100)")
+    if slates:
+        group.add_argument("--lake", type=Path, metavar="DIR",
+                           help="the lake whose exposure log holds the served answers: both "
+                                "models are also scored within them (slate_auc), which does "
+                                "not favour the version that chose what was shown")
     group.add_argument("--gate-tolerance", type=float, default=0.0, metavar="X",
                        help="the candidate may be this much below the current version "
                             "(absolute, default 0)")
@@ -71,6 +78,7 @@ def _gate(args: argparse.Namespace):
 
     if args.warm_start is None:
         for flag, value, default in (("--model-base-path", args.model_base_path, None),
+                                     ("--lake", getattr(args, "lake", None), None),
                                      ("--gate-metric", args.gate_metric, "recall@100"),
                                      ("--gate-tolerance", args.gate_tolerance, 0.0)):
             if value != default:
@@ -117,7 +125,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     retrieval.add_argument("--strategy", choices=["default", "mirrored", "multi_worker_mirrored"],
                            help="tf.distribute strategy (multi_worker_mirrored reads TF_CONFIG)")
     retrieval.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _warm_start_args(retrieval, "two-tower model into --model-dir (a new directory)")
+    _warm_start_args(retrieval, "two-tower model into --model-dir (a new directory)",
+                     slates=True)
     retrieval.set_defaults(func=run_train_retrieval)
     ranking = models.add_parser(
         "ranking", help="the transformer ranking model (target attention, click + watch heads)",
@@ -206,7 +215,7 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
                               "--config and --embedding-dim")
         return _print_warm_start(warm_start_retrieval(
             _repo(args), args.model_base_path, args.warm_start, args.model_dir, train_flags,
-            gate, progress=not args.no_progress), "two-tower model")
+            gate, progress=not args.no_progress, lake=args.lake), "two-tower model")
     cfg = load_config(args.config, {
         "model": {"embedding_dim": args.embedding_dim}, "train": train_flags})
     result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
@@ -230,6 +239,10 @@ def run_train_ranking(args: argparse.Namespace) -> int:
                 args.model_dir is not None:
             raise ConfigError("--warm-start keeps the version's ranker configuration and "
                               "two-tower model: drop --config, --candidates and --model-dir")
+        if gate.k is None:
+            raise ConfigError(f"--gate-metric {gate.metric} is for the two-tower model's warm "
+                              "start; the ranker's gate takes recall@K, ndcg@K, map@K or "
+                              "coverage@K")
         return _print_warm_start(warm_start_ranking(
             _repo(args), args.model_base_path, args.warm_start, args.ranker_dir,
             {"epochs": args.epochs, "seed": args.seed}, gate,
