@@ -1,7 +1,8 @@
 """Acceptance run of the retraining loop in closed loop (workflows/retraining_loop.py).
 
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
-        [--slow-day 8] [--users 2000] [--no-shift] [--out DIR]
+        [--slow-day 8] [--users 2000] [--no-shift] [--out DIR] [--retrain-every-days D]
+        [--no-retrain] [--name NAME]
 
 ``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
 platform (2,000 users, 10,000 items, 7 days), DATE at least ``--days`` days before today: the
@@ -130,6 +131,14 @@ def main() -> None:
                         help="answers in retrieval order (default) or through the ranker")
     parser.add_argument("--compressed-clock", action="store_true",
                         help="run on the wall clock, simulated days compressed into minutes")
+    parser.add_argument("--retrain-every-days", type=float, default=0.0, metavar="D",
+                        help="a scheduled warm start every D simulated days, besides the "
+                             "drift trigger (default 0: on drift only)")
+    parser.add_argument("--no-retrain", action="store_true",
+                        help="the controller never steps: what the platform would see "
+                             "without the loop")
+    parser.add_argument("--name", help="the results' file name (default retraining_loop, "
+                                       "or retraining_loop_control with --no-shift)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only draw the plot of an earlier run's JSON")
     args = parser.parse_args()
@@ -145,8 +154,9 @@ def main() -> None:
                      slow_day=None if args.no_shift else args.slow_day,
                      bad_day=None if args.no_shift else args.bad_day, users=args.users,
                      seed=args.seed, simulated_clock=not args.compressed_clock,
-                     pipeline=args.pipeline)
-    name = "retraining_loop_control" if args.no_shift else "retraining_loop"
+                     pipeline=args.pipeline, retrain_every_days=args.retrain_every_days,
+                     retrain=not args.no_retrain)
+    name = args.name or ("retraining_loop_control" if args.no_shift else "retraining_loop")
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]
     errors = json.loads((out / "service_errors.json").read_text())

@@ -100,3 +100,11 @@ def test_the_loop_gates_on_the_logged_answers_not_the_catalogue(demo, tmp_path):
         train = list(next(c for c in commands if "--warm-start" in c))
         assert train[train.index("--gate-metric") + 1] == "slate_auc"
         assert train[train.index("--lake") + 1] == "{lake}"
+
+
+def test_a_scheduled_warm_start_every_simulated_day_is_the_controllers_schedule(demo, tmp_path):
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+    for days, seconds in ((0.0, 0.0), (1.0, 86_400.0), (0.5, 43_200.0)):
+        path = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
+                               "redis://127.0.0.1:1", LoopConfig(retrain_every_days=days))
+        assert load_settings(path).controller.retrain_every_s == seconds

@@ -79,6 +79,11 @@ class LoopConfig:
     # by a third (0.074 against 0.109 in retrieval order, docs/monitoring.md), and the loop
     # retrains only the two-tower model.
     pipeline: str = "retrieval"
+    # a scheduled warm start this often, in simulated days, besides the drift trigger (0:
+    # on drift only); retrain False: the controller never steps (the counterfactual of a
+    # platform that does not retrain)
+    retrain_every_days: float = 0.0
+    retrain: bool = True
 
 
 @dataclass
@@ -205,6 +210,7 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             # profile attributes
             "drift_ignore": [*CLOCK_FEATURES, *COMPRESSED_TIME],
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
+            "retrain_every_s": cfg.retrain_every_days * 86_400,
             "reload_wait_s": 3,
             "retrain_commands": [
                 [*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
@@ -316,8 +322,8 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                 shown += report.requests * simulator.cfg.k
                 wait_for_exposures(lake, shown)
                 before = len(_decisions(out))
-                # at the end of the simulated day (None: the wall clock)
-                controller.step(None if start_s is None else start_s + (day + 1) * 86_400)
+                if cfg.retrain:  # at the end of the simulated day (None: the wall clock)
+                    controller.step(None if start_s is None else start_s + (day + 1) * 86_400)
                 decisions = _decisions(out)[before:]
                 if controller.settings is not settings and any(
                         d["decision"] == "retrain" for d in decisions):
