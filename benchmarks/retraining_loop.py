@@ -2,7 +2,7 @@
 
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
         [--slow-day 8] [--users 2000] [--no-shift] [--out DIR] [--retrain-every-days D]
-        [--no-retrain] [--name NAME]
+        [--no-retrain] [--exploration SPEC] [--name NAME]
 
 ``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
 platform (2,000 users, 10,000 items, 7 days), DATE at least ``--days`` days before today: the
@@ -137,6 +137,9 @@ def main() -> None:
     parser.add_argument("--no-retrain", action="store_true",
                         help="the controller never steps: what the platform would see "
                              "without the loop")
+    parser.add_argument("--exploration", metavar="SPEC",
+                        help="the served lists' exploration policy, NAME:key=value,... "
+                             "(e.g. uniform:max_explored_share=0.3,pool=1000; default none)")
     parser.add_argument("--name", help="the results' file name (default retraining_loop, "
                                        "or retraining_loop_control with --no-shift)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
@@ -155,7 +158,7 @@ def main() -> None:
                      bad_day=None if args.no_shift else args.bad_day, users=args.users,
                      seed=args.seed, simulated_clock=not args.compressed_clock,
                      pipeline=args.pipeline, retrain_every_days=args.retrain_every_days,
-                     retrain=not args.no_retrain)
+                     retrain=not args.no_retrain, exploration=args.exploration)
     name = args.name or ("retraining_loop_control" if args.no_shift else "retraining_loop")
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

@@ -108,3 +108,20 @@ def test_a_scheduled_warm_start_every_simulated_day_is_the_controllers_schedule(
         path = controller_file(tmp_path, lake, repo, models, "http://127.0.0.1:1",
                                "redis://127.0.0.1:1", LoopConfig(retrain_every_days=days))
         assert load_settings(path).controller.retrain_every_s == seconds
+
+
+def test_the_loops_exploration_is_served_by_the_same_identical_arms():
+    import yaml
+
+    from recsys.errors import ConfigError
+    from recsys.experiments.definitions import parse_experiments
+    from workflows.retraining_loop import serving_order
+
+    for pipeline, order in (("retrieval", "retrieval"), ("full", "full")):
+        text = serving_order(pipeline, "uniform:max_explored_share=0.3,pool=1000")
+        (only,) = parse_experiments(yaml.safe_load(text)).experiments
+        assert [a.changes.pipeline for a in only.arms] == [order, order]
+        assert {(a.changes.exploration.policy, a.changes.exploration.pool)
+                for a in only.arms} == {("uniform", 1000)}
+    with pytest.raises(ConfigError, match="pool"):
+        serving_order("retrieval", "uniform:pool=0")

@@ -47,6 +47,7 @@ from recsys.data.synthetic import SyntheticConfig
 from recsys.data.synthetic.platform_file import read_platform_config
 from recsys.errors import SourceError
 from recsys.experiments.definitions import Experiments
+from recsys.exploration.spec import parse_policy
 from recsys.model_contract.registry import Registry
 from serving.recommendations.http_server import free_port
 from workflows.controller.config import CLOCK_FEATURES
@@ -84,6 +85,9 @@ class LoopConfig:
     # platform that does not retrain)
     retrain_every_days: float = 0.0
     retrain: bool = True
+    # the served lists' exploration policy (``NAME:key=value,...``; None: none): how users
+    # show tastes the model does not know yet, such as the shift's
+    exploration: str | None = None
 
 
 @dataclass
@@ -148,15 +152,19 @@ def prepare(demo: Path, out: Path, simulated_clock: bool = False
     return lake, repo, models
 
 
-def serving_order(pipeline: str) -> str:
-    """The loop's experiments file: none for the full pipeline; for ``retrieval``, one
-    experiment in its own layer whose two identical arms serve every user in retrieval
-    order (a service's pipeline is chosen by arms)."""
-    if pipeline == "full":
-        return "experiments: []\n"
-    if pipeline != "retrieval":
+def serving_order(pipeline: str, exploration: str | None = None) -> str:
+    """The loop's experiments file: none for the full pipeline without exploration; else one
+    experiment in its own layer whose two identical arms serve every user in ``pipeline``
+    order with the ``exploration`` policy (a spec, ``NAME:key=value,...``), since a
+    service's pipeline and policy are chosen by arms."""
+    if pipeline not in ("full", "retrieval"):
         raise ValueError(f"pipeline must be 'full' or 'retrieval', got {pipeline!r}")
-    arm = "{pipeline: retrieval}"
+    changes = {} if pipeline == "full" else {"pipeline": pipeline}
+    if exploration:
+        changes["exploration"] = json.loads(parse_policy(exploration).canonical())
+    if not changes:
+        return "experiments: []\n"
+    arm = json.dumps(changes)
     return ("experiments:\n  - name: serving-order\n    layer: serving-order\n    arms:\n"
             f"      - {{name: a, changes: {arm}}}\n      - {{name: b, changes: {arm}}}\n")
 
@@ -284,7 +292,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
 
     lake, repo, models = prepare(demo, out, cfg.simulated_clock)
     start_s = clock_start_s(lake) if cfg.simulated_clock else None
-    (out / "experiments.yaml").write_text(serving_order(cfg.pipeline))
+    (out / "experiments.yaml").write_text(serving_order(cfg.pipeline, cfg.exploration))
     server, grpc_port = start_model_server(models, out)
     records: list[DayRecord] = []
     try:
