@@ -116,6 +116,11 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     assert "experiment ranker-vs-popular (baseline full" in out and "ctr " in out
     assert "interleaving ranked vs retrieval-order: users preferring" in out
     assert "the simulator's truth (CTR of every request in each arm): full " in out
+    from recsys.model_contract.manifest import read_manifest
+    from workflows.cli.demo import DEMO_HISTORY_LENGTH
+
+    manifest = read_manifest(tmp_path / "models" / "serving" / "retrieval" / "1")
+    assert manifest["model_config"]["history_length"] == DEMO_HISTORY_LENGTH == 10
     code, out, err = _run(capsys, *args)
     assert code == 0 and " 0 new events written" in out, err[-2000:]
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out  # models rebuilt
