@@ -47,6 +47,18 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files keep order
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_redis(tmp_path_factory):
+    """The embedded Redis daemonizes and outlives the process that started it (by design:
+    the API, the worker and the CLI share it). At the end of the session, stop every one the
+    tests started under pytest's temporary directory (this worker's, under xdist)."""
+    yield
+    from recsys.stream.redis_connection import stop_embedded
+
+    for pid_file in tmp_path_factory.getbasetemp().rglob("redis.pid"):
+        stop_embedded(pid_file.parent)
+
+
 @pytest.fixture
 def policy() -> ValidationPolicy:
     """Validation with a fixed clock, so "in the future" does not depend on today."""
