@@ -2,7 +2,8 @@
 
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
         [--slow-day 8] [--users 2000] [--no-shift] [--out DIR] [--retrain-every-days D]
-        [--no-retrain] [--exploration SPEC] [--name NAME]
+        [--no-retrain] [--exploration SPEC] [--name NAME] [--compare LABEL=JSON]
+        [--replot JSON]
 
 ``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
 platform (2,000 users, 10,000 items, 7 days), DATE at least ``--days`` days before today: the
@@ -66,7 +67,20 @@ def feature_scores(records: list[dict]) -> tuple[dict[str, list[float]], float]:
     return out, limit
 
 
-def plot(records: list[dict], out: Path, title: str) -> None:
+def compared_runs(specs: list[str]) -> dict[str, list[dict]]:
+    """``LABEL=JSON`` (another run's results) -> label: its days."""
+    out = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        if not sep or not label or not path:
+            raise SystemExit(f"--compare takes LABEL=JSON, got {spec!r}")
+        out[label] = json.loads(Path(path).read_text())["days"]
+    return out
+
+
+def plot(records: list[dict], out: Path, title: str,
+         others: dict[str, list[dict]] | None = None) -> None:
+    """Also draws the true CTR of ``others`` (label: another run's days) for comparison."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,6 +89,9 @@ def plot(records: list[dict], out: Path, title: str) -> None:
     days = [r["day"] for r in records]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
     top.plot(days, [r["true_ctr"] for r in records], "o-", label="true CTR (simulator)")
+    for n, (label, rows) in enumerate((others or {}).items()):
+        top.plot([r["day"] for r in rows], [r["true_ctr"] for r in rows], ".--", lw=1,
+                 color=f"C{8 + n % 2}", label=f"{label} (true CTR)")
     references = [r.get("reference_ctr") or {} for r in records]
     if any(references):
         top.plot(days, [x.get("random", math.nan) for x in references], ":", color="grey",
@@ -142,12 +159,15 @@ def main() -> None:
                              "(e.g. uniform:max_explored_share=0.3,pool=1000; default none)")
     parser.add_argument("--name", help="the results' file name (default retraining_loop, "
                                        "or retraining_loop_control with --no-shift)")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=JSON",
+                        help="also plot another run's true CTR (repeatable)")
     parser.add_argument("--replot", type=Path, metavar="JSON",
                         help="only draw the plot of an earlier run's JSON")
     args = parser.parse_args()
     if args.replot:
         document = json.loads(args.replot.read_text())
-        plot(document["days"], args.replot.with_suffix(".png"), document.get("title", ""))
+        plot(document["days"], args.replot.with_suffix(".png"), document.get("title", ""),
+             compared_runs(args.compare))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
@@ -181,7 +201,7 @@ def main() -> None:
              f"candidate on day {cfg.slow_day}")
     path.write_text(json.dumps({"config": asdict(cfg), "title": title, "days": records,
                                 "service_errors": errors}, indent=2, default=str))
-    plot(records, path.with_suffix(".png"), title)
+    plot(records, path.with_suffix(".png"), title, compared_runs(args.compare))
     print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
