@@ -133,6 +133,18 @@ def plot(records: list[dict], out: Path, title: str,
     plt.close(fig)
 
 
+def run_title(cfg: LoopConfig) -> str:
+    """What the run injected and on which days (those within the run), and how it retrains."""
+    events = [f"{what} on day {day}" for what, day in (
+        ("shift", cfg.shift_day), ("shuffled labels", cfg.bad_day),
+        ("slow candidate", cfg.slow_day)) if day is not None and day < cfg.days]
+    how = ("no retraining" if not cfg.retrain else
+           f"warm start every {cfg.retrain_every_days:g} day(s) and on drift"
+           if cfg.retrain_every_days else "retrain on drift")
+    return ", ".join([*(events or ["no shift (control)"]), how]) + (
+        f", exploration {cfg.exploration}" if cfg.exploration else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, required=True)
@@ -196,9 +208,7 @@ def main() -> None:
           f"{sum(errors.values()):.0f} {errors or ''}")
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    title = ("no shift (control)" if args.no_shift else
-             f"shift on day {cfg.shift_day}, shuffled labels on day {cfg.bad_day}, slow "
-             f"candidate on day {cfg.slow_day}")
+    title = run_title(cfg)
     path.write_text(json.dumps({"config": asdict(cfg), "title": title, "days": records,
                                 "service_errors": errors}, indent=2, default=str))
     plot(records, path.with_suffix(".png"), title, compared_runs(args.compare))
