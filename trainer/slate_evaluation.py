@@ -28,12 +28,15 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from recsys.errors import SourceError
+from recsys.features.config import POSITIVE_CAPABLE
 from recsys.model_contract.arrays import US_PER_DAY, to_arrays, with_item_age
 from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.training_data import timestamps_us
 
 SLATE_AUC = "slate_auc"
-OPENED = ("click", "watch", "like", "share")
+# an item with any of these events in an answer was opened there (the event types that can
+# make a positive)
+OPENED = POSITIVE_CAPABLE
 
 
 @dataclass
