@@ -10,7 +10,7 @@ import pytest
 from retrieval_support import write_logged_answers
 
 from recsys.data.lake import Lake
-from recsys.errors import ConfigError, SourceError
+from recsys.errors import ConfigError, LakeError, SourceError
 from trainer.evaluate import embed
 from trainer.model_dir import ModelDir
 from trainer.quality_gate import QualityGate
@@ -98,6 +98,12 @@ def test_a_lake_without_answers_is_an_error_naming_it(small_data, tmp_path):
     empty = Lake(tmp_path / "empty", create=True)
     with pytest.raises(SourceError, match="no test positive .* names an answer .*empty"):
         logged_slates(empty.root, small_data.test, small_data.catalogue)
+
+
+def test_a_directory_that_is_not_a_lake_is_an_error_naming_it(small_data, tmp_path):
+    (tmp_path / "notalake").mkdir()
+    with pytest.raises(LakeError, match="notalake is not a recsys lake"):
+        logged_slates(tmp_path / "notalake", small_data.test, small_data.catalogue)
 
 
 def test_the_gate_takes_slate_auc_without_a_cut_off():
