@@ -16,7 +16,12 @@ from recsys.model_contract.versioning import versions
 from trainer import workflow
 from trainer.quality_gate import QualityGate
 from trainer.training_data import RetrievalData, timestamps_us
-from trainer.warm_start import WARM_START_FILE, warm_start_ranking, warm_start_retrieval
+from trainer.warm_start import (
+    WARM_START_FILE,
+    split_new,
+    warm_start_ranking,
+    warm_start_retrieval,
+)
 from workflows.cli.main import main
 
 pytestmark = pytest.mark.slow
@@ -157,10 +162,75 @@ def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_p
       "--embedding-dim", "8"], "--warm-start keeps the version's model configuration"),
     (["train", "ranking", "--ranker-dir", "r"],
      "recsys train ranking needs --model-dir (the two-tower model"),
+    (["train", "retrieval", "--model-dir", "m", "--since", "2026-11-01"],
+     "--since is for incremental training: give --warm-start VERSION too"),
+    (["train", "retrieval", "--model-dir", "m", "--replay-ratio", "0.5"],
+     "--replay-ratio is for incremental training: give --warm-start VERSION too"),
 ])
 def test_bad_warm_start_flags_exit_1_naming_them(argv, message, capsys):
     assert main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--since", "yesterday", "expected an ISO-8601 time like 2026-11-01T00:00:00, got "
+                             "'yesterday'"),
+    ("--replay-ratio", "-1", "expected a number >= 0, got '-1'"),
+    ("--replay-ratio", "nan", "expected a number >= 0, got 'nan'"),
+    ("--replay-ratio", "many", "expected a number >= 0, got 'many'"),
+])
+def test_bad_since_and_replay_ratio_values_are_refused_by_the_parser(flag, value, message,
+                                                                     capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "retrieval", "--model-dir", "m", "--warm-start", "1",
+              "--model-base-path", "b", flag, value])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_since_starts_the_new_examples_and_the_ratio_sizes_the_replay(small_data):
+    ts = pd.Series(timestamps_us(small_data.train))
+    since = int(ts.quantile(0.8))
+    newer = int((ts > since).sum())
+    for ratio, replayed in ((1.0, newer), (0.25, round(newer * 0.25)), (0.0, 0),
+                            (1e9, int((ts <= since).sum()))):  # at most every older one
+        old, new, replay = split_new(small_data, since, 1, seed=0, replay_ratio=ratio)
+        assert len(new) == newer and len(replay) == replayed
+        assert (timestamps_us(new) > since).all() and (timestamps_us(replay) <= since).all()
+        assert len(old) + len(new) == len(small_data.train)
+    # seeded: the same replay every time
+    assert split_new(small_data, since, 1, 0, 0.5)[2].index.equals(
+        split_new(small_data, since, 1, 0, 0.5)[2].index)
+    with pytest.raises(ConfigError, match="replay ratio must be a number >= 0, got -0.5"):
+        split_new(small_data, since, 1, 0, -0.5)
+    with pytest.raises(SourceError, match=r"no training examples after --since \(.*; the "
+                                          r"newest is .*\): ingest events"):
+        split_new(small_data, int(ts.max()), 1, 0, since_given=True)
+
+
+def test_a_warm_start_from_a_time_with_less_replay_records_both(version_one, small_repo,
+                                                                capsys):
+    root, base, _ = version_one
+    ts = pd.Series(timestamps_us(small_repo_train(small_repo)))
+    since = pd.Timestamp(int(ts.quantile(0.9)), unit="us", tz="UTC")
+    code = main(["train", "retrieval", "--repo", str(small_repo), "--model-dir",
+                 str(root / "since"), "--warm-start", "1", "--model-base-path", str(base),
+                 "--epochs", "1", "--since", since.isoformat(), "--replay-ratio", "0.5",
+                 "--gate-tolerance", "0.9", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    record = json.loads((root / "since" / WARM_START_FILE).read_text())
+    newer = int((ts > since.value // 1000).sum())
+    assert record["new_examples"] == newer and record["replayed"] == round(newer * 0.5)
+    assert record["replay_ratio"] == 0.5
+    assert pd.Timestamp(record["since"]) == since.floor("us")
+    assert f"on {newer:,} new examples ({round(newer * 0.5):,} older ones replayed)" in out
+
+
+def small_repo_train(repo) -> pd.DataFrame:
+    from trainer.training_data import load_retrieval_data
+
+    return load_retrieval_data(repo).train
 
 
 def test_the_gate_judges_one_metric_with_a_tolerance():

@@ -6,9 +6,11 @@ Guarantees:
 * The version's models are found through its manifests (``model_dir``, ``ranker_dir``); they
   are never written to: the fine-tuned model goes to a new directory.
 * "New" means train examples later than the version's training data end
-  (``data.json``); none is a SourceError saying how to get some. Each new example is
-  trained on with an equal number of older ones replayed (seeded), so the model does not
-  forget what the version knew.
+  (``data.json``), or than ``since`` when it is given (the start of a drift: what came
+  after it is what the model must learn); none is a SourceError saying how to get some.
+  Each new example is trained on with ``replay_ratio`` older ones replayed (seeded; 1 by
+  default, so the model does not forget what the version knew; fewer after a drift, when
+  the older examples teach what no longer holds).
 * Both models are scored on the same test split by the same protocol; the decision, the
   figures and the counts are written to ``warm_start.json`` in the new directory, and the
   next version is exported (all artifacts, so the model server moves to it whole, with the
@@ -70,16 +72,23 @@ def version_detail(base_path: Path, artifact: str, version: int, key: str) -> Pa
     return found
 
 
-def split_new(data: RetrievalData, since_us: int, version: int, seed: int
+def split_new(data: RetrievalData, since_us: int, version: int, seed: int,
+              replay_ratio: float = 1.0, since_given: bool = False
               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(older examples, new examples, the older ones replayed) of ``data.train``."""
+    """(older examples, new examples, the older ones replayed: ``replay_ratio`` per new
+    one, at most all of them) of ``data.train``."""
+    if not replay_ratio >= 0:
+        raise ConfigError(f"the replay ratio must be a number >= 0, got {replay_ratio!r}")
     ts = timestamps_us(data.train)
     new, old = data.train[ts > since_us], data.train[ts <= since_us]
     if new.empty:
-        raise SourceError(f"no training examples after version {version}'s data "
-                          f"({pd.Timestamp(since_us, unit='us', tz='UTC')}): ingest events, "
-                          "then run `recsys features build` before fine-tuning")
-    replay = old.sample(n=min(len(old), len(new)), random_state=seed)
+        after = "--since" if since_given else f"version {version}'s data"
+        raise SourceError(f"no training examples after {after} "
+                          f"({pd.Timestamp(since_us, unit='us', tz='UTC')}; the newest is "
+                          f"{pd.Timestamp(int(ts.max()), unit='us', tz='UTC')}): ingest "
+                          "events, then run `recsys features build` before fine-tuning")
+    replay = old.sample(n=min(len(old), int(round(len(new) * replay_ratio))),
+                        random_state=seed)
     return old, new, replay
 
 
@@ -171,11 +180,14 @@ def _record(directory: Path, base_version: int, decision: GateDecision, counts: 
 
 def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: Path,
                          train_overrides: dict, gate: QualityGate, progress: bool = True,
-                         export_options: dict | None = None, lake: Path | None = None
+                         export_options: dict | None = None, lake: Path | None = None,
+                         since_us: int | None = None, replay_ratio: float = 1.0
                          ) -> WarmStartResult:
     """Fine-tune version ``version``'s two-tower model into ``model_dir``; export the next
     version if it passes ``gate`` (with the version's ranker, if it had one). With ``lake``
-    both models are also scored within the answers its exposure log holds (slate_auc)."""
+    both models are also scored within the answers its exposure log holds (slate_auc).
+    ``since_us`` (default: the version's data end) starts the new examples; each is trained
+    on with ``replay_ratio`` older ones."""
     from trainer import workflow
     from trainer.config import RetrievalConfig
     from trainer.slate_evaluation import SLATE_AUC
@@ -192,7 +204,9 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     cfg = RetrievalConfig.from_dict({**base_cfg.to_dict(), "train": {
         **base_cfg.to_dict()["train"], **{k: v for k, v in train_overrides.items()
                                           if v is not None}}})
-    _, new, replay = split_new(data, source.data_end_us(), version, cfg.train.seed)
+    since = source.data_end_us() if since_us is None else int(since_us)
+    _, new, replay = split_new(data, since, version, cfg.train.seed, replay_ratio,
+                               since_given=since_us is not None)
     tune = RetrievalData(train=pd.concat([replay, new]).sort_values(
         ["event_timestamp", "example_id"], kind="stable").reset_index(drop=True),
         test=data.test, catalogue=data.catalogue)
@@ -204,8 +218,9 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     scored = {name: _retrieval_metrics(path, es, ks, gate, slates)
               for name, path in (("current", source.path), ("candidate", model_dir))}
     decision = gate.judge(scored["current"], scored["candidate"])
-    _record(model_dir, version, decision, {"new_examples": len(new), "replayed": len(replay)},
-            scored)
+    _record(model_dir, version, decision, {
+        "new_examples": len(new), "replayed": len(replay), "replay_ratio": replay_ratio,
+        "since": pd.Timestamp(since, unit="us", tz="UTC").isoformat()}, scored)
     _paired_evaluation(model_dir, repo, version, scored)
     log.info(decision.summary())
     exported = None

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from recsys.errors import ConfigError
-from workflows.cli.arguments import positive_int
+from workflows.cli.arguments import iso_datetime, non_negative_float, positive_int
 
 log = logging.getLogger("recsys")
 
@@ -68,6 +68,14 @@ def _warm_start_args(parser: argparse.ArgumentParser, what: str, slates: bool = 
                            help="the lake whose exposure log holds the served answers: both "
                                 "models are also scored within them (slate_auc), which does "
                                 "not favour the version that chose what was shown")
+        group.add_argument("--since", type=iso_datetime, metavar="TIME",
+                           help="the new examples are those after TIME (ISO 8601, UTC when "
+                                "no zone is given; default: the version's training data end),"
+                                " e.g. the start of a drift")
+        group.add_argument("--replay-ratio", type=non_negative_float, default=1.0,
+                           metavar="R", help="older examples replayed per new one (default "
+                                             "1; fewer after a drift, when older examples "
+                                             "teach what no longer holds)")
     group.add_argument("--gate-tolerance", type=float, default=0.0, metavar="X",
                        help="the candidate may be this much below the current version "
                             "(absolute, default 0)")
@@ -79,6 +87,9 @@ def _gate(args: argparse.Namespace):
     if args.warm_start is None:
         for flag, value, default in (("--model-base-path", args.model_base_path, None),
                                      ("--lake", getattr(args, "lake", None), None),
+                                     ("--since", getattr(args, "since", None), None),
+                                     ("--replay-ratio", getattr(args, "replay_ratio", 1.0),
+                                      1.0),
                                      ("--gate-metric", args.gate_metric, "recall@100"),
                                      ("--gate-tolerance", args.gate_tolerance, 0.0)):
             if value != default:
@@ -215,7 +226,9 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
                               "--config and --embedding-dim")
         return _print_warm_start(warm_start_retrieval(
             _repo(args), args.model_base_path, args.warm_start, args.model_dir, train_flags,
-            gate, progress=not args.no_progress, lake=args.lake), "two-tower model")
+            gate, progress=not args.no_progress, lake=args.lake,
+            since_us=None if args.since is None else int(args.since.timestamp() * 1e6),
+            replay_ratio=args.replay_ratio), "two-tower model")
     cfg = load_config(args.config, {
         "model": {"embedding_dim": args.embedding_dim}, "train": train_flags})
     result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
