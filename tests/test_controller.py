@@ -5,6 +5,7 @@ a real experiments file and its guardrails on the service's real metrics text. W
 service would answer is given by a ServiceMetrics the test feeds (the closed loop with the
 real service is in tests/test_controller_loop.py)."""
 
+import datetime as dt
 import json
 import random
 import sys
@@ -115,16 +116,16 @@ def setup(tmp_path, redis_url):
     return base, experiments, write, service, windows, tmp_path
 
 
-def _traffic(windows, rng, at_s, n=300, shifted=False):
-    """``n`` sampled answers of stable version 1, from the reference population or a shifted
-    one (tastes moved: more watch time; a new country)."""
+def _traffic(windows, rng, at_s, n=300, shifted=False, version="1"):
+    """``n`` sampled answers of stable ``version``, from the reference population or a
+    shifted one (tastes moved: more watch time; a new country)."""
     for i in range(n):
         inputs = {"watch_s": float(rng.normal(130 if shifted else 100, 20)),
                   "hour_of_day": int(at_s // 10) % 24,  # the clock: ignored by default
                   "country": str(rng.choice(["fr", "de", "us", "br"],
                                             p=[0.2, 0.2, 0.3, 0.3] if shifted
                                             else [0.3, 0.3, 0.4, 0.0]))}
-        windows.add([Answer(at_s + i * 0.01, "1", "full", ["i1"], ["retrieval"],
+        windows.add([Answer(at_s + i * 0.01, version, "full", ["i1"], ["retrieval"],
                             sample={"inputs": inputs, "top_score": None, "embedding": None})])
 
 
@@ -191,7 +192,8 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     assert history[2]["by"] == "recsys controller"
     assert history[2]["evidence"]["verdict"]["decision"] == "promote"
     state = read_state(tmp / "state")
-    assert state.stage == "idle" and state.drift_version == 1  # the next step resets it
+    # retrained on a drift: the next step captures version 2's reference
+    assert state.stage == "idle" and state.drift_version is None
     metrics = (tmp / "state" / "controller.prom").read_text()
     assert 'recsys_model_alias_version{alias="stable",model="retrieval"} 2.0' in metrics
     assert 'recsys_controller_stage{stage="idle"} 1.0' in metrics
@@ -287,8 +289,86 @@ def test_a_failing_retrain_command_is_refused_naming_it(setup):
     assert Registry(base).aliases() == {"stable": 1}
 
 
+def _with(settings, **controller):
+    return type(settings)(settings.controller.replace(**controller), settings.gate,
+                          settings.canary, settings.drift_features, settings.alerts)
+
+
+def test_a_drift_retrain_runs_its_own_commands_and_knows_when_the_drift_began(setup):
+    """Three windows in a row drifted: {drift_since} is the first one's first answer."""
+    base, _, write, service, windows, tmp = setup
+    settings = write(reference="training")
+    since = tmp / "since.txt"
+    drift_commands = ((sys.executable, "-c", "import sys, pathlib; pathlib.Path(sys.argv[1])"
+                       ".write_text(sys.argv[2])", str(since), "{drift_since}"),
+                      *settings.controller.retrain_commands)
+    controller = _controller(_with(settings, drift_retrain_commands=drift_commands),
+                             service, windows)
+    rng = np.random.default_rng(5)
+    start = 1_790_000_000.0
+    _traffic(windows, rng, start)  # the same population: no streak
+    assert controller.step(start + 5)["evidence"]["drift"]["alerts"] == []
+    for step in range(3):
+        _traffic(windows, rng, start + 10 + step * 10, shifted=True)
+        decision = controller.step(start + 15 + step * 10)
+    assert decision["decision"] == "canary"
+    retrain = read_decisions(tmp / "state")[-2]
+    began = dt.datetime.fromtimestamp(start + 10, dt.timezone.utc).isoformat()
+    assert began == "2026-09-21T14:13:30+00:00"
+    assert retrain["evidence"]["drift"]["since"] == began
+    assert since.read_text() == began
+    assert read_state(tmp / "state").candidate_trigger == "drift"
+
+
+def test_a_kept_reference_outlives_routine_promotions_and_is_renewed_after_a_drift(setup):
+    """drift_reference_renew: drift. A scheduled version's promotion keeps version 1's
+    reference (a shift after it is still caught); once the version retrained on the drift is
+    stable, its own served queries become the reference."""
+    base, _, write, service, windows, tmp = setup
+    settings = write(min_duration_s=10)
+    controller = _controller(_with(settings, drift_reference_renew="drift",
+                                   retrain_every_s=100.0, cooldown_s=0.0), service, windows)
+    rng = np.random.default_rng(6)
+    now = 1_790_000_000.0
+
+    def promote_canary(at):
+        service.answer("stable", 900, 0.010)
+        service.answer("canary", 300, 0.010)
+        decision = controller.step(at)
+        assert decision["decision"] == "promote", decision
+        return decision
+
+    _traffic(windows, rng, now)
+    first = controller.step(now + 5)  # captures version 1's reference; the schedule fires
+    assert first["decision"] == "canary" and first["evidence"]["trigger"].startswith(
+        "schedule")
+    promote_canary(now + 20)
+    assert Registry(base).aliases() == {"stable": 2}
+    _traffic(windows, rng, now + 30, version="2")
+    watched = controller.step(now + 35)
+    assert watched["decision"] == "watch"
+    assert watched["evidence"]["drift"]["reference_of"] == 1  # kept
+    assert not (tmp / "state" / "reference-v2.json").exists()
+    for step in range(3):  # a shift under version 2: caught against version 1's reference
+        _traffic(windows, rng, now + 40 + step * 10, shifted=True, version="2")
+        decision = controller.step(now + 45 + step * 10)
+        if decision["decision"] != "watch":
+            break
+    assert decision["decision"] == "canary" and decision["evidence"]["trigger"].startswith(
+        "drift")
+    promote_canary(now + 100)
+    assert Registry(base).aliases() == {"stable": 3}
+    renewed = controller.step(now + 101)
+    assert renewed["evidence"]["drift"]["reference"] == \
+        "capturing: 0 of the 300 served queries of version 3 it needs"
+
+
 @pytest.mark.parametrize("section, body, message", [
     ("controller", {"retrain_commands": [["x"]], "sheduler": 1}, "sheduler"),
+    ("controller", {"retrain_commands": [["recsys", "--since", "{drift_since}"]]},
+     "unknown placeholder 'drift_since'"),
+    ("controller", {"retrain_commands": [["x"]], "drift_reference_renew": "never"},
+     "drift_reference_renew"),
     ("controller", {"retrain_commands": [["recsys", "{stabel}"]]}, "unknown placeholder"),
     ("controller", {"retrain_commands": []}, "retrain_commands is empty"),
     ("controller", {"retrain_commands": ["recsys train"]}, "retrain_commands"),

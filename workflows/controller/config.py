@@ -37,6 +37,8 @@ SECTIONS = ("controller", "gate", "canary", "drift")
 CLOCK_FEATURES = ("hour_of_day", "day_of_week", "session_started_at_s",
                   "session_last_event_at_s", "session_recent_event_at_s")
 PLACEHOLDERS = ("model_base_path", "stable", "next_version", "lake", "run_id")
+# known only to a drift-triggered retrain's commands
+DRIFT_PLACEHOLDERS = ("drift_since",)
 
 
 def _commands(value: Any) -> bool:
@@ -61,6 +63,10 @@ class ControllerConfig(Config):
         drift_min_samples: sampled answers a drift window needs.
         drift_reference: serving (the stable version's first drift_reference_samples served
             queries) or training (its export's profile); see drift_watch.py.
+        drift_reference_renew: when a serving reference is captured anew: ``promotion``
+            (for every new stable version) or ``drift`` (kept across the promotions of
+            scheduled and volume retrains, renewed only when a version retrained on a drift
+            alert becomes stable): frequent routine promotions then cannot hide a shift.
         drift_ignore: shell-style patterns of features not tested (by default the clock's:
             the request's hour and weekday, and absolute timestamps).
         lake: the lake (the outcome join for the canary's CTR; the volume trigger).
@@ -74,6 +80,10 @@ class ControllerConfig(Config):
             retrain: a model directory of its own even when an earlier retrain exported
             nothing). The new version is the newest retrieval version they export.
         full_retrain_commands: the scheduled retrain's commands (empty: retrain_commands).
+        drift_retrain_commands: a drift-triggered retrain's commands (empty:
+            retrain_commands); they also know {drift_since}: the start (ISO 8601, UTC) of the
+            first of the windows in a row in which the alerting features drifted, e.g. for
+            the warm start's --since.
         queries: query rows (Parquet) for the blessing's latency check ("": skipped).
         reload_wait_s: how long the service takes to read a changed experiments file (an
             alias is retired only after its users are moved away from it).
@@ -88,6 +98,7 @@ class ControllerConfig(Config):
     drift_min_samples: int = setting(200, positive_int)
     drift_reference: str = setting("serving", one_of(("serving", "training")))
     drift_reference_samples: int = setting(1000, positive_int)
+    drift_reference_renew: str = setting("promotion", one_of(("promotion", "drift")))
     drift_ignore: tuple = setting(CLOCK_FEATURES, tuple_of(text))
     lake: str = setting("", text)
     outcomes_dir: str = setting("", text)
@@ -96,20 +107,21 @@ class ControllerConfig(Config):
     cooldown_s: float = setting(3600.0, finite_non_negative_number)
     retrain_commands: tuple = setting((), COMMANDS)
     full_retrain_commands: tuple = setting((), COMMANDS)
+    drift_retrain_commands: tuple = setting((), COMMANDS)
     queries: str = setting("", text)
     reload_wait_s: float = setting(5.0, finite_non_negative_number)
 
     def check_together(self) -> None:
-        for name in ("retrain_commands", "full_retrain_commands"):
+        for name in ("retrain_commands", "full_retrain_commands", "drift_retrain_commands"):
+            known = (*PLACEHOLDERS, *(DRIFT_PLACEHOLDERS if name.startswith("drift") else ()))
             for command in getattr(self, name):
                 for arg in command:
                     try:
-                        arg.format(**{p: "" for p in PLACEHOLDERS})
+                        arg.format(**{p: "" for p in known})
                     except (KeyError, IndexError, ValueError) as exc:
                         raise ConfigError(
                             f"controller.{name}: {arg!r} has an unknown placeholder {exc} "
-                            f"(known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)})"
-                        ) from None
+                            f"(known: {', '.join('{' + p + '}' for p in known)})") from None
 
 
 @dataclass(frozen=True)
@@ -152,4 +164,5 @@ def load_settings(path: Path) -> ControllerSettings:
     return settings
 
 
-__all__ = ["ControllerConfig", "ControllerSettings", "load_settings", "PLACEHOLDERS"]
+__all__ = ["ControllerConfig", "ControllerSettings", "load_settings", "PLACEHOLDERS",
+           "DRIFT_PLACEHOLDERS"]

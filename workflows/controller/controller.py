@@ -2,13 +2,13 @@
 ``--interval`` seconds with `recsys controller run`).
 
 Idle: a retrain is triggered by drift (a feature of the stable version's serving windows
-drifting in ``drift.alerts.consecutive_windows`` windows in a row), by the schedule
-(``retrain_every_s`` since the last retrain: the full retrain's commands) or by data volume
-(``retrain_min_new_events`` more events in the lake), none of them within ``cooldown_s`` of
-the last retrain. The retrain's commands run (Beam features, warm start or full training,
-export); their newest version is blessed against stable (recsys/monitoring/blessing.py); a
-blessed candidate becomes the ``canary`` alias and the canary's experiment is written into the
-service's experiments file.
+drifting in ``drift.alerts.consecutive_windows`` windows in a row: the drift retrain's
+commands, which know when the drift began), by the schedule (``retrain_every_s`` since the
+last retrain: the full retrain's commands) or by data volume (``retrain_min_new_events`` more
+events in the lake), none of them within ``cooldown_s`` of the last retrain. The retrain's
+commands run (Beam features, warm start or full training, export); their newest version is
+blessed against stable (recsys/monitoring/blessing.py); a blessed candidate becomes the
+``canary`` alias and the canary's experiment is written into the service's experiments file.
 
 Canary: every step is one analysis step (recsys/monitoring/canary.py): errors and latency of
 the canary label against stable's over the interval since the previous step, CTR since the
@@ -56,6 +56,16 @@ from workflows.controller.journal import (
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "controller.prom"
+KEPT_WINDOWS = 64  # the tested windows' starts the state keeps (streaks longer than this
+# date from the oldest kept)
+
+
+def drift_onset(window_starts: list[float], streak: int) -> str:
+    """The start (ISO 8601, UTC) of the first of the last ``streak`` windows."""
+    import datetime as dt
+
+    first = window_starts[-min(streak, len(window_starts))]
+    return dt.datetime.fromtimestamp(first, dt.timezone.utc).isoformat()
 
 
 @dataclass
@@ -115,20 +125,24 @@ class Controller:
         drift = self._drift(state, stable)
         cooling = state.last_retrain_s is not None and \
             now_s - state.last_retrain_s < self.cfg.cooldown_s
-        trigger, full = self._trigger(state, now_s, drift, cooling)
+        trigger, kind = self._trigger(state, now_s, drift, cooling)
         evidence = {"stable": stable, "drift": drift, "cooling_down": cooling}
         if trigger is None:
             return self._log("watch", "no trigger", now_s, **evidence)
-        self._log("retrain", trigger, now_s, full=full, **evidence)
-        return self._retrain(state, now_s, stable, trigger, full)
+        self._log("retrain", trigger, now_s, full=kind == "schedule", **evidence)
+        return self._retrain(state, now_s, stable, trigger, kind,
+                             (drift or {}).get("since") if kind == "drift" else None)
 
     def _drift(self, state: ControllerState, stable: int | None) -> dict | None:
         windows = self._serving_windows()
         if windows is None or stable is None:
             return None
-        if state.drift_version != stable:  # a new stable version: a new reference
+        renew_each = self.cfg.drift_reference_renew == "promotion"
+        if state.drift_version is None or (renew_each and state.drift_version != stable):
+            # a new reference, from this stable version's served queries
             state.drift_tracker, state.drift_version = None, stable
-        reference, note = self._reference(windows, state, stable)
+            state.drift_window_starts = []
+        reference, note = self._reference(windows, state, state.drift_version)
         if reference is None:
             return {"window": None, "alerts": [], "reference": note}
         tracker = tracker_from(state.drift_tracker, self.settings.alerts)
@@ -138,13 +152,18 @@ class Controller:
         if found is None:
             return {"window": None, "alerts": []}
         state.drift_tracker, state.drift_cursor_s = tracker.to_dict(), found.cursor_s
-        return {"window": tracker.windows, "samples": found.samples,
-                "drifting": found.drifting, "alerts": found.alerts,
-                "streaks": found.streaks, "features": found.results}
+        state.drift_window_starts = [*state.drift_window_starts, found.first_s][-KEPT_WINDOWS:]
+        out = {"window": tracker.windows, "samples": found.samples, "reference_of": state.
+               drift_version, "drifting": found.drifting, "alerts": found.alerts,
+               "streaks": found.streaks, "features": found.results}
+        if found.alerts:
+            out["since"] = drift_onset(state.drift_window_starts,
+                                       max(found.streaks[f] for f in found.alerts))
+        return out
 
     def _reference(self, windows, state: ControllerState, stable: int
                    ) -> tuple[dict | None, str]:
-        """The stable version's drift reference (see drift_watch.py), or None and why; a
+        """Version ``stable``'s drift reference (see drift_watch.py), or None and why; a
         serving reference is captured from its first served queries once there are enough,
         and kept in ``STATE_DIR/reference-vN.json``."""
         if self.cfg.drift_reference == "training":
@@ -168,33 +187,36 @@ class Controller:
                       f"version {stable}")
 
     def _trigger(self, state: ControllerState, now_s: float, drift: dict | None,
-                 cooling: bool) -> tuple[str | None, bool]:
+                 cooling: bool) -> tuple[str | None, str | None]:
+        """(why, which: drift, schedule or volume), or (None, None)."""
         if cooling:
-            return None, False
+            return None, None
         if drift and drift.get("alerts"):
             return (f"drift: {', '.join(drift['alerts'])} drifted in "
-                    f"{self.settings.alerts.consecutive_windows} windows in a row"), False
+                    f"{self.settings.alerts.consecutive_windows} windows in a row"), "drift"
         every = self.cfg.retrain_every_s
         if every and (state.last_retrain_s is None or now_s - state.last_retrain_s >= every):
-            return f"schedule: every {every:g} s", True
+            return f"schedule: every {every:g} s", "schedule"
         if self.cfg.retrain_min_new_events and self.cfg.lake:
             events = self._lake_events()
             before = state.events_at_last_retrain or 0
             if events - before >= self.cfg.retrain_min_new_events:
-                return f"volume: {events - before:,} new events in the lake", False
-        return None, False
+                return f"volume: {events - before:,} new events in the lake", "volume"
+        return None, None
 
     def _retrain(self, state: ControllerState, now_s: float, stable: int | None,
-                 trigger: str, full: bool) -> dict:
+                 trigger: str, kind: str, drift_since: str | None = None) -> dict:
         state.last_retrain_s = now_s
         if self.cfg.lake and self.cfg.retrain_min_new_events:
             state.events_at_last_retrain = self._lake_events()
         before = max(versions(self.base / "retrieval"), default=0)
-        commands = (self.cfg.full_retrain_commands if full else ()) or \
+        commands = {"schedule": self.cfg.full_retrain_commands,
+                    "drift": self.cfg.drift_retrain_commands}.get(kind) or \
             self.cfg.retrain_commands
         values = {"model_base_path": str(self.base), "stable": "" if stable is None
                   else str(stable), "next_version": str(before + 1), "lake": self.cfg.lake,
-                  "run_id": time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_s))}
+                  "run_id": time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_s)),
+                  "drift_since": drift_since or ""}
         for command in commands:
             argv = [arg.format(**values) for arg in command]
             code = self.hooks.run_command(argv)
@@ -205,10 +227,10 @@ class Controller:
         if candidate <= before:
             return self._log("refuse", "the retrain exported no new "
                                 "version", now_s, trigger=trigger, newest=before)
-        return self._bless_and_start(state, now_s, candidate, stable, trigger)
+        return self._bless_and_start(state, now_s, candidate, stable, trigger, kind)
 
     def _bless_and_start(self, state: ControllerState, now_s: float, candidate: int,
-                         stable: int | None, trigger: str) -> dict:
+                         stable: int | None, trigger: str, kind: str) -> dict:
         from workflows.cli.bless_command import bless
 
         blessing = bless(self.base, candidate, stable, self.settings.gate,
@@ -222,6 +244,7 @@ class Controller:
         if stable is None:  # nothing to compare a canary with: the first version
             self.registry.promote(candidate, "stable", f"first version ({trigger})",
                                   evidence, by="recsys controller")
+            state.drift_version = None  # its own served queries are the reference
             return self._log("promote", "first stable version", now_s,
                                 candidate=candidate, **evidence)
         canary = self.settings.canary
@@ -235,6 +258,7 @@ class Controller:
                                       self.cfg.canary_experiment, candidate, canary.label,
                                       canary.share, stable), self.cfg.canary_experiment)
         state.stage, state.candidate, state.canary_started_s = "canary", candidate, now_s
+        state.candidate_trigger = kind
         return self._log("canary", f"version {candidate} serves "
                             f"{canary.share:.0%} of users", now_s, candidate=candidate,
                             stable=stable, **evidence)
@@ -266,7 +290,7 @@ class Controller:
                     "step_stable_answers": step[0].requests, "verdict": verdict.to_dict()}
         if verdict.decision == "wait":
             return self._log("wait", "canary running", now_s, **evidence)
-        candidate = state.candidate
+        candidate, trigger = state.candidate, state.candidate_trigger
         self._end_canary(state)
         if verdict.decision == "rollback":
             failed = [c.name for c in verdict.checks if c.status == "failed"]
@@ -277,6 +301,8 @@ class Controller:
         reason = f"canary passed after {elapsed:.0f} s"
         self.registry.promote(candidate, "stable", reason, evidence, by="recsys controller")
         self.registry.retire(canary.label, "promoted to stable", by="recsys controller")
+        if trigger == "drift":  # retrained on the new population: it is the normal one now
+            state.drift_version = None
         return self._log("promote", reason, now_s, **evidence)
 
     def _end_canary(self, state: ControllerState) -> None:
@@ -285,6 +311,7 @@ class Controller:
                                      self.cfg.canary_experiment):
             self.hooks.sleep(self.cfg.reload_wait_s)
         state.stage, state.candidate, state.canary_started_s = "idle", None, None
+        state.candidate_trigger = None
         state.canary_baseline, state.canary_last, state.canary_failed_checks = {}, {}, 0
 
     # -- around ---------------------------------------------------------------------------

@@ -5,7 +5,9 @@ and fed to the alert tracker.
 The reference (``drift_reference``): ``serving`` (the default) is the version's own first
 ``drift_reference_samples`` served queries, captured once when it becomes stable: drift is
 then a change in what the live service sees (a uniform sample of all it served until the
-capture). ``training`` is the profile the export wrote
+capture). With ``drift_reference_renew: drift`` the reference outlives the promotions of
+routine retrains and is captured anew only once a version retrained on a drift alert is
+stable: the new population is then the normal one. ``training`` is the profile the export wrote
 from the training examples; but training examples and served queries differ by construction
 (an example is taken at every interaction, so its history is shorter than a returning user's
 query; the clock features cover the whole training period, a window one hour), so on a
@@ -70,6 +72,7 @@ def as_columns(samples: list[dict]) -> dict[str, list]:
 @dataclass
 class DriftWindow:
     samples: int
+    first_s: float  # its first sample's time
     cursor_s: float
     drifting: list[str]
     alerts: list[str]  # features at or past their streak
@@ -117,7 +120,8 @@ def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
     verdict = tracker.update(results)
     alerts = sorted(f for f, streak in verdict.streaks.items()
                     if streak >= tracker.cfg.consecutive_windows)
-    return DriftWindow(len(samples), float(samples[-1]["at_s"]), verdict.drifting, alerts,
+    return DriftWindow(len(samples), float(samples[0]["at_s"]), float(samples[-1]["at_s"]),
+                       verdict.drifting, alerts,
                        verdict.streaks, [r.to_dict() for r in verdict.results])
 
 

@@ -33,6 +33,8 @@ class ControllerState:
     drift_tracker: dict | None = None  # DriftTracker.to_dict(), against ``drift_version``
     drift_version: int | None = None
     drift_cursor_s: float = 0.0  # samples up to here were tested
+    drift_window_starts: list = field(default_factory=list)  # the latest tested windows'
+    candidate_trigger: str | None = None  # what retrain made the canary's version
     last_retrain_s: float | None = None
     events_at_last_retrain: int | None = None
     steps: int = 0
