@@ -2,8 +2,8 @@
 
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
         [--slow-day 8] [--users 2000] [--no-shift] [--out DIR] [--retrain-every-days D]
-        [--no-retrain] [--exploration SPEC] [--name NAME] [--compare LABEL=JSON]
-        [--replot JSON]
+        [--no-retrain] [--exploration SPEC] [--replay-ratio R] [--drift-replay-ratio R]
+        [--name NAME] [--compare LABEL=JSON] [--replot JSON]
 
 ``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
 platform (2,000 users, 10,000 items, 7 days), DATE at least ``--days`` days before today: the
@@ -141,7 +141,11 @@ def run_title(cfg: LoopConfig) -> str:
     how = ("no retraining" if not cfg.retrain else
            f"warm start every {cfg.retrain_every_days:g} day(s) and on drift"
            if cfg.retrain_every_days else "retrain on drift")
-    return ", ".join([*(events or ["no shift (control)"]), how]) + (
+    replay = "" if cfg.drift_replay_ratio is None else (
+        f", after a drift from its start, replay {cfg.drift_replay_ratio:g}")
+    if cfg.replay_ratio != 1.0:
+        replay = f", replay {cfg.replay_ratio:g}" + replay
+    return ", ".join([*(events or ["no shift (control)"]), how]) + replay + (
         f", exploration {cfg.exploration}" if cfg.exploration else "")
 
 
@@ -169,6 +173,13 @@ def main() -> None:
     parser.add_argument("--exploration", metavar="SPEC",
                         help="the served lists' exploration policy, NAME:key=value,... "
                              "(e.g. uniform:max_explored_share=0.3,pool=1000; default none)")
+    parser.add_argument("--replay-ratio", type=float, default=1.0, metavar="R",
+                        help="older examples replayed per new one in each warm start "
+                             "(default 1)")
+    parser.add_argument("--drift-replay-ratio", type=float, metavar="R",
+                        help="a drift-triggered warm start learns from the drift's start on "
+                             "(--since) with R older examples per new one (default: like "
+                             "the others)")
     parser.add_argument("--name", help="the results' file name (default retraining_loop, "
                                        "or retraining_loop_control with --no-shift)")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=JSON",
@@ -190,7 +201,9 @@ def main() -> None:
                      bad_day=None if args.no_shift else args.bad_day, users=args.users,
                      seed=args.seed, simulated_clock=not args.compressed_clock,
                      pipeline=args.pipeline, retrain_every_days=args.retrain_every_days,
-                     retrain=not args.no_retrain, exploration=args.exploration)
+                     retrain=not args.no_retrain, exploration=args.exploration,
+                     replay_ratio=args.replay_ratio,
+                     drift_replay_ratio=args.drift_replay_ratio)
     name = args.name or ("retraining_loop_control" if args.no_shift else "retraining_loop")
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

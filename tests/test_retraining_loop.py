@@ -110,6 +110,29 @@ def test_a_scheduled_warm_start_every_simulated_day_is_the_controllers_schedule(
         assert load_settings(path).controller.retrain_every_s == seconds
 
 
+def test_a_drift_warm_start_learns_from_the_drifts_start_with_its_own_replay(demo, tmp_path):
+    lake, repo, models = prepare(demo, tmp_path / "loop", simulated_clock=True)
+
+    def warm_starts(cfg: LoopConfig) -> dict[str, list[str]]:
+        controller = load_settings(controller_file(
+            tmp_path, lake, repo, models, "http://127.0.0.1:1", "redis://127.0.0.1:1",
+            cfg)).controller
+        assert controller.drift_reference_renew == "drift"  # routine promotions keep it
+        return {name: list(next(c for c in getattr(controller, name) if "--warm-start" in c))
+                for name in ("retrain_commands", "drift_retrain_commands")
+                if getattr(controller, name)}
+
+    plain = warm_starts(LoopConfig(replay_ratio=0.5))
+    assert set(plain) == {"retrain_commands"} and "--since" not in plain["retrain_commands"]
+    train = plain["retrain_commands"]
+    assert train[train.index("--replay-ratio") + 1] == "0.5"
+    both = warm_starts(LoopConfig(drift_replay_ratio=0.1))
+    drift = both["drift_retrain_commands"]
+    assert drift[drift.index("--since") + 1] == "{drift_since}"
+    assert drift[drift.index("--replay-ratio") + 1] == "0.1"
+    assert both["retrain_commands"][both["retrain_commands"].index("--replay-ratio") + 1] == "1"
+
+
 def test_the_loops_exploration_is_served_by_the_same_identical_arms():
     import yaml
 

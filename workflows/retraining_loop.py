@@ -88,6 +88,12 @@ class LoopConfig:
     # the served lists' exploration policy (``NAME:key=value,...``; None: none): how users
     # show tastes the model does not know yet, such as the shift's
     exploration: str | None = None
+    # older examples replayed per new one in a warm start (the trainer's --replay-ratio)
+    replay_ratio: float = 1.0
+    # a drift-triggered warm start learns from the drift's start on (--since), with this
+    # replay ratio (None: no --since, replay_ratio): what came before teaches what no longer
+    # holds
+    drift_replay_ratio: float | None = None
 
 
 @dataclass
@@ -205,6 +211,16 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
     recsys = _recsys()
     backfill = [] if start_s is None else [
         "--start-date", dt.datetime.fromtimestamp(start_s, dt.timezone.utc).isoformat()]
+    features = [[*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
+                 "--split", "temporal"],
+                [*recsys, "features", "materialize", "--repo", str(repo), *backfill]]
+
+    def warm_start(replay_ratio: float, *since: str) -> list[str]:
+        return [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start", "{stable}",
+                "--model-base-path", "{model_base_path}", "--model-dir",
+                str(out / "model_dirs" / "{run_id}"), "--epochs", str(cfg.warm_start_epochs),
+                "--replay-ratio", f"{replay_ratio:g}", *since, *SLATE_GATE, "--no-progress"]
+
     document = {
         "controller": {
             "model_base_path": str(models), "state_dir": str(out / "controller"),
@@ -217,17 +233,14 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             # shift (see docs/monitoring.md). Watched: the request's context and the users'
             # profile attributes
             "drift_ignore": [*CLOCK_FEATURES, *COMPRESSED_TIME],
+            # routine promotions keep the reference: only a drift's version renews it
+            "drift_reference_renew": "drift",
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
             "retrain_every_s": cfg.retrain_every_days * 86_400,
             "reload_wait_s": 3,
-            "retrain_commands": [
-                [*recsys, "features", "build", "--lake", "{lake}", "--repo", str(repo),
-                 "--split", "temporal"],
-                [*recsys, "features", "materialize", "--repo", str(repo), *backfill],
-                [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start",
-                 "{stable}", "--model-base-path", "{model_base_path}", "--model-dir",
-                 str(out / "model_dirs" / "{run_id}"), "--epochs",
-                 str(cfg.warm_start_epochs), *SLATE_GATE, "--no-progress"]]},
+            "retrain_commands": [*features, warm_start(cfg.replay_ratio)],
+            **({} if cfg.drift_replay_ratio is None else {"drift_retrain_commands": [
+                *features, warm_start(cfg.drift_replay_ratio, "--since", "{drift_since}")]})},
         # the served answers' own items, not the catalogue: a catalogue-wide metric on the
         # loop's traffic favours the version that chose what was shown
         "gate": {"metrics": {"slate_auc": {"max_drop": 0.0}}, "latency_p99_ms": 200},
