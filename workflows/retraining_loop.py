@@ -110,9 +110,14 @@ class DayRecord:
     reference_ctr: dict = field(default_factory=dict)  # random and oracle lists' true CTR
 
 
-# features the simulation's compressed clock moves by construction
-COMPRESSED_TIME = ("session_*", "history_*", "top_score", "query_embedding", "user_*_1d",
-                   "user_*_7d", "user_*_30d", "user_lifetime_*", "user_days_since_last_active")
+# features the loop itself moves without any shift: its recommendations fill the histories,
+# sessions and activity aggregates (docs/monitoring.md), a kept reference sees other
+# versions' query embeddings and scores, and the compressed clock (--compressed-clock) keeps
+# one session open and every aggregate filling. Not watched: the loop watches the request's
+# context and the users' profile attributes
+FEEDBACK_FEATURES = ("session_*", "history_*", "top_score", "query_embedding", "user_*_1d",
+                     "user_*_7d", "user_*_30d", "user_lifetime_*",
+                     "user_days_since_last_active")
 
 
 # the warm start's gate: within the answers of the loop's exposure log (trainer/
@@ -227,12 +232,7 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             "service_url": url, "experiments_file": str(out / "experiments.yaml"),
             "redis_url": redis_url, "drift_min_samples": 400,
             "drift_reference_samples": 800, "lake": str(lake),
-            # simulated days compressed into two minutes each keep one session open for the
-            # whole run, fill every 1/7/30-day aggregate (all the run's days fall in one real
-            # day) and fill histories with what was recommended: these drift without any
-            # shift (see docs/monitoring.md). Watched: the request's context and the users'
-            # profile attributes
-            "drift_ignore": [*CLOCK_FEATURES, *COMPRESSED_TIME],
+            "drift_ignore": [*CLOCK_FEATURES, *FEEDBACK_FEATURES],
             # routine promotions keep the reference: only a drift's version renews it
             "drift_reference_renew": "drift",
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
