@@ -98,7 +98,8 @@ def test_the_reference_lists_bound_what_any_list_can_reach(population):
 
 class _RecordingApi:
     """A stand-in for the service's HTTP API that answers every request with the same five
-    catalogue items and keeps what it was sent (the simulator is under test, not the API)."""
+    catalogue items (every fourth from the tier global-popular) and keeps what it was sent
+    (the simulator is under test, not the API)."""
 
     def __init__(self, items: list[str]):
         import json
@@ -115,7 +116,8 @@ class _RecordingApi:
                     if self.path == "/v1/recommendations":
                         api.requests.append(body)
                         answer = {"request_id": f"r{len(api.requests)}", "items": [
-                            {"item_id": i} for i in items]}
+                            {"item_id": i} for i in items], "tier": "global-popular" if
+                            len(api.requests) % 4 == 0 else "full"}
                     else:
                         api.events.extend(body["events"])
                         answer = {"accepted": len(body["events"]), "duplicates": 0,
@@ -148,6 +150,9 @@ def test_the_simulated_clock_spreads_each_day_and_stamps_requests_and_events(pop
         api.server.shutdown()
     times = [r["now_s"] for r in api.requests]
     assert len(times) == sum(r.requests for r in reports) > 40
+    # each day counts the tiers that answered it
+    assert [sum(r.tiers.values()) for r in reports] == [r.requests for r in reports]
+    assert sum(r.tiers.get("global-popular", 0) for r in reports) == len(times) // 4
     # day 0's sessions, then day 1's, each within its 24 hours and in the order of its time
     first = reports[0].requests
     assert all(start <= t < start + 86_400 for t in times[:first])

@@ -108,6 +108,7 @@ class DayRecord:
     drift: dict | None
     canary_truth: dict = field(default_factory=dict)  # arm -> true CTR, so far
     reference_ctr: dict = field(default_factory=dict)  # random and oracle lists' true CTR
+    tiers: dict = field(default_factory=dict)  # the service's tier -> the day's answers
 
 
 # features the loop itself moves without any shift: its recommendations fill the histories,
@@ -356,12 +357,13 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                 record = DayRecord(day, shifted, report.requests, report.true_ctr,
                                    report.seconds, decisions, Registry(models).aliases(),
                                    drift, simulator.truth_of(
-                                       settings.controller.canary_experiment), references)
+                                       settings.controller.canary_experiment), references,
+                                   report.tiers)
                 records.append(record)
-                log.info("day %d%s: %d requests, true CTR %.4f; controller: %s; aliases %s",
-                         day, " (shifted)" if shifted else "", report.requests,
-                         report.true_ctr, ", ".join(d["decision"] for d in decisions),
-                         record.aliases)
+                log.info("day %d%s: %d requests (tiers %s), true CTR %.4f; controller: %s; "
+                         "aliases %s", day, " (shifted)" if shifted else "", report.requests,
+                         report.tiers, report.true_ctr,
+                         ", ".join(d["decision"] for d in decisions), record.aliases)
                 with (out / "days.jsonl").open("a") as f:
                     f.write(json.dumps(asdict(record), default=str) + "\n")
             errors = _service_errors(stack.url)

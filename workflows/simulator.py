@@ -35,6 +35,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -103,6 +104,7 @@ class DayReport:
     seconds: float
     expected_clicks: float = 0.0  # the truth: summed click probabilities of what was shown
     shown: int = 0
+    tiers: dict = field(default_factory=dict)  # the service's tier -> answers
 
     @property
     def true_ctr(self) -> float:
@@ -212,6 +214,7 @@ class Simulator:
         self.run_id = uuid.uuid4().hex[:8]
         self.sent = self.rejected = self.requests = 0
         self.expected_clicks, self.shown = 0.0, 0
+        self.tiers: Counter = Counter()
 
     # --- HTTP ---------------------------------------------------------------------------
     def _session(self) -> requests.Session:
@@ -322,6 +325,7 @@ class Simulator:
                 rows.append((experiment, other, float(q.sum()), len(q)))
         with self._lock:
             self.requests += 1
+            self.tiers[answer.get("tier", "unknown")] += 1
             self.expected_clicks += float(p.sum())
             self.shown += len(p)
             for experiment, arm, clicks, shown in rows:
@@ -374,6 +378,7 @@ class Simulator:
         started = time.perf_counter()
         before_requests, before_sent = self.requests, self.sent
         before_clicks, before_shown = self.expected_clicks, self.shown
+        before_tiers = Counter(self.tiers)
         rng = np.random.default_rng([self.cfg.seed, 2, day])
         active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
         active = rng.permutation(active)  # users arrive mixed, not in sign-up order
@@ -388,7 +393,8 @@ class Simulator:
         self._queue_events([], flush=True)
         return DayReport(day, self.requests - before_requests, self.sent - before_sent,
                          self.rejected, time.perf_counter() - started,
-                         self.expected_clicks - before_clicks, self.shown - before_shown)
+                         self.expected_clicks - before_clicks, self.shown - before_shown,
+                         dict(self.tiers - before_tiers))
 
     def truth_of(self, experiment: str) -> dict[str, dict[str, float]]:
         """Each arm's true CTR and expected clicks per request over every simulated request
