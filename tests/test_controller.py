@@ -363,6 +363,31 @@ def test_a_kept_reference_outlives_routine_promotions_and_is_renewed_after_a_dri
         "capturing: 0 of the 300 served queries of version 3 it needs"
 
 
+def test_a_shift_during_a_canary_is_tested_at_its_steps_and_retrained_for_after_it(setup):
+    base, _, write, service, windows, tmp = setup
+    settings = write(reference="training", min_duration_s=100)
+    controller = _controller(_with(settings, drift_reference_renew="drift",
+                                   retrain_every_s=1000.0, cooldown_s=0.0), service, windows)
+    rng = np.random.default_rng(7)
+    now = 1_790_000_000.0
+    assert controller.step(now)["decision"] == "canary"  # the schedule's version 2
+    steps = []
+    for step in range(3):  # the population shifts while version 2 is the canary
+        _traffic(windows, rng, now + 10 + step * 50, shifted=True)
+        service.answer("stable", 300, 0.010)
+        service.answer("canary", 100, 0.010)
+        steps.append(controller.step(now + 40 + step * 50))
+    assert [d["decision"] for d in steps] == ["wait", "wait", "promote"]
+    assert [d["evidence"]["drift"]["streaks"]["country"] for d in steps] == [1, 2, 3]
+    assert Registry(base).aliases() == {"stable": 2}
+    _traffic(windows, rng, now + 200, shifted=True, version="2")
+    retrain = controller.step(now + 210)
+    assert retrain["decision"] == "canary" and retrain["evidence"]["trigger"].startswith(
+        "drift: ")
+    assert read_decisions(tmp / "state")[-2]["evidence"]["drift"]["since"] == \
+        dt.datetime.fromtimestamp(now + 10, dt.timezone.utc).isoformat()
+
+
 @pytest.mark.parametrize("section, body, message", [
     ("controller", {"retrain_commands": [["x"]], "sheduler": 1}, "sheduler"),
     ("controller", {"retrain_commands": [["recsys", "--since", "{drift_since}"]]},

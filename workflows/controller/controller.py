@@ -12,10 +12,11 @@ blessed against stable (recsys/monitoring/blessing.py); a blessed candidate beco
 
 Canary: every step is one analysis step (recsys/monitoring/canary.py): errors and latency of
 the canary label against stable's over the interval since the previous step, CTR since the
-canary began. When ``canary.failed_checks`` steps have failed a guardrail, the canary is
-rolled back (the experiment removed first, then the alias); after its period, at a step where
-every guardrail passed, the candidate becomes ``stable`` (the experiment removed, the canary
-alias retired).
+canary began. The stable version's drift windows are tested at canary steps too (a shift
+during a canary is not missed; its streak acts at the next idle step). When
+``canary.failed_checks`` steps have failed a guardrail, the canary is rolled back (the
+experiment removed first, then the alias); after its period, at a step where every guardrail
+passed, the candidate becomes ``stable`` (the experiment removed, the canary alias retired).
 
 Guarantees: every step appends its decision (watch, canary's wait, promote, rollback, error;
 a retrain, then what came of it: refuse, canary, or promote for a first version) with its
@@ -267,6 +268,7 @@ class Controller:
     def _canary_step(self, state: ControllerState, now_s: float) -> dict:
         cfg, canary = self.cfg, self.settings.canary
         stable = self.registry.aliases().get("stable")
+        drift = self._drift(state, stable)
         now = self.hooks.scrape(cfg.service_url)
         baseline = canary_traffic.from_plain(state.canary_baseline)
         last = canary_traffic.from_plain(state.canary_last or state.canary_baseline)
@@ -284,7 +286,7 @@ class Controller:
                                  failed_before=state.canary_failed_checks)
         state.canary_last, state.canary_failed_checks = (canary_traffic.to_plain(now),
                                                           verdict.failed_checks)
-        evidence = {"candidate": state.candidate, "stable": stable,
+        evidence = {"candidate": state.candidate, "stable": stable, "drift": drift,
                     "canary_answers": mine.requests, "stable_answers": theirs.requests,
                     "step_canary_answers": step[1].requests,
                     "step_stable_answers": step[0].requests, "verdict": verdict.to_dict()}
