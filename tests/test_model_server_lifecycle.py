@@ -134,6 +134,14 @@ def test_policies_labels_and_rollback(exported, tmp_path):
             2: "AVAILABLE", 3: "AVAILABLE"}
         assert _grpc_predict(stub, queries).model_spec.version.value == 3
         assert _grpc_predict(stub, queries, label="stable").model_spec.version.value == 2
+        # what the retraining controller asks before it sends users to a label
+        from workflows.controller.label_status import label_version
+
+        rest = f"http://127.0.0.1:{server.rest_port}"
+        assert label_version(rest, PORTABLE, "stable") == 2
+        assert label_version(rest, PORTABLE, "canary") == 3
+        assert label_version(rest, PORTABLE, "nope") is None
+        assert label_version(rest, "no_such_model", "stable") is None
         # the recommendation service's client for an arm with model_label: stable
         from serving.recommendations.model_clients import GrpcModelClient
 

@@ -181,7 +181,8 @@ def serving_order(pipeline: str, exploration: str | None = None) -> str:
             f"      - {{name: a, changes: {arm}}}\n      - {{name: b, changes: {arm}}}\n")
 
 
-def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
+def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int, int]:
+    """The model server on the registry's config: (process, gRPC port, REST port)."""
     grpc_port, rest_port = free_port(), free_port()
     log_file = (out / "model_server.log").open("w")
     process = subprocess.Popen(
@@ -199,7 +200,7 @@ def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
                                   "stable", timeout=2).json()
             if any(v.get("state") == "AVAILABLE" for v in status.get("model_version_status",
                                                                       [])):
-                return process, grpc_port
+                return process, grpc_port, rest_port
         except (requests.RequestException, ValueError):
             pass
         time.sleep(1)
@@ -208,10 +209,12 @@ def start_model_server(models: Path, out: Path) -> tuple[subprocess.Popen, int]:
 
 
 def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
-                    redis_url: str, cfg: LoopConfig, start_s: float | None = None) -> Path:
+                    redis_url: str, cfg: LoopConfig, start_s: float | None = None,
+                    model_server_url: str = "") -> Path:
     """The controller's settings; with ``start_s`` (the simulated clock's day 0) each
     materialization is a backfill from it, since the simulated days lie before the wall
-    clock's last materialization."""
+    clock's last materialization. With ``model_server_url`` the canary's users wait until
+    the model server serves its label."""
     import yaml
 
     recsys = _recsys()
@@ -238,7 +241,7 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             "drift_reference_renew": "drift",
             "outcomes_dir": str(out / "canary_outcomes"), "cooldown_s": 0,
             "retrain_every_s": cfg.retrain_every_days * 86_400,
-            "reload_wait_s": 3,
+            "reload_wait_s": 3, "model_server_url": model_server_url,
             "retrain_commands": [*features, warm_start(cfg.replay_ratio)],
             **({} if cfg.drift_replay_ratio is None else {"drift_retrain_commands": [
                 *features, warm_start(cfg.drift_replay_ratio, "--since", "{drift_since}")]})},
@@ -307,7 +310,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
     lake, repo, models = prepare(demo, out, cfg.simulated_clock)
     start_s = clock_start_s(lake) if cfg.simulated_clock else None
     (out / "experiments.yaml").write_text(serving_order(cfg.pipeline, cfg.exploration))
-    server, grpc_port = start_model_server(models, out)
+    server, grpc_port, rest_port = start_model_server(models, out)
     records: list[DayRecord] = []
     try:
         with live_stack(repo, models, lake, out / "redis", out / "experiments.yaml",
@@ -317,8 +320,9 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                         request_deadline_ms=1000, features_timeout_ms=200,
                         retrieval_timeout_ms=300, ranking_timeout_ms=300,
                         client_clock=cfg.simulated_clock) as stack:
-            settings = load_settings(controller_file(out, lake, repo, models, stack.url,
-                                                     stack.redis_url, cfg, start_s))
+            settings = load_settings(controller_file(
+                out, lake, repo, models, stack.url, stack.redis_url, cfg, start_s,
+                model_server_url=f"http://127.0.0.1:{rest_port}"))
             controller = Controller(settings)
             population = Population(cfg.platform or read_platform_config(lake))
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(

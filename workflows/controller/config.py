@@ -87,6 +87,12 @@ class ControllerConfig(Config):
         queries: query rows (Parquet) for the blessing's latency check ("": skipped).
         reload_wait_s: how long the service takes to read a changed experiments file (an
             alias is retired only after its users are moved away from it).
+        model_server_url: the model server's REST address (TF Serving's --rest_api_port,
+            ``http://host:8501``): the canary's users are sent to its label only once the
+            model server serves the candidate under it (GET /v1/models/M/labels/L/metadata);
+            "" waits reload_wait_s instead.
+        label_wait_s: how long the model server may take to serve the canary's label; a
+            candidate it does not serve by then is refused and its alias retired.
     """
 
     model_base_path: str = setting("models/serving", text)
@@ -110,6 +116,8 @@ class ControllerConfig(Config):
     drift_retrain_commands: tuple = setting((), COMMANDS)
     queries: str = setting("", text)
     reload_wait_s: float = setting(5.0, finite_non_negative_number)
+    model_server_url: str = setting("", text)
+    label_wait_s: float = setting(120.0, finite_non_negative_number)
 
     def check_together(self) -> None:
         for name in ("retrain_commands", "full_retrain_commands", "drift_retrain_commands"):

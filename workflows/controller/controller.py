@@ -39,7 +39,7 @@ from typing import Callable
 from recsys.model_contract.registry import Registry
 from recsys.model_contract.versioning import versions
 from recsys.monitoring.canary import canary_verdict
-from workflows.controller import canary_traffic
+from workflows.controller import canary_traffic, label_status
 from workflows.controller.config import ControllerSettings
 from workflows.controller.drift_watch import (
     check_drift,
@@ -77,6 +77,8 @@ class Hooks:
     scrape: Callable[[str], dict]
     ctr: Callable[..., tuple[dict | None, str]]
     sleep: Callable[[float], None] = time.sleep
+    # (model server REST url, model, label) -> the AVAILABLE version the label serves
+    label_version: Callable[[str, str, str], int | None] = label_status.label_version
 
 
 def _run(command: list[str]) -> int:
@@ -251,7 +253,12 @@ class Controller:
         canary = self.settings.canary
         self.registry.promote(candidate, canary.label, f"canary ({trigger})", evidence,
                               by="recsys controller")
-        self.hooks.sleep(self.cfg.reload_wait_s)  # the model server loads it first
+        served = self._await_label(canary.label, candidate)  # the model server loads it
+        if served is not None:
+            reason = (f"the model server did not serve version {candidate} as "
+                      f"{canary.label!r} within {self.cfg.label_wait_s:g} s: {served}")
+            self.registry.retire(canary.label, reason, by="recsys controller")
+            return self._log("refuse", reason, now_s, candidate=candidate, **evidence)
         state.canary_baseline = canary_traffic.to_plain(self.hooks.scrape(self.cfg.service_url))
         state.canary_last, state.canary_failed_checks = state.canary_baseline, 0
         canary_traffic.set_canary(Path(self.cfg.experiments_file),
@@ -317,6 +324,19 @@ class Controller:
         state.canary_baseline, state.canary_last, state.canary_failed_checks = {}, {}, 0
 
     # -- around ---------------------------------------------------------------------------
+    def _await_label(self, label: str, version: int) -> dict | None:
+        """Wait until the model server serves ``version`` as ``label`` (with no
+        model_server_url: reload_wait_s); None when it does, else what it served."""
+        if not self.cfg.model_server_url:
+            self.hooks.sleep(self.cfg.reload_wait_s)
+            return None
+        wanted = label_status.expected_versions(self.registry, version)
+        served = label_status.wait_for_label(
+            lambda model, name: self.hooks.label_version(self.cfg.model_server_url, model,
+                                                         name),
+            wanted, label, self.cfg.label_wait_s, self.hooks.sleep)
+        return None if served == wanted else served
+
     def _log(self, decision: str, reason: str, now_s: float, **evidence) -> dict:
         entry = log_decision(self.state_dir, decision, reason, now_s, **evidence)
         self._logged.append(entry)
