@@ -67,6 +67,14 @@ def feature_scores(records: list[dict]) -> tuple[dict[str, list[float]], float]:
     return out, limit
 
 
+def fallback_share(record: dict) -> float:
+    """The day's answers from a popular-items tier (NaN when the tiers were not counted)."""
+    tiers = record.get("tiers") or {}
+    total = sum(tiers.values())
+    return sum(n for t, n in tiers.items() if t.endswith("popular")) / total if total \
+        else math.nan
+
+
 def compared_runs(specs: list[str]) -> dict[str, list[dict]]:
     """``LABEL=JSON`` (another run's results) -> label: its days."""
     out = {}
@@ -208,10 +216,11 @@ def main() -> None:
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]
     errors = json.loads((out / "service_errors.json").read_text())
-    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'true CTR':>9} {'random':>7} "
-          f"{'oracle':>7} {'-lg p':>6}  decisions; aliases")
+    print(f"\n{'day':>3} {'shift':>5} {'requests':>8} {'fallback':>8} {'true CTR':>9} "
+          f"{'random':>7} {'oracle':>7} {'-lg p':>6}  decisions; aliases")
     for r in records:
         print(f"{r['day']:>3} {'yes' if r['shifted'] else '':>5} {r['requests']:>8} "
+              f"{fallback_share(r):>8.2%} "
               f"{r['true_ctr']:>9.4f} {r['reference_ctr'].get('random', math.nan):>7.4f} "
               f"{r['reference_ctr'].get('oracle', math.nan):>7.4f} {drift_score(r):>6.1f}  "
               f"{', '.join(d['decision'] + ': ' + d['reason'] for d in r['decisions'])}; "
