@@ -3,7 +3,8 @@ serving windows in Redis against a real reference profile, real retrain commands
 subprocesses that export versions, the real registry and blessing, the canary's experiment in
 a real experiments file and its guardrails on the service's real metrics text. What the
 service would answer is given by a ServiceMetrics the test feeds (the closed loop with the
-real service is in tests/test_controller_loop.py)."""
+real service and model server is benchmarks/retraining_loop.py; the model server's side of
+the label check is in tests/test_model_server_lifecycle.py)."""
 
 import datetime as dt
 import json
