@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import math
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def plot(records: list[dict], out: Path, title: str,
             ax.axvspan(min(shifted) - 0.5, max(shifted) + 0.5, color="grey", alpha=0.08)
     top.legend(fontsize=7, loc="lower left")
     bottom.legend(fontsize=7)
-    top.set_title(title)
+    top.set_title(textwrap.fill(title, 100), fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
