@@ -389,37 +389,36 @@ def test_a_shift_during_a_canary_is_tested_at_its_steps_and_retrained_for_after_
         dt.datetime.fromtimestamp(now + 10, dt.timezone.utc).isoformat()
 
 
-def _label_server(ready_after: int | None):
-    """What the model server's status API answers for a label: nothing for the first
-    ``ready_after`` polls of a model (None: ever), then the registry's version for it."""
+def _drift_with_a_model_server(setup, ready_after: int | None, wait_s: float, seed: int):
+    """A drift retrain whose canary label the model server serves only after
+    ``ready_after`` polls of each model (None: never); (the last decision, polls per model)."""
+    base, _, write, service, windows, _ = setup
     polls: dict = {}
 
-    def label_version(url, model, label):
+    def label_version(url, model, label):  # what TF Serving's metadata API would resolve
         assert url == "http://model-server:8501"
         polls[model] = polls.get(model, 0) + 1
         if ready_after is None or polls[model] <= ready_after:
             return None
-        return Registry(base_of[0]).aliases().get(label)
+        return Registry(base).aliases().get(label)
 
-    base_of = []
-    return label_version, polls, base_of
-
-
-@pytest.mark.parametrize("ready_after", [0, 3])
-def test_the_canarys_users_wait_until_the_model_server_serves_its_label(setup, ready_after):
-    base, experiments, write, service, windows, tmp = setup
-    settings = write(reference="training")
-    lookup, polls, base_of = _label_server(ready_after)
-    base_of.append(base)
     hooks = Hooks(_run, service.scrape, lambda *a: (None, "not joined"), sleep=lambda s: None,
-                  label_version=lookup)
-    controller = Controller(_with(settings, model_server_url="http://model-server:8501",
-                                  label_wait_s=30.0), hooks, windows)
-    rng = np.random.default_rng(8)
+                  label_version=label_version)
+    controller = Controller(_with(write(reference="training"),
+                                  model_server_url="http://model-server:8501",
+                                  label_wait_s=wait_s), hooks, windows)
+    rng = np.random.default_rng(seed)
     now = time.time()
     for step in range(3):
         _traffic(windows, rng, now + step * 10, shifted=True)
         decision = controller.step(now + step * 10 + 5)
+    return decision, polls
+
+
+@pytest.mark.parametrize("ready_after", [0, 3])
+def test_the_canarys_users_wait_until_the_model_server_serves_its_label(setup, ready_after):
+    experiments = setup[1]
+    decision, polls = _drift_with_a_model_server(setup, ready_after, 30.0, seed=8)
     assert decision["decision"] == "canary"
     assert polls == {"retrieval": ready_after + 1, "item_tower": ready_after + 1}
     assert "canary" in experiments.read_text()
@@ -427,19 +426,9 @@ def test_the_canarys_users_wait_until_the_model_server_serves_its_label(setup, r
 
 def test_a_canary_label_the_model_server_never_serves_is_refused_before_any_user_sees_it(
         setup):
-    base, experiments, write, service, windows, tmp = setup
+    base, experiments, *_, tmp = setup
     before = experiments.read_text()
-    lookup, polls, base_of = _label_server(None)
-    hooks = Hooks(_run, service.scrape, lambda *a: (None, "not joined"), sleep=lambda s: None,
-                  label_version=lookup)
-    controller = Controller(_with(write(reference="training"),
-                                  model_server_url="http://model-server:8501",
-                                  label_wait_s=0.2), hooks, windows)
-    rng = np.random.default_rng(9)
-    now = time.time()
-    for step in range(3):
-        _traffic(windows, rng, now + step * 10, shifted=True)
-        decision = controller.step(now + step * 10 + 5)
+    decision, _ = _drift_with_a_model_server(setup, None, 0.2, seed=9)
     assert decision["decision"] == "refuse"
     assert decision["reason"] == (
         "the model server did not serve version 2 as 'canary' within 0.2 s: "
