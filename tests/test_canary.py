@@ -73,7 +73,7 @@ def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
     assert canary_verdict(stable, canary, None, 900, cfg).decision == "wait"  # no CTR yet
     verdict = canary_verdict(stable, canary, GOOD_CTR, 900, cfg)
     assert verdict.decision == "promote"
-    assert [c.status for c in verdict.checks] == ["passed"] * 3
+    assert [c.status for c in verdict.checks] == ["passed"] * 4
     assert canary_verdict(stable, canary, None, 900,
                           CanaryConfig(min_duration_s=600, require_ctr=False)
                           ).decision == "promote"
@@ -82,9 +82,9 @@ def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
 
 
 @pytest.mark.parametrize("seconds, fallbacks, ctr, failed", [
-    (0.2, 0, GOOD_CTR, "latency p99"),  # slow: 20 x stable's p99
-    (0.011, 40, GOOD_CTR, "errors"),  # 10% fallbacks against none
-    (0.011, 0, BAD_CTR, "ctr"),
+    (0.2, 0, GOOD_CTR, ["latency p50", "latency p99"]),  # slow: 20 x stable's
+    (0.011, 40, GOOD_CTR, ["errors"]),  # 10% fallbacks against none
+    (0.011, 0, BAD_CTR, ["ctr"]),
 ])
 def test_a_failed_guardrail_counts_and_rolls_back_at_the_threshold(seconds, fallbacks, ctr,
                                                                    failed):
@@ -93,13 +93,32 @@ def test_a_failed_guardrail_counts_and_rolls_back_at_the_threshold(seconds, fall
     assert first.decision == "wait" and first.failed_checks == 1  # threshold 2
     verdict = canary_verdict(stable, canary, ctr, 5, CanaryConfig(), failed_before=1)
     assert verdict.decision == "rollback" and verdict.failed_checks == 2
-    assert [c.name for c in verdict.checks if c.status == "failed"] == [failed]
+    assert [c.name for c in verdict.checks if c.status == "failed"] == failed
     assert verdict.to_dict()["checks"][0]["name"] == "errors"
     assert canary_verdict(stable, canary, ctr, 5, CanaryConfig(failed_checks=1)
                           ).decision == "rollback"
     # a failed step is never promoted, even with its period over
     assert canary_verdict(stable, canary, ctr, 10_000, CanaryConfig(require_ctr=False,
                           max_ctr_drop=0.0)).decision == "wait"
+
+
+def test_a_slower_median_fails_even_when_the_tails_are_alike():
+    """A loaded machine gives both labels the same slow tail; a candidate that does more
+    work per request moves its median."""
+    def window(label, typical_s):
+        answers = [("full", typical_s)] * 380 + [("full", 0.9)] * 20  # 5%: the shared tail
+        return label_windows(_scrape({label: answers}))[label]
+
+    stable, slower, alike = window("stable", 0.012), window("canary", 0.030), \
+        window("canary", 0.013)
+    checks = {c.name: c for c in canary_verdict(stable, slower, GOOD_CTR, 5,
+                                                CanaryConfig()).checks}
+    assert checks["latency p50"].status == "failed"
+    assert checks["latency p99"].status == "passed"
+    assert "> 1.5 x stable's" in checks["latency p50"].detail
+    checks = {c.name: c for c in canary_verdict(stable, alike, GOOD_CTR, 5,
+                                                CanaryConfig()).checks}
+    assert checks["latency p50"].status == "passed"
 
 
 def test_errors_and_latency_are_judged_on_the_step_unless_it_is_too_small():
@@ -162,6 +181,7 @@ def test_bad_canary_settings_are_refused_naming_the_field():
 
     for raw, field in (({"share": 1.5}, "share"), ({"min_requests": 0}, "min_requests"),
                        ({"max_latency_ratio": -1}, "max_latency_ratio"),
+                       ({"max_median_latency_ratio": 0}, "max_median_latency_ratio"),
                        ({"sahre": 0.1}, "sahre"), ({"failed_checks": 0}, "failed_checks"),
                        ({"error_alpha": 1.5}, "error_alpha"),
                        ({"min_step_requests": -1}, "min_step_requests")):

@@ -227,7 +227,7 @@ def test_a_candidate_trained_on_shuffled_labels_is_refused_by_the_gate(setup):
     assert again["decision"] == "watch" and again["evidence"]["cooling_down"]
 
 
-@pytest.mark.parametrize("seconds, fallbacks, failed", [(0.2, 0, "latency p99"),
+@pytest.mark.parametrize("seconds, fallbacks, failed", [(0.2, 0, "latency p50, latency p99"),
                                                         (0.011, 30, "errors")])
 def test_a_slow_or_broken_canary_is_rolled_back_when_its_steps_fail(setup, seconds, fallbacks,
                                                                     failed):

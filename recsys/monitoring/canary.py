@@ -15,7 +15,9 @@ and over the step's interval (``LabelWindow``). The guardrails, as Flagger's met
 * latency, over the step's interval: the canary's p99 (from the histogram's buckets,
   interpolated as PromQL's ``histogram_quantile``) at most ``max_latency_ratio`` times
   stable's in the same interval (a loaded machine slows both), and at most
-  ``max_latency_p99_ms`` when set;
+  ``max_latency_p99_ms`` when set; and its median at most ``max_median_latency_ratio`` times
+  stable's (a machine that also trains makes the tail of both labels noisy; a candidate that
+  does more work per request moves the median of every answer);
 * CTR, over the whole canary: the always-valid interval of the canary's CTR relative to
   stable's (the delta method over users) must not lie wholly below ``-max_ctr_drop``.
 
@@ -76,6 +78,7 @@ class CanaryConfig(Config):
         failed_checks: failed steps that roll the canary back (Flagger's threshold).
         max_latency_ratio, max_latency_p99_ms: the canary's p99, at most this multiple of
             stable's, and at most this many ms (0: no absolute limit).
+        max_median_latency_ratio: the canary's median, at most this multiple of stable's.
         max_ctr_drop: relative; rolled back when the CTR interval lies wholly below -this.
         require_ctr: promote only with a CTR comparison (outcomes joined for the period).
         alpha: of the CTR interval.
@@ -93,6 +96,7 @@ class CanaryConfig(Config):
     failed_checks: int = setting(2, positive_int)
     max_latency_ratio: float = setting(1.5, finite_positive_number)
     max_latency_p99_ms: float = setting(0.0, finite_non_negative_number)
+    max_median_latency_ratio: float = setting(1.5, finite_positive_number)
     max_ctr_drop: float = setting(0.0, finite_non_negative_number)
     require_ctr: bool = setting(True, boolean)
     alpha: float = setting(0.05, _SHARE)
@@ -199,18 +203,31 @@ def error_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> 
                  f"p {p_value:.3g})", values)
 
 
-def latency_p99_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
-    mine, theirs = canary.quantile(0.99) * 1000, stable.quantile(0.99) * 1000
+def latency_check(stable: LabelWindow, canary: LabelWindow, q: float, max_ratio: float,
+                  max_ms: float = 0.0) -> Check:
+    """The canary's ``q`` quantile against stable's: at most ``max_ratio`` times it, and at
+    most ``max_ms`` (0: no absolute limit)."""
+    name = "latency p50" if q == 0.5 else f"latency p{q * 100:g}"
+    mine, theirs = canary.quantile(q) * 1000, stable.quantile(q) * 1000
     if math.isnan(mine) or math.isnan(theirs):
-        return Check("latency p99", "skipped", "no answers of one label in the period")
+        return Check(name, "skipped", "no answers of one label in the period")
     problems = []
-    if mine > cfg.max_latency_ratio * theirs:
-        problems.append(f"{mine:.1f} ms > {cfg.max_latency_ratio:g} x stable's {theirs:.1f} ms")
-    if cfg.max_latency_p99_ms and mine > cfg.max_latency_p99_ms:
-        problems.append(f"{mine:.1f} ms > {cfg.max_latency_p99_ms:g} ms")
-    return Check("latency p99", "failed" if problems else "passed",
+    if mine > max_ratio * theirs:
+        problems.append(f"{mine:.1f} ms > {max_ratio:g} x stable's {theirs:.1f} ms")
+    if max_ms and mine > max_ms:
+        problems.append(f"{mine:.1f} ms > {max_ms:g} ms")
+    return Check(name, "failed" if problems else "passed",
                  "; ".join(problems) or f"{mine:.1f} ms vs stable {theirs:.1f} ms",
                  {"canary_ms": mine, "stable_ms": theirs})
+
+
+def latency_p99_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
+    return latency_check(stable, canary, 0.99, cfg.max_latency_ratio, cfg.max_latency_p99_ms)
+
+
+def latency_median_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig
+                         ) -> Check:
+    return latency_check(stable, canary, 0.5, cfg.max_median_latency_ratio)
 
 
 def ctr_check(comparison: Mapping | None, cfg: CanaryConfig, why_none: str = "") -> Check:
@@ -236,6 +253,7 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
     if step_canary.requests < cfg.min_step_requests:
         step_stable, step_canary = stable, canary
     checks = (error_check(step_stable, step_canary, cfg),
+              latency_median_check(step_stable, step_canary, cfg),
               latency_p99_check(step_stable, step_canary, cfg),
               ctr_check(comparison, cfg, why_no_ctr))
     this_step_failed = any(c.status == "failed" for c in checks)
@@ -244,10 +262,11 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
         return CanaryVerdict("rollback", checks, elapsed_s, failed)
     ready = (not this_step_failed and elapsed_s >= cfg.min_duration_s
              and canary.requests >= cfg.min_requests
-             and all(c.status == "passed" for c in checks[:2])
-             and (checks[2].status == "passed" or not cfg.require_ctr))
+             and all(c.status == "passed" for c in checks[:-1])
+             and (checks[-1].status == "passed" or not cfg.require_ctr))
     return CanaryVerdict("promote" if ready else "wait", checks, elapsed_s, failed)
 
 
 __all__ = ["CanaryConfig", "LabelWindow", "label_windows", "CanaryVerdict", "canary_verdict",
-           "error_check", "latency_p99_check", "ctr_check"]
+           "error_check", "latency_check", "latency_p99_check", "latency_median_check",
+           "ctr_check"]
