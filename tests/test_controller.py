@@ -444,6 +444,7 @@ def test_a_canary_label_the_model_server_never_serves_is_refused_before_any_user
      "unknown placeholder 'drift_since'"),
     ("controller", {"retrain_commands": [["x"]], "drift_reference_renew": "never"},
      "drift_reference_renew"),
+    ("controller", {"retrain_commands": [["x"]], "label_wait_s": -1}, "label_wait_s"),
     ("controller", {"retrain_commands": [["recsys", "{stabel}"]]}, "unknown placeholder"),
     ("controller", {"retrain_commands": []}, "retrain_commands is empty"),
     ("controller", {"retrain_commands": ["recsys train"]}, "retrain_commands"),

@@ -82,6 +82,12 @@ class Registry:
         """The models with at least one version under the base path, in MODELS order."""
         return [m for m in MODELS if versions(self.base_path / m)]
 
+    def label_versions(self, version: int) -> dict[str, int]:
+        """model -> the version an alias on ``version`` labels in it (``version``, or the
+        model's newest earlier one), as the model server's config says."""
+        found = {m: _at_or_before(versions(self.base_path / m), version) for m in self.models()}
+        return {m: v for m, v in found.items() if v is not None}
+
     def aliases(self) -> dict[str, int]:
         """alias -> version, as the config file says (retrieval's labels); {} without one."""
         if not self.config_path.exists():

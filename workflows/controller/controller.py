@@ -77,7 +77,7 @@ class Hooks:
     scrape: Callable[[str], dict]
     ctr: Callable[..., tuple[dict | None, str]]
     sleep: Callable[[float], None] = time.sleep
-    # (model server REST url, model, label) -> the AVAILABLE version the label serves
+    # (model server REST url, model, label) -> the version the label resolves to there
     label_version: Callable[[str, str, str], int | None] = label_status.label_version
 
 
@@ -330,7 +330,7 @@ class Controller:
         if not self.cfg.model_server_url:
             self.hooks.sleep(self.cfg.reload_wait_s)
             return None
-        wanted = label_status.expected_versions(self.registry, version)
+        wanted = self.registry.label_versions(version)
         served = label_status.wait_for_label(
             lambda model, name: self.hooks.label_version(self.cfg.model_server_url, model,
                                                          name),

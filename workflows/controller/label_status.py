@@ -10,18 +10,14 @@ tried again at the next poll). Traffic sent to the label before that fails, so t
 waits for it before the canary's experiment sends users there.
 
 Guarantees: ``label_version`` answers the version the model server resolves the label to,
-and None for anything else (unknown label, unknown model, server unreachable);
-``expected_versions`` is the version each model's label takes (the registry labels a model
-without that exact version at its newest earlier one).
+and None for anything else (unknown label, unknown model, server unreachable). What each
+model should serve is the registry's ``label_versions``.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Callable
-
-from recsys.model_contract.registry import Registry
-from recsys.model_contract.versioning import versions
 
 
 def label_version(rest_url: str, model: str, label: str, timeout_s: float = 5.0
@@ -39,16 +35,6 @@ def label_version(rest_url: str, model: str, label: str, timeout_s: float = 5.0
         return None
 
 
-def expected_versions(registry: Registry, version: int) -> dict[str, int]:
-    """model -> the version its label takes when the alias moves to ``version``."""
-    out = {}
-    for model in registry.models():
-        earlier = [v for v in versions(registry.base_path / model) if v <= version]
-        if earlier:
-            out[model] = max(earlier)
-    return out
-
-
 def wait_for_label(lookup: Callable[[str, str], int | None], wanted: dict[str, int],
                    label: str, wait_s: float, sleep: Callable[[float], None],
                    clock: Callable[[], float] = time.monotonic) -> dict[str, int | None]:
@@ -62,4 +48,4 @@ def wait_for_label(lookup: Callable[[str, str], int | None], wanted: dict[str, i
         sleep(0.5)
 
 
-__all__ = ["label_version", "expected_versions", "wait_for_label"]
+__all__ = ["label_version", "wait_for_label"]
