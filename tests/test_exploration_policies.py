@@ -65,6 +65,10 @@ SPECS = [
     "linucb:alpha=0.5,temperature=0.5,max_explored_share=0.4,pool=9",
     "softmax:temperature=0.7,max_explored_share=0.6,pool=9,new_item_bonus=1.5",
     "linucb:alpha=0.5,temperature=0.5,max_explored_share=0.6,pool=9,new_item_bonus=2",
+    # the list's last items are other categories' (drawn, not ranked): the pool goes past
+    # ``pool`` by ``other_categories``, and only to them with ``pool=1``
+    "epsilon-greedy:epsilon=0.4,max_explored_share=0.6,pool=6,other_categories=2",
+    "uniform:max_explored_share=0.6,pool=1,other_categories=3",
 ]
 NEW_ITEMS = (3, 5, 7)  # in ``_list``: created an hour ago (3, 5) or from the fresh index (7)
 
@@ -162,6 +166,23 @@ def test_a_new_item_bonus_moves_the_explored_slots_to_new_items():
     assert '"new_item_bonus":1.5' in parse_policy("softmax:new_item_bonus=1.5").canonical()
 
 
+def test_other_categories_extend_the_pool_past_the_ranked_items():
+    scores = np.linspace(1, 0, 9)
+    outside = Policy(parse_policy("epsilon-greedy:epsilon=1,max_explored_share=0.4,pool=1,"
+                                  "other_categories=4"))
+    # list of 9: the answer's 5 (pool 1 < k) then 4 drawn items; all explored slots go there
+    marginals = outside.marginals(scores, K)
+    assert marginals[:, 5:].sum() == pytest.approx(2.0)  # floor(0.4 * 5) explored slots
+    for seed in range(50):
+        order = outside.choose(scores, K, np.random.default_rng(seed))
+        assert all(rank == slot or rank >= 5 for slot, rank in enumerate(order))
+    plain = Policy(parse_policy("epsilon-greedy:epsilon=1,max_explored_share=0.4,pool=1"))
+    assert plain.marginals(scores, K)[:, 5:].sum() == 0.0  # without them: nothing to draw
+    assert parse_policy("uniform:other_categories=0") == parse_policy("uniform")
+    assert '"other_categories":4' in outside.spec.canonical()
+    assert "other_categories" not in parse_policy("uniform").canonical()
+
+
 def test_short_lists_and_other_policies_answers():
     scores = np.array([3.0, 2.0, 1.0])
     policy = Policy(parse_policy("softmax:temperature=1,max_explored_share=1"))
@@ -192,6 +213,11 @@ def test_short_lists_and_other_policies_answers():
     ("softmax:new_item_bonus=-1", r"exploration\.new_item_bonus must be a finite number"),
     ("epsilon-greedy:new_item_bonus=1", r"exploration\.new_item_bonus: policy "
                                         "'epsilon-greedy' does not take it"),
+    ("softmax:other_categories=2", r"exploration\.other_categories: policy 'softmax' "
+                                   "does not take it"),
+    ("uniform:other_categories=1.5", r"exploration\.other_categories must be an integer in "
+                                     r"\[0, 100\], got 1\.5"),
+    ("uniform:other_categories=-1", r"exploration\.other_categories must be an integer"),
     ("softmax:temperature", r"'temperature' is not key=value"),
     ("softmax:temperature=hot", r"exploration\.temperature must be a number, got 'hot'"),
     (3, "must be a policy name or a mapping"),

@@ -7,6 +7,7 @@ real Redis within a batch and the service reads the new parameters."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from serving.recommendations.app import create_app
 from serving.recommendations.exploration import BanditParameters
 from serving.recommendations.exposure_log import decision_record, exposure_records
 from serving.recommendations.pipeline import RecommendationRequest
+from serving.recommendations.queries import user_history
 from stream_worker.bandit_updates import BanditLearner
 
 SOFTMAX = "softmax:temperature=0.05,max_explored_share=0.5,pool=30"
@@ -103,6 +105,33 @@ def test_exposures_and_decision_pass_the_lake_checks_with_the_policy_propensitie
         exploring.exploration = plain
     assert greedy.exploration is None
     assert [c.item_id for c in greedy.items] == record["list_item_ids"][:8]
+
+
+def test_other_categories_show_items_the_ranked_list_does_not_hold(service_files, user):
+    spec = "epsilon-greedy:epsilon=1,max_explored_share=0.5,pool=1,other_categories=3"
+    with running_recommender(generous_config(service_files, exploration=spec)) as service:
+        result = service.recommend(RecommendationRequest(user, k=8, seed=77))
+        again = service.recommend(RecommendationRequest(user, k=8, seed=77))
+        consumed = set(user_history(service.features.user(user), int(time.time()),
+                                    service.cfg.max_history).item_ids)
+    assert consumed  # the user has a history, which the drawn items must leave out
+    record = decision_record("req-o", dt.datetime.now(dt.timezone.utc), result)
+    assert [c.item_id for c in again.items] == [c.item_id for c in result.items]
+    assert record["list_sources"][8:] == ["exploration"] * 3
+    drawn_categories = record["list_categories"][8:]
+    assert len(set(drawn_categories)) == 3
+    assert not set(drawn_categories) & set(record["list_categories"][:8])
+    assert not set(record["list_item_ids"][8:]) & (set(record["list_item_ids"][:8]) | consumed)
+    # epsilon 1: the first slots explore until the 3 drawn items are shown
+    assert sorted(record["ranks"][:3]) == [8, 9, 10] and record["ranks"][3:] == [3, 4, 5, 6, 7]
+    exposures = exposure_records("req-o", dt.datetime.now(dt.timezone.utc), result, {})
+    checked = check_records(exposures, EXPOSURES)
+    assert [o.status for o in checked.outcomes] == [ACCEPTED] * len(exposures)
+    marginals = Policy(parse_policy(spec)).marginals(np.array(record["list_scores"]), 8)
+    assert np.allclose([e["propensity"] for e in exposures],
+                       marginals[np.arange(8), record["ranks"]])
+    # each drawn item is equally likely in each explored slot
+    assert [e["propensity"] for e in exposures][:3] == pytest.approx([1 / 3] * 3)
 
 
 def test_the_bandit_learns_from_decisions_and_rewards_within_a_batch(service_files, user,

@@ -2,7 +2,8 @@
 
 The input is the ranked list the service would show, best first (its ``scores``, and for
 the bandit each item's context features), longer than the answer: ``k`` slots are filled
-from its first ``pool`` items. ``choose`` draws an answer with a generator seeded per
+from its first ``pool`` items (and the ``other_categories`` items that follow them, when the
+spec takes some). ``choose`` draws an answer with a generator seeded per
 request (the same seed, the same answer); ``marginals`` gives, for every item and slot, the
 probability that the policy shows that item in that slot; ``step_probabilities`` gives, for
 a given answer, the probability of each slot's item given the slots above it (their running
@@ -59,9 +60,10 @@ class Policy:
 
     # -- the shape of an answer ------------------------------------------------------------
     def _sizes(self, n_items: int, k: int) -> tuple[int, int, int]:
-        """(slots filled, explorable slots, items drawn from)."""
+        """(slots filled, explorable slots, items drawn from: the list's first ``pool`` and
+        the ``other_categories`` items after them)."""
         slots = min(k, n_items)
-        drawn_from = min(n_items, max(self.spec.pool, slots))
+        drawn_from = min(n_items, max(self.spec.pool, slots) + self.spec.other_categories)
         return slots, self.spec.explorable_slots(slots), drawn_from
 
     def _window_log_weights(self, scores: np.ndarray, features: np.ndarray | None,

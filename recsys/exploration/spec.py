@@ -20,6 +20,15 @@ list's best items it draws from):
   bandit's ranking with exactly known propensities (plain LinUCB's argmax has none, and
   Thompson sampling's have no closed form).
 
+``epsilon-greedy`` and ``uniform`` also take ``other_categories`` (default 0): the pool then
+also holds, after the list's items, the best item for the request (its query's nearest, by
+exact search) of each of ``other_categories`` categories drawn uniformly, seeded per request,
+from the catalogue's categories that the answer does not show
+(``serving/recommendations/exploration.py``). The ranked list follows what the user did
+before; when their tastes move elsewhere, only such items show them where. The drawn items
+are part of the logged list, and the propensities are exact given it, as they are given the
+ranked list. ``pool: 1`` with ``other_categories`` explores only outside the ranked list.
+
 ``softmax`` and ``linucb`` also take ``new_item_bonus`` (default 0): new items (from the
 fresh-item index, or created less than a day ago) have their Plackett-Luce weight multiplied
 by ``e ** new_item_bonus``, so the explored slots go to items the ranker has never been
@@ -52,13 +61,14 @@ NONE, EPSILON_GREEDY, SOFTMAX, UNIFORM, LINUCB = (
     "none", "epsilon-greedy", "softmax", "uniform", "linucb")
 POLICIES = (NONE, EPSILON_GREEDY, SOFTMAX, UNIFORM, LINUCB)
 MAX_POOL = 1000
+MAX_OTHER_CATEGORIES = 100
 
 # the fields each policy takes (besides ``policy``)
 _TAKES: dict[str, tuple[str, ...]] = {
     NONE: (),
-    EPSILON_GREEDY: ("epsilon", "max_explored_share", "pool"),
+    EPSILON_GREEDY: ("epsilon", "max_explored_share", "pool", "other_categories"),
     SOFTMAX: ("temperature", "max_explored_share", "pool", "new_item_bonus"),
-    UNIFORM: ("max_explored_share", "pool"),
+    UNIFORM: ("max_explored_share", "pool", "other_categories"),
     LINUCB: ("alpha", "ridge", "temperature", "max_explored_share", "pool", "new_item_bonus"),
 }
 _CHECKS: dict[str, Check] = {
@@ -69,9 +79,11 @@ _CHECKS: dict[str, Check] = {
     "max_explored_share": in_range(0.0, 1.0),
     "pool": int_in_range(1, MAX_POOL),
     "new_item_bonus": finite_non_negative_number,
+    "other_categories": int_in_range(0, MAX_OTHER_CATEGORIES),
 }
+_INTEGERS = ("pool", "other_categories")
 # fields left out of ``canonical`` at their default (specs logged before they existed)
-_OMITTED_AT_DEFAULT = {"new_item_bonus": 0.0}
+_OMITTED_AT_DEFAULT = {"new_item_bonus": 0.0, "other_categories": 0}
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,7 @@ class PolicySpec:
     max_explored_share: float = 0.2
     pool: int = 50
     new_item_bonus: float = 0.0
+    other_categories: int = 0
 
     @property
     def explores(self) -> bool:
@@ -97,8 +110,8 @@ class PolicySpec:
         return not (self.policy == EPSILON_GREEDY and self.epsilon == 0)
 
     def params(self) -> dict[str, Any]:
-        """The fields this policy takes, with their values (``new_item_bonus`` only when
-        set)."""
+        """The fields this policy takes, with their values (``new_item_bonus`` and
+        ``other_categories`` only when set)."""
         return {name: getattr(self, name) for name in _TAKES[self.policy]
                 if _OMITTED_AT_DEFAULT.get(name, object()) != getattr(self, name)}
 
@@ -137,7 +150,7 @@ def parse_policy(raw: Any, where: str = "exploration") -> PolicySpec:
         if key in raw:
             value = raw[key]
             _CHECKS[key](f"{where}.{key}", value)
-            values[key] = int(value) if key == "pool" else float(value)
+            values[key] = int(value) if key in _INTEGERS else float(value)
     return PolicySpec(name, **values)
 
 
@@ -164,4 +177,5 @@ def _from_text(text: str, where: str) -> dict[str, Any]:
 
 
 __all__ = ["PolicySpec", "parse_policy", "logged_policy", "POLICIES", "NONE",
-           "EPSILON_GREEDY", "SOFTMAX", "UNIFORM", "LINUCB", "MAX_POOL"]
+           "EPSILON_GREEDY", "SOFTMAX", "UNIFORM", "LINUCB", "MAX_POOL",
+           "MAX_OTHER_CATEGORIES"]

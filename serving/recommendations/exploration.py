@@ -7,6 +7,12 @@ bounds: tens of microseconds); the exact propensities are computed later from th
 ``ExplorationDecision`` it returns (``slate()``), by the exposure log's background thread or
 for a debug answer. The same seed and ranked list give the same answer (replay).
 
+A spec with ``other_categories`` (``epsilon-greedy``, ``uniform``) also draws from outside
+the ranked list: ``OtherCategories`` picks that many categories the answer does not show,
+uniformly with a generator seeded from the request's seed, and takes the query's best item
+in each (exact search in the served item index); they join the list after its pool, source
+``exploration``, and the decision logs them with it.
+
 The bandit's parameters come from ``BanditParameters``: a background thread reads the
 statistics the stream workers keep in Redis every ``poll_s`` and swaps in a new snapshot; a
 request takes the current one without waiting (before the first read, or without Redis, the
@@ -20,7 +26,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
@@ -29,10 +35,59 @@ from recsys.exploration.features import DIMENSION, bandit_features, new_items
 from recsys.exploration.linucb import LinUCBSnapshot, LinUCBState
 from recsys.exploration.policies import Policy, Slate
 from recsys.exploration.spec import LINUCB, PolicySpec
+from serving.recommendations.item_index import ItemIndex
 from serving.recommendations.rules import Candidate
 
 log = logging.getLogger(__name__)
 SEED_BITS = 53  # exact in a float64 (JSON numbers, the lake's coercion)
+EXPLORATION_SOURCE = "exploration"
+OTHER_CATEGORIES_STREAM = 1  # the seed's second word for the categories' generator
+
+
+@dataclass(frozen=True)
+class OtherCategories:
+    """Where an answer's ``other_categories`` items come from: the served item index, the
+    request's query embedding and the items it may not show (consumed, excluded)."""
+
+    index: ItemIndex
+    query: np.ndarray
+    excluded: Collection[str]
+
+    def draw(self, n: int, seed: int, answer: list[Candidate], listed: set[str]
+             ) -> list[Candidate]:
+        """The query's best item in each of ``n`` categories drawn uniformly without
+        replacement (a generator seeded with ``(seed, 1)``) from the index's categories
+        that no item of ``answer`` has; fewer when fewer categories remain. Guarantees: no
+        item of ``listed`` or ``excluded``; the same seed and answer, the same items.
+        Their score is 0, the rules' lowest (they are drawn, not ranked)."""
+        shown = {c.category for c in answer}
+        categories = [c for c in self.index.category_rows if c not in shown]
+        if not categories or n <= 0:
+            return []
+        rng = np.random.default_rng((seed, OTHER_CATEGORIES_STREAM))
+        picked = rng.choice(len(categories), size=min(n, len(categories)), replace=False)
+        drawn = []
+        for category in (categories[i] for i in picked.tolist()):
+            best = self.index.best_in_category(self.query, category,
+                                               _Either(listed, self.excluded))
+            if best is not None:
+                item_id, similarity = best
+                listed.add(item_id)
+                drawn.append(Candidate(item_id, 0.0, EXPLORATION_SOURCE, category,
+                                       self.index.created_at_of(item_id),
+                                       [f"other category {category} (similarity "
+                                        f"{similarity:.2f})"]))
+        return drawn
+
+
+class _Either:
+    """Membership in either of two collections, without copying them."""
+
+    def __init__(self, first: Collection[str], second: Collection[str]):
+        self.first, self.second = first, second
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.first or item in self.second
 
 
 class BanditParameters:
@@ -147,12 +202,18 @@ class Explorer:
         self.bandit = bandit or BanditParameters(None)
 
     def explore(self, spec: PolicySpec, ranked: list[Candidate], k: int, now_s: int,
-                recent_categories: tuple[str, ...] = (), seed: int | None = None
+                recent_categories: tuple[str, ...] = (), seed: int | None = None,
+                others: OtherCategories | None = None
                 ) -> tuple[list[Candidate], ExplorationDecision]:
         """The answer the policy draws from ``ranked`` (its first ``k`` are the answer
-        without exploration) and the decision to log; explored slots say so in their
-        reasons."""
+        without exploration; with ``others`` and a spec's ``other_categories``, its first
+        ``max(pool, k)`` followed by the drawn items) and the decision to log; explored
+        slots say so in their reasons."""
         seed = random.getrandbits(SEED_BITS) if seed is None else seed
+        if spec.other_categories and others is not None:
+            ranked = ranked[:max(spec.pool, k)]
+            ranked = ranked + others.draw(spec.other_categories, seed, ranked[:k],
+                                          {c.item_id for c in ranked})
         scores = np.fromiter((c.score for c in ranked), dtype=np.float64, count=len(ranked))
         snapshot = self.bandit.snapshot(spec.ridge) if spec.policy == LINUCB else None
         policy = Policy(spec, snapshot)
@@ -176,4 +237,5 @@ class Explorer:
                                           ages)
 
 
-__all__ = ["Explorer", "ExplorationDecision", "BanditParameters", "SEED_BITS"]
+__all__ = ["Explorer", "ExplorationDecision", "BanditParameters", "OtherCategories",
+           "SEED_BITS", "EXPLORATION_SOURCE"]

@@ -37,9 +37,12 @@ class ItemIndex:
     def __post_init__(self) -> None:
         self.position = {item: i for i, item in enumerate(self.ids)}
         self.centroids: dict[str, np.ndarray] = {}
+        self.category_rows: dict[str, np.ndarray] = {}
         for category in sorted(set(self.categories) - {""}):
-            mean = self.vectors[self.categories == category].mean(axis=0)
+            rows = np.flatnonzero(self.categories == category)
+            mean = self.vectors[rows].mean(axis=0)
             self.centroids[category] = mean / max(float(np.linalg.norm(mean)), 1e-9)
+            self.category_rows[category] = rows
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,6 +93,25 @@ class ItemIndex:
         found, scores = top_candidates(vector[np.newaxis, :].astype(np.float32), self.vectors,
                                        k, [excluded])
         return [(str(self.ids[i]), float(s)) for i, s in zip(found[0], scores[0]) if i >= 0]
+
+
+    def best_in_category(self, vector: np.ndarray, category: str,
+                         exclude: Collection[str] = ()) -> tuple[str, float] | None:
+        """The item of ``category`` closest to ``vector`` (dot product, exact) that is not in
+        ``exclude``, with its score; None when the category has none left."""
+        rows = self.category_rows.get(category)
+        if rows is None:
+            return None
+        scores = self.vectors[rows] @ vector.astype(np.float32)
+        for _ in range(len(rows)):
+            best = int(np.argmax(scores))
+            if scores[best] == -np.inf:
+                return None
+            item = str(self.ids[rows[best]])
+            if item not in exclude:
+                return item, float(scores[best])
+            scores[best] = -np.inf
+        return None
 
 
 def build_item_index(catalogue: pd.DataFrame, models, model_cfg, reference_us: int,

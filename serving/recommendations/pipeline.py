@@ -48,7 +48,11 @@ from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
 from serving.recommendations.experiments import ExperimentsFile
-from serving.recommendations.exploration import ExplorationDecision, Explorer
+from serving.recommendations.exploration import (
+    ExplorationDecision,
+    Explorer,
+    OtherCategories,
+)
 from serving.recommendations.item_features import (
     ItemTableLoader,
     encode_item_rows,
@@ -584,9 +588,11 @@ class Recommender:
         decision = None
         if explores and len(items) >= request.k:
             explore_started = time.perf_counter()
+            others = (OtherCategories(self.index, query, excluded)
+                      if policy.other_categories and query is not None else None)
             items, decision = self.explorer.explore(
                 policy, items, request.k, now_s, tuple(dict.fromkeys(history.categories)),
-                request.seed)
+                request.seed, others)
             self._timed("exploration", explore_started, latency)
         items = items[:request.k]
         if len(items) < request.k:  # top up from the global list (never an excluded item)
