@@ -269,6 +269,10 @@ def run(argv: Sequence[str] | None = None) -> dict:
     if not opts.policy:
         raise ConfigError("--policy is required (e.g. softmax:temperature=0.1)")
     spec = parse_policy(opts.policy, "--policy")
+    if spec.other_categories:
+        raise ConfigError("--policy other_categories: a target that draws items from outside "
+                          "the logged list cannot be evaluated on it (its draws are not in "
+                          "the logs); evaluate the policy without it")
     bandit = None
     if spec.policy == LINUCB:
         if not opts.bandit_state:

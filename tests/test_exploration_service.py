@@ -127,11 +127,15 @@ def test_other_categories_show_items_the_ranked_list_does_not_hold(service_files
     exposures = exposure_records("req-o", dt.datetime.now(dt.timezone.utc), result, {})
     checked = check_records(exposures, EXPOSURES)
     assert [o.status for o in checked.outcomes] == [ACCEPTED] * len(exposures)
+    # given the ranked list: the policy's over the whole list times the draw's inclusion
     marginals = Policy(parse_policy(spec)).marginals(np.array(record["list_scores"]), 8)
+    draw = result.exploration.draw
+    assert draw.drawn == 3 and draw.eligible >= 3
+    included = np.where(np.array(record["ranks"]) >= 8, 3 / draw.eligible, 1.0)
     assert np.allclose([e["propensity"] for e in exposures],
-                       marginals[np.arange(8), record["ranks"]])
-    # each drawn item is equally likely in each explored slot
-    assert [e["propensity"] for e in exposures][:3] == pytest.approx([1 / 3] * 3)
+                       marginals[np.arange(8), record["ranks"]] * included)
+    # each drawn item is equally likely in each explored slot, once drawn
+    assert [e["propensity"] for e in exposures][:3] == pytest.approx([1 / draw.eligible] * 3)
 
 
 def test_the_bandit_learns_from_decisions_and_rewards_within_a_batch(service_files, user,

@@ -106,6 +106,8 @@ def test_ope_on_the_lake_equals_the_estimators_on_the_same_answers(tmp_path, cap
     (["--policy", "softmax", "--reward", "click"], r"--reward: 'click' is not type=weight"),
     (["--policy", "softmax", "--reward", "clicks=1"], "unknown key"),
     (["--policy", "softmax", "--clip", "0"], "--clip must be > 0"),
+    (["--policy", "uniform:other_categories=3"], "--policy other_categories: a target that "
+                                                 "draws items from outside the logged list"),
 ])
 def test_bad_flags_are_refused_by_name(tmp_path, flags, message):
     from beam_jobs.ope import run

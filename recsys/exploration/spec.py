@@ -26,8 +26,9 @@ exact search) of each of ``other_categories`` categories drawn uniformly, seeded
 from the catalogue's categories that the answer does not show
 (``serving/recommendations/exploration.py``). The ranked list follows what the user did
 before; when their tastes move elsewhere, only such items show them where. The drawn items
-are part of the logged list, and the propensities are exact given it, as they are given the
-ranked list. ``pool: 1`` with ``other_categories`` explores only outside the ranked list.
+are part of the logged list; the logged propensities are exact given the ranked list, the
+draw included (``category_draw``). ``pool: 1`` with ``other_categories`` explores only
+outside the ranked list. OPE does not take such a target (its draws are not in the logs).
 
 ``softmax`` and ``linucb`` also take ``new_item_bonus`` (default 0): new items (from the
 fresh-item index, or created less than a day ago) have their Plackett-Luce weight multiplied

@@ -11,7 +11,8 @@ A spec with ``other_categories`` (``epsilon-greedy``, ``uniform``) also draws fr
 the ranked list: ``OtherCategories`` picks that many categories the answer does not show,
 uniformly with a generator seeded from the request's seed, and takes the query's best item
 in each (exact search in the served item index); they join the list after its pool, source
-``exploration``, and the decision logs them with it.
+``exploration``, and the decision logs them with it. The propensities it logs are given the
+ranked list: the policy's over the whole list times the draw's inclusion probability.
 
 The bandit's parameters come from ``BanditParameters``: a background thread reads the
 statistics the stream workers keep in Redis every ``poll_s`` and swaps in a new snapshot; a
@@ -25,12 +26,14 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Collection
 
 import numpy as np
 
 from recsys.exploration.bandit_store import BanditStore
+from recsys.exploration.category_draw import inclusion_factors
 from recsys.exploration.features import DIMENSION, bandit_features, new_items
 from recsys.exploration.linucb import LinUCBSnapshot, LinUCBState
 from recsys.exploration.policies import Policy, Slate
@@ -54,30 +57,35 @@ class OtherCategories:
     excluded: Collection[str]
 
     def draw(self, n: int, seed: int, answer: list[Candidate], listed: set[str]
-             ) -> list[Candidate]:
-        """The query's best item in each of ``n`` categories drawn uniformly without
-        replacement (a generator seeded with ``(seed, 1)``) from the index's categories
-        that no item of ``answer`` has; fewer when fewer categories remain. Guarantees: no
-        item of ``listed`` or ``excluded``; the same seed and answer, the same items.
-        Their score is 0, the rules' lowest (they are drawn, not ranked)."""
-        shown = {c.category for c in answer}
-        categories = [c for c in self.index.category_rows if c not in shown]
-        if not categories or n <= 0:
-            return []
+             ) -> tuple[list[Candidate], int]:
+        """(the drawn items, how many categories they were drawn from). The categories are
+        those of the index that no item of ``answer`` has and that still hold an item
+        outside ``listed`` and ``excluded``; ``min(n, that many)`` of them are drawn
+        uniformly without replacement (a generator seeded with ``(seed, 1)``), and each
+        gives the query's best item left. Guarantees: one item per drawn category, never
+        one of ``listed`` or ``excluded``; the same seed and answer, the same items. Their
+        score is 0, the rules' lowest (they are drawn, not ranked)."""
+        eligible = self._eligible({c.category for c in answer}, listed)
+        if not eligible or n <= 0:
+            return [], len(eligible)
         rng = np.random.default_rng((seed, OTHER_CATEGORIES_STREAM))
-        picked = rng.choice(len(categories), size=min(n, len(categories)), replace=False)
+        picked = rng.choice(len(eligible), size=min(n, len(eligible)), replace=False)
         drawn = []
-        for category in (categories[i] for i in picked.tolist()):
-            best = self.index.best_in_category(self.query, category,
-                                               _Either(listed, self.excluded))
-            if best is not None:
-                item_id, similarity = best
-                listed.add(item_id)
-                drawn.append(Candidate(item_id, 0.0, EXPLORATION_SOURCE, category,
-                                       self.index.created_at_of(item_id),
-                                       [f"other category {category} (similarity "
-                                        f"{similarity:.2f})"]))
-        return drawn
+        taken = _Either(listed, self.excluded)
+        for category in (eligible[i] for i in picked.tolist()):
+            item_id, similarity = self.index.best_in_category(self.query, category, taken)
+            drawn.append(Candidate(item_id, 0.0, EXPLORATION_SOURCE, category,
+                                   self.index.created_at_of(item_id),
+                                   [f"other category {category} (similarity "
+                                    f"{similarity:.2f})"]))
+        return drawn, len(eligible)
+
+    def _eligible(self, shown: set[str], listed: set[str]) -> list[str]:
+        """The index's categories outside ``shown`` with an item not listed or excluded."""
+        taken = Counter(self.index.category_of(i) for i in listed)
+        taken.update(self.index.category_of(i) for i in self.excluded)
+        return [c for c, rows in self.index.category_rows.items()
+                if c not in shown and len(rows) > taken[c]]
 
 
 class _Either:
@@ -144,6 +152,14 @@ class BanditParameters:
         self._stop.set()
 
 
+@dataclass(frozen=True)
+class CategoryDraw:
+    """The list's last ``drawn`` items were drawn from ``eligible`` categories."""
+
+    drawn: int
+    eligible: int
+
+
 @dataclass
 class ExplorationDecision:
     """What one answer's policy drew from, and what it drew; ``slate()`` adds the exact
@@ -159,6 +175,7 @@ class ExplorationDecision:
     features: np.ndarray | None = None
     bandit: LinUCBSnapshot | None = None
     _ages_s: list[float | None] | None = field(default=None, repr=False)
+    draw: CategoryDraw | None = None
     _slate: Slate | None = field(default=None, repr=False)
 
     @property
@@ -166,9 +183,18 @@ class ExplorationDecision:
         return np.array([c.score for c in self.ranked], dtype=np.float64)
 
     def slate(self) -> Slate:
+        """The answer's propensities given the ranked list: with drawn items, the policy's
+        over the whole list times their draw's inclusion (``category_draw``)."""
         if self._slate is None:
             policy = Policy(self.spec, self.bandit)
-            self._slate = policy.slate(self.scores, self.k, self.order, self.features)
+            slate = policy.slate(self.scores, self.k, self.order, self.features)
+            if self.draw is not None:
+                shows_drawn = self.order >= len(self.ranked) - self.draw.drawn
+                marginal, cascade = inclusion_factors(shows_drawn, self.draw.drawn,
+                                                      self.draw.eligible)
+                slate = Slate(slate.order, slate.propensity * marginal,
+                              slate.cascade * cascade)
+            self._slate = slate
         return self._slate
 
     def ages_s(self) -> list[float | None]:
@@ -210,10 +236,12 @@ class Explorer:
         ``max(pool, k)`` followed by the drawn items) and the decision to log; explored
         slots say so in their reasons."""
         seed = random.getrandbits(SEED_BITS) if seed is None else seed
+        draw = None
         if spec.other_categories and others is not None:
             ranked = ranked[:max(spec.pool, k)]
-            ranked = ranked + others.draw(spec.other_categories, seed, ranked[:k],
+            drawn, eligible = others.draw(spec.other_categories, seed, ranked[:k],
                                           {c.item_id for c in ranked})
+            ranked, draw = ranked + drawn, CategoryDraw(len(drawn), eligible)
         scores = np.fromiter((c.score for c in ranked), dtype=np.float64, count=len(ranked))
         snapshot = self.bandit.snapshot(spec.ridge) if spec.policy == LINUCB else None
         policy = Policy(spec, snapshot)
@@ -234,8 +262,9 @@ class Explorer:
             items.append(item)
         return items, ExplorationDecision(spec, seed, ranked, k, order,
                                           tuple(recent_categories), now_s, features, snapshot,
-                                          ages)
+                                          ages, draw=draw)
 
 
 __all__ = ["Explorer", "ExplorationDecision", "BanditParameters", "OtherCategories",
+           "CategoryDraw",
            "SEED_BITS", "EXPLORATION_SOURCE"]
