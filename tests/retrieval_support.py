@@ -50,9 +50,11 @@ def small_ranker_config(**overrides):
 
 
 def write_logged_answers(root: Path, examples: pd.DataFrame, unopened: list[list[str]],
-                         opened_beside: dict[int, str] | None = None) -> Lake:
+                         opened_beside: dict[int, str] | None = None,
+                         propensities: list[float] | None = None) -> Lake:
     """A lake holding one answer per example (its item first, then ``unopened``), the
-    example's event with that answer's request id, and optionally another opened item."""
+    example's event with that answer's request id, and optionally another opened item;
+    ``propensities[n]`` is the logged propensity of example n's item (default 1)."""
     lake = Lake(root, create=True)
     events, exposures = [], []
     for n, row in enumerate(examples.itertuples()):
@@ -72,7 +74,8 @@ def write_logged_answers(root: Path, examples: pd.DataFrame, unopened: list[list
         exposures += [{"exposure_id": f"{request}/{p}", "request_id": request,
                        "timestamp": (when - pd.Timedelta(seconds=5)).isoformat(),
                        "user_id": row.user_id, "item_id": item, "position": p,
-                       "propensity": 1.0, "tier": "full", "holdout": 0}
+                       "propensity": propensities[n] if propensities and p == 0 else 1.0,
+                       "tier": "full", "holdout": 0}
                       for p, item in enumerate(shown)]
     last = max(pd.Timestamp(r["timestamp"]) for r in events).to_pydatetime()
     policy = ValidationPolicy(now=last + dt.timedelta(days=1))

@@ -131,6 +131,10 @@ def test_a_drift_warm_start_learns_from_the_drifts_start_with_its_own_replay(dem
     assert drift[drift.index("--since") + 1] == "{drift_since}"
     assert drift[drift.index("--replay-ratio") + 1] == "0.1"
     assert both["retrain_commands"][both["retrain_commands"].index("--replay-ratio") + 1] == "1"
+    assert "--ips-clip" not in both["retrain_commands"]
+    weighted = warm_starts(LoopConfig(drift_replay_ratio=0.1, ips_clip=20))
+    for command in weighted.values():  # every warm start weighs its clicks
+        assert command[command.index("--ips-clip") + 1] == "20"
 
 
 def test_the_loops_exploration_is_served_by_the_same_identical_arms():

@@ -136,3 +136,44 @@ def test_a_repository_without_features_says_to_build_them(tmp_path):
 def test_restoring_a_directory_that_is_not_a_model_says_so(tmp_path):
     with pytest.raises(SourceError, match="not a model directory"):
         ModelDir(tmp_path).restore()
+
+
+def test_example_weights_weigh_each_examples_loss(small_data, trained_model_dir):
+    from trainer.retrieval_model import EXAMPLE_WEIGHT, SAMPLING_PROBABILITY
+    from trainer.train import sampling_probability
+    from trainer.training_data import with_content
+
+    cfg, _, model = ModelDir(trained_model_dir).restore()
+    frame = with_content(small_data.train.head(8), small_data.catalogue)
+    features = {**to_arrays(frame, query_inputs(cfg.model)),
+                **to_arrays(frame, candidate_inputs(cfg.model))}
+    features[SAMPLING_PROBABILITY] = sampling_probability(features["item_id"])
+
+    def loss(weights=None):
+        given = dict(features)
+        if weights is not None:
+            given[EXAMPLE_WEIGHT] = np.asarray(weights, np.float32)
+        return float(model.compute_loss({k: tf.constant(v) for k, v in given.items()}))
+
+    first, last = [1.0] * 4 + [0.0] * 4, [0.0] * 4 + [1.0] * 4
+    assert loss(first) + loss(last) == pytest.approx(loss([1.0] * 8), rel=1e-5)
+    assert loss([1.0] * 8) == pytest.approx(loss(), rel=1e-5)
+    assert loss([3.0] * 8) == pytest.approx(3 * loss(), rel=1e-5)
+    assert loss(first) != pytest.approx(loss(last), rel=1e-3)
+
+
+def test_weighted_training_learns_other_weights_and_refuses_bad_ones(small_data, tmp_path):
+    from trainer.train import mean_one
+
+    weighted = RetrievalData(
+        train=small_data.train.assign(example_weight=np.random.default_rng(0).uniform(
+            0.5, 4.0, len(small_data.train))), test=small_data.test,
+        catalogue=small_data.catalogue)
+    for name, data in (("plain", small_data), ("weighted", weighted)):
+        train_retrieval(data, small_config(epochs=1), tmp_path / name, progress=False)
+    plain, other = _weights(tmp_path / "plain"), _weights(tmp_path / "weighted")
+    assert not all(np.allclose(x, y) for x, y in zip(plain, other))
+    assert mean_one(np.array([1.0, 3.0])).tolist() == [0.5, 1.5]
+    for bad in ([1.0, np.nan], [1.0, -1.0], [0.0, 0.0], []):
+        with pytest.raises(ValueError, match="example weights must be finite"):
+            mean_one(np.array(bad))

@@ -88,6 +88,54 @@ def test_with_a_lake_both_models_are_scored_within_its_logged_answers(version_on
     assert result.decision.current == record["metrics"]["current"]["slate_auc"]
 
 
+def test_inverse_propensity_weights_come_from_the_logged_answers(small_data, tmp_path):
+    from trainer.propensity_weights import inverse_propensity_weights
+
+    catalogue = small_data.catalogue
+    clicked = small_data.test[small_data.test["item_id"].isin(catalogue["item_id"])].head(6)
+    others = catalogue["item_id"].tolist()
+    lake = write_logged_answers(tmp_path / "lake", clicked,
+                                [[i for i in others[n::30] if i != item][:3]
+                                 for n, item in enumerate(clicked["item_id"])],
+                                propensities=[1.0, 0.5, 0.1, 0.01, 1.0, 0.25])
+    organic = small_data.train.head(2)  # events the lake does not hold
+    examples = pd.concat([clicked, organic], ignore_index=True)
+    result = inverse_propensity_weights(lake.root, examples, clip=20.0)
+    assert result.weights.tolist() == pytest.approx([1, 2, 10, 20, 1, 4, 1, 1])
+    assert (result.logged, result.explored, result.clipped) == (6, 4, 1)
+    assert result.summary()["mean_weight"] == pytest.approx(40 / 8)
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="clip must be a finite number >= 1"):
+            inverse_propensity_weights(lake.root, examples, clip=bad)
+
+
+def test_a_warm_start_with_inverse_propensities_records_them(version_one, small_repo,
+                                                              small_data, tmp_path):
+    root, base, new_examples = version_one
+    ts = timestamps_us(small_data.train)
+    new = small_data.train[ts > int(pd.Series(ts).quantile(0.7))]
+    clicked = new[new["item_id"].isin(small_data.catalogue["item_id"])].head(40)
+    others = small_data.catalogue["item_id"].tolist()
+    lake = write_logged_answers(tmp_path / "lake", clicked,
+                                [[i for i in others[n::30] if i != item][:3]
+                                 for n, item in enumerate(clicked["item_id"])],
+                                propensities=[0.2] * 20 + [1.0] * 20)
+    with pytest.raises(ConfigError, match="inverse propensity weights need the lake"):
+        warm_start_retrieval(small_repo, base, 1, tmp_path / "no_lake", {},
+                             QualityGate("recall@100", tolerance=0.9), progress=False,
+                             ips_clip=10.0)
+    result = warm_start_retrieval(small_repo, base, 1, tmp_path / "ips", {},
+                                  QualityGate("recall@100", tolerance=0.9), progress=False,
+                                  lake=lake.root, ips_clip=4.0)
+    record = json.loads((tmp_path / "ips" / WARM_START_FILE).read_text())
+    weighting = record["inverse_propensity"]
+    assert weighting["clip"] == 4.0 and weighting["examples"] == new_examples
+    assert (weighting["logged"], weighting["explored"], weighting["clipped"]) == (40, 20, 20)
+    assert weighting["mean_weight"] == pytest.approx((new_examples + 20 * 3) / new_examples,
+                                                     rel=1e-3)
+    assert result.new_examples == new_examples
+
+
 def test_a_diverged_fine_tune_is_refused_by_the_gate(version_one, small_repo, capsys):
     root, base, _ = version_one
     before = versions(base / "retrieval")
@@ -166,6 +214,8 @@ def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_p
      "--since is for incremental training: give --warm-start VERSION too"),
     (["train", "retrieval", "--model-dir", "m", "--replay-ratio", "0.5"],
      "--replay-ratio is for incremental training: give --warm-start VERSION too"),
+    (["train", "retrieval", "--model-dir", "m", "--ips-clip", "10"],
+     "--ips-clip is for incremental training: give --warm-start VERSION too"),
 ])
 def test_bad_warm_start_flags_exit_1_naming_them(argv, message, capsys):
     assert main(argv) == 1
@@ -178,6 +228,8 @@ def test_bad_warm_start_flags_exit_1_naming_them(argv, message, capsys):
     ("--replay-ratio", "-1", "expected a number >= 0, got '-1'"),
     ("--replay-ratio", "nan", "expected a number >= 0, got 'nan'"),
     ("--replay-ratio", "many", "expected a number >= 0, got 'many'"),
+    ("--ips-clip", "0.5", "expected a number >= 1, got '0.5'"),
+    ("--ips-clip", "inf", "expected a number >= 1, got 'inf'"),
 ])
 def test_bad_since_and_replay_ratio_values_are_refused_by_the_parser(flag, value, message,
                                                                      capsys):

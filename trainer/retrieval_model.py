@@ -23,13 +23,15 @@ from trainer.query_tower import QueryTower
 from trainer.vocabularies import Vocabularies
 
 SAMPLING_PROBABILITY = "item_sampling_probability"
+EXAMPLE_WEIGHT = "example_weight"  # optional: each example's weight in the loss
 
 
 class TwoTowerModel(tfrs.Model):
     """Query tower + candidate tower + a TFRS Retrieval task.
 
     Training features: the query inputs, the candidate inputs of the positive item, and
-    ``item_sampling_probability`` (the item's share of training positives).
+    ``item_sampling_probability`` (the item's share of training positives), and optionally
+    ``example_weight`` (each example's weight in the loss: inverse propensities, say).
     ``catalogue``: candidate arrays of items to draw random negatives from (needed only when
     ``num_random_negatives`` > 0).
     """
@@ -71,8 +73,9 @@ class TwoTowerModel(tfrs.Model):
             inclusion = tf.concat([inclusion, tf.fill([self.cfg.num_random_negatives],
                                                       uniform)], axis=0)
             ids = tf.concat([ids, extra["item_id"]], axis=0)
-        return self.task(queries, candidates, candidate_sampling_probability=inclusion,
-                         candidate_ids=ids, compute_metrics=not training)
+        return self.task(queries, candidates, sample_weight=features.get(EXAMPLE_WEIGHT),
+                         candidate_sampling_probability=inclusion, candidate_ids=ids,
+                         compute_metrics=not training)
 
 
-__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY"]
+__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT"]

@@ -25,7 +25,7 @@ from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.config import RetrievalConfig
 from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
-from trainer.retrieval_model import SAMPLING_PROBABILITY, TwoTowerModel
+from trainer.retrieval_model import EXAMPLE_WEIGHT, SAMPLING_PROBABILITY, TwoTowerModel
 from trainer.strategy import make_strategy
 from trainer.training_data import RetrievalData, timestamps_us, with_content
 from trainer.vocabularies import Vocabularies
@@ -103,11 +103,21 @@ def _restore_towers(model: TwoTowerModel, source: ModelDir, sample: dict) -> Non
     log.info("warm start from %s (tower weights only)", path)
 
 
+def mean_one(weights: np.ndarray) -> np.ndarray:
+    """``weights`` (finite, >= 0, not all 0) scaled to mean 1, as float32: the loss keeps
+    its scale, and the learning rate its meaning."""
+    if not len(weights) or not np.all(np.isfinite(weights)) or np.any(weights < 0) \
+            or not weights.sum() > 0:
+        raise ValueError("example weights must be finite, >= 0 and not all 0")
+    return (weights * (len(weights) / weights.sum())).astype(np.float32)
+
+
 def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                     progress: bool = True, init_from: ModelDir | None = None) -> TrainResult:
     """Train (or resume training) the two-tower model on ``data.train`` into ``model_dir``;
     with ``init_from``, fine-tune that model's latest weights (its model config and
-    vocabularies are kept)."""
+    vocabularies are kept). An ``example_weight`` column weighs each example in the loss
+    (scaled to mean 1)."""
     seed_everything(cfg.train.seed)
     directory = ModelDir(model_dir)
     if init_from is not None:
@@ -123,6 +133,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     catalogue = _catalogue_arrays(data, cfg, vocab) if cfg.model.num_random_negatives else None
     features = {**queries, **candidates,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}
+    if EXAMPLE_WEIGHT in frame.columns:
+        features[EXAMPLE_WEIGHT] = mean_one(frame[EXAMPLE_WEIGHT].to_numpy(np.float64))
     n = len(frame)
     strategy = make_strategy(cfg.train.strategy)
     resuming = tf.train.latest_checkpoint(directory.checkpoints) is not None
@@ -168,4 +180,4 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
 
 
 __all__ = ["train_retrieval", "TrainResult", "seed_everything", "sampling_probability",
-           "plot_losses"]
+           "mean_one", "plot_losses"]

@@ -181,13 +181,15 @@ def _record(directory: Path, base_version: int, decision: GateDecision, counts: 
 def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: Path,
                          train_overrides: dict, gate: QualityGate, progress: bool = True,
                          export_options: dict | None = None, lake: Path | None = None,
-                         since_us: int | None = None, replay_ratio: float = 1.0
-                         ) -> WarmStartResult:
+                         since_us: int | None = None, replay_ratio: float = 1.0,
+                         ips_clip: float | None = None) -> WarmStartResult:
     """Fine-tune version ``version``'s two-tower model into ``model_dir``; export the next
     version if it passes ``gate`` (with the version's ranker, if it had one). With ``lake``
     both models are also scored within the answers its exposure log holds (slate_auc).
     ``since_us`` (default: the version's data end) starts the new examples; each is trained
-    on with ``replay_ratio`` older ones."""
+    on with ``replay_ratio`` older ones. With ``ips_clip``, each new example weighs
+    ``min(1 / propensity, ips_clip)`` in the loss (``trainer/propensity_weights.py``; the
+    replayed ones 1)."""
     from trainer import workflow
     from trainer.config import RetrievalConfig
     from trainer.slate_evaluation import SLATE_AUC
@@ -196,6 +198,9 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     if lake is None and gate.metric == SLATE_AUC:
         raise ConfigError("the gate metric slate_auc needs the lake whose exposure log holds "
                           "the served answers (--lake)")
+    if lake is None and ips_clip is not None:
+        raise ConfigError("inverse propensity weights need the lake whose exposure log holds "
+                          "the served answers' propensities (--lake)")
     source = ModelDir(version_detail(base_path, "retrieval", version, "model_dir"))
     model_dir = _new_directory(model_dir, source.path)
     data = _gate_data(repo)
@@ -207,6 +212,14 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     since = source.data_end_us() if since_us is None else int(since_us)
     _, new, replay = split_new(data, since, version, cfg.train.seed, replay_ratio,
                                since_given=since_us is not None)
+    weighting = None
+    if ips_clip is not None:
+        from trainer.propensity_weights import inverse_propensity_weights
+        from trainer.retrieval_model import EXAMPLE_WEIGHT
+
+        weighting = inverse_propensity_weights(lake, new, ips_clip)
+        new = new.assign(**{EXAMPLE_WEIGHT: weighting.weights})
+        replay = replay.assign(**{EXAMPLE_WEIGHT: 1.0})
     tune = RetrievalData(train=pd.concat([replay, new]).sort_values(
         ["event_timestamp", "example_id"], kind="stable").reset_index(drop=True),
         test=data.test, catalogue=data.catalogue)
@@ -220,7 +233,9 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
     decision = gate.judge(scored["current"], scored["candidate"])
     _record(model_dir, version, decision, {
         "new_examples": len(new), "replayed": len(replay), "replay_ratio": replay_ratio,
-        "since": pd.Timestamp(since, unit="us", tz="UTC").isoformat()}, scored)
+        "since": pd.Timestamp(since, unit="us", tz="UTC").isoformat(),
+        "inverse_propensity": None if weighting is None else {
+            "clip": ips_clip, **weighting.summary()}}, scored)
     _paired_evaluation(model_dir, repo, version, scored)
     log.info(decision.summary())
     exported = None

@@ -94,6 +94,10 @@ class LoopConfig:
     # replay ratio (None: no --since, replay_ratio): what came before teaches what no longer
     # holds
     drift_replay_ratio: float | None = None
+    # every warm start weighs its new clicks by their inverse logged propensity, at most
+    # this (the trainer's --ips-clip; None: unweighted): with exploration, the clicks on what
+    # the model would not have shown count as often as they would have been seen
+    ips_clip: float | None = None
 
 
 @dataclass
@@ -224,11 +228,14 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
                  "--split", "temporal"],
                 [*recsys, "features", "materialize", "--repo", str(repo), *backfill]]
 
+    weighting = [] if cfg.ips_clip is None else ["--ips-clip", f"{cfg.ips_clip:g}"]
+
     def warm_start(replay_ratio: float, *since: str) -> list[str]:
         return [*recsys, "train", "retrieval", "--repo", str(repo), "--warm-start", "{stable}",
                 "--model-base-path", "{model_base_path}", "--model-dir",
                 str(out / "model_dirs" / "{run_id}"), "--epochs", str(cfg.warm_start_epochs),
-                "--replay-ratio", f"{replay_ratio:g}", *since, *SLATE_GATE, "--no-progress"]
+                "--replay-ratio", f"{replay_ratio:g}", *since, *SLATE_GATE, *weighting,
+                "--no-progress"]
 
     document = {
         "controller": {

@@ -38,6 +38,7 @@ def _float_in(low: float, high: float, low_open: bool, high_open: bool, expected
 
 positive_float = _float_in(0.0, float("inf"), True, True, "a number > 0")
 non_negative_float = _float_in(0.0, float("inf"), False, True, "a number >= 0")
+at_least_one = _float_in(1.0, float("inf"), False, True, "a number >= 1")
 probability = _float_in(0.0, 1.0, True, False, "a number in (0, 1]")
 share_below_one = _float_in(0.0, 1.0, False, True, "a number in [0, 1)")
 

@@ -13,7 +13,12 @@ import logging
 from pathlib import Path
 
 from recsys.errors import ConfigError
-from workflows.cli.arguments import iso_datetime, non_negative_float, positive_int
+from workflows.cli.arguments import (
+    at_least_one,
+    iso_datetime,
+    non_negative_float,
+    positive_int,
+)
 
 log = logging.getLogger("recsys")
 
@@ -76,6 +81,11 @@ def _warm_start_args(parser: argparse.ArgumentParser, what: str, slates: bool = 
                            metavar="R", help="older examples replayed per new one (default "
                                              "1; fewer after a drift, when older examples "
                                              "teach what no longer holds)")
+        group.add_argument("--ips-clip", type=at_least_one, metavar="W",
+                           help="weigh each new example by the inverse of the propensity "
+                                "with which its logged answer showed its item, at most W "
+                                "(>= 1; needs --lake): clicks on explored items count as "
+                                "often as they would have been seen")
     group.add_argument("--gate-tolerance", type=float, default=0.0, metavar="X",
                        help="the candidate may be this much below the current version "
                             "(absolute, default 0)")
@@ -90,6 +100,7 @@ def _gate(args: argparse.Namespace):
                                      ("--since", getattr(args, "since", None), None),
                                      ("--replay-ratio", getattr(args, "replay_ratio", 1.0),
                                       1.0),
+                                     ("--ips-clip", getattr(args, "ips_clip", None), None),
                                      ("--gate-metric", args.gate_metric, "recall@100"),
                                      ("--gate-tolerance", args.gate_tolerance, 0.0)):
             if value != default:
@@ -228,7 +239,7 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
             _repo(args), args.model_base_path, args.warm_start, args.model_dir, train_flags,
             gate, progress=not args.no_progress, lake=args.lake,
             since_us=None if args.since is None else int(args.since.timestamp() * 1e6),
-            replay_ratio=args.replay_ratio), "two-tower model")
+            replay_ratio=args.replay_ratio, ips_clip=args.ips_clip), "two-tower model")
     cfg = load_config(args.config, {
         "model": {"embedding_dim": args.embedding_dim}, "train": train_flags})
     result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
