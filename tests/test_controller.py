@@ -287,6 +287,27 @@ def test_a_failing_retrain_command_is_refused_naming_it(setup):
         decision = controller.step(now + step * 10 + 5)
     assert decision["decision"] == "refuse"
     assert decision["reason"].endswith("-c raise SystemExit(4) exited 4")
+    assert decision["reason"].startswith("retrain failed: ")
+    assert Registry(base).aliases() == {"stable": 1}
+
+
+def test_a_warm_start_its_own_gate_refused_is_reported_as_such(setup):
+    base, _, write, service, windows, tmp = setup
+    settings = write(reference="training")
+    refused = settings.controller.replace(retrain_commands=(
+        (sys.executable, "-c", "raise SystemExit(3)", "--warm-start", "{stable}"),))
+    controller = _controller(type(settings)(refused, settings.gate, settings.canary,
+                                            settings.drift_features, settings.alerts),
+                             service, windows)
+    rng = np.random.default_rng(4)
+    now = time.time()
+    for step in range(3):
+        _traffic(windows, rng, now + step * 10, shifted=True)
+        decision = controller.step(now + step * 10 + 5)
+    assert decision["decision"] == "refuse"
+    assert decision["reason"].startswith("the warm start's quality gate refused the "
+                                         "candidate (not exported): ")
+    assert decision["reason"].endswith("--warm-start 1 exited 3")
     assert Registry(base).aliases() == {"stable": 1}
 
 

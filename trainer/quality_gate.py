@@ -17,6 +17,9 @@ from typing import Mapping
 
 from recsys.errors import ConfigError
 
+# the exit status of `recsys train ... --warm-start` when its gate refused the candidate (and
+# nothing was exported): not a failure of the command
+NOT_EXPORTED_EXIT = 3
 METRIC = re.compile(r"^((recall|ndcg|map|coverage)@([1-9][0-9]*)|slate_auc)$")
 
 
@@ -64,4 +67,4 @@ class QualityGate:
                             have >= want - self.tolerance)
 
 
-__all__ = ["QualityGate", "GateDecision"]
+__all__ = ["QualityGate", "GateDecision", "NOT_EXPORTED_EXIT"]

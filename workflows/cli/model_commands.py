@@ -119,7 +119,9 @@ def _print_warm_start(result, model: str) -> int:
     print(result.decision.summary())
     if result.exported_version is None:
         print(f"not exported: version {result.base_version} stays the newest")
-        return 3
+        from trainer.quality_gate import NOT_EXPORTED_EXIT
+
+        return NOT_EXPORTED_EXIT
     print(f"exported version {result.exported_version}; the model server picks it up by itself")
     return 0
 

@@ -39,6 +39,7 @@ from typing import Callable
 from recsys.model_contract.registry import Registry
 from recsys.model_contract.versioning import versions
 from recsys.monitoring.canary import canary_verdict
+from trainer.quality_gate import NOT_EXPORTED_EXIT
 from workflows.controller import canary_traffic, label_status
 from workflows.controller.config import ControllerSettings
 from workflows.controller.drift_watch import (
@@ -223,6 +224,10 @@ class Controller:
         for command in commands:
             argv = [arg.format(**values) for arg in command]
             code = self.hooks.run_command(argv)
+            if code == NOT_EXPORTED_EXIT and "--warm-start" in argv:
+                return self._log("refuse", f"the warm start's quality gate refused the "
+                                    f"candidate (not exported): {' '.join(argv)} exited "
+                                    f"{code}", now_s, trigger=trigger)
             if code != 0:
                 return self._log("refuse", f"retrain failed: "
                                     f"{' '.join(argv)} exited {code}", now_s, trigger=trigger)
