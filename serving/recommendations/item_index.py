@@ -38,6 +38,7 @@ class ItemIndex:
         self.position = {item: i for i, item in enumerate(self.ids)}
         self.centroids: dict[str, np.ndarray] = {}
         self.category_rows: dict[str, np.ndarray] = {}
+        self._category_vectors: dict[str, np.ndarray] = {}
         for category in sorted(set(self.categories) - {""}):
             rows = np.flatnonzero(self.categories == category)
             mean = self.vectors[rows].mean(axis=0)
@@ -102,7 +103,10 @@ class ItemIndex:
         rows = self.category_rows.get(category)
         if rows is None:
             return None
-        scores = self.vectors[rows] @ vector.astype(np.float32)
+        block = self._category_vectors.get(category)
+        if block is None:  # each category's rows copied once, on first use (not per request)
+            block = self._category_vectors[category] = np.ascontiguousarray(self.vectors[rows])
+        scores = block @ vector.astype(np.float32)
         for _ in range(len(rows)):
             best = int(np.argmax(scores))
             if scores[best] == -np.inf:
