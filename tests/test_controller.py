@@ -272,43 +272,36 @@ def test_one_slow_step_is_not_a_rollback_and_later_steps_are_judged_on_their_own
     assert Registry(base).aliases() == {"stable": 2}
 
 
-def test_a_failing_retrain_command_is_refused_naming_it(setup):
-    base, _, write, service, windows, tmp = setup
+def _decision_after_a_shift_retraining_with(setup, command: tuple) -> dict:
+    """The decision once a shift has triggered a retrain whose only command is ``command``."""
+    _, _, write, service, windows, _ = setup
     settings = write(reference="training")
-    failing = settings.controller.replace(retrain_commands=(
-        (sys.executable, "-c", "raise SystemExit(4)"),))
-    controller = _controller(type(settings)(failing, settings.gate, settings.canary,
-                                            settings.drift_features, settings.alerts),
-                             service, windows)
+    controller = _controller(_with(settings, retrain_commands=(command,)), service, windows)
     rng = np.random.default_rng(4)
     now = time.time()
     for step in range(3):
         _traffic(windows, rng, now + step * 10, shifted=True)
         decision = controller.step(now + step * 10 + 5)
+    return decision
+
+
+def test_a_failing_retrain_command_is_refused_naming_it(setup):
+    decision = _decision_after_a_shift_retraining_with(
+        setup, (sys.executable, "-c", "raise SystemExit(4)"))
     assert decision["decision"] == "refuse"
     assert decision["reason"].endswith("-c raise SystemExit(4) exited 4")
     assert decision["reason"].startswith("retrain failed: ")
-    assert Registry(base).aliases() == {"stable": 1}
+    assert Registry(setup[0]).aliases() == {"stable": 1}
 
 
 def test_a_warm_start_its_own_gate_refused_is_reported_as_such(setup):
-    base, _, write, service, windows, tmp = setup
-    settings = write(reference="training")
-    refused = settings.controller.replace(retrain_commands=(
-        (sys.executable, "-c", "raise SystemExit(3)", "--warm-start", "{stable}"),))
-    controller = _controller(type(settings)(refused, settings.gate, settings.canary,
-                                            settings.drift_features, settings.alerts),
-                             service, windows)
-    rng = np.random.default_rng(4)
-    now = time.time()
-    for step in range(3):
-        _traffic(windows, rng, now + step * 10, shifted=True)
-        decision = controller.step(now + step * 10 + 5)
+    decision = _decision_after_a_shift_retraining_with(
+        setup, (sys.executable, "-c", "raise SystemExit(3)", "--warm-start", "{stable}"))
     assert decision["decision"] == "refuse"
     assert decision["reason"].startswith("the warm start's quality gate refused the "
                                          "candidate (not exported): ")
     assert decision["reason"].endswith("--warm-start 1 exited 3")
-    assert Registry(base).aliases() == {"stable": 1}
+    assert Registry(setup[0]).aliases() == {"stable": 1}
 
 
 def _with(settings, **controller):
