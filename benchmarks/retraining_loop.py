@@ -3,7 +3,7 @@
     python benchmarks/retraining_loop.py --workdir demo-output [--days 12] [--shift-day 3]
         [--slow-day 8] [--users 2000] [--no-shift] [--out DIR] [--retrain-every-days D]
         [--no-retrain] [--exploration SPEC] [--replay-ratio R] [--drift-replay-ratio R]
-        [--ips-clip W]
+        [--ips-clip W] [--drift-forget-users]
         [--name NAME] [--compare LABEL=JSON] [--replot JSON]
 
 ``--workdir`` holds a system built by ``recsys demo --end-date DATE`` with its default
@@ -158,7 +158,8 @@ def run_title(cfg: LoopConfig) -> str:
     return ", ".join([*(events or ["no shift (control)"]), how]) + replay + (
         f", exploration {cfg.exploration}" if cfg.exploration else "") + (
         f", clicks weighed by inverse propensity (clip {cfg.ips_clip:g})"
-        if cfg.ips_clip is not None else "")
+        if cfg.ips_clip is not None else "") + (
+        ", a drift warm start forgets the user rows" if cfg.drift_forget_users else "")
 
 
 def main() -> None:
@@ -196,6 +197,9 @@ def main() -> None:
                         help="each warm start weighs its new clicks by their inverse logged "
                              "propensity, at most W (the trainer's --ips-clip; default: "
                              "unweighted)")
+    parser.add_argument("--drift-forget-users", action="store_true",
+                        help="a drift-triggered warm start starts every user's id row as the "
+                             "unknown user's (the trainer's --forget-users)")
     parser.add_argument("--name", help="the results' file name (default retraining_loop, "
                                        "or retraining_loop_control with --no-shift)")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=JSON",
@@ -219,7 +223,8 @@ def main() -> None:
                      pipeline=args.pipeline, retrain_every_days=args.retrain_every_days,
                      retrain=not args.no_retrain, exploration=args.exploration,
                      replay_ratio=args.replay_ratio,
-                     drift_replay_ratio=args.drift_replay_ratio, ips_clip=args.ips_clip)
+                     drift_replay_ratio=args.drift_replay_ratio, ips_clip=args.ips_clip,
+                     drift_forget_users=args.drift_forget_users)
     name = args.name or ("retraining_loop_control" if args.no_shift else "retraining_loop")
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

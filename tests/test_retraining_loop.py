@@ -135,6 +135,10 @@ def test_a_drift_warm_start_learns_from_the_drifts_start_with_its_own_replay(dem
     weighted = warm_starts(LoopConfig(drift_replay_ratio=0.1, ips_clip=20))
     for command in weighted.values():  # every warm start weighs its clicks
         assert command[command.index("--ips-clip") + 1] == "20"
+    assert all("--forget-users" not in c for c in weighted.values())
+    forgetting = warm_starts(LoopConfig(drift_replay_ratio=0.1, drift_forget_users=True))
+    assert "--forget-users" in forgetting["drift_retrain_commands"]  # the drift's only
+    assert "--forget-users" not in forgetting["retrain_commands"]
 
 
 def test_the_loops_exploration_is_served_by_the_same_identical_arms():

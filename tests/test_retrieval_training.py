@@ -177,3 +177,17 @@ def test_weighted_training_learns_other_weights_and_refuses_bad_ones(small_data,
     for bad in ([1.0, np.nan], [1.0, -1.0], [0.0, 0.0], []):
         with pytest.raises(ValueError, match="example weights must be finite"):
             mean_one(np.array(bad))
+
+
+def test_forgetting_users_starts_every_known_user_as_the_unknown_one(trained_model_dir):
+    from trainer.train import forget_users
+
+    _, vocab, model = ModelDir(trained_model_dir).restore()
+    model.query_tower(_queries(model))
+    table = model.query_tower.user.embedding.embeddings
+    before = table.numpy()
+    assert not np.allclose(before[2:], before[1])  # trained: users differ
+    assert forget_users(model) == len(before) - 2 == len(vocab.user_ids)
+    after = table.numpy()
+    assert np.array_equal(after[:2], before[:2])  # padding and unknown rows kept
+    assert np.array_equal(after[2:], np.repeat(before[1:2], len(before) - 2, axis=0))

@@ -126,13 +126,14 @@ def test_a_warm_start_with_inverse_propensities_records_them(version_one, small_
                              ips_clip=10.0)
     result = warm_start_retrieval(small_repo, base, 1, tmp_path / "ips", {},
                                   QualityGate("recall@100", tolerance=0.9), progress=False,
-                                  lake=lake.root, ips_clip=4.0)
+                                  lake=lake.root, ips_clip=4.0, forget_users=True)
     record = json.loads((tmp_path / "ips" / WARM_START_FILE).read_text())
     weighting = record["inverse_propensity"]
     assert weighting["clip"] == 4.0 and weighting["examples"] == new_examples
     assert (weighting["logged"], weighting["explored"], weighting["clipped"]) == (40, 20, 20)
     assert weighting["mean_weight"] == pytest.approx((new_examples + 20 * 3) / new_examples,
                                                      rel=1e-3)
+    assert record["forget_users"] is True
     assert result.new_examples == new_examples
 
 
@@ -216,6 +217,8 @@ def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_p
      "--replay-ratio is for incremental training: give --warm-start VERSION too"),
     (["train", "retrieval", "--model-dir", "m", "--ips-clip", "10"],
      "--ips-clip is for incremental training: give --warm-start VERSION too"),
+    (["train", "retrieval", "--model-dir", "m", "--forget-users"],
+     "--forget-users is for incremental training: give --warm-start VERSION too"),
 ])
 def test_bad_warm_start_flags_exit_1_naming_them(argv, message, capsys):
     assert main(argv) == 1

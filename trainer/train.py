@@ -103,6 +103,18 @@ def _restore_towers(model: TwoTowerModel, source: ModelDir, sample: dict) -> Non
     log.info("warm start from %s (tower weights only)", path)
 
 
+def forget_users(model: TwoTowerModel) -> int:
+    """Set every known user's id row of the query tower to the trained "unknown" row (index
+    1), so a fine-tune relearns each user from the examples it is given (after a drift, the
+    rows hold the tastes the users had before it). Returns the rows reset."""
+    table = model.query_tower.user.embedding.embeddings
+    rows = int(table.shape[0]) - 2
+    if rows > 0:
+        table.assign(tf.concat([table[:2], tf.repeat(table[1:2], rows, axis=0)], axis=0))
+    log.info("forgot %s users: their id rows start as the unknown user's", f"{rows:,}")
+    return max(rows, 0)
+
+
 def mean_one(weights: np.ndarray) -> np.ndarray:
     """``weights`` (finite, >= 0, not all 0) scaled to mean 1, as float32: the loss keeps
     its scale, and the learning rate its meaning."""
@@ -113,11 +125,13 @@ def mean_one(weights: np.ndarray) -> np.ndarray:
 
 
 def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
-                    progress: bool = True, init_from: ModelDir | None = None) -> TrainResult:
+                    progress: bool = True, init_from: ModelDir | None = None,
+                    reset_users: bool = False) -> TrainResult:
     """Train (or resume training) the two-tower model on ``data.train`` into ``model_dir``;
     with ``init_from``, fine-tune that model's latest weights (its model config and
     vocabularies are kept). An ``example_weight`` column weighs each example in the loss
-    (scaled to mean 1)."""
+    (scaled to mean 1). ``reset_users`` (with ``init_from``): every user's id row starts as
+    the unknown user's (``forget_users``)."""
     seed_everything(cfg.train.seed)
     directory = ModelDir(model_dir)
     if init_from is not None:
@@ -142,6 +156,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
         model = TwoTowerModel(cfg.model, vocab, catalogue)
         if init_from is not None and not resuming:
             _restore_towers(model, init_from, {k: v[:2] for k, v in features.items()})
+            if reset_users:
+                forget_users(model)
         model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate))
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
@@ -180,4 +196,4 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
 
 
 __all__ = ["train_retrieval", "TrainResult", "seed_everything", "sampling_probability",
-           "mean_one", "plot_losses"]
+           "mean_one", "forget_users", "plot_losses"]

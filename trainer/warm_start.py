@@ -182,14 +182,16 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
                          train_overrides: dict, gate: QualityGate, progress: bool = True,
                          export_options: dict | None = None, lake: Path | None = None,
                          since_us: int | None = None, replay_ratio: float = 1.0,
-                         ips_clip: float | None = None) -> WarmStartResult:
+                         ips_clip: float | None = None, forget_users: bool = False
+                         ) -> WarmStartResult:
     """Fine-tune version ``version``'s two-tower model into ``model_dir``; export the next
     version if it passes ``gate`` (with the version's ranker, if it had one). With ``lake``
     both models are also scored within the answers its exposure log holds (slate_auc).
     ``since_us`` (default: the version's data end) starts the new examples; each is trained
     on with ``replay_ratio`` older ones. With ``ips_clip``, each new example weighs
     ``min(1 / propensity, ips_clip)`` in the loss (``trainer/propensity_weights.py``; the
-    replayed ones 1)."""
+    replayed ones 1). ``forget_users``: every user's id row starts as the unknown user's
+    (after a drift, the rows hold the tastes from before it)."""
     from trainer import workflow
     from trainer.config import RetrievalConfig
     from trainer.slate_evaluation import SLATE_AUC
@@ -225,7 +227,8 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
         test=data.test, catalogue=data.catalogue)
     log.info("fine-tuning version %d on %s new examples and %s replayed", version,
              f"{len(new):,}", f"{len(replay):,}")
-    train_retrieval(tune, cfg, model_dir, progress=progress, init_from=source)
+    train_retrieval(tune, cfg, model_dir, progress=progress, init_from=source,
+                    reset_users=forget_users)
     es = build_evaluation_set(data)
     ks = _ks(gate)
     scored = {name: _retrieval_metrics(path, es, ks, gate, slates)
@@ -235,7 +238,7 @@ def warm_start_retrieval(repo: Path, base_path: Path, version: int, model_dir: P
         "new_examples": len(new), "replayed": len(replay), "replay_ratio": replay_ratio,
         "since": pd.Timestamp(since, unit="us", tz="UTC").isoformat(),
         "inverse_propensity": None if weighting is None else {
-            "clip": ips_clip, **weighting.summary()}}, scored)
+            "clip": ips_clip, **weighting.summary()}, "forget_users": forget_users}, scored)
     _paired_evaluation(model_dir, repo, version, scored)
     log.info(decision.summary())
     exported = None

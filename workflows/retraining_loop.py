@@ -98,6 +98,9 @@ class LoopConfig:
     # this (the trainer's --ips-clip; None: unweighted): with exploration, the clicks on what
     # the model would not have shown count as often as they would have been seen
     ips_clip: float | None = None
+    # a drift-triggered warm start starts every user's id row as the unknown user's (the
+    # trainer's --forget-users): the rows hold the tastes from before the drift
+    drift_forget_users: bool = False
 
 
 @dataclass
@@ -251,7 +254,9 @@ def controller_file(out: Path, lake: Path, repo: Path, models: Path, url: str,
             "reload_wait_s": 3, "model_server_url": model_server_url,
             "retrain_commands": [*features, warm_start(cfg.replay_ratio)],
             **({} if cfg.drift_replay_ratio is None else {"drift_retrain_commands": [
-                *features, warm_start(cfg.drift_replay_ratio, "--since", "{drift_since}")]})},
+                *features, warm_start(cfg.drift_replay_ratio, "--since", "{drift_since}",
+                                      *(["--forget-users"] if cfg.drift_forget_users
+                                        else []))]})},
         # the served answers' own items, not the catalogue: a catalogue-wide metric on the
         # loop's traffic favours the version that chose what was shown
         "gate": {"metrics": {"slate_auc": {"max_drop": 0.0}}, "latency_p99_ms": 200},

@@ -86,6 +86,10 @@ def _warm_start_args(parser: argparse.ArgumentParser, what: str, slates: bool = 
                                 "with which its logged answer showed its item, at most W "
                                 "(>= 1; needs --lake): clicks on explored items count as "
                                 "often as they would have been seen")
+        group.add_argument("--forget-users", action="store_true",
+                           help="every user's id row starts as the unknown user's, so the "
+                                "fine-tune relearns users from the new examples (after a "
+                                "drift, the rows hold the tastes from before it)")
     group.add_argument("--gate-tolerance", type=float, default=0.0, metavar="X",
                        help="the candidate may be this much below the current version "
                             "(absolute, default 0)")
@@ -101,6 +105,8 @@ def _gate(args: argparse.Namespace):
                                      ("--replay-ratio", getattr(args, "replay_ratio", 1.0),
                                       1.0),
                                      ("--ips-clip", getattr(args, "ips_clip", None), None),
+                                     ("--forget-users", getattr(args, "forget_users", False),
+                                      False),
                                      ("--gate-metric", args.gate_metric, "recall@100"),
                                      ("--gate-tolerance", args.gate_tolerance, 0.0)):
             if value != default:
@@ -241,7 +247,8 @@ def run_train_retrieval(args: argparse.Namespace) -> int:
             _repo(args), args.model_base_path, args.warm_start, args.model_dir, train_flags,
             gate, progress=not args.no_progress, lake=args.lake,
             since_us=None if args.since is None else int(args.since.timestamp() * 1e6),
-            replay_ratio=args.replay_ratio, ips_clip=args.ips_clip), "two-tower model")
+            replay_ratio=args.replay_ratio, ips_clip=args.ips_clip,
+            forget_users=args.forget_users), "two-tower model")
     cfg = load_config(args.config, {
         "model": {"embedding_dim": args.embedding_dim}, "train": train_flags})
     result = workflow.train(_repo(args), args.model_dir, cfg, progress=not args.no_progress)
