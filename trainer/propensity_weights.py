@@ -48,16 +48,14 @@ def inverse_propensity_weights(lake_root: Path, examples: pd.DataFrame, clip: fl
     """The weight of each of ``examples`` (in order) from ``lake_root``'s exposure log."""
     from recsys.data.lake import Lake
     from recsys.data.schemas import EXPOSURES
+    from trainer.slate_evaluation import answered_events
 
     if not clip >= 1 or not np.isfinite(clip):
         raise ConfigError(f"the inverse propensity clip must be a finite number >= 1, got "
                           f"{clip!r}")
     lake = Lake(lake_root)
     ids = examples["example_id"].astype(str)
-    events = lake.events_dataset().to_table(
-        columns=["event_id", "request_id", "item_id"],
-        filter=pc.field("event_id").isin(sorted(set(ids))) & pc.field(
-            "request_id").is_valid()).to_pandas().drop_duplicates("event_id")
+    events = answered_events(lake_root, ids).drop_duplicates("event_id")
     request_of = events.set_index("event_id")["request_id"]
     requests = ids.map(request_of)
     wanted = sorted(set(requests.dropna()))

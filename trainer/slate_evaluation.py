@@ -54,13 +54,17 @@ class LoggedSlates:
         return len(self.examples)
 
 
-def _answered_events(lake_root: Path) -> pd.DataFrame:
-    """The lake's events that name the answer they came from."""
+def answered_events(lake_root: Path, event_ids=None) -> pd.DataFrame:
+    """The lake's events that name the answer they came from (only ``event_ids`` when
+    given: the filter is pushed down to the Parquet scan)."""
     from recsys.data.lake import Lake
 
+    wanted = pc.field("request_id").is_valid()
+    if event_ids is not None:
+        wanted = wanted & pc.field("event_id").isin(sorted(set(event_ids)))
     return Lake(lake_root).events_dataset().to_table(
         columns=["event_id", "request_id", "item_id", "event_type"],
-        filter=pc.field("request_id").is_valid()).to_pandas()
+        filter=wanted).to_pandas()
 
 
 def logged_slates(lake_root: Path, test: pd.DataFrame, catalogue: pd.DataFrame
@@ -70,7 +74,7 @@ def logged_slates(lake_root: Path, test: pd.DataFrame, catalogue: pd.DataFrame
     from recsys.data.lake import Lake
     from recsys.data.schemas import EXPOSURES
 
-    events = _answered_events(lake_root)
+    events = answered_events(lake_root)
     request_of = events.set_index("event_id")["request_id"]
     requests = test["example_id"].map(request_of)
     wanted = set(requests.dropna())

@@ -71,7 +71,7 @@ class OtherCategories:
         rng = np.random.default_rng((seed, OTHER_CATEGORIES_STREAM))
         picked = rng.choice(len(eligible), size=min(n, len(eligible)), replace=False)
         drawn = []
-        taken = _Either(listed, self.excluded)
+        taken = listed | set(self.excluded)
         for category in (eligible[i] for i in picked.tolist()):
             item_id, similarity = self.index.best_in_category(self.query, category, taken)
             drawn.append(Candidate(item_id, 0.0, EXPLORATION_SOURCE, category,
@@ -86,16 +86,6 @@ class OtherCategories:
         taken.update(self.index.category_of(i) for i in self.excluded)
         return [c for c, rows in self.index.category_rows.items()
                 if c not in shown and len(rows) > taken[c]]
-
-
-class _Either:
-    """Membership in either of two collections, without copying them."""
-
-    def __init__(self, first: Collection[str], second: Collection[str]):
-        self.first, self.second = first, second
-
-    def __contains__(self, item: object) -> bool:
-        return item in self.first or item in self.second
 
 
 class BanditParameters:
