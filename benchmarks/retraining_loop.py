@@ -30,6 +30,7 @@ import textwrap
 from dataclasses import asdict
 from pathlib import Path
 
+from workflows.cli.arguments import fraction
 from workflows.retraining_loop import LoopConfig, run_loop
 
 RESULTS = Path(__file__).parent / "results"
@@ -159,7 +160,8 @@ def run_title(cfg: LoopConfig) -> str:
         f", exploration {cfg.exploration}" if cfg.exploration else "") + (
         f", clicks weighed by inverse propensity (clip {cfg.ips_clip:g})"
         if cfg.ips_clip is not None else "") + (
-        ", a drift warm start forgets the user rows" if cfg.drift_forget_users else "")
+        ", a drift warm start forgets the user rows" if cfg.drift_forget_users else "") + (
+        f", {cfg.organic_share:.0%} of sessions organic" if cfg.organic_share else "")
 
 
 def main() -> None:
@@ -200,6 +202,10 @@ def main() -> None:
     parser.add_argument("--drift-forget-users", action="store_true",
                         help="a drift-triggered warm start starts every user's id row as the "
                              "unknown user's (the trainer's --forget-users)")
+    parser.add_argument("--organic-share", type=fraction, default=0.0, metavar="P",
+                        help="the chance a simulated session finds its items without the "
+                             "recommender, from the users' true tastes (search, browsing; "
+                             "default 0: users see only what the service shows)")
     parser.add_argument("--name", help="the results' file name (default retraining_loop, "
                                        "or retraining_loop_control with --no-shift)")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=JSON",
@@ -224,7 +230,8 @@ def main() -> None:
                      retrain=not args.no_retrain, exploration=args.exploration,
                      replay_ratio=args.replay_ratio,
                      drift_replay_ratio=args.drift_replay_ratio, ips_clip=args.ips_clip,
-                     drift_forget_users=args.drift_forget_users)
+                     drift_forget_users=args.drift_forget_users,
+                     organic_share=args.organic_share)
     name = args.name or ("retraining_loop_control" if args.no_shift else "retraining_loop")
     out = args.out or args.workdir / name
     records = [asdict(r) for r in run_loop(args.workdir, out, cfg)]

@@ -195,3 +195,63 @@ def test_a_simulated_clock_that_would_run_into_the_future_is_refused(population,
         main(["simulate", "--api", "http://127.0.0.1:9", "--lake", str(tmp_path),
               "--experiments", str(path), "--start-date", "2026-13-01"])
     assert "expected a date like" in capsys.readouterr().err
+
+
+def test_organic_sessions_find_items_by_the_users_true_tastes(population):
+    from scipy.stats import chisquare
+
+    from recsys.data.synthetic.behaviour import TASTE_SHARE
+
+    u, n = 7, 4_000
+    categories = SMALL.categories
+    for pop in (population, population.shifted(seed=3)):  # the shift moves what they find
+        items = pop.browse(u, 0, n, np.random.default_rng(1))
+        found = np.bincount([pop.items.category[pop.item_index[i]] for i in items],
+                            minlength=categories)
+        share = TASTE_SHARE * pop.users.taste[u].astype(float) + (1 - TASTE_SHARE) / categories
+        assert chisquare(found, n * share / share.sum()).pvalue > 1e-3
+    assert population.browse(u, 0, 20, np.random.default_rng(2)) == population.browse(
+        u, 0, 20, np.random.default_rng(2))  # seeded
+
+
+def test_organic_sessions_send_events_without_a_request_and_no_request(population):
+    import datetime as dt
+
+    api = _RecordingApi(list(population.item_index)[:5])
+    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
+    base = SimulationConfig(days=1, users=20, active_share=1.0, sessions=3.0, seed=4,
+                            concurrency=1, start_s=start)
+    try:
+        plain = Simulator(api.url, population, parse_experiments({}), base).run_day(0)
+        requests_before, events_before = len(api.requests), len(api.events)
+        organic = Simulator(api.url, population, parse_experiments({}),
+                            SimulationConfig(**{**base.__dict__, "organic_share": 0.5}))
+        report = organic.run_day(0)
+    finally:
+        api.server.shutdown()
+    assert plain.organic_sessions == 0 and plain.requests == requests_before
+    # the same sessions, about half of them without a request
+    assert report.requests + report.organic_sessions == plain.requests
+    assert 0.3 < report.organic_sessions / plain.requests < 0.7
+    assert len(api.requests) - requests_before == report.requests
+    events = api.events[events_before:]
+    shown_by_api = [e for e in events if "request_id" in e]
+    found = [e for e in events if "request_id" not in e]
+    impressions = [e for e in found if e["event_type"] == "impression"]
+    assert len(impressions) == 10 * report.organic_sessions  # k items per organic session
+    assert {e["item_id"] for e in impressions} - set(population.item_index) == set()
+    assert len({e["session_id"] for e in impressions}) == report.organic_sessions
+    assert sum(e["event_type"] == "impression" for e in shown_by_api) == 5 * report.requests
+    # only what the service showed counts in the truth
+    assert organic.shown == 5 * report.requests
+
+
+def test_an_organic_share_outside_0_and_1_is_refused(tmp_path, capsys):
+    with pytest.raises(SimulationError, match="organic_share must be in"):
+        SimulationConfig(organic_share=1.5)
+    path = tmp_path / "experiments.yaml"
+    path.write_text("experiments: []\n")
+    with pytest.raises(SystemExit):
+        main(["simulate", "--api", "http://127.0.0.1:9", "--lake", str(tmp_path),
+              "--experiments", str(path), "--organic-share", "-0.1"])
+    assert "expected a number in [0, 1]" in capsys.readouterr().err

@@ -101,6 +101,9 @@ class LoopConfig:
     # a drift-triggered warm start starts every user's id row as the unknown user's (the
     # trainer's --forget-users): the rows hold the tastes from before the drift
     drift_forget_users: bool = False
+    # the chance a simulated session finds its items without the recommender (the
+    # simulator's organic_share): on a real platform users also search and browse
+    organic_share: float = 0.0
 
 
 @dataclass
@@ -116,6 +119,7 @@ class DayRecord:
     canary_truth: dict = field(default_factory=dict)  # arm -> true CTR, so far
     reference_ctr: dict = field(default_factory=dict)  # random and oracle lists' true CTR
     tiers: dict = field(default_factory=dict)  # the service's tier -> the day's answers
+    organic_sessions: int = 0  # sessions without a request (the simulator's organic_share)
 
 
 # features the loop itself moves without any shift: its recommendations fill the histories,
@@ -339,7 +343,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
             population = Population(cfg.platform or read_platform_config(lake))
             simulator = Simulator(stack.url, population, Experiments(), SimulationConfig(
                 days=cfg.days, users=cfg.users, seed=cfg.seed, sessions=cfg.sessions,
-                start_s=start_s))
+                start_s=start_s, organic_share=cfg.organic_share))
             shown = 0
             references = population.reference_ctrs(simulator.sample, simulator.cfg.k)
             for day in range(cfg.days):
@@ -374,7 +378,7 @@ def run_loop(demo: Path, out: Path, cfg: LoopConfig) -> list[DayRecord]:
                                    report.seconds, decisions, Registry(models).aliases(),
                                    drift, simulator.truth_of(
                                        settings.controller.canary_experiment), references,
-                                   report.tiers)
+                                   report.tiers, report.organic_sessions)
                 records.append(record)
                 log.info("day %d%s: %d requests (tiers %s), true CTR %.4f; controller: %s; "
                          "aliases %s", day, " (shifted)" if shifted else "", report.requests,

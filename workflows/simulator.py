@@ -43,6 +43,7 @@ import numpy as np
 import requests
 
 from recsys.data.synthetic import SyntheticConfig
+from recsys.data.synthetic.behaviour import OWN_LANGUAGE_SHARE, TASTE_SHARE, ItemSampler
 from recsys.data.synthetic.generator import SyntheticPlatform
 from recsys.data.synthetic.responses import (
     SKIP_BELOW_FRACTION,
@@ -79,6 +80,14 @@ class SimulationConfig:
     seed: int = 7
     timeout_s: float = 10.0
     start_s: float | None = None  # the simulated clock's day 0 (Unix s); None: compressed
+    # the chance a session finds its items without the recommender (search, browsing, a
+    # shared link): the platform's own behaviour picks them from the user's true tastes, as
+    # in the synthetic history, and their events carry no request_id
+    organic_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.organic_share <= 1.0:
+            raise SimulationError(f"organic_share must be in [0, 1], got {self.organic_share}")
 
 
 SECONDS_PER_DAY = 86_400
@@ -105,6 +114,7 @@ class DayReport:
     expected_clicks: float = 0.0  # the truth: summed click probabilities of what was shown
     shown: int = 0
     tiers: dict = field(default_factory=dict)  # the service's tier -> answers
+    organic_sessions: int = 0  # sessions that found their items without the recommender
 
     @property
     def true_ctr(self) -> float:
@@ -118,10 +128,11 @@ class Population:
         platform = SyntheticPlatform(cfg)
         self.cfg, self.users, self.items = cfg, platform.users, platform.items
         self.user_ids = platform.users_table.column("user_id").to_pylist()
-        self.item_index = {item: n for n, item in
-                           enumerate(platform.items_table.column("item_id").to_pylist())}
+        self.item_ids = platform.items_table.column("item_id").to_pylist()
+        self.item_index = {item: n for n, item in enumerate(self.item_ids)}
         countries, _ = country_table()
         languages = list(LANGUAGES)
+        self._samplers: dict[int, ItemSampler] = {}
         self.contexts = [{"device": DEVICE_NAMES[self.users.device[u]],
                           "country": countries[self.users.country[u]],
                           "language": languages[self.users.language[u]]}
@@ -151,6 +162,25 @@ class Population:
                         for u, c in enumerate(self.contexts)]
         out.taste_permutation = perm
         return out
+
+    def browse(self, u: int, day: int, n: int, rng: np.random.Generator) -> list[str]:
+        """``n`` items user ``u`` finds without the recommender on simulated day ``day`` (the
+        day after the synthetic window is day 0), drawn as the synthetic history draws what
+        its users see: a category from their true tastes (or, at times, any), an item of
+        their own language (or, at times, any), by popularity and novelty."""
+        platform_day = self.cfg.days + day
+        sampler = self._samplers.get(platform_day)
+        if sampler is None:
+            sampler = self._samplers[platform_day] = ItemSampler(self.items, platform_day,
+                                                                 self.cfg.categories)
+        n_categories = self.cfg.categories
+        by_taste = np.minimum((np.cumsum(self.users.taste[u]) < rng.random(n)[:, None]).sum(
+            axis=1), n_categories - 1)
+        category = np.where(rng.random(n) < TASTE_SHARE, by_taste,
+                            rng.integers(0, n_categories, n))
+        language = np.where(rng.random(n) < OWN_LANGUAGE_SHARE, self.users.language[u],
+                            rng.integers(0, len(LANGUAGES), n))
+        return [self.item_ids[i] for i in sampler.draw(category, language, rng)]
 
     def click_probabilities(self, u: int, item_ids: list[str]) -> np.ndarray:
         """True P(click) of each shown item at its position (0 for an item the platform does
@@ -212,7 +242,7 @@ class Simulator:
         # in event and session ids: a second run of the same seed is new behaviour, not a
         # redelivery the stream would drop as duplicates
         self.run_id = uuid.uuid4().hex[:8]
-        self.sent = self.rejected = self.requests = 0
+        self.sent = self.rejected = self.requests = self.organic_sessions = 0
         self.expected_clicks, self.shown = 0.0, 0
         self.tiers: Counter = Counter()
 
@@ -292,17 +322,29 @@ class Simulator:
 
     def _visit(self, rng: np.random.Generator, day: int, u: int, s: int,
                now_s: float | None) -> None:
-        """One request of user ``u`` and their response to it, at ``now_s`` (None: now)."""
+        """One session of user ``u`` at ``now_s`` (None: now): a request and the user's
+        response to it, or (``organic_share``) items found without the recommender."""
         pop = self.population
         user_id, context = pop.user_ids[u], pop.contexts[u]
+        session_id = f"sim{self.cfg.seed}-{self.run_id}-{day}-{u}-{s}"
+        shown_at = (dt.datetime.now(dt.timezone.utc) if now_s is None
+                    else dt.datetime.fromtimestamp(now_s, dt.timezone.utc))
+        # its own generator, so that organic_share 0 leaves every other draw as it was
+        organic = np.random.default_rng([self.cfg.seed, 5, day, int(u), s])
+        if organic.random() < self.cfg.organic_share:
+            items = pop.browse(u, day, self.cfg.k, organic)
+            events = self._respond(organic, u, user_id, context, {"request_id": None}, items,
+                                   pop.click_probabilities(u, items), session_id, shown_at)
+            with self._lock:
+                self.organic_sessions += 1
+            self._queue_events(events)
+            return
         answer = self._recommend(user_id, context, now_s=now_s)
         items = [i["item_id"] for i in answer["items"]]
         p = pop.click_probabilities(u, items)
         self._record_truth(u, user_id, context, answer, p, now_s)
-        shown_at = (dt.datetime.now(dt.timezone.utc) if now_s is None
-                    else dt.datetime.fromtimestamp(now_s, dt.timezone.utc))
-        events = self._respond(rng, u, user_id, context, answer, items, p,
-                               f"sim{self.cfg.seed}-{self.run_id}-{day}-{u}-{s}", shown_at)
+        events = self._respond(rng, u, user_id, context, answer, items, p, session_id,
+                               shown_at)
         self._queue_events(events)
 
     def _clocked_session(self, day: int, u: int, s: int, now_s: float) -> None:
@@ -344,9 +386,10 @@ class Simulator:
 
         def event(kind: str, position: int, item: str, offset_us: int, **values) -> dict:
             when = now + dt.timedelta(microseconds=offset_us)
+            shown_in = {} if request_id is None else {"request_id": request_id}
             return {"event_id": f"{session_id}-{position}-{kind}", "user_id": user_id,
                     "item_id": item, "event_type": kind, "timestamp": when.isoformat(),
-                    "session_id": session_id, "position": position, "request_id": request_id,
+                    "session_id": session_id, "position": position, **shown_in,
                     **context, **values}
 
         for position, item in enumerate(items):
@@ -379,6 +422,7 @@ class Simulator:
         before_requests, before_sent = self.requests, self.sent
         before_clicks, before_shown = self.expected_clicks, self.shown
         before_tiers = Counter(self.tiers)
+        before_organic = self.organic_sessions
         rng = np.random.default_rng([self.cfg.seed, 2, day])
         active = self.sample[rng.random(len(self.sample)) < self.cfg.active_share]
         active = rng.permutation(active)  # users arrive mixed, not in sign-up order
@@ -394,7 +438,8 @@ class Simulator:
         return DayReport(day, self.requests - before_requests, self.sent - before_sent,
                          self.rejected, time.perf_counter() - started,
                          self.expected_clicks - before_clicks, self.shown - before_shown,
-                         dict(self.tiers - before_tiers))
+                         dict(self.tiers - before_tiers),
+                         self.organic_sessions - before_organic)
 
     def truth_of(self, experiment: str) -> dict[str, dict[str, float]]:
         """Each arm's true CTR and expected clicks per request over every simulated request

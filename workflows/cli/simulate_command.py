@@ -48,6 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sim.add_argument("--sessions", type=float, default=1.5, metavar="X",
                      help="mean requests per active user and day (at least 1)")
     sim.add_argument("--concurrency", type=positive_int, default=4, metavar="C")
+    sim.add_argument("--organic-share", type=fraction, default=0.0, metavar="P",
+                     help="the chance a session finds its items without the API (search, "
+                          "browsing), picked from the users' true tastes; default 0")
     sim.add_argument("--seed", type=non_negative_int, default=7, metavar="S")
     sim.add_argument("--start-date", type=iso_date, default=None, metavar="DATE",
                      help="run on a simulated clock: day 0 is this UTC date, every request "
@@ -83,7 +86,8 @@ def run_simulate(args: argparse.Namespace) -> int:
                                    end_date=args.platform_end_date)
     cfg = SimulationConfig(days=args.days, users=args.users, active_share=args.active_share,
                            sessions=max(args.sessions, 1.0), concurrency=args.concurrency,
-                           seed=args.seed, start_s=None if args.start_date is None else
+                           seed=args.seed, organic_share=args.organic_share,
+                           start_s=None if args.start_date is None else
                            dt.datetime.combine(args.start_date, dt.time(),
                                                dt.timezone.utc).timestamp())
     simulator = Simulator(args.api, Population(platform), definitions, cfg)
