@@ -21,12 +21,15 @@ from recsys.monitoring.live_quality import compare_versions
 from serving.recommendations.metrics import ServiceMetrics
 
 
-def _scrape(answers: dict[str, list[tuple[str, float]]]) -> str:
-    """The service's real metrics after ``answers``: label -> [(tier, seconds)]."""
+def _scrape(answers: dict[str, list[tuple[str, float]]], cpu_ms: float = 2.0) -> str:
+    """The service's real metrics after ``answers``: label -> [(tier, seconds)], each
+    pipeline taking ``cpu_ms`` of CPU (0: a service that does not count it)."""
     metrics = ServiceMetrics()
     for label, served in answers.items():
         for tier, seconds in served:
             metrics.count_label(label, tier, seconds)
+            if cpu_ms:
+                metrics.label_cpu.labels(label).inc(cpu_ms / 1000)
     return generate_latest(metrics.registry).decode()
 
 
@@ -36,6 +39,8 @@ def test_label_windows_read_the_service_metrics_and_subtract_an_earlier_scrape()
                                    "canary": [("full", 0.02)] * 5}))
     window = after["stable"].minus(before["stable"])
     assert window.tiers == {"full": 20.0, "retrieval": 1.0}
+    assert window.cpu_seconds == pytest.approx(21 * 0.002)
+    assert window.cpu_per_answer_s == pytest.approx(0.002)
     assert window.requests == 21 and window.error_share() == pytest.approx(1 / 21)
     assert window.error_share(("full", "retrieval")) == 0.0  # retrieval order on purpose
     assert after["canary"].minus(LabelWindow()).tiers == {"full": 5.0}
@@ -73,7 +78,9 @@ def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
     assert canary_verdict(stable, canary, None, 900, cfg).decision == "wait"  # no CTR yet
     verdict = canary_verdict(stable, canary, GOOD_CTR, 900, cfg)
     assert verdict.decision == "promote"
-    assert [c.status for c in verdict.checks] == ["passed"] * 4
+    assert [c.name for c in verdict.checks] == ["errors", "latency p50", "latency p99",
+                                                "cpu", "ctr"]
+    assert [c.status for c in verdict.checks] == ["passed"] * 5
     assert canary_verdict(stable, canary, None, 900,
                           CanaryConfig(min_duration_s=600, require_ctr=False)
                           ).decision == "promote"
@@ -119,6 +126,30 @@ def test_a_slower_median_fails_even_when_the_tails_are_alike():
     checks = {c.name: c for c in canary_verdict(stable, alike, GOOD_CTR, 5,
                                                 CanaryConfig()).checks}
     assert checks["latency p50"].status == "passed"
+
+
+def test_a_candidate_that_costs_more_cpu_per_answer_fails_even_when_as_fast():
+    """At a quarter of the traffic a lightly loaded machine absorbs a candidate that does
+    three times the work per answer, and its latencies look like stable's."""
+    stable = label_windows(_scrape({"stable": [("full", 0.026)] * 400}, cpu_ms=2.0))["stable"]
+    costly = label_windows(_scrape({"canary": [("full", 0.026)] * 400}, cpu_ms=6.0))["canary"]
+    alike = label_windows(_scrape({"canary": [("full", 0.026)] * 400}, cpu_ms=2.4))["canary"]
+    first = canary_verdict(stable, costly, GOOD_CTR, 900, CanaryConfig(min_duration_s=0))
+    failed = [c for c in first.checks if c.status == "failed"]
+    assert [c.name for c in failed] == ["cpu"] and first.decision == "wait"
+    assert failed[0].detail == "6.00 ms of CPU per answer > 1.5 x stable's 2.00 ms"
+    assert canary_verdict(stable, costly, GOOD_CTR, 900, CanaryConfig(), failed_before=1
+                          ).decision == "rollback"
+    assert canary_verdict(stable, alike, GOOD_CTR, 900, CanaryConfig(min_duration_s=0)
+                          ).decision == "promote"
+    assert canary_verdict(stable, costly, GOOD_CTR, 900, CanaryConfig(
+        min_duration_s=0, max_cpu_ratio=4)).decision == "promote"
+    # a service that does not count CPU: the check is skipped, and no bar to promotion
+    uncounted = label_windows(_scrape({"canary": [("full", 0.026)] * 400}, cpu_ms=0))
+    verdict = canary_verdict(stable, uncounted["canary"], GOOD_CTR, 900,
+                             CanaryConfig(min_duration_s=0))
+    assert {c.name: c.status for c in verdict.checks}["cpu"] == "skipped"
+    assert verdict.decision == "promote"
 
 
 def test_errors_and_latency_are_judged_on_the_step_unless_it_is_too_small():
@@ -182,6 +213,7 @@ def test_bad_canary_settings_are_refused_naming_the_field():
     for raw, field in (({"share": 1.5}, "share"), ({"min_requests": 0}, "min_requests"),
                        ({"max_latency_ratio": -1}, "max_latency_ratio"),
                        ({"max_median_latency_ratio": 0}, "max_median_latency_ratio"),
+                       ({"max_cpu_ratio": 0}, "max_cpu_ratio"),
                        ({"sahre": 0.1}, "sahre"), ({"failed_checks": 0}, "failed_checks"),
                        ({"error_alpha": 1.5}, "error_alpha"),
                        ({"min_step_requests": -1}, "min_step_requests")):

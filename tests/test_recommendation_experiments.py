@@ -293,6 +293,9 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
         counted = {(s.labels["model_label"], s.labels["tier"]): s.value
                    for metric in service.metrics.label_requests.collect()
                    for s in metric.samples if s.name.endswith("_total")}
+        cpu = {s.labels["model_label"]: s.value
+               for metric in service.metrics.label_cpu.collect()
+               for s in metric.samples if s.name.endswith("_total")}
         late = service.late(RecommendationRequest(by_arm["stable"][0], k=5), 0.3)
     assert late.degraded[0].startswith("deadline") and late.model_label == "canary"
     assert latest.experiments == {"model": "latest"} and stable.experiments == {
@@ -304,6 +307,8 @@ def test_an_arm_is_served_from_the_versions_its_label_names(service_files, small
     assert stable.tier == latest.tier == canary.tier == "full"
     assert counted == {("default", "full"): 1.0, ("stable", "full"): 1.0,
                        ("canary", "full"): 2.0}
+    # each pipeline's CPU, under the label that served it (the canary's cost guardrail)
+    assert set(cpu) == {"default", "stable", "canary"} and min(cpu.values()) > 0
     path.write_text("experiments:\n  - name: model\n    arms:\n      - {name: a}\n"
                     "      - {name: b, changes: {model_label: nightly}}\n")
     with pytest.raises(ConfigError, match=r"model_label 'nightly': not a version label this "

@@ -18,6 +18,12 @@ and over the step's interval (``LabelWindow``). The guardrails, as Flagger's met
   ``max_latency_p99_ms`` when set; and its median at most ``max_median_latency_ratio`` times
   stable's (a machine that also trains makes the tail of both labels noisy; a candidate that
   does more work per request moves the median of every answer);
+* cost, over the step's interval: the service's CPU seconds per canary answer (its threads'
+  CPU in the label's pipelines, ``recsys_model_label_cpu_seconds_total``) at most
+  ``max_cpu_ratio`` times stable's. A candidate that does more work per request (more
+  candidates, a bigger model) costs capacity: at a small share of the traffic the machine
+  absorbs it and both latencies look alike, and at all of it the service saturates. Skipped
+  (and no bar to promotion) for a service that does not count CPU;
 * CTR, over the whole canary: the always-valid interval of the canary's CTR relative to
   stable's (the delta method over users) must not lie wholly below ``-max_ctr_drop``.
 
@@ -54,6 +60,7 @@ from recsys.monitoring.blessing import Check
 
 LABEL_REQUESTS = "recsys_model_label_requests_total"
 LABEL_LATENCY = "recsys_model_label_latency_seconds_bucket"
+LABEL_CPU = "recsys_model_label_cpu_seconds_total"
 SERVED_TIER = "full"
 TIERS = ("full", "retrieval", "segment-popular", "global-popular")
 
@@ -79,6 +86,8 @@ class CanaryConfig(Config):
         max_latency_ratio, max_latency_p99_ms: the canary's p99, at most this multiple of
             stable's, and at most this many ms (0: no absolute limit).
         max_median_latency_ratio: the canary's median, at most this multiple of stable's.
+        max_cpu_ratio: the service's CPU seconds per canary answer, at most this multiple of
+            stable's.
         max_ctr_drop: relative; rolled back when the CTR interval lies wholly below -this.
         require_ctr: promote only with a CTR comparison (outcomes joined for the period).
         alpha: of the CTR interval.
@@ -97,6 +106,7 @@ class CanaryConfig(Config):
     max_latency_ratio: float = setting(1.5, finite_positive_number)
     max_latency_p99_ms: float = setting(0.0, finite_non_negative_number)
     max_median_latency_ratio: float = setting(1.5, finite_positive_number)
+    max_cpu_ratio: float = setting(1.5, finite_positive_number)
     max_ctr_drop: float = setting(0.0, finite_non_negative_number)
     require_ctr: bool = setting(True, boolean)
     alpha: float = setting(0.05, _SHARE)
@@ -104,10 +114,12 @@ class CanaryConfig(Config):
 
 @dataclass
 class LabelWindow:
-    """One label's answers: counts by tier and the latency histogram's cumulative buckets."""
+    """One label's answers: counts by tier, the latency histogram's cumulative buckets and
+    the CPU seconds its pipelines took."""
 
     tiers: dict[str, float] = field(default_factory=dict)
     buckets: dict[float, float] = field(default_factory=dict)  # upper bound -> cumulative
+    cpu_seconds: float = 0.0
 
     @property
     def requests(self) -> float:
@@ -140,10 +152,17 @@ class LabelWindow:
         """The answers since ``before`` (a counter reset, a restarted service, counts from
         zero: then this window itself)."""
         if any(v < before.tiers.get(t, 0.0) for t, v in self.tiers.items()) or \
-                self.requests < before.requests:
+                self.requests < before.requests or self.cpu_seconds < before.cpu_seconds:
             return self
         return LabelWindow({t: v - before.tiers.get(t, 0.0) for t, v in self.tiers.items()},
-                           {b: v - before.buckets.get(b, 0.0) for b, v in self.buckets.items()})
+                           {b: v - before.buckets.get(b, 0.0) for b, v in self.buckets.items()},
+                           self.cpu_seconds - before.cpu_seconds)
+
+    @property
+    def cpu_per_answer_s(self) -> float:
+        """NaN without answers or without CPU figures (a service that does not count them)."""
+        n = self.requests
+        return self.cpu_seconds / n if n and self.cpu_seconds > 0 else float("nan")
 
 
 def label_windows(metrics_text: str) -> dict[str, LabelWindow]:
@@ -164,6 +183,8 @@ def label_windows(metrics_text: str) -> dict[str, LabelWindow]:
             elif sample.name == LABEL_LATENCY:
                 bound = float(sample.labels["le"])
                 window.buckets[bound] = window.buckets.get(bound, 0.0) + sample.value
+            elif sample.name == LABEL_CPU:
+                window.cpu_seconds += sample.value
     return out
 
 
@@ -230,6 +251,20 @@ def latency_median_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryCo
     return latency_check(stable, canary, 0.5, cfg.max_median_latency_ratio)
 
 
+def cpu_check(stable: LabelWindow, canary: LabelWindow, cfg: CanaryConfig) -> Check:
+    """The service's CPU per canary answer against stable's: at most ``max_cpu_ratio``
+    times it. Skipped when either label has no CPU figures."""
+    mine, theirs = canary.cpu_per_answer_s * 1000, stable.cpu_per_answer_s * 1000
+    if math.isnan(mine) or math.isnan(theirs):
+        return Check("cpu", "skipped", "no CPU figures of one label in the period (a service "
+                                       "without recsys_model_label_cpu_seconds_total)")
+    failed = mine > cfg.max_cpu_ratio * theirs
+    return Check("cpu", "failed" if failed else "passed",
+                 f"{mine:.2f} ms of CPU per answer {'>' if failed else 'vs'} "
+                 f"{f'{cfg.max_cpu_ratio:g} x ' if failed else ''}stable's {theirs:.2f} ms",
+                 {"canary_ms": mine, "stable_ms": theirs})
+
+
 def ctr_check(comparison: Mapping | None, cfg: CanaryConfig, why_none: str = "") -> Check:
     """``comparison``: ``VersionComparison.to_dict()`` of canary against stable, or None."""
     if comparison is None:
@@ -255,6 +290,7 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
     checks = (error_check(step_stable, step_canary, cfg),
               latency_median_check(step_stable, step_canary, cfg),
               latency_p99_check(step_stable, step_canary, cfg),
+              cpu_check(step_stable, step_canary, cfg),
               ctr_check(comparison, cfg, why_no_ctr))
     this_step_failed = any(c.status == "failed" for c in checks)
     failed = failed_before + this_step_failed
@@ -262,11 +298,12 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
         return CanaryVerdict("rollback", checks, elapsed_s, failed)
     ready = (not this_step_failed and elapsed_s >= cfg.min_duration_s
              and canary.requests >= cfg.min_requests
-             and all(c.status == "passed" for c in checks[:-1])
+             and all(c.status == "passed" or (c.name == "cpu" and c.status == "skipped")
+                     for c in checks[:-1])
              and (checks[-1].status == "passed" or not cfg.require_ctr))
     return CanaryVerdict("promote" if ready else "wait", checks, elapsed_s, failed)
 
 
 __all__ = ["CanaryConfig", "LabelWindow", "label_windows", "CanaryVerdict", "canary_verdict",
            "error_check", "latency_check", "latency_p99_check", "latency_median_check",
-           "ctr_check"]
+           "cpu_check", "ctr_check"]

@@ -5,8 +5,10 @@ that served it; every request not served by the full pipeline increments
 ``recsys_fallbacks_total`` once with its tier and the first reason; each stage that ran
 observes its latency, labelled by stage and outcome. Every answer is also counted once under
 the model version label whose pipeline served it (``recsys_model_label_requests_total``,
-``recsys_model_label_latency_seconds``; ``default`` for the service's own versions): the
-canary's guardrails compare two labels from these. With ``multiprocess_dir`` (the
+``recsys_model_label_latency_seconds``; ``default`` for the service's own versions), and
+every pipeline run adds its CPU seconds under its label
+(``recsys_model_label_cpu_seconds_total``): the canary's guardrails compare two labels from
+these. With ``multiprocess_dir`` (the
 ``PROMETHEUS_MULTIPROC_DIR`` of `recsys api --workers N`), ``render`` reports every worker's
 counts summed, and the breaker states of each live worker (label ``pid``).
 """
@@ -44,6 +46,10 @@ class ServiceMetrics:
             "recsys_model_label_latency_seconds", "Whole-request latency by the model version "
             "label that served the request.", ["model_label"], buckets=LABEL_LATENCY_BUCKETS,
             registry=self.registry)
+        self.label_cpu = Counter(
+            "recsys_model_label_cpu_seconds", "CPU seconds the service's threads spent in the "
+            "pipelines of the model version label (serving/recommendations/cpu_account.py).",
+            ["model_label"], registry=self.registry)
         self.stage_latency = Histogram("recsys_stage_latency_seconds",
                                        "Latency of each pipeline stage (the dependency calls, "
                                        "the candidates and rules steps).", ["stage", "outcome"],

@@ -46,6 +46,7 @@ from recsys.model_contract.fusion import fuse
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
 from serving.recommendations.circuit_breaker import CircuitBreaker, CircuitOpen
 from serving.recommendations.config import ServiceConfig
+from serving.recommendations.cpu_account import CpuAccount, carried, measure
 from serving.recommendations.deadline import Deadline, DeadlineExceeded, call_with_timeout
 from serving.recommendations.experiments import ExperimentsFile
 from serving.recommendations.exploration import (
@@ -59,7 +60,7 @@ from serving.recommendations.item_features import (
     stored_item_specs,
 )
 from serving.recommendations.item_index import ItemIndex
-from serving.recommendations.metrics import ServiceMetrics
+from serving.recommendations.metrics import DEFAULT_LABEL, ServiceMetrics
 from serving.recommendations.model_clients import ModelUnavailable
 from serving.recommendations.popular_lists import PopularLists
 from serving.recommendations.queries import (
@@ -239,7 +240,7 @@ class Recommender:
                 return self.breakers[breaker].call_excusing(excused, _deadline_named, fn,
                                                             budget_s, name)
             return self.breakers[breaker].call_excusing(
-                excused, call_with_timeout, lambda: fn(budget_s), budget_s, name,
+                excused, call_with_timeout, carried(lambda: fn(budget_s)), budget_s, name,
                 self.executor)
         except CircuitOpen as exc:
             outcome = "circuit_open"
@@ -440,7 +441,10 @@ class Recommender:
         try:
             if request.answered:  # its caller gave up before a thread took it
                 return None
-            result = self._recommend(request)
+            with measure(CpuAccount()) as cpu:
+                result = self._recommend(request)
+            # spent on the label's behalf whether or not this answer is the one given
+            self.metrics.label_cpu.labels(result.model_label or DEFAULT_LABEL).inc(cpu.seconds)
             if request.claim():
                 self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000,
                             result.tier_by_arm, result.model_label)

@@ -10,7 +10,7 @@ commands run (Beam features, warm start or full training, export); their newest 
 blessed against stable (recsys/monitoring/blessing.py); a blessed candidate becomes the
 ``canary`` alias and the canary's experiment is written into the service's experiments file.
 
-Canary: every step is one analysis step (recsys/monitoring/canary.py): errors and latency of
+Canary: every step is one analysis step (recsys/monitoring/canary.py): errors, latency and CPU of
 the canary label against stable's over the interval since the previous step, CTR since the
 canary began. The stable version's drift windows are tested at canary steps too (a shift
 during a canary is not missed; its streak acts at the next idle step). When
