@@ -24,6 +24,13 @@ exposures land on their simulated day. A day's sessions are served in the order 
 times (a few at once, ``concurrency``), so a user's next session comes after the stream has
 taken their last one's events, as it would hours later.
 
+Organic sessions (``organic_share``): on a real platform users also find items without the
+recommender (search, browsing, a shared link), and those events land in the same stream.
+Such a session sends no request; the platform's own behaviour (the one that made the
+synthetic history: a category from the user's true tastes, or at times any, their language,
+popular and new items) picks ``k`` items, and the user's response to them is sent as events
+without a ``request_id``. They are not in the truth, which measures what the service showed.
+
 Guarantees: the users' choices (who is active, which sessions, what they do with each shown
 item) are a pure function of ``seed`` and what the service answered.
 """
