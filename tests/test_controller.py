@@ -141,7 +141,7 @@ def test_no_shift_no_alarm_then_a_shift_retrains_canaries_and_promotes(setup):
     rng = np.random.default_rng(1)
     now = time.time()
     assert controller.step(now - 30)["evidence"]["drift"]["reference"] == \
-        "capturing: 0 of the 300 served queries of version 1 it needs"
+        "capturing: 0 of the 300 served queries (one per user) of version 1 it needs"
     _traffic(windows, rng, now - 20)  # the stable version's first served queries
     first = controller.step(now - 10)
     assert first["decision"] == "watch"
@@ -375,7 +375,7 @@ def test_a_kept_reference_outlives_routine_promotions_and_is_renewed_after_a_dri
     assert Registry(base).aliases() == {"stable": 3}
     renewed = controller.step(now + 101)
     assert renewed["evidence"]["drift"]["reference"] == \
-        "capturing: 0 of the 300 served queries of version 3 it needs"
+        "capturing: 0 of the 300 served queries (one per user) of version 3 it needs"
 
 
 def test_a_shift_during_a_canary_is_tested_at_its_steps_and_retrained_for_after_it(setup):

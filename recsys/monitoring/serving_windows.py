@@ -57,6 +57,24 @@ def _ttl(window: str) -> int:
     return HOUR_TTL_S if window.startswith("h") else DAY_TTL_S
 
 
+def one_per_user(samples: list[dict]) -> list[dict]:
+    """The first sample of each user (its ``unit``; samples without one are all kept). The
+    tests assume independent draws, but a user's queries repeat the user's profile and, mostly,
+    context: with a few sessions per user a day, a window of queries counts each user several
+    times and the tests' p-values come out too small (false alarms, tests/test_drift_watch.py).
+    Users are the independent units."""
+    seen: set = set()
+    out = []
+    for sample in samples:
+        unit = sample.get("unit")
+        if unit is not None:
+            if unit in seen:
+                continue
+            seen.add(unit)
+        out.append(sample)
+    return out
+
+
 @dataclass
 class Answer:
     """One answer as a window counts it; ``sample`` is set for sampled answers only."""
@@ -154,4 +172,4 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-__all__ = ["ServingWindows", "Answer", "Window", "window_names", "PREFIX"]
+__all__ = ["one_per_user", "ServingWindows", "Answer", "Window", "window_names", "PREFIX"]

@@ -11,6 +11,7 @@ request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -23,7 +24,9 @@ import orjson
 from recsys.monitoring.serving_windows import Answer, ServingWindows
 
 log = logging.getLogger(__name__)
-DROPPED_COLUMNS = ("user_id",)  # identifiers: the reference profile keeps only lengths
+# identifiers: the reference profile keeps only lengths; a sample carries the user's "unit"
+# (a short hash), so the drift tests count each user once per window
+DROPPED_COLUMNS = ("user_id",)
 
 
 class ServingProfile:
@@ -78,12 +81,21 @@ def answer_of(at_s: float, result) -> Answer:
     if result.probe is not None:
         row, query, top_score = result.probe
         sample = {"inputs": {k: v for k, v in row.items() if k not in DROPPED_COLUMNS},
+                  "unit": user_unit(row.get("user_id")),
                   "embedding": None if query is None else np.asarray(query, np.float32)
                   .reshape(-1),
                   "top_score": top_score}
     return Answer(at_s, str(result.model_versions.get("retrieval", "none")), result.tier,
                   [c.item_id for c in result.items], [c.source for c in result.items],
                   bool(result.cold_start), sample)
+
+
+def user_unit(user_id: str | None) -> str | None:
+    """A short one-way hash of the user id: enough for the drift tests to count a user once
+    per window, not an identifier to keep (None without a user)."""
+    if not user_id:
+        return None
+    return hashlib.blake2b(user_id.encode(), digest_size=6).hexdigest()
 
 
 def _encode(value: Mapping[str, Any]) -> bytes:
@@ -99,4 +111,4 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-__all__ = ["ServingProfile", "answer_of"]
+__all__ = ["ServingProfile", "answer_of", "user_unit"]

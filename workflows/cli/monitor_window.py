@@ -62,7 +62,7 @@ def run_window(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
     from recsys.errors import ConfigError
-    from recsys.monitoring.serving_windows import ServingWindows
+    from recsys.monitoring.serving_windows import ServingWindows, one_per_user
 
     windows = ServingWindows(_client(args.redis_url))
     if args.list:
@@ -93,13 +93,15 @@ def run_window(args: argparse.Namespace) -> int:
             total = answers if name.startswith("tier:") else sum(
                 v for k, v in found.counts.items() if k.startswith("source:"))
             print(f"  {name:<28} {value:>9,}  {value / max(total, 1):6.1%}")
+    users = one_per_user(found.samples)  # the drift tests' units (serving_windows.py)
+    summary["users"] = len(users)
     rows = [{**s.get("inputs", {}), "top_score": s.get("top_score"),
              "embedding": s.get("embedding"), "tier": s.get("tier"), "at_s": s.get("at_s")}
-            for s in found.samples]
+            for s in users]
     if rows:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), args.out)
-        print(f"wrote {len(rows):,} samples to {args.out}")
+        print(f"wrote {len(rows):,} samples (one per user) to {args.out}")
     summary_path = args.out.with_suffix(".json")
     summary_path.write_text(json.dumps(summary, indent=2))
     print(f"wrote {summary_path}")

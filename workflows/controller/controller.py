@@ -39,6 +39,7 @@ from typing import Callable
 from recsys.model_contract.registry import Registry
 from recsys.model_contract.versioning import versions
 from recsys.monitoring.canary import canary_verdict
+from recsys.monitoring.serving_windows import one_per_user
 from trainer.quality_gate import NOT_EXPORTED_EXIT
 from workflows.controller import canary_traffic, label_status
 from workflows.controller.config import ControllerSettings
@@ -175,17 +176,18 @@ class Controller:
         path = self.state_dir / f"reference-v{stable}.json"
         if path.exists():
             return json.loads(path.read_text()), "serving"
-        samples = new_samples(windows, stable, state.drift_cursor_s)
+        read = new_samples(windows, stable, state.drift_cursor_s)
+        samples = one_per_user(read)  # as the windows tested against it
         if len(samples) < self.cfg.drift_reference_samples:
             return None, (f"capturing: {len(samples)} of the "
-                          f"{self.cfg.drift_reference_samples} served queries of version "
-                          f"{stable} it needs")
+                          f"{self.cfg.drift_reference_samples} served queries (one per user) "
+                          f"of version {stable} it needs")
         # a uniform sample of all it has served so far (its size picks the tests)
         chosen = random.Random(stable).sample(range(len(samples)),
                                               self.cfg.drift_reference_samples)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(serving_reference([samples[i] for i in sorted(chosen)])))
-        state.drift_cursor_s = float(samples[-1]["at_s"])
+        state.drift_cursor_s = float(read[-1]["at_s"])
         # the samples it was built from are not tested against it
         return None, (f"captured from {len(chosen)} of the {len(samples)} served queries of "
                       f"version {stable}")

@@ -40,6 +40,7 @@ from pathlib import Path
 from recsys.errors import ConfigError
 from recsys.monitoring.alerts import AlertConfig, DriftTracker
 from recsys.monitoring.profile import build_profile, drift_report, read_profile
+from recsys.monitoring.serving_windows import one_per_user
 
 
 def _hour_end_s(window: str) -> float:
@@ -110,9 +111,10 @@ def training_reference(base: Path, version: int) -> dict:
 
 def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
                 cursor_s: float, min_samples: int, choices, ignore=()) -> DriftWindow | None:
-    """Test the samples since ``cursor_s`` against ``reference`` (None when there are too
-    few yet)."""
-    samples = new_samples(windows, version, cursor_s)
+    """Test the samples since ``cursor_s``, one per user, against ``reference`` (None when
+    there are too few users yet)."""
+    read = new_samples(windows, version, cursor_s)
+    samples = one_per_user(read)
     if len(samples) < min_samples:
         return None
     results = [r for r in drift_report(reference, as_columns(samples), choices)
@@ -120,7 +122,7 @@ def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
     verdict = tracker.update(results)
     alerts = sorted(f for f, streak in verdict.streaks.items()
                     if streak >= tracker.cfg.consecutive_windows)
-    return DriftWindow(len(samples), float(samples[0]["at_s"]), float(samples[-1]["at_s"]),
+    return DriftWindow(len(samples), float(samples[0]["at_s"]), float(read[-1]["at_s"]),
                        verdict.drifting, alerts,
                        verdict.streaks, [r.to_dict() for r in verdict.results])
 
