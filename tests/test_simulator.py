@@ -136,13 +136,21 @@ class _RecordingApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_the_simulated_clock_spreads_each_day_and_stamps_requests_and_events(population):
+def _clocked(population, days: int):
+    """A recording API (answers of five items), the simulated clock's start, and the config
+    of 20 users on it, all active, three sessions a day on average."""
     import datetime as dt
 
     api = _RecordingApi(list(population.item_index)[:5])
     start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
-    cfg = SimulationConfig(days=2, users=20, active_share=1.0, sessions=3.0, seed=4,
-                           concurrency=1, start_s=start)
+    return api, start, SimulationConfig(days=days, users=20, active_share=1.0, sessions=3.0,
+                                        seed=4, concurrency=1, start_s=start)
+
+
+def test_the_simulated_clock_spreads_each_day_and_stamps_requests_and_events(population):
+    import datetime as dt
+
+    api, start, cfg = _clocked(population, days=2)
     try:
         simulator = Simulator(api.url, population, parse_experiments({}), cfg)
         reports = [simulator.run_day(0), simulator.run_day(1)]
@@ -215,12 +223,7 @@ def test_organic_sessions_find_items_by_the_users_true_tastes(population):
 
 
 def test_organic_sessions_send_events_without_a_request_and_no_request(population):
-    import datetime as dt
-
-    api = _RecordingApi(list(population.item_index)[:5])
-    start = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc).timestamp()
-    base = SimulationConfig(days=1, users=20, active_share=1.0, sessions=3.0, seed=4,
-                            concurrency=1, start_s=start)
+    api, _, base = _clocked(population, days=1)
     try:
         plain = Simulator(api.url, population, parse_experiments({}), base).run_day(0)
         requests_before, events_before = len(api.requests), len(api.events)
