@@ -76,6 +76,9 @@ class ServiceMetrics:
         self.label_requests.labels(label, tier).inc()
         self.label_latency.labels(label).observe(seconds)
 
+    def count_label_cpu(self, label: str, seconds: float) -> None:
+        self.label_cpu.labels(label or DEFAULT_LABEL).inc(seconds)
+
     def breaker_changed(self, name: str, _old: str, new: str) -> None:
         self.breaker_state.labels(name).set(BREAKER_STATES.get(new, -1))
 

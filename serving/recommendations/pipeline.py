@@ -60,7 +60,7 @@ from serving.recommendations.item_features import (
     stored_item_specs,
 )
 from serving.recommendations.item_index import ItemIndex
-from serving.recommendations.metrics import DEFAULT_LABEL, ServiceMetrics
+from serving.recommendations.metrics import ServiceMetrics
 from serving.recommendations.model_clients import ModelUnavailable
 from serving.recommendations.popular_lists import PopularLists
 from serving.recommendations.queries import (
@@ -444,7 +444,7 @@ class Recommender:
             with measure(CpuAccount()) as cpu:
                 result = self._recommend(request)
             # spent on the label's behalf whether or not this answer is the one given
-            self.metrics.label_cpu.labels(result.model_label or DEFAULT_LABEL).inc(cpu.seconds)
+            self.metrics.count_label_cpu(result.model_label, cpu.seconds)
             if request.claim():
                 self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000,
                             result.tier_by_arm, result.model_label)
