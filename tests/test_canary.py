@@ -128,6 +128,37 @@ def test_a_slower_median_fails_even_when_the_tails_are_alike():
     assert checks["latency p50"].status == "passed"
 
 
+def test_a_slower_tail_alone_is_a_warning_unless_the_median_or_cpu_agree():
+    """Two equal versions on a machine that trains while it serves: the canary's few
+    hundred answers hold a heavier tail by chance. The p99 ratio alone warns and neither
+    counts a failed step nor bars promotion; with a failed median or CPU check, or past
+    the absolute limit, or with ``p99_ratio_alone_fails``, it fails."""
+    def window(label, tail_s, typical_s=0.012, cpu_ms=2.0):
+        answers = [("full", typical_s)] * 380 + [("full", tail_s)] * 20
+        return label_windows(_scrape({label: answers}, cpu_ms=cpu_ms))[label]
+
+    cfg = CanaryConfig(min_duration_s=0, failed_checks=1)
+    stable, heavy_tail = window("stable", 0.2), window("canary", 1.5)
+    verdict = canary_verdict(stable, heavy_tail, GOOD_CTR, 900, cfg)
+    checks = {c.name: c for c in verdict.checks}
+    assert checks["latency p99"].status == "warned", checks["latency p99"]
+    assert "not counted: the median and CPU checks passed" in checks["latency p99"].detail
+    assert checks["latency p50"].status == checks["cpu"].status == "passed"
+    assert verdict.decision == "promote" and verdict.failed_checks == 0
+    # the same tail counts when something else says the canary does more work
+    for corroborated in (window("canary", 1.5, typical_s=0.030),  # its median
+                         window("canary", 1.5, cpu_ms=6.0)):  # its CPU per answer
+        verdict = canary_verdict(stable, corroborated, GOOD_CTR, 900, cfg)
+        assert {c.name: c.status for c in verdict.checks}["latency p99"] == "failed"
+        assert verdict.decision == "rollback"
+    assert canary_verdict(stable, heavy_tail, GOOD_CTR, 900, CanaryConfig(
+        min_duration_s=0, failed_checks=1, p99_ratio_alone_fails=True)).decision == "rollback"
+    limited = canary_verdict(stable, heavy_tail, GOOD_CTR, 900, CanaryConfig(
+        min_duration_s=0, failed_checks=1, max_latency_p99_ms=1000))
+    assert {c.name: c.status for c in limited.checks}["latency p99"] == "failed"
+    assert limited.decision == "rollback"
+
+
 def test_a_candidate_that_costs_more_cpu_per_answer_fails_even_when_as_fast():
     """At a quarter of the traffic a lightly loaded machine absorbs a candidate that does
     three times the work per answer, and its latencies look like stable's."""
@@ -214,6 +245,7 @@ def test_bad_canary_settings_are_refused_naming_the_field():
                        ({"max_latency_ratio": -1}, "max_latency_ratio"),
                        ({"max_median_latency_ratio": 0}, "max_median_latency_ratio"),
                        ({"max_cpu_ratio": 0}, "max_cpu_ratio"),
+                       ({"p99_ratio_alone_fails": "maybe"}, "p99_ratio_alone_fails"),
                        ({"sahre": 0.1}, "sahre"), ({"failed_checks": 0}, "failed_checks"),
                        ({"error_alpha": 1.5}, "error_alpha"),
                        ({"min_step_requests": -1}, "min_step_requests")):

@@ -61,7 +61,7 @@ class GateConfig(Config):
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # passed, failed, skipped
+    status: str  # passed, failed, skipped; a canary's p99 also warned (recsys.monitoring.canary)
     detail: str
     values: Mapping[str, Any] = field(default_factory=dict)
 
