@@ -50,7 +50,7 @@ import numpy as np
 import requests
 
 from recsys.data.synthetic import SyntheticConfig
-from recsys.data.synthetic.behaviour import OWN_LANGUAGE_SHARE, TASTE_SHARE, ItemSampler
+from recsys.data.synthetic.behaviour import ItemSampler, draw_category_and_language
 from recsys.data.synthetic.generator import SyntheticPlatform
 from recsys.data.synthetic.responses import (
     SKIP_BELOW_FRACTION,
@@ -180,13 +180,9 @@ class Population:
         if sampler is None:
             sampler = self._samplers[platform_day] = ItemSampler(self.items, platform_day,
                                                                  self.cfg.categories)
-        n_categories = self.cfg.categories
-        by_taste = np.minimum((np.cumsum(self.users.taste[u]) < rng.random(n)[:, None]).sum(
-            axis=1), n_categories - 1)
-        category = np.where(rng.random(n) < TASTE_SHARE, by_taste,
-                            rng.integers(0, n_categories, n))
-        language = np.where(rng.random(n) < OWN_LANGUAGE_SHARE, self.users.language[u],
-                            rng.integers(0, len(LANGUAGES), n))
+        taste = np.broadcast_to(self.users.taste[u], (n, self.users.taste.shape[1]))
+        category, language = draw_category_and_language(
+            taste, np.full(n, self.users.language[u]), rng)
         return [self.item_ids[i] for i in sampler.draw(category, language, rng)]
 
     def click_probabilities(self, u: int, item_ids: list[str]) -> np.ndarray:

@@ -80,6 +80,23 @@ class ItemSampler:
         return self.order[np.minimum(pos, len(self.order) - 1)]
 
 
+def draw_category_and_language(taste: np.ndarray, own_language: np.ndarray,
+                               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """What each slot looks for: ``taste`` [slots, categories] (each row the slot's user's
+    taste shares) and ``own_language`` [slots] give a category drawn from the taste
+    (``TASTE_SHARE`` of the time; else any category) and the user's language
+    (``OWN_LANGUAGE_SHARE``; else any). Guarantees the generator's draw order, so the
+    synthetic history depends on the seed alone."""
+    n, n_categories = taste.shape
+    by_taste = np.minimum((np.cumsum(taste, axis=1) < rng.random(n)[:, None]).sum(axis=1),
+                          n_categories - 1)
+    category = np.where(rng.random(n) < TASTE_SHARE, by_taste,
+                        rng.integers(0, n_categories, n))
+    language = np.where(rng.random(n) < OWN_LANGUAGE_SHARE, own_language,
+                        rng.integers(0, len(LANGUAGES), n))
+    return category, language
+
+
 def _string_ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
     text = pc.utf8_lpad(pc.cast(pa.array(numbers.astype(np.int64)), pa.string()), width, "0")
     return pc.binary_join_element_wise(prefix, text, "")
@@ -114,12 +131,7 @@ def simulate_day(cfg: SyntheticConfig, day: int, users: Users, items: Items,
     position = np.arange(len(slot_sess)) - np.repeat(first_slot, length)
     u = sess_user[slot_sess]
     n_cat = cfg.categories
-    taste_cum = np.cumsum(users.taste[u], axis=1)
-    by_taste = np.minimum((taste_cum < rng.random(len(u))[:, None]).sum(axis=1), n_cat - 1)
-    category = np.where(rng.random(len(u)) < TASTE_SHARE, by_taste,
-                        rng.integers(0, n_cat, len(u)))
-    language = np.where(rng.random(len(u)) < OWN_LANGUAGE_SHARE, users.language[u],
-                        rng.integers(0, len(LANGUAGES), len(u)))
+    category, language = draw_category_and_language(users.taste[u], users.language[u], rng)
     item = ItemSampler(items, day, n_cat).draw(category, language, rng)
     # An item created today can only fill slots of sessions that start after it exists.
     too_new = np.flatnonzero(items.created_us[item] > sess_start[slot_sess])
