@@ -39,13 +39,12 @@ from typing import Callable
 from recsys.model_contract.registry import Registry
 from recsys.model_contract.versioning import versions
 from recsys.monitoring.canary import canary_verdict
-from recsys.monitoring.serving_windows import one_per_user
 from trainer.quality_gate import NOT_EXPORTED_EXIT
 from workflows.controller import canary_traffic, label_status
 from workflows.controller.config import ControllerSettings
 from workflows.controller.drift_watch import (
     check_drift,
-    new_samples,
+    new_user_samples,
     serving_reference,
     tracker_from,
     training_reference,
@@ -176,8 +175,8 @@ class Controller:
         path = self.state_dir / f"reference-v{stable}.json"
         if path.exists():
             return json.loads(path.read_text()), "serving"
-        read = new_samples(windows, stable, state.drift_cursor_s)
-        samples = one_per_user(read)  # as the windows tested against it
+        # one per user, as the windows tested against it
+        samples, newest_s = new_user_samples(windows, stable, state.drift_cursor_s)
         if len(samples) < self.cfg.drift_reference_samples:
             return None, (f"capturing: {len(samples)} of the "
                           f"{self.cfg.drift_reference_samples} served queries (one per user) "
@@ -187,7 +186,7 @@ class Controller:
                                               self.cfg.drift_reference_samples)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(serving_reference([samples[i] for i in sorted(chosen)])))
-        state.drift_cursor_s = float(read[-1]["at_s"])
+        state.drift_cursor_s = newest_s
         # the samples it was built from are not tested against it
         return None, (f"captured from {len(chosen)} of the {len(samples)} served queries of "
                       f"version {stable}")

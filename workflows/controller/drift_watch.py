@@ -56,6 +56,14 @@ def new_samples(windows, version: int, cursor_s: float) -> list[dict]:
     return sorted(found, key=lambda s: s["at_s"])
 
 
+def new_user_samples(windows, version: int, cursor_s: float) -> tuple[list[dict], float]:
+    """The first of each user's sampled answers newer than ``cursor_s`` (the drift tests'
+    units, ``one_per_user``), oldest first, and the newest answer's time read (the next
+    cursor; ``cursor_s`` when there is none)."""
+    read = new_samples(windows, version, cursor_s)
+    return one_per_user(read), float(read[-1]["at_s"]) if read else cursor_s
+
+
 def as_columns(samples: list[dict]) -> dict[str, list]:
     """The window as ``drift_report`` takes it: the query inputs, top scores, embeddings."""
     columns: dict[str, list] = {}
@@ -113,8 +121,7 @@ def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
                 cursor_s: float, min_samples: int, choices, ignore=()) -> DriftWindow | None:
     """Test the samples since ``cursor_s``, one per user, against ``reference`` (None when
     there are too few users yet)."""
-    read = new_samples(windows, version, cursor_s)
-    samples = one_per_user(read)
+    samples, newest_s = new_user_samples(windows, version, cursor_s)
     if len(samples) < min_samples:
         return None
     results = [r for r in drift_report(reference, as_columns(samples), choices)
@@ -122,7 +129,7 @@ def check_drift(windows, reference: dict, version: int, tracker: DriftTracker,
     verdict = tracker.update(results)
     alerts = sorted(f for f, streak in verdict.streaks.items()
                     if streak >= tracker.cfg.consecutive_windows)
-    return DriftWindow(len(samples), float(samples[0]["at_s"]), float(read[-1]["at_s"]),
+    return DriftWindow(len(samples), float(samples[0]["at_s"]), newest_s,
                        verdict.drifting, alerts,
                        verdict.streaks, [r.to_dict() for r in verdict.results])
 
@@ -131,5 +138,5 @@ def tracker_from(raw: dict | None, cfg: AlertConfig) -> DriftTracker:
     return DriftTracker(cfg) if raw is None else DriftTracker.from_dict(raw)
 
 
-__all__ = ["check_drift", "new_samples", "as_columns", "DriftWindow", "tracker_from",
-           "serving_reference", "training_reference"]
+__all__ = ["check_drift", "new_samples", "new_user_samples", "as_columns", "DriftWindow",
+           "tracker_from", "serving_reference", "training_reference"]
