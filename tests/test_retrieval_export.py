@@ -331,3 +331,52 @@ def test_the_search_widens_re_scoring_first_then_leaves():
     small = widened({"num_leaves": 20, "num_leaves_to_search": 4,
                      "num_reordering_candidates": 400}, 400)
     assert (small["num_leaves_to_search"], small["num_reordering_candidates"]) == (8, 400)
+
+
+def test_a_model_without_id_rows_trains_exports_and_serves_users_by_their_history(
+        small_data, small_repo, tmp_path):
+    """``user_id_embedding: false`` through training, the export's checks (the ONNX query
+    core against the SavedModel included) and the real loader on both runtimes: two known
+    users with the same history, context and features get the same query, and the
+    manifest records the setting."""
+    import dataclasses
+
+    from retrieval_support import small_config
+
+    from recsys.model_contract.query_encoding import QueryEncoding
+    from recsys.model_contract.retrieval_config import model_config_of
+    from serving.servable import Servable
+    from trainer.train import train_retrieval
+
+    base_cfg = small_config(epochs=1)
+    cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(base_cfg.model,
+                                                                  user_id_embedding=False))
+    train_retrieval(small_data, cfg, tmp_path / "model", progress=False)
+    directory = ModelDir(tmp_path / "model")
+    _, vocab, model = directory.restore()
+    assert model.query_tower.user.vocabulary == [] and len(vocab.user_ids) > 1
+    queries = small_data.train.sample(64, random_state=3)
+    result = export_models(model, read_catalogue(small_repo / "data"), directory.data_end_us(),
+                           tmp_path / "models", k=10, queries=queries)
+    path = tmp_path / "models" / "retrieval" / str(result.version)
+    assert model_config_of(read_manifest(path)).user_id_embedding is False
+    fast, own = Servable("retrieval", 1, path), Servable("retrieval", 1, path, onnx=False)
+    assert fast.runtime == "onnxruntime"
+    assert QueryEncoding.read(path / "assets.extra").strings["user_id"].values == []
+    signature = fast.signature("query_embedding")
+    row = queries.iloc[0]
+    users = vocab.user_ids[:2]
+    inputs = {}
+    for name, spec in signature.inputs.items():
+        value = row[name]
+        if spec.shape and len(spec.shape) > 1:  # a list input: the same list for both
+            values = [list(value), list(value)]
+            width = max(len(v) for v in values)
+            inputs[name] = np.asarray(values, dtype=object if spec.dtype == "string"
+                                      else spec.dtype).reshape(2, width)
+        else:
+            inputs[name] = np.asarray(users if name == "user_id" else [value, value],
+                                      dtype=object if spec.dtype == "string" else spec.dtype)
+    for servable in (fast, own):
+        embedding = servable.run(signature, inputs)["embedding"]
+        np.testing.assert_allclose(embedding[0], embedding[1], atol=1e-6)

@@ -58,6 +58,7 @@ def test_defaults_are_valid():
     ("id_dropout", -0.01),
     ("num_random_negatives", -1),
     ("num_hard_negatives", 0),
+    ("user_id_embedding", "no"),
 ])
 def test_bad_model_value_is_a_config_error_naming_field_and_value(field, value):
     with pytest.raises(ConfigError, match=_names(field, value)):

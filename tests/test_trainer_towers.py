@@ -123,6 +123,28 @@ def test_unseen_user_gets_a_valid_embedding_of_its_own(query_tower):
     np.testing.assert_allclose(unseen, other_unseen, atol=1e-6)  # one shared "unknown" row
 
 
+def test_without_id_rows_every_user_is_encoded_by_history_context_and_features():
+    """``user_id_embedding: false``: a known user and a stranger with the same history,
+    context and features get the same query; the history still moves it; the config
+    survives a round trip."""
+    import dataclasses
+
+    tf.keras.utils.set_random_seed(11)
+    cfg = dataclasses.replace(CFG, user_id_embedding=False)
+    tower = QueryTower(cfg, VOCAB)
+    out = tower(queries(USER, user(user_id="u2"), user(user_id="stranger"),
+                        user(history_item_ids=["d", "e", "f"],
+                             history_categories=["music", "music", "sport"])))
+    known, other_known, stranger, other_history = _assert_unit_embeddings(out, 4)
+    np.testing.assert_allclose(known, other_known, atol=1e-6)
+    np.testing.assert_allclose(known, stranger, atol=1e-6)
+    assert not np.allclose(known, other_history, atol=1e-4)
+    assert tower.user.vocabulary == []  # no row per user id
+    assert QueryTower.from_config(tower.get_config()).cfg == cfg
+    with_rows = QueryTower(CFG, VOCAB)(queries(USER, user(user_id="u2"))).numpy()
+    assert not np.allclose(with_rows[0], with_rows[1], atol=1e-6)  # the default: rows
+
+
 def test_unseen_history_items_and_categories_are_accepted(query_tower):
     out = query_tower(queries(USER, user(history_item_ids=["zz", "a", "yy"],
                                          history_categories=["cooking", "news", "?"])))

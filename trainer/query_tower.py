@@ -25,9 +25,10 @@ def mlp(units: tuple[int, ...], out_dim: int, name: str) -> tf.keras.Sequential:
 
 
 class QueryTower(Tower):
-    """User id (unknown users share a trained row), the pooled recent items and categories,
-    the time since the latest one, context (hour, weekday, device, country, language) and the
-    Feast user features, through an MLP.
+    """User id (unknown users share a trained row; with ``cfg.user_id_embedding`` off, every
+    user does), the pooled recent items and categories, the time since the latest one,
+    context (hour, weekday, device, country, language) and the Feast user features, through
+    an MLP.
 
     Input: a mapping with the inputs of :func:`recsys.model_contract.feature_spec.query_inputs`.
     Output: float32 [B, embedding_dim], unit length.
@@ -35,8 +36,10 @@ class QueryTower(Tower):
 
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies, **kwargs):
         super().__init__(cfg, vocab, **kwargs)
-        self.user = LookupEmbedding(vocab.user_ids, cfg.id_embedding_dim, cfg.id_dropout,
-                                    name="user_id")
+        # without id rows: an empty vocabulary, so every user id looks up the one
+        # "unknown" row (a trained constant) and the signatures keep their user_id input
+        self.user = LookupEmbedding(vocab.user_ids if cfg.user_id_embedding else (),
+                                    cfg.id_embedding_dim, cfg.id_dropout, name="user_id")
         self.history_items = LookupEmbedding(vocab.item_ids, cfg.id_embedding_dim,
                                              name="history_item_ids")
         self.history_categories = LookupEmbedding(vocab.categories, cfg.feature_embedding_dim,

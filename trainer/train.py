@@ -108,7 +108,7 @@ def forget_users(model: TwoTowerModel) -> int:
     1), so a fine-tune relearns each user from the examples it is given (after a drift, the
     rows hold the tastes the users had before it). Returns the rows reset."""
     table = model.query_tower.user.embedding.embeddings
-    rows = int(table.shape[0]) - 2
+    rows = len(model.query_tower.user.vocabulary)  # 0 without id rows (user_id_embedding)
     if rows > 0:
         table.assign(tf.concat([table[:2], tf.repeat(table[1:2], rows, axis=0)], axis=0))
     log.info("forgot %s users: their id rows start as the unknown user's", f"{rows:,}")

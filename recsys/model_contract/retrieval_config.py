@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from recsys.config import (
     Check,
     Config,
+    boolean,
     in_range,
     non_negative_int,
     optional,
@@ -59,6 +60,11 @@ class RetrievalModelConfig(Config):
         num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
             in-batch negatives (mixed negative sampling); 0 = in-batch only.
         num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
+        user_id_embedding: the query tower has a trained row per user id (True); False: it
+            reads only the user's recent history, context and Feast features, so every
+            user is encoded as a new one would be, and a user's query follows their recent
+            history as soon as it changes (a row holds the tastes of the user's whole
+            training history). The ``user_id`` input stays in the signatures.
     """
 
     embedding_dim: int = setting(64, positive_int)
@@ -75,6 +81,7 @@ class RetrievalModelConfig(Config):
     id_dropout: float = setting(0.05, in_range(0.0, 1.0, high_open=True))
     num_random_negatives: int = setting(0, non_negative_int)
     num_hard_negatives: int | None = setting(None, optional(positive_int))
+    user_id_embedding: bool = setting(True, boolean)
 
     def check_together(self) -> None:
         from recsys.features.tables import USER_FEATURES, USER_PROFILE
