@@ -121,10 +121,32 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
 
     manifest = read_manifest(tmp_path / "models" / "serving" / "retrieval" / "1")
     assert manifest["model_config"]["history_length"] == DEMO_HISTORY_LENGTH == 10
-    code, out, err = _run(capsys, *args)
+    assert manifest["model_config"]["user_id_embedding"] is True
+    # again, with a model config file: its values and the demo's own where it is silent
+    config = tmp_path.parent / f"{tmp_path.name}-retrieval.yaml"
+    config.write_text("model:\n  user_id_embedding: false\ntrain:\n  epochs: 5\n")
+    code, out, err = _run(capsys, *args, "--retrieval-config", str(config))
     assert code == 0 and " 0 new events written" in out, err[-2000:]
     assert "gRPC  PredictionService/Predict retrieval_portable v1" in out  # models rebuilt
     assert "experiment ranker-vs-popular (baseline full" in out  # a new experiment
+    assert "training the two-tower retrieval model (1 epochs)" in out  # --epochs over it
+    manifest = read_manifest(tmp_path / "models" / "serving" / "retrieval" / "1")
+    assert manifest["model_config"]["user_id_embedding"] is False
+    assert manifest["model_config"]["history_length"] == DEMO_HISTORY_LENGTH
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  user_id_embedding: sometimes\n", "user_id_embedding"),
+    ("model:\n  histroy_length: 5\n", "histroy_length"),
+    ("optimizer: {}\n", "unknown section(s) optimizer"),
+])
+def test_demo_refuses_a_bad_retrieval_config_before_any_work(tmp_path, capsys, text, message):
+    config = tmp_path / "retrieval.yaml"
+    config.write_text(text)
+    code, _, err = _run(capsys, "demo", "--workdir", str(tmp_path / "w"), "--retrieval-config",
+                        str(config))
+    assert code == 1 and message in err, err
+    assert not (tmp_path / "w" / "lake").exists()
 
 
 def test_installed_console_script(tmp_path):

@@ -215,6 +215,19 @@ def test_load_config_accepts_a_string_path_and_an_empty_file(tmp_path):
     assert load_config(str(_write(tmp_path, ""))) == RetrievalConfig()
 
 
+def test_a_workflows_defaults_give_way_to_the_file_then_to_the_overrides(tmp_path):
+    defaults = {"model": {"history_length": 10}, "train": {"epochs": 3, "batch_size": 512}}
+    assert load_config(defaults=defaults) == RetrievalConfig(
+        model=RetrievalModelConfig(history_length=10), train=TrainConfig(epochs=3,
+                                                                         batch_size=512))
+    path = _write(tmp_path, "model:\n  user_id_embedding: false\ntrain:\n  epochs: 2\n")
+    config = load_config(path, {"train": {"batch_size": 128}}, defaults=defaults)
+    assert config.model == RetrievalModelConfig(history_length=10, user_id_embedding=False)
+    assert config.train == TrainConfig(epochs=2, batch_size=128)
+    assert defaults == {"model": {"history_length": 10},  # not changed
+                        "train": {"epochs": 3, "batch_size": 512}}
+
+
 def test_overrides_win_over_the_file_and_none_is_ignored(tmp_path):
     path = _write(tmp_path, "train:\n  epochs: 2\n  batch_size: 256\n")
     config = load_config(path, {"train": {"epochs": 5, "batch_size": None, "seed": None},

@@ -77,10 +77,13 @@ class RetrievalConfig:
 
 
 def load_config(path: Path | None = None,
-                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> RetrievalConfig:
-    """The defaults, updated by the YAML file at ``path`` (sections ``model`` and ``train``),
-    then by ``overrides`` (e.g. command-line flags; None values are ignored)."""
-    raw: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+                overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                defaults: Mapping[str, Mapping[str, Any]] | None = None) -> RetrievalConfig:
+    """The defaults (the dataclasses', updated by ``defaults``, e.g. a workflow's own),
+    updated by the YAML file at ``path`` (sections ``model`` and ``train``), then by
+    ``overrides`` (e.g. command-line flags; None values are ignored)."""
+    raw: dict[str, dict[str, Any]] = {"model": dict((defaults or {}).get("model", {})),
+                                      "train": dict((defaults or {}).get("train", {}))}
     if path is not None:
         loaded = read_yaml_mapping(path, "with sections model and train")
         unknown = set(loaded or {}) - set(raw)

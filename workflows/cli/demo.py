@@ -44,8 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="the simulated history covers the D days before this UTC date "
                            "(default: today); an earlier date leaves room for a simulated "
                            "clock after it (workflows/retraining_loop.py)")
-    demo.add_argument("--epochs", type=positive_int, default=3, metavar="N",
+    demo.add_argument("--epochs", type=positive_int, metavar="N",
                       help="two-tower training epochs (default 3)")
+    demo.add_argument("--retrieval-config", type=Path, metavar="FILE.yaml",
+                      help="the two-tower model's config, as recsys train retrieval "
+                           "--config takes it (sections model and train); the demo's own "
+                           "settings (a history of 10 items, 3 epochs) hold where it is "
+                           "silent, and --epochs over it")
     demo.add_argument("--ranker-epochs", type=positive_int, default=3, metavar="N",
                       help="ranker training epochs (default 3)")
     demo.add_argument("--experiment-users", type=positive_int, default=200, metavar="N",
@@ -70,6 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from workflows.features_build import build_features
 
     logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    retrieval_cfg = _retrieval_config(args)  # a bad file is refused before any work
     lake_dir = args.workdir / "lake"
     cfg = SyntheticConfig(users=args.users, items=args.items, days=args.days,
                           end_date=args.end_date)
@@ -106,7 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for name in sorted(values):
         print(f"      {name:<32} {values[name][0]}")
 
-    model_dir, base = _train_and_export(args, repo.resolve())
+    model_dir, base = _train_and_export(args, repo.resolve(), retrieval_cfg)
     from workflows.cli.demo_serving import serve_and_query
 
     print("\n[8/11] serving the exported models over TF Serving's REST and gRPC APIs")
@@ -149,17 +155,24 @@ def run_demo(args: argparse.Namespace) -> int:
 # recommends worse as served histories grow: on day 9 of the retraining loop's control the
 # true CTR is 0.074 reading 10 items against 0.057 reading 50 (docs/monitoring.md).
 DEMO_HISTORY_LENGTH = 10
+DEMO_EPOCHS = 3
 
 
-def _train_and_export(args: argparse.Namespace, repo: Path) -> tuple[Path, Path]:
-    from recsys.model_contract.retrieval_config import RetrievalModelConfig
+def _retrieval_config(args: argparse.Namespace):
+    """The demo's two-tower config: its own settings, then --retrieval-config, then
+    --epochs."""
+    from trainer.config import load_config
+
+    return load_config(args.retrieval_config, {"train": {"epochs": args.epochs}},
+                       defaults={"model": {"history_length": DEMO_HISTORY_LENGTH},
+                                 "train": {"epochs": DEMO_EPOCHS}})
+
+
+def _train_and_export(args: argparse.Namespace, repo: Path, cfg) -> tuple[Path, Path]:
     from trainer import workflow
-    from trainer.config import RetrievalConfig, TrainConfig
 
     model_dir = args.workdir / "models" / "two_tower"
     shutil.rmtree(model_dir, ignore_errors=True)
-    cfg = RetrievalConfig(model=RetrievalModelConfig(history_length=DEMO_HISTORY_LENGTH),
-                          train=TrainConfig(epochs=args.epochs))
     print(f"\n[5/11] training the two-tower retrieval model ({cfg.train.epochs} epochs) "
           f"into {model_dir}")
     result = workflow.train(repo, model_dir, cfg, progress=False)
