@@ -91,7 +91,6 @@ def test_a_healthy_canary_waits_for_its_period_then_is_promoted():
 @pytest.mark.parametrize("seconds, fallbacks, ctr, failed", [
     (0.2, 0, GOOD_CTR, ["latency p50", "latency p99"]),  # slow: 20 x stable's
     (0.011, 40, GOOD_CTR, ["errors"]),  # 10% fallbacks against none
-    (0.011, 0, BAD_CTR, ["ctr"]),
 ])
 def test_a_failed_guardrail_counts_and_rolls_back_at_the_threshold(seconds, fallbacks, ctr,
                                                                    failed):
@@ -107,6 +106,18 @@ def test_a_failed_guardrail_counts_and_rolls_back_at_the_threshold(seconds, fall
     # a failed step is never promoted, even with its period over
     assert canary_verdict(stable, canary, ctr, 10_000, CanaryConfig(require_ctr=False,
                           max_ctr_drop=0.0)).decision == "wait"
+
+
+def test_a_ctr_drop_rolls_back_at_once_and_is_never_followed_by_a_promotion():
+    """The always-valid interval holds at every look: one look wholly below -max_ctr_drop
+    rolls back below the failed-step threshold (in a closed-loop run a canary at -16.9%
+    [-32.7%, -1.1%] waited, its next look's wider interval passed, and it was promoted)."""
+    stable, canary = _windows(0.011)
+    verdict = canary_verdict(stable, canary, BAD_CTR, 5, CanaryConfig(failed_checks=3))
+    assert verdict.decision == "rollback" and verdict.failed_checks == 1
+    assert [c.name for c in verdict.checks if c.status == "failed"] == ["ctr"]
+    healthy = canary_verdict(stable, canary, GOOD_CTR, 900, CanaryConfig(min_duration_s=0))
+    assert healthy.decision == "promote"
 
 
 def test_a_slower_median_fails_even_when_the_tails_are_alike():

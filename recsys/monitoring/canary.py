@@ -37,10 +37,13 @@ latency are judged on the whole canary instead.
 Guarantees: a step with any failed guardrail counts one failed check; the canary is rolled
 back when ``failed_checks`` steps have failed (Flagger's ``threshold``), at the step that
 reaches it, whatever the time elapsed (a broken canary is not left serving until its period
-ends); ``promote`` only after ``min_duration_s`` with at least ``min_requests`` canary
-answers, at a step where every guardrail passed (CTR included, unless ``require_ctr`` is
-off); otherwise ``wait``. Every verdict carries its checks with the values compared and the
-failed-check count.
+ends), and at once when the CTR guardrail fails: its interval is valid at every look, so one
+look wholly below ``-max_ctr_drop`` is the evidence, and a later, wider look does not undo
+it (the running intersection of a confidence sequence is one too); ``promote`` only after
+``min_duration_s`` with at least ``min_requests`` canary answers, at a step where every
+guardrail passed (CTR included, unless ``require_ctr`` is off; a p99 warning and a skipped
+CPU check do not bar it); otherwise ``wait``. Every verdict carries its checks with the
+values compared and the failed-check count.
 """
 
 from __future__ import annotations
@@ -314,7 +317,7 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
               ctr_check(comparison, cfg, why_no_ctr))
     this_step_failed = any(c.status == "failed" for c in checks)
     failed = failed_before + this_step_failed
-    if failed >= cfg.failed_checks:
+    if failed >= cfg.failed_checks or checks[-1].status == "failed":  # CTR: at once
         return CanaryVerdict("rollback", checks, elapsed_s, failed)
     # a skipped CPU check (a service that does not count it) and a p99 warning do not bar
     # promotion
