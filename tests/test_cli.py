@@ -139,10 +139,14 @@ def test_demo_runs_and_is_idempotent(tmp_path, capsys):
     ("model:\n  user_id_embedding: sometimes\n", "user_id_embedding"),
     ("model:\n  histroy_length: 5\n", "histroy_length"),
     ("optimizer: {}\n", "unknown section(s) optimizer"),
+    (None, "not found"),
 ])
 def test_demo_refuses_a_bad_retrieval_config_before_any_work(tmp_path, capsys, text, message):
     config = tmp_path / "retrieval.yaml"
-    config.write_text(text)
+    if text is None:  # no such file
+        message = f"config file {config} not found"
+    else:
+        config.write_text(text)
     code, _, err = _run(capsys, "demo", "--workdir", str(tmp_path / "w"), "--retrieval-config",
                         str(config))
     assert code == 1 and message in err, err

@@ -17,12 +17,16 @@ import datetime as dt
 import logging
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recsys.data.describe import describe
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import ConfigError
 from workflows.cli.arguments import iso_date, positive_int
+
+if TYPE_CHECKING:  # trainer imports TensorFlow: loaded only when the demo trains
+    from trainer.config import RetrievalConfig
 
 CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
@@ -158,7 +162,7 @@ DEMO_HISTORY_LENGTH = 10
 DEMO_EPOCHS = 3
 
 
-def _retrieval_config(args: argparse.Namespace):
+def _retrieval_config(args: argparse.Namespace) -> RetrievalConfig:
     """The demo's two-tower config: its own settings, then --retrieval-config, then
     --epochs."""
     from trainer.config import load_config
@@ -168,7 +172,8 @@ def _retrieval_config(args: argparse.Namespace):
                                  "train": {"epochs": DEMO_EPOCHS}})
 
 
-def _train_and_export(args: argparse.Namespace, repo: Path, cfg) -> tuple[Path, Path]:
+def _train_and_export(args: argparse.Namespace, repo: Path, cfg: RetrievalConfig
+                      ) -> tuple[Path, Path]:
     from trainer import workflow
 
     model_dir = args.workdir / "models" / "two_tower"
