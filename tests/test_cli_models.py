@@ -80,7 +80,8 @@ def test_train_evaluate_export_and_check(repo_copy, tmp_path, capsys):
 
     base = tmp_path / "models"
     code, out, err = _run(capsys, "export", "--repo", repo_copy, "--model-dir", model_dir,
-                          "--model_base_path", base, "--top-k", "20", "--ranker-dir", ranker_dir)
+                          "--model_base_path", base, "--top-k", "20", "--ranker-dir", ranker_dir,
+                          "--recall-at", "15", "--min-recall", "0.9")
     assert code == 0, err
     assert "exported version 1" in out and "Scann>ScannSearchBatched" in out
     ranker = json.loads((base / "ranker" / "1" / "assets.extra" / "manifest.json").read_text())
@@ -90,6 +91,7 @@ def test_train_evaluate_export_and_check(repo_copy, tmp_path, capsys):
     manifest = json.loads((base / "retrieval" / "1" / "assets.extra" / "manifest.json")
                           .read_text())
     assert manifest["evaluation"]["models"]["two-tower"]["overall"]["recall@10"] >= 0
+    assert manifest["index"]["check_recall_at"] == 15 and manifest["index"]["check_recall"] >= 0.9
 
     code, out, _ = _run(capsys, "export", "check", base / "retrieval" / "1")
     assert code == 0
@@ -170,6 +172,8 @@ def _monitor_drift(capsys, repo, version, no_profile, tmp_path):
      "argument --strategy: invalid choice: 'tpu'"),
     (["evaluate", "--ks", "ten"], "argument --ks: expected a positive integer, got 'ten'"),
     (["export", "--top-k", "-1"], "argument --top-k: expected a positive integer, got '-1'"),
+    (["export", "--min-recall", "1.5"], "argument --min-recall: expected a number in (0, 1]"),
+    (["export", "--recall-at", "0"], "argument --recall-at: expected a positive integer"),
     (["benchmark", "quality"], "the following arguments are required: --movielens"),
     (["train", "ranking", "--model-dir", "m"],
      "the following arguments are required: --ranker-dir"),
@@ -193,6 +197,9 @@ def test_bad_inputs_exit_1_with_one_line(repo_copy, tmp_path, capsys):
                                          "--model-base-path"),
         (["export", "--repo", repo_copy, "--model-dir", tmp_path / "nothing",
           "--model-base-path", tmp_path / "models"], "is not a model directory"),
+        (["export", "--repo", repo_copy, "--model-dir", tmp_path / "nothing",
+          "--model-base-path", tmp_path / "models", "--top-k", "50", "--recall-at", "60"],
+         "--recall-at 60 cannot exceed --top-k 50"),
         (["export", "check", tmp_path], "saved_model.pb"),
         (["evaluate", "--repo", repo_copy, "--model-dir", tmp_path / "nothing"],
          "is not a model directory"),

@@ -95,6 +95,12 @@ def test_an_index_searching_too_few_leaves_is_reported_below_its_threshold(
            f'{narrow["recall"]}' in prom
     assert 'recsys_index_recall_threshold{k="10",model="retrieval",version="2"} 0.95' in prom
     assert 'recsys_monitor_last_run_timestamp_seconds{check="index"}' in prom
+    # the depth: the export's own (10 here, its k), or --at
+    assert narrow["k"] == 10 and "recall@10" in out
+    code, out, err = _run(capsys, *common, "--version", "2", "--at", "3", "--output",
+                          tmp_path / "v2_at3.json")
+    shallow = json.loads((tmp_path / "v2_at3.json").read_text())
+    assert shallow["k"] == 3 and "recall@3 " in out
 
     # the same through a model server, by label (the registry's alias)
     from serving_support import start_server
@@ -125,6 +131,7 @@ def test_an_index_searching_too_few_leaves_is_reported_below_its_threshold(
     (["--queries", "NO_COLUMNS"], "needs rows with the query inputs"),
     (["--label", "blue"], "--label blue: not an alias"),
     (["--version", "7"], "retrieval/7 has no manifest"),
+    (["--version", "2", "--at", "11"], "--at 11 is deeper than retrieval v2's k (10)"),
 ])
 def test_bad_index_flags_are_named(two_indexes, tmp_path, capsys, argv, message):
     import pandas as pd
@@ -142,7 +149,7 @@ def test_bad_index_flags_are_named(two_indexes, tmp_path, capsys, argv, message)
 
 
 def test_bad_index_numbers_are_refused_by_the_parser(capsys):
-    for argv in (["--threshold", "1.5"], ["--threshold", "0"], ["--sample", "0"],
+    for argv in (["--threshold", "1.5"], ["--threshold", "0"], ["--sample", "0"], ["--at", "0"],
                  ["--every", "-1"], ["--label", "stable", "--version", "1"]):
         with pytest.raises(SystemExit) as exc:
             main(["monitor", "index", "--queries", "q.parquet", *argv])

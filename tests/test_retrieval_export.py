@@ -109,7 +109,9 @@ def test_three_artifacts_share_a_version_with_manifests(exported):
         assert manifest["stack"]["tensorflow"].startswith("2.20")
         assert manifest["stack"]["scann"] == "1.4.2"
     index = read_manifest(base / "retrieval" / "1")["index"]
-    assert index["type"] == "scann" and index["check_recall@10"] >= 0.99
+    assert index["type"] == "scann" and index["check_recall"] >= 0.99
+    assert index["check_recall_at"] == 20 == index["k"]  # tuned at the depth a request reads
+    assert 0 < index["check_recall@10"] <= 1 and index["check_queries"] == 200
     assert read_manifest(base / "retrieval_portable" / "1")["index"] == {"type": "brute_force"}
     scann_ops = read_manifest(base / "retrieval" / "1")["ops"]
     assert "Scann>ScannSearchBatched" in scann_ops["custom"]
@@ -292,7 +294,7 @@ def test_retrieval_pads_when_scann_finds_fewer_than_k(trained_model_dir, small_r
 
 
 def test_tie_aware_recall_counts_items_tied_with_the_exact_ones():
-    from trainer.export import _recall_at_10, tie_aware_recall_at_10
+    from trainer.export import _recall_at_10, tie_aware_recall
 
     # 12 items, two pairs of exact duplicates around the 10th place: the index returned the
     # other copy of each pair, so by id it misses 2 of 10, by score none
@@ -301,19 +303,31 @@ def test_tie_aware_recall_counts_items_tied_with_the_exact_ones():
     exact_scores = np.array([[1.0, .9, .8, .7, .6, .5, .4, .3, .2, .2]])
     found_scores = np.array([[1.0, .9, .8, .7, .6, .5, .4, .3, .2, .2]])
     assert _recall_at_10(found_ids, exact_ids) == 0.8
-    assert tie_aware_recall_at_10(found_scores, exact_scores) == 1.0
+    assert tie_aware_recall(found_scores, exact_scores) == 1.0
     # a result below the 10th best is a miss, even 5e-4 below (neighbouring ranks of unit-norm
     # embeddings differ by about 1e-3); one within rounding (1e-5) is a tie, a hit
     for score in (0.19, 0.2 - 5e-4):
         below = found_scores.copy()
         below[0, 9] = score
-        assert tie_aware_recall_at_10(below, exact_scores) == 0.9
+        assert tie_aware_recall(below, exact_scores) == 0.9
     close = found_scores.copy()
     close[0, 9] = 0.2 - 5e-6
-    assert tie_aware_recall_at_10(close, exact_scores) == 1.0
+    assert tie_aware_recall(close, exact_scores) == 1.0
     padded = found_scores.copy()
     padded[0, 8:] = -np.inf
-    assert tie_aware_recall_at_10(padded, exact_scores) == 0.8
+    assert tie_aware_recall(padded, exact_scores) == 0.8
+    # at depth 3 the bar is the 3rd best: the 10th place's misses do not count
+    assert tie_aware_recall(below, exact_scores, k=3) == 1.0
+    shuffled = found_scores[:, [0, 1, 3, 2]]
+    assert tie_aware_recall(shuffled, exact_scores, k=3) == pytest.approx(2 / 3)
+
+
+def test_the_recall_depth_is_the_index_k_unless_set():
+    assert ScannConfig().check_depth(200) == 200
+    assert ScannConfig(recall_at=10).check_depth(200) == 10
+    assert ScannConfig(recall_at=500).check_depth(200) == 200  # a smaller catalogue: all of it
+    with pytest.raises(ConfigError, match="recall_at must be None or a positive integer"):
+        ScannConfig(recall_at=0)
 
 
 def test_the_search_widens_re_scoring_first_then_leaves():

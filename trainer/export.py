@@ -29,7 +29,7 @@ from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.manifest import ITEM_IDS, write_manifest
 from recsys.model_contract.saved_model_ops import inspect_saved_model
 from recsys.model_contract.versioning import next_version, staged_version
-from recsys.monitoring.index_health import TIE_EPSILON, tie_aware_recall_at_10
+from recsys.monitoring.index_health import TIE_EPSILON, tie_aware_recall
 from recsys.monitoring.profile import build_profile, write_profile
 from trainer.evaluate import embed
 from trainer.scann_config import ScannConfig
@@ -117,14 +117,15 @@ def _described(layer, config: Mapping[str, Any]):
 def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: ScannConfig, k: int,
                  queries: Mapping[str, tf.Tensor]):
     """A ScaNN layer over the embeddings; unless exact, the search widens (``widened``)
-    until recall@10 against exact search on ``queries`` reaches ``scann.min_recall`` (or
-    every leaf is searched and every item re-scored)."""
+    until recall@``scann.check_depth(k)`` by score against exact search on ``queries``
+    reaches ``scann.min_recall`` (or every leaf is searched and every item re-scored)."""
     import tensorflow_recommenders as tfrs
 
+    depth = scann.check_depth(k)
     args = scann.layer_arguments(int(embeddings.shape[0]), k)
     query_embeddings = model.query_tower(queries)
     scores = query_embeddings.numpy() @ embeddings.numpy().T
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :max(depth, 10)]
     ids = identifiers.numpy()
     exact, exact_scores = ids[order], np.take_along_axis(scores, order, axis=1)
     column = {item: i for i, item in enumerate(ids.tolist())}
@@ -132,20 +133,24 @@ def _tuned_scann(model, embeddings: tf.Tensor, identifiers: tf.Tensor, scann: Sc
         # no query model: RetrievalModule searches it with the query tower's embedding
         index = _described(tfrs.layers.factorized_top_k.ScaNN(**args), args)
         index.index(embeddings, identifiers)
-        found = index(query_embeddings)[1].numpy()[:, :10]
+        found = index(query_embeddings)[1].numpy()[:, :max(depth, 10)]
         columns = np.array([[column.get(i, -1) for i in row] for row in found.tolist()])
         found_scores = np.where(columns >= 0, np.take_along_axis(
             scores, np.maximum(columns, 0), axis=1), -np.inf)
-        recall = tie_aware_recall_at_10(found_scores, exact_scores)
+        recall = tie_aware_recall(found_scores, exact_scores, depth)
+        recall_10 = tie_aware_recall(found_scores, exact_scores, 10)
         id_recall = _recall_at_10(found, exact)
         done = recall >= scann.min_recall or (
             args["num_leaves_to_search"] >= args["num_leaves"]
             and args["num_reordering_candidates"] >= int(embeddings.shape[0]))
-        log.info("ScaNN %s leaves, %s searched: recall@10 %.3f by score (ties within %g "
-                 "count), %.3f by id, on %d check queries", args["num_leaves"],
-                 args["num_leaves_to_search"], recall, TIE_EPSILON, id_recall, len(exact))
+        log.info("ScaNN %s leaves, %s searched, %s re-scored: recall@%d %.3f by score (ties "
+                 "within %g count); recall@10 %.3f by score, %.3f by id; %d check queries",
+                 args["num_leaves"], args["num_leaves_to_search"],
+                 args["num_reordering_candidates"], depth, recall, TIE_EPSILON, recall_10,
+                 id_recall, len(exact))
         if done or scann.exact:
-            return index, {**args, "check_recall@10": recall, "check_id_recall@10": id_recall,
+            return index, {**args, "check_recall_at": depth, "check_recall": recall,
+                           "check_recall@10": recall_10, "check_id_recall@10": id_recall,
                            "check_queries": len(exact)}
         args = widened(args, int(embeddings.shape[0]))
 

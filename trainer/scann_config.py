@@ -21,11 +21,15 @@ class ScannConfig(Config):
         training_iterations: k-means iterations for the tree.
         exact: probe every leaf and re-score every item: results equal brute force (for tests
             and small catalogues).
-        min_recall: the export measures recall@10 against brute force on sample queries and
-            doubles ``num_leaves_to_search`` and ``num_reordering_candidates`` until it reaches
-            this (0 disables the widening). Recall is counted by score: a result within 1e-5
-            of the exact 10th best score is a hit, so items tied with the exact ones (items
-            sharing an embedding) do not force an exhaustive search.
+        min_recall: the export measures recall@``recall_at`` against brute force on sample
+            queries and widens the search (``num_reordering_candidates``, then
+            ``num_leaves_to_search``) until it reaches this (0 disables the widening). Recall
+            is counted by score: a result within 1e-5 of the exact k-th best score is a hit,
+            so items tied with the exact ones (items sharing an embedding) do not force an
+            exhaustive search.
+        recall_at: the depth of that check (None: the index's k, the candidates a request
+            retrieves and the ranker reorders: which of the exact top k reach the ranker is
+            what the approximation changes downstream). Recall@10 is recorded beside it.
     """
 
     num_leaves: int | None = setting(None, optional(positive_int))
@@ -35,12 +39,18 @@ class ScannConfig(Config):
     training_iterations: int = setting(12, positive_int)
     exact: bool = setting(False, boolean)
     min_recall: float = setting(0.97, probability)
+    recall_at: int | None = setting(None, optional(positive_int))
 
     def check_together(self) -> None:
         if (self.num_leaves and self.num_leaves_to_search
                 and self.num_leaves_to_search > self.num_leaves):
             raise ConfigError(f"num_leaves_to_search ({self.num_leaves_to_search}) cannot exceed "
                               f"num_leaves ({self.num_leaves})")
+
+    def check_depth(self, k: int) -> int:
+        """The depth recall is checked at for an index of ``k`` results (at most k: a
+        catalogue smaller than ``recall_at`` is checked whole)."""
+        return min(self.recall_at or k, k)
 
     def layer_arguments(self, items: int, k: int) -> dict:
         """Keyword arguments of ``tfrs.layers.factorized_top_k.ScaNN`` for ``items`` items."""

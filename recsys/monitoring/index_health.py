@@ -25,14 +25,14 @@ import numpy as np
 TIE_EPSILON = 1e-5
 
 
-def tie_aware_recall_at_10(found_scores: np.ndarray, exact_scores: np.ndarray) -> float:
-    """Recall@10 by score: the share of the first 10 found items whose exact score reaches the
-    exact 10th best minus ``TIE_EPSILON``.
+def tie_aware_recall(found_scores: np.ndarray, exact_scores: np.ndarray, k: int = 10) -> float:
+    """Recall@k by score: the share of the first k found items whose exact score reaches the
+    exact k-th best minus ``TIE_EPSILON``.
 
-    ``found_scores``: [queries, >= 10] exact scores of the items the index returned, in its
-    order (-inf for padding or unknown); ``exact_scores``: [queries, >= 10] the exact top
+    ``found_scores``: [queries, >= k] exact scores of the items the index returned, in its
+    order (-inf for padding or unknown); ``exact_scores``: [queries, >= k] the exact top
     scores, best first."""
-    width = min(10, exact_scores.shape[1])
+    width = min(k, exact_scores.shape[1])
     bar = exact_scores[:, width - 1:width] - TIE_EPSILON
     return float(np.mean(found_scores[:, :width] >= bar))
 
@@ -40,13 +40,14 @@ def tie_aware_recall_at_10(found_scores: np.ndarray, exact_scores: np.ndarray) -
 @dataclass(frozen=True)
 class IndexHealth:
     """Attributes:
-        recall: recall@10 by score over the queries.
-        id_recall: the share of the exact top-10 ids the index returned (ties count as
+        recall: recall@k by score over the queries.
+        id_recall: the share of the exact top-k ids the index returned (ties count as
             misses: a lower bound).
         worst_query: the lowest per-query recall.
         queries: the queries checked.
         threshold: the recall below which the index is unhealthy.
         version: the version that answered (0 when unknown).
+        k: the depth checked (the export tunes its index at the depth a request retrieves).
     """
 
     recall: float
@@ -55,27 +56,28 @@ class IndexHealth:
     queries: int
     threshold: float
     version: int = 0
+    k: int = 10
 
     @property
     def healthy(self) -> bool:
         return self.recall >= self.threshold
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "healthy": self.healthy, "k": 10}
+        return {**asdict(self), "healthy": self.healthy}
 
 
 def index_health(found_ids: np.ndarray, exact_ids: np.ndarray, exact_scores: np.ndarray,
-                 threshold: float, version: int = 0) -> IndexHealth:
-    """``found_ids`` [queries, >= 10]: the ANN index's answers; ``exact_ids`` and
-    ``exact_scores`` [queries, >= 10]: exact search's, best first (longer lists give more
-    returned items their exact score). Empty ids are padding."""
+                 threshold: float, version: int = 0, k: int = 10) -> IndexHealth:
+    """Recall@``k`` by score. ``found_ids`` [queries, >= k]: the ANN index's answers;
+    ``exact_ids`` and ``exact_scores`` [queries, >= k]: exact search's, best first (longer
+    lists give more returned items their exact score). Empty ids are padding."""
     found_ids, exact_ids = np.asarray(found_ids), np.asarray(exact_ids)
     exact_scores = np.asarray(exact_scores, dtype=np.float64)
     if found_ids.ndim != 2 or exact_ids.shape != exact_scores.shape or \
             len(found_ids) != len(exact_ids) or len(found_ids) == 0:
         raise ValueError(f"answers must be [queries, k] for the same queries, got found "
                          f"{found_ids.shape}, exact {exact_ids.shape} / {exact_scores.shape}")
-    width = min(10, exact_ids.shape[1], found_ids.shape[1])
+    width = min(k, exact_ids.shape[1], found_ids.shape[1])
     found_scores = np.full((len(found_ids), width), -np.inf)
     id_hits = 0
     for q, (found, ids, scores) in enumerate(zip(found_ids[:, :width], exact_ids,
@@ -85,15 +87,15 @@ def index_health(found_ids: np.ndarray, exact_ids: np.ndarray, exact_scores: np.
         id_hits += len({_text(i) for i in found if _text(i)}
                        & {_text(i) for i in ids[:width] if _text(i)})
     bar = exact_scores[:, width - 1:width] - TIE_EPSILON
-    per_query = np.mean(found_scores >= bar, axis=1)  # what tie_aware_recall_at_10 averages
+    per_query = np.mean(found_scores >= bar, axis=1)  # what tie_aware_recall averages
     return IndexHealth(recall=float(per_query.mean()),
                        id_recall=id_hits / (width * len(found_ids)),
                        worst_query=float(per_query.min()), queries=len(found_ids),
-                       threshold=float(threshold), version=int(version))
+                       threshold=float(threshold), version=int(version), k=width)
 
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-__all__ = ["IndexHealth", "index_health", "tie_aware_recall_at_10", "TIE_EPSILON"]
+__all__ = ["IndexHealth", "index_health", "tie_aware_recall", "TIE_EPSILON"]

@@ -18,6 +18,7 @@ from workflows.cli.arguments import (
     iso_datetime,
     non_negative_float,
     positive_int,
+    probability,
 )
 
 log = logging.getLogger("recsys")
@@ -209,6 +210,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--num-leaves", type=positive_int, metavar="N")
     export.add_argument("--num-leaves-to-search", type=positive_int, metavar="N")
     export.add_argument("--num-reordering-candidates", type=positive_int, metavar="N")
+    export.add_argument("--min-recall", type=probability, default=0.97, metavar="R",
+                        help="widen the ScaNN search until its recall by score against exact "
+                             "search on sample queries reaches R (default 0.97)")
+    export.add_argument("--recall-at", type=positive_int, metavar="K",
+                        help="the depth of that recall (default: --top-k, what a request "
+                             "retrieves)")
     export.add_argument("--exact", action="store_true",
                         help="configure ScaNN to search exhaustively (equals brute force)")
     export.set_defaults(func=run_export)
@@ -331,9 +338,13 @@ def run_export(args: argparse.Namespace) -> int:
     if args.model_dir is None or args.model_base_path is None:
         raise ConfigError("recsys export needs --model-dir and --model-base-path "
                           "(or use `recsys export check PATH`)")
+    if args.recall_at is not None and args.recall_at > args.top_k:
+        raise ConfigError(f"--recall-at {args.recall_at} cannot exceed --top-k {args.top_k}: "
+                          "the index returns only --top-k items")
     scann = ScannConfig(num_leaves=args.num_leaves,
                         num_leaves_to_search=args.num_leaves_to_search,
                         num_reordering_candidates=args.num_reordering_candidates,
+                        min_recall=args.min_recall, recall_at=args.recall_at,
                         exact=args.exact)
     result = workflow.export(_repo(args), args.model_dir, args.model_base_path, args.top_k,
                              scann, ranker_dir=args.ranker_dir)

@@ -1,9 +1,10 @@
-"""`recsys monitor index`: recall@10 of the served ScaNN index against exact search, on a sample
-of real query rows.
+"""`recsys monitor index`: recall@k of the served ScaNN index against exact search, on a sample
+of real query rows (k: ``--at``, by default the depth the version's export tuned its index at,
+the candidates a request retrieves; 10 for versions that do not record it).
 
     recsys monitor index --queries QUERIES.parquet [--model-base-path models/serving]
         [--model-server HOST:PORT] [--label stable | --version N] [--sample 200]
-        [--threshold 0.95] [--output index_health.json] [--metrics-file FILE.prom]
+        [--threshold 0.95] [--at K] [--output index_health.json] [--metrics-file FILE.prom]
         [--fail-on-breach] [--every SECONDS]
 
 Both answers come from the model server's own models (or from the same version manager in
@@ -29,7 +30,7 @@ BATCH = 64  # query rows per model call
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser(
-        "index", help="recall@10 of the served ANN index against exact search",
+        "index", help="recall@k of the served ANN index against exact search",
         description=__doc__.split("\n\n")[0])
     index.add_argument("--queries", required=True, type=Path, metavar="PARQUET")
     index.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
@@ -46,7 +47,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                        help="query rows sampled from --queries (default 200)")
     index.add_argument("--seed", type=int, default=0)
     index.add_argument("--threshold", type=probability, default=0.95,
-                       help="recall@10 below which the index is unhealthy (default 0.95)")
+                       help="recall below which the index is unhealthy (default 0.95)")
+    index.add_argument("--at", type=positive_int, metavar="K",
+                       help="the depth of the recall (default: the depth the version's export "
+                            "tuned its index at, its manifest's index.check_recall_at; 10 "
+                            "without one)")
     index.add_argument("--output", type=Path, default=Path("index_health.json"),
                        metavar="FILE")
     index.add_argument("--metrics-file", type=Path, metavar="FILE.prom",
@@ -103,6 +108,20 @@ def query_rows(base: Path, version: int, flag: str, path: Path, sample: int, see
     return to_arrays(with_missing_columns(rows.copy(), specs), specs)
 
 
+def check_depth(base: Path, version: int, at: int | None) -> int:
+    """``at``, or the depth ``version``'s export checked its index at (10 if not recorded);
+    deeper than the index's k is a ConfigError."""
+    from recsys.errors import ConfigError
+    from recsys.model_contract.manifest import read_manifest
+
+    manifest = read_manifest(base / "retrieval" / str(version)) or {}
+    k = manifest.get("k")
+    depth = at or manifest.get("index", {}).get("check_recall_at", 10)
+    if k is not None and depth > k:
+        raise ConfigError(f"--at {depth} is deeper than retrieval v{version}'s k ({k})")
+    return int(depth)
+
+
 def _queries(args: argparse.Namespace, version: int):
     return query_rows(args.model_base_path, version, "--queries", args.queries, args.sample,
                       args.seed)
@@ -117,7 +136,7 @@ def _client(args: argparse.Namespace, version: int):
     return InProcessModelClient(models, versions={m: version for m in models}, onnx=False)
 
 
-def check_once(args: argparse.Namespace, client, queries: dict):
+def check_once(args: argparse.Namespace, client, queries: dict, depth: int = 10):
     """One check: the sampled rows through both models, in batches."""
     import numpy as np
 
@@ -139,14 +158,14 @@ def check_once(args: argparse.Namespace, client, queries: dict):
         raise ConfigError(f"retrieval and retrieval_portable answered with different versions "
                           f"({sorted(versions)}): both must serve the version checked")
     return index_health(np.concatenate(found), np.concatenate(exact_ids),
-                        np.concatenate(exact_scores), args.threshold, versions.pop())
+                        np.concatenate(exact_scores), args.threshold, versions.pop(), depth)
 
 
 def _report(args: argparse.Namespace, health) -> None:
     from recsys.monitoring.metrics import MonitoringMetrics
 
     verdict = "healthy" if health.healthy else "BELOW THRESHOLD"
-    print(f"retrieval v{health.version}: recall@10 {health.recall:.4f} by score "
+    print(f"retrieval v{health.version}: recall@{health.k} {health.recall:.4f} by score "
           f"({health.id_recall:.4f} by id; worst query {health.worst_query:.2f}) on "
           f"{health.queries:,} queries; threshold {health.threshold:.2f}: {verdict}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +173,7 @@ def _report(args: argparse.Namespace, health) -> None:
                                        "label": args.label}, indent=2))
     if args.metrics_file:
         metrics = MonitoringMetrics()
-        labels = ("retrieval", str(health.version), "10")
+        labels = ("retrieval", str(health.version), str(health.k))
         metrics.index_recall.labels(*labels).set(health.recall)
         metrics.index_recall_threshold.labels(*labels).set(health.threshold)
         metrics.finished("index")
@@ -164,18 +183,21 @@ def _report(args: argparse.Namespace, health) -> None:
 def run_index(args: argparse.Namespace) -> int:
     version = _version(args)
     queries = _queries(args, version)  # bad input is named before any model loads
+    depth = check_depth(args.model_base_path, version, args.at)
     client = _client(args, version)
     try:
         while True:
-            health = check_once(args, client, queries)
+            health = check_once(args, client, queries, depth)
             _report(args, health)
             if args.every is None:
                 return BREACH_EXIT if args.fail_on_breach and not health.healthy else 0
             time.sleep(args.every)
             version = _version(args)  # an alias may have moved; the file may have grown
             queries = _queries(args, version)
+            depth = check_depth(args.model_base_path, version, args.at)
     finally:
         client.close()
 
 
-__all__ = ["add_parser", "run_index", "check_once", "query_rows", "BREACH_EXIT"]
+__all__ = ["add_parser", "run_index", "check_once", "check_depth", "query_rows",
+           "BREACH_EXIT"]
