@@ -11,8 +11,9 @@ through the real path (generator -> lake -> Beam features with the temporal spli
 (``small_ranker_config``, lists of 20 for training; ``--ranker-config FILE.yaml`` takes
 RankerConfig's fields instead, e.g. ``{}`` for the defaults `recsys train ranking` and the demo
 use), ``trainer.workflow.export`` with
-``k=--candidates`` (200) and the default ScaNN config (tuned to recall@10 >= 0.97 on check
-queries) indexing every catalogue item, the online store materialized (SQLite), popular lists.
+``k=--candidates`` (200) and the default ScaNN config (tuned to recall@k >= 0.97 on check
+queries, k those 200 candidates) indexing every catalogue item, the online store materialized
+(SQLite), popular lists.
 
 Run: the real `recsys api --config FILE --workers N` in a process of its own (N service
 processes on one port, default one per usable core), with the default ``ServiceConfig``
