@@ -654,7 +654,8 @@ class Recommender:
             self.metrics.fallbacks.labels(tier, reason).inc()
 
     def warm_up(self, rounds: int = 3) -> None:
-        """Run each model a few times, and read the online store once, outside any deadline
+        """Run each model and each candidate source a few times (as for a new user), and read
+        the online store once, outside any deadline
         (the first calls trace TensorFlow functions, open connections and load Feast's
         registry: the first user read alone takes about 180 ms, three times the features
         budget, and a service that took it under a deadline opened its feature store breaker
@@ -665,9 +666,14 @@ class Recommender:
             self.features.user("")
         except Exception as exc:  # noqa: BLE001 - not fatal at start: requests degrade
             log.warning("feature store warm-up failed: %s", exc)
+        category = [str(self.index.categories[0])] if len(self.index.categories) else []
         for _ in range(rounds):
             retrieved = self._retrieve(row, 60.0)
             candidates, query = retrieved.candidates(), retrieved.query
+            # a new user's path too: its sources' first calls (the category centroid's
+            # neighbours, the merged popular lists) and a longer list for the ranker
+            candidates = list(merge_sources(candidates, self._cold_start(
+                {}, History(), {}, category, set()), self._trending({}, set())))
             if self.specs.ranker is not None and candidates:
                 self._rank(row, candidates, query, now_s, 60.0, {})
 
