@@ -63,6 +63,18 @@ def test_merge_keeps_the_first_lists_entry_and_records_the_other_sources() -> No
     assert two_tower[0].reasons == [] and two_tower[1].reasons == []  # inputs untouched
 
 
+def test_an_uncopied_merge_gives_the_same_list_made_of_the_given_objects() -> None:
+    def sources():
+        return ([cand("a", 0.9), cand("b", 0.8)],
+                [cand("b", 5.0, source="trending"), cand("c", 4.0, source="trending")])
+
+    copied, (two_tower, trending) = merge_sources(*sources()), sources()
+    uncopied = merge_sources(two_tower, trending, copy=False)
+    assert uncopied == copied
+    assert uncopied[0] is two_tower[0] and uncopied[2] is trending[1]
+    assert two_tower[1].reasons == ["also from trending"]  # the kept object took the reason
+
+
 def test_merge_does_not_repeat_a_source_reason() -> None:
     merged = merge_sources([cand("a", 1.0)], [cand("a", 2.0, source="trending")],
                            [cand("a", 3.0, source="trending"), cand("a", 4.0)])

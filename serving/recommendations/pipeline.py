@@ -550,7 +550,9 @@ class Recommender:
                                                     request.preferred_categories, excluded))
                 sources.append(self._trending(context, excluded,
                                               arm.trending_candidates if arm else None))
-                candidates = [c for c in merge_sources(*sources) if c.item_id not in excluded]
+                # every source built its candidates for this request: merged uncopied
+                candidates = [c for c in merge_sources(*sources, copy=False)
+                              if c.item_id not in excluded]
                 # every source on the two-tower's scale: the retrieval tier's order, the
                 # ranker's fusion input (a trending item's own score is a popularity count)
                 retrieval_scores = self._retrieval_scores(candidates, query)

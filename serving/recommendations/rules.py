@@ -18,7 +18,7 @@ Guarantees of ``apply_rules``:
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,15 +90,17 @@ def _rank_key(candidate: Candidate) -> float:
     return math.inf if math.isnan(candidate.score) else -candidate.score
 
 
-def merge_sources(*lists: Sequence[Candidate]) -> list[Candidate]:
+def merge_sources(*lists: Sequence[Candidate], copy: bool = True) -> list[Candidate]:
     """One candidate per item_id, lists in priority order: the first entry of an item is kept
-    (as a copy) and each other source giving it adds "also from <source>" to its reasons."""
+    (as a copy) and each other source giving it adds "also from <source>" to its reasons.
+    ``copy=False`` keeps the given objects themselves (the reasons are added to them): for
+    lists built for this merge alone."""
     merged: dict[str, Candidate] = {}
     for candidates in lists:
         for candidate in candidates:
             kept = merged.get(candidate.item_id)
             if kept is None:
-                merged[candidate.item_id] = _copy(candidate)
+                merged[candidate.item_id] = _copy(candidate) if copy else candidate
                 continue
             reason = f"also from {candidate.source}"
             if candidate.source != kept.source and reason not in kept.reasons:
@@ -185,28 +187,34 @@ def reserve_new_item_slots(top: Sequence[Candidate], ranked: Sequence[Candidate]
 
 
 def _rule_scores(candidates: Sequence[Candidate], now_s: int, cfg: RulesConfig
-                 ) -> tuple[list[float], list[list[str]]]:
+                 ) -> tuple[list[float], Callable[[int], list[str]]]:
     """What ``normalise_scores`` then ``apply_recency_boost`` would make of each candidate's
-    score and reasons (the reasons they would add), computed without touching them."""
+    score, computed without touching them, and a function giving the reasons they would add
+    to the candidate at a position (written only for the candidates returned)."""
     finite = [c.score for c in candidates if math.isfinite(c.score)]
     low, high = (min(finite), max(finite)) if finite else (0.0, 0.0)
     span = high - low
     scores: list[float] = []
-    notes: list[list[str]] = []
+    boosts: list[float] = []
     boost_on, half_life = cfg.recency_boost != 0, cfg.recency_half_life_days
     for c in candidates:
-        if math.isfinite(c.score):
-            score, note = ((c.score - low) / span if span > 0 else 1.0), []
-        else:
-            score, note = 0.0, ["non-finite score treated as lowest"]
+        score = ((c.score - low) / span if span > 0 else 1.0) if math.isfinite(c.score) \
+            else 0.0
+        boost = 0.0
         if boost_on and c.created_at_s is not None:
             age_days = max(0.0, (now_s - c.created_at_s) / SECONDS_PER_DAY)
             boost = cfg.recency_boost * 0.5 ** (age_days / half_life)
             score += boost
-            if boost >= 0.01:
-                note.append(f"recency boost +{boost:.2f}")
         scores.append(score)
-        notes.append(note)
+        boosts.append(boost)
+
+    def notes(i: int) -> list[str]:
+        note = [] if math.isfinite(candidates[i].score) else [
+            "non-finite score treated as lowest"]
+        if boosts[i] >= 0.01:
+            note.append(f"recency boost +{boosts[i]:.2f}")
+        return note
+
     return scores, notes
 
 
@@ -286,7 +294,7 @@ def apply_rules(candidates: Sequence[Candidate], k: int, now_s: int,
         top = top + _pool(kept, order, {kept[i].item_id for i in top}, extra,
                           now_s - cfg.new_item_age_days * SECONDS_PER_DAY)
     out = [Candidate(kept[i].item_id, scores[i], kept[i].source, kept[i].category,
-                     kept[i].created_at_s, [*kept[i].reasons, *notes[i], *tagged.get(i, ())])
+                     kept[i].created_at_s, [*kept[i].reasons, *notes(i), *tagged.get(i, ())])
            for i in top]
     stats = {"removed": removed, "candidates_in": len(candidates),
              "categories": len({c.category for c in out if c.category})}
