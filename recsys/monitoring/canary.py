@@ -317,7 +317,8 @@ def canary_verdict(stable: LabelWindow, canary: LabelWindow, comparison: Mapping
               ctr_check(comparison, cfg, why_no_ctr))
     this_step_failed = any(c.status == "failed" for c in checks)
     failed = failed_before + this_step_failed
-    if failed >= cfg.failed_checks or checks[-1].status == "failed":  # CTR: at once
+    ctr_failed = any(c.name == "ctr" and c.status == "failed" for c in checks)
+    if failed >= cfg.failed_checks or ctr_failed:  # a failed CTR check: at once
         return CanaryVerdict("rollback", checks, elapsed_s, failed)
     # a skipped CPU check (a service that does not count it) and a p99 warning do not bar
     # promotion

@@ -210,9 +210,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--num-leaves", type=positive_int, metavar="N")
     export.add_argument("--num-leaves-to-search", type=positive_int, metavar="N")
     export.add_argument("--num-reordering-candidates", type=positive_int, metavar="N")
-    export.add_argument("--min-recall", type=probability, default=0.97, metavar="R",
+    export.add_argument("--min-recall", type=probability, metavar="R",
                         help="widen the ScaNN search until its recall by score against exact "
-                             "search on sample queries reaches R (default 0.97)")
+                             "search on sample queries reaches R (default: ScannConfig's, "
+                             "0.97)")
     export.add_argument("--recall-at", type=positive_int, metavar="K",
                         help="the depth of that recall (default: --top-k, what a request "
                              "retrieves)")
@@ -341,11 +342,11 @@ def run_export(args: argparse.Namespace) -> int:
     if args.recall_at is not None and args.recall_at > args.top_k:
         raise ConfigError(f"--recall-at {args.recall_at} cannot exceed --top-k {args.top_k}: "
                           "the index returns only --top-k items")
+    chosen = {"min_recall": args.min_recall} if args.min_recall is not None else {}
     scann = ScannConfig(num_leaves=args.num_leaves,
                         num_leaves_to_search=args.num_leaves_to_search,
                         num_reordering_candidates=args.num_reordering_candidates,
-                        min_recall=args.min_recall, recall_at=args.recall_at,
-                        exact=args.exact)
+                        recall_at=args.recall_at, exact=args.exact, **chosen)
     result = workflow.export(_repo(args), args.model_dir, args.model_base_path, args.top_k,
                              scann, ranker_dir=args.ranker_dir)
     print(f"exported version {result.version} ({result.items:,} items indexed):")
