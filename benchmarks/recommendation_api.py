@@ -31,8 +31,10 @@ rate and CPU cores used by the server and client processes. Client and server sh
 machine's cores.
 
 ``--relaxed-deadlines`` gives every budget 60 s, so each request runs the full pipeline: its
-capacity rather than its degradation. Prints a table, writes JSON
-(benchmarks/results/recommendation_api_<items>[_relaxed].json) and a plot next to it (.png).
+capacity rather than its degradation. ``--api-key`` serves behind a keys file (one key,
+scope ``recommend``) and sends the key with every request, as production runs. Prints a
+table, writes JSON (benchmarks/results/recommendation_api_<items>[_relaxed].json) and a plot
+next to it (.png).
 """
 
 from __future__ import annotations
@@ -163,8 +165,9 @@ def setup(args, workdir: Path) -> tuple[Path, Path, list[str], dict]:
 
 
 def load(url: str, users: list[str], concurrency: int, warmup_s: float, seconds: float,
-         seed: int) -> dict:
-    """Closed-loop clients (in the load generator process); the measured requests."""
+         seed: int, token: str | None = None) -> dict:
+    """Closed-loop clients (in the load generator process); the measured requests (each with
+    the API key ``token``, if given)."""
     import requests
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s client %(message)s")
@@ -176,6 +179,8 @@ def load(url: str, users: list[str], concurrency: int, warmup_s: float, seconds:
     def client(i: int) -> None:
         rng = random.Random(seed * 1000 + i)
         with requests.Session() as session:
+            if token is not None:
+                session.headers["Authorization"] = f"Bearer {token}"
             while (start := time.perf_counter()) < stop:
                 answer = session.post(f"{url}/v1/recommendations", timeout=30,
                                       json={"user_id": rng.choice(users), "k": 10})
@@ -405,6 +410,10 @@ def main() -> int:
     parser.add_argument("--set", dest="settings", action="append", default=[],
                         metavar="FIELD=VALUE", help="a ServiceConfig field for this run (YAML "
                         "value), e.g. --set max_in_flight=2; repeatable")
+    parser.add_argument("--api-key", action="store_true",
+                        help="serve behind an API key (a keys file with one recommend key, as "
+                             "in production) and send it with every request; default: the "
+                             "embedded profile's open service")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     suffix = "_relaxed" if args.relaxed_deadlines else ""
@@ -431,6 +440,14 @@ def main() -> int:
         for setting in args.settings:
             field, _, value = setting.partition("=")
             settings[field] = yaml.safe_load(value)
+        token = None
+        if args.api_key:
+            from serving.access.keys import add_key
+
+            keys_file = workdir / "benchmark_keys.yaml"
+            keys_file.unlink(missing_ok=True)
+            token = add_key(keys_file, "benchmark", frozenset({"recommend"}))
+            settings["access"] = {"keys_file": str(keys_file)}
         # checked as a config file is: an unknown field or a bad value is named
         cfg = load_service_config(None, {"repo": repo, "model_base_path": base,
                                          "workers": args.workers,
@@ -453,7 +470,7 @@ def main() -> int:
                 cache, cpu = _cache(url), _cpu_seconds(processes)
                 began = time.perf_counter()
                 result = pool.submit(load, url, users, level, args.warmup, args.seconds,
-                                     level).result()
+                                     level, token).result()
                 cores = (_cpu_seconds(processes) - cpu) / (time.perf_counter() - began)
                 after = _cache(url)
                 rows.append(summarise(level, args.seconds, result, cores,

@@ -50,6 +50,19 @@ def in_repo(path: Path) -> Iterator[Path]:
         os.chdir(previous)
 
 
+def is_embedded_profile(path: Path) -> bool:
+    """Whether the profile repository at ``path`` is the embedded one (a SQLite online store,
+    on this machine); a production store, or no readable ``feature_store.yaml``, is not."""
+    import yaml
+
+    try:
+        document = yaml.safe_load((Path(path) / "feature_store.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return False
+    online = document.get("online_store") if isinstance(document, dict) else None
+    return isinstance(online, dict) and online.get("type") == "sqlite"
+
+
 def repo_config(path: Path) -> RepoConfig:
     return load_repo_config(path, path / "feature_store.yaml")
 

@@ -8,6 +8,12 @@
 * ``GET /healthz`` (the process is up), ``GET /readyz`` (models loaded; breaker states; the
   pid of the worker that answered), ``GET /metrics`` (Prometheus).
 
+Access (:mod:`serving.access`): with API keys configured, the recommendation and explain
+routes need the ``recommend`` scope, the ingest routes ``ingest``, and every other route but
+the probes, the metrics and the API docs ``admin`` (401 without a valid key, 403 without the
+scope, 429 over the key's rate, 413 for a body over the size limit, 400 ``too_deep`` for JSON
+nested past the limit).
+
 Errors have one shape, ``{"error": CODE, "detail": ...}``: 400 ``malformed_json`` for a body
 that is not JSON, 422 ``invalid_request`` listing each bad field (``{"field", "message"}``),
 404 ``unknown_item``, 503 ``unavailable`` when a dependency an endpoint cannot do without
@@ -31,6 +37,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from serving.access.guard import AccessGuard
+from serving.access.keys import ADMIN, INGEST, RECOMMEND
+from serving.access.policy import AccessPolicy
 from serving.recommendations.explain import UnknownItem, explain
 from serving.recommendations.ingest_routes import add_ingest_routes
 from serving.recommendations.pipeline import RecommendationRequest, Recommender
@@ -45,6 +54,19 @@ MAX_EXCLUDED = 1000
 # event, no later than the events' clock-skew allowance (``recsys.data.rules``)
 EARLIEST_NOW_S = 631_152_000  # 1990-01-01
 MAX_NOW_AHEAD_S = 3_600
+# routes anyone may call (probes, Prometheus, the API's docs); the scope each other route needs
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect",
+                          "/redoc", "/openapi.json"})
+ROUTE_SCOPES = {("POST", "/v1/recommendations"): RECOMMEND, ("GET", "/v1/explain"): RECOMMEND,
+                ("POST", "/v1/events"): INGEST, ("POST", "/v1/items"): INGEST}
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a route needs (None: public). A route not listed needs ``admin``: a new
+    route is closed until it is given its scope."""
+    if path in PUBLIC_PATHS:
+        return None
+    return ROUTE_SCOPES.get((method, path), ADMIN)
 
 
 # experiment and arm names are at most 64 characters (recsys.experiments.definitions)
@@ -171,20 +193,28 @@ def _dropped(pipeline: asyncio.Future) -> None:
 
 
 def create_app(recommender: Recommender, producer=None, exposures=None,
-               profile=None) -> FastAPI:
+               profile=None, access: AccessPolicy | None = None) -> FastAPI:
     """The service's routes on ``recommender``; ``producer`` (a
     :class:`~recsys.stream.producer.StreamProducer`) backs ``/v1/events`` and ``/v1/items``;
     ``exposures`` (an :class:`~serving.recommendations.exposure_log.ExposureLog`) gets every
     answer of ``/v1/recommendations`` (None: answers are not logged); ``profile`` (a
     :class:`~serving.recommendations.serving_profile.ServingProfile`) counts and samples them
     into the serving windows (forced arms and seeded requests are neither logged nor
-    profiled)."""
+    profiled); ``access`` is who may call what (None: open, with the default body limits;
+    `recsys api` builds it from the config and refuses to start open where it may not)."""
     cfg, metrics = recommender.cfg, recommender.metrics
     deadline_s = cfg.request_deadline_ms / 1000.0
     app = FastAPI(title="recsys recommendation service", version="1",
                   description="Retrieval (two-tower, ScaNN) -> transformer ranking -> rules, "
                               "with fallbacks down to precomputed popular lists.")
-    app.add_middleware(ArrivalTime)
+    known_paths = PUBLIC_PATHS | {path for _, path in ROUTE_SCOPES}
+
+    def refused(path: str, status: int) -> None:
+        metrics.errors.labels(path if path in known_paths else "other", str(status)).inc()
+
+    app.add_middleware(AccessGuard, policy=access or AccessPolicy.open(),
+                       required_scope=required_scope, on_refused=refused)
+    app.add_middleware(ArrivalTime)  # outermost: the deadline counts the guard's time too
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,8 +1,10 @@
 """Typed configuration of the recommendation service (`recsys api`), loaded once at start.
 
 A YAML file may hold any of the fields below at the top level, a ``rules`` section
-(:class:`~serving.recommendations.rules.RulesConfig`) and a ``stream`` section (the event
-stream, :class:`~recsys.stream.config.StreamConfig`); command-line flags override the file.
+(:class:`~serving.recommendations.rules.RulesConfig`), an ``access`` section (API keys, body
+and rate limits, :class:`~serving.access.policy.AccessConfig`) and a ``stream`` section (the
+event stream, :class:`~recsys.stream.config.StreamConfig`); command-line flags override the
+file.
 Every bad value is a ``ConfigError`` naming the field.
 """
 
@@ -29,6 +31,7 @@ from recsys.config import (
 )
 from recsys.errors import ConfigError
 from recsys.exploration.spec import PolicySpec, parse_policy
+from serving.access.policy import AccessConfig
 from serving.recommendations.rules import RulesConfig
 
 
@@ -171,6 +174,7 @@ class ServiceConfig(Config):
     tensorflow_intra_op_parallelism: int = setting(1, non_negative_int)
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)
+    access: AccessConfig = setting(factory=AccessConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repo", Path(self.repo))
@@ -213,6 +217,7 @@ def load_service_config(path: Path | None = None,
     raw = read_yaml_mapping(path, "of service settings") if path is not None else {}
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     rules = raw.pop("rules", {})
+    access = raw.pop("access", {})
     raw.pop("stream", None)  # the event stream's section: recsys.stream.config reads it
     for key in ("repo", "model_base_path"):
         if key in raw and not isinstance(raw[key], (str, Path)):
@@ -222,7 +227,8 @@ def load_service_config(path: Path | None = None,
     if "model_base_path" in raw:
         raw["model_base_path"] = Path(raw["model_base_path"])
     cfg = config_section(ServiceConfig, raw, "service")
-    return dataclasses.replace(cfg, rules=config_section(RulesConfig, rules, "rules"))
+    return dataclasses.replace(cfg, rules=config_section(RulesConfig, rules, "rules"),
+                               access=config_section(AccessConfig, access, "access"))
 
 
 __all__ = ["ServiceConfig", "load_service_config"]

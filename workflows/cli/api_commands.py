@@ -71,6 +71,8 @@ def run_popular_build(args: argparse.Namespace) -> int:
 
 
 def run_api(args: argparse.Namespace) -> int:
+    from recsys.features.store import is_embedded_profile
+    from serving.access.policy import AccessPolicy
     from serving.recommendations.config import load_service_config
     from serving.recommendations.worker_processes import serve_workers
 
@@ -79,19 +81,23 @@ def run_api(args: argparse.Namespace) -> int:
         "model_server": args.model_server, "popular_lists": args.popular_lists,
         "request_deadline_ms": args.deadline_ms, "workers": args.workers,
         "dependency_threads": args.dependency_threads})
+    # keys are read once, here; a service that may not start open stops before loading models
+    access = AccessPolicy.for_service(cfg.access, args.host, is_embedded_profile(cfg.repo),
+                                      cfg.workers)
     if cfg.workers == 1:
         serve_api(None, 0, cfg, args.config, args.redis_url, args.host, args.port,
-                  logging.getLogger().level)
+                  logging.getLogger().level, access)
         return 0
     return serve_workers(serve_api, (cfg, args.config, args.redis_url, args.host, args.port,
-                                     logging.getLogger().level),
+                                     logging.getLogger().level, access),
                          cfg.workers, args.host, args.port)
 
 
 def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None, host: str,
-              port: int, log_level: int) -> None:
+              port: int, log_level: int, access=None) -> None:
     """One service process: the recommender built from ``cfg``, served by uvicorn on
-    ``sock`` (a worker's listening socket) or on ``host:port`` (``sock`` None)."""
+    ``sock`` (a worker's listening socket) or on ``host:port`` (``sock`` None), behind
+    ``access`` (an :class:`~serving.access.policy.AccessPolicy`; None: open)."""
     import os
 
     import uvicorn
@@ -123,7 +129,8 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
     if producer is None:
         log.warning("the event stream is unreachable: answers are served but their exposures "
                     "are not logged (counted in recsys_exposures_total{outcome=\"dropped\"})")
-    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures, profile),
+    server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures, profile,
+                                                      access),
                                            host=host, port=port, log_level="warning"))
     try:
         server.run(sockets=[sock] if sock is not None else None)

@@ -14,6 +14,7 @@ from recsys.errors import RecsysError
 from recsys.runtime import check_stack
 from workflows.cli import (
     api_commands,
+    auth_commands,
     benchmark_commands,
     controller_command,
     data_commands,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark_commands.add_parser(subparsers)
     model_server_command.add_parser(subparsers)
     api_commands.add_parsers(subparsers)
+    auth_commands.add_parser(subparsers)
     stream_commands.add_parser(subparsers)
     experiment_commands.add_parser(subparsers)
     ope_command.add_parser(subparsers)

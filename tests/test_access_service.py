@@ -1,0 +1,197 @@
+"""`recsys api` with API keys, as a user runs it: the real service process (models, Feast, a real
+Redis stream), keys read from the file ``$RECSYS_API_KEYS_FILE`` names. Wrong keys change
+nothing, a 50 MB body is refused without the process growing, rate limits hold under
+concurrent clients, and no key reaches the log."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+import yaml
+from conftest import event
+from recommendation_support import PrivateRedis
+from serving_support import free_port
+
+from recsys.stream.config import StreamConfig
+from recsys.stream.envelope import decode
+from serving.access.keys import add_key
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+MB = 1 << 20
+SCOPES = {"reader": {"recommend"}, "writer": {"ingest"}, "admin": {"admin", "recommend"},
+          "limited": {"recommend"}}
+
+
+@pytest.fixture(scope="module")
+def api(service_files, tmp_path_factory):
+    root = tmp_path_factory.mktemp("secured")
+    keys_file = root / "keys.yaml"
+    tokens = {name: add_key(keys_file, name, frozenset(scopes),
+                            5.0 if name == "limited" else 0.0, 5.0 if name == "limited" else None)
+              for name, scopes in SCOPES.items()}
+    redis = PrivateRedis(root / "redis").start()
+    config = root / "service.yaml"
+    config.write_text(yaml.safe_dump({
+        "repo": str(service_files.repo), "model_base_path": str(service_files.base),
+        "request_deadline_ms": 10_000, "features_timeout_ms": 3_000,
+        "retrieval_timeout_ms": 3_000, "ranking_timeout_ms": 3_000,
+        "access": {"max_body_bytes": MB}}))
+    port, log_path = free_port(), root / "api.log"
+    log = log_path.open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "workflows.cli.main", "--log-level", "DEBUG", "api", "--config",
+         str(config), "--port", str(port), "--redis-url", f"redis://127.0.0.1:{redis.port}"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "RECSYS_API_KEYS_FILE": str(keys_file)})
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 240
+    try:
+        while True:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        import redis as redis_client
+
+        stream = redis_client.Redis(port=redis.port)
+        yield url, tokens, process, stream, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        log.close()
+        redis.stop()
+
+
+def _length(stream) -> int:
+    """Events and items in the stream (the service's own exposure and decision records, which
+    it appends in the background for each answer, left out)."""
+    entries = stream.xrange(StreamConfig().stream) if stream.exists(StreamConfig().stream) else []
+    return sum(decode(eid, fields).kind in ("event", "item") for eid, fields in entries)
+
+
+WRITES = [("/v1/events", lambda: event(event_id="e-secured")),
+          ("/v1/items", lambda: {"item_id": "i-secured", "category": "news", "tags": ["a"],
+                                 "duration_s": 60})]
+
+
+@pytest.mark.parametrize("path, body", WRITES)
+@pytest.mark.parametrize("presented", [None, "wrong", "reader", "admin"])
+def test_a_write_route_refuses_any_key_without_ingest_and_writes_nothing(api, path, body,
+                                                                         presented):
+    url, tokens, _, stream, _ = api
+    headers = {} if presented is None else {
+        "authorization": f"Bearer {tokens.get(presented, 'rsk_wrong')}"}
+    before = _length(stream)
+    answer = requests.post(f"{url}{path}", json=body(), headers=headers, timeout=30)
+    assert answer.status_code == (403 if presented in tokens else 401)
+    assert answer.json()["error"] == ("forbidden" if presented in tokens else "unauthorized")
+    assert _length(stream) == before
+
+
+def test_the_ingest_key_writes_and_the_recommend_key_reads(api, small_data):
+    url, tokens, _, stream, _ = api
+    before = _length(stream)
+    written = requests.post(f"{url}/v1/events", json=event(event_id="e-allowed"), timeout=30,
+                            headers={"x-api-key": tokens["writer"]})
+    assert written.status_code == 200 and written.json()["accepted"] == 1
+    assert _length(stream) == before + 1
+    user = small_data.train["user_id"].value_counts().index[0]
+    for name in ("reader", "admin"):
+        answer = requests.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 5},
+                               headers={"authorization": f"Bearer {tokens[name]}"}, timeout=30)
+        assert answer.status_code == 200 and len(answer.json()["items"]) == 5
+    for name in ("writer", None):
+        answer = requests.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 5},
+                               timeout=30, headers={} if name is None else {
+                                   "authorization": f"Bearer {tokens[name]}"})
+        assert answer.status_code == (403 if name else 401)
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    assert requests.get(f"{url}/metrics", timeout=10).status_code == 200
+
+
+def _send_body(url: str, token: str, total: int, chunked: bool) -> str:
+    """Send a ``total``-byte body in 1 MB pieces (declared or chunked) until the service
+    answers or closes; its status line."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {token}\r\n" +
+            ("Transfer-Encoding: chunked\r\n\r\n" if chunked else
+             f"Content-Length: {total}\r\n\r\n")).encode()
+    piece = b" " * MB
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head)
+        sent = 0
+        try:
+            while sent < total:
+                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+                             if chunked else piece)
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the service answered and closed: read what it said
+        try:
+            return sock.recv(4096).decode("latin-1").split("\r\n")[0]
+        except ConnectionResetError:
+            return "reset"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_50_mb_body_gets_413_without_the_process_growing(api, chunked):
+    url, tokens, process, stream, _ = api
+    service = psutil.Process(process.pid)
+    before_rss, before_len = service.memory_info().rss, _length(stream)
+    status = _send_body(url, tokens["writer"], 50 * MB, chunked)
+    assert status.startswith("HTTP/1.1 413"), status
+    grown = service.memory_info().rss - before_rss
+    assert grown < 4 * MB, f"the service grew by {grown / MB:.1f} MB"
+    assert _length(stream) == before_len
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_rate_limit_holds_under_four_concurrent_clients(api, small_data):
+    url, tokens, _, _, _ = api
+    user = small_data.train["user_id"].value_counts().index[0]
+    statuses, lock = [], threading.Lock()
+    started = time.monotonic()
+
+    def client():
+        with requests.Session() as session:
+            while time.monotonic() - started < 3.0:
+                status = session.post(f"{url}/v1/recommendations", timeout=30,
+                                      json={"user_id": user, "k": 5},
+                                      headers={"x-api-key": tokens["limited"]}).status_code
+                with lock:
+                    statuses.append(status)
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    admitted = statuses.count(200)
+    assert set(statuses) <= {200, 429}
+    assert statuses.count(429) > 0
+    assert 5 <= admitted <= 5 + 5 * elapsed + 1  # burst 5, 5/s
+
+
+def test_no_key_reaches_the_log(api):
+    url, tokens, _, _, log_path = api
+    requests.post(f"{url}/v1/recommendations", json={"user_id": "u"}, timeout=30,
+                  headers={"authorization": "Bearer rsk_this-wrong-key-is-a-secret-too"})
+    time.sleep(0.5)
+    text = log_path.read_text()
+    assert "access: 4 API key(s)" in text  # the log was written (DEBUG) and names the keys
+    for token in [*tokens.values(), "rsk_this-wrong-key-is-a-secret-too"]:
+        assert token not in text
