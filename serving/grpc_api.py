@@ -107,7 +107,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def make_server(predictor: Predictor, port: int, host: str = "0.0.0.0",
+def make_server(predictor: Predictor, port: int, host: str = "127.0.0.1",
                 max_threads: int = 16) -> tuple[grpc.Server, int]:
     """A started-later gRPC server with both services; returns it and the bound port."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads,

@@ -33,7 +33,7 @@ class ServerOptions:
     max_batch_size: int = 4096
     enable_batching: bool = False
     batching_parameters_file: str = ""
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"  # TF Serving binds every address; this server only loopback
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
 

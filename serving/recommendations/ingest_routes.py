@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from recsys.data.schemas import EVENTS, ITEMS, TableSpec
 from recsys.stream.producer import StreamProducer
 
 MAX_BATCH = 1000
@@ -65,6 +66,42 @@ def _records(body: Any, kind: str) -> list | str:
     if len(records) > MAX_BATCH:
         return f"at most {MAX_BATCH} {key} per request, got {len(records)}"
     return records
+
+
+def _json_type(arrow_type) -> dict:
+    import pyarrow as pa
+
+    if pa.types.is_list(arrow_type):
+        return {"type": "array", "items": _json_type(arrow_type.value_type)}
+    if pa.types.is_timestamp(arrow_type):
+        return {"type": "string", "format": "date-time"}
+    if pa.types.is_integer(arrow_type):
+        return {"type": "integer"}
+    if pa.types.is_floating(arrow_type):
+        return {"type": "number"}
+    return {"type": "string"}
+
+
+def record_schema(spec: TableSpec, defaulted: tuple[str, ...] = ()) -> dict:
+    """The JSON schema of one record of the lake table ``spec`` (OpenAPI documentation: each
+    record is still checked by the lake's own validation, which says why it is rejected)."""
+    properties = {}
+    for field in spec.schema:
+        if field.name not in spec.input_columns:
+            continue
+        kind = _json_type(field.type)
+        properties[field.name] = kind if not field.nullable else {
+            "anyOf": [kind, {"type": "null"}]}
+    return {"type": "object", "properties": properties,
+            "required": [c for c in spec.required if c not in defaulted]}
+
+
+def _body_schema(spec: TableSpec, key: str, defaulted: tuple[str, ...] = ()) -> dict:
+    record = record_schema(spec, defaulted)
+    return {"oneOf": [record, {"type": "object", "additionalProperties": False,
+                               "required": [key], "properties": {key: {
+                                   "type": "array", "items": record, "minItems": 1,
+                                   "maxItems": MAX_BATCH}}}]}
 
 
 def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) -> None:
@@ -114,6 +151,8 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
     description = ("One {kind} (a JSON object with the lake's fields) or a batch "
                    "{{\"{key}\": [...]}} of at most %d; per-record results in input order." %
                    MAX_BATCH)
+    schemas = {"event": _body_schema(EVENTS, "events", ("timestamp",)),
+               "item": _body_schema(ITEMS, "items")}
     for kind, path in (("event", "/v1/events"), ("item", "/v1/items")):
         app.add_api_route(
             path, ingest(kind, path), methods=["POST"], response_model=IngestResponse,
@@ -121,7 +160,9 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
             description=description.format(kind=kind, key=BATCH_KEYS[kind]),
             responses={400: {"description": "malformed JSON"},
                        422: {"description": "not a record or a batch"},
-                       503: {"description": "the stream cannot be written"}})
+                       503: {"description": "the stream cannot be written"}},
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": schemas[kind]}}}})
 
 
 __all__ = ["add_ingest_routes", "MAX_BATCH"]

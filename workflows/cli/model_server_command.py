@@ -61,7 +61,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     server.add_argument("--batching_parameters_file", default="",
                         help="a BatchingParameters text proto (max_batch_size, "
                              "batch_timeout_micros, num_batch_threads, max_enqueued_batches)")
-    server.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
+    server.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: like TF Serving, this server "
+                             "has no authentication, so it listens on loopback unless told "
+                             "otherwise; put it behind the recommendation service, which has)")
     server.add_argument("--tensorflow_intra_op_parallelism", type=non_negative_int, default=0,
                         help="threads per op (0: TensorFlow's default); on small machines 1 "
                              "avoids threads fighting over small requests")
