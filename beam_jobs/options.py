@@ -41,7 +41,11 @@ class LakeJobOptions(PipelineOptions):
         parser.add_argument("--output", help="directory for the outputs (required)")
         parser.add_argument("--event_log_dsn",
                             help="also read the PostgreSQL event log at this libpq DSN "
-                                 "(with --event_log_schema)")
+                                 "(with --event_log_schema); no password: libpq reads it "
+                                 "from PGPASSWORD or PGPASSFILE where the pipeline runs")
+        parser.add_argument("--event_log_dsn_env", metavar="VAR",
+                            help="or: the environment variable holding the event log's DSN "
+                                 "(which may hold a password), read where the pipeline runs")
         parser.add_argument("--event_log_schema",
                             help="the schema of the event log's tables")
 
@@ -63,15 +67,17 @@ def event_log_from_options(options: PipelineOptions) -> EventLogSource | None:
     """The event log to read besides the lake, or None; raises ConfigError naming a bad
     option."""
     opts = options.view_as(LakeJobOptions)
-    dsn, schema = opts.event_log_dsn, opts.event_log_schema
-    if dsn is None and schema is None:
+    dsn, dsn_env, schema = opts.event_log_dsn, opts.event_log_dsn_env, opts.event_log_schema
+    if dsn is None and dsn_env is None and schema is None:
         return None
-    if dsn is None or schema is None:
+    if (dsn is None and dsn_env is None) or schema is None:
         given, missing = (("--event_log_dsn", "--event_log_schema") if schema is None
                           else ("--event_log_schema", "--event_log_dsn"))
+        if schema is None and dsn is None:
+            given = "--event_log_dsn_env"
         raise ConfigError(f"{given} needs {missing}: give both to read the PostgreSQL event "
                           "log, or neither")
-    return EventLogSource(dsn, schema)
+    return EventLogSource(dsn, schema, dsn_env)
 
 
 

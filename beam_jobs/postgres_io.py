@@ -11,11 +11,17 @@ Guarantees:
 * A missing schema or table gives no rows (the stream may not have written yet), logged.
 * A connection failure raises :class:`SourceError` naming the host and database, never the
   password.
+* No password travels with the pipeline: ``--event_log_dsn`` refuses a DSN that holds one
+  (runners show and log their options, and pickle them into the job). The password comes
+  from libpq's environment where the pipeline runs (PGPASSWORD, or a password file named by
+  PGPASSFILE, ~/.pgpass by default), or the whole DSN from the environment variable
+  ``--event_log_dsn_env`` names, read when a worker connects.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import apache_beam as beam
@@ -35,25 +41,44 @@ FETCH_ROWS = 5_000
 
 @dataclass(frozen=True)
 class EventLogSource:
-    """Where the event log is: a libpq connection string and the schema holding its tables."""
+    """Where the event log is: a libpq connection string without a password (``dsn``), or the
+    name of the environment variable that holds one (``dsn_env``: it may hold a password, and
+    is read where the pipeline runs), and the schema holding its tables."""
 
-    dsn: str = field(repr=False)
+    dsn: str | None = field(repr=False)
     schema: str
+    dsn_env: str | None = None
 
     def __post_init__(self):
-        if not self.dsn or not self.dsn.strip():
+        flag = "--event_log_dsn_env" if self.dsn_env else "--event_log_dsn"
+        if self.dsn_env and self.dsn:
+            raise ConfigError("give --event_log_dsn or --event_log_dsn_env, not both")
+        if self.dsn_env and not os.environ.get(self.dsn_env, "").strip():
+            raise ConfigError(f"--event_log_dsn_env names ${self.dsn_env}, which is not set "
+                              "here; set it to the event log's libpq connection string")
+        if not self._dsn() or not self._dsn().strip():
             raise ConfigError("--event_log_dsn is empty; give the libpq connection string of "
                               "the PostgreSQL database holding the event log")
         if not self.schema or not self.schema.strip():
             raise ConfigError("--event_log_schema is empty; give the PostgreSQL schema the "
                               "stream worker writes its events and items to")
         try:
-            conninfo_to_dict(self.dsn)
+            params = conninfo_to_dict(self._dsn())
         except psycopg.ProgrammingError:
             # libpq's message may quote parts of the string, the password among them
-            raise ConfigError("--event_log_dsn is not a PostgreSQL connection string; give "
-                              "'host=H port=P dbname=D user=U password=W' or "
-                              "'postgresql://U:W@H:P/D'") from None
+            raise ConfigError(f"{flag} is not a PostgreSQL connection string; give "
+                              "'host=H port=P dbname=D user=U' or "
+                              "'postgresql://U@H:P/D'") from None
+        if params.get("password") and not self.dsn_env:
+            raise ConfigError(
+                "--event_log_dsn holds a password, which would travel with the pipeline's "
+                "options (runners show, log and ship them); leave it out and give it to libpq "
+                "where the pipeline runs (PGPASSWORD, or a password file: PGPASSFILE, "
+                "~/.pgpass), or put the whole DSN in an environment variable and name it with "
+                "--event_log_dsn_env")
+
+    def _dsn(self) -> str:
+        return os.environ.get(self.dsn_env, "") if self.dsn_env else (self.dsn or "")
 
     def __repr__(self) -> str:
         return f"EventLogSource({self.where} schema={self.schema})"
@@ -61,17 +86,19 @@ class EventLogSource:
     @property
     def where(self) -> str:
         """The DSN's host, port, database and user, for messages (no password)."""
-        params = conninfo_to_dict(self.dsn)
+        params = conninfo_to_dict(self._dsn())
         return " ".join(f"{key}={params.get(key) or '(default)'}"
                         for key in ("host", "port", "dbname", "user"))
 
     def connect(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.dsn, connect_timeout=CONNECT_TIMEOUT_S)
+            return psycopg.connect(self._dsn(), connect_timeout=CONNECT_TIMEOUT_S)
         except psycopg.OperationalError as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
             raise SourceError(f"cannot connect to the PostgreSQL event log ({self.where}): "
-                              f"{reason}; check --event_log_dsn") from exc
+                              f"{reason}; check "
+                              f"{'$' + self.dsn_env if self.dsn_env else '--event_log_dsn'}"
+                              ) from exc
 
 
 def _exists(source: EventLogSource, table: str) -> bool:

@@ -35,8 +35,11 @@ def _columns(spec: TableSpec) -> list[tuple[str, str]]:
 
 
 class PostgresEventLog:
-    def __init__(self, dsn: str, schema: str):
+    def __init__(self, dsn: str, schema: str, password: str | None = None):
+        """``password`` goes to the connection, never into ``dsn`` (None: libpq's PGPASSWORD
+        or password file)."""
         self.dsn, self.schema = dsn, schema
+        self._password = password or None
         self._conn = None
         self._ensure(self.conn)
 
@@ -46,7 +49,9 @@ class PostgresEventLog:
         import psycopg
 
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+            self._conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10,
+                                         **({"password": self._password}
+                                            if self._password else {}))
         return self._conn
 
     def _ensure(self, conn) -> None:

@@ -73,8 +73,8 @@ def event_log(spec: WorkerSpec):
         from stream_worker.postgres_events import PostgresEventLog
 
         return PostgresEventLog(connection_string(offline.host, offline.port, offline.database,
-                                                  offline.user, offline.password or ""),
-                                offline.db_schema)
+                                                  offline.user),
+                                offline.db_schema, password=offline.password)
     log.warning("%s: events are not kept for the next batch run (no --lake, and the "
                 "repository's offline store is not PostgreSQL)", spec.consumer)
     return None

@@ -185,33 +185,69 @@ def test_a_missing_event_log_gives_the_lake_only_result(tmp_path, platform, sche
 
 
 @services
-def test_an_unreachable_event_log_fails_naming_host_and_database_not_the_password(tmp_path):
+def test_an_unreachable_event_log_fails_naming_host_and_database_not_the_password(
+        tmp_path, monkeypatch):
     require_services()
     lake = Lake(tmp_path / "lake", create=True)
-    dsn = "host=127.0.0.1 port=1 dbname=nowhere user=postgres password=s3cret"
+    monkeypatch.setenv("EVENT_LOG_DSN",
+                       "host=127.0.0.1 port=1 dbname=nowhere user=postgres password=s3cret")
     with pytest.raises(SourceError) as caught:
-        _run(lake, tmp_path / "out", "--event_log_dsn", dsn, "--event_log_schema", "recsys")
+        _run(lake, tmp_path / "out", "--event_log_dsn_env", "EVENT_LOG_DSN",
+             "--event_log_schema", "recsys")
     message = str(caught.value)
     assert message.startswith("cannot connect to the PostgreSQL event log (host=127.0.0.1 "
                               "port=1 dbname=nowhere user=postgres): ")
-    assert message.endswith("; check --event_log_dsn") and "s3cret" not in message
+    assert message.endswith("; check $EVENT_LOG_DSN") and "s3cret" not in message
     assert not (tmp_path / "out").exists()
 
 
 @services
-def test_the_production_feature_build_reads_the_stream_event_log(tmp_path, platform):
-    from workflows.features_build import build_features
+def test_a_password_reaches_the_workers_from_the_environment_not_the_options(
+        tmp_path, platform, schema, monkeypatch, caplog):
+    """The DSN with its password in an environment variable: the job reads the log, and the
+    password is in neither its options, its outputs nor its log (the server trusts local
+    connections, so any password connects)."""
+    events = platform["events"]
+    lake = _lake(tmp_path / "lake", platform, events.slice(0, 10))
+    _write_log(schema, events.slice(10, 10))  # (offset, length)
+    monkeypatch.setenv("EVENT_LOG_DSN", f"{DSN} password=pw-in-the-environment")
+    with caplog.at_level(logging.DEBUG):
+        built = _run(lake, tmp_path / "out", "--event_log_dsn_env", "EVENT_LOG_DSN",
+                     "--event_log_schema", schema)
+    assert built.counters["event_log_events_read"] == 10
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*")
+                      if p.is_file() and p.suffix in ("", ".json", ".txt"))
+    assert "pw-in-the-environment" not in written + caplog.text
+
+
+@services
+def test_the_production_feature_build_reads_the_stream_event_log(tmp_path, platform,
+                                                                 monkeypatch, caplog):
+    """With the offline store's password taken from the environment (``${VAR}`` in Feast's
+    config), the build reads the event log and loads PostgreSQL, and the password is in no
+    option, output or log line (the server trusts local connections: any password works)."""
+    import os
+
+    from workflows.features_build import EVENT_LOG_DSN_ENV, build_features
 
     profile, schema = production_repo(tmp_path, {})
+    config = profile / "feature_store.yaml"
+    config.write_text(config.read_text().replace('password: ""',
+                                                 "password: ${RECSYS_TEST_PG_PASSWORD}"))
+    monkeypatch.setenv("RECSYS_TEST_PG_PASSWORD", "pw-of-the-offline-store")
     try:
         events = platform["events"]
         n = events.num_rows
         lake = _lake(tmp_path / "lake", platform, events.slice(0, n // 2))
         _write_log(schema, events.slice(n // 3))
-        built = build_features(lake.root, profile.parent, "production")
+        with caplog.at_level(logging.DEBUG):
+            built = build_features(lake.root, profile.parent, "production")
         assert built.beam.counters["event_log_events_read"] == n - n // 3
         assert built.beam.counters["events_read"] == n
         assert built.loaded["item_catalogue"] == 40
+        assert EVENT_LOG_DSN_ENV not in os.environ  # set for the job only
+        run_info = (profile / "data" / "_run.json").read_text()
+        assert "pw-of-the-offline-store" not in run_info + caplog.text
     finally:
         drop_schema(schema)
 
@@ -231,7 +267,23 @@ def test_the_production_feature_build_reads_the_stream_event_log(tmp_path, platf
      "holding the event log"),
     (["--event_log_dsn", "host=h s3cret", "--event_log_schema", "recsys"],
      "--event_log_dsn is not a PostgreSQL connection string; give 'host=H port=P dbname=D "
-     "user=U password=W' or 'postgresql://U:W@H:P/D'"),
+     "user=U' or 'postgresql://U@H:P/D'"),
+    (["--event_log_dsn", "host=h user=u password=s3cret", "--event_log_schema", "recsys"],
+     "--event_log_dsn holds a password, which would travel with the pipeline's options "
+     "(runners show, log and ship them); leave it out and give it to libpq where the pipeline "
+     "runs (PGPASSWORD, or a password file: PGPASSFILE, ~/.pgpass), or put the whole DSN in "
+     "an environment variable and name it with --event_log_dsn_env"),
+    (["--event_log_dsn", "postgresql://u:s3cret@h/db", "--event_log_schema", "recsys"],
+     "--event_log_dsn holds a password, which would travel with the pipeline's options "
+     "(runners show, log and ship them); leave it out and give it to libpq where the pipeline "
+     "runs (PGPASSWORD, or a password file: PGPASSFILE, ~/.pgpass), or put the whole DSN in "
+     "an environment variable and name it with --event_log_dsn_env"),
+    (["--event_log_dsn_env", "RECSYS_TEST_UNSET_DSN", "--event_log_schema", "recsys"],
+     "--event_log_dsn_env names $RECSYS_TEST_UNSET_DSN, which is not set here; set it to the "
+     "event log's libpq connection string"),
+    (["--event_log_dsn_env", "RECSYS_TEST_UNSET_DSN"],
+     "--event_log_dsn_env needs --event_log_schema: give both to read the PostgreSQL event "
+     "log, or neither"),
 ])
 def test_bad_event_log_options_are_config_errors(tmp_path, options, message):
     lake = Lake(tmp_path / "lake", create=True)

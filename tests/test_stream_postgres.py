@@ -120,3 +120,27 @@ def test_a_broken_connection_is_opened_again(log):
     assert log.write_events(_table([event(event_id="b")], EVENTS)) == 1
     assert log.conn.info.backend_pid != pid
     assert [r["event_id"] for r in _rows(log, "events", "event_id")] == ["a", "b"]
+
+
+def test_the_worker_takes_the_password_from_the_profile_not_into_its_dsn(tmp_path, monkeypatch):
+    """A production repository whose offline store reads its password from the environment
+    (``${VAR}``): the stream worker's event log connects with it, and its DSN (what messages
+    and reprs show) holds no password."""
+    from feast_support import production_repo
+
+    from recsys.stream.config import StreamConfig
+    from stream_worker.runner import WorkerSpec, event_log
+
+    profile, schema = production_repo(tmp_path, {})
+    config = profile / "feature_store.yaml"
+    config.write_text(config.read_text().replace('password: ""',
+                                                 "password: ${RECSYS_TEST_PG_PASSWORD}"))
+    monkeypatch.setenv("RECSYS_TEST_PG_PASSWORD", "pw-of-the-worker")
+    try:
+        sink = event_log(WorkerSpec(StreamConfig(), repo=profile, lake=None, consumer="c1"))
+        assert isinstance(sink, PostgresEventLog)
+        assert "pw-of-the-worker" not in sink.dsn + repr(vars(sink).get("dsn"))
+        assert sink.conn.execute("SELECT 1").fetchone() == (1,)
+        sink.close()
+    finally:
+        drop_schema(schema)

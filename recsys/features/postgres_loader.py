@@ -20,8 +20,23 @@ _PG_TYPES = {"int64": "BIGINT", "float32": "REAL", "string": "TEXT", "string_lis
 assert set(_PG_TYPES) == set(KINDS)
 
 
-def connection_string(host: str, port: int, database: str, user: str, password: str) -> str:
-    return f"host={host} port={port} dbname={database} user={user} password={password}"
+def connection_string(host: str, port: int, database: str, user: str,
+                      password: str | None = None) -> str:
+    """A libpq DSN without the password: ``password`` is accepted (Feast's config carries one)
+    and left out. Give it to ``psycopg.connect(dsn, password=...)`` in the process that
+    connects, or to libpq in the environment (PGPASSWORD, PGPASSFILE), so that it never travels
+    in a string that options, logs or manifests show."""
+    return f"host={host} port={port} dbname={database} user={user}"
+
+
+def has_password(dsn: str) -> bool:
+    """Whether a libpq DSN (key=value or URI) carries a password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return bool(conninfo_to_dict(dsn).get("password"))
+    except psycopg.ProgrammingError:
+        return False
 
 
 def _columns(table: FeatureTable) -> list[tuple[str, str]]:
@@ -60,18 +75,21 @@ def load_table(conn: psycopg.Connection, schema: str, table: FeatureTable, sourc
     return data.num_rows
 
 
-def load_all(dsn: str, schema: str, features_dir: Path) -> dict[str, int]:
-    """Load every feature table under ``features_dir``; returns rows per table."""
+def load_all(dsn: str, schema: str, features_dir: Path,
+             password: str | None = None) -> dict[str, int]:
+    """Load every feature table under ``features_dir``; returns rows per table. ``password``
+    (None: libpq's PGPASSWORD or password file) is given to the connection, not the DSN."""
     missing = [name for name in FEATURE_TABLES if not (features_dir / name).is_dir()]
     if missing:
         raise FeatureStoreError(f"{features_dir} lacks the feature tables {missing}; run "
                                 "`recsys features build` first")
     loaded = {}
     try:
-        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10,
+                               **({"password": password} if password else {}))
     except psycopg.OperationalError as exc:
         raise FeatureStoreError(
-            f"cannot connect to the PostgreSQL offline store ({dsn.split(' password=')[0]}): "
+            f"cannot connect to the PostgreSQL offline store ({dsn}): "
             f"{str(exc).strip().splitlines()[0]}; check offline_store in the production "
             "feature_store.yaml") from exc
     with conn:
