@@ -524,8 +524,12 @@ def test_a_console_cookie_without_the_scope_or_for_no_key_is_refused(console_lik
                             headers={"x-csrf-token": sessions.csrf_token(reader)}, timeout=10)
     assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
     gone = sessions.issue("a-key-no-longer-configured")
-    assert requests.get(f"{url}/console/page", cookies={"recsys_console": gone},
-                        timeout=10).status_code == 401
+    to_sign_in = requests.get(f"{url}/console/page", cookies={"recsys_console": gone},
+                              timeout=10, allow_redirects=False)
+    assert to_sign_in.status_code == 303  # a page: the browser goes to the sign-in form
+    assert to_sign_in.headers["location"] == "/console/login"
+    assert requests.get(f"{url}/console/api/anything", cookies={"recsys_console": gone},
+                        timeout=10).status_code == 401  # the JSON: refused
     # the cookie is the console's: the API routes take keys in headers only
     assert requests.post(f"{url}/read", cookies={"recsys_console": sessions.issue("admin")},
                          timeout=10).status_code == 401

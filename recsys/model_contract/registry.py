@@ -11,7 +11,9 @@ Layout (TF Serving's conventions, under the export base path ``BASE``):
   versions, plus the stable version before the current one, kept loaded so that a rollback
   never waits for a load) and ``version_labels { alias: version }``;
 * ``BASE/promotions.jsonl``: one JSON object per change: time, action (promote, rollback,
-  retire), alias, from, to, reason, evidence, by.
+  retire), alias, from, to, reason, evidence, by;
+* ``BASE/blessings/<version>.json``: the gate's verdict on a version (`recsys models bless`);
+  :meth:`Registry.promote_blessed` promotes only a blessed version unless forced.
 
 Guarantees: an alias names the same version of retrieval and item_tower (one exported model),
 and of the other models where they have that version (else their newest version before it);
@@ -40,6 +42,7 @@ from recsys.model_contract.versioning import versions
 
 CONFIG_FILE = "models.config"
 LOG_FILE = "promotions.jsonl"
+BLESSINGS = "blessings"
 LOCK_FILE = ".registry.lock"
 MODELS = ("retrieval", "item_tower", "retrieval_portable", "ranker")
 REQUIRED = ("retrieval", "item_tower")
@@ -135,6 +138,20 @@ class Registry:
                 raise ConfigError(f"{self.log_path} line {number} is not JSON: {exc}") from None
         return out
 
+    def blessing_path(self, version: int) -> Path:
+        return self.base_path / BLESSINGS / f"{version}.json"
+
+    def blessing(self, version: int) -> dict | None:
+        """The blessing `recsys models bless` wrote for ``version`` (None: none); a file that
+        is not JSON is a ConfigError naming it."""
+        path = self.blessing_path(version)
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not JSON: {exc}") from None
+
     def previous(self, alias: str) -> int | None:
         """The version ``alias`` named before its current one (None if it never moved)."""
         current = self.aliases().get(alias)
@@ -151,6 +168,20 @@ class Registry:
         self._check_alias(alias)
         self.check_version(version)
         return self._change("promote", alias, version, reason, evidence, by)
+
+    def promote_blessed(self, version: int, alias: str, reason: str, force: bool = False,
+                        evidence: Mapping[str, Any] | None = None, by: str | None = None
+                        ) -> dict:
+        """``promote``, refused (ConfigError) unless ``version`` is blessed or ``force``; the
+        blessing goes into the log entry's evidence."""
+        blessing = self.blessing(version)
+        if not force and not (blessing or {}).get("blessed"):
+            state = "has no blessing" if blessing is None else "is not blessed"
+            raise ConfigError(f"version {version} {state} ({self.blessing_path(version)}): "
+                              f"run `recsys models bless {version}`, or promote with --force")
+        evidence = {**(evidence or {}), "blessing": blessing, **({"forced": True} if force
+                                                                  else {})}
+        return self.promote(version, alias, reason, evidence, by)
 
     def rollback(self, alias: str, reason: str, to: int | None = None,
                  evidence: Mapping[str, Any] | None = None, by: str | None = None) -> dict:

@@ -19,8 +19,10 @@ For each HTTP request, in order:
    ``max_json_depth``. The route then reads the buffered body as if from the client.
 
 Every answer, refusals included, carries ``X-Content-Type-Options: nosniff``,
-``X-Frame-Options: DENY``, ``Referrer-Policy: no-referrer`` and a Content-Security-Policy
-(strict: same origin only; the API docs pages get the CDN they load Swagger UI from).
+``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` (with ``no-referrer`` a browser
+sends ``Origin: null`` with the console's own forms, which the cross-site check refuses) and
+a Content-Security-Policy (strict: same origin only; the API docs pages get the CDN they load
+Swagger UI from).
 Refusals have the service's error shape ``{"error": CODE, "detail": ...}``. The key a request
 authenticated with is ``scope["state"]["api_key"]`` (its name and scopes, never the token).
 """
@@ -45,7 +47,7 @@ DOCS_CSP = (b"default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.
             b"base-uri 'none'; frame-ancestors 'none'")
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                  (b"referrer-policy", b"no-referrer")]
+                  (b"referrer-policy", b"same-origin")]
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CONSOLE_PREFIX = "/console"
@@ -86,7 +88,8 @@ class AccessGuard:
         try:
             receive = await self._admit(scope, receive)
         except Refusal as refusal:
-            self.on_refused(path, refusal.status)
+            if refusal.status >= 400:  # not a page's way to its sign-in form
+                self.on_refused(path, refusal.status)
             return await _refuse(send_with_headers, refusal)
         await self.app(scope, receive, send_with_headers)
 
@@ -98,7 +101,9 @@ class AccessGuard:
         console = path.startswith(self.console_prefix)
         session = None  # the CSRF subject: a login cookie, or an open service's console
         if needed is not None:
-            identity, session = self._authorised(headers, needed, console)
+            page = console and method == "GET" and not path.startswith(
+                self.console_prefix + "/api/")
+            identity, session = self._authorised(headers, needed, console, page)
             scope.setdefault("state", {})["api_key"] = identity
             self._within_rate(identity, scope)
         if console:
@@ -107,7 +112,8 @@ class AccessGuard:
             return await self._buffered(headers, receive)
         return receive
 
-    def _authorised(self, headers, needed: str, console: bool) -> tuple[dict, str | None]:
+    def _authorised(self, headers, needed: str, console: bool, page: bool = False
+                    ) -> tuple[dict, str | None]:
         """The identity of the request and its CSRF subject (None: a key in a header)."""
         policy = self.policy
         if policy.keys is None:
@@ -117,6 +123,9 @@ class AccessGuard:
             session = cookie_value(headers)
             name = None if session is None else policy.sessions.verify(session)
             key = None if name is None else policy.keys.named(name)
+            if key is None and page:  # a browser asking for a page: to the sign-in form
+                raise Refusal(303, "sign_in", "sign in at /console/login",
+                              [(b"location", b"/console/login")])
             if key is None:
                 raise Refusal(401, "unauthorized", "sign in at /console/login with an API "
                               "key (or send it as 'Authorization: Bearer KEY')",

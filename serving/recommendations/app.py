@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from serving.access.guard import AccessGuard
 from serving.access.keys import ADMIN, INGEST, RECOMMEND
 from serving.access.policy import AccessPolicy
+from serving.console.routes import console_scope
 from serving.recommendations.explain import UnknownItem, explain
 from serving.recommendations.ingest_routes import add_ingest_routes
 from serving.recommendations.pipeline import RecommendationRequest, Recommender
@@ -62,10 +63,13 @@ ROUTE_SCOPES = {("POST", "/v1/recommendations"): RECOMMEND, ("GET", "/v1/explain
 
 
 def required_scope(method: str, path: str) -> str | None:
-    """The scope a route needs (None: public). A route not listed needs ``admin``: a new
-    route is closed until it is given its scope."""
+    """The scope a route needs (None: public). The console's are its own
+    (:func:`serving.console.routes.console_scope`); any other route not listed needs
+    ``admin``: a new route is closed until it is given its scope."""
     if path in PUBLIC_PATHS:
         return None
+    if path == "/console" or path.startswith("/console/"):
+        return console_scope(method, path)
     return ROUTE_SCOPES.get((method, path), ADMIN)
 
 
@@ -332,6 +336,8 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
                 "ranker_features": found.ranker_features}
 
     add_ingest_routes(app, producer, metrics)
+    if cfg.console.enabled:
+        _add_console(app, recommender, producer, access or AccessPolicy.open())
 
     @app.get("/healthz")
     def healthz():
@@ -349,6 +355,28 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
+
+
+def _add_console(app: FastAPI, recommender: Recommender, producer, access: AccessPolicy
+                 ) -> None:
+    """The operator console at /console, and its sampling of the service's metrics (a
+    thread, stopped with the app)."""
+    from pathlib import Path
+
+    from recsys.model_contract.registry import Registry
+    from serving.console.context import ConsoleContext
+    from serving.console.history import MetricsHistory
+    from serving.console.overview import stream_reader
+    from serving.console.routes import add_console_routes
+
+    cfg = recommender.cfg.console
+    history = MetricsHistory(recommender.metrics.render, cfg.history_interval_s,
+                             cfg.history_points, extra=stream_reader(producer)).start()
+    app.router.add_event_handler("shutdown", history.stop)
+    add_console_routes(app, ConsoleContext(
+        recommender, history, producer, Registry(recommender.cfg.model_base_path), access,
+        Path(cfg.monitoring_dir) if cfg.monitoring_dir else None,
+        Path(cfg.experiments_dir) if cfg.experiments_dir else None))
 
 
 __all__ = ["create_app", "RecommendationBody", "RecommendationResponse"]

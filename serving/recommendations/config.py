@@ -2,9 +2,10 @@
 
 A YAML file may hold any of the fields below at the top level, a ``rules`` section
 (:class:`~serving.recommendations.rules.RulesConfig`), an ``access`` section (API keys, body
-and rate limits, :class:`~serving.access.policy.AccessConfig`) and a ``stream`` section (the
-event stream, :class:`~recsys.stream.config.StreamConfig`); command-line flags override the
-file.
+and rate limits, :class:`~serving.access.policy.AccessConfig`), a ``console`` section (the
+operator console, :class:`~serving.console.config.ConsoleConfig`) and a ``stream`` section
+(the event stream, :class:`~recsys.stream.config.StreamConfig`); command-line flags override
+the file.
 Every bad value is a ``ConfigError`` naming the field.
 """
 
@@ -32,6 +33,7 @@ from recsys.config import (
 from recsys.errors import ConfigError
 from recsys.exploration.spec import PolicySpec, parse_policy
 from serving.access.policy import AccessConfig
+from serving.console.config import ConsoleConfig
 from serving.recommendations.rules import RulesConfig
 
 
@@ -175,6 +177,7 @@ class ServiceConfig(Config):
     tensorflow_inter_op_parallelism: int = setting(1, non_negative_int)
     rules: RulesConfig = setting(factory=RulesConfig)
     access: AccessConfig = setting(factory=AccessConfig)
+    console: ConsoleConfig = setting(factory=ConsoleConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repo", Path(self.repo))
@@ -218,6 +221,7 @@ def load_service_config(path: Path | None = None,
     raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
     rules = raw.pop("rules", {})
     access = raw.pop("access", {})
+    console = raw.pop("console", {})
     raw.pop("stream", None)  # the event stream's section: recsys.stream.config reads it
     for key in ("repo", "model_base_path"):
         if key in raw and not isinstance(raw[key], (str, Path)):
@@ -228,7 +232,8 @@ def load_service_config(path: Path | None = None,
         raw["model_base_path"] = Path(raw["model_base_path"])
     cfg = config_section(ServiceConfig, raw, "service")
     return dataclasses.replace(cfg, rules=config_section(RulesConfig, rules, "rules"),
-                               access=config_section(AccessConfig, access, "access"))
+                               access=config_section(AccessConfig, access, "access"),
+                               console=config_section(ConsoleConfig, console, "console"))
 
 
 __all__ = ["ServiceConfig", "load_service_config"]

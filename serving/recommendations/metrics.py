@@ -66,6 +66,10 @@ class ServiceMetrics:
             "recsys_exposures", "Answers of /v1/recommendations by what became of their "
             "exposure records (logged to the stream, or dropped).", ["outcome"],
             registry=self.registry)
+        self.experiment_answers = Counter(
+            "recsys_experiment_answers", "Recommendation answers by experiment and arm (the "
+            "console's live sample ratio check).", ["experiment", "arm"],
+            registry=self.registry)
         self.experiment_reloads = Counter(
             "recsys_experiment_reloads", "Reloads of the experiments file, by outcome "
             "(loaded, or refused: the running experiments kept).", ["outcome"],
@@ -75,6 +79,10 @@ class ServiceMetrics:
         label = label or DEFAULT_LABEL
         self.label_requests.labels(label, tier).inc()
         self.label_latency.labels(label).observe(seconds)
+
+    def count_arms(self, arms: dict[str, str]) -> None:
+        for experiment, arm in arms.items():
+            self.experiment_answers.labels(experiment, arm).inc()
 
     def count_label_cpu(self, label: str, seconds: float) -> None:
         self.label_cpu.labels(label or DEFAULT_LABEL).inc(seconds)

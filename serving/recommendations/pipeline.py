@@ -424,6 +424,13 @@ class Recommender:
             return self.shed(request)
         return self.recommend_admitted(request)
 
+    def preview(self, request: RecommendationRequest, label: str = "") -> RecommendationResult:
+        """The answer the pipeline of model version ``label`` ("" or this pipeline's own:
+        this one) gives ``request``, for the console: not counted as traffic, not logged as
+        an exposure, outside the admission limit. KeyError for a label not loaded."""
+        pipeline = self if label in ("", self.serving_label) else self.labelled[label]
+        return pipeline._recommend(request)
+
     def try_admit(self) -> bool:
         """Take one of the ``max_in_flight`` places in the pipeline, without waiting; the
         caller then calls ``recommend_admitted`` (which gives it back) or ``release``."""
@@ -448,6 +455,8 @@ class Recommender:
             if request.claim():
                 self._count(result.tier, result.degraded, result.latency_ms["total"] / 1000,
                             result.tier_by_arm, result.model_label)
+                if result.experiments:
+                    self.metrics.count_arms(result.experiments)
 
             return result
         finally:
@@ -486,6 +495,8 @@ class Recommender:
         # counted under the label that was to serve it: a slow canary's late answers count
         label = arm.model_label if arm is not None and arm.model_label else self.serving_label
         self._count(tier, [reason], time.perf_counter() - started + waited_s, False, label)
+        if assignment.arms:
+            self.metrics.count_arms(assignment.arms)
         return RecommendationResult(request.user_id, items, tier, segment, {}, latency,
                                     [reason], False, assignment.arms, assignment.holdout,
                                     model_label=label)

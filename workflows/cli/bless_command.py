@@ -23,7 +23,6 @@ from pathlib import Path
 from workflows.cli.arguments import positive_int
 
 NOT_BLESSED_EXIT = 3
-BLESSINGS = "blessings"
 
 
 def add_arguments(bless: argparse.ArgumentParser) -> None:
@@ -41,19 +40,15 @@ def add_arguments(bless: argparse.ArgumentParser) -> None:
 
 
 def blessing_path(base: Path, version: int) -> Path:
-    return base / BLESSINGS / f"{version}.json"
+    from recsys.model_contract.registry import Registry
+
+    return Registry(base).blessing_path(version)
 
 
 def read_blessing(base: Path, version: int) -> dict | None:
-    path = blessing_path(base, version)
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        from recsys.errors import ConfigError
+    from recsys.model_contract.registry import Registry
 
-        raise ConfigError(f"{path} is not JSON: {exc}") from None
+    return Registry(base).blessing(version)
 
 
 def _gate_config(path: Path | None):

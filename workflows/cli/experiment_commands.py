@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -106,8 +107,13 @@ def run_analyze(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     json_path = args.out_dir / f"{args.name}.json"
     json_path.write_text(json.dumps(analysis.to_dict(), indent=2))
+    # every analysis, appended: the console draws the intervals over time from it
+    history_path = args.out_dir / f"{args.name}.history.jsonl"
+    with history_path.open("a") as history:
+        history.write(json.dumps({"analyzed_at": dt.datetime.now(dt.timezone.utc).isoformat(
+            timespec="seconds"), "analysis": analysis.to_dict()}) + "\n")
     plot_path = write_plot(analysis, args.out_dir / f"{args.name}.png")
-    print(f"wrote {json_path} and {plot_path}")
+    print(f"wrote {json_path} and {plot_path}; appended to {history_path}")
     return 0
 
 

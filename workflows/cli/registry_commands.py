@@ -139,19 +139,9 @@ def _print_change(entry: dict, registry) -> None:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    from recsys.errors import ConfigError
-
     registry = _registry(args)
-    evidence = _evidence(args.evidence)
-    blessing = bless_command.read_blessing(args.model_base_path, args.version)
-    if not args.force and not (blessing or {}).get("blessed"):
-        state = "has no blessing" if blessing is None else "is not blessed"
-        raise ConfigError(f"version {args.version} {state} "
-                          f"({bless_command.blessing_path(args.model_base_path, args.version)}"
-                          f"): run `recsys models bless {args.version}`, or promote with "
-                          "--force")
-    evidence = {**evidence, "blessing": blessing, **({"forced": True} if args.force else {})}
-    entry = registry.promote(args.version, args.alias, args.reason, evidence)
+    entry = registry.promote_blessed(args.version, args.alias, args.reason, args.force,
+                                     _evidence(args.evidence))
     _print_change(entry, registry)
     return 0
 
