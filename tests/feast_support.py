@@ -83,3 +83,13 @@ def drop_schema(schema: str) -> None:
 
     with psycopg.connect(connection_string(**PG), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def password_from_environment(profile: Path, monkeypatch, password: str,
+                              variable: str = "RECSYS_TEST_PG_PASSWORD") -> None:
+    """The production profile at ``profile`` reads its PostgreSQL password from ``$variable``
+    (``${VAR}`` in feature_store.yaml, which Feast substitutes), set to ``password``. The
+    server trusts local connections, so any password connects."""
+    config = profile / "feature_store.yaml"
+    config.write_text(config.read_text().replace('password: ""', f"password: ${{{variable}}}"))
+    monkeypatch.setenv(variable, password)

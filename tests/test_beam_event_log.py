@@ -15,7 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from feast_support import PG, drop_schema, production_repo, require_services
+from feast_support import (
+    PG,
+    drop_schema,
+    password_from_environment,
+    production_repo,
+    require_services,
+)
 
 from beam_jobs.lake_io import table_rows
 from beam_jobs.pipeline import OUTPUT_SCHEMAS, run
@@ -231,10 +237,7 @@ def test_the_production_feature_build_reads_the_stream_event_log(tmp_path, platf
     from workflows.features_build import EVENT_LOG_DSN_ENV, build_features
 
     profile, schema = production_repo(tmp_path, {})
-    config = profile / "feature_store.yaml"
-    config.write_text(config.read_text().replace('password: ""',
-                                                 "password: ${RECSYS_TEST_PG_PASSWORD}"))
-    monkeypatch.setenv("RECSYS_TEST_PG_PASSWORD", "pw-of-the-offline-store")
+    password_from_environment(profile, monkeypatch, "pw-of-the-offline-store")
     try:
         events = platform["events"]
         n = events.num_rows

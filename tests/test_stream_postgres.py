@@ -126,16 +126,13 @@ def test_the_worker_takes_the_password_from_the_profile_not_into_its_dsn(tmp_pat
     """A production repository whose offline store reads its password from the environment
     (``${VAR}``): the stream worker's event log connects with it, and its DSN (what messages
     and reprs show) holds no password."""
-    from feast_support import production_repo
+    from feast_support import password_from_environment, production_repo
 
     from recsys.stream.config import StreamConfig
     from stream_worker.runner import WorkerSpec, event_log
 
     profile, schema = production_repo(tmp_path, {})
-    config = profile / "feature_store.yaml"
-    config.write_text(config.read_text().replace('password: ""',
-                                                 "password: ${RECSYS_TEST_PG_PASSWORD}"))
-    monkeypatch.setenv("RECSYS_TEST_PG_PASSWORD", "pw-of-the-worker")
+    password_from_environment(profile, monkeypatch, "pw-of-the-worker")
     try:
         sink = event_log(WorkerSpec(StreamConfig(), repo=profile, lake=None, consumer="c1"))
         assert isinstance(sink, PostgresEventLog)

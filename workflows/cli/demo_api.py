@@ -31,7 +31,10 @@ def run_api_demo(repo: Path, base: Path, events: pd.DataFrame) -> None:
     recommender = build_recommender(ServiceConfig(repo=repo, model_base_path=base))
     try:
         with serve_in_thread(create_app(recommender)) as url:
-            print(f"      recommendation API at {url} (OpenAPI: {url}/docs)")
+            print(f"      recommendation API at {url} (OpenAPI: {url}/docs, console: "
+                  f"{url}/console)")
+            print("      access: OPEN - the embedded demo on localhost runs without API keys; "
+                  "`recsys api` needs access.keys_file anywhere else (docs/security.md)")
             users = events["user_id"].value_counts().index[:3].tolist()
             first = None
             for user in users:
