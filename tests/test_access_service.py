@@ -6,6 +6,7 @@ concurrent clients, and no key reaches the log."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from conftest import event
 from recommendation_support import PrivateRedis
 from serving_support import free_port
 
+from recsys.model_contract.registry import Registry
 from recsys.stream.config import StreamConfig
 from recsys.stream.envelope import decode
 from serving.access.keys import add_key
@@ -41,9 +43,11 @@ def api(service_files, tmp_path_factory):
                             5.0 if name == "limited" else 0.0, 5.0 if name == "limited" else None)
               for name, scopes in SCOPES.items()}
     redis = PrivateRedis(root / "redis").start()
+    base = root / "models"  # its own copy: admin routes (and the fuzzer) may move aliases
+    shutil.copytree(service_files.base, base)
     config = root / "service.yaml"
     config.write_text(yaml.safe_dump({
-        "repo": str(service_files.repo), "model_base_path": str(service_files.base),
+        "repo": str(service_files.repo), "model_base_path": str(base),
         "request_deadline_ms": 10_000, "features_timeout_ms": 3_000,
         "retrieval_timeout_ms": 3_000, "ranking_timeout_ms": 3_000,
         "access": {"max_body_bytes": MB}}))
@@ -67,7 +71,7 @@ def api(service_files, tmp_path_factory):
         import redis as redis_client
 
         stream = redis_client.Redis(port=redis.port)
-        yield url, tokens, process, stream, log_path
+        yield url, tokens, process, stream, log_path, Registry(base)
     finally:
         if process.poll() is None:
             process.kill()
@@ -92,7 +96,7 @@ WRITES = [("/v1/events", lambda: event(event_id="e-secured")),
 @pytest.mark.parametrize("presented", [None, "wrong", "reader", "admin"])
 def test_a_write_route_refuses_any_key_without_ingest_and_writes_nothing(api, path, body,
                                                                          presented):
-    url, tokens, _, stream, _ = api
+    url, tokens, _, stream, _, _ = api
     headers = {} if presented is None else {
         "authorization": f"Bearer {tokens.get(presented, 'rsk_wrong')}"}
     before = _length(stream)
@@ -102,8 +106,27 @@ def test_a_write_route_refuses_any_key_without_ingest_and_writes_nothing(api, pa
     assert _length(stream) == before
 
 
+ADMIN_ROUTES = [("/console/api/models/promote", {"version": 1, "alias": "stable",
+                                                "reason": "not allowed", "force": True}),
+                ("/console/api/models/rollback", {"alias": "canary", "reason": "not allowed"})]
+
+
+@pytest.mark.parametrize("path, body", ADMIN_ROUTES)
+@pytest.mark.parametrize("presented", [None, "wrong", "reader", "writer", "limited"])
+def test_an_admin_route_refuses_any_key_without_admin_and_changes_nothing(api, path, body,
+                                                                          presented):
+    url, tokens, _, _, _, registry = api
+    headers = {} if presented is None else {
+        "authorization": f"Bearer {tokens.get(presented, 'rsk_wrong')}"}
+    before = (registry.aliases(), len(registry.history()))
+    answer = requests.post(f"{url}{path}", json=body, headers=headers, timeout=30)
+    assert answer.status_code == (403 if presented in tokens else 401)
+    assert answer.json()["error"] == ("forbidden" if presented in tokens else "unauthorized")
+    assert (registry.aliases(), len(registry.history())) == before
+
+
 def test_the_ingest_key_writes_and_the_recommend_key_reads(api, small_data):
-    url, tokens, _, stream, _ = api
+    url, tokens, _, stream, _, _ = api
     before = _length(stream)
     written = requests.post(f"{url}/v1/events", json=event(event_id="e-allowed"), timeout=30,
                             headers={"x-api-key": tokens["writer"]})
@@ -150,7 +173,7 @@ def _send_body(url: str, token: str, total: int, chunked: bool) -> str:
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_a_50_mb_body_gets_413_without_the_process_growing(api, chunked):
-    url, tokens, process, stream, _ = api
+    url, tokens, process, stream, _, _ = api
     service = psutil.Process(process.pid)
     before_rss, before_len = service.memory_info().rss, _length(stream)
     status = _send_body(url, tokens["writer"], 50 * MB, chunked)
@@ -162,7 +185,7 @@ def test_a_50_mb_body_gets_413_without_the_process_growing(api, chunked):
 
 
 def test_a_rate_limit_holds_under_four_concurrent_clients(api, small_data):
-    url, tokens, _, _, _ = api
+    url, tokens, _, _, _, _ = api
     user = small_data.train["user_id"].value_counts().index[0]
     statuses, lock = [], threading.Lock()
     started = time.monotonic()
@@ -194,7 +217,7 @@ def test_a_fuzz_run_from_the_openapi_schema_gets_no_5xx_and_the_service_stays_up
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
 
-    url, tokens, process, _, _ = api
+    url, tokens, process, _, _, _ = api
     schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     with_input = [op for op in operations if op.body or op.query]
@@ -236,7 +259,7 @@ def test_a_fuzz_run_from_the_openapi_schema_gets_no_5xx_and_the_service_stays_up
 
 
 def test_no_key_reaches_the_log(api):
-    url, tokens, _, _, log_path = api
+    url, tokens, _, _, log_path, _ = api
     requests.post(f"{url}/v1/recommendations", json={"user_id": "u"}, timeout=30,
                   headers={"authorization": "Bearer rsk_this-wrong-key-is-a-secret-too"})
     time.sleep(0.5)

@@ -21,6 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 
 from recsys.errors import ConfigError
+from recsys.model_contract.registry import ALIASES
 from serving.access.keys import ADMIN, RECOMMEND
 from serving.access.sessions import COOKIE
 from serving.console.context import ConsoleContext
@@ -201,7 +202,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
                           openapi_extra={"requestBody": {"required": True, "content": {
                               "application/json": {"schema": {
                                   "type": "object", "required": ["alias", "reason"],
-                                  "properties": {"alias": {"type": "string"},
+                                  "properties": {"alias": {"enum": list(ALIASES)},
                                                  "reason": {"type": "string"},
                                                  "version": {"type": "integer"},
                                                  "force": {"type": "boolean"}}}}}}},

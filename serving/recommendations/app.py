@@ -216,8 +216,9 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
     def refused(path: str, status: int) -> None:
         metrics.errors.labels(path if path in known_paths else "other", str(status)).inc()
 
-    app.add_middleware(AccessGuard, policy=access or AccessPolicy.open(),
-                       required_scope=required_scope, on_refused=refused)
+    access = access or AccessPolicy.open()  # one policy: the guard's and the console's
+    app.add_middleware(AccessGuard, policy=access, required_scope=required_scope,
+                       on_refused=refused)
     app.add_middleware(ArrivalTime)  # outermost: the deadline counts the guard's time too
 
     @app.exception_handler(RequestValidationError)
@@ -337,7 +338,7 @@ def create_app(recommender: Recommender, producer=None, exposures=None,
 
     add_ingest_routes(app, producer, metrics)
     if cfg.console.enabled:
-        _add_console(app, recommender, producer, access or AccessPolicy.open())
+        _add_console(app, recommender, producer, access)
 
     @app.get("/healthz")
     def healthz():
