@@ -533,3 +533,38 @@ def test_a_console_cookie_without_the_scope_or_for_no_key_is_refused(console_lik
     # the cookie is the console's: the API routes take keys in headers only
     assert requests.post(f"{url}/read", cookies={"recsys_console": sessions.issue("admin")},
                          timeout=10).status_code == 401
+
+
+def test_an_open_services_console_actions_still_need_the_pages_csrf_token():
+    """No keys (the embedded demo): pages open without sign-in, but an action from another
+    site, or without the token a page of this service carries, is refused."""
+    from serving.access.sessions import OPEN_SESSION, Sessions
+
+    app, actions = FastAPI(), []
+    policy = AccessPolicy.open(sessions=Sessions(b"o" * 32))
+
+    @app.get("/console/page")
+    async def page(request: Request):
+        return {"csrf": request.scope["state"].get("csrf_token")}
+
+    @app.post("/console/act")
+    async def act():
+        actions.append(1)
+        return {"ok": True}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    app.add_middleware(AccessGuard, policy=policy, required_scope=lambda method, path: None
+                       if path == "/healthz" else "admin")
+    with serve_in_thread(app) as url:
+        csrf = requests.get(f"{url}/console/page", timeout=10).json()["csrf"]
+        assert csrf == policy.sessions.csrf_token(OPEN_SESSION)
+        assert requests.post(f"{url}/console/act", timeout=10).status_code == 403
+        assert requests.post(f"{url}/console/act", timeout=10, headers={
+            "x-csrf-token": csrf, "sec-fetch-site": "cross-site"}).status_code == 403
+        assert actions == []
+        assert requests.post(f"{url}/console/act", timeout=10,
+                             headers={"x-csrf-token": csrf}).status_code == 200
+        assert actions == [1]
