@@ -11,6 +11,7 @@ browser fails instead (`.ci/run` installs it). Screenshots go to ``$RECSYS_ARTIF
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("RECSYS_ARTIFACTS_DIR", ROOT / "tests" / "artifacts")) / "console"
 TOKENS = {"operator": new_token(), "viewer": new_token(), "ingester": new_token()}
 SCOPES = {"operator": {"admin", "recommend"}, "viewer": {"recommend"}, "ingester": {"ingest"}}
+
+
+EXPERIMENTS = """
+experiments:
+  - name: fusion
+    layer: ranking
+    arms:
+      - {name: control}
+      - {name: retrieval-heavy, changes: {retrieval_weight: 5.0}}
+"""
+
+
+def _analysis(day: int, difference: float) -> dict:
+    """One line of ``NAME.history.jsonl`` as `recsys experiment analyze` appends it (the
+    fields the console reads)."""
+    fixed = {"control": 0.1, "treatment": 0.1 + difference, "difference": difference,
+             "ci": [difference - 0.008, difference + 0.008], "p_value": 0.2,
+             "relative": difference / 0.1, "relative_ci": [-0.05, 0.15]}
+    return {"analyzed_at": f"2026-12-0{day}T00:00:00+00:00", "analysis": {
+        "experiment": "fusion", "baseline": "control",
+        "results": [{"metric": "ctr", "arm": "retrieval-heavy", "fixed": fixed}]}}
 
 
 def _chromium() -> str:
@@ -59,10 +81,16 @@ def console(service_files, tmp_path_factory):
     shutil.copytree(service_files.base, base)
     stream_cfg = StreamConfig(embedded_dir=tmp_path_factory.mktemp("console-redis"))
     client = connect(stream_cfg)
+    experiments = tmp_path_factory.mktemp("console-experiments")
+    (experiments / "experiments.yaml").write_text(EXPERIMENTS)
+    (experiments / "fusion.history.jsonl").write_text("".join(
+        json.dumps(_analysis(day, difference)) + "\n"
+        for day, difference in ((1, 0.010), (2, 0.006), (3, 0.004))))
     recommender = build_recommender(ServiceConfig(
         repo=service_files.repo, model_base_path=base,
         request_deadline_ms=10_000, features_timeout_ms=3_000, retrieval_timeout_ms=3_000,
-        ranking_timeout_ms=3_000, console=ConsoleConfig(history_interval_s=0.5)))
+        ranking_timeout_ms=3_000, experiments=str(experiments / "experiments.yaml"),
+        console=ConsoleConfig(history_interval_s=0.5, experiments_dir=str(experiments))))
     policy = AccessPolicy(KeyRing(ApiKey(name, digest(TOKENS[name]), frozenset(scopes))
                                   for name, scopes in SCOPES.items()))
     app = create_app(recommender, StreamProducer(client, stream_cfg), access=policy)
@@ -122,6 +150,10 @@ def test_every_page_loads_without_console_errors(console, small_data):
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     assert problems == []
     assert page.locator("header .who").inner_text().startswith("operator")
+    page.goto(f"{url}/console/experiments")
+    served = page.locator("#experiment-fusion table.arms tbody td:nth-child(4)")
+    assert sum(int(n) for n in served.all_inner_texts()) >= 5  # the traffic above, by arm
+    assert page.locator("#experiment-fusion table.results tbody tr").count() == 1
 
 
 def test_the_user_page_shows_the_items_the_api_answers(console, small_data):
