@@ -6,7 +6,8 @@ network).
 Access (enforced by :class:`serving.access.guard.AccessGuard` before a route runs): pages
 and their JSON need the ``recommend`` scope, actions (promote, roll back) ``admin`` and the
 page's CSRF token; sign-in, sign-out and the static files are public. Every page is also its
-JSON: ``/console/X`` is drawn from ``/console/api/X``.
+JSON: ``/console/X`` is drawn from ``/console/api/X``. The pages are in the OpenAPI document
+too (tag ``console pages``), so that the fuzz run covers them.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
             open_service=ctx.policy.is_open, **values)
         return HTMLResponse(html, headers={"cache-control": "no-store"})
 
-    @app.get("/console", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console", response_class=HTMLResponse, tags=["console pages"])
     def console_overview(request: Request):
         return page(request, "overview", "Overview", "/console/api/overview",
                     data=overview(ctx))
@@ -95,7 +96,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
 
     user_id_param = PathParam(..., min_length=1, max_length=MAX_ID)
 
-    @app.get("/console/users", include_in_schema=False)
+    @app.get("/console/users", tags=["console pages"])
     def find_user(user_id: str = Query(..., min_length=1, max_length=MAX_ID)):
         return RedirectResponse(f"/console/users/{urllib.parse.quote(user_id, safe='')}",
                                 status_code=303)
@@ -107,7 +108,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
             return None, _error(404, "unknown_label", f"no model version label {compare!r} is "
                                 f"loaded (loaded: {sorted(ctx.recommender.labelled)})")
 
-    @app.get("/console/users/{user_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console/users/{user_id}", response_class=HTMLResponse, tags=["console pages"])
     def console_user(request: Request, user_id: str = user_id_param,
                      compare: str = Query("", max_length=64),
                      k: int = Query(10, ge=1, le=100)):
@@ -126,7 +127,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
         data, refused = _user(user_id, compare, k)
         return refused if refused is not None else data
 
-    @app.get("/console/items", include_in_schema=False)
+    @app.get("/console/items", tags=["console pages"])
     def find_item(item_id: str = Query(..., min_length=1, max_length=MAX_ID)):
         return RedirectResponse(f"/console/items/{urllib.parse.quote(item_id, safe='')}",
                                 status_code=303)
@@ -138,7 +139,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
             return None, _error(404, "unknown_item", f"no item {item_id!r} in the index or "
                                                      "the online store")
 
-    @app.get("/console/items/{item_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console/items/{item_id}", response_class=HTMLResponse, tags=["console pages"])
     def console_item(request: Request, item_id: str = PathParam(..., min_length=1,
                                                                 max_length=MAX_ID)):
         data, refused = _item(item_id)
@@ -154,7 +155,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
         data, refused = _item(item_id)
         return refused if refused is not None else data
 
-    @app.get("/console/experiments", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console/experiments", response_class=HTMLResponse, tags=["console pages"])
     def console_experiments(request: Request):
         return page(request, "experiments", "Experiments", "/console/api/experiments",
                     data=experiments_view(ctx))
@@ -164,7 +165,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
         """Experiments: arms, the live sample ratio check, metrics with intervals over time."""
         return experiments_view(ctx)
 
-    @app.get("/console/models", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console/models", response_class=HTMLResponse, tags=["console pages"])
     def console_models(request: Request):
         return page(request, "models", "Models", "/console/api/models",
                     data=models_view(ctx))
@@ -209,11 +210,13 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
                           responses={409: {"description": "the registry refused"},
                                      422: {"description": "invalid fields"}})
 
-    @app.get("/console/login", response_class=HTMLResponse, include_in_schema=False)
+    @app.get("/console/login", response_class=HTMLResponse, tags=["console pages"])
     def login_page(request: Request, failed: int = Query(0, ge=0, le=1)):
         return page(request, "login", "Sign in", "", failed=bool(failed))
 
-    @app.post("/console/login", include_in_schema=False)
+    @app.post("/console/login", tags=["console pages"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {"key": {"type": "string"}}}}}}})
     async def login(request: Request):
         form = urllib.parse.parse_qs((await request.body()).decode("utf-8", "replace"))
         token = (form.get("key") or [""])[0].strip()
@@ -231,13 +234,13 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
         log.info("console: %s signed in", key.name)
         return response
 
-    @app.post("/console/logout", include_in_schema=False)
+    @app.post("/console/logout", tags=["console pages"])
     def logout():
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(COOKIE, path="/console")
         return response
 
-    @app.get("/console/static/{name}", include_in_schema=False)
+    @app.get("/console/static/{name}", tags=["console pages"])
     def static(name: str):
         if name not in STATIC:
             return _error(404, "not_found", f"no static file {name!r}")
