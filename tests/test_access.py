@@ -568,3 +568,33 @@ def test_an_open_services_console_actions_still_need_the_pages_csrf_token():
         assert requests.post(f"{url}/console/act", timeout=10,
                              headers={"x-csrf-token": csrf}).status_code == 200
         assert actions == [1]
+
+
+def test_an_open_loopback_service_refuses_other_hosts_and_cross_site_writes():
+    """DNS rebinding (a foreign name resolving to 127.0.0.1) and a page on another site
+    posting to the service (a form, a no-cors fetch) are refused; local clients pass."""
+    app, writes = FastAPI(), []
+
+    @app.post("/v1/items")
+    async def items(request: Request):
+        writes.append(await request.body())
+        return {"ok": True}
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    app.add_middleware(AccessGuard, policy=AccessPolicy.open(),
+                       required_scope=lambda method, path: None if path == "/healthz"
+                       else "ingest")
+    with serve_in_thread(app) as url:
+        rebound = requests.post(f"{url}/v1/items", data=b"{}", timeout=10,
+                                headers={"host": "attacker.example"})
+        assert rebound.status_code == 403 and rebound.json()["error"] == "host"
+        for headers in ({"sec-fetch-site": "cross-site"}, {"origin": "https://evil.example"}):
+            cross = requests.post(f"{url}/v1/items", data=b"{}", timeout=10, headers=headers)
+            assert cross.status_code == 403 and cross.json()["error"] == "cross_site"
+        assert writes == []
+        assert requests.post(f"{url}/v1/items", data=b"{}", timeout=10).status_code == 200
+        assert requests.get(f"{url}/healthz", timeout=10,
+                            headers={"host": "localhost"}).status_code == 200

@@ -26,8 +26,10 @@ from serving.access.policy import AccessPolicy
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("RECSYS_ARTIFACTS_DIR", ROOT / "tests" / "artifacts")) / "console"
-TOKENS = {"operator": new_token(), "viewer": new_token(), "ingester": new_token()}
-SCOPES = {"operator": {"admin", "recommend"}, "viewer": {"recommend"}, "ingester": {"ingest"}}
+TOKENS = {"operator": new_token(), "viewer": new_token(), "ingester": new_token(),
+          "frontend": new_token()}
+SCOPES = {"operator": {"admin", "recommend"}, "viewer": {"console"}, "ingester": {"ingest"},
+          "frontend": {"recommend"}}
 
 
 EXPERIMENTS = """
@@ -135,7 +137,7 @@ def test_every_page_loads_without_console_errors(console, small_data):
     url, browser, _, _ = console
     for _ in range(5):  # some traffic for the overview's charts
         requests.post(f"{url}/v1/recommendations", json={"user_id": "u-traffic", "k": 5},
-                      headers={"x-api-key": TOKENS["viewer"]}, timeout=60)
+                      headers={"x-api-key": TOKENS["frontend"]}, timeout=60)
     page, problems = _signed_in(browser, url, "operator")
     user, item = _user_and_item(small_data)
     pages = {"login": "/console/login", "overview": "/console", "user": f"/console/users/{user}",
@@ -163,7 +165,7 @@ def test_the_user_page_shows_the_items_the_api_answers(console, small_data):
     page.goto(f"{url}/console/users/{user}")
     shown = page.locator("#recommendations td.item-id").all_inner_texts()
     answer = requests.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 10},
-                           headers={"authorization": f"Bearer {TOKENS['viewer']}"},
+                           headers={"authorization": f"Bearer {TOKENS['frontend']}"},
                            timeout=60).json()
     assert answer["tier"] == "full"
     assert shown == [item["item_id"] for item in answer["items"]]
@@ -212,9 +214,9 @@ def test_a_promotion_without_the_admin_scope_is_refused_and_moves_nothing(consol
     assert (registry.aliases(), len(registry.history())) == before
 
 
-def test_a_wrong_or_ingest_only_key_cannot_sign_in(console):
+def test_a_wrong_key_or_one_without_the_console_scope_cannot_sign_in(console):
     url, browser, _, _ = console
-    for token in ("rsk_wrong", TOKENS["ingester"]):
+    for token in ("rsk_wrong", TOKENS["ingester"], TOKENS["frontend"]):
         page = browser.new_page()
         page.goto(f"{url}/console/login")
         page.fill("#key", token)
@@ -223,6 +225,9 @@ def test_a_wrong_or_ingest_only_key_cannot_sign_in(console):
         assert page.locator("#login-failed").is_visible()
         assert requests.get(f"{url}/console/api/overview", timeout=10).status_code == 401
         page.close()
+    # the key a public frontend holds reads recommendations, not users' features
+    assert requests.get(f"{url}/console/api/users/u1", timeout=10, headers={
+        "x-api-key": TOKENS["frontend"]}).json()["error"] == "forbidden"
 
 
 @pytest.mark.parametrize("method, path, body, status, code", [

@@ -128,7 +128,7 @@ def test_json_in_a_page_cannot_close_its_script_block():
 
 
 @pytest.mark.parametrize("method, path, scope", [
-    ("GET", "/console", "recommend"), ("GET", "/console/api/models", "recommend"),
+    ("GET", "/console", "console"), ("GET", "/console/api/models", "console"),
     ("POST", "/console/api/models/promote", "admin"), ("POST", "/console/login", None),
     ("GET", "/console/static/console.js", None), ("DELETE", "/console/users/u1", "admin"),
 ])
@@ -160,3 +160,34 @@ def test_a_good_model_change_parses():
         "rollback", "canary", "done", None, False)
     assert Change.parse("promote", {"alias": "stable", "reason": "r", "version": 3,
                                     "force": True}).version == 3
+
+
+def test_a_non_ascii_cookie_or_token_is_refused_not_an_error():
+    from serving.access.sessions import Sessions
+
+    sessions = Sessions(b"s" * 32)
+    assert sessions.verify("a.b.\xff") is None
+    assert sessions.verify("\xff" * 10) is None
+    assert not sessions.csrf_valid(sessions.issue("admin"), "\xff\xfe")
+
+
+def test_missing_figures_show_as_a_dash_not_an_error():
+    from serving.console.routes import _number
+
+    assert _number(None, "%.4f") == "-"
+    assert _number(0.123456, "%.4f") == "0.1235"
+    assert _number("text", "%.4f") == "text"
+
+
+def test_incomplete_analysis_lines_are_skipped(tmp_path):
+    from serving.console.experiments_view import analyses, interval_series
+
+    (tmp_path / "x.history.jsonl").write_text(
+        'not json\n[1, 2]\n{"analysis": {"results": [{"arm": "b"}]}}\n'
+        '{"analyzed_at": "t1", "analysis": {"results": [{"metric": "ctr", "arm": "b", '
+        '"fixed": {"difference": 0.1, "ci": [0.0, 0.2], "p_value": 0.04}}]}}\n')
+    history = analyses(tmp_path, "x")
+    assert len(history) == 2
+    assert interval_series(history) == {"ctr": {"b": {
+        "t": ["t1"], "difference": [0.1], "low": [0.0], "high": [0.2], "relative": [None],
+        "p": [0.04]}}}

@@ -51,6 +51,8 @@ COMMON_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CONSOLE_PREFIX = "/console"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+BIG_BODY = 1 << 16  # bodies checked for nesting in a worker thread, off the event loop
 OPEN_IDENTITY = {"name": "(open)", "scopes": SCOPES}
 
 
@@ -106,11 +108,25 @@ class AccessGuard:
             identity, session = self._authorised(headers, needed, console, page)
             scope.setdefault("state", {})["api_key"] = identity
             self._within_rate(identity, scope)
+        if self.policy.is_open:
+            self._open_service_checks(headers, method)
         if console:
             self._console_checks(scope, headers, method, session)
         if method in BODY_METHODS:
-            return await self._buffered(headers, receive)
+            return await self._buffered(headers, receive, check_depth=needed is not None)
         return receive
+
+    def _open_service_checks(self, headers, method: str) -> None:
+        """An open service trusts no browser: a page on another site could otherwise write
+        events or items with a form or a no-cors fetch, and a DNS-rebinding name could
+        reach a loopback-only service as if from its own origin."""
+        if self.policy.loopback_only:
+            host = (_header(headers, b"host") or "").rsplit(":", 1)[0].strip("[]").lower()
+            if host not in LOOPBACK_HOSTS:
+                raise Refusal(403, "host", "this open service answers only requests addressed "
+                              "to a loopback name (127.0.0.1, localhost, ::1)")
+        if method not in SAFE_METHODS:
+            _same_site(headers)
 
     def _authorised(self, headers, needed: str, console: bool, page: bool = False
                     ) -> tuple[dict, str | None]:
@@ -156,12 +172,7 @@ class AccessGuard:
             scope.setdefault("state", {})["csrf_token"] = sessions.csrf_token(session)
         if method in SAFE_METHODS:
             return
-        site, origin, host = _header(headers, b"sec-fetch-site"), _header(
-            headers, b"origin"), _header(headers, b"host")
-        if (site not in (None, "same-origin", "none")
-                or (origin is not None and origin.split("://", 1)[-1] != host)):
-            raise Refusal(403, "cross_site", "console actions are taken from the console's "
-                          "own pages only (this request comes from another site)")
+        _same_site(headers)
         if session is not None and not sessions.csrf_valid(
                 session, _header(headers, b"x-csrf-token") or ""):
             raise Refusal(403, "csrf", "this console action lacks its page's CSRF token "
@@ -182,7 +193,7 @@ class AccessGuard:
                           f"{rate:g} requests/s; retry after {wait} s",
                           [(b"retry-after", str(wait).encode())])
 
-    async def _buffered(self, headers, receive):
+    async def _buffered(self, headers, receive, check_depth: bool = True):
         limit = self.policy.max_body_bytes
         for name, value in headers:
             if name == b"content-length":
@@ -206,10 +217,29 @@ class AccessGuard:
             if not message.get("more_body", False):
                 break
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if nesting_exceeds(body, self.policy.max_json_depth):
+        limit = self.policy.max_json_depth
+        if not check_depth:  # a public route (sign-in): not parsed as JSON
+            deeper = False
+        elif len(body) > BIG_BODY:
+            from starlette.concurrency import run_in_threadpool
+
+            deeper = await run_in_threadpool(nesting_exceeds, body, limit)
+        else:
+            deeper = nesting_exceeds(body, limit)
+        if deeper:
             raise Refusal(400, "too_deep", f"the JSON body nests deeper than "
                           f"{self.policy.max_json_depth} levels")
         return _replay(body, None, receive)
+
+
+def _same_site(headers) -> None:
+    """Refuse a request the browser says comes from another site."""
+    site, origin, host = _header(headers, b"sec-fetch-site"), _header(
+        headers, b"origin"), _header(headers, b"host")
+    if (site not in (None, "same-origin", "none")
+            or (origin is not None and origin.split("://", 1)[-1] != host)):
+        raise Refusal(403, "cross_site", "state-changing requests are taken from this "
+                      "service's own pages only (this one comes from another site)")
 
 
 def _header(headers, wanted: bytes) -> str | None:

@@ -7,7 +7,7 @@ prints the key once::
     keys:
       - name: web-frontend          # for logs and metrics: the key itself is never logged
         sha256: 9f86d08...          # hex SHA-256 of the key
-        scopes: [recommend]         # recommend, ingest, admin
+        scopes: [recommend]         # recommend, ingest, console, admin
         rate_limit_per_s: 200       # optional; 0 or absent = unlimited
         burst: 400                  # optional; default twice the rate
 
@@ -34,8 +34,8 @@ from typing import Any, Iterable, Mapping
 from recsys.config import is_number
 from recsys.errors import ConfigError
 
-RECOMMEND, INGEST, ADMIN = "recommend", "ingest", "admin"
-SCOPES = (RECOMMEND, INGEST, ADMIN)
+RECOMMEND, INGEST, CONSOLE, ADMIN = "recommend", "ingest", "console", "admin"
+SCOPES = (RECOMMEND, INGEST, CONSOLE, ADMIN)
 TOKEN_PREFIX = "rsk_"
 ENTRY_FIELDS = ("name", "sha256", "scopes", "rate_limit_per_s", "burst")
 KEYS_FILE_ENV = "RECSYS_API_KEYS_FILE"
@@ -66,7 +66,8 @@ class ApiKey:
     burst: float = 0.0
 
     def allows(self, scope: str) -> bool:
-        return scope in self.scopes
+        """``admin`` also reads the console (``console``); no other scope implies another."""
+        return scope in self.scopes or (scope == CONSOLE and ADMIN in self.scopes)
 
     def entry(self) -> dict[str, Any]:
         """The key as a keys file entry."""
@@ -228,6 +229,6 @@ def add_key(path: Path, name: str, scopes: frozenset[str], rate_limit_per_s: flo
     return token
 
 
-__all__ = ["ApiKey", "KeyRing", "SCOPES", "RECOMMEND", "INGEST", "ADMIN", "digest", "new_token",
-           "load_keys", "read_keys_file", "parse_keys", "parse_scopes", "add_key",
+__all__ = ["ApiKey", "KeyRing", "SCOPES", "RECOMMEND", "INGEST", "CONSOLE", "ADMIN", "digest",
+           "new_token", "load_keys", "read_keys_file", "parse_keys", "parse_scopes", "add_key",
            "KEYS_FILE_ENV", "KEYS_ENV"]

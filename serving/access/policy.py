@@ -62,6 +62,9 @@ class AccessPolicy:
     open_rate_limit_per_s: float = 0.0
     processes: int = 1
     sessions: Sessions = field(default_factory=Sessions.from_environment)
+    # an open service on a loopback address: requests must name a loopback host (DNS
+    # rebinding), and state-changing ones must not come from another site
+    loopback_only: bool = False
 
     @property
     def is_open(self) -> bool:
@@ -69,8 +72,9 @@ class AccessPolicy:
 
     @classmethod
     def open(cls, **limits) -> "AccessPolicy":
-        """An open service (in-process demos and tests) with the default limits."""
-        return cls(None, **limits)
+        """An open service on a loopback address (in-process demos and tests) with the
+        default limits."""
+        return cls(None, **{"loopback_only": True, **limits})
 
     @classmethod
     def for_service(cls, cfg: AccessConfig, host: str, embedded_profile: bool,
@@ -94,6 +98,7 @@ class AccessPolicy:
                 f"access.keys_file (or ${KEYS_FILE_ENV}, or the keys in ${KEYS_ENV}; "
                 "`recsys auth create-key` makes one), or set access.allow_open: true to serve "
                 "every client without a key")
+        limits["loopback_only"] = not cfg.allow_open
         log.warning("access: OPEN - no API keys are configured, so every client that reaches "
                     "%s may read recommendations, write events and items and use the admin "
                     "routes (%s). Set access.keys_file to require keys.", host,

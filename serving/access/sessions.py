@@ -65,16 +65,17 @@ class Sessions:
         return f"{payload}.{self._sign(b'session:', payload)}"
 
     def verify(self, cookie: str, now: float | None = None) -> str | None:
-        """The key name a valid, unexpired cookie holds, else None."""
+        """The key name a valid, unexpired cookie holds, else None (any text: a header's
+        bytes decoded as latin-1 may hold anything)."""
         payload, _, signature = cookie.rpartition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(b"session:", payload)):
+        if not payload or not _same(signature, self._sign(b"session:", payload)):
             return None
         try:
             name, expires, _ = payload.split(".")
             if int(expires) < (time.time() if now is None else now):
                 return None
             return _unb64(name).decode()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeError):
             return None
 
     def csrf_token(self, session: str) -> str:
@@ -83,7 +84,14 @@ class Sessions:
         return self._sign(b"csrf:", session)
 
     def csrf_valid(self, session: str, token: str) -> bool:
-        return bool(token) and hmac.compare_digest(token, self.csrf_token(session))
+        return bool(token) and _same(token, self.csrf_token(session))
+
+
+def _same(presented: str, expected: str) -> bool:
+    """Constant-time equality of any two strings (``hmac.compare_digest`` refuses non-ASCII
+    ``str``: compare their UTF-8 bytes)."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8"))
 
 
 def cookie_value(headers, name: str = COOKIE) -> str | None:

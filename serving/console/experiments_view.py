@@ -23,9 +23,11 @@ def analyses(directory: Path | None, name: str) -> list[dict]:
     out = []
     for line in path.read_text().splitlines()[-MAX_ANALYSES:]:
         try:
-            out.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue
+        if isinstance(entry, dict):
+            out.append(entry)
     return out
 
 
@@ -35,6 +37,8 @@ def interval_series(history: list[dict]) -> dict:
     out: dict = {}
     for entry in history:
         for result in (entry.get("analysis") or {}).get("results", []):
+            if not isinstance(result, dict) or "metric" not in result or "arm" not in result:
+                continue  # a line written by another version: skipped, not a failed page
             fixed = result.get("fixed") or {}
             ci = fixed.get("ci") or [None, None]
             series = out.setdefault(result["metric"], {}).setdefault(
@@ -64,7 +68,7 @@ def experiments_view(ctx: ConsoleContext) -> dict:
             srm = {"counts": check.counts, "expected_shares": check.expected_shares,
                    "p_value": check.p_value, "mismatch": check.mismatch}
         history = analyses(ctx.experiments_dir, experiment.name)
-        latest = history[-1]["analysis"] if history else None
+        latest = history[-1].get("analysis") if history else None
         out.append({"name": experiment.name, "method": experiment.method,
                     "baseline": experiment.baseline, "traffic": experiment.traffic,
                     "start": experiment.start, "stop": experiment.stop,

@@ -15,6 +15,21 @@ from serving.console.context import ConsoleContext, plain, read_json
 MAX_LOG = 100
 
 
+def _blessed(registry, version: int):
+    try:
+        blessing = registry.blessing(version)
+    except ConfigError:  # a blessing file that is not JSON: shown as unknown
+        return None
+    return blessing.get("blessed") if isinstance(blessing, dict) else None
+
+
+def _log(registry) -> list[dict] | str:
+    try:
+        return registry.history()[-MAX_LOG:][::-1]
+    except ConfigError as exc:  # a corrupt promotion log: the page says so
+        return str(exc)
+
+
 def models_view(ctx: ConsoleContext) -> dict:
     registry, recommender = ctx.registry, ctx.recommender
     entries = registry.entries()
@@ -24,9 +39,9 @@ def models_view(ctx: ConsoleContext) -> dict:
         "aliases": registry.aliases(),
         "versions": [{"version": e.version, "models": e.models, "created_at": e.created_at,
                       "aliases": e.aliases, "metrics": dict(e.metrics),
-                      "blessed": (registry.blessing(e.version) or {}).get("blessed")}
+                      "blessed": _blessed(registry, e.version)}
                      for e in entries],
-        "log": registry.history()[-MAX_LOG:][::-1],
+        "log": _log(registry),
         "served": {"retrieval_version": recommender.index.version,
                    "serving_label": recommender.serving_label or "(newest)",
                    "labels": {label: p.index.version

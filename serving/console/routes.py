@@ -4,10 +4,10 @@ files (the console's own script and style, and Chart.js 4, vendored: no build st
 network).
 
 Access (enforced by :class:`serving.access.guard.AccessGuard` before a route runs): pages
-and their JSON need the ``recommend`` scope, actions (promote, roll back) ``admin`` and the
-page's CSRF token; sign-in, sign-out and the static files are public. Every page is also its
-JSON: ``/console/X`` is drawn from ``/console/api/X``. The pages are in the OpenAPI document
-too (tag ``console pages``), so that the fuzz run covers them.
+and their JSON need the ``console`` scope (or ``admin``), actions (promote, roll back)
+``admin`` and the page's CSRF token; sign-in, sign-out and the static files are public.
+Every page is also its JSON: ``/console/X`` is drawn from ``/console/api/X``. The pages are in
+the OpenAPI document too (tag ``console pages``), so that the fuzz run covers them.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 
 from recsys.errors import ConfigError
 from recsys.model_contract.registry import ALIASES
-from serving.access.keys import ADMIN, RECOMMEND
+from serving.access.keys import ADMIN, CONSOLE
 from serving.access.sessions import COOKIE
 from serving.console.context import ConsoleContext
 from serving.console.experiments_view import experiments_view
@@ -44,7 +44,7 @@ def console_scope(method: str, path: str) -> str | None:
     """The scope a console path needs (None: public)."""
     if path in PUBLIC or path.startswith("/console/static/"):
         return None
-    return RECOMMEND if method in ("GET", "HEAD") else ADMIN
+    return CONSOLE if method in ("GET", "HEAD") else ADMIN
 
 
 def _templates():
@@ -54,7 +54,18 @@ def _templates():
                       autoescape=select_autoescape(["html"]))
     env.filters["json"] = lambda value: orjson.dumps(value).decode()
     env.filters["json_script"] = _json_script
+    env.filters["num"] = _number
     return env
+
+
+def _number(value, form: str = "%g") -> str:
+    """``value`` formatted, or "-" for a figure that is missing (None: NaN in the JSON)."""
+    if value is None:
+        return "-"
+    try:
+        return form % value
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _json_script(value):
@@ -102,11 +113,12 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
                                 status_code=303)
 
     def _user(user_id: str, compare: str, k: int):
-        try:
-            return user_view(ctx, user_id, k, compare), None
-        except KeyError:
+        recommender = ctx.recommender
+        if compare and compare not in recommender.labelled and compare != \
+                recommender.serving_label:
             return None, _error(404, "unknown_label", f"no model version label {compare!r} is "
-                                f"loaded (loaded: {sorted(ctx.recommender.labelled)})")
+                                f"loaded (loaded: {sorted(recommender.labelled)})")
+        return user_view(ctx, user_id, min(k, recommender.cfg.max_k), compare), None
 
     @app.get("/console/users/{user_id}", response_class=HTMLResponse, tags=["console pages"])
     def console_user(request: Request, user_id: str = user_id_param,
@@ -224,7 +236,7 @@ def add_console_routes(app: FastAPI, ctx: ConsoleContext) -> None:
         if keys is None:
             return RedirectResponse("/console", status_code=303)
         key = keys.authenticate(token) if token else None
-        if key is None or not ({RECOMMEND, ADMIN} & key.scopes):
+        if key is None or not key.allows(CONSOLE):
             return RedirectResponse("/console/login?failed=1", status_code=303)
         response = RedirectResponse("/console", status_code=303)
         response.set_cookie(COOKIE, ctx.policy.sessions.issue(key.name),

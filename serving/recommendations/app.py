@@ -9,10 +9,10 @@
   pid of the worker that answered), ``GET /metrics`` (Prometheus).
 
 Access (:mod:`serving.access`): with API keys configured, the recommendation and explain
-routes need the ``recommend`` scope, the ingest routes ``ingest``, and every other route but
-the probes, the metrics and the API docs ``admin`` (401 without a valid key, 403 without the
-scope, 429 over the key's rate, 413 for a body over the size limit, 400 ``too_deep`` for JSON
-nested past the limit).
+routes need the ``recommend`` scope, the ingest routes ``ingest``, the console's pages
+``console``, and every other route but the probes, the metrics and the API docs ``admin``
+(401 without a valid key, 403 without the scope, 429 over the key's rate, 413 for a body
+over the size limit, 400 ``too_deep`` for JSON nested past the limit).
 
 Errors have one shape, ``{"error": CODE, "detail": ...}``: 400 ``malformed_json`` for a body
 that is not JSON, 422 ``invalid_request`` listing each bad field (``{"field", "message"}``),

@@ -22,13 +22,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Make a random API key with the given scopes, append its SHA-256 to the "
                     "keys file (created with mode 0600) and print the key on stdout, once: "
                     "the file never holds it. Scopes: recommend (POST /v1/recommendations, "
-                    "GET /v1/explain, the console's pages), ingest (POST /v1/events, "
-                    "/v1/items), admin (promotions, experiment changes, every other route).")
+                    "GET /v1/explain), ingest (POST /v1/events, /v1/items), console (the "
+                    "console's pages and their JSON), admin (promotions, every other route; "
+                    "it reads the console too).")
     create.add_argument("--keys-file", type=Path, required=True, metavar="FILE",
                         help="the keys file the service reads (access.keys_file)")
     create.add_argument("--name", required=True, help="the key's name, shown in logs")
     create.add_argument("--scopes", required=True, metavar="SCOPE[,SCOPE...]",
-                        help="recommend, ingest and/or admin")
+                        help="recommend, ingest, console and/or admin")
     create.add_argument("--rate-limit", type=non_negative_float, default=0.0, metavar="PER_S",
                         help="requests per second over all service processes (0 = unlimited)")
     create.add_argument("--burst", type=non_negative_float, metavar="N",
