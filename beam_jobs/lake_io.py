@@ -1,20 +1,29 @@
-"""Beam sources over the lake: events, items and users as typed records, bad rows tagged."""
+"""Beam sources over the lake: events, items and users as typed records, bad rows tagged.
+
+Only transforms every runner translates are used (Beam 2.77's DaskRunner among them): files are
+listed when the pipeline is built and read by a ``FlatMap``, not a ``Read`` source; a step with
+two kinds of output emits one element holding both and lets each consumer take its part, since
+that runner does not keep a ``ParDo``'s tagged outputs apart. Counts go to a tally
+(``beam_jobs/shards.py``) besides Beam's metrics, which that runner does not collect.
+"""
 
 from __future__ import annotations
 
 import glob
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from recsys.data.records import BadRecord, parse_event, parse_item
 
 DEAD_LETTER = "dead_letter"
 NAMESPACE = "recsys"
+BATCH_ROWS = 65_536
 
 
 def table_rows(table: pa.Table) -> Iterator[dict]:
@@ -30,36 +39,34 @@ def table_rows(table: pa.Table) -> Iterator[dict]:
         yield dict(zip(names, values, strict=True))
 
 
-class ParseRecords(beam.DoFn):
-    """Parse rows with a pure parser; bad rows go to the ``dead_letter`` output with their
-    reason, and the ``<kind>_read`` / ``<kind>_bad`` counters count both."""
-
-    def __init__(self, kind: str, parser: Callable[[dict], Any]):
-        self.kind = kind
-        self.parser = parser
-        self.read = beam.metrics.Metrics.counter(NAMESPACE, f"{kind}_read")
-        self.bad = beam.metrics.Metrics.counter(NAMESPACE, f"{kind}_bad")
-
-    def process(self, row: dict):
-        self.read.inc()
-        try:
-            yield self.parser(row)
-        except BadRecord as exc:
-            self.bad.inc()
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps(
-                {"table": self.kind, "reason": str(exc), "record": row}, default=str))
+class RowBatch(NamedTuple):
+    """Rows read together, and where from (a file and batch number: unique per batch)."""
+    source: str
+    rows: list[dict]
 
 
-class ParseRows(beam.PTransform):
-    """rows -> records, with ``.dead_letter`` for the bad ones."""
+def parquet_batches(path: str, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
+    """The rows of one Parquet file, ``batch_rows`` at a time."""
+    for number, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=batch_rows)):
+        yield RowBatch(f"{path}#{number}", list(table_rows(pa.Table.from_batches([batch]))))
 
-    def __init__(self, kind: str, parser: Callable[[dict], Any]):
+
+class ReadParquetBatches(beam.PTransform):
+    """:class:`RowBatch` es of every Parquet file matching ``pattern`` (none matching: none).
+    The files are listed when the pipeline is built."""
+
+    def __init__(self, pattern: str):
         super().__init__()
-        self.kind, self.parser = kind, parser
+        self.pattern = pattern
 
-    def expand(self, rows):
-        return rows | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)).with_outputs(
-            DEAD_LETTER, main="records")
+    def expand(self, pbegin):
+        paths = sorted(glob.glob(self.pattern))
+        if not paths:
+            return pbegin | "Empty" >> beam.Create([])
+        return (pbegin
+                | "Files" >> beam.Create(paths)
+                | "Spread" >> beam.Reshuffle()
+                | "Read" >> beam.FlatMap(parquet_batches))
 
 
 class ReadParquetRows(beam.PTransform):
@@ -70,15 +77,131 @@ class ReadParquetRows(beam.PTransform):
         self.pattern = pattern
 
     def expand(self, pbegin):
-        if not glob.glob(self.pattern):
-            return pbegin | "Empty" >> beam.Create([])
         return (pbegin
-                | "Read" >> beam.io.ReadFromParquetBatched(self.pattern)
-                | "Rows" >> beam.FlatMap(table_rows))
+                | "Batches" >> ReadParquetBatches(self.pattern)
+                | "Rows" >> beam.FlatMap(lambda batch: batch.rows))
 
 
-def _first(rows: list[dict]) -> dict:
-    return min(rows, key=lambda r: r.get("ingested_at") or 0)
+def batch_tally(batches, counter: str):
+    """RowBatches -> (counter, rows in the batch, batch source) for a :class:`Tally`."""
+    return batches | f"Tally{counter}" >> beam.Map(
+        lambda batch: (counter, len(batch.rows), batch.source))
+
+
+class ParsedBatch(NamedTuple):
+    records: list
+    dead_letters: list[str]
+
+
+class Parsed(NamedTuple):
+    """The outputs of a parse: ``records``, ``dead_letter`` (JSON lines, also as
+    ``parsed[DEAD_LETTER]``) and, from :func:`read_events`, ``tally`` ((counter, n, source)
+    triples)."""
+    records: Any
+    dead_letter: Any
+    tally: Any = ()
+
+    def __getitem__(self, key):
+        return self.dead_letter if key == DEAD_LETTER else tuple.__getitem__(self, key)
+
+
+class ParseRecords(beam.DoFn):
+    """Lists of rows -> one :class:`ParsedBatch` each, parsed with a pure parser: bad rows
+    become dead-letter lines with their reason. The ``<kind>_read`` / ``<kind>_bad`` Beam
+    counters count both, on runners that collect metrics."""
+
+    def __init__(self, kind: str, parser: Callable[[dict], Any]):
+        self.kind = kind
+        self.parser = parser
+        self.read = beam.metrics.Metrics.counter(NAMESPACE, f"{kind}_read")
+        self.bad = beam.metrics.Metrics.counter(NAMESPACE, f"{kind}_bad")
+
+    def process(self, rows: list[dict]):
+        records, dead = [], []
+        for row in rows:
+            try:
+                records.append(self.parser(row))
+            except BadRecord as exc:
+                dead.append(json.dumps({"table": self.kind, "reason": str(exc), "record": row},
+                                       default=str))
+        self.read.inc(len(rows))
+        if dead:
+            self.bad.inc(len(dead))
+        yield ParsedBatch(records, dead)
+
+
+def _split(parsed_batches) -> Parsed:
+    return Parsed(parsed_batches | "Records" >> beam.FlatMap(lambda b: b.records),
+                  parsed_batches | "DeadLetters" >> beam.FlatMap(lambda b: b.dead_letters))
+
+
+class ParseRows(beam.PTransform):
+    """rows -> :class:`Parsed`: the records, and ``.dead_letter`` for the bad ones."""
+
+    def __init__(self, kind: str, parser: Callable[[dict], Any]):
+        super().__init__()
+        self.kind, self.parser = kind, parser
+
+    def expand(self, rows):
+        return _split(rows
+                      | "One" >> beam.Map(lambda row: [row])
+                      | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
+
+
+class ParseBatches(beam.PTransform):
+    """RowBatches -> :class:`Parsed`, parsed a batch at a time."""
+
+    def __init__(self, kind: str, parser: Callable[[dict], Any]):
+        super().__init__()
+        self.kind, self.parser = kind, parser
+
+    def expand(self, batches):
+        return _split(batches
+                      | "Rows" >> beam.Map(lambda batch: batch.rows)
+                      | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
+
+
+class _FirstIngested(beam.CombineFn):
+    """Rows of one key -> (the first ingested, how many there were)."""
+
+    def create_accumulator(self):
+        return None, 0
+
+    def add_input(self, acc, row):
+        return self.merge_accumulators([acc, (row, 1)])
+
+    def merge_accumulators(self, accumulators):
+        first, count = None, 0
+        for row, n in accumulators:
+            count += n
+            if row is not None and (first is None or (row.get("ingested_at") or 0)
+                                    < (first.get("ingested_at") or 0)):
+                first = row
+        return first, count
+
+    def extract_output(self, acc):
+        return acc
+
+
+def _has_text(row: dict, key: str) -> bool:
+    value = row.get(key)
+    return isinstance(value, str) and bool(value.strip())
+
+
+def one_per_key(rows, key: str, counter: str | None = None):
+    """Rows -> (one copy per ``key``, the first ingested, and a tally of ``(counter, -copies
+    dropped, key)`` for each key seen more than once). Rows without a key pass through, so
+    each reaches the dead letter."""
+    with_id = rows | "HasId" >> beam.Filter(_has_text, key)
+    without_id = rows | "NoId" >> beam.Filter(lambda row, k: not _has_text(row, k), key)
+    firsts = (with_id
+              | "ById" >> beam.Map(lambda r, k: (r[k], r), key)
+              | "First" >> beam.CombinePerKey(_FirstIngested()))
+    unique = ((firsts | "Rows" >> beam.Map(lambda kv: kv[1][0]), without_id)
+              | "Merge" >> beam.Flatten())
+    dropped = firsts | "Dropped" >> beam.FlatMap(
+        lambda kv, name: [(name, 1 - kv[1][1], kv[0])] if kv[1][1] > 1 else [], counter)
+    return unique, dropped
 
 
 class OnePerKey(beam.PTransform):
@@ -90,28 +213,24 @@ class OnePerKey(beam.PTransform):
         self.key = key
 
     def expand(self, rows):
-        key = self.key
-
-        def has_key(row: dict, _n: int) -> int:
-            value = row.get(key)
-            return 0 if isinstance(value, str) and value.strip() else 1
-
-        with_id, without_id = rows | "HasId" >> beam.Partition(has_key, 2)
-        first = (with_id
-                 | "ById" >> beam.Map(lambda r: (r[key], r))
-                 | "First" >> beam.CombinePerKey(_first)
-                 | "Rows" >> beam.Values())
-        return (first, without_id) | "Merge" >> beam.Flatten()
+        return one_per_key(rows, self.key)[0]
 
 
-def read_events(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None):
-    """The lake's events; with ``also`` (event rows from another source, e.g. the PostgreSQL
-    event log) the union, one copy per event id."""
-    rows = p | "ReadEvents" >> ReadParquetRows(str(lake / "events" / "*" / "part-*.parquet"))
-    if also is not None:
-        rows = ((rows, also) | "UnionEvents" >> beam.Flatten()
-                | "OnePerEvent" >> OnePerKey("event_id"))
-    return rows | "ParseEvents" >> ParseRows("events", parse_event)
+def read_events(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None) -> Parsed:
+    """The lake's events; with ``also`` (RowBatches of event rows from another source, e.g.
+    the PostgreSQL event log) the union, one copy per event id. ``tally`` counts
+    ``events_read`` (after that union)."""
+    batches = p | "ReadEvents" >> ReadParquetBatches(
+        str(lake / "events" / "*" / "part-*.parquet"))
+    if also is None:
+        parsed = batches | "ParseEvents" >> ParseBatches("events", parse_event)
+        return parsed._replace(tally=batch_tally(batches, "events_read"))
+    both = (batches, also) | "UnionEvents" >> beam.Flatten()
+    rows = both | "EventRows" >> beam.FlatMap(lambda batch: batch.rows)
+    unique, dropped = one_per_key(rows, "event_id", "events_read")
+    parsed = unique | "ParseEvents" >> ParseRows("events", parse_event)
+    return parsed._replace(
+        tally=(batch_tally(both, "events_read"), dropped) | "EventTally" >> beam.Flatten())
 
 
 def _latest(rows: list[dict]) -> dict:
@@ -121,16 +240,17 @@ def _latest(rows: list[dict]) -> dict:
 def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str,
                 also: beam.PCollection | None = None):
     """The latest version of each catalogue row (by ``ingested_at``), over the lake and
-    ``also`` (rows of the same table from another source) when given."""
+    ``also`` (RowBatches of the same table from another source) when given."""
     rows = p | f"Read{table.title()}" >> ReadParquetRows(str(lake / table / "part-*.parquet"))
     if also is not None:
-        rows = (rows, also) | f"Union{table.title()}" >> beam.Flatten()
+        rows = ((rows, also | f"{table.title()}LogRows" >> beam.FlatMap(lambda b: b.rows))
+                | f"Union{table.title()}" >> beam.Flatten())
     return (rows
-            | f"Key{table.title()}" >> beam.Map(lambda r: (r[key], r))
+            | f"Key{table.title()}" >> beam.Map(lambda r, k: (r[k], r), key)
             | f"Latest{table.title()}" >> beam.CombinePerKey(_latest)
             | f"Values{table.title()}" >> beam.Values())
 
 
-def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None):
+def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None) -> Parsed:
     return (read_latest(p, lake, "items", "item_id", also)
             | "ParseItems" >> ParseRows("items", parse_item))

@@ -44,7 +44,7 @@ from beam_jobs.options import (
     time_option,
 )
 from beam_jobs.pipeline import WriteTable, beam_counters
-from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
+from beam_jobs.postgres_io import EventLogSource, ReadEventLogBatches, ReadEventLogTable
 from recsys.data.schemas import EVENTS, EXPOSURES
 from recsys.errors import ConfigError
 from recsys.experiments.outcome_tables import REQUEST_OUTCOMES, USER_OUTCOMES
@@ -121,7 +121,7 @@ def join(p: beam.Pipeline, job: OutcomeJob) -> None:
         logged = (p | "ReadLoggedExposures" >> ReadEventLogTable(job.event_log, EXPOSURES)
                   | "LoggedExposureTimes" >> beam.Map(_to_micros))
         exposure_rows = (exposure_rows, logged) | "UnionExposures" >> beam.Flatten()
-        logged_events = p | "ReadLoggedEvents" >> ReadEventLogTable(job.event_log, EVENTS)
+        logged_events = p | "ReadLoggedEvents" >> ReadEventLogBatches(job.event_log, EVENTS)
     if job.start_us is not None:
         start_us = job.start_us
         exposure_rows = exposure_rows | "FromStart" >> beam.Filter(

@@ -36,20 +36,37 @@ from typing import Sequence
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import ItemStreamRows
-from beam_jobs.lake_io import DEAD_LETTER, NAMESPACE, read_events, read_items, read_latest
+from beam_jobs.lake_io import (
+    DEAD_LETTER,
+    NAMESPACE,
+    batch_tally,
+    read_events,
+    read_items,
+    read_latest,
+)
 from beam_jobs.options import event_log_from_options, lake_and_output
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
-from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
+from beam_jobs.postgres_io import EventLogSource, ReadEventLogBatches
+from beam_jobs.shards import (
+    Commit,
+    Tally,
+    WriteJsonLines,
+    WriteParquet,
+    WriteTfRecords,
+    count_json_lines,
+    read_tally,
+)
 from beam_jobs.snapshots import day_of
 from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.data.schemas import EVENTS, ITEMS
-from recsys.errors import BadRecordRatioError
+from recsys.errors import BadRecordRatioError, PipelineRunError, RecsysError
 from recsys.features.config import FeatureConfig, PositiveRule
 from recsys.features.rows import catalogue_row, profile_row
 from recsys.features.tables import (
@@ -108,20 +125,12 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
 
 
 class ProcessUsers(beam.DoFn):
-    OUTPUTS = ("examples", "user_features", "user_session", "item_events")
+    """(user_id, events) -> one :class:`UserOutputs` with everything computed from them;
+    each output table takes its part (one output, which every runner keeps as it is)."""
 
     def process(self, keyed, items, horizon_day, cfg: FeatureConfig):
         user_id, events = keyed
-        out = process_user(user_id, events, items, cfg, horizon_day)
-        yield from out.sequences
-        for row in out.examples:
-            yield beam.pvalue.TaggedOutput("examples", row)
-        for row in out.user_features:
-            yield beam.pvalue.TaggedOutput("user_features", row)
-        if out.session_state is not None:
-            yield beam.pvalue.TaggedOutput("user_session", out.session_state)
-        for event in out.feature_events:
-            yield beam.pvalue.TaggedOutput("item_events", (event.item_id, event))
+        yield process_user(user_id, events, items, cfg, horizon_day)
 
 
 class ItemFeatures(beam.PTransform):
@@ -142,7 +151,8 @@ class ItemFeatures(beam.PTransform):
 
 
 class WriteTable(beam.PTransform):
-    """Rows (dicts) -> Parquet files under ``out/table/``, converted to Arrow in batches."""
+    """Rows (dicts) -> Parquet files under ``out/table/`` (``beam_jobs/shards.py``); emits
+    the names of the files it filled."""
 
     def __init__(self, out: Path, table: str, schema: pa.Schema | None = None):
         super().__init__()
@@ -150,60 +160,81 @@ class WriteTable(beam.PTransform):
         self.schema = schema if schema is not None else OUTPUT_SCHEMAS[table]
 
     def expand(self, rows):
-        schema = self.schema
-        return (rows
-                | "Batch" >> beam.BatchElements(min_batch_size=1_000, max_batch_size=20_000)
-                | "ToArrow" >> beam.Map(lambda batch: pa.Table.from_pylist(batch, schema=schema))
-                | "Write" >> beam.io.WriteToParquetBatched(
-                    str(self.out / self.table / "part"), schema, file_name_suffix=".parquet"))
+        return rows | "Write" >> WriteParquet(self.out / self.table, self.schema)
 
 
-def _write(pcoll, out: Path, table: str):
-    return pcoll | f"Write{table}" >> WriteTable(out, table)
+def _part(outputs, name: str):
+    """One list of rows of every UserOutputs, as rows."""
+    return outputs | f"{name}Rows" >> beam.FlatMap(lambda out: getattr(out, name))
 
 
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
           tfrecord: bool = False, event_log: EventLogSource | None = None) -> None:
     """Add the whole feature build to ``p`` (see the module docstring)."""
     logged_events = logged_items = None
+    tallies = []
     if event_log is not None:
-        logged_events = p | "ReadEventLogEvents" >> ReadEventLogTable(event_log, EVENTS)
-        logged_items = p | "ReadEventLogItems" >> ReadEventLogTable(event_log, ITEMS)
+        logged_events = p | "ReadEventLogEvents" >> ReadEventLogBatches(event_log, EVENTS)
+        logged_items = p | "ReadEventLogItems" >> ReadEventLogBatches(event_log, ITEMS)
+        tallies += [batch_tally(logged_events, "event_log_events_read"),
+                    batch_tally(logged_items, "event_log_items_read")]
     events = read_events(p, lake, logged_events)
+    tallies.append(events.tally)
     items = read_items(p, lake, logged_items)
     items_by_id = items.records | "IndexItems" >> beam.Map(lambda item: (item.item_id, item))
     item_lookup = beam.pvalue.AsDict(items_by_id)
+    by_user = events.records | "ByUser" >> beam.GroupBy(lambda e: e.user_id)
+    # The latest time per user first: a global combine over every event would gather them
+    # all in one place on runners without combiner lifting.
     horizon = beam.pvalue.AsSingleton(
-        events.records
-        | "Times" >> beam.Map(lambda e: e.ts_us)
+        by_user
+        | "UserLatest" >> beam.Map(lambda kv: max(e.ts_us for e in kv[1]))
         | "Latest" >> beam.CombineGlobally(max).without_defaults()
         | "HorizonDay" >> beam.Map(lambda ts: day_of(ts) + 1))
 
-    per_user = (events.records
-                | "ByUser" >> beam.GroupBy(lambda e: e.user_id)
-                | "Timelines" >> beam.ParDo(ProcessUsers(), item_lookup, horizon, cfg)
-                .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
-    item_features = per_user.item_events | "ItemFeatures" >> ItemFeatures(item_lookup,
-                                                                           horizon, cfg)
+    per_user = by_user | "Timelines" >> beam.ParDo(ProcessUsers(), item_lookup, horizon, cfg)
+    item_events = per_user | "ItemEvents" >> beam.FlatMap(
+        lambda out: ((event.item_id, event) for event in out.feature_events))
+    item_features = item_events | "ItemFeatures" >> ItemFeatures(item_lookup, horizon, cfg)
     users = read_latest(p, lake, "users", "user_id")
+    sessions = per_user | "SessionStates" >> beam.FlatMap(
+        lambda out: [out.session_state] if out.session_state is not None else [])
+    examples = _part(per_user, "examples")
 
-    _write(per_user.session_sequences, out, "session_sequences")
-    _write(per_user.examples, out, "training_examples")
+    tables = {
+        "session_sequences": _part(per_user, "sequences"),
+        "training_examples": examples,
+        USER_FEATURES.name: _part(per_user, "user_features"),
+        USER_SESSION.name: sessions,
+        ITEM_FEATURES.name: item_features,
+        ITEM_STREAM.name: item_events | "ItemStream" >> ItemStreamRows(cfg.history_event_types),
+        ITEM_CATALOGUE.name: items.records | "Catalogue" >> beam.Map(catalogue_row),
+        USER_PROFILE.name: users | "Profiles" >> beam.Map(profile_row),
+    }
+    written = [rows | f"Write{table}" >> WriteTable(out, table)
+               for table, rows in tables.items()]
     if tfrecord:
-        (per_user.examples
-         | "ToTfExample" >> beam.Map(to_tf_example)
-         | "WriteTfRecords" >> beam.io.WriteToTFRecord(
-             str(out / TFRECORD_DIR / "part"), file_name_suffix=".tfrecord.gz"))
-    _write(per_user.user_features, out, USER_FEATURES.name)
-    _write(per_user.user_session, out, USER_SESSION.name)
-    _write(item_features, out, ITEM_FEATURES.name)
-    _write(per_user.item_events | "ItemStream" >> ItemStreamRows(cfg.history_event_types), out,
-           ITEM_STREAM.name)
-    _write(items.records | "Catalogue" >> beam.Map(catalogue_row), out, ITEM_CATALOGUE.name)
-    _write(users | "Profiles" >> beam.Map(profile_row), out, USER_PROFILE.name)
+        written.append(examples
+                       | "ToTfExample" >> beam.Map(to_tf_example)
+                       | "WriteTfRecords" >> WriteTfRecords(out / TFRECORD_DIR))
     dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
-    dead | "WriteDeadLetters" >> beam.io.WriteToText(
-        str(out / "_dead_letter" / "records"), file_name_suffix=".jsonl")
+    written.append(dead | "WriteDeadLetters" >> WriteJsonLines(out / "_dead_letter"))
+    written.append(tuple(tallies) | "Tallies" >> beam.Flatten() | "WriteTally" >> Tally(out))
+    tuple(written) | "Commit" >> Commit()
+
+
+def build_counters(staging: Path) -> dict[str, int]:
+    """The counters of a finished build, from what it wrote (every runner; Beam's metrics are
+    not collected by all): the tally, the dead letters per table, the catalogue's rows."""
+    counters = read_tally(staging)
+    bad = count_json_lines(staging / "_dead_letter", "table")
+    counters["events_bad"] = bad.get("events", 0)
+    counters["items_bad"] = bad.get("items", 0)
+    catalogue = staging / ITEM_CATALOGUE.name
+    counters["items_read"] = counters["items_bad"] + sum(
+        pq.read_metadata(path).num_rows for path in catalogue.glob("*.parquet"))
+    counters.setdefault("events_read", 0)
+    return counters
 
 
 @dataclass
@@ -231,11 +262,10 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     try:
-        with beam.Pipeline(options=options) as p:
-            build(p, lake, staging, cfg,
-                  tfrecord=options.view_as(FeatureJobOptions).tfrecord, event_log=event_log)
-        result = p.result
-        counters = beam_counters(result)
+        _run_pipeline(options, lambda p: build(
+            p, lake, staging, cfg, tfrecord=options.view_as(FeatureJobOptions).tfrecord,
+            event_log=event_log), out)
+        counters = build_counters(staging)
         read = counters.get("events_read", 0) + counters.get("items_read", 0)
         bad = counters.get("events_bad", 0) + counters.get("items_bad", 0)
         if read and bad / read > cfg.max_bad_ratio:
@@ -257,6 +287,23 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
     return BuildResult(out, counters, seconds)
 
 
+def _run_pipeline(options: PipelineOptions, construct, out: Path) -> None:
+    """Build the pipeline with ``construct(p)`` and run it to the end; a failure of the run
+    itself (not of our checks) becomes a PipelineRunError naming the runner."""
+    try:
+        with beam.Pipeline(options=options) as p:
+            construct(p)
+    except RecsysError:
+        raise
+    except Exception as exc:
+        runner = options.view_as(StandardOptions).runner or "DirectRunner"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise PipelineRunError(
+            f"the feature build failed on --runner {runner}: {type(exc).__name__}"
+            f"{': ' + reason if reason else ''}. The outputs in {out} were left unchanged."
+        ) from exc
+
+
 def _replace(staging: Path, out: Path) -> None:
     """Move the staged tables into ``out``, replacing the previous ones table by table."""
     out.mkdir(parents=True, exist_ok=True)
@@ -271,7 +318,8 @@ def _replace(staging: Path, out: Path) -> None:
             shutil.rmtree(trash) if trash.is_dir() else trash.unlink()
 
 
-__all__ = ["BuildResult", "FeatureJobOptions", "WriteTable", "beam_counters", "build", "run"]
+__all__ = ["BuildResult", "FeatureJobOptions", "WriteTable", "beam_counters", "build",
+           "build_counters", "run"]
 
 if __name__ == "__main__":
     import sys

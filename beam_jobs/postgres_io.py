@@ -30,7 +30,7 @@ import pyarrow as pa
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from beam_jobs.lake_io import NAMESPACE, table_rows
+from beam_jobs.lake_io import NAMESPACE, RowBatch, table_rows
 from recsys.data.schemas import TableSpec
 from recsys.errors import ConfigError, SourceError
 
@@ -109,7 +109,7 @@ def _exists(source: EventLogSource, table: str) -> bool:
 
 
 class _ReadSplit(beam.DoFn):
-    """split number -> the table's rows whose key hashes to it."""
+    """split number -> the table's rows whose key hashes to it, as RowBatches."""
 
     def __init__(self, source: EventLogSource, spec: TableSpec, splits: int):
         self.source, self.spec, self.splits = source, spec, splits
@@ -123,16 +123,19 @@ class _ReadSplit(beam.DoFn):
                                  sql.Identifier(self.spec.name), sql.Identifier(self.spec.key))
         with self.source.connect() as conn, conn.cursor(name=f"recsys_split_{split}") as cur:
             cur.execute(query, (self.splits, split))
-            while batch := cur.fetchmany(FETCH_ROWS):
+            for number, batch in enumerate(iter(lambda: cur.fetchmany(FETCH_ROWS), [])):
                 self.read.inc(len(batch))
-                yield from table_rows(pa.Table.from_pylist(
-                    [dict(zip(schema.names, row, strict=True)) for row in batch], schema=schema))
+                yield RowBatch(
+                    f"{self.source.schema}.{self.spec.name}#{split}/{self.splits}#{number}",
+                    list(table_rows(pa.Table.from_pylist(
+                        [dict(zip(schema.names, row, strict=True)) for row in batch],
+                        schema=schema))))
 
 
-class ReadEventLogTable(beam.PTransform):
-    """The rows of one event-log table (``spec.name`` in ``source.schema``); see the module
-    docstring. Connects once when the pipeline is built, to fail early and to skip a missing
-    table."""
+class ReadEventLogBatches(beam.PTransform):
+    """The rows of one event-log table (``spec.name`` in ``source.schema``) as RowBatches;
+    see the module docstring. Connects once when the pipeline is built, to fail early and to
+    skip a missing table."""
 
     def __init__(self, source: EventLogSource, spec: TableSpec, splits: int = 8):
         super().__init__()
@@ -152,4 +155,17 @@ class ReadEventLogTable(beam.PTransform):
                 | "Read" >> beam.ParDo(_ReadSplit(self.source, self.spec, self.splits)))
 
 
-__all__ = ["EventLogSource", "ReadEventLogTable"]
+class ReadEventLogTable(beam.PTransform):
+    """The rows of one event-log table (see :class:`ReadEventLogBatches`)."""
+
+    def __init__(self, source: EventLogSource, spec: TableSpec, splits: int = 8):
+        super().__init__()
+        self.batches = ReadEventLogBatches(source, spec, splits)
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Batches" >> self.batches
+                | "Rows" >> beam.FlatMap(lambda batch: batch.rows))
+
+
+__all__ = ["EventLogSource", "ReadEventLogBatches", "ReadEventLogTable"]

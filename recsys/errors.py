@@ -30,6 +30,11 @@ class BadRecordRatioError(RecsysError):
     """Too many records of one input were rejected; nothing of that input was written."""
 
 
+class PipelineRunError(RecsysError):
+    """A batch pipeline failed on its runner (a worker or the cluster went away, a task kept
+    failing); the message names the runner and says which outputs were kept."""
+
+
 class SourceError(RecsysError):
     """An input file or directory is missing, unreadable or not in the expected format."""
 

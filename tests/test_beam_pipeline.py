@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+from types import SimpleNamespace
 
 import apache_beam as beam
 import pyarrow as pa
@@ -50,6 +51,15 @@ EXPECTED_SEQUENCES = [
 
 
 
+def _split_user_outputs(outputs):
+    """ProcessUsers' outputs taken apart as the pipeline does."""
+    return SimpleNamespace(
+        session_sequences=outputs | "Sequences" >> beam.FlatMap(lambda o: o.sequences),
+        examples=outputs | "Examples" >> beam.FlatMap(lambda o: o.examples),
+        item_events=outputs | "ItemEvents" >> beam.FlatMap(
+            lambda o: [(e.item_id, e) for e in o.feature_events]))
+
+
 def test_sequences_are_exact_for_out_of_order_and_late_events():
     with BeamTestPipeline() as p:
         items = p | "Items" >> beam.Create(list(ITEMS.items()))
@@ -57,7 +67,8 @@ def test_sequences_are_exact_for_out_of_order_and_late_events():
                | beam.Create([E4, E3, E1, E2])  # the late e4 first, the rest shuffled
                | beam.GroupBy(lambda e: e.user_id)
                | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, FeatureConfig())
-               .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
+)
+        out = _split_user_outputs(out)
         assert_that(out.session_sequences, equal_to(EXPECTED_SEQUENCES))
         examples = out.examples | beam.Map(lambda r: (r["example_id"], r["split"],
                                                       r["history_item_ids"]))
@@ -77,7 +88,8 @@ def test_temporal_split_keeps_features_to_the_training_events():
                | beam.Create([E1, E2, E3, E4])
                | beam.GroupBy(lambda e: e.user_id)
                | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, cfg)
-               .with_outputs(*ProcessUsers.OUTPUTS, main="session_sequences"))
+)
+        out = _split_user_outputs(out)
         # two positives (e1, e4): max(1, floor(0.4)) = 1 test example, e4
         assert_that(out.session_sequences | beam.Map(lambda r: r["event_id"]),
                     equal_to(["e1", "e2", "e3"]))
