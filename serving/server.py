@@ -16,6 +16,7 @@ from pathlib import Path
 import recsys  # noqa: F401  (Keras 2 before TensorFlow)
 from serving.errors import Code, ServingError
 from serving.grpc_api import make_server
+from serving.grpc_health import ModelHealth
 from serving.options import ServerOptions, model_config, read_model_config
 from serving.prediction import Predictor
 from serving.rest_api import RestApi
@@ -62,6 +63,7 @@ class ModelServer:
         self.grpc_port = 0
         self.rest_port = 0
         self._grpc = None
+        self.health: ModelHealth | None = None
         self._uvicorn = None
         self._rest_thread = None
 
@@ -116,7 +118,10 @@ class ModelServer:
         self.core.reload_config(model_config(options))
         self._grpc, self.grpc_port = make_server(self.predictor, options.port, options.host,
                                                  options.grpc_max_threads)
+        self.health = ModelHealth(self._models_ready)
+        self.health.add_to(self._grpc)
         self._grpc.start()
+        self.health.start()
         log.info("Running gRPC ModelServer at %s:%d ...", options.host, self.grpc_port)
         if options.rest_api_port:
             if options.rest_api_port == options.port:
@@ -152,7 +157,13 @@ class ModelServer:
         self.rest_port = self.options.rest_api_port
         log.info("Exporting HTTP/REST API at:%s:%d ...", self.options.host, self.rest_port)
 
+    def _models_ready(self) -> bool:
+        managers = self.core.managers()
+        return bool(managers) and all(m.loaded_versions() for m in managers)
+
     def stop(self) -> None:
+        if self.health is not None:
+            self.health.stop()  # clients route elsewhere before the port closes
         self.core.stop()
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True

@@ -34,6 +34,7 @@ from recsys.errors import ConfigError
 from recsys.exploration.spec import PolicySpec, parse_policy
 from serving.access.policy import AccessConfig
 from serving.console.config import ConsoleConfig
+from serving.recommendations.model_targets import check_model_server
 from serving.recommendations.rules import RulesConfig
 
 
@@ -50,7 +51,8 @@ class ServiceConfig(Config):
     """Attributes:
         repo: the feature repository profile directory (Feast online store).
         model_base_path: where `recsys export` wrote retrieval, item_tower and ranker.
-        model_server: ``host:port`` of the model server's gRPC API; "" = models in process.
+        model_server: the model server's gRPC API: ``host:port``, replicas ``h1:p1,h2:p2``
+            (round robin, health-checked) or ``dns:///name:port``; "" = models in process.
         popular_lists: the file `recsys popular build` wrote ("" = MODEL_BASE_PATH/popular.json).
         catalogue: directory of the item catalogue table ("" = the repository's data/).
         request_deadline_ms: budget of one request; what is left when a stage would start
@@ -135,8 +137,9 @@ class ServiceConfig(Config):
     repo: Path = Path("feature_repo")
     model_base_path: Path = Path("models")
     model_server: str = setting("", text & Check(
-        lambda v: not v or (":" in v and v.rsplit(":", 1)[1].isdigit()), "host:port",
-        "be host:port"))
+        check_model_server, "host:port",
+        "be host:port, a comma-separated list of them (replicas) or a gRPC target such as "
+        "dns:///name:port"))
     popular_lists: str = ""
     catalogue: str = ""
     request_deadline_ms: float = setting(250.0, positive_number)

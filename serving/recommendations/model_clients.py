@@ -46,7 +46,9 @@ class ModelClient(Protocol):
 
 
 class GrpcModelClient:
-    """PredictionService/Predict on ``target`` (``host:port``) with a per-call deadline."""
+    """PredictionService/Predict on ``target`` with a per-call deadline: ``host:port``, or
+    replicas (``h1:p1,h2:p2``, ``dns:///name:port``) called round robin, health-checked
+    (``serving/recommendations/model_targets.py``)."""
 
     enforces_timeouts = True  # gRPC's deadline: a call answers or fails within timeout_s
 
@@ -56,13 +58,15 @@ class GrpcModelClient:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+        from serving.recommendations.model_targets import channel_options, channel_target
+
         self.target, self.label = target, label
         # Reconnect quickly once a restarted server is back (the default backoff grows to
         # two minutes); messages as large as TF Serving allows.
-        self._channel = grpc.insecure_channel(target, options=[
+        self._channel = grpc.insecure_channel(channel_target(target), options=[
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
-            ("grpc.max_receive_message_length", 256 * 1024 * 1024)])
+            ("grpc.max_receive_message_length", 256 * 1024 * 1024), *channel_options()])
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
     def predict(self, model: str, signature: str, inputs: Mapping[str, np.ndarray],

@@ -26,7 +26,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     api.add_argument("--model-base-path", "--model_base_path", dest="model_base_path",
                      type=Path, metavar="DIR", help="where `recsys export` wrote the models")
     api.add_argument("--model-server", metavar="HOST:PORT",
-                     help="the model server's gRPC address; default: models in process")
+                     help="the model server's gRPC address, or replicas HOST:PORT,HOST:PORT "
+                          "(round robin, health-checked); default: models in process")
     api.add_argument("--popular-lists", metavar="FILE.json",
                      help="default: MODEL_BASE_PATH/popular.json")
     api.add_argument("--deadline-ms", type=positive_float, metavar="MS",
