@@ -95,10 +95,12 @@ class ParsedBatch(NamedTuple):
 
 class Parsed(NamedTuple):
     """The outputs of a parse: ``records``, ``dead_letter`` (JSON lines, also as
-    ``parsed[DEAD_LETTER]``) and, from :func:`read_events`, ``tally`` ((counter, n, source)
-    triples)."""
+    ``parsed[DEAD_LETTER]``), ``batches`` (the records as lists, as parsed together: fewer,
+    larger elements for a shuffle) and, from :func:`read_events`, ``tally`` ((counter, n,
+    source) triples)."""
     records: Any
     dead_letter: Any
+    batches: Any
     tally: Any = ()
 
     def __getitem__(self, key):
@@ -132,7 +134,8 @@ class ParseRecords(beam.DoFn):
 
 def _split(parsed_batches) -> Parsed:
     return Parsed(parsed_batches | "Records" >> beam.FlatMap(lambda b: b.records),
-                  parsed_batches | "DeadLetters" >> beam.FlatMap(lambda b: b.dead_letters))
+                  parsed_batches | "DeadLetters" >> beam.FlatMap(lambda b: b.dead_letters),
+                  parsed_batches | "RecordLists" >> beam.Map(lambda b: b.records))
 
 
 class ParseRows(beam.PTransform):

@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -41,7 +41,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs.item_features import item_feature_rows
-from beam_jobs.item_stream import ItemStreamRows
+from beam_jobs.item_stream import item_stream_row_of
 from beam_jobs.lake_io import (
     DEAD_LETTER,
     NAMESPACE,
@@ -50,21 +50,24 @@ from beam_jobs.lake_io import (
     read_items,
     read_latest,
 )
+from beam_jobs.lookups import ItemLookup, horizon_day
 from beam_jobs.options import event_log_from_options, lake_and_output
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
 from beam_jobs.postgres_io import EventLogSource, ReadEventLogBatches
 from beam_jobs.shards import (
     Commit,
+    FileShards,
+    ParquetFiles,
     Tally,
     WriteJsonLines,
     WriteParquet,
-    WriteTfRecords,
     count_json_lines,
     read_tally,
+    write_tfrecords,
 )
-from beam_jobs.snapshots import day_of
 from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
+from recsys.data.records import Event, Item
 from recsys.data.schemas import EVENTS, ITEMS
 from recsys.errors import BadRecordRatioError, PipelineRunError, RecsysError
 from recsys.features.config import FeatureConfig, PositiveRule
@@ -124,30 +127,94 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
     return lake, out, cfg
 
 
-class ProcessUsers(beam.DoFn):
-    """(user_id, events) -> one :class:`UserOutputs` with everything computed from them;
-    each output table takes its part (one output, which every runner keeps as it is)."""
+def events_by_user(events: list[Event]) -> list[tuple[str, list[Event]]]:
+    """One batch's events -> (user_id, that user's events), one pair per user in it."""
+    grouped: dict[str, list[Event]] = {}
+    for event in events:
+        grouped.setdefault(event.user_id, []).append(event)
+    return list(grouped.items())
 
-    def process(self, keyed, items, horizon_day, cfg: FeatureConfig):
+
+def _items(items: Mapping[str, Item] | ItemLookup) -> Mapping[str, Item]:
+    return items.load() if isinstance(items, ItemLookup) else items
+
+
+class WriteUserTables(beam.DoFn):
+    """(user_id, events) -> the per-user tables, written where they are computed: session
+    sequences, training examples (and their TFRecords), user features and session states.
+    Emits (item_id, the user's events of it) for the item tables.
+
+    The per-user rows are most of the job's data (every sequence row carries its history), so
+    they never leave the task that makes them: on a cluster, passing them on to writer tasks
+    meant pickling them between workers. ``items`` is a mapping or an :class:`ItemLookup`."""
+
+    TABLES = {"session_sequences": "sequences", "training_examples": "examples",
+              USER_FEATURES.name: "user_features"}
+
+    def __init__(self, out: Path, items, horizon_day: int, cfg: FeatureConfig,
+                 tfrecord: bool = False):
+        self.out, self.items, self.horizon_day = str(out), items, horizon_day
+        self.cfg, self.tfrecord = cfg, tfrecord
+        self._shards: dict[str, FileShards] = {}
+
+    def start_bundle(self):
+        out = Path(self.out)
+        self._shards = {table: FileShards(str(out / table), ParquetFiles(OUTPUT_SCHEMAS[table]),
+                                          ".parquet")
+                        for table in (*self.TABLES, USER_SESSION.name)}
+        if self.tfrecord:
+            self._shards[TFRECORD_DIR] = FileShards(str(out / TFRECORD_DIR), write_tfrecords,
+                                                    ".tfrecord.gz")
+
+    def process(self, keyed):
         user_id, events = keyed
-        yield process_user(user_id, events, items, cfg, horizon_day)
+        outputs = process_user(user_id, events, _items(self.items), self.cfg, self.horizon_day)
+        for table, part in self.TABLES.items():
+            for row in getattr(outputs, part):
+                self._shards[table].add(row)
+        if outputs.session_state is not None:
+            self._shards[USER_SESSION.name].add(outputs.session_state)
+        if self.tfrecord:
+            for row in outputs.examples:
+                self._shards[TFRECORD_DIR].add(to_tf_example(row))
+        by_item: dict[str, list[Event]] = {}
+        for event in outputs.feature_events:
+            by_item.setdefault(event.item_id, []).append(event)
+        yield from by_item.items()
+
+    def finish_bundle(self):
+        for shards in self._shards.values():
+            shards.flush()
 
 
-class ItemFeatures(beam.PTransform):
-    """(item_id, event) pairs -> item feature rows, per item (see item_features.py)."""
+class WriteItemTables(beam.DoFn):
+    """(item_id, lists of its events) -> its ``item_features`` rows (``item_features.py``)
+    and its ``item_stream`` row (``item_stream.py``), written where they are computed; emits
+    nothing. ``items`` is a mapping or an :class:`ItemLookup`."""
 
-    def __init__(self, items, horizon_day, cfg: FeatureConfig):
-        super().__init__()
-        self.items, self.horizon_day, self.cfg = items, horizon_day, cfg
+    def __init__(self, out: Path, items, horizon_day: int, cfg: FeatureConfig):
+        self.out, self.items, self.horizon_day, self.cfg = str(out), items, horizon_day, cfg
+        self._shards: dict[str, FileShards] = {}
 
-    def expand(self, item_events):
-        cfg = self.cfg
-        return (item_events
-                | "ByItem" >> beam.GroupByKey()
-                | "Rows" >> beam.FlatMap(
-                    lambda kv, lookup, day: item_feature_rows(
-                        kv[0], lookup.get(kv[0]), list(kv[1]), cfg, day),
-                    self.items, self.horizon_day))
+    def start_bundle(self):
+        out = Path(self.out)
+        self._shards = {table: FileShards(str(out / table), ParquetFiles(OUTPUT_SCHEMAS[table]),
+                                          ".parquet")
+                        for table in (ITEM_FEATURES.name, ITEM_STREAM.name)}
+
+    def process(self, keyed):
+        item_id, slices = keyed
+        events = [event for part in slices for event in part]
+        item = _items(self.items).get(item_id)
+        for row in item_feature_rows(item_id, item, events, self.cfg, self.horizon_day):
+            self._shards[ITEM_FEATURES.name].add(row)
+        self._shards[ITEM_STREAM.name].add(
+            item_stream_row_of(item_id, events, self.cfg.history_event_types))
+        return ()
+
+    def finish_bundle(self):
+        for shards in self._shards.values():
+            shards.flush()
 
 
 class WriteTable(beam.PTransform):
@@ -163,14 +230,10 @@ class WriteTable(beam.PTransform):
         return rows | "Write" >> WriteParquet(self.out / self.table, self.schema)
 
 
-def _part(outputs, name: str):
-    """One list of rows of every UserOutputs, as rows."""
-    return outputs | f"{name}Rows" >> beam.FlatMap(lambda out: getattr(out, name))
-
-
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
           tfrecord: bool = False, event_log: EventLogSource | None = None) -> None:
-    """Add the whole feature build to ``p`` (see the module docstring)."""
+    """Add the whole feature build to ``p`` (see the module docstring). The horizon and the
+    item lookup are not side inputs (``beam_jobs/lookups.py``)."""
     logged_events = logged_items = None
     tallies = []
     if event_log is not None:
@@ -181,42 +244,30 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
     events = read_events(p, lake, logged_events)
     tallies.append(events.tally)
     items = read_items(p, lake, logged_items)
-    items_by_id = items.records | "IndexItems" >> beam.Map(lambda item: (item.item_id, item))
-    item_lookup = beam.pvalue.AsDict(items_by_id)
-    by_user = events.records | "ByUser" >> beam.GroupBy(lambda e: e.user_id)
-    # The latest time per user first: a global combine over every event would gather them
-    # all in one place on runners without combiner lifting.
-    horizon = beam.pvalue.AsSingleton(
-        by_user
-        | "UserLatest" >> beam.Map(lambda kv: max(e.ts_us for e in kv[1]))
-        | "Latest" >> beam.CombineGlobally(max).without_defaults()
-        | "HorizonDay" >> beam.Map(lambda ts: day_of(ts) + 1))
+    item_lookup = ItemLookup(str(lake), event_log, out.name)
+    horizon = horizon_day(lake, event_log)
+    # Shuffled as (user, that user's events of one batch) and joined after: far fewer,
+    # larger elements than one per event (on the DaskRunner, pickling them between workers
+    # was most of the job).
+    by_user = (events.batches
+               | "UserSlices" >> beam.FlatMap(events_by_user)
+               | "ByUser" >> beam.GroupByKey()
+               | "JoinSlices" >> beam.MapTuple(
+                   lambda user_id, slices: (user_id, [e for part in slices for e in part])))
 
-    per_user = by_user | "Timelines" >> beam.ParDo(ProcessUsers(), item_lookup, horizon, cfg)
-    item_events = per_user | "ItemEvents" >> beam.FlatMap(
-        lambda out: ((event.item_id, event) for event in out.feature_events))
-    item_features = item_events | "ItemFeatures" >> ItemFeatures(item_lookup, horizon, cfg)
+    item_tables = (by_user
+                   | "UserTables" >> beam.ParDo(
+                       WriteUserTables(out, item_lookup, horizon, cfg, tfrecord))
+                   | "ByItem" >> beam.GroupByKey()
+                   | "ItemTables" >> beam.ParDo(WriteItemTables(out, item_lookup, horizon, cfg)))
     users = read_latest(p, lake, "users", "user_id")
-    sessions = per_user | "SessionStates" >> beam.FlatMap(
-        lambda out: [out.session_state] if out.session_state is not None else [])
-    examples = _part(per_user, "examples")
 
     tables = {
-        "session_sequences": _part(per_user, "sequences"),
-        "training_examples": examples,
-        USER_FEATURES.name: _part(per_user, "user_features"),
-        USER_SESSION.name: sessions,
-        ITEM_FEATURES.name: item_features,
-        ITEM_STREAM.name: item_events | "ItemStream" >> ItemStreamRows(cfg.history_event_types),
         ITEM_CATALOGUE.name: items.records | "Catalogue" >> beam.Map(catalogue_row),
         USER_PROFILE.name: users | "Profiles" >> beam.Map(profile_row),
     }
-    written = [rows | f"Write{table}" >> WriteTable(out, table)
-               for table, rows in tables.items()]
-    if tfrecord:
-        written.append(examples
-                       | "ToTfExample" >> beam.Map(to_tf_example)
-                       | "WriteTfRecords" >> WriteTfRecords(out / TFRECORD_DIR))
+    written = [item_tables, *(rows | f"Write{table}" >> WriteTable(out, table)
+                              for table, rows in tables.items())]
     dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
     written.append(dead | "WriteDeadLetters" >> WriteJsonLines(out / "_dead_letter"))
     written.append(tuple(tallies) | "Tallies" >> beam.Flatten() | "WriteTally" >> Tally(out))
@@ -318,8 +369,9 @@ def _replace(staging: Path, out: Path) -> None:
             shutil.rmtree(trash) if trash.is_dir() else trash.unlink()
 
 
-__all__ = ["BuildResult", "FeatureJobOptions", "WriteTable", "beam_counters", "build",
-           "build_counters", "run"]
+__all__ = ["BuildResult", "FeatureJobOptions", "WriteItemTables", "WriteTable", "WriteUserTables",
+           "beam_counters",
+           "build", "build_counters", "events_by_user", "run"]
 
 if __name__ == "__main__":
     import sys

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import apache_beam as beam
 import psycopg
@@ -116,20 +117,40 @@ class _ReadSplit(beam.DoFn):
         self.read = beam.metrics.Metrics.counter(NAMESPACE, f"event_log_{spec.name}_read")
 
     def process(self, split: int):
-        schema = pa.schema([f.with_nullable(True) for f in self.spec.schema])
-        query = sql.SQL("SELECT {} FROM {}.{} WHERE mod(abs(hashtext({})::bigint), %s) = %s"
-                        ).format(sql.SQL(", ").join(map(sql.Identifier, schema.names)),
-                                 sql.Identifier(self.source.schema),
-                                 sql.Identifier(self.spec.name), sql.Identifier(self.spec.key))
-        with self.source.connect() as conn, conn.cursor(name=f"recsys_split_{split}") as cur:
-            cur.execute(query, (self.splits, split))
-            for number, batch in enumerate(iter(lambda: cur.fetchmany(FETCH_ROWS), [])):
-                self.read.inc(len(batch))
-                yield RowBatch(
-                    f"{self.source.schema}.{self.spec.name}#{split}/{self.splits}#{number}",
-                    list(table_rows(pa.Table.from_pylist(
-                        [dict(zip(schema.names, row, strict=True)) for row in batch],
-                        schema=schema))))
+        for batch in read_batches(self.source, self.spec, split, self.splits):
+            self.read.inc(len(batch.rows))
+            yield batch
+
+
+def read_batches(source: EventLogSource, spec: TableSpec, split: int = 0,
+                 splits: int = 1) -> Iterator[RowBatch]:
+    """The rows of ``spec``'s table whose key hashes to ``split`` of ``splits`` (all of them
+    by default), as RowBatches; no rows if the table does not exist."""
+    if not _exists(source, spec.name):
+        return
+    schema = pa.schema([f.with_nullable(True) for f in spec.schema])
+    query = sql.SQL("SELECT {} FROM {}.{} WHERE mod(abs(hashtext({})::bigint), %s) = %s"
+                    ).format(sql.SQL(", ").join(map(sql.Identifier, schema.names)),
+                             sql.Identifier(source.schema),
+                             sql.Identifier(spec.name), sql.Identifier(spec.key))
+    with source.connect() as conn, conn.cursor(name=f"recsys_split_{split}") as cur:
+        cur.execute(query, (splits, split))
+        for number, batch in enumerate(iter(lambda: cur.fetchmany(FETCH_ROWS), [])):
+            yield RowBatch(
+                f"{source.schema}.{spec.name}#{split}/{splits}#{number}",
+                list(table_rows(pa.Table.from_pylist(
+                    [dict(zip(schema.names, row, strict=True)) for row in batch],
+                    schema=schema))))
+
+
+def latest_timestamp_us(source: EventLogSource, spec: TableSpec) -> int | None:
+    """max(timestamp) of the table in microseconds, None if it is empty or missing."""
+    if not _exists(source, spec.name):
+        return None
+    query = sql.SQL("SELECT (extract(epoch FROM max({})) * 1000000)::bigint FROM {}.{}").format(
+        sql.Identifier("timestamp"), sql.Identifier(source.schema), sql.Identifier(spec.name))
+    with source.connect() as conn:
+        return conn.execute(query).fetchone()[0]
 
 
 class ReadEventLogBatches(beam.PTransform):
@@ -168,4 +189,5 @@ class ReadEventLogTable(beam.PTransform):
                 | "Rows" >> beam.FlatMap(lambda batch: batch.rows))
 
 
-__all__ = ["EventLogSource", "ReadEventLogBatches", "ReadEventLogTable"]
+__all__ = ["EventLogSource", "ReadEventLogBatches", "ReadEventLogTable", "latest_timestamp_us",
+           "read_batches"]

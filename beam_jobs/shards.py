@@ -49,9 +49,11 @@ def _digest(rows: list) -> str:
     return hashlib.blake2b(pickle.dumps(rows, protocol=5), digest_size=10).hexdigest()
 
 
-class WriteFiles(beam.DoFn):
-    """Elements -> files ``directory/prefix-DIGEST.suffix`` of at most ``rows_per_file``
-    elements, written by ``writer(path, rows)``; see the module docstring."""
+class FileShards:
+    """A bundle's buffer of rows for one output: ``add`` writes a file of ``rows_per_file``
+    rows when it is full (returning its path), ``flush`` writes what is left. Files are
+    ``directory/prefix-DIGEST.suffix``, written by ``writer(path, rows)`` to a temporary name
+    and renamed; see the module docstring."""
 
     def __init__(self, directory: str, writer: FileWriter, suffix: str, prefix: str = "part",
                  rows_per_file: int = ROWS_PER_FILE):
@@ -61,19 +63,16 @@ class WriteFiles(beam.DoFn):
         self.prefix, self.rows_per_file = prefix, rows_per_file
         self._rows: list = []
 
-    def start_bundle(self):
+    def reset(self) -> None:
         self._rows = []
 
-    def process(self, row):
+    def add(self, row) -> str | None:
         self._rows.append(row)
-        if len(self._rows) >= self.rows_per_file:
-            yield self._flush()
+        return self.flush() if len(self._rows) >= self.rows_per_file else None
 
-    def finish_bundle(self):
-        if self._rows:
-            self._flush()
-
-    def _flush(self) -> str:
+    def flush(self) -> str | None:
+        if not self._rows:
+            return None
         rows, self._rows = self._rows, []
         directory = Path(self.directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -87,7 +86,29 @@ class WriteFiles(beam.DoFn):
         return str(final)
 
 
-class _ParquetWriter:
+class WriteFiles(beam.DoFn):
+    """Elements -> files of at most ``rows_per_file`` elements (:class:`FileShards`); emits
+    the path of each file filled by ``process`` (not of the bundle's last one)."""
+
+    def __init__(self, directory: str, writer: FileWriter, suffix: str, prefix: str = "part",
+                 rows_per_file: int = ROWS_PER_FILE):
+        self.shards = FileShards(directory, writer, suffix, prefix, rows_per_file)
+
+    def start_bundle(self):
+        self.shards.reset()
+
+    def process(self, row):
+        written = self.shards.add(row)
+        if written:
+            yield written
+
+    def finish_bundle(self):
+        self.shards.flush()
+
+
+class ParquetFiles:
+    """``writer(path, rows)`` for :class:`FileShards`: one Parquet file with ``schema``."""
+
     def __init__(self, schema: pa.Schema):
         self.schema = schema
 
@@ -99,7 +120,8 @@ def _write_json_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines))
 
 
-def _write_tfrecords(path: Path, records: list[bytes]) -> None:
+def write_tfrecords(path: Path, records: list[bytes]) -> None:
+    """``writer(path, rows)`` for :class:`FileShards`: serialized records, gzipped TFRecord."""
     import tensorflow as tf
 
     with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
@@ -116,7 +138,7 @@ class WriteParquet(beam.PTransform):
 
     def expand(self, rows):
         return rows | "Files" >> beam.ParDo(WriteFiles(
-            str(self.directory), _ParquetWriter(self.schema), ".parquet",
+            str(self.directory), ParquetFiles(self.schema), ".parquet",
             rows_per_file=self.rows_per_file))
 
 
@@ -141,7 +163,7 @@ class WriteTfRecords(beam.PTransform):
 
     def expand(self, records):
         return records | "Files" >> beam.ParDo(WriteFiles(
-            str(self.directory), _write_tfrecords, ".tfrecord.gz"))
+            str(self.directory), write_tfrecords, ".tfrecord.gz"))
 
 
 class Tally(beam.PTransform):
@@ -194,5 +216,6 @@ def count_json_lines(directory: Path, key: str) -> dict[str, int]:
     return counts
 
 
-__all__ = ["Commit", "ROWS_PER_FILE", "TALLY", "Tally", "WriteFiles", "WriteJsonLines",
-           "WriteParquet", "WriteTfRecords", "count_json_lines", "read_tally"]
+__all__ = ["Commit", "FileShards", "ParquetFiles", "ROWS_PER_FILE", "TALLY", "Tally",
+           "WriteFiles", "WriteJsonLines", "WriteParquet", "WriteTfRecords", "count_json_lines",
+           "read_tally", "write_tfrecords"]

@@ -11,8 +11,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.lake_io import DEAD_LETTER, ParseRows
-from beam_jobs.pipeline import ProcessUsers, run
+from beam_jobs.lake_io import DEAD_LETTER, ParseRows, table_rows
+from beam_jobs.pipeline import WriteUserTables, run
 from recsys.data.lake import Lake
 from recsys.data.records import US_PER_S, Event, Item, parse_event
 from recsys.data.synthetic import SyntheticConfig, generate
@@ -51,54 +51,43 @@ EXPECTED_SEQUENCES = [
 
 
 
-def _split_user_outputs(outputs):
-    """ProcessUsers' outputs taken apart as the pipeline does."""
-    return SimpleNamespace(
-        session_sequences=outputs | "Sequences" >> beam.FlatMap(lambda o: o.sequences),
-        examples=outputs | "Examples" >> beam.FlatMap(lambda o: o.examples),
-        item_events=outputs | "ItemEvents" >> beam.FlatMap(
-            lambda o: [(e.item_id, e) for e in o.feature_events]))
-
-
-def test_sequences_are_exact_for_out_of_order_and_late_events():
+def _user_tables(out, events, cfg, item_events):
+    """WriteUserTables over ``events`` grouped by user: checks it emits ``item_events``
+    ((item_id, event_id) pairs), returns the tables it wrote (rows as the lake reads them,
+    timestamps in microseconds)."""
     with BeamTestPipeline() as p:
-        items = p | "Items" >> beam.Create(list(ITEMS.items()))
-        out = (p
-               | beam.Create([E4, E3, E1, E2])  # the late e4 first, the rest shuffled
-               | beam.GroupBy(lambda e: e.user_id)
-               | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, FeatureConfig())
-)
-        out = _split_user_outputs(out)
-        assert_that(out.session_sequences, equal_to(EXPECTED_SEQUENCES))
-        examples = out.examples | beam.Map(lambda r: (r["example_id"], r["split"],
-                                                      r["history_item_ids"]))
-        # e3's 5 s dwell is below the 10 s threshold; e4 is a like in a new session
-        assert_that(examples, equal_to([("e1", "train", []), ("e4", "train", ["i2", "i1"])]),
-                    label="examples")
-        items_seen = out.item_events | beam.Map(lambda kv: (kv[0], kv[1].event_id))
-        assert_that(items_seen, equal_to([("i1", "e1"), ("i2", "e2"), ("i2", "e3"),
-                                          ("i1", "e4")]), label="item events")
+        emitted = (p
+                   | beam.Create(events)
+                   | beam.GroupBy(lambda e: e.user_id)
+                   | beam.ParDo(WriteUserTables(out, ITEMS, 20_455, cfg))
+                   | beam.FlatMap(lambda kv: [(kv[0], e.event_id) for e in kv[1]]))
+        assert_that(emitted, equal_to(item_events))
+    tables = {name: [row for path in sorted((out / name).glob("*.parquet"))
+                     for row in table_rows(pq.read_table(path))]
+              for name in ("session_sequences", "training_examples")}
+    return SimpleNamespace(**tables)
 
 
-def test_temporal_split_keeps_features_to_the_training_events():
-    cfg = FeatureConfig(split="temporal")
-    with BeamTestPipeline() as p:
-        items = p | "Items" >> beam.Create(list(ITEMS.items()))
-        out = (p
-               | beam.Create([E1, E2, E3, E4])
-               | beam.GroupBy(lambda e: e.user_id)
-               | beam.ParDo(ProcessUsers(), beam.pvalue.AsDict(items), 20_455, cfg)
-)
-        out = _split_user_outputs(out)
-        # two positives (e1, e4): max(1, floor(0.4)) = 1 test example, e4
-        assert_that(out.session_sequences | beam.Map(lambda r: r["event_id"]),
-                    equal_to(["e1", "e2", "e3"]))
-        assert_that(out.examples | beam.Map(lambda r: (r["example_id"], r["split"],
-                                                       r["history_item_ids"])),
-                    equal_to([("e1", "train", []), ("e4", "test", ["i2", "i1"])]),
-                    label="examples")
-        assert_that(out.item_events | beam.Map(lambda kv: kv[1].event_id),
-                    equal_to(["e1", "e2", "e3"]), label="no test event reaches item features")
+def test_sequences_are_exact_for_out_of_order_and_late_events(tmp_path):
+    # the late e4 first, the rest shuffled
+    out = _user_tables(tmp_path, [E4, E3, E1, E2], FeatureConfig(),
+                       [("i1", "e1"), ("i1", "e4"), ("i2", "e2"), ("i2", "e3")])
+    assert sorted(out.session_sequences, key=lambda r: r["event_id"]) == EXPECTED_SEQUENCES
+    examples = sorted((r["example_id"], r["split"], r["history_item_ids"])
+                      for r in out.training_examples)
+    # e3's 5 s dwell is below the 10 s threshold; e4 is a like in a new session
+    assert examples == [("e1", "train", []), ("e4", "train", ["i2", "i1"])]
+
+
+def test_temporal_split_keeps_features_to_the_training_events(tmp_path):
+    # no test event reaches item features
+    out = _user_tables(tmp_path, [E1, E2, E3, E4], FeatureConfig(split="temporal"),
+                       [("i1", "e1"), ("i2", "e2"), ("i2", "e3")])
+    # two positives (e1, e4): max(1, floor(0.4)) = 1 test example, e4
+    assert sorted(r["event_id"] for r in out.session_sequences) == ["e1", "e2", "e3"]
+    assert sorted((r["example_id"], r["split"], r["history_item_ids"])
+                  for r in out.training_examples) == [("e1", "train", []),
+                                                      ("e4", "test", ["i2", "i1"])]
 
 
 def test_parse_rows_sends_bad_rows_to_the_dead_letter_with_reasons():
@@ -230,30 +219,41 @@ def test_tfrecord_examples_equal_the_parquet_examples(small_lake, tmp_path):
     assert parsed == expected and len(parsed) > 10
 
 
-def test_item_features_are_exact_per_item():
-    from beam_jobs.pipeline import ItemFeatures
+def _item_tables(out, items, horizon_day, events_by_item, cfg=None):
+    """WriteItemTables over (item_id, [events]) slices: the rows of the tables it wrote, as
+    the lake reads them (timestamps in microseconds)."""
+    from beam_jobs.pipeline import WriteItemTables
+
+    with BeamTestPipeline() as p:
+        (p
+         | beam.Create(events_by_item)
+         | beam.GroupByKey()
+         | beam.ParDo(WriteItemTables(out, items, horizon_day, cfg or FeatureConfig())))
+    return {name: [row for path in sorted((out / name).glob("*.parquet"))
+                   for row in table_rows(pq.read_table(path))]
+            for name in ("item_features", "item_stream")}
+
+
+def test_item_features_are_exact_per_item(tmp_path):
     from recsys.data.records import US_PER_DAY
 
     day0 = us(0) // US_PER_DAY  # 2026-01-01
-    with BeamTestPipeline() as p:
-        items = p | "Items" >> beam.Create([("i1", Item("i1", "news", duration_s=100.0,
-                                                        created_us=day0 * US_PER_DAY))])
-        events = p | "Events" >> beam.Create([
-            ("i1", Event("a", "u1", "i1", "impression", us(10))),
-            ("i1", Event("b", "u1", "i1", "click", us(20), dwell_time_s=30.0)),
-            ("i1", Event("c", "u1", "i1", "watch", us(50), watch_time_s=25.0)),
-            ("i1", Event("d", "u2", "i1", "impression", us(86_400 * 3))),  # day 3, out of order
-        ])
-        rows = events | ItemFeatures(beam.pvalue.AsDict(items), day0 + 5, FeatureConfig())
-        summary = rows | beam.Map(lambda r: (
-            r["event_timestamp"] // US_PER_DAY - day0, r["item_impressions_1d"],
-            r["item_impressions_7d"], r["item_clicks_7d"], r["item_ctr_7d"],
-            r["item_avg_watch_fraction_30d"], r["item_age_days"]))
-        # Snapshots at the midnights after day 0 (d1), day 0 + 1d window (d2), day 3 (d4),
-        # day 3 + 1d (d5); later exits are past the horizon (day 5).
-        assert_that(summary, equal_to([
-            (1, 1, 1, 1, 1.0, 0.25, 1.0),
-            (2, 0, 1, 1, 1.0, 0.25, 2.0),
-            (4, 1, 2, 1, 0.5, 0.25, 4.0),
-            (5, 0, 2, 1, 0.5, 0.25, 5.0),
-        ]))
+    items = {"i1": Item("i1", "news", duration_s=100.0, created_us=day0 * US_PER_DAY)}
+    rows = _item_tables(tmp_path, items, day0 + 5, [
+        ("i1", [Event("a", "u1", "i1", "impression", us(10)),
+                Event("b", "u1", "i1", "click", us(20), dwell_time_s=30.0)]),
+        ("i1", [Event("c", "u1", "i1", "watch", us(50), watch_time_s=25.0)]),
+        ("i1", [Event("d", "u2", "i1", "impression", us(86_400 * 3))]),  # day 3, out of order
+    ])["item_features"]
+    summary = sorted((
+        r["event_timestamp"] // US_PER_DAY - day0, r["item_impressions_1d"],
+        r["item_impressions_7d"], r["item_clicks_7d"], r["item_ctr_7d"],
+        r["item_avg_watch_fraction_30d"], r["item_age_days"]) for r in rows)
+    # Snapshots at the midnights after day 0 (d1), day 0 + 1d window (d2), day 3 (d4),
+    # day 3 + 1d (d5); later exits are past the horizon (day 5).
+    assert summary == [
+        (1, 1, 1, 1, 1.0, 0.25, 1.0),
+        (2, 0, 1, 1, 1.0, 0.25, 2.0),
+        (4, 1, 2, 1, 0.5, 0.25, 4.0),
+        (5, 0, 2, 1, 0.5, 0.25, 5.0),
+    ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
-from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs.item_stream import ItemStreamRows
+from beam_jobs.lake_io import table_rows
+from beam_jobs.pipeline import WriteItemTables
+from beam_jobs.snapshots import day_of
 from recsys.data.records import Event
+from recsys.features.config import FeatureConfig
 from recsys.features.item_counters import BUCKET_US, count_events, item_stream_row
 from recsys.features.tables import ITEM_STREAM
 
@@ -43,7 +46,9 @@ def test_counts_do_not_depend_on_event_order():
     assert _row(events) == _row(list(reversed(events)))
 
 
-def test_beam_rows_equal_the_worker_definition():
+def test_beam_rows_equal_the_worker_definition(tmp_path):
+    """The feature build's item tables step writes, per item, the row the stream worker's
+    definition gives for the same events, whatever slices they come in."""
     newest = T0 + 5 * 86_400 * 1_000_000
     times = [newest - k * 17 * MIN for k in range(120)]  # back over more than a day
     events = [Event(f"e{k}", "u1", "i1", ("impression", "click", "watch")[k % 3], ts)
@@ -51,7 +56,11 @@ def test_beam_rows_equal_the_worker_definition():
     events.append(Event("x", "u2", "i2", "like", T0))
     expected = [_row([(e.event_type, e.ts_us) for e in events if e.item_id == "i1"]),
                 item_stream_row("i2", *count_events([("like", T0)], ENGAGING))]
+    cfg = FeatureConfig(history_event_types=ENGAGING)
+    slices = [("i1", events[k:k + 50]) for k in range(0, 120, 50)] + [("i2", events[-1:])]
     with BeamPipeline() as p:
-        rows = (p | beam.Create([(e.item_id, e) for e in events])
-                | ItemStreamRows(ENGAGING))
-        assert_that(rows, equal_to(expected))
+        (p | beam.Create(slices) | beam.GroupByKey()
+         | beam.ParDo(WriteItemTables(tmp_path, {}, day_of(newest) + 1, cfg)))
+    written = [row for path in (tmp_path / ITEM_STREAM.name).glob("*.parquet")
+               for row in table_rows(pq.read_table(path))]
+    assert sorted(written, key=lambda r: r["item_id"]) == expected
