@@ -4,12 +4,15 @@ the service and its workers."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -71,3 +74,58 @@ def test_two_workers_answer_on_one_port_and_report_summed_metrics(two_workers, s
     assert process.wait(60) == 0
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{url}/healthz", timeout=5)
+
+
+def _ready_pids(url: str, want: int, deadline: float) -> set[int]:
+    pids: set[int] = set()
+    while len(pids) < want and time.monotonic() < deadline:
+        try:
+            pids.add(requests.get(f"{url}/readyz", timeout=2).json()["pid"])
+        except requests.RequestException:
+            time.sleep(0.2)
+    return pids
+
+
+def test_a_killed_worker_is_replaced_and_only_a_request_in_flight_can_fail(two_workers,
+                                                                            small_data):
+    """Requests one at a time, each on a new connection, while one worker is SIGKILLed: at
+    most the one request in flight at that moment fails; the others are answered by the
+    other worker until the supervisor's replacement is up, and then by both."""
+    url, process, pids = two_workers
+    user = small_data.train["user_id"].value_counts().index[0]
+    # a worker that dies within 30 s of its start stops the service (a start-up failure);
+    # this test is about one that dies later
+    victim = sorted(pids)[0]
+    time.sleep(max(0.0, 31.0 - (time.time() - psutil.Process(victim).create_time())))
+    results: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            try:
+                answer = requests.post(f"{url}/v1/recommendations",
+                                       json={"user_id": user, "k": 5}, timeout=30)
+                results.append("ok" if answer.status_code == 200 else str(answer.status_code))
+            except requests.RequestException as exc:
+                results.append(type(exc).__name__)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    try:
+        time.sleep(1.0)
+        served_before_kill = len(results)
+        os.kill(victim, signal.SIGKILL)
+        replacement = set()
+        deadline = time.monotonic() + 240
+        while not replacement and time.monotonic() < deadline:
+            replacement = _ready_pids(url, 2, time.monotonic() + 2) - pids
+        assert replacement, "no replacement worker answered within 240 s"
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        thread.join(60)
+    failed = [r for r in results if r != "ok"]
+    assert served_before_kill > 0 and len(results) > served_before_kill + 10, results
+    assert len(failed) <= 1, failed
+    assert process.poll() is None
+    assert len(_ready_pids(url, 2, time.monotonic() + 60) - {victim}) == 2
