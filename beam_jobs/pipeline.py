@@ -233,7 +233,9 @@ class WriteTable(beam.PTransform):
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
           tfrecord: bool = False, event_log: EventLogSource | None = None) -> None:
     """Add the whole feature build to ``p`` (see the module docstring). The horizon and the
-    item lookup are not side inputs (``beam_jobs/lookups.py``)."""
+    item lookup are not side inputs (``beam_jobs/lookups.py``). Paths are made absolute: the
+    workers of a cluster do not share the driver's working directory."""
+    lake, out = lake.resolve(), out.resolve()
     logged_events = logged_items = None
     tallies = []
     if event_log is not None:
