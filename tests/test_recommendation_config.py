@@ -34,7 +34,10 @@ def test_file_then_flags(tmp_path):
     ({"tensorflow_inter_op_parallelism": "one"},
      "tensorflow_inter_op_parallelism must be an integer >= 0, got 'one'"),
     ({"default_k": 20, "max_k": 10}, r"default_k \(20\) must be <= max_k \(10\)"),
-    ({"model_server": "localhost"}, "model_server must be host:port, got 'localhost'"),
+    ({"model_server": "localhost"}, "model_server must be host:port, a comma-separated list of "
+                                       r"them \(replicas\) or a gRPC target such as "
+                                       "dns:///name:port, got 'localhost'"),
+    ({"model_server": "h:1,h"}, "model_server must be host:port, a comma-separated list of "),
     ({"item_table_refresh_s": 0}, "item_table_refresh_s must be a number > 0, got 0"),
     ({"enable_batching": "yes"}, "enable_batching must be"),
     ({"ranker_runtime": "xla"},
