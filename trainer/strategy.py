@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 
 import tensorflow as tf
 
@@ -34,4 +35,24 @@ def make_strategy(name: str, tf_config: str | None = None) -> tf.distribute.Stra
     raise ConfigError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
-__all__ = ["make_strategy"]
+@dataclass(frozen=True)
+class WorkerRole:
+    """This process's place in the cluster: ``task`` (e.g. ``worker-1``; ``local`` without a
+    cluster) and whether it is the chief, the one that writes the model directory (Keras'
+    rule: the ``chief`` task, or worker 0 when the cluster has no chief)."""
+
+    task: str
+    is_chief: bool
+
+
+def worker_role(strategy: tf.distribute.Strategy) -> WorkerRole:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return WorkerRole("local", True)
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+    return WorkerRole(f"{task_type}-{task_id}", is_chief)
+
+
+__all__ = ["WorkerRole", "make_strategy", "worker_role"]

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from trainer.config import RetrievalConfig
 from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
 from trainer.retrieval_model import EXAMPLE_WEIGHT, SAMPLING_PROBABILITY, TwoTowerModel
-from trainer.strategy import make_strategy
+from trainer.strategy import make_strategy, worker_role
 from trainer.training_data import RetrievalData, timestamps_us, with_content
 from trainer.vocabularies import Vocabularies
 
@@ -132,26 +133,33 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     vocabularies are kept). An ``example_weight`` column weighs each example in the loss
     (scaled to mean 1). ``reset_users`` (with ``init_from``): every user's id row starts as
     the unknown user's (``forget_users``)."""
+    # the strategy first: a multi-worker one must exist before any other TensorFlow op
+    strategy = make_strategy(cfg.train.strategy)
+    role = worker_role(strategy)
     seed_everything(cfg.train.seed)
     directory = ModelDir(model_dir)
+    # Every worker trains and saves checkpoints (a multi-worker save is collective); only the
+    # chief writes the model directory, the others a scratch directory removed at the end.
+    scratch = None if role.is_chief else ModelDir(directory.path / f".{role.task}")
+    writes = directory if scratch is None else scratch
     if init_from is not None:
         cfg = dataclasses.replace(cfg, model=init_from.read_config().model)
-    directory.write_config(cfg)
+    writes.write_config(cfg)
     frame = with_content(data.train, data.catalogue)
     queries = to_arrays(frame, query_inputs(cfg.model), "the training set")
     candidates = to_arrays(frame, candidate_inputs(cfg.model), "the training set")
     vocab = (Vocabularies.load(init_from.vocabularies_file) if init_from is not None
              else Vocabularies.build(queries, candidates, query_inputs(cfg.model)))
-    vocab.save(directory.vocabularies_file)
-    directory.write_data_info(int(timestamps_us(data.train).max()), n_examples=len(frame))
+    vocab.save(writes.vocabularies_file)
+    writes.write_data_info(int(timestamps_us(data.train).max()), n_examples=len(frame))
     catalogue = _catalogue_arrays(data, cfg, vocab) if cfg.model.num_random_negatives else None
     features = {**queries, **candidates,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}
     if EXAMPLE_WEIGHT in frame.columns:
         features[EXAMPLE_WEIGHT] = mean_one(frame[EXAMPLE_WEIGHT].to_numpy(np.float64))
     n = len(frame)
-    strategy = make_strategy(cfg.train.strategy)
-    resuming = tf.train.latest_checkpoint(directory.checkpoints) is not None
+    latest = tf.train.latest_checkpoint(directory.checkpoints)  # the chief's, for every worker
+    resuming = latest is not None
     with strategy.scope():
         model = TwoTowerModel(cfg.model, vocab, catalogue)
         if init_from is not None and not resuming:
@@ -161,23 +169,28 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
         model.compile(optimizer=tf.keras.optimizers.Adam(cfg.train.learning_rate))
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, directory.checkpoints,
+    manager = tf.train.CheckpointManager(checkpoint, writes.checkpoints,
                                          max_to_keep=cfg.train.max_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
-        log.info("resuming from %s (epoch %d)", manager.latest_checkpoint, int(epoch.numpy()))
+    if latest:
+        checkpoint.restore(latest)
+        log.info("%s: resuming from %s (epoch %d)", role.task, latest, int(epoch.numpy()))
     initial_epoch = int(epoch.numpy())
+    # batches of the global batch size; on several workers, each takes its share of every
+    # batch (sharding by data: every worker reads the same arrays)
+    sharding = tf.data.Options()
+    sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = (tf.data.Dataset.from_tensor_slices(features)
                .shuffle(n, seed=cfg.train.seed, reshuffle_each_iteration=True)
                .batch(cfg.train.batch_size)
-               .prefetch(tf.data.AUTOTUNE))
+               .prefetch(tf.data.AUTOTUNE)
+               .with_options(sharding))
     steps = math.ceil(n / cfg.train.batch_size)
-    bar = ProgressBar(steps, n, enabled=progress)
+    bar = ProgressBar(steps, n, enabled=progress and role.is_chief)
     trained: list = []
     if initial_epoch < cfg.train.epochs:
         history = model.fit(
             dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch, verbose=0,
-            callbacks=[bar, tf.keras.callbacks.TensorBoard(str(directory.logs), update_freq=50),
+            callbacks=[bar, tf.keras.callbacks.TensorBoard(str(writes.logs), update_freq=50),
                        EpochCheckpoint(manager, epoch, cfg.train.checkpoint_every_epochs,
                                        cfg.train.epochs)])
         trained = history.history.get("loss", [])
@@ -185,6 +198,9 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
         log.info("the checkpoint holds all %d epochs: nothing left to train", cfg.train.epochs)
     losses = [float(x) for x in trained]
     rate = (len(losses) * n / sum(bar.seconds)) if bar.seconds else 0.0
+    if scratch is not None:
+        shutil.rmtree(scratch.path, ignore_errors=True)
+        return TrainResult(directory.path, len(losses), n, losses, rate)
     (directory.path / "history.json").write_text(json.dumps(
         {"loss": losses, "epoch_seconds": bar.seconds, "examples": n,
          "examples_per_second": rate, "initial_epoch": initial_epoch,
