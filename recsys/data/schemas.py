@@ -13,6 +13,7 @@ Guarantees:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import pyarrow as pa
 
@@ -45,14 +46,19 @@ class TableSpec:
     schema: pa.Schema
     key: str
 
-    @property
+    @cached_property
     def required(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.schema if not f.nullable and f.name != INGESTED_AT)
 
-    @property
+    @cached_property
     def input_columns(self) -> tuple[str, ...]:
         """Columns an input may carry (everything but the lake-owned ``ingested_at``)."""
         return tuple(f.name for f in self.schema if f.name != INGESTED_AT)
+
+    @cached_property
+    def input_column_set(self) -> frozenset[str]:
+        """:attr:`input_columns` as a set, for checking every field of every record."""
+        return frozenset(self.input_columns)
 
 
 def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:

@@ -60,7 +60,7 @@ def _shape_problem(record: Any, spec: TableSpec) -> str | None:
         return f"expected a JSON object with the {spec.name} fields, got {type(record).__name__}"
     if INGESTED_AT in record:
         return f"field '{INGESTED_AT}' is written by the lake; drop it"
-    unknown = sorted(str(k) for k in record if k not in spec.input_columns)
+    unknown = sorted(str(k) for k in record if k not in spec.input_column_set)
     if unknown:
         return f"unknown field(s) {unknown}; allowed: {list(spec.input_columns)}"
     return None
