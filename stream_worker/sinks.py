@@ -1,8 +1,9 @@
 """Where the stream worker's effects land, each idempotent:
 
-* :class:`OnlineFeatureSink`: the Feast online store (SQLite or Redis), through the push
-  sources ``user_session_push`` and ``item_stream_push`` and, for catalogue rows, a write of
-  the ``item_catalogue`` view. Pushing a state again overwrites it with the same values. A
+* :class:`OnlineFeatureSink`: the Feast online store (SQLite or Redis): the rows of the
+  views the push sources ``user_session_push`` and ``item_stream_push`` feed (what a push
+  writes) and catalogue rows of ``item_catalogue``, each batch in one write
+  (:mod:`stream_worker.online_rows`). Pushing a state again overwrites it with the same values. A
   push is stamped with the time it is written, not the newest event's time: Feast's Redis
   store skips a row that is not newer than the stored one, which would drop the effect of a
   late event (its session length or counter changes, the newest event time does not).
@@ -41,60 +42,47 @@ def feature_frame(table: FeatureTable, rows: Sequence[dict]) -> pd.DataFrame:
 
 
 class OnlineFeatureSink:
+    """The stream's rows in the online store, each kind in one batch write or read
+    (:class:`~stream_worker.online_rows.OnlineRows`)."""
+
     def __init__(self, repo: Path):
         from recsys.features.store import open_store
+        from stream_worker.online_rows import OnlineRows
 
         self.store = open_store(repo)
+        self.rows = OnlineRows(self.store)
 
     def push_sessions(self, rows: Sequence[dict]) -> None:
-        self._push("user_session_push", USER_SESSION, rows)
+        self._push(USER_SESSION, rows)
 
     def push_item_counters(self, rows: Sequence[dict]) -> None:
-        self._push("item_stream_push", ITEM_STREAM, rows)
+        self._push(ITEM_STREAM, rows)
 
     def write_catalogue(self, rows: Sequence[dict]) -> None:
-        if rows:
-            self.store.write_to_online_store(ITEM_CATALOGUE.name,
-                                             feature_frame(ITEM_CATALOGUE, rows))
+        self.rows.write(ITEM_CATALOGUE, rows)
 
-    def _push(self, source: str, table: FeatureTable, rows: Sequence[dict]) -> None:
+    def _push(self, table: FeatureTable, rows: Sequence[dict]) -> None:
+        """What a push of the table's push source writes, stamped with the time of writing."""
         import time
-
-        from feast.data_source import PushMode
 
         if rows:
             now_us = time.time_ns() // 1000
-            stamped = [{**row, EVENT_TIMESTAMP: now_us, CREATED_TIMESTAMP: now_us}
-                       for row in rows]
-            self.store.push(source, feature_frame(table, stamped), to=PushMode.ONLINE)
+            self.rows.write(table, [{**row, EVENT_TIMESTAMP: now_us, CREATED_TIMESTAMP: now_us}
+                                    for row in rows])
 
     def session_rows(self, user_ids: Iterable[str]) -> dict[str, dict]:
         """The online store's ``user_session`` row of each user that has one (the Beam job's
         latest session state, materialized, or an earlier push): where a user the stream
         holds no state for continues from."""
-        user_ids = sorted(set(user_ids))
-        if not user_ids:
-            return {}
-        columns = USER_SESSION.feature_names
-        found = self.store.get_online_features(
-            features=[f"{USER_SESSION.name}:{c}" for c in columns],
-            entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
-        rows = {}
-        for n, user in enumerate(found["user_id"]):
-            row = {c: found[c][n] for c in columns}
-            if row["session_last_event_at_s"] is not None:
-                rows[user] = row
-        return rows
+        found = self.rows.read(USER_SESSION, sorted(set(user_ids)))
+        return {user: row for user, row in found.items()
+                if row["session_last_event_at_s"] is not None}
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
         """Each item's category from the online catalogue (None when unknown)."""
         item_ids = sorted(set(item_ids))
-        if not item_ids:
-            return {}
-        found = self.store.get_online_features(
-            features=[f"{ITEM_CATALOGUE.name}:item_category"],
-            entity_rows=[{"item_id": i} for i in item_ids]).to_dict()
-        return dict(zip(found["item_id"], found["item_category"]))
+        found = self.rows.read(ITEM_CATALOGUE, item_ids, ["item_category"])
+        return {i: found.get(i, {}).get("item_category") for i in item_ids}
 
 
 class LakeSink:

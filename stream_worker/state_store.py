@@ -13,14 +13,16 @@ Guarantees:
   from the ``seed`` row given to :meth:`apply` (the online store's ``user_session``), so a
   first event adds to the history the batch job left rather than replacing it.
 * Reads return a version with each state; it grows with every update, so a writer can tell
-  whether what it pushed downstream is still the newest.
+  whether what it pushed downstream is still the newest. :meth:`apply` returns the states it
+  wrote with their versions, so the first push of a batch reads nothing back.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Callable, Iterable, Mapping
+
+import orjson
 
 from recsys.data.records import Event, order_key
 from recsys.features.item_counters import bucket_of, item_stream_row, kinds_of, oldest_kept_bucket
@@ -61,23 +63,27 @@ class StreamState:
         return f"{self.prefix}:applied:{scope}:{event_id}"
 
     def apply(self, events: Iterable[Event], categories: Mapping[str, str | None],
-              seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None) -> int:
+              seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None
+              ) -> dict[str, tuple[SessionState, int]]:
         """Apply ``events`` (any order, repeats allowed) to the user states and item
-        counters; returns how many were new to the user states. ``seed`` gives the
-        ``user_session`` rows (the online store's) that users without a state here start
-        from; without it, or without a row, a user starts empty."""
+        counters; returns the states this call changed, with their versions (users whose
+        events were all applied before are absent). ``seed`` gives the ``user_session`` rows
+        (the online store's) that users without a state here start from; without it, or
+        without a row, a user starts empty."""
         by_user: dict[str, dict[str, Event]] = defaultdict(dict)
         for event in events:
             by_user[event.user_id][event.event_id] = event
-        applied = self._apply_users(by_user, categories, seed)
+        written = self._apply_users(by_user, categories, seed)
         self._apply_items([e for evs in by_user.values() for e in evs.values()])
-        return applied
+        return written
 
     def _apply_users(self, by_user: Mapping[str, Mapping[str, Event]],
                      categories: Mapping[str, str | None],
-                     seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None) -> int:
+                     seed: Callable[[list[str]], Mapping[str, Mapping]] | None = None
+                     ) -> dict[str, tuple[SessionState, int]]:
         """All the users' states and markers in one optimistic transaction (four round trips
-        whatever the batch size); a race with another worker retries it on the new states."""
+        whatever the batch size); a race with another worker retries it on the new states.
+        Returns the states written, by user."""
         import redis
 
         users = list(by_user)
@@ -103,24 +109,25 @@ class StreamState:
                         fresh = [e for e in by_user[user].values() if e.event_id not in seen]
                         if not fresh:
                             continue
-                        state = (SessionState.from_json(json.loads(raw)) if raw
+                        state = (SessionState.from_json(orjson.loads(raw)) if raw
                                  else SessionState.from_feature_row(rows[user])
                                  if user in rows else SessionState())
                         for event in sorted(fresh, key=order_key):
                             state.add(event, categories.get(event.item_id),
                                       self.cfg.history_length, self.cfg.session_gap_s)
-                        updates[key] = (state, fresh)
+                        updates[user] = (key, state, fresh)
                     if not updates:
                         pipe.unwatch()
-                        return 0
+                        return {}
                     pipe.multi()
-                    for key, (state, fresh) in updates.items():
-                        pipe.set(key, json.dumps(state.to_json()), ex=self.cfg.state_ttl_s)
+                    for key, state, fresh in updates.values():
+                        pipe.set(key, orjson.dumps(state.to_json()), ex=self.cfg.state_ttl_s)
                         for event in fresh:
                             pipe.set(self._marker("session", event.event_id), b"1",
                                      ex=self.cfg.dedupe_ttl_s)
                     pipe.execute()
-                    return sum(len(fresh) for _, fresh in updates.values())
+                    return {user: (state, state.version)
+                            for user, (_, state, _) in updates.items()}
                 except redis.WatchError:
                     continue
         raise RuntimeError(f"{MAX_RACES} transactions in a row raced other workers on the "
@@ -145,9 +152,23 @@ class StreamState:
         out = {}
         for user_id, raw in zip(user_ids, raws):
             if raw:
-                state = SessionState.from_json(json.loads(raw))
+                state = SessionState.from_json(orjson.loads(raw))
                 out[user_id] = (state, state.version)
         return out
+
+    def session_versions(self, user_ids: Iterable[str]) -> dict[str, int]:
+        """The versions of the states of ``user_ids`` (those that have one), in one MGET."""
+        user_ids = list(user_ids)
+        raws = self.client.mget([self._user_key(u) for u in user_ids]) if user_ids else []
+        return {u: int(orjson.loads(raw)["version"]) for u, raw in zip(user_ids, raws) if raw}
+
+    def item_versions(self, item_ids: Iterable[str]) -> dict[str, int]:
+        """The versions of the counters of ``item_ids`` (those that have them), pipelined."""
+        item_ids = list(item_ids)
+        pipe = self.client.pipeline(transaction=False)
+        for item_id in item_ids:
+            pipe.hget(self._item_key(item_id), "version")
+        return {i: int(v) for i, v in zip(item_ids, pipe.execute()) if v is not None}
 
     def item_rows(self, item_ids: Iterable[str]) -> dict[str, tuple[dict, int]]:
         """``item_stream`` rows of ``item_ids`` (those with counters) with their versions;

@@ -51,6 +51,7 @@ from recsys.stream.envelope import BadEntry, Envelope, decode
 from recsys.stream.records import ACCEPTED, REJECTED, check_records, input_schema
 from stream_worker.catalogue_state import CatalogueState
 from stream_worker.consumer_group import DELETED_REASON, ConsumerGroup, Delivery
+from stream_worker.session_state import SessionState
 from stream_worker.sinks import LakeSink, OnlineFeatureSink
 from stream_worker.state_store import StreamState
 
@@ -291,24 +292,31 @@ class StreamWorker:
     def _apply_events(self, rows: list[dict]) -> None:
         events = [parse_event(row) for row in rows]
         categories = self.online.categories(e.item_id for e in events)
-        self.state.apply(events, categories, self.online.session_rows)
-        self._push_until_stable({e.user_id for e in events}, {e.item_id for e in events})
+        written = self.state.apply(events, categories, self.online.session_rows)
+        self._push_until_stable({e.user_id for e in events}, {e.item_id for e in events},
+                                written)
         if self.lake is not None:
             self.lake.write_events(pa.Table.from_pylist(rows, schema=input_schema(EVENTS)))
 
-    def _push_until_stable(self, users: set[str], items: set[str]) -> None:
+    def _push_until_stable(self, users: set[str], items: set[str],
+                           written: dict[str, tuple[SessionState, int]]) -> None:
+        """Push the users' sessions and the items' counters, then check their versions: what
+        changed meanwhile (another worker) is pushed again. The states this batch wrote are
+        pushed as written; the others (their events were applied before, e.g. by a worker
+        that died before its push) are read."""
+        sessions = {u: written[u] for u in users if u in written}
+        sessions.update(self.state.sessions(users - sessions.keys()))
         for _ in range(MAX_PUSH_ROUNDS):
-            sessions = self.state.sessions(users)
             counters = self.state.item_rows(items)
             self.online.push_sessions([s.feature_row(u) for u, (s, _) in sessions.items()])
             self.online.push_item_counters([row for row, _ in counters.values()])
-            newer_users = {u for u, (_, v) in self.state.sessions(users).items()
-                           if v != sessions[u][1]}
-            newer_items = {i for i, (_, v) in self.state.item_rows(items).items()
-                           if v != counters[i][1]}
-            if not newer_users and not newer_items:
+            session_versions = self.state.session_versions(sessions)
+            item_versions = self.state.item_versions(counters)
+            users = {u for u, (_, v) in sessions.items() if session_versions.get(u, v) != v}
+            items = {i for i, (_, v) in counters.items() if item_versions.get(i, v) != v}
+            if not users and not items:
                 return
-            users, items = newer_users, newer_items
+            sessions = self.state.sessions(users)
 
     def _done(self, parsed: list[_Parsed], report: BatchReport) -> None:
         ids = [p.delivery.entry_id for p in parsed]

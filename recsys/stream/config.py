@@ -40,7 +40,9 @@ class StreamConfig(Config):
         max_deliveries: deliveries of one entry before it is dead-lettered.
         claim_idle_ms: an entry pending this long with a consumer that stopped is claimed
             (XAUTOCLAIM) by another.
-        batch_size: entries read per XREADGROUP call.
+        batch_size: entries read per XREADGROUP call. A backlog drains in batches this
+            large; each batch's effects are one write per kind, and a user or an item seen
+            several times in a batch is written once.
         block_ms: how long one read waits for new entries.
         max_stream_length: beyond this many entries, the workers trim the stream of the
             entries the group is done with (never an unread or pending one: a stream whose
@@ -61,7 +63,7 @@ class StreamConfig(Config):
     dead_letter_stream: str = setting("recsys:events:dead", non_empty_text)
     max_deliveries: int = setting(5, positive_int)
     claim_idle_ms: int = setting(30_000, positive_int)
-    batch_size: int = setting(256, positive_int)
+    batch_size: int = setting(1024, positive_int)
     block_ms: int = setting(1000, positive_int)
     max_stream_length: int = setting(1_000_000, positive_int)
     dedupe_ttl_s: int = setting(7 * 86_400, positive_int)
