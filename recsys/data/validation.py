@@ -59,7 +59,7 @@ def _raw_columns(data: Input) -> tuple[dict[str, RawColumn], int]:
         return {name: data.column(name) for name in data.column_names}, data.num_rows
     if not isinstance(data, pd.DataFrame):
         records = list(data)
-        bad = [i for i, r in enumerate(records) if not isinstance(r, Mapping)]
+        bad = [i for i, r in enumerate(records) if not isinstance(r, (dict, Mapping))]
         if bad:
             raise SchemaError(f"record {bad[0]} is a {type(records[bad[0]]).__name__}, "
                               "expected a mapping of field names to values")

@@ -45,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--processes", type=positive_int, default=1, metavar="N",
                         help="run N workers (consumers NAME-1 .. NAME-N), one process each")
     worker.add_argument("--batch-size", type=positive_int, metavar="N",
-                        help="entries per read (default 256)")
+                        help="entries per read (default 1024)")
     worker.add_argument("--claim-idle-ms", type=positive_int, metavar="MS",
                         help="claim entries another consumer left pending this long "
                              "(default 30000)")
