@@ -53,7 +53,7 @@ from beam_jobs.lake_io import (
 from beam_jobs.lookups import ItemLookup, horizon_day
 from beam_jobs.options import event_log_from_options, lake_and_output
 from beam_jobs.outputs import SESSION_SEQUENCES, TRAINING_EXAMPLES
-from beam_jobs.postgres_io import EventLogSource, ReadEventLogBatches
+from beam_jobs.postgres_io import EventLogSource, ReadEventLogBatches, has_rows
 from beam_jobs.shards import (
     Commit,
     FileShards,
@@ -243,7 +243,10 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
         logged_items = p | "ReadEventLogItems" >> ReadEventLogBatches(event_log, ITEMS)
         tallies += [batch_tally(logged_events, "event_log_events_read"),
                     batch_tally(logged_items, "event_log_items_read")]
-    events = read_events(p, lake, logged_events)
+    # The union with the log deduplicates event by event; an empty log (the worker has not
+    # written yet) is not worth that: the lake's batches go through whole.
+    events = read_events(p, lake, logged_events if event_log is not None
+                         and has_rows(event_log, EVENTS) else None)
     tallies.append(events.tally)
     items = read_items(p, lake, logged_items)
     item_lookup = ItemLookup(str(lake), event_log, out.name)

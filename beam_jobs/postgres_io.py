@@ -143,6 +143,16 @@ def read_batches(source: EventLogSource, spec: TableSpec, split: int = 0,
                     schema=schema))))
 
 
+def has_rows(source: EventLogSource, spec: TableSpec) -> bool:
+    """Whether the table exists and holds at least one row."""
+    if not _exists(source, spec.name):
+        return False
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {}.{})").format(
+        sql.Identifier(source.schema), sql.Identifier(spec.name))
+    with source.connect() as conn:
+        return bool(conn.execute(query).fetchone()[0])
+
+
 def latest_timestamp_us(source: EventLogSource, spec: TableSpec) -> int | None:
     """max(timestamp) of the table in microseconds, None if it is empty or missing."""
     if not _exists(source, spec.name):
@@ -189,5 +199,5 @@ class ReadEventLogTable(beam.PTransform):
                 | "Rows" >> beam.FlatMap(lambda batch: batch.rows))
 
 
-__all__ = ["EventLogSource", "ReadEventLogBatches", "ReadEventLogTable", "latest_timestamp_us",
-           "read_batches"]
+__all__ = ["EventLogSource", "ReadEventLogBatches", "ReadEventLogTable", "has_rows",
+           "latest_timestamp_us", "read_batches"]

@@ -25,7 +25,7 @@ from feast_support import (
 
 from beam_jobs.lake_io import table_rows
 from beam_jobs.pipeline import OUTPUT_SCHEMAS, run
-from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable
+from beam_jobs.postgres_io import EventLogSource, ReadEventLogTable, has_rows
 from recsys.data.lake import Lake
 from recsys.data.schemas import EVENTS, ITEMS, USERS
 from recsys.data.synthetic import SyntheticConfig, generate
@@ -188,6 +188,20 @@ def test_a_missing_event_log_gives_the_lake_only_result(tmp_path, platform, sche
     assert [r.getMessage() for r in caplog.records] == [
         f"event log: no table {schema}.{table} at {where} (has the stream worker written yet?); "
         "reading no rows from it" for table in ("events", "items")]
+
+
+@services
+def test_an_empty_event_log_gives_the_lake_only_result(tmp_path, platform, schema):
+    half = platform["events"].num_rows // 2
+    lake = _lake(tmp_path / "lake", platform, platform["events"].slice(0, half))
+    _write_log(schema, platform["events"].slice(0, 0))  # the tables exist, no rows
+    assert not has_rows(EventLogSource(DSN, schema), EVENTS)
+    without = _run(lake, tmp_path / "without")
+    empty = _run(lake, tmp_path / "empty", "--event_log_dsn", DSN, "--event_log_schema", schema)
+    assert empty.counters["events_read"] == without.counters["events_read"] == half
+    assert _outputs(tmp_path / "empty") == _outputs(tmp_path / "without")
+    _write_log(schema, platform["events"].slice(half, 1))
+    assert has_rows(EventLogSource(DSN, schema), EVENTS)
 
 
 @services
