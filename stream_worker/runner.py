@@ -9,7 +9,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from stream_worker.worker import BatchReport, StreamWorker
 
 log = logging.getLogger("recsys.stream")
 LOG_EVERY_S = 10.0
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -128,24 +129,33 @@ def _child(spec: WorkerSpec, level: int) -> None:
 
 
 def run_workers(spec: WorkerSpec, processes: int) -> None:
-    """``processes`` workers, consumers ``NAME-1`` .. ``NAME-N``, each in its own process."""
+    """``processes`` workers, consumers ``NAME-1`` .. ``NAME-N``, each in its own process.
+    SIGINT or SIGTERM to this process stops them all (each finishes its batch); a child that
+    has not stopped within ``STOP_TIMEOUT_S`` is killed (its entries stay pending)."""
     if processes == 1:
         run_worker(spec)
         return
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, name=f"{spec.consumer}-{i}",
-                                args=(WorkerSpec(spec.cfg, spec.repo, spec.lake,
-                                                 f"{spec.consumer}-{i}", spec.model_base_path),
+                                args=(replace(spec, consumer=f"{spec.consumer}-{i}"),
                                       logging.getLogger().level))
                 for i in range(1, processes + 1)]
     for child in children:
         child.start()
-    try:
-        for child in children:
+    while not stop.is_set() and any(child.is_alive() for child in children):
+        stop.wait(0.5)
+    for child in children:
+        if child.is_alive():
+            child.terminate()  # SIGTERM: the child's own handler stops it after its batch
+    for child in children:
+        child.join(timeout=STOP_TIMEOUT_S)
+        if child.is_alive():
+            log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
+            child.kill()
             child.join()
-    except KeyboardInterrupt:
-        for child in children:
-            child.join(timeout=30)
 
 
 __all__ = ["WorkerSpec", "build_worker", "run_worker", "run_workers"]

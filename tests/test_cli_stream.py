@@ -51,3 +51,37 @@ def test_a_worker_process_applies_the_stream_and_stops_on_sigint(tmp_path):
         assert setup.sessions(["u0"])["session_length"] == [10]
     finally:
         setup.close()
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_multi_process_worker_stops_every_child(tmp_path):
+    import psutil
+    import redis
+
+    setup = stream_setup(tmp_path)
+    try:
+        socket = setup.client.connection_pool.connection_kwargs["path"]
+        worker = subprocess.Popen(
+            [RECSYS, "stream-worker", "--repo", str(setup.repo), "--lake", str(setup.lake),
+             "--consumer", "many", "--redis-url", f"unix://{socket}", "--processes", "2"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 180
+        consumers: set[str] = set()
+        while consumers != {"many-1", "many-2"}:  # both children read in the group
+            assert worker.poll() is None and time.monotonic() < deadline, "no children"
+            time.sleep(0.5)
+            try:
+                consumers = {c["name"].decode() for c in setup.client.xinfo_consumers(
+                    setup.cfg.stream, setup.cfg.group)}
+            except redis.ResponseError:  # no stream or group yet
+                continue
+        children = psutil.Process(worker.pid).children()
+        assert len(children) >= 2
+        worker.terminate()
+        out, _ = worker.communicate(timeout=90)
+        assert worker.returncode == 0, out[-3000:]
+        gone, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"children left running: {[p.pid for p in alive]}"
+        assert "many-1: 0 applied" in out and "many-2: 0 applied" in out
+    finally:
+        setup.close()
