@@ -304,7 +304,11 @@ def bench_freshness(client, base_cfg, repo: Path, lake: Path, base: Path, users,
     worker = _workers(cfg, repo, lake, 2, base)
     loader = threading.Thread(target=background, daemon=True)
     loader.start()
-    time.sleep(8)  # the workers import TensorFlow and load the item tower
+    started = time.monotonic()  # the workers import TensorFlow and load the item tower:
+    while not _drained(client, cfg):  # probing starts once they keep up with the load
+        if worker.poll() is not None or time.monotonic() - started > 300:
+            raise RuntimeError("the workers did not start within 300 s")
+        time.sleep(0.1)
     event_ms, item_ms = [], []
     try:
         for k in range(probes):
