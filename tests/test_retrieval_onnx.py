@@ -188,3 +188,30 @@ def test_the_export_refuses_a_query_core_that_does_not_give_the_towers_embedding
         _stage_onnx_query(other, staging, {k: tf.constant(v) for k, v in inputs.items()}, 50)
     _stage_onnx_query(model.query_tower, staging,  # the right tower passes the same check
                       {k: tf.constant(v) for k, v in inputs.items()}, 50)
+
+
+def test_the_export_refuses_an_onnx_search_that_finds_other_items(
+        service_files, trained_model_dir, tmp_path, monkeypatch):
+    """The search half of the check is made on the SavedModel's own embeddings, so it holds
+    for approximate indexes whatever the float rounding; a search that returns lower-scored
+    items than the signature's fails it."""
+    from recsys.model_contract.onnx_retrieval import OnnxRetrieval
+    from trainer.export import ExportError, _stage_onnx_query
+    from trainer.model_dir import ModelDir
+
+    _, _, model = ModelDir(trained_model_dir).restore()
+    staging = tmp_path / "1"
+    shutil.copytree(_retrieval_path(service_files), staging)
+    signature = Servable("retrieval", 1, staging, onnx=False).signature("retrieval")
+    inputs = {k: tf.constant(v) for k, v in _queries(
+        QueryEncoding.read(staging / "assets.extra"), 8, np.random.default_rng(5),
+        signature).items()}
+    search = OnnxRetrieval.search
+
+    def worse_search(self, embedding):
+        ids, scores = search(self, embedding)
+        return ids, scores - 1.0
+
+    monkeypatch.setattr(OnnxRetrieval, "search", worse_search)
+    with pytest.raises(ExportError, match="search finds other items"):
+        _stage_onnx_query(model.query_tower, staging, inputs, 50)

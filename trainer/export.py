@@ -280,12 +280,13 @@ def _stage_onnx_core(ranker, staging: Path, module, inputs: Mapping[str, tf.Tens
 
 def _stage_onnx_query(tower, staging: Path, inputs: Mapping[str, tf.Tensor], k: int) -> None:
     """The query tower's numeric core as ONNX and its vocabularies, beside the ScaNN
-    SavedModel, checked through :class:`OnnxRetrieval` on the check queries against the
-    reloaded ``retrieval`` signature: the query embeddings to 1e-4, and the same top 10 by
-    score (at least 99% of them reach the signature's 10th score). The search is the
-    signature's own searcher, but it picks leaves by the embedding: a float32-rounding
-    difference can flip a tie between two leaves and change a result deep in the list
-    (seen here: 97% of 256 check queries' 100 ids identical, every top 10 the same)."""
+    SavedModel, checked against the reloaded ``retrieval`` signature on the check queries in
+    two parts: the ONNX tower's query embeddings equal the signature's to 1e-4, and the ONNX
+    path's search, given the signature's own embeddings, finds the same top 10 by score (at
+    least 99% of them reach the signature's 10th score). The search is not checked on the ONNX
+    embeddings: an approximate searcher picks leaves by the embedding, and a float32-rounding
+    difference can flip a tie between two leaves and change every result when one leaf of many
+    is searched (CI, 2026-12-05: an index searching 1 of 30 leaves)."""
     from recsys.model_contract.onnx_retrieval import OnnxRetrieval
     from trainer.query_onnx import write_query_core, write_query_encoding
 
@@ -294,16 +295,18 @@ def _stage_onnx_query(tower, staging: Path, inputs: Mapping[str, tf.Tensor], k: 
     write_query_core(tower, extra)
     loaded = tf.saved_model.load(str(staging))
     expected = {n: v.numpy() for n, v in loaded.signatures["retrieval"](**inputs).items()}
-    got = OnnxRetrieval(staging, loaded, k).run(
-        "retrieval", {n: v.numpy() for n, v in inputs.items()}, tuple(expected))
+    retrieval = OnnxRetrieval(staging, loaded, k)
+    got = retrieval.run("retrieval", {n: v.numpy() for n, v in inputs.items()},
+                        ("query_embedding",))
     difference = np.abs(got["query_embedding"] - expected["query_embedding"])
     if not np.allclose(got["query_embedding"], expected["query_embedding"], rtol=1e-4,
                        atol=1e-4):
         raise ExportError(f"retrieval: the ONNX query tower's embeddings differ from the "
                           f"SavedModel's by up to {difference.max():.2g}")
-    if not _same_top_scores(got["scores"], expected["scores"], min_recall=0.99):
-        raise ExportError("retrieval: the ONNX query tower's embeddings find other items "
-                          "than the SavedModel's")
+    _, scores = retrieval.search(expected["query_embedding"])
+    if not _same_top_scores(scores, expected["scores"], min_recall=0.99):
+        raise ExportError("retrieval: the ONNX path's search finds other items than the "
+                          "SavedModel's for the same query embeddings")
 
 
 def _ranker_check_rows(queries: pd.DataFrame, candidates: pd.DataFrame, reference_us: int,
