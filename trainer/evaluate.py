@@ -61,6 +61,35 @@ def two_tower_scores(model, es: EvaluationSet, age_resolution_days: float = 30.0
     return scores
 
 
+def two_tower_top_k(model, es: EvaluationSet, k: int, age_resolution_days: float = 30.0,
+                    max_cells: int = 1 << 26) -> tuple[np.ndarray, np.ndarray]:
+    """(ranked int64 [users, k], scores float32 [users, k]): exactly
+    ``top_k(two_tower_scores(model, es), k, es.exclude)`` and those candidates' scores (NaN
+    where a row is padded with -1), computed for at most ``max_cells`` user x candidate scores
+    at a time, so memory stays bounded whatever the users and candidates (a full matrix of
+    78K users x 500K items is 150 GB)."""
+    cfg = model.cfg
+    queries = embed(model.query_tower, to_arrays(es.queries, query_inputs(cfg), "test queries"))
+    step = int(age_resolution_days * US_PER_DAY)
+    buckets = (es.request_times_us // step) * step
+    n_candidates = len(es.candidates)
+    chunk = max(1, max_cells // max(n_candidates, 1))
+    ranked = np.full((len(es.queries), k), -1, np.int64)
+    scores = np.full((len(es.queries), k), np.nan, np.float32)
+    for bucket in np.unique(buckets):
+        items = embed(model.candidate_tower, to_arrays(
+            with_item_age(es.candidates, int(bucket)), candidate_inputs(cfg), "candidates"))
+        rows = np.flatnonzero(buckets == bucket)
+        for start in range(0, len(rows), chunk):
+            part = rows[start:start + chunk]
+            block = queries[part] @ items.T
+            found = top_k(block, k, [es.exclude[r] for r in part])
+            ranked[part] = found
+            scores[part] = np.where(found >= 0, np.take_along_axis(
+                block, np.maximum(found, 0), axis=1), np.nan)
+    return ranked, scores
+
+
 def evaluate_scores(scores: np.ndarray, es: EvaluationSet, ks: Sequence[int] = DEFAULT_KS,
                     segments: Segments = Segments()) -> dict:
     """Overall metrics plus per segment, as ``{"overall": {...}, "segments": {...}}``."""
@@ -86,4 +115,4 @@ def evaluate_ranked(ranked: np.ndarray, es: EvaluationSet, ks: Sequence[int] = D
 
 
 __all__ = ["DEFAULT_KS", "Segments", "embed", "popularity_scores", "two_tower_scores",
-           "evaluate_scores", "evaluate_ranked"]
+           "two_tower_top_k", "evaluate_scores", "evaluate_ranked"]

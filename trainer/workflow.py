@@ -26,7 +26,7 @@ from trainer.evaluate import (
     evaluate_ranked,
     evaluate_scores,
     popularity_scores,
-    two_tower_scores,
+    two_tower_top_k,
 )
 from trainer.evaluation_set import build_evaluation_set
 from trainer.export import ExportResult, export_models
@@ -59,7 +59,8 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
     results = {"most-popular": evaluate_scores(popularity_scores(es), es, ks, segments)}
     if model_dir is not None:
         _, _, model = ModelDir(model_dir).restore()
-        results["two-tower"] = evaluate_scores(two_tower_scores(model, es), es, ks, segments)
+        results["two-tower"] = evaluate_ranked(two_tower_top_k(model, es, max(ks))[0], es, ks,
+                                               segments)
         if ranker_dir is not None:
             from trainer.ranking.evaluate import reranked
             from trainer.ranking.ranker_dir import RankerDir

@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation import top_k
 from recsys.model_contract.arrays import to_arrays
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE, ranker_inputs
-from trainer.evaluate import two_tower_scores
+from trainer.evaluate import two_tower_top_k
 from trainer.evaluation_set import EvaluationSet
 from trainer.ranking.fusion import fuse
 from trainer.training_data import with_content
@@ -35,11 +34,10 @@ def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo
              depth: int = 200, batch: int = 8192) -> np.ndarray:
     """int64 [users, depth]: candidate indices in the order of the fused score
     (ranker and two-tower, :mod:`trainer.ranking.fusion`)."""
-    scores = two_tower_scores(two_tower, es)
-    candidates = top_k(scores, depth, es.exclude)
+    candidates, scores = two_tower_top_k(two_tower, es, depth)
+    scores = np.nan_to_num(scores, nan=0.0)  # padded places, dropped below
     rows = ranker_rows(es, np.maximum(candidates, 0), catalogue, repo)
-    rows[RETRIEVAL_SCORE] = np.take_along_axis(scores, np.maximum(candidates, 0),
-                                               axis=1).ravel()
+    rows[RETRIEVAL_SCORE] = scores.ravel()
     arrays = to_arrays(rows, ranker_inputs(ranker.cfg), "the ranker rows")
     import tensorflow as tf
 
@@ -47,8 +45,7 @@ def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo
         ranker({k: tf.constant(v[i:i + batch]) for k, v in arrays.items()},
                training=False)["click"].numpy()
         for i in range(0, len(rows), batch)]).reshape(candidates.shape)
-    logits = fuse(logits, np.take_along_axis(scores, np.maximum(candidates, 0), axis=1),
-                  ranker.cfg.retrieval_weight)
+    logits = fuse(logits, scores, ranker.cfg.retrieval_weight)
     logits = np.where(candidates >= 0, logits, -np.inf)
     order = np.argsort(-logits, axis=1, kind="stable")
     return np.take_along_axis(candidates, order, axis=1)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.evaluation import top_k
 from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
-from trainer.evaluate import two_tower_scores
+from trainer.evaluate import two_tower_top_k
 from trainer.evaluation_set import build_evaluation_set
 from trainer.ranking.evaluate import ranker_rows
 from trainer.training_data import RetrievalData
@@ -46,12 +45,9 @@ def candidate_lists(two_tower, data: RetrievalData, repo, depth: int) -> pd.Data
     ``retrieval_score`` and the Feast features at that time. ``data.train`` is the fit part,
     ``data.test`` the held part."""
     es = build_evaluation_set(data)
-    scores = two_tower_scores(two_tower, es)
-    found = top_k(scores, depth, es.exclude)
-    picked = np.maximum(found, 0)
-    rows = ranker_rows(es, picked, data.catalogue, repo)
-    rows[RETRIEVAL_SCORE] = np.where(found >= 0, np.take_along_axis(scores, picked, axis=1),
-                                     np.nan).ravel().astype(np.float32)
+    found, scores = two_tower_top_k(two_tower, es, depth)
+    rows = ranker_rows(es, np.maximum(found, 0), data.catalogue, repo)
+    rows[RETRIEVAL_SCORE] = scores.ravel()
     ids = es.candidates["item_id"].to_numpy()
     weights = data.test.groupby(["user_id", "item_id"])["label_weight"].max()
     labels = np.zeros(found.shape, np.float32)
