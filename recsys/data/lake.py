@@ -182,11 +182,13 @@ class Lake:
                 report.dead_letter = self.root / "_dead_letter" / spec.name / f"{run}.jsonl"
                 write_dead_letter(report.dead_letter, spec.name, source, rejected, locate)
             if report.received and report.rejected / report.received > max_bad_fraction:
-                raise BadRecordRatioError(
+                error = BadRecordRatioError(
                     f"{report.rejected:,} of {report.received:,} {spec.name} records from "
                     f"{source} are invalid ({report.rejected / report.received:.1%} > "
                     f"--max-bad-fraction {max_bad_fraction:.1%}); nothing was written. "
                     f"Reasons per record: {report.dead_letter}")
+                error.report = report  # what was counted, for callers writing in parts
+                raise error
             table = result.table
             if spec in PARTITIONED:
                 self._append_partitioned(spec, table, run, report)
@@ -256,9 +258,9 @@ class Lake:
         report.written = table.num_rows
 
     def _known_keys(self, part_dir: Path, key: str) -> set[str]:
-        """The keys (event or exposure ids) a day partition holds. Files are immutable once written, so only
-        files not read before are read (a worker appending small batches does not re-read the
-        day); the ``KNOWN_PARTITIONS`` latest partitions used are remembered."""
+        """The keys (event or exposure ids) a day partition holds. Files are immutable once
+        written, so only files not read before are read (a worker appending small batches does
+        not re-read the day); the ``KNOWN_PARTITIONS`` latest partitions used are remembered."""
         files, ids = self._known.pop(part_dir, (set(), set()))
         for path in sorted(part_dir.glob("part-*.parquet")):
             if path.name not in files:
