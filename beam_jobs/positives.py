@@ -17,7 +17,9 @@ def is_positive(event: Event, item: Item | None, rule: PositiveRule) -> bool:
     if event.event_type not in rule.event_types:
         return False
     if event.event_type == "click":
-        return event.dwell_time_s is not None and event.dwell_time_s >= rule.min_dwell_s
+        if event.dwell_time_s is None:  # a log without dwell times: every click, at 0
+            return rule.min_dwell_s == 0
+        return event.dwell_time_s >= rule.min_dwell_s
     if event.event_type == "watch":
         fraction = watch_fraction(event, item)
         if fraction is None:

@@ -63,6 +63,14 @@ def test_default_positive_rule(event, expected):
     assert is_positive(event, ITEM, PositiveRule()) is expected
 
 
+def test_clicks_without_dwell_times_count_only_when_the_threshold_is_zero():
+    """A clickstream without dwell times (`recsys quickstart -- --positive_min_dwell_s 0`)."""
+    every_click = PositiveRule(min_dwell_s=0.0)
+    assert is_positive(ev(0, "click"), ITEM, every_click)
+    assert is_positive(ev(0, "click", dwell_time_s=0.0), ITEM, every_click)
+    assert not is_positive(ev(0, "click"), ITEM, PositiveRule(min_dwell_s=0.5))
+
+
 def test_rating_threshold_and_weights():
     rule = PositiveRule(event_types=("rating",), min_rating=4.0)
     assert not is_positive(ev(0, "rating", rating=3.5), None, rule)

@@ -25,7 +25,8 @@ SPLITS = ("none", "temporal")
 class PositiveRule(Config):
     """What counts as a positive interaction.
 
-    A ``click`` needs ``dwell_time_s >= min_dwell_s``; a ``watch`` needs
+    A ``click`` needs ``dwell_time_s >= min_dwell_s`` (unknown dwell: not positive unless
+    ``min_dwell_s`` is 0, for logs without dwell times); a ``watch`` needs
     ``watch_time_s / duration_s >= min_watch_fraction`` (unknown duration: not positive unless
     the fraction is 0); a ``rating`` needs ``rating >= min_rating``; ``like`` and ``share`` always
     count. Only the types in ``event_types`` count at all.

@@ -25,6 +25,7 @@ from workflows.cli import (
     model_server_command,
     monitor_command,
     ope_command,
+    quickstart_command,
     registry_commands,
     simulate_command,
     stream_commands,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     controller_command.add_parser(subparsers)
     simulate_command.add_parser(subparsers)
     demo.add_parser(subparsers)
+    quickstart_command.add_parser(subparsers)
     return parser
 
 
