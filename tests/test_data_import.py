@@ -317,6 +317,10 @@ def test_json_lines_that_are_not_objects_are_rejected_with_their_line(tmp_path):
     assert (done.written, done.rejected) == (60, 2)
     locations = sorted(e["location"] for p in done.dead_letters for e in read_dead_letter(p))
     assert locations == [f"{path}:4", f"{path}:5"]
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text("{not json\n[1]\n")
+    with pytest.raises(BadRecordRatioError, match="2 of 2 events records read so far"):
+        run(tmp_path / "lake", events=(str(only_bad),))
 
 
 # -- the command -----------------------------------------------------------------------------

@@ -148,8 +148,9 @@ def mapped_batches(sources: Sources, mapping: ImportMapping, table: str, batch_r
     planned = plan_sources(sources, mapping, table)
     for batch, resolved in _batches(sources, table, planned, batch_rows):
         if resolved is None:
-            if not batch.table.num_columns:  # only refused records
-                yield batch, MappedBatch(batch.table, _no_rows(), [], 0)
+            if not batch.table.num_columns:  # only refused records (JSON lines)
+                empty = pa.table({name: pa.array([], pa.string()) for name in spec.required})
+                yield batch, MappedBatch(empty, _no_rows(), [], 0)
                 continue
             resolved = check_columns(spec, table_mapping, batch.table.column_names,
                                      batch.source)
@@ -217,10 +218,11 @@ def _write_batch(write, batch: SourceBatch, mapped: MappedBatch, prior: list, in
         rejected = done.rejected + (counted.rejected if counted else 0)
         received = done.received + incoming
         where = counted.dead_letter if counted else None
+        start = batch.location(0) if batch.table.num_rows else prior[0].location
         raise BadRecordRatioError(
             f"{rejected:,} of {received:,} {done.table} records read so far are invalid "
             f"({rejected / received:.1%} > --max-bad-fraction {max_bad_fraction:.1%}); the "
-            f"import stopped at the batch from {batch.location(0)}, which was not written. "
+            f"import stopped at the batch from {start}, which was not written. "
             f"{done.written:,} records of earlier batches were written; importing again after "
             f"fixing the mapping or the data adds only what is missing. Reasons per record: "
             f"{where}") from exc
