@@ -158,7 +158,8 @@ def run_quickstart(lake_dir: Path, workdir: Path, sizes: Sizes, ranker: bool = T
     say(f"[{steps}/{steps}] popular lists: {base / 'popular.json'}")
     build_popular_lists(load_training_examples(repo)).save(base / "popular.json")
     events = lake.events_dataset().to_table(columns=["user_id"]).column(0)
-    top = pc.value_counts(events).sort_by([("counts", "descending")])[0]["values"].as_py()
+    counts = pc.value_counts(events)
+    top = counts.field("values")[int(np.argmax(counts.field("counts").to_numpy()))].as_py()
     return Quickstart(lake.root, repo, base, model_dir.resolve(), top)
 
 

@@ -9,8 +9,9 @@ rows are broken on purpose, as real exports are (``--broken`` of them): an unkno
 type, an unparseable timestamp.
 
 Visitors have a few favourite categories and a taste for popular items; a view may lead to an
-add-to-cart and that to a purchase. Deterministic per ``--seed``. Memory is bounded: events are
-written ``--chunk`` rows at a time.
+add-to-cart and that to a purchase. The events cover the ``--days`` before ``--end-date``
+(default: today, UTC), like a fresh export. Deterministic per ``--seed`` and ``--end-date``.
+Memory is bounded: events are written ``--chunk`` rows at a time.
 
     python examples/clickstream/make_clickstream.py --out clickstream
     python examples/clickstream/make_clickstream.py --out big --events 5000000 --items 50000
@@ -27,15 +28,15 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 CATEGORIES = 40
-START = dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc)
 
 
-def write_items(path: Path, items: int, rng: np.random.Generator) -> np.ndarray:
-    """items.csv; returns each item's category."""
+def write_items(path: Path, items: int, start: dt.datetime, rng: np.random.Generator
+                ) -> np.ndarray:
+    """items.csv, listed in the year before ``start``; returns each item's category."""
     category = rng.integers(0, CATEGORIES, size=items)
-    first = START.replace(tzinfo=None) - dt.timedelta(days=365)
+    first = start.replace(tzinfo=None) - dt.timedelta(days=365)
     listed = [first + dt.timedelta(seconds=int(s))
-              for s in rng.integers(0, 400 * 86_400, items)]
+              for s in rng.integers(0, 365 * 86_400, items)]
     table = pa.table({
         "itemid": np.arange(items).astype(str),
         "categoryid": np.char.add("c", category.astype(str)),
@@ -46,15 +47,16 @@ def write_items(path: Path, items: int, rng: np.random.Generator) -> np.ndarray:
     return category
 
 
-def write_events(path: Path, events: int, visitors: int, category: np.ndarray, days: int,
-                 broken: int, chunk: int, rng: np.random.Generator) -> None:
+def write_events(path: Path, events: int, visitors: int, category: np.ndarray,
+                 start: dt.datetime, days: int, broken: int, chunk: int,
+                 rng: np.random.Generator) -> None:
     items = len(category)
     popularity = 1.0 / np.arange(1, items + 1) ** 0.8
     rng.shuffle(popularity)
     by_category = [np.flatnonzero(category == c) for c in range(CATEGORIES)]
     weights = [popularity[ids] / popularity[ids].sum() for ids in by_category]
     favourites = rng.integers(0, CATEGORIES, size=(visitors, 3))
-    start_ms = int(START.timestamp() * 1000)
+    start_ms = int(start.timestamp() * 1000)
     span_ms = days * 86_400_000
     written = 0
     options = pcsv.WriteOptions(include_header=True)
@@ -81,7 +83,7 @@ def write_events(path: Path, events: int, visitors: int, category: np.ndarray, d
             transaction = np.where(bought, np.char.add("t", (written + np.arange(n)).astype(
                 str)), None)
             if broken and written == 0:
-                bad = rng.choice(n, size=min(broken, n), replace=False)
+                bad = rng.choice(min(n, 5_000), size=min(broken, n, 5_000), replace=False)
                 half = len(bad) // 2
                 kind[bad[:half]] = "wishlist"
                 stamp_text[bad[half:]] = "not-a-time"
@@ -105,15 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broken", type=int, default=20, help="broken event rows")
     parser.add_argument("--chunk", type=int, default=500_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--end-date", type=dt.date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="the day after the last event (default: today, UTC)")
     args = parser.parse_args(argv)
     for name in ("events", "visitors", "items", "days", "chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
-    category = write_items(args.out / "items.csv", args.items, rng)
-    write_events(args.out / "events.csv", args.events, args.visitors, category, args.days,
-                 max(0, args.broken), args.chunk, rng)
+    end = args.end_date or dt.datetime.now(dt.timezone.utc).date()
+    start = dt.datetime.combine(end, dt.time(), dt.timezone.utc) - dt.timedelta(days=args.days)
+    category = write_items(args.out / "items.csv", args.items, start, rng)
+    write_events(args.out / "events.csv", args.events, args.visitors, category, start,
+                 args.days, max(0, args.broken), args.chunk, rng)
     print(f"wrote {args.out / 'events.csv'} ({args.events:,} events) and "
           f"{args.out / 'items.csv'} ({args.items:,} items)")
     return 0

@@ -43,7 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _recsys(*args: str) -> list[str]:
-    return [sys.executable, "-m", "workflows.cli.main", *args]
+    """The installed `recsys` beside this interpreter, or the module it runs."""
+    script = Path(sys.executable).with_name("recsys")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "workflows.cli.main"]
+    return [*command, *args]
 
 
 def run_quickstart_command(args: argparse.Namespace) -> int:
@@ -66,8 +69,9 @@ def run_quickstart_command(args: argparse.Namespace) -> int:
                      "--model-base-path", str(done.base))
     url = f"http://{args.host}:{args.port}"
     if args.no_serve:
-        print("\nserve it with:\n      recsys " + " ".join(api[3:]) + "\n      recsys "
-              + " ".join(worker[3:]))
+        shown = len(_recsys())
+        print("\nserve it with:\n      recsys " + " ".join(api[shown:]) + "\n      recsys "
+              + " ".join(worker[shown:]))
         print(f"then query it: {query_line(url, done.example_user)}")
         return 0
     return _serve(api, worker, url, done.example_user, query_line)
