@@ -85,8 +85,7 @@ def feature_repo(workdir: Path) -> Path:
     """A copy of the checkout's feature repository under ``workdir`` (definitions
     refreshed, data kept)."""
     if not (CHECKOUT_REPO / "feature_store.yaml").exists():
-        raise ConfigError(f"{CHECKOUT_REPO} not found: run the quickstart from a recsys "
-                          "checkout")
+        raise ConfigError(f"{CHECKOUT_REPO} not found: run it from a recsys checkout")
     repo = workdir / "feature_repo"
     shutil.copytree(CHECKOUT_REPO, repo, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("data", "__pycache__"))

@@ -22,13 +22,11 @@ from typing import TYPE_CHECKING
 from recsys.data.describe import describe
 from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
-from recsys.errors import ConfigError
 from workflows.cli.arguments import iso_date, positive_int
+from workflows.quickstart import feature_repo
 
 if TYPE_CHECKING:  # trainer imports TensorFlow: loaded only when the demo trains
     from trainer.config import RetrievalConfig
-
-CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -64,16 +62,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=run_demo)
 
 
-def _feature_repo(workdir: Path) -> Path:
-    """A copy of the checkout's feature repository for the demo (definitions refreshed)."""
-    if not (CHECKOUT_REPO / "feature_store.yaml").exists():
-        raise ConfigError(f"{CHECKOUT_REPO} not found: run the demo from a recsys checkout")
-    repo = workdir / "feature_repo"
-    shutil.copytree(CHECKOUT_REPO, repo, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("data", "__pycache__"))
-    return repo
-
-
 def run_demo(args: argparse.Namespace) -> int:
     from recsys.features.store import apply, in_repo, materialize
     from workflows.features_build import build_features
@@ -92,7 +80,7 @@ def run_demo(args: argparse.Namespace) -> int:
     for line in describe(Lake(lake_dir)).lines():
         print(f"      {line}")
 
-    repo = _feature_repo(args.workdir)
+    repo = feature_repo(args.workdir)
     print(f"\n[2/11] building features with Beam into {repo / 'data'}")
     built = build_features(lake_dir, repo, "embedded")
     print(f"      {built.beam.counters.get('events_read', 0):,} events in "
