@@ -512,11 +512,17 @@ def _hold_file(args: argparse.Namespace) -> Path:
     return args.workdir / "services.json"
 
 
+def _same_services(hold: dict, args: argparse.Namespace, target: int) -> bool:
+    return (hold.get("events") == target and hold.get("database") == args.pg_database
+            and hold.get("redis_db") == args.redis_db)
+
+
 def set_services_hold(args: argparse.Namespace, target: int, part: str) -> None:
+    """Record that ``part`` of size ``target`` is in this run's database and Redis."""
     path = _hold_file(args)
     hold = json.loads(path.read_text()) if path.exists() else {}
-    if hold.get("events") != target:
-        hold = {"events": target}
+    if not _same_services(hold, args, target):
+        hold = {"events": target, "database": args.pg_database, "redis_db": args.redis_db}
     hold[part] = True
     path.write_text(json.dumps(hold))
 
@@ -524,8 +530,10 @@ def set_services_hold(args: argparse.Namespace, target: int, part: str) -> None:
 def require_services_hold(args: argparse.Namespace, target: int, part: str, stage: str) -> None:
     path = _hold_file(args)
     hold = json.loads(path.read_text()) if path.exists() else {}
-    if hold.get("events") != target or not hold.get(part):
-        raise StageFailed(f"{stage} needs the {part} stage of this size ({target:,} events) in "
+    if not _same_services(hold, args, target) or not hold.get(part):
+        what = "a Beam stage (beam_direct or beam_dask)" if part == "features" else (
+            f"the {part} stage")
+        raise StageFailed(f"{stage} needs {what} of this size ({target:,} events) in "
                           f"PostgreSQL/Redis first (they hold: {hold or 'nothing'}); run it "
                           "in the same invocation, or earlier with --keep-services")
 
@@ -653,6 +661,7 @@ def stage_beam_direct(run: SizeRun) -> dict:
     create_database(run.args.pg_database)
     with run.stage("beam_direct") as stage:
         result = stage.run(beam_command(run, ["--direct_running_mode", "in_memory"]))
+    set_services_hold(run.args, run.plan.target, "features")
     return stage.row(**_beam_details(run, result, stage.seconds))
 
 
@@ -690,13 +699,13 @@ def stage_beam_dask(run: SizeRun) -> dict:
                 "--runner", DASK_RUNNER, "--dask_client_address", address,
                 "--dask_npartitions", run.args.dask_npartitions]))
             finished = stage.elapsed()
-    set_services_hold(run.args, run.plan.target, "beam_dask")
+    set_services_hold(run.args, run.plan.target, "features")
     return stage.row(**_beam_details(run, result, finished),
                      cluster_start_seconds=round(cluster_up, 1))
 
 
 def stage_feast(run: SizeRun) -> dict:
-    require_services_hold(run.args, run.plan.target, "beam_dask", "feast_apply_materialize")
+    require_services_hold(run.args, run.plan.target, "features", "feast_apply_materialize")
     claim_redis(run.args.redis_db, flush=True)
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0, tzinfo=None).isoformat()
     profile = ["--repo", run.repo, "--profile", "production"]
@@ -718,7 +727,7 @@ def _number(match: re.Match | None, group: int) -> int:
 
 
 def stage_train(run: SizeRun) -> dict:
-    require_services_hold(run.args, run.plan.target, "beam_dask", "train")
+    require_services_hold(run.args, run.plan.target, "features", "train")
     shutil.rmtree(run.model_dir, ignore_errors=True)
     with run.stage("train") as stage:
         result = stage.run([*recsys_command(), "train", "retrieval", "--repo", run.repo,
@@ -731,7 +740,7 @@ def stage_train(run: SizeRun) -> dict:
 
 
 def stage_train_ranker(run: SizeRun) -> dict:
-    require_services_hold(run.args, run.plan.target, "beam_dask", "train_ranker")
+    require_services_hold(run.args, run.plan.target, "features", "train_ranker")
     if not (run.model_dir / "checkpoints").is_dir():
         raise StageFailed(f"no two-tower model in {run.model_dir}: run the train stage")
     shutil.rmtree(run.ranker_dir, ignore_errors=True)
@@ -757,7 +766,7 @@ def _retrieval_manifest(base: Path) -> dict:
 
 
 def stage_export(run: SizeRun) -> dict:
-    require_services_hold(run.args, run.plan.target, "beam_dask", "export")
+    require_services_hold(run.args, run.plan.target, "features", "export")
     if not (run.model_dir / "checkpoints").is_dir():
         raise StageFailed(f"no two-tower model in {run.model_dir}: run the train stage")
     shutil.rmtree(run.base, ignore_errors=True)
