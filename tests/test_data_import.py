@@ -145,6 +145,11 @@ def test_iso_times_with_offsets_naive_times_in_a_zone_and_a_format(tmp_path):
     assert got["v0"] == pd.Timestamp("2026-06-01T10:00:00Z")
     assert got["v1"] == pd.Timestamp("2026-06-01T10:00:00Z")  # Berlin summer time
     assert got["v2"] == pd.Timestamp("2026-06-01T12:00:00Z")
+    changes = clicks(2).assign(ts_ms=["2025-10-26 02:30:00", "2026-03-29 02:30:00"])
+    m = mapping().with_changes("events", timestamp_unit="iso", timezone="Europe/Berlin")
+    run(tmp_path / "lake3", m, events=(str(write_csv(tmp_path / "dst.csv", changes)),))
+    assert events(tmp_path / "lake3")["timestamp"].tolist() == [  # first of two; past the gap
+        pd.Timestamp("2025-10-26T00:30:00Z"), pd.Timestamp("2026-03-29T01:00:00Z")]
     formatted = clicks(1).assign(ts_ms=["01/06/2026 12:00"])
     m = mapping().with_changes("events", timestamp_unit="auto",
                                timestamp_format="%d/%m/%Y %H:%M", timezone="America/New_York")

@@ -8,7 +8,7 @@ from recsys.data.lake import Lake
 from recsys.data.synthetic import SyntheticConfig, generate
 from recsys.errors import FeatureStoreError
 from recsys.features.store import apply
-from recsys.features.training_set import training_set
+from recsys.features.training_set import join_features, training_set
 from workflows.features_build import build_features
 
 
@@ -31,6 +31,10 @@ def test_training_set_is_point_in_time_and_keeps_every_example(tmp_path):
     first_day = train["event_timestamp"] < pd.Timestamp("2026-01-02", tz="UTC")
     assert train.loc[first_day, "user_engagements_7d"].isna().all()
     assert train.loc[~first_day, "user_engagements_7d"].notna().any()
+    # joined in chunks (bounded memory), the same rows in the same order
+    rows = everything[["user_id", "item_id", "event_timestamp"]].head(300)
+    pd.testing.assert_frame_equal(join_features(repo, rows, "ranking", chunk_rows=37),
+                                  join_features(repo, rows, "ranking"))
 
 
 def test_missing_examples_say_to_build_first(tmp_path):

@@ -33,27 +33,38 @@ def training_set(path: Path, service: str = "ranking", split: str | None = None,
     return join_features(path, examples, service)
 
 
-def join_features(path: Path, rows: pd.DataFrame, service: str) -> pd.DataFrame:
+JOIN_CHUNK_ROWS = 500_000
+
+
+def join_features(path: Path, rows: pd.DataFrame, service: str,
+                  chunk_rows: int = JOIN_CHUNK_ROWS) -> pd.DataFrame:
     """``rows`` (with ``user_id``, ``item_id``, ``event_timestamp``) joined point in time with
     the features of ``service``; one output row per input row, in order; columns the rows
-    already carry that the service also serves are taken from Feast."""
+    already carry that the service also serves are taken from Feast. The join runs on at
+    most ``chunk_rows`` rows at a time (each row's join is its own, so the result is the
+    same): a whole join of 4.4M ranker rows held 19.6 GB on the production profile."""
     from feast import FeatureStore
 
-    examples = rows.reset_index(drop=True).copy()
-    examples["_row"] = range(len(examples))
+    examples = rows.reset_index(drop=True)
+    parts = []
     with in_repo(path):
         store = FeatureStore(repo_path=str(path))
-        job = store.get_historical_features(
-            entity_df=examples[[*ENTITY_COLUMNS, "_row"]],
-            features=store.get_feature_service(service),
-            filter_by_created_timestamp=True)
-        joined = job.to_df()
-    if len(joined) != len(examples):
-        raise FeatureStoreError(f"the point-in-time join returned {len(joined)} rows for "
-                                f"{len(examples)} examples")
-    features = joined.drop(columns=ENTITY_COLUMNS).sort_values("_row")
-    shared = [c for c in features.columns if c in examples.columns and c != "_row"]
-    return examples.drop(columns=shared).merge(features, on="_row").drop(columns="_row")
+        service_ = store.get_feature_service(service)
+        for start in range(0, max(len(examples), 1), chunk_rows):
+            chunk = examples.iloc[start:start + chunk_rows].copy()
+            chunk["_row"] = range(len(chunk))
+            joined = store.get_historical_features(
+                entity_df=chunk[[*ENTITY_COLUMNS, "_row"]], features=service_,
+                filter_by_created_timestamp=True).to_df()
+            if len(joined) != len(chunk):
+                raise FeatureStoreError(f"the point-in-time join returned {len(joined)} rows "
+                                        f"for {len(chunk)} examples")
+            features = joined.drop(columns=ENTITY_COLUMNS).sort_values("_row")
+            shared = [c for c in features.columns if c in chunk.columns and c != "_row"]
+            parts.append(chunk.drop(columns=shared).merge(features, on="_row")
+                         .drop(columns="_row"))
+            del joined, features, chunk
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def user_values_at(path: Path, users: pd.DataFrame, feature: str) -> pd.Series:

@@ -23,7 +23,8 @@ Guarantees:
 * ``columns`` maps a lake field to a source column; a source column named like a lake field
   and not mapped elsewhere is taken as that field. A field is either a column or a constant.
 * ``timestamp_unit: auto`` takes Arrow timestamps as they are and parses strings as ISO 8601;
-  a numeric column needs its unit said. Naive times are read in ``timezone``.
+  a numeric column needs its unit said. Naive times are read in ``timezone`` (an hour the
+  zone repeats as its first occurrence, a skipped one moved past the gap).
 * ``event_id_from`` builds each event's id from the raw values of those source columns (a
   128-bit hash), so importing the same rows again adds nothing whatever else changed in the
   mapping.

@@ -183,8 +183,11 @@ def _timestamps(column, lake_field: str, source: str, mapping: TableMapping,
 
 
 def _localize(series: pd.Series, zone: str) -> pd.Series:
-    """Naive times read in ``zone``; a time that zone skips or repeats becomes NaT."""
-    return series.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    """Naive times read in ``zone``. A time the zone repeats (clocks going back) is read as
+    its first occurrence, one it skips (clocks going forward) is moved past the gap, as
+    PostgreSQL reads them."""
+    return series.dt.tz_localize(zone, ambiguous=np.ones(len(series), dtype=bool),
+                                 nonexistent="shift_forward")
 
 
 def _iso(text: pd.Series, zone: str) -> pd.Series:
