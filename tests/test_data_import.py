@@ -97,6 +97,12 @@ def test_every_format_gives_the_same_lake(tmp_path, fmt):
     assert got["event_id"].tolist() == events(reference)["event_id"].tolist()
 
 
+def test_text_that_other_tools_read_as_missing_is_kept(tmp_path):
+    frame = clicks(4).assign(visitorid=["NA", "null", "NaN", "N/A"])
+    run(tmp_path / "lake", events=(str(write_csv(tmp_path / "c.csv", frame)),))
+    assert sorted(events(tmp_path / "lake")["user_id"]) == ["N/A", "NA", "NaN", "null"]
+
+
 def test_globs_and_the_catalogue_lists(tmp_path):
     write_csv(tmp_path / "day1.csv", clicks(6))
     write_csv(tmp_path / "day2.csv", clicks(6, start=6))

@@ -188,7 +188,8 @@ def _csv_arrow(path: str, header: list[str], rows: int, delimiter: str
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
                               invalid_row_handler=skip)
     convert = pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                  strings_can_be_null=True, quoted_strings_can_be_null=False)
+                                  null_values=[""], strings_can_be_null=True,
+                                  quoted_strings_can_be_null=False)  # only an empty field
     record = 2  # the first line after the header
     with _open(path) as raw:
         try:
