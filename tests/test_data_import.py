@@ -60,9 +60,10 @@ def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     return path
 
 
-def run(lake_dir: Path, mapping_: ImportMapping | None = None, **sources):
+def run(lake_dir: Path, mapping_: ImportMapping | None = None, max_bad_fraction: float = 0.05,
+        batch_rows: int = 100_000, **sources):
     return import_data(Lake(lake_dir, create=True), Sources(**sources), mapping_ or mapping(),
-                       progress=False)
+                       progress=False, max_bad_fraction=max_bad_fraction, batch_rows=batch_rows)
 
 
 def events(lake_dir: Path) -> pd.DataFrame:
@@ -385,3 +386,125 @@ def test_bad_flag_values_are_refused_by_the_parser(tmp_path, capsys, extra):
         main(["data", "import", "--events", "x.csv", "--out", str(tmp_path / "lake"), *extra])
     assert exit_.value.code == 2
     assert extra[0] in capsys.readouterr().err
+
+
+# -- what a review of the first version found ------------------------------------------------
+
+def test_nanosecond_times_dates_and_bare_dates_in_a_zone(tmp_path):
+    frame = clicks(3).assign(ts_ms=["2026-05-01T12:00:00.123456789Z", "2026-05-01",
+                                    "2026-05-01 08:00:00.5"])
+    m = mapping().with_changes("events", timestamp_unit="iso", timezone="Europe/Berlin")
+    run(tmp_path / "lake", m, events=(str(write_csv(tmp_path / "c.csv", frame)),))
+    assert events(tmp_path / "lake")["timestamp"].tolist() == [
+        pd.Timestamp("2026-04-30T22:00:00Z"), pd.Timestamp("2026-05-01T06:00:00.5Z"),
+        pd.Timestamp("2026-05-01T12:00:00.123456Z")]
+    parquet = tmp_path / "c.parquet"
+    stamps = pa.array([1_777_636_800_123_456_789, None, 1_777_636_800_000_000_000],
+                      pa.timestamp("ns", tz="UTC"))
+    pq.write_table(pa.table({"visitorid": ["a", "b", "c"], "itemid": ["i", "i", "i"],
+                             "event": ["view"] * 3, "ts_ms": stamps}), parquet)
+    done = run(tmp_path / "lake2", mapping().with_changes("events", timestamp_unit="auto"),
+               max_bad_fraction=0.5, events=(str(parquet),)).tables["events"]
+    assert (done.written, done.rejected) == (2, 1)  # the null time is missing, not a crash
+    assert events(tmp_path / "lake2")["timestamp"].tolist() == [
+        pd.Timestamp("2026-05-01T12:00:00Z"), pd.Timestamp("2026-05-01T12:00:00.123456Z")]
+
+
+def test_integer_nanoseconds_with_nulls_stay_exact(tmp_path):
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"visitorid": ["a", "b"], "itemid": ["i", "i"],
+                             "event": ["view", "view"],
+                             "ts_ms": pa.array([1_777_636_800_123_456_999, None], pa.int64())}),
+                   parquet)
+    run(tmp_path / "lake", mapping().with_changes("events", timestamp_unit="ns"),
+        max_bad_fraction=0.5, events=(str(parquet),))
+    assert events(tmp_path / "lake")["timestamp"].tolist() == [
+        pd.Timestamp("2026-05-01T12:00:00.123456Z")]
+    text = write_csv(tmp_path / "c.csv", clicks(1).assign(ts_ms=["1777636800123456999"]))
+    run(tmp_path / "lake2", mapping().with_changes("events", timestamp_unit="ns"),
+        events=(str(text),))
+    assert events(tmp_path / "lake2")["timestamp"].tolist() == [
+        pd.Timestamp("2026-05-01T12:00:00.123456Z")]
+
+
+def test_json_keys_absent_from_a_batch_are_null_there(tmp_path):
+    records = [{**r, "ts_ms": int(r["ts_ms"])} for r in clicks(30).to_dict("records")]
+    for record in records[:20]:
+        record["stars"] = 4
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    m = mapping().with_changes("events", columns={"rating": "stars"})
+    report = import_data(Lake(tmp_path / "lake", create=True), Sources(events=(str(path),)), m,
+                         batch_rows=10, progress=False)
+    assert report.tables["events"].written == 30
+    assert events(tmp_path / "lake")["rating"].notna().sum() == 20
+
+
+def test_blank_lines_and_quirky_quotes_keep_every_row_and_its_line(tmp_path):
+    rows = ["ts_ms,visitorid,event,itemid"]
+    pad = "x" * 50
+    for i in range(150_000):  # 12 MB: Arrow reads blocks of 4 MB, one ahead
+        rows.append(f"{T0_MS + i},v{pad}{i % 50},view,i{i % 70}")
+    rows[10] = f'{T0_MS + 9},"v"x,view,i1'  # Arrow reads vx; Python's strict reader refuses
+    rows[140_000] = ""  # a blank line in Arrow's third block: Python's reader from there
+    rows[145_000] = "1,2"  # line 145001: malformed
+    path = tmp_path / "c.csv"
+    path.write_text("\n".join(rows) + "\n")
+    assert path.stat().st_size > 10 * 2 ** 20
+    # batches of 1,000: Arrow has given the quirky row (and 50K others) before the switch
+    done = run(tmp_path / "lake", batch_rows=1_000, events=(str(path),)).tables["events"]
+    assert (done.written, done.rejected) == (149_998, 1)
+    entry = read_dead_letter(done.dead_letters[-1])[0]
+    assert entry["location"] == f"{path}:145001"
+
+
+def test_a_dropped_row_is_not_also_rejected(tmp_path):
+    frame = clicks(30)
+    frame.loc[3, ["event", "ts_ms"]] = ["heartbeat", "never"]
+    done = run(tmp_path / "lake", mapping().with_changes("events",
+                                                         drop_event_types=("heartbeat",)),
+               events=(str(write_csv(tmp_path / "c.csv", frame)),)).tables["events"]
+    assert (done.written, done.rejected, done.dropped) == (29, 0, 1)
+
+
+def test_json_tags_mixing_lists_and_text_stay_lists(tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text(json.dumps({"itemid": "i0", "labels": ["a", "b"]}) + "\n"
+                    + json.dumps({"itemid": "i1", "labels": "c"}) + "\n")
+    run(tmp_path / "lake", ImportMapping.from_dict({"items": {"columns": {
+        "item_id": "itemid", "tags": "labels"}}}), items=(str(path),))
+    items = Lake(tmp_path / "lake").read("items").to_pandas().set_index("item_id")["tags"]
+    assert [list(items["i0"]), list(items["i1"])] == [["a", "b"], ["c"]]
+
+
+def test_sql_types_columns_checked_first_and_no_password_in_messages(tmp_path):
+    from feast_support import PG, require_services
+
+    require_services()
+    import psycopg
+
+    table = f"import_test_{uuid.uuid4().hex[:8]}"
+    dsn = f"postgresql://{PG['user']}@{PG['host']}:{PG['port']}/{PG['database']}"
+    write_csv(tmp_path / "items.csv", catalogue())
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE TABLE {table} (visitorid uuid, itemid text, event text, "
+                           "ts_ms bigint, extra jsonb)")
+        connection.execute(f"INSERT INTO {table} VALUES ('8f14e45f-ceea-467f-a0e6-1f5c3d8b7a10',"
+                           f" 'i1', 'view', {T0_MS}, '{{\"a\": 1}}')")
+        try:
+            report = import_data(Lake(tmp_path / "lake", create=True), Sources(
+                events_sql=(dsn, f"SELECT * FROM {table}")), mapping(), progress=False)
+            assert report.tables["events"].written == 1
+            assert events(tmp_path / "lake")["user_id"].tolist() == [
+                "8f14e45f-ceea-467f-a0e6-1f5c3d8b7a10"]
+            with pytest.raises(SchemaError, match="'visitorid' \\(mapped to user_id\\) is not "
+                                                  "in the --events-sql query"):
+                run(tmp_path / "lake2", items=(str(tmp_path / "items.csv"),),
+                    events_sql=(dsn, f"SELECT itemid, event, ts_ms FROM {table}"))
+            assert Lake(tmp_path / "lake2").read("items").num_rows == 0
+        finally:
+            connection.execute(f"DROP TABLE {table}")
+    with pytest.raises(SourceError, match="cannot connect") as error:
+        run(tmp_path / "lake3", events_sql=("postgresql://someone:s3cret@127.0.0.1:1/db",
+                                            "SELECT 1"))
+    assert "s3cret" not in str(error.value)

@@ -3,7 +3,9 @@ user runs it (subprocesses, the real CLI), and the sizes it picks from the data.
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -29,6 +31,15 @@ def test_sizes_follow_the_data():
     given = choose_sizes(events=5_000, users=100, items=300, p90_events_per_user=12,
                          epochs=3, ranker_epochs=4)
     assert (given.history_length, given.epochs, given.ranker_epochs) == (12, 3, 4)
+
+
+def test_the_query_line_quotes_any_id_for_the_shell():
+    from workflows.quickstart import query_line
+
+    line = query_line("http://127.0.0.1:8000", "x'; touch /tmp/pwned; '")
+    assert subprocess.run(["sh", "-c", f"printf %s {line.split(' -d ', 1)[1]}"],
+                          capture_output=True, text=True).stdout == (
+        '{"user_id": "x\'; touch /tmp/pwned; \'", "k": 10}')
 
 
 def _port() -> int:
@@ -89,7 +100,7 @@ def test_from_raw_clickstream_files_to_served_recommendations(tmp_path):
                 break
         assert lines and lines[-1].startswith("query it: "), "".join(lines[-40:])
         assert f"http://127.0.0.1:{port}/v1/recommendations" in lines[-1]
-        user = lines[-1].split('"user_id": "')[1].split('"')[0]
+        user = json.loads(shlex.split(lines[-1])[-1])["user_id"]
         body = requests.post(f"http://127.0.0.1:{port}/v1/recommendations",
                              json={"user_id": user, "k": 10}, timeout=30).json()
         assert len(body["items"]) == 10

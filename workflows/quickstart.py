@@ -163,9 +163,14 @@ def run_quickstart(lake_dir: Path, workdir: Path, sizes: Sizes, ranker: bool = T
 
 
 def query_line(url: str, user: str) -> str:
-    """The command that asks the served API for ``user``'s recommendations."""
+    """The command that asks the served API for ``user``'s recommendations (the body quoted
+    for the shell, whatever the id holds)."""
+    import json
+    import shlex
+
+    body = shlex.quote(json.dumps({"user_id": user, "k": 10}))
     return (f"curl -s -X POST {url}/v1/recommendations -H 'content-type: application/json' "
-            f"-d '{{\"user_id\": \"{user}\", \"k\": 10}}'")
+            f"-d {body}")
 
 
 __all__ = ["Sizes", "choose_sizes", "lake_sizes", "run_quickstart", "Quickstart",

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from recsys.errors import RecsysError
-from workflows.cli.arguments import non_negative_int, positive_int
+from workflows.cli.arguments import positive_int
 
 READY_TIMEOUT_S = 300.0
 
@@ -38,7 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     quick.add_argument("--no-serve", action="store_true",
                        help="stop after the export and print the commands that serve it")
     quick.add_argument("--host", default="127.0.0.1")
-    quick.add_argument("--port", type=non_negative_int, default=8000)
+    quick.add_argument("--port", type=positive_int, default=8000)
     quick.set_defaults(func=run_quickstart_command, accepts_beam_args=True)
 
 

@@ -84,17 +84,13 @@ def preview(sources: Sources, mapping: ImportMapping, rows: int = 10_000,
     out = []
     for table in sources.tables():
         planned = plan_sources(sources, mapping, table)
-        first = next((r for _, _, r in planned if r is not None), None)
-        described = first is not None
         shown = TablePreview(table, [(p, f) for p, f, _ in planned] + (
-            [("sql", "query")] if table == "events" and sources.events_sql else []),
-            describe_mapping(mapping, table, first))
+            [("sql", "query")] if table == "events" and sources.events_sql else []), [])
         for batch, mapped in head_rows(mapped_batches(sources, mapping, table,
                                                       min(batch_rows, rows)), rows):
-            if not described and batch.table.num_columns:  # JSON lines, SQL: seen in a batch
+            if not shown.mapping:  # as the first batch's columns resolve it
                 shown.mapping = describe_mapping(mapping, table, mapping.table(table).sources(
                     TABLE_SPECS[table], batch.table.column_names))
-                described = True
             result = validate(mapped.table, TABLE_SPECS[table])
             shown.read += batch.table.num_rows + len(batch.rejected)
             shown.dropped += mapped.dropped

@@ -23,7 +23,7 @@ Guarantees of :func:`import_data`:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -39,6 +39,7 @@ from recsys.data.importing.sources import (
     format_of,
     iter_batches,
     sql_batches,
+    sql_columns,
 )
 from recsys.data.importing.transform import MappedBatch, check_columns, map_batch
 from recsys.data.lake import Lake, WriteReport
@@ -117,28 +118,43 @@ class ImportReport:
 
 
 def plan_sources(sources: Sources, mapping: ImportMapping, table: str
-                 ) -> list[tuple[str, str, dict[str, str] | None]]:
-    """[(file, format, {lake field: column} or None when checked per batch)] of a table's
-    files; every CSV and Parquet file's columns are checked here, before anything is read."""
+                 ) -> list[tuple[str, str, bool]]:
+    """[(file, format, per_batch)] of a table's files, each file's columns checked against
+    the mapping here, before anything is read: a CSV's header, a Parquet file's schema, the
+    keys of a JSON-lines file's first 1,000 objects, the columns of the SQL query. For JSON
+    lines and SQL (``per_batch``), each batch's own columns are mapped, a mapped column
+    absent from a batch being null there."""
     spec, table_mapping = TABLE_SPECS[table], mapping.table(table)
     planned = []
     for path in expand(list(sources.of(table))):
         fmt = format_of(path, sources.format)
-        resolved = None
-        if fmt != "jsonl":  # JSON objects may differ in their keys: checked per batch
-            resolved = check_columns(spec, table_mapping,
-                                     columns_of(path, fmt, sources.csv_delimiter), path)
-        planned.append((path, fmt, resolved))
+        columns = columns_of(path, fmt, sources.csv_delimiter)
+        if columns or fmt != "jsonl":  # JSON lines with no object at first: per batch
+            check_columns(spec, table_mapping, columns, path)
+        planned.append((path, fmt, fmt == "jsonl"))
+    if table == "events" and sources.events_sql:
+        check_columns(spec, table_mapping, sql_columns(*sources.events_sql),
+                      "the --events-sql query")
     return planned
 
 
 def _batches(sources: Sources, table: str, planned, batch_rows: int
-             ) -> Iterator[tuple[SourceBatch, dict[str, str] | None]]:
-    for path, fmt, resolved in planned:
+             ) -> Iterator[tuple[SourceBatch, bool]]:
+    for path, fmt, per_batch in planned:
         for batch in iter_batches(path, fmt, batch_rows, sources.csv_delimiter):
-            yield batch, resolved
+            yield batch, per_batch
     if table == "events" and sources.events_sql:
-        yield from ((b, None) for b in sql_batches(*sources.events_sql, rows=batch_rows))
+        yield from ((b, True) for b in sql_batches(*sources.events_sql, rows=batch_rows))
+
+
+def _with_absent_columns(batch: SourceBatch, columns: list[str]) -> SourceBatch:
+    """The batch with each of ``columns`` it lacks as nulls (a JSON key no object of the
+    batch has, a query's column that is null throughout)."""
+    table = batch.table
+    for name in columns:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
+    return replace(batch, table=table)
 
 
 def mapped_batches(sources: Sources, mapping: ImportMapping, table: str, batch_rows: int
@@ -146,21 +162,17 @@ def mapped_batches(sources: Sources, mapping: ImportMapping, table: str, batch_r
     """Each batch of a table's sources with its mapped rows."""
     spec, table_mapping = TABLE_SPECS[table], mapping.table(table)
     planned = plan_sources(sources, mapping, table)
-    for batch, resolved in _batches(sources, table, planned, batch_rows):
-        if resolved is None:
-            if not batch.table.num_columns:  # only refused records (JSON lines)
-                empty = pa.table({name: pa.array([], pa.string()) for name in spec.required})
-                yield batch, MappedBatch(empty, _no_rows(), [], 0)
-                continue
+    resolved: dict[str, str] = {}
+    source = None
+    for batch, per_batch in _batches(sources, table, planned, batch_rows):
+        if per_batch or batch.source != source:  # each file's own columns
+            source = batch.source
+            named = table_mapping.sources(spec, batch.table.column_names)
+            wanted = [*named.values(), *getattr(table_mapping, "event_id_from", ())]
+            batch = _with_absent_columns(batch, wanted)
             resolved = check_columns(spec, table_mapping, batch.table.column_names,
                                      batch.source)
         yield batch, map_batch(batch, spec, table_mapping, resolved)
-
-
-def _no_rows():
-    import numpy as np
-
-    return np.zeros(0, dtype=np.int64)
 
 
 def import_data(lake: Lake, sources: Sources, mapping: ImportMapping, *,

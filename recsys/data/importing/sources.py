@@ -112,7 +112,7 @@ def columns_of(path: str, fmt: str, delimiter: str = ",") -> list[str]:
     if fmt == "csv":
         with _open(path) as raw:
             return _csv_header(raw, path, delimiter)
-    for batch in iter_batches(path, fmt, rows=1):
+    for batch in iter_batches(path, fmt, rows=1_000):  # the keys of the first records
         if batch.table.num_columns:
             return list(batch.table.column_names)
     return []
@@ -186,7 +186,7 @@ def _csv_arrow(path: str, header: list[str], rows: int, delimiter: str
     read = pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=1 << 22,
                             use_threads=False)
     parse = pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=True,
-                              invalid_row_handler=skip)
+                              ignore_empty_lines=False, invalid_row_handler=skip)
     convert = pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
                                   null_values=[""], strings_can_be_null=True,
                                   quoted_strings_can_be_null=False)  # only an empty field
@@ -235,8 +235,10 @@ def _csv_python(path: str, header: list[str], rows: int, delimiter: str, skip: i
             except StopIteration:
                 break
             except csv.Error as exc:
-                rejected.append(Rejection(-1, f"malformed CSV: {exc}", {},
-                                          f"{path}:{previous + 1}"))
+                seen += 1
+                if seen > skip:  # Arrow gave the records before: one it took is counted
+                    rejected.append(Rejection(-1, f"malformed CSV: {exc}", {},
+                                              f"{path}:{previous + 1}"))
                 previous = reader.line_num
                 continue
             except UnicodeDecodeError as exc:
@@ -313,36 +315,80 @@ def _jsonl(path: str, rows: int, _delimiter: str) -> Iterator[SourceBatch]:
 
 
 def _records_table(records: list[dict]) -> pa.Table:
-    """JSON objects as a table of every key seen: values as text, except a key whose every
-    value is a list (or null), which stays a list of text."""
+    """JSON objects as a table of every key seen: values as text, except a key with a list
+    among its values, which is a list of text (a single value being a list of one)."""
     names: dict[str, None] = {}
     for record in records:
         names.update(dict.fromkeys(record))
     columns = {}
     for name in names:
         values = [r.get(name) for r in records]
-        if all(v is None or isinstance(v, list) for v in values) and any(
-                isinstance(v, list) for v in values):
-            columns[name] = pa.array([None if v is None else [_text(x) for x in v]
-                                      for v in values], type=pa.list_(pa.string()))
+        if any(isinstance(v, list) for v in values):  # a single value is a list of one
+            columns[name] = pa.array([None if v is None else [_text(x) for x in (
+                v if isinstance(v, list) else [v])] for v in values], type=pa.list_(pa.string()))
         else:
             columns[name] = pa.array([_text(v) for v in values], type=pa.string())
     return pa.table(columns) if columns else pa.table({})
+
+
+def safe_dsn(dsn: str) -> str:
+    """A DSN without its password, for messages."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - unparseable: say nothing of it
+        return "(an unparseable DSN)"
+    parts.pop("password", None)
+    return make_conninfo(**parts)
+
+
+def _sql_value(value):
+    """A value psycopg returned, as Arrow takes it: UUIDs as text, JSON objects as JSON text,
+    decimals as floats."""
+    import datetime as dt
+    import decimal
+
+    if value is None or isinstance(value, (str, int, float, bool, dt.datetime, dt.date, bytes)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (dict, list)):
+        import orjson
+
+        return orjson.dumps(value, default=str).decode()
+    return str(value)
+
+
+def _connect(dsn: str):
+    import psycopg
+
+    try:
+        return psycopg.connect(dsn)
+    except psycopg.Error as exc:
+        raise SourceError(f"--events-sql: cannot connect to {safe_dsn(dsn)} "
+                          f"({str(exc).strip()})") from exc
+
+
+def sql_columns(dsn: str, query: str) -> list[str]:
+    """The columns a query returns, without fetching a row."""
+    import psycopg
+
+    with _connect(dsn) as connection, connection.cursor() as cursor:
+        try:
+            cursor.execute(f"SELECT * FROM ({query}) AS recsys_import LIMIT 0")
+        except psycopg.Error as exc:
+            raise SourceError(f"--events-sql: the query failed ({str(exc).strip()})") from exc
+        return [c.name for c in cursor.description]
 
 
 def sql_batches(dsn: str, query: str, rows: int = 100_000) -> Iterator[SourceBatch]:
     """Batches of a PostgreSQL query's rows through a server-side cursor (the query runs
     once; rows are fetched ``rows`` at a time). Locations read ``sql:N`` (the row's 1-based
     number in the result)."""
-    import decimal
-
     import psycopg
 
-    try:
-        connection = psycopg.connect(dsn)
-    except psycopg.Error as exc:
-        raise SourceError(f"--events-sql: cannot connect to {dsn!r} ({exc})") from exc
-    with connection:
+    with _connect(dsn) as connection:
         with connection.cursor(name="recsys_import") as cursor:
             record = 1
             try:
@@ -352,17 +398,17 @@ def sql_batches(dsn: str, query: str, rows: int = 100_000) -> Iterator[SourceBat
                     if not chunk:
                         break
                     names = [c.name for c in cursor.description]
-                    columns = {}
-                    for i, name in enumerate(names):
-                        values = [r[i] for r in chunk]
-                        if any(isinstance(v, decimal.Decimal) for v in values):
-                            values = [None if v is None else float(v) for v in values]
-                        columns[name] = pa.array(values)
+                    if len(set(names)) != len(names):
+                        raise SourceError(f"--events-sql: the query returns column names more "
+                                          f"than once ({names}); name them apart with AS")
+                    columns = {name: pa.array([_sql_value(r[i]) for r in chunk])
+                               for i, name in enumerate(names)}
                     yield SourceBatch(pa.table(columns), "sql", record)
                     record += len(chunk)
             except psycopg.Error as exc:
-                raise SourceError(f"--events-sql: the query failed ({exc})".strip()) from exc
+                raise SourceError(f"--events-sql: the query failed ({str(exc).strip()})"
+                                  ) from exc
 
 
 __all__ = ["SourceBatch", "FORMATS", "format_of", "expand", "columns_of", "iter_batches",
-           "sql_batches"]
+           "sql_batches", "sql_columns", "safe_dsn"]

@@ -33,7 +33,9 @@ from recsys.errors import SchemaError
 
 UNIT_NANOS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _MIN_S, _MAX_S = -62_135_596_800, 253_402_300_799  # 0001-01-01, 9999-12-31T23:59:59
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE)
+# an offset after a time of day (not the day of a bare date: 2024-05-01)
+_OFFSET = re.compile(r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$",
+                     re.IGNORECASE)
 _NUMBER = re.compile(r"^\s*-?\d+(\.\d*)?\s*$")
 
 
@@ -98,6 +100,8 @@ def map_batch(batch: SourceBatch, spec: TableSpec, mapping: TableMapping,
         columns[lake_field] = pa.array([value] * n) if value is not None else pa.nulls(n)
     if isinstance(mapping, EventsMapping) and mapping.event_id_from:
         columns["event_id"] = _built_ids(raw, mapping.event_id_from, mapping.event_id_prefix)
+    for row in np.flatnonzero(dropped):  # left out by the mapping: not also a rejection
+        reasons.pop(int(row), None)
     bad = np.zeros(n, dtype=bool)
     bad[list(reasons)] = True
     keep = np.flatnonzero(~bad & ~dropped)
@@ -145,16 +149,9 @@ def _timestamps(column, lake_field: str, source: str, mapping: TableMapping,
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     unit = mapping.timestamp_unit
-    if pa.types.is_timestamp(column.type) and mapping.timestamp_format is None and unit in (
-            "auto", "iso"):
-        series = column.to_pandas()
-        if series.dt.tz is None:
-            series = _localize(series, mapping.timezone)
-        return pa.array(series.dt.tz_convert("UTC"), type=pa.timestamp("us", tz="UTC"))
-    if pa.types.is_date(column.type):
-        series = pd.to_datetime(column.to_pandas())
-        return pa.array(_localize(series, mapping.timezone).dt.tz_convert("UTC"),
-                        type=pa.timestamp("us", tz="UTC"))
+    if (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)) and (
+            mapping.timestamp_format is None and unit in ("auto", "iso")):
+        return _arrow_times(column, mapping.timezone)
     numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
     if unit in UNIT_NANOS:
         return _from_numbers(column, unit, lake_field, reasons)
@@ -173,13 +170,36 @@ def _timestamps(column, lake_field: str, source: str, mapping: TableMapping,
         parsed = _iso(text, mapping.timezone)
         expected = "an ISO 8601 time"
     failed = (parsed.isna() & text.notna() & (text.str.strip() != "")).to_numpy()
+    parsed = _to_utc_micros(parsed)
     for row in np.flatnonzero(failed):
         value = text.iloc[row]
         hint = (" (a number: say its unit with --timestamp-unit s, ms, us or ns)"
                 if _NUMBER.match(value) and not mapping.timestamp_format else "")
         reasons.setdefault(int(row), []).append(
             f"{lake_field}: cannot read {value!r} as {expected}{hint}")
-    return pa.array(parsed, type=pa.timestamp("us", tz="UTC"))
+    return parsed
+
+
+UTC_MICROS = pa.timestamp("us", tz="UTC")
+
+
+def _to_utc_micros(parsed: pd.Series) -> pa.Array:
+    """Parsed UTC times (pandas, nanoseconds) as Arrow microseconds, sub-microsecond digits
+    dropped (the lake keeps microseconds)."""
+    return pa.array(parsed).cast(UTC_MICROS, safe=False)
+
+
+def _arrow_times(column: pa.Array, zone: str) -> pa.Array:
+    """Arrow timestamps or dates as UTC microseconds, in Arrow (any year 1-9999): naive ones
+    read in ``zone`` as :func:`_localize` reads them."""
+    import pyarrow.compute as pc
+
+    if pa.types.is_date(column.type):
+        column = column.cast(pa.timestamp("us"))
+    if column.type.tz is None:
+        column = pc.assume_timezone(column.cast(pa.timestamp("us"), safe=False), timezone=zone,
+                                    ambiguous="earliest", nonexistent="latest")
+    return column.cast(UTC_MICROS, safe=False)
 
 
 def _localize(series: pd.Series, zone: str) -> pd.Series:
@@ -216,37 +236,49 @@ def _parse_iso(text: pd.Series, utc: bool) -> pd.Series:
 
 def _from_numbers(column, unit: str, lake_field: str, reasons: dict[int, list[str]]
                   ) -> pa.Array:
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        numbers = pd.Series(column.to_pandas(), dtype="float64")
-        present = numbers.notna().to_numpy()
-        text = None
+    """Numbers of ``unit`` since the epoch as UTC microseconds, floored. Whole numbers (Arrow
+    integers, or text of digits) are converted exactly; others through float64."""
+    n = len(column)
+    whole = np.zeros(n, dtype=np.int64)
+    is_whole = np.zeros(n, dtype=bool)
+    text = None
+    if pa.types.is_integer(column.type):
+        present = np.asarray(pc.is_valid(column).to_numpy(zero_copy_only=False), dtype=bool)
+        whole = pc.fill_null(column.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        is_whole = present.copy()
+        numbers = np.where(present, whole.astype(np.float64), np.nan)
+    elif pa.types.is_floating(column.type):
+        numbers = pc.fill_null(column.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+        present = ~np.isnan(numbers)
     else:
         text = pd.Series(column.cast(pa.string()).to_pandas(), dtype=object)
-        numbers = pd.to_numeric(text.str.strip(), errors="coerce")
-        present = (text.notna() & (text.str.strip() != "")).to_numpy()
-    if pa.types.is_integer(column.type):  # exact: no float rounding of nanoseconds
-        whole = column.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    else:
-        whole = None
-    seconds = numbers.to_numpy() / (1e9 / UNIT_NANOS[unit])
+        stripped = text.str.strip()
+        present = (text.notna() & (stripped != "")).to_numpy()
+        digits = stripped.str.fullmatch(r"-?\d{1,19}").fillna(False).to_numpy(dtype=bool)
+        values = [int(v) for v in stripped[digits]]  # exact; the range is checked below
+        fits = np.array([abs(v) < 2 ** 63 for v in values], dtype=bool)
+        rows = np.flatnonzero(digits)[fits]
+        whole[rows] = np.array(values, dtype=object)[fits].astype(np.int64)
+        is_whole[rows] = True
+        numbers = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64)
+    seconds = numbers / (1e9 / UNIT_NANOS[unit])
     unreadable = present & np.isnan(seconds)
     out_of_range = present & ~unreadable & ((seconds < _MIN_S) | (seconds > _MAX_S))
     for row in np.flatnonzero(unreadable):
         reasons.setdefault(int(row), []).append(
             f"{lake_field}: {text.iloc[row]!r} is not a number of {unit}")
     for row in np.flatnonzero(out_of_range):
-        value = text.iloc[row] if text is not None else numbers.iloc[row]
+        value = text.iloc[row] if text is not None else numbers[row]
         reasons.setdefault(int(row), []).append(
             f"{lake_field}: {value!r} {unit} lies outside years 1-9999 (is the unit right?)")
     good = present & ~unreadable & ~out_of_range
-    micros = np.zeros(len(seconds), dtype=np.int64)
-    if whole is not None:  # in range, so at most 2.6e17 microseconds
-        micros[good] = (whole[good] // 1000 if unit == "ns"
-                        else whole[good] * (UNIT_NANOS[unit] // 1000))
-    else:
-        micros[good] = np.round(numbers.to_numpy()[good] * (UNIT_NANOS[unit] / 1000)
-                                ).astype(np.int64)
-    return pa.array(micros, type=pa.int64(), mask=~good).cast(pa.timestamp("us", tz="UTC"))
+    micros = np.zeros(n, dtype=np.int64)
+    exact, approximate = good & is_whole, good & ~is_whole
+    micros[exact] = (whole[exact] // 1000 if unit == "ns"  # in range: at most 2.6e17 us
+                     else whole[exact] * (UNIT_NANOS[unit] // 1000))
+    micros[approximate] = np.floor(numbers[approximate] * (UNIT_NANOS[unit] / 1000)
+                                   ).astype(np.int64)
+    return pa.array(micros, type=pa.int64(), mask=~good).cast(UTC_MICROS)
 
 
 def _split(column, separator: str) -> pa.Array:
