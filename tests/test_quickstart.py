@@ -120,3 +120,17 @@ def test_from_raw_clickstream_files_to_served_recommendations(tmp_path):
     assert process.returncode == 0, "".join(lines[-40:])
     leftover = subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True, text=True)
     assert not leftover.stdout.strip(), "the API or the worker outlived the quickstart"
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--port", "0"], "argument --port: expected a positive integer, got '0'"),
+    (["--epochs", "-1"], "argument --epochs: expected a positive integer, got '-1'"),
+    (["--ranker-epochs", "x"], "argument --ranker-epochs: expected a positive integer, got 'x'"),
+])
+def test_bad_quickstart_flags_exit_2_naming_them(tmp_path, capsys, flags, message):
+    from workflows.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["quickstart", "--lake", str(tmp_path), *flags])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err

@@ -87,7 +87,7 @@ def preview(sources: Sources, mapping: ImportMapping, rows: int = 10_000,
         shown = TablePreview(table, [(p, f) for p, f, _ in planned] + (
             [("sql", "query")] if table == "events" and sources.events_sql else []), [])
         for batch, mapped in head_rows(mapped_batches(sources, mapping, table,
-                                                      min(batch_rows, rows)), rows):
+                                                      min(batch_rows, rows), planned), rows):
             if not shown.mapping:  # as the first batch's columns resolve it
                 shown.mapping = describe_mapping(mapping, table, mapping.table(table).sources(
                     TABLE_SPECS[table], batch.table.column_names))

@@ -157,11 +157,14 @@ def _with_absent_columns(batch: SourceBatch, columns: list[str]) -> SourceBatch:
     return replace(batch, table=table)
 
 
-def mapped_batches(sources: Sources, mapping: ImportMapping, table: str, batch_rows: int
+def mapped_batches(sources: Sources, mapping: ImportMapping, table: str, batch_rows: int,
+                   planned: list[tuple[str, str, bool]] | None = None
                    ) -> Iterator[tuple[SourceBatch, MappedBatch]]:
-    """Each batch of a table's sources with its mapped rows."""
+    """Each batch of a table's sources with its mapped rows; ``planned``: the table's
+    :func:`plan_sources` when already made (else made here)."""
     spec, table_mapping = TABLE_SPECS[table], mapping.table(table)
-    planned = plan_sources(sources, mapping, table)
+    if planned is None:
+        planned = plan_sources(sources, mapping, table)
     resolved: dict[str, str] = {}
     source = None
     for batch, per_batch in _batches(sources, table, planned, batch_rows):
@@ -182,24 +185,25 @@ def import_data(lake: Lake, sources: Sources, mapping: ImportMapping, *,
     tables = sources.tables()
     if not tables:
         raise SchemaError("nothing to import: give --events, --items, --users or --events-sql")
-    for table in tables:  # every file's columns, before anything is written
-        plan_sources(sources, mapping, table)
+    # every source's columns, before anything is written (each file's once)
+    plans = {table: plan_sources(sources, mapping, table) for table in tables}
     report = ImportReport({}, [])
     for table in tables:
-        report.tables[table] = _import_table(lake, sources, mapping, table, batch_rows,
-                                             max_bad_fraction, progress)
+        report.tables[table] = _import_table(lake, sources, mapping, table, plans[table],
+                                             batch_rows, max_bad_fraction, progress)
     if "events" in tables:
         report.derived = add_missing_catalogue_rows(lake)
     return report
 
 
 def _import_table(lake: Lake, sources: Sources, mapping: ImportMapping, table: str,
-                  batch_rows: int, max_bad_fraction: float, progress: bool) -> TableImport:
+                  planned: list[tuple[str, str, bool]], batch_rows: int,
+                  max_bad_fraction: float, progress: bool) -> TableImport:
     done = TableImport(table)
     write: Callable[..., WriteReport] = getattr(lake, f"write_{table}")
     bar = tqdm(unit=" rows", desc=table, disable=not progress, unit_scale=True)
     try:
-        for batch, mapped in mapped_batches(sources, mapping, table, batch_rows):
+        for batch, mapped in mapped_batches(sources, mapping, table, batch_rows, planned):
             if batch.source not in done.sources:
                 done.sources.append(batch.source)
             prior = [*batch.rejected, *mapped.rejected]
