@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from beam_jobs.event_blocks import DEFAULT_SHARDS, shard_of
 from recsys.data.records import BadRecord, parse_event, parse_item
 
 DEAD_LETTER = "dead_letter"
@@ -151,6 +153,17 @@ class ParseRows(beam.PTransform):
                       | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
 
 
+class ParseRowLists(beam.PTransform):
+    """Lists of rows -> :class:`Parsed`, parsed a list at a time."""
+
+    def __init__(self, kind: str, parser: Callable[[dict], Any]):
+        super().__init__()
+        self.kind, self.parser = kind, parser
+
+    def expand(self, lists):
+        return _split(lists | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
+
+
 class ParseBatches(beam.PTransform):
     """RowBatches -> :class:`Parsed`, parsed a batch at a time."""
 
@@ -236,24 +249,46 @@ def read_events(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = No
         tally=(batch_tally(both, "events_read"), dropped) | "EventTally" >> beam.Flatten())
 
 
-def _latest(rows: list[dict]) -> dict:
-    return max(rows, key=lambda r: r.get("ingested_at") or 0)
+def _row_blocks(batch: RowBatch, key: str, shards: int) -> list[tuple[int, bytes]]:
+    """A batch of rows -> (shard of ``key``, the batch's rows in that shard, pickled)."""
+    grouped: dict[int, list[dict]] = {}
+    for row in batch.rows:
+        grouped.setdefault(shard_of(str(row.get(key)), shards), []).append(row)
+    return [(shard, pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+            for shard, rows in grouped.items()]
+
+
+def _latest_rows(keyed: tuple[int, list[bytes]], key: str) -> list[dict]:
+    """A shard's blocks of rows -> the latest row per ``key`` (the greatest ``ingested_at``;
+    on a tie, the first seen), in key order."""
+    latest: dict = {}
+    for block in keyed[1]:
+        for row in pickle.loads(block):
+            k = row.get(key)
+            kept = latest.get(k)
+            if kept is None or (row.get("ingested_at") or 0) > (kept.get("ingested_at") or 0):
+                latest[k] = row
+    return [latest[k] for k in sorted(latest, key=str)]
 
 
 def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str,
-                also: beam.PCollection | None = None):
+                also: beam.PCollection | None = None, shards: int = DEFAULT_SHARDS):
     """The latest version of each catalogue row (by ``ingested_at``), over the lake and
-    ``also`` (RowBatches of the same table from another source) when given."""
-    rows = p | f"Read{table.title()}" >> ReadParquetRows(str(lake / table / "part-*.parquet"))
+    ``also`` (RowBatches of the same table from another source) when given: lists of rows,
+    one per shard of ``key``. Rows are shuffled in blocks per (batch, shard), not one by one
+    (``beam_jobs/event_blocks.py`` says why)."""
+    name = table.title()
+    batches = p | f"Read{name}" >> ReadParquetBatches(str(lake / table / "part-*.parquet"))
     if also is not None:
-        rows = ((rows, also | f"{table.title()}LogRows" >> beam.FlatMap(lambda b: b.rows))
-                | f"Union{table.title()}" >> beam.Flatten())
-    return (rows
-            | f"Key{table.title()}" >> beam.Map(lambda r, k: (r[k], r), key)
-            | f"Latest{table.title()}" >> beam.CombinePerKey(_latest)
-            | f"Values{table.title()}" >> beam.Values())
+        batches = (batches, also) | f"Union{name}" >> beam.Flatten()
+    return (batches
+            | f"Blocks{name}" >> beam.FlatMap(_row_blocks, key, shards)
+            | f"ByShard{name}" >> beam.GroupByKey()
+            | f"Latest{name}" >> beam.Map(_latest_rows, key))
 
 
-def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None) -> Parsed:
-    return (read_latest(p, lake, "items", "item_id", also)
-            | "ParseItems" >> ParseRows("items", parse_item))
+def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None,
+               shards: int = DEFAULT_SHARDS) -> Parsed:
+    """The latest row of every item, parsed (``batches``: one list per shard)."""
+    return (read_latest(p, lake, "items", "item_id", also, shards)
+            | "ParseItems" >> ParseRowLists("items", parse_item))

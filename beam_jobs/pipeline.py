@@ -40,6 +40,13 @@ import pyarrow.parquet as pq
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from beam_jobs.event_blocks import (
+    DEFAULT_SHARDS,
+    blocks_by_shard,
+    group_blocks,
+    item_of,
+    user_of,
+)
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import item_stream_row_of
 from beam_jobs.lake_io import (
@@ -69,7 +76,7 @@ from beam_jobs.tf_examples import to_tf_example
 from beam_jobs.timeline import process_user
 from recsys.data.records import Event, Item
 from recsys.data.schemas import EVENTS, ITEMS
-from recsys.errors import BadRecordRatioError, PipelineRunError, RecsysError
+from recsys.errors import BadRecordRatioError, ConfigError, PipelineRunError, RecsysError
 from recsys.features.config import FeatureConfig, PositiveRule
 from recsys.features.rows import catalogue_row, profile_row
 from recsys.features.tables import (
@@ -110,6 +117,9 @@ class FeatureJobOptions(PipelineOptions):
         parser.add_argument("--positive_min_rating", type=float, default=rule.min_rating)
         parser.add_argument("--tfrecord", action="store_true",
                             help="also write the training examples as TFRecord")
+        parser.add_argument("--shuffle_shards", type=int, default=DEFAULT_SHARDS,
+                            help="events are grouped by user, then by item, in blocks over "
+                                 "this many shards (the most tasks each grouping can use)")
 
 
 def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureConfig]:
@@ -123,16 +133,10 @@ def config_from_options(options: PipelineOptions) -> tuple[Path, Path, FeatureCo
     cfg = FeatureConfig(history_length=opts.history_length, session_gap_s=opts.session_gap_s,
                         split=opts.split, test_fraction=opts.test_fraction,
                         max_bad_ratio=opts.max_bad_ratio, positive=rule)
+    if opts.shuffle_shards < 1:
+        raise ConfigError(f"--shuffle_shards must be at least 1, got {opts.shuffle_shards}")
     lake, out = lake_and_output(options)
     return lake, out, cfg
-
-
-def events_by_user(events: list[Event]) -> list[tuple[str, list[Event]]]:
-    """One batch's events -> (user_id, that user's events), one pair per user in it."""
-    grouped: dict[str, list[Event]] = {}
-    for event in events:
-        grouped.setdefault(event.user_id, []).append(event)
-    return list(grouped.items())
 
 
 def _items(items: Mapping[str, Item] | ItemLookup) -> Mapping[str, Item]:
@@ -140,9 +144,10 @@ def _items(items: Mapping[str, Item] | ItemLookup) -> Mapping[str, Item]:
 
 
 class WriteUserTables(beam.DoFn):
-    """(user_id, events) -> the per-user tables, written where they are computed: session
-    sequences, training examples (and their TFRecords), user features and session states.
-    Emits (item_id, the user's events of it) for the item tables.
+    """(user shard, blocks of its users' events) -> the per-user tables of every user in it,
+    written where they are computed: session sequences, training examples (and their
+    TFRecords), user features and session states. Emits (item shard, a block of the events
+    handed on to the item tables), one per item shard hit (``beam_jobs/event_blocks.py``).
 
     The per-user rows are most of the job's data (every sequence row carries its history), so
     they never leave the task that makes them: on a cluster, passing them on to writer tasks
@@ -152,9 +157,9 @@ class WriteUserTables(beam.DoFn):
               USER_FEATURES.name: "user_features"}
 
     def __init__(self, out: Path, items, horizon_day: int, cfg: FeatureConfig,
-                 tfrecord: bool = False):
+                 tfrecord: bool = False, item_shards: int = DEFAULT_SHARDS):
         self.out, self.items, self.horizon_day = str(out), items, horizon_day
-        self.cfg, self.tfrecord = cfg, tfrecord
+        self.cfg, self.tfrecord, self.item_shards = cfg, tfrecord, item_shards
         self._shards: dict[str, FileShards] = {}
 
     def start_bundle(self):
@@ -167,20 +172,21 @@ class WriteUserTables(beam.DoFn):
                                                     ".tfrecord.gz")
 
     def process(self, keyed):
-        user_id, events = keyed
-        outputs = process_user(user_id, events, _items(self.items), self.cfg, self.horizon_day)
-        for table, part in self.TABLES.items():
-            for row in getattr(outputs, part):
-                self._shards[table].add(row)
-        if outputs.session_state is not None:
-            self._shards[USER_SESSION.name].add(outputs.session_state)
-        if self.tfrecord:
-            for row in outputs.examples:
-                self._shards[TFRECORD_DIR].add(to_tf_example(row))
-        by_item: dict[str, list[Event]] = {}
-        for event in outputs.feature_events:
-            by_item.setdefault(event.item_id, []).append(event)
-        yield from by_item.items()
+        _, blocks = keyed
+        items = _items(self.items)
+        handed_on: list[Event] = []
+        for user_id, events in group_blocks(blocks, user_of):
+            outputs = process_user(user_id, events, items, self.cfg, self.horizon_day)
+            for table, part in self.TABLES.items():
+                for row in getattr(outputs, part):
+                    self._shards[table].add(row)
+            if outputs.session_state is not None:
+                self._shards[USER_SESSION.name].add(outputs.session_state)
+            if self.tfrecord:
+                for row in outputs.examples:
+                    self._shards[TFRECORD_DIR].add(to_tf_example(row))
+            handed_on.extend(outputs.feature_events)
+        yield from blocks_by_shard(handed_on, item_of, self.item_shards)
 
     def finish_bundle(self):
         for shards in self._shards.values():
@@ -188,9 +194,10 @@ class WriteUserTables(beam.DoFn):
 
 
 class WriteItemTables(beam.DoFn):
-    """(item_id, lists of its events) -> its ``item_features`` rows (``item_features.py``)
-    and its ``item_stream`` row (``item_stream.py``), written where they are computed; emits
-    nothing. ``items`` is a mapping or an :class:`ItemLookup`."""
+    """(item shard, blocks of its items' events) -> for every item in it, its
+    ``item_features`` rows (``item_features.py``) and its ``item_stream`` row
+    (``item_stream.py``), written where they are computed; emits nothing. ``items`` is a
+    mapping or an :class:`ItemLookup`."""
 
     def __init__(self, out: Path, items, horizon_day: int, cfg: FeatureConfig):
         self.out, self.items, self.horizon_day, self.cfg = str(out), items, horizon_day, cfg
@@ -203,13 +210,14 @@ class WriteItemTables(beam.DoFn):
                         for table in (ITEM_FEATURES.name, ITEM_STREAM.name)}
 
     def process(self, keyed):
-        item_id, slices = keyed
-        events = [event for part in slices for event in part]
-        item = _items(self.items).get(item_id)
-        for row in item_feature_rows(item_id, item, events, self.cfg, self.horizon_day):
-            self._shards[ITEM_FEATURES.name].add(row)
-        self._shards[ITEM_STREAM.name].add(
-            item_stream_row_of(item_id, events, self.cfg.history_event_types))
+        _, blocks = keyed
+        items = _items(self.items)
+        for item_id, events in group_blocks(blocks, item_of):
+            item = items.get(item_id)
+            for row in item_feature_rows(item_id, item, events, self.cfg, self.horizon_day):
+                self._shards[ITEM_FEATURES.name].add(row)
+            self._shards[ITEM_STREAM.name].add(
+                item_stream_row_of(item_id, events, self.cfg.history_event_types))
         return ()
 
     def finish_bundle(self):
@@ -231,10 +239,13 @@ class WriteTable(beam.PTransform):
 
 
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
-          tfrecord: bool = False, event_log: EventLogSource | None = None) -> None:
+          tfrecord: bool = False, event_log: EventLogSource | None = None,
+          shards: int = DEFAULT_SHARDS) -> None:
     """Add the whole feature build to ``p`` (see the module docstring). The horizon and the
     item lookup are not side inputs (``beam_jobs/lookups.py``). Paths are made absolute: the
-    workers of a cluster do not share the driver's working directory."""
+    workers of a cluster do not share the driver's working directory. Events are shuffled
+    in blocks over ``shards`` user shards, then ``shards`` item shards
+    (``beam_jobs/event_blocks.py``)."""
     lake, out = lake.resolve(), out.resolve()
     logged_events = logged_items = None
     tallies = []
@@ -248,28 +259,23 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
     events = read_events(p, lake, logged_events if event_log is not None
                          and has_rows(event_log, EVENTS) else None)
     tallies.append(events.tally)
-    items = read_items(p, lake, logged_items)
+    items = read_items(p, lake, logged_items, shards)
     item_lookup = ItemLookup(str(lake), event_log, out.name)
     horizon = horizon_day(lake, event_log)
-    # Shuffled as (user, that user's events of one batch) and joined after: far fewer,
-    # larger elements than one per event (on the DaskRunner, pickling them between workers
-    # was most of the job).
-    by_user = (events.batches
-               | "UserSlices" >> beam.FlatMap(events_by_user)
-               | "ByUser" >> beam.GroupByKey()
-               | "JoinSlices" >> beam.MapTuple(
-                   lambda user_id, slices: (user_id, [e for part in slices for e in part])))
-
-    item_tables = (by_user
+    item_tables = (events.batches
+                   | "UserBlocks" >> beam.FlatMap(blocks_by_shard, user_of, shards)
+                   | "ByUserShard" >> beam.GroupByKey()
                    | "UserTables" >> beam.ParDo(
-                       WriteUserTables(out, item_lookup, horizon, cfg, tfrecord))
-                   | "ByItem" >> beam.GroupByKey()
+                       WriteUserTables(out, item_lookup, horizon, cfg, tfrecord, shards))
+                   | "ByItemShard" >> beam.GroupByKey()
                    | "ItemTables" >> beam.ParDo(WriteItemTables(out, item_lookup, horizon, cfg)))
-    users = read_latest(p, lake, "users", "user_id")
+    users = read_latest(p, lake, "users", "user_id", shards=shards)
 
     tables = {
-        ITEM_CATALOGUE.name: items.records | "Catalogue" >> beam.Map(catalogue_row),
-        USER_PROFILE.name: users | "Profiles" >> beam.Map(profile_row),
+        ITEM_CATALOGUE.name: items.batches | "Catalogue" >> beam.FlatMap(
+            lambda records: [catalogue_row(record) for record in records]),
+        USER_PROFILE.name: users | "Profiles" >> beam.FlatMap(
+            lambda rows: [profile_row(row) for row in rows]),
     }
     written = [item_tables, *(rows | f"Write{table}" >> WriteTable(out, table)
                               for table, rows in tables.items())]
@@ -317,10 +323,11 @@ def run(argv: Sequence[str] | None = None) -> BuildResult:
     event_log = event_log_from_options(options)
     staging = out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
+    job = options.view_as(FeatureJobOptions)
     try:
         _run_pipeline(options, lambda p: build(
-            p, lake, staging, cfg, tfrecord=options.view_as(FeatureJobOptions).tfrecord,
-            event_log=event_log), out)
+            p, lake, staging, cfg, tfrecord=job.tfrecord, event_log=event_log,
+            shards=job.shuffle_shards), out)
         counters = build_counters(staging)
         read = counters.get("events_read", 0) + counters.get("items_read", 0)
         bad = counters.get("events_bad", 0) + counters.get("items_bad", 0)
@@ -376,7 +383,7 @@ def _replace(staging: Path, out: Path) -> None:
 
 __all__ = ["BuildResult", "FeatureJobOptions", "WriteItemTables", "WriteTable", "WriteUserTables",
            "beam_counters",
-           "build", "build_counters", "events_by_user", "run"]
+           "build", "build_counters", "run"]
 
 if __name__ == "__main__":
     import sys

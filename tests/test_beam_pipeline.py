@@ -11,6 +11,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from beam_jobs.event_blocks import blocks_by_shard, item_of, shard_of, unpack_events, user_of
 from beam_jobs.lake_io import DEAD_LETTER, ParseRows, table_rows
 from beam_jobs.pipeline import WriteUserTables, run
 from recsys.data.lake import Lake
@@ -51,16 +52,25 @@ EXPECTED_SEQUENCES = [
 
 
 
+def _handed_on(shard_and_block, shards):
+    """An item block -> its (item_id, event_id) pairs, each only if its item is in the shard
+    the block is keyed by."""
+    shard, block = shard_and_block
+    return [(e.item_id, e.event_id) for e in unpack_events(block)
+            if shard_of(e.item_id, shards) == shard]
+
+
 def _user_tables(out, events, cfg, item_events):
-    """WriteUserTables over ``events`` grouped by user: checks it emits ``item_events``
-    ((item_id, event_id) pairs), returns the tables it wrote (rows as the lake reads them,
-    timestamps in microseconds)."""
+    """WriteUserTables over ``events`` in user blocks from two input batches: checks it emits
+    ``item_events`` ((item_id, event_id) pairs) in blocks keyed by their item's shard, returns
+    the tables it wrote (rows as the lake reads them, timestamps in microseconds)."""
     with BeamTestPipeline() as p:
         emitted = (p
-                   | beam.Create(events)
-                   | beam.GroupBy(lambda e: e.user_id)
-                   | beam.ParDo(WriteUserTables(out, ITEMS, 20_455, cfg))
-                   | beam.FlatMap(lambda kv: [(kv[0], e.event_id) for e in kv[1]]))
+                   | beam.Create([events[:2], events[2:]])
+                   | beam.FlatMap(blocks_by_shard, user_of, 4)
+                   | beam.GroupByKey()
+                   | beam.ParDo(WriteUserTables(out, ITEMS, 20_455, cfg, item_shards=3))
+                   | beam.FlatMap(_handed_on, 3))
         assert_that(emitted, equal_to(item_events))
     tables = {name: [row for path in sorted((out / name).glob("*.parquet"))
                      for row in table_rows(pq.read_table(path))]
@@ -220,13 +230,14 @@ def test_tfrecord_examples_equal_the_parquet_examples(small_lake, tmp_path):
 
 
 def _item_tables(out, items, horizon_day, events_by_item, cfg=None):
-    """WriteItemTables over (item_id, [events]) slices: the rows of the tables it wrote, as
-    the lake reads them (timestamps in microseconds)."""
+    """WriteItemTables over (item_id, [events]) slices, each packed in item blocks: the rows
+    of the tables it wrote, as the lake reads them (timestamps in microseconds)."""
     from beam_jobs.pipeline import WriteItemTables
 
     with BeamTestPipeline() as p:
         (p
          | beam.Create(events_by_item)
+         | beam.FlatMap(lambda kv: blocks_by_shard(kv[1], item_of, 2))
          | beam.GroupByKey()
          | beam.ParDo(WriteItemTables(out, items, horizon_day, cfg or FeatureConfig())))
     return {name: [row for path in sorted((out / name).glob("*.parquet"))

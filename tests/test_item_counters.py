@@ -6,6 +6,7 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 
+from beam_jobs.event_blocks import blocks_by_shard, item_of
 from beam_jobs.lake_io import table_rows
 from beam_jobs.pipeline import WriteItemTables
 from beam_jobs.snapshots import day_of
@@ -57,9 +58,11 @@ def test_beam_rows_equal_the_worker_definition(tmp_path):
     expected = [_row([(e.event_type, e.ts_us) for e in events if e.item_id == "i1"]),
                 item_stream_row("i2", *count_events([("like", T0)], ENGAGING))]
     cfg = FeatureConfig(history_event_types=ENGAGING)
-    slices = [("i1", events[k:k + 50]) for k in range(0, 120, 50)] + [("i2", events[-1:])]
+    slices = [("i1", events[k:min(k + 50, 120)]) for k in range(0, 120, 50)] + [
+        ("i2", events[-1:])]
     with BeamPipeline() as p:
-        (p | beam.Create(slices) | beam.GroupByKey()
+        (p | beam.Create(slices)
+         | beam.FlatMap(lambda kv: blocks_by_shard(kv[1], item_of, 3)) | beam.GroupByKey()
          | beam.ParDo(WriteItemTables(tmp_path, {}, day_of(newest) + 1, cfg)))
     written = [row for path in (tmp_path / ITEM_STREAM.name).glob("*.parquet")
                for row in table_rows(pq.read_table(path))]
