@@ -95,3 +95,75 @@ def test_ranker_config_is_checked(tmp_path):
 def test_restoring_a_directory_that_is_not_a_ranker_names_it(tmp_path):
     with pytest.raises(SourceError, match="is not a ranker directory"):
         RankerDir(tmp_path).restore()
+
+
+def _lists_and_rows(small_data, trained_model_dir, small_repo, depth=7, chunk_users=3):
+    """The small platform's lists built in chunks of ``chunk_users``, and the same lists as
+    one table of rows (as the ranker was fed before lists were held per request)."""
+    from trainer.evaluate import two_tower_top_k
+    from trainer.ranking.lists import build_lists, ranker_rows
+
+    _, _, two_tower = ModelDir(trained_model_dir).restore()
+    es = build_evaluation_set(small_data)
+    found, scores = two_tower_top_k(two_tower, es, depth)
+    ids = es.candidates["item_id"].to_numpy()[np.maximum(found, 0)]
+    labels = (found % 3 == 0).astype(np.float32)
+    lists = build_lists(es.queries, ids, scores, labels, labels * 2.5, small_data.catalogue,
+                        small_repo, SMALL, chunk_users=chunk_users)
+    rows = ranker_rows(es.queries, ids, small_data.catalogue, small_repo)
+    rows[RETRIEVAL_SCORE] = scores.ravel()
+    return lists, to_arrays(rows, ranker_inputs(SMALL)), len(es.queries)
+
+
+def test_lists_built_in_chunks_hold_exactly_the_rows_of_every_list(small_data, trained_model_dir,
+                                                                   small_repo):
+    lists, rows, queries = _lists_and_rows(small_data, trained_model_dir, small_repo)
+    assert queries > 3 and lists.lists == queries and lists.depth == 7
+    assert lists.per_list["history_item_ids"].shape[0] == queries  # once per request
+    assert lists.per_row["item_id"].shape[0] == queries * 7
+    expanded = lists.row_arrays()
+    assert expanded.keys() == rows.keys()
+    for name, values in rows.items():
+        np.testing.assert_array_equal(expanded[name], values, err_msg=name)
+
+
+def test_vocabularies_from_lists_count_a_request_once_per_candidate(small_data, trained_model_dir,
+                                                                    small_repo):
+    from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
+    from trainer.ranking.model import build_vocabularies
+    from trainer.vocabularies import log_stats, vocabulary
+
+    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo)
+    vocab = build_vocabularies(lists, SMALL)
+    assert vocab.categories == vocabulary(np.concatenate([rows["item_category"],
+                                                          rows["history_categories"].ravel()]))
+    assert vocab.tags == vocabulary(rows["item_tags"])
+    for name in CONTEXT_CATEGORICAL_FEATURES:
+        assert vocab.strings[name] == vocabulary(rows[name]), name
+    for name in (*SMALL.item_numeric_features, *SMALL.user_numeric_features):
+        np.testing.assert_allclose(vocab.numeric[name], log_stats(rows[name]), rtol=1e-9,
+                                   err_msg=name)
+
+
+def test_reranking_in_chunks_scores_as_one_table_of_rows(ranking, small_data, trained_model_dir,
+                                                        small_repo):
+    from trainer.evaluate import two_tower_top_k
+    from trainer.ranking.fusion import fuse
+    from trainer.ranking.lists import ranker_rows
+
+    ranker = RankerDir(ranking.ranker_dir).restore()
+    _, _, two_tower = ModelDir(trained_model_dir).restore()
+    es = build_evaluation_set(small_data)
+    order = reranked(ranker, two_tower, es, small_data.catalogue, small_repo, depth=9, batch=20)
+
+    candidates, scores = two_tower_top_k(two_tower, es, 9)
+    scores = np.nan_to_num(scores, nan=0.0)
+    rows = ranker_rows(es.queries, es.candidates["item_id"].to_numpy()[np.maximum(candidates, 0)],
+                       small_data.catalogue, small_repo)
+    rows[RETRIEVAL_SCORE] = scores.ravel()
+    arrays = {k: tf.constant(v) for k, v in to_arrays(rows, ranker_inputs(ranker.cfg)).items()}
+    logits = fuse(ranker(arrays, training=False)["click"].numpy().reshape(candidates.shape),
+                  scores, ranker.cfg.retrieval_weight)
+    logits = np.where(candidates >= 0, logits, -np.inf)
+    expected = np.take_along_axis(candidates, np.argsort(-logits, axis=1, kind="stable"), axis=1)
+    np.testing.assert_array_equal(order, expected)

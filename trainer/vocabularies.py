@@ -26,7 +26,19 @@ def _ordered(counts: Counter) -> list[str]:
 
 def vocabulary(values: np.ndarray) -> list[str]:
     """Distinct non-empty strings of ``values`` (any shape), most frequent first."""
-    return _ordered(Counter(np.asarray(values, dtype=object).ravel().tolist()))
+    return _ordered(value_counts(values))
+
+
+def value_counts(values: np.ndarray, times: int = 1) -> Counter:
+    """How often each string of ``values`` (any shape) occurs, each occurrence counted
+    ``times`` times (a value that stands for that many rows)."""
+    counts = Counter(np.asarray(values, dtype=object).ravel().tolist())
+    return Counter({value: n * times for value, n in counts.items()}) if times != 1 else counts
+
+
+def ordered_vocabulary(counts: Counter) -> list[str]:
+    """The non-empty strings of ``counts``, most frequent first, then by value."""
+    return _ordered(Counter(counts))
 
 
 def log_stats(values: np.ndarray) -> tuple[float, float]:

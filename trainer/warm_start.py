@@ -293,17 +293,15 @@ def warm_start_ranking(repo: Path, base_path: Path, version: int, ranker_dir: Pa
             ranker, two_tower, es, data.catalogue, repo, depth=depth), es, ks)["overall"], gate)
 
     scored = {"current": score(current)}
-    rows = candidate_lists(two_tower, RetrievalData(train=old, test=new,
-                                                    catalogue=data.catalogue),
-                           repo, cfg.candidates)
+    lists = candidate_lists(two_tower, RetrievalData(train=old, test=new,
+                                                     catalogue=data.catalogue), repo, cfg)
     log.info("fine-tuning version %d's ranker on %d lists of new interactions", version,
-             len(rows) // cfg.candidates)
-    result = train_ranker(rows, cfg, current.table_ids, current.table_vectors, cfg.candidates,
-                          init=current)
+             lists.lists)
+    result = train_ranker(lists, cfg, current.table_ids, current.table_vectors, init=current)
     directory = RankerDir(Path(ranker_dir))
     directory.save(result.model, {"data_end_us": int(timestamps_us(data.train).max()),
-                                  "lists": len(rows) // cfg.candidates,
-                                  "positives": int(rows["label"].sum()),
+                                  "lists": lists.lists,
+                                  "positives": lists.positives,
                                   "retrieval_model_dir": str(retrieval_dir.resolve()),
                                   "warm_start_from": str(source.path.resolve())},
                    result.losses)

@@ -35,22 +35,32 @@ from trainer.layers.lookup_embedding import PAD_INDEX
 from trainer.layers.row_groups import consecutive_groups
 from trainer.layers.target_attention import TargetAttention
 from trainer.layers.transformer_block import TransformerBlock
-from trainer.vocabularies import Vocabularies, log_stats, vocabulary
+from trainer.ranking.lists import RankerLists
+from trainer.vocabularies import (
+    Vocabularies,
+    log_stats,
+    ordered_vocabulary,
+    value_counts,
+    vocabulary,
+)
 
 GAP_BUCKETS = 16
 MAX_TAGS = 10  # an item's tags read by the ranker (more are dropped, fewer padded)
 
 
-def build_vocabularies(arrays: Mapping[str, np.ndarray], cfg: RankerConfig) -> Vocabularies:
-    """Vocabularies and statistics from the training rows' arrays."""
-    categories = vocabulary(np.concatenate([arrays["item_category"],
-                                            arrays["history_categories"].ravel()]))
+def build_vocabularies(lists: RankerLists, cfg: RankerConfig) -> Vocabularies:
+    """Vocabularies and statistics from the training lists, counted per row (a request's
+    inputs once per candidate of its list)."""
+    rows, request, depth = lists.per_row, lists.per_list, lists.depth
+    categories = ordered_vocabulary(value_counts(rows["item_category"])
+                                    + value_counts(request["history_categories"], depth))
     return Vocabularies(
         user_ids=[], item_ids=[], item_counts=[],
-        categories=categories, tags=vocabulary(arrays["item_tags"]), languages=[],
-        strings={n: vocabulary(arrays[n]) for n in CONTEXT_CATEGORICAL_FEATURES},
-        numeric={n: log_stats(arrays[n]) for n in (*cfg.item_numeric_features,
-                                                   *cfg.user_numeric_features)})
+        categories=categories, tags=vocabulary(rows["item_tags"]), languages=[],
+        strings={n: ordered_vocabulary(value_counts(request[n], depth))
+                 for n in CONTEXT_CATEGORICAL_FEATURES},
+        numeric={**{n: log_stats(rows[n]) for n in cfg.item_numeric_features},
+                 **{n: log_stats(request[n]) for n in cfg.user_numeric_features}})
 
 
 class RankerModel(tf.keras.Model):

@@ -18,10 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.model_contract.ranker_inputs import RETRIEVAL_SCORE
+from recsys.model_contract.ranker_config import RankerConfig
 from trainer.evaluate import two_tower_top_k
 from trainer.evaluation_set import build_evaluation_set
-from trainer.ranking.evaluate import ranker_rows
+from trainer.ranking.lists import RankerLists, build_lists
 from trainer.training_data import RetrievalData
 
 
@@ -38,16 +38,14 @@ def split_by_time(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, p
     return by_time(ordered[~held]), by_time(ordered[held])
 
 
-def candidate_lists(two_tower, data: RetrievalData, repo, depth: int) -> pd.DataFrame:
-    """One list of ``depth`` rows per user with held interactions: the stacking model's top
-    candidates at the user's first held interaction (their fit items excluded), with
-    ``label`` (1 if engaged with in held), ``label_weight`` (that engagement's weight),
-    ``retrieval_score`` and the Feast features at that time. ``data.train`` is the fit part,
+def candidate_lists(two_tower, data: RetrievalData, repo, cfg: RankerConfig) -> RankerLists:
+    """One list of ``cfg.candidates`` rows per user with held interactions: the stacking
+    model's top candidates at the user's first held interaction (their fit items excluded),
+    labelled 1 if engaged with in held (``engagement``: that engagement's weight), with the
+    retrieval score and the Feast features at that time. ``data.train`` is the fit part,
     ``data.test`` the held part."""
     es = build_evaluation_set(data)
-    found, scores = two_tower_top_k(two_tower, es, depth)
-    rows = ranker_rows(es, np.maximum(found, 0), data.catalogue, repo)
-    rows[RETRIEVAL_SCORE] = scores.ravel()
+    found, scores = two_tower_top_k(two_tower, es, cfg.candidates)
     ids = es.candidates["item_id"].to_numpy()
     weights = data.test.groupby(["user_id", "item_id"])["label_weight"].max()
     labels = np.zeros(found.shape, np.float32)
@@ -57,9 +55,8 @@ def candidate_lists(two_tower, data: RetrievalData, repo, depth: int) -> pd.Data
         labels[user_row] = relevant
         for col in np.flatnonzero(relevant):
             engagement[user_row, col] = weights.get((user, ids[found[user_row, col]]), 1.0)
-    rows["label"] = labels.ravel()
-    rows["label_weight"] = engagement.ravel()
-    return rows
+    return build_lists(es.queries, ids[np.maximum(found, 0)], scores, labels, engagement,
+                       data.catalogue, repo, cfg)
 
 
 __all__ = ["split_by_time", "candidate_lists"]

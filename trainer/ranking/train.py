@@ -11,12 +11,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
-from recsys.model_contract.arrays import to_arrays
 from recsys.model_contract.ranker_config import RankerConfig
-from recsys.model_contract.ranker_inputs import ranker_inputs
+from trainer.ranking.lists import RankerLists
 from trainer.ranking.model import RankerModel, build_vocabularies
 from trainer.train import seed_everything
 
@@ -30,11 +28,11 @@ class RankerTraining:
     losses: list[float]
 
 
-def watch_targets(rows: pd.DataFrame) -> np.ndarray:
-    """Engagement target: 0 for negatives; the positive's label weight scaled to [0, 1] by the
-    99th percentile of positive weights."""
-    weight = pd.to_numeric(rows["label_weight"], errors="coerce").fillna(0).to_numpy(np.float32)
-    positive = rows["label"].to_numpy() > 0
+def watch_targets(engagement: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Engagement target (the shape of ``labels``): 0 for negatives; the positive's label
+    weight (``engagement``) scaled to [0, 1] by the 99th percentile of positive weights."""
+    weight = np.nan_to_num(np.asarray(engagement, np.float32), nan=0.0)
+    positive = np.asarray(labels) > 0
     scale = np.percentile(weight[positive], 99) if positive.any() else 1.0
     return np.where(positive, np.clip(weight / max(scale, 1e-6), 0, 1), 0).astype(np.float32)
 
@@ -49,35 +47,35 @@ def listwise_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_list * has_positive) / tf.maximum(tf.reduce_sum(has_positive), 1.0)
 
 
-def train_ranker(rows: pd.DataFrame, cfg: RankerConfig, item_ids, item_vectors,
-                 list_size: int, init: RankerModel | None = None) -> RankerTraining:
-    """Fit the ranker on labelled candidate lists: ``rows`` holds consecutive lists of
-    ``list_size`` rows (one request's candidates each). The click head is trained listwise
-    (softmax over each list: only the order within a request matters, as in serving), the
-    watch head by squared error on the engagement targets. Items are read through the given
-    item table. With ``init``, that trained ranker is fine-tuned (its vocabularies and item
-    table are kept)."""
-    if len(rows) % list_size:
-        raise ValueError(f"{len(rows)} rows are not whole lists of {list_size}")
+def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
+                 init: RankerModel | None = None) -> RankerTraining:
+    """Fit the ranker on labelled candidate lists (one request's candidates each). The click
+    head is trained listwise (softmax over each list: only the order within a request
+    matters, as in serving), the watch head by squared error on the engagement targets. Items
+    are read through the given item table. With ``init``, that trained ranker is fine-tuned
+    (its vocabularies and item table are kept). A batch's request inputs are repeated per
+    candidate inside the step, so the host holds them once per list."""
     seed_everything(cfg.seed)
-    arrays = to_arrays(rows, ranker_inputs(cfg), "the ranker rows")
     if init is None:
-        model = RankerModel(cfg, build_vocabularies(arrays, cfg), item_ids, item_vectors)
+        model = RankerModel(cfg, build_vocabularies(lists, cfg), item_ids, item_vectors)
     else:
         model = init
-    lists = len(rows) // list_size
-    grouped = {k: v.reshape(lists, list_size, *v.shape[1:]) for k, v in arrays.items()}
-    labels = rows["label"].to_numpy(np.float32).reshape(lists, list_size)
-    watch = watch_targets(rows).reshape(lists, list_size)
+    n, list_size = lists.lists, lists.depth
+    grouped = {k: v.reshape(n, list_size, *v.shape[1:]) for k, v in lists.per_row.items()}
+    watch = watch_targets(lists.engagement, lists.labels)
     per_batch = max(1, cfg.batch_size // list_size)
-    dataset = (tf.data.Dataset.from_tensor_slices((grouped, labels, watch))
-               .shuffle(lists, seed=cfg.seed).batch(per_batch).prefetch(tf.data.AUTOTUNE))
+    dataset = (tf.data.Dataset.from_tensor_slices(((lists.per_list, grouped), lists.labels,
+                                                   watch))
+               .shuffle(max(n, 1), seed=cfg.seed).batch(per_batch)
+               .prefetch(tf.data.AUTOTUNE))
     optimizer = tf.keras.optimizers.Adam(cfg.learning_rate)
 
     @tf.function
     def step(features, click, engagement):
+        request, candidates = features
         flat = {k: tf.reshape(v, tf.concat([[-1], tf.shape(v)[2:]], 0))
-                for k, v in features.items()}
+                for k, v in candidates.items()}
+        flat.update({k: tf.repeat(v, list_size, axis=0) for k, v in request.items()})
         with tf.GradientTape() as tape:
             out = model(flat, training=True)
             shape = tf.shape(click)
@@ -95,8 +93,8 @@ def train_ranker(rows: pd.DataFrame, cfg: RankerConfig, item_ids, item_vectors,
             total += float(step(features, click, engagement))
             batches += 1
         losses.append(total / max(batches, 1))
-        log.info("ranker epoch %d: loss %.4f (%d lists)", epoch + 1, losses[-1], lists)
-    return RankerTraining(model, len(rows), losses)
+        log.info("ranker epoch %d: loss %.4f (%d lists)", epoch + 1, losses[-1], n)
+    return RankerTraining(model, n * list_size, losses)
 
 
 __all__ = ["listwise_loss", "watch_targets", "train_ranker", "RankerTraining"]

@@ -58,12 +58,12 @@ def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: 
              f"{len(data.train):,}")
     train_retrieval(stacking, retrieval_cfg, directory.stacking_model_dir, progress=progress)
     _, _, two_tower = ModelDir(directory.stacking_model_dir).restore()
-    rows = candidate_lists(two_tower, stacking, repo, cfg.candidates)
+    built = candidate_lists(two_tower, stacking, repo, cfg)
     ids, vectors = item_table(two_tower, stacking)
-    lists, positives = len(rows) // cfg.candidates, int(rows["label"].sum())
+    lists, positives = built.lists, built.positives
     log.info("ranker lists: %d of %d candidates, %s positives", lists, cfg.candidates,
              f"{positives:,}")
-    result = train_ranker(rows, cfg, ids, vectors, cfg.candidates)
+    result = train_ranker(built, cfg, ids, vectors)
     directory.save(result.model, {"data_end_us": int(timestamps_us(data.train).max()),
                                   "lists": lists, "positives": positives,
                                   "retrieval_model_dir": str(Path(retrieval_model_dir).resolve())},
