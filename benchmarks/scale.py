@@ -37,8 +37,9 @@ to ``WORKDIR/events_N/logs/STAGE.log``; a failed stage prints its path and its t
   holding keys it did not write is refused).
 - ``train``: `recsys train retrieval --epochs E` (the default model; every training example,
   ``--epochs`` epochs: the CLI has no example limit).
-- ``train_ranker``: `recsys train ranking --epochs E` (the transformer ranker, lists of 200
-  candidates); without it the API serves the retrieval tier at best.
+- ``train_ranker``: `recsys train ranking --epochs E --max-lists L` (the transformer ranker,
+  lists of 200 candidates, of at most ``--ranker-max-lists`` users drawn at random); without
+  it the API serves the retrieval tier at best.
 - ``export``: `recsys export --top-k 200` (ScaNN over every catalogue item, tuned as the
   export does by default; the ranker too if trained) and `recsys popular build`.
 - ``api_load``: `recsys api --config FILE --workers N` (production profile, behind an API key,
@@ -209,6 +210,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="`recsys api --workers` (default: one per usable core)")
     add("--epochs", type=_at_least(1), default=1, help="two-tower training epochs")
     add("--ranker-epochs", type=_at_least(1), default=1, help="ranker training epochs")
+    add("--ranker-max-lists", type=_at_least(1), default=20_000,
+        help="`recsys train ranking --max-lists`: the ranker learns from the lists of at most "
+             "this many users, drawn at random")
     add("--top-k", type=_at_least(1), default=200, help="`recsys export --top-k`")
     add("--dask-workers", type=_at_least(1), default=2)
     add("--dask-npartitions", type=_at_least(1), default=16)
@@ -748,13 +752,13 @@ def stage_train_ranker(run: SizeRun) -> dict:
         result = stage.run([*recsys_command(), "train", "ranking", "--repo", run.repo,
                             "--profile", "production", "--model-dir", run.model_dir,
                             "--ranker-dir", run.ranker_dir, "--epochs", run.args.ranker_epochs,
-                            "--no-progress"])
+                            "--max-lists", run.args.ranker_max_lists, "--no-progress"])
     match = result.find(r"trained the ranker on ([\d,]+) lists of (\d+) candidates "
                         r"\(([\d,]+) positives\)")
     lists = _number(match, 1)
     return stage.row(lists * run.args.ranker_epochs, "lists", lists=lists,
                      candidates=_number(match, 2), positives=_number(match, 3),
-                     epochs=run.args.ranker_epochs)
+                     epochs=run.args.ranker_epochs, max_lists=run.args.ranker_max_lists)
 
 
 def _retrieval_manifest(base: Path) -> dict:

@@ -179,6 +179,8 @@ def _monitor_drift(capsys, repo, version, no_profile, tmp_path):
      "the following arguments are required: --ranker-dir"),
     (["train", "ranking", "--model-dir", "m", "--ranker-dir", "r", "--candidates", "0"],
      "argument --candidates: expected a positive integer, got '0'"),
+    (["train", "ranking", "--model-dir", "m", "--ranker-dir", "r", "--max-lists", "0"],
+     "argument --max-lists: expected a positive integer, got '0'"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

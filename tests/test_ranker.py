@@ -3,6 +3,8 @@ save -> restore. (Its quality on MovieLens is measured by the quality benchmark,
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -83,6 +85,8 @@ def test_ranker_config_is_checked(tmp_path):
     with pytest.raises(ConfigError,
                        match=r"holdout_fraction must be a number in \(0, 1\), got 1.0"):
         RankerConfig(holdout_fraction=1.0)
+    with pytest.raises(ConfigError, match="max_lists must be None or a positive integer"):
+        RankerConfig(max_lists=0)
     path = tmp_path / "ranker.yaml"
     path.write_text("epochs: 2\nhidden_units: [8]\n")
     assert load_ranker_config(path, {"seed": 3}) == RankerConfig(epochs=2, hidden_units=(8,),
@@ -167,3 +171,24 @@ def test_reranking_in_chunks_scores_as_one_table_of_rows(ranking, small_data, tr
     logits = np.where(candidates >= 0, logits, -np.inf)
     expected = np.take_along_axis(candidates, np.argsort(-logits, axis=1, kind="stable"), axis=1)
     np.testing.assert_array_equal(order, expected)
+
+
+def test_max_lists_draws_that_many_users_lists_of_the_whole(small_data, trained_model_dir,
+                                                           small_repo):
+    from trainer.ranking.stacking import candidate_lists
+
+    _, _, two_tower = ModelDir(trained_model_dir).restore()
+    every = candidate_lists(two_tower, small_data, small_repo, SMALL)
+    drawn = candidate_lists(two_tower, small_data, small_repo,
+                            dataclasses.replace(SMALL, max_lists=5))
+    again = candidate_lists(two_tower, small_data, small_repo,
+                            dataclasses.replace(SMALL, max_lists=5))
+    assert every.lists > 5 and drawn.lists == 5
+    np.testing.assert_array_equal(drawn.per_row["item_id"], again.per_row["item_id"])
+
+    def lists_of(built):
+        ids = built.per_row["item_id"].reshape(built.lists, built.depth)
+        return {tuple(row) for row in ids}
+    assert lists_of(drawn) <= lists_of(every)
+    assert candidate_lists(two_tower, small_data, small_repo, dataclasses.replace(
+        SMALL, max_lists=every.lists + 10)).lists == every.lists

@@ -211,6 +211,8 @@ def test_bad_versions_and_directories_are_refused(version_one, small_repo, tmp_p
       "--embedding-dim", "8"], "--warm-start keeps the version's model configuration"),
     (["train", "ranking", "--ranker-dir", "r"],
      "recsys train ranking needs --model-dir (the two-tower model"),
+    (["train", "ranking", "--ranker-dir", "r", "--warm-start", "1", "--model-base-path", "b",
+      "--max-lists", "10"], "drop --config, --candidates, --max-lists and --model-dir"),
     (["train", "retrieval", "--model-dir", "m", "--since", "2026-11-01"],
      "--since is for incremental training: give --warm-start VERSION too"),
     (["train", "retrieval", "--model-dir", "m", "--replay-ratio", "0.5"],

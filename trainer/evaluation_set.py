@@ -9,6 +9,7 @@ at the end of the train split.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,13 @@ class EvaluationSet:
     @property
     def request_times_us(self) -> np.ndarray:
         return timestamps_us(self.queries)
+
+    def select(self, rows: np.ndarray) -> "EvaluationSet":
+        """The same set over the query rows ``rows`` only (in that order)."""
+        return dataclasses.replace(
+            self, queries=self.queries.iloc[rows].reset_index(drop=True),
+            relevant=[self.relevant[r] for r in rows], exclude=[self.exclude[r] for r in rows],
+            history_lengths=self.history_lengths[rows])
 
 
 def build_evaluation_set(data: RetrievalData) -> EvaluationSet:

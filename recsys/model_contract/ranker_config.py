@@ -16,6 +16,7 @@ from recsys.config import (
     in_range,
     non_negative_int,
     non_negative_number,
+    optional,
     positive_int,
     positive_number,
     read_yaml_mapping,
@@ -47,6 +48,8 @@ class RankerConfig(Config):
         holdout_fraction: share of each user's latest train interactions the ranker learns
             from (the stacking two-tower model is trained on the rest, so its scores and
             candidates are as unseen as at serving time).
+        max_lists: train on the lists of at most this many users, drawn at random (``seed``)
+            from those with held interactions; None = every one (a list is one user's).
         epochs, batch_size (rows; whole lists per batch), learning_rate, seed: Adam training.
         retrieval_weight: the final score of a request's candidates is
             ``z(click logit) + retrieval_weight * z(two-tower score)``, both standardised over
@@ -67,6 +70,7 @@ class RankerConfig(Config):
     watch_weight: float = setting(0.2, non_negative_number)
     candidates: int = setting(200, positive_int)
     holdout_fraction: float = setting(0.2, in_range(0.0, 1.0, low_open=True, high_open=True))
+    max_lists: int | None = setting(None, optional(positive_int))
     epochs: int = setting(10, positive_int)
     batch_size: int = setting(512, positive_int)
     learning_rate: float = setting(0.001, positive_number)

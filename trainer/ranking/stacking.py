@@ -15,6 +15,8 @@ and model give the same lists.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
@@ -23,6 +25,8 @@ from trainer.evaluate import two_tower_top_k
 from trainer.evaluation_set import build_evaluation_set
 from trainer.ranking.lists import RankerLists, build_lists
 from trainer.training_data import RetrievalData
+
+log = logging.getLogger(__name__)
 
 
 def split_by_time(train: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -43,8 +47,15 @@ def candidate_lists(two_tower, data: RetrievalData, repo, cfg: RankerConfig) -> 
     model's top candidates at the user's first held interaction (their fit items excluded),
     labelled 1 if engaged with in held (``engagement``: that engagement's weight), with the
     retrieval score and the Feast features at that time. ``data.train`` is the fit part,
-    ``data.test`` the held part."""
+    ``data.test`` the held part. With ``cfg.max_lists``, the lists of that many of those
+    users, drawn with ``cfg.seed``."""
     es = build_evaluation_set(data)
+    if cfg.max_lists is not None and len(es.queries) > cfg.max_lists:
+        drawn = np.random.default_rng(cfg.seed).choice(len(es.queries), cfg.max_lists,
+                                                      replace=False)
+        log.info("ranker lists: %s of %s users drawn (max_lists)", f"{cfg.max_lists:,}",
+                 f"{len(es.queries):,}")
+        es = es.select(np.sort(drawn))
     found, scores = two_tower_top_k(two_tower, es, cfg.candidates)
     ids = es.candidates["item_id"].to_numpy()
     weights = data.test.groupby(["user_id", "item_id"])["label_weight"].max()

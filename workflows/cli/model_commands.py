@@ -176,6 +176,9 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     ranking.add_argument("--epochs", type=positive_int, metavar="N")
     ranking.add_argument("--candidates", type=positive_int, metavar="N",
                          help="two-tower candidates per list (default 200)")
+    ranking.add_argument("--max-lists", type=positive_int, metavar="N",
+                         help="train on the lists of at most N users, drawn at random "
+                              "(default: every user with held interactions)")
     ranking.add_argument("--seed", type=int, metavar="S")
     ranking.add_argument("--no-progress", action="store_true", help="no progress bar")
     _warm_start_args(ranking, "ranker into --ranker-dir (a new directory; the version's "
@@ -277,9 +280,10 @@ def run_train_ranking(args: argparse.Namespace) -> int:
         from trainer.warm_start import warm_start_ranking
 
         if args.config is not None or args.candidates is not None or \
-                args.model_dir is not None:
+                args.model_dir is not None or args.max_lists is not None:
             raise ConfigError("--warm-start keeps the version's ranker configuration and "
-                              "two-tower model: drop --config, --candidates and --model-dir")
+                              "two-tower model: drop --config, --candidates, --max-lists and "
+                              "--model-dir")
         if gate.k is None:
             raise ConfigError(f"--gate-metric {gate.metric} is for the two-tower model's warm "
                               "start; the ranker's gate takes recall@K, ndcg@K, map@K or "
@@ -292,7 +296,8 @@ def run_train_ranking(args: argparse.Namespace) -> int:
         raise ConfigError("recsys train ranking needs --model-dir (the two-tower model whose "
                           "configuration the stacking model uses), or --warm-start VERSION")
     cfg = load_ranker_config(args.config, {"epochs": args.epochs, "seed": args.seed,
-                                           "candidates": args.candidates})
+                                           "candidates": args.candidates,
+                                           "max_lists": args.max_lists})
     result = train_ranking(_repo(args), args.model_dir, args.ranker_dir, cfg,
                            progress=not args.no_progress)
     losses = ", ".join(f"{x:.3f}" for x in result.losses)
