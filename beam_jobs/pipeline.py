@@ -47,13 +47,13 @@ from beam_jobs.event_blocks import (
     item_of,
     user_of,
 )
+from beam_jobs.event_sources import read_user_blocks
 from beam_jobs.item_features import item_feature_rows
 from beam_jobs.item_stream import item_stream_row_of
 from beam_jobs.lake_io import (
     DEAD_LETTER,
     NAMESPACE,
     batch_tally,
-    read_events,
     read_items,
     read_latest,
 )
@@ -256,14 +256,13 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
                     batch_tally(logged_items, "event_log_items_read")]
     # The union with the log deduplicates event by event; an empty log (the worker has not
     # written yet) is not worth that: the lake's batches go through whole.
-    events = read_events(p, lake, logged_events if event_log is not None
-                         and has_rows(event_log, EVENTS) else None)
+    events = read_user_blocks(p, lake, logged_events if event_log is not None
+                              and has_rows(event_log, EVENTS) else None, shards)
     tallies.append(events.tally)
     items = read_items(p, lake, logged_items, shards)
     item_lookup = ItemLookup(str(lake), event_log, out.name)
     horizon = horizon_day(lake, event_log)
-    item_tables = (events.batches
-                   | "UserBlocks" >> beam.FlatMap(blocks_by_shard, user_of, shards)
+    item_tables = (events.blocks
                    | "ByUserShard" >> beam.GroupByKey()
                    | "UserTables" >> beam.ParDo(
                        WriteUserTables(out, item_lookup, horizon, cfg, tfrecord, shards))
@@ -279,7 +278,7 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
     }
     written = [item_tables, *(rows | f"Write{table}" >> WriteTable(out, table)
                               for table, rows in tables.items())]
-    dead = ((events[DEAD_LETTER], items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
+    dead = ((events.dead_letter, items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
     written.append(dead | "WriteDeadLetters" >> WriteJsonLines(out / "_dead_letter"))
     written.append(tuple(tallies) | "Tallies" >> beam.Flatten() | "WriteTally" >> Tally(out))
     tuple(written) | "Commit" >> Commit()
