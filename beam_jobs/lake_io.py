@@ -26,6 +26,7 @@ from recsys.data.records import BadRecord, parse_event, parse_item
 DEAD_LETTER = "dead_letter"
 NAMESPACE = "recsys"
 BATCH_ROWS = 65_536
+PIECE_ROWS = 4 * BATCH_ROWS
 
 
 def table_rows(table: pa.Table) -> Iterator[dict]:
@@ -47,15 +48,43 @@ class RowBatch(NamedTuple):
     rows: list[dict]
 
 
+class Piece(NamedTuple):
+    """Rows ``[offset, offset + rows)`` of row group ``row_group`` of a Parquet file."""
+    path: str
+    row_group: int
+    offset: int
+    rows: int
+
+
+def parquet_pieces(path: str, piece_rows: int = PIECE_ROWS) -> list[Piece]:
+    """A Parquet file as pieces of at most ``piece_rows`` rows, none across row groups."""
+    metadata = pq.ParquetFile(path).metadata
+    return [Piece(path, group, offset, min(piece_rows, size - offset))
+            for group in range(metadata.num_row_groups)
+            for size in (metadata.row_group(group).num_rows,)
+            for offset in range(0, size, piece_rows)]
+
+
+def piece_batches(piece: Piece, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
+    """The rows of one piece, ``batch_rows`` at a time; sources ``path#group@row``."""
+    table = pq.ParquetFile(piece.path).read_row_group(piece.row_group).slice(
+        piece.offset, piece.rows)
+    for start in range(0, table.num_rows, batch_rows):
+        yield RowBatch(f"{piece.path}#{piece.row_group}@{piece.offset + start}",
+                       list(table_rows(table.slice(start, batch_rows))))
+
+
 def parquet_batches(path: str, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatch]:
     """The rows of one Parquet file, ``batch_rows`` at a time."""
-    for number, batch in enumerate(pq.ParquetFile(path).iter_batches(batch_size=batch_rows)):
-        yield RowBatch(f"{path}#{number}", list(table_rows(pa.Table.from_batches([batch]))))
+    for piece in parquet_pieces(path):
+        yield from piece_batches(piece, batch_rows)
 
 
 class ReadParquetBatches(beam.PTransform):
     """:class:`RowBatch` es of every Parquet file matching ``pattern`` (none matching: none).
-    The files are listed when the pipeline is built."""
+    The files are listed, and cut into pieces of at most ``PIECE_ROWS`` rows, when the
+    pipeline is built: a runner's task reads pieces, not whole files (the DaskRunner holds a
+    task's whole output in memory, and a file of the lake can hold millions of rows)."""
 
     def __init__(self, pattern: str):
         super().__init__()
@@ -66,9 +95,10 @@ class ReadParquetBatches(beam.PTransform):
         if not paths:
             return pbegin | "Empty" >> beam.Create([])
         return (pbegin
-                | "Files" >> beam.Create(paths)
+                | "Files" >> beam.Create([piece for path in paths
+                                          for piece in parquet_pieces(path)])
                 | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(parquet_batches))
+                | "Read" >> beam.FlatMap(piece_batches))
 
 
 class ReadParquetRows(beam.PTransform):

@@ -85,3 +85,23 @@ def test_a_shuffle_shards_below_one_is_refused(tmp_path, shards):
     with pytest.raises(ConfigError, match=f"--shuffle_shards must be at least 1, got {shards}"):
         run(["--lake", str(tmp_path), "--output", str(tmp_path / "out"),
              "--shuffle_shards", shards])
+
+
+def test_a_parquet_file_is_read_in_pieces_that_cover_it_exactly_once(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from beam_jobs.lake_io import parquet_batches, parquet_pieces, piece_batches
+
+    path = str(tmp_path / "part-0.parquet")
+    pq.write_table(pa.table({"event_id": [f"e{k}" for k in range(1000)],
+                             "ts": list(range(1000))}), path, row_group_size=300)
+    pieces = parquet_pieces(path, piece_rows=128)
+    assert {piece.row_group for piece in pieces} == {0, 1, 2, 3}
+    assert all(0 < piece.rows <= 128 for piece in pieces)  # none across row groups
+    rows = [row["event_id"] for piece in pieces for batch in piece_batches(piece, 50)
+            for row in batch.rows]
+    assert rows == [f"e{k}" for k in range(1000)]
+    sources = [batch.source for piece in pieces for batch in piece_batches(piece, 50)]
+    assert len(set(sources)) == len(sources) and sources[0] == f"{path}#0@0"
+    assert [r["ts"] for b in parquet_batches(path, 64) for r in b.rows] == list(range(1000))
