@@ -192,3 +192,17 @@ def test_max_lists_draws_that_many_users_lists_of_the_whole(small_data, trained_
     assert lists_of(drawn) <= lists_of(every)
     assert candidate_lists(two_tower, small_data, small_repo, dataclasses.replace(
         SMALL, max_lists=every.lists + 10)).lists == every.lists
+
+
+def test_no_query_gives_no_list_with_every_input(small_data, trained_model_dir, small_repo):
+    from trainer.ranking.lists import build_lists
+
+    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo)
+    es = build_evaluation_set(small_data)
+    none = build_lists(es.queries.iloc[:0], np.empty((0, 7), dtype=object),
+                       np.empty((0, 7), np.float32), np.empty((0, 7), np.float32),
+                       np.empty((0, 7), np.float32), small_data.catalogue, small_repo, SMALL)
+    assert none.lists == 0 and none.positives == 0
+    assert none.per_list.keys() == lists.per_list.keys()
+    assert none.per_row.keys() == lists.per_row.keys()
+    assert all(len(v) == 0 for v in (*none.per_list.values(), *none.per_row.values()))
