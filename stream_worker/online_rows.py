@@ -23,27 +23,10 @@ import time
 from typing import Any, Iterable, Mapping, Sequence
 
 from recsys.features.tables import CREATED_TIMESTAMP, EVENT_TIMESTAMP, FeatureTable
+from stream_worker.store_writers import value_proto, writer_for
 
 VIEW_TTL_S = 60.0
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def _value(kind: str, value: Any):
-    from feast.protos.feast.types.Value_pb2 import Int64List, StringList, Value
-
-    if value is None:
-        return Value()
-    if kind == "string":
-        return Value(string_val=value)
-    if kind == "int64":
-        return Value(int64_val=int(value))
-    if kind == "float32":
-        return Value(float_val=float(value))
-    if kind == "string_list":
-        return Value(string_list_val=StringList(val=["" if v is None else v for v in value]))
-    if kind == "int64_list":
-        return Value(int64_list_val=Int64List(val=[int(v) for v in value]))
-    raise ValueError(f"no online value for feature kind {kind!r}")
 
 
 def _python(value) -> Any:
@@ -65,6 +48,7 @@ class OnlineRows:
     def __init__(self, store):
         self.store = store
         self._views: dict[str, tuple[float, Any]] = {}
+        self._writer = writer_for(store)  # None: Feast's own batch write
 
     def _view(self, table: FeatureTable):
         now = time.monotonic()
@@ -85,8 +69,11 @@ class OnlineRows:
         ``event_timestamp``/``created_timestamp``) in one ``online_write_batch``."""
         if not rows:
             return
+        if self._writer is not None:
+            self._writer.write(table, self._view(table), rows)
+            return
         data = [(self._entity_key(table, row[table.key]),
-                 {name: _value(kind, row.get(name)) for name, kind in table.features},
+                 {name: value_proto(kind, row.get(name)) for name, kind in table.features},
                  _time(row[EVENT_TIMESTAMP]), _time(row[CREATED_TIMESTAMP])) for row in rows]
         self.store._get_provider().online_write_batch(  # Feast's own batch write
             self.store.config, self._view(table), data, progress=None)

@@ -89,10 +89,89 @@ def test_rows_written_in_one_batch_read_back_as_feast_pushed_them_redis(tmp_path
 
 
 def test_an_unknown_feature_kind_is_refused():
-    from stream_worker.online_rows import _value
+    from stream_worker.store_writers import value_proto
 
     with pytest.raises(ValueError, match="feature kind 'float64_list'"):
-        _value("float64_list", [1.0])
+        value_proto("float64_list", [1.0])
+
+
+def _stored(store, table, entity_id: str):
+    """What the online store holds for one entity, as raw bytes (Redis: the hash; SQLite:
+    the rows of the table), with nothing that names the entity."""
+    from stream_worker.store_writers import RedisWriter, SqliteWriter, _Keys, writer_for
+
+    writer = writer_for(store)
+    key = _Keys(table, writer._serialize).of(entity_id)
+    view = store.get_feature_view(table.name)
+    if isinstance(writer, RedisWriter):
+        return writer.client.hgetall(key)
+    assert isinstance(writer, SqliteWriter)
+    name = f"{store.config.project}_{view.name}"
+    return sorted(writer.conn.execute(
+        f'SELECT feature_name, value, value_text, event_ts, created_ts FROM "{name}" '
+        f"WHERE entity_key = ?", (key,)).fetchall())
+
+
+def _same_bytes_as_feast(repo) -> None:
+    """Rows written here and the same rows written by Feast's ``online_write_batch`` leave
+    the same bytes in the store: value, text, times, field names."""
+    store = open_store(repo)
+    fast, feasts = OnlineRows(store), OnlineRows(store)
+    feasts._writer = None  # Feast's own batch write
+    for table, make in ((USER_SESSION, _sessions), (ITEM_STREAM, _counters),
+                        (ITEM_CATALOGUE, _catalogue)):
+        ours, theirs = make("raw-ours"), make("raw-feast")
+        fast.write(table, ours)
+        feasts.write(table, theirs)
+        for mine, other in zip(ours, theirs):
+            got = _stored(store, table, mine[table.key])
+            assert got and got == _stored(store, table, other[table.key]), table.name
+
+
+def _older_rows_are_skipped(repo) -> None:
+    """Feast's Redis rule: a row not newer than the stored one (or than an earlier row of the
+    batch for the same entity) is not written."""
+    store = open_store(repo)
+    rows = OnlineRows(store)
+    newer = {**_counters("order")[0], "item_stream_clicks_1h": 5}
+    rows.write(ITEM_STREAM, [newer])
+    older = {**newer, "item_stream_clicks_1h": 1, "event_timestamp": NOW_US - 10,
+             "created_timestamp": NOW_US - 10}
+    rows.write(ITEM_STREAM, [older])
+    assert rows.read(ITEM_STREAM, ["order-i0"])["order-i0"]["item_stream_clicks_1h"] == 5
+    later = {**newer, "item_stream_clicks_1h": 9, "event_timestamp": NOW_US + 10}
+    rows.write(ITEM_STREAM, [later, {**later, "item_stream_clicks_1h": 3,
+                                     "event_timestamp": NOW_US + 5}])
+    assert rows.read(ITEM_STREAM, ["order-i0"])["order-i0"]["item_stream_clicks_1h"] == 9
+
+
+def test_the_fast_writers_store_the_bytes_feast_stores_sqlite(tmp_path):
+    repo = embedded_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
+    apply(repo)
+    _same_bytes_as_feast(repo)
+
+
+@pytest.mark.services
+def test_the_fast_writers_store_the_bytes_feast_stores_and_keep_its_order_redis(tmp_path):
+    repo, schema = production_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
+    try:
+        apply(repo)
+        _same_bytes_as_feast(repo)
+        _older_rows_are_skipped(repo)
+    finally:
+        drop_schema(schema)
+
+
+def test_integer_values_are_serialized_once_and_match_the_proto():
+    from stream_worker.store_writers import ValueBytes, value_proto
+
+    values = ValueBytes()
+    first = values.of("int64", 7)
+    assert values.of("int64", 7) is first
+    assert first == (value_proto("int64", 7).SerializeToString(), "7")
+    assert values.of("float32", 0.1) == (value_proto("float32", 0.1).SerializeToString(),
+                                         str(value_proto("float32", 0.1).float_val))
+    assert values.of("string_list", None) == (b"", None)
 
 
 def test_categories_are_kept_for_their_ttl_and_a_catalogue_write_updates_them(tmp_path):
