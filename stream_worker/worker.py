@@ -104,6 +104,24 @@ class _Parsed:
     delivery: Delivery
     envelope: Envelope
     row: dict
+    source: tuple[pa.Table, int] | None = None  # the checked table the row came from
+
+
+def checked_table(parsed: list[_Parsed], kind: str, spec) -> pa.Table | None:
+    """The rows of ``kind`` carrying effects, as the Arrow table the batch's check made (no
+    conversion back from Python rows), in order; None when there are none."""
+    picked: dict[int, tuple[pa.Table, list[int]]] = {}
+    for p in parsed:
+        if p.envelope.kind == kind and p.row:
+            if p.source is None:  # not from a checked batch
+                return pa.Table.from_pylist([q.row for q in parsed
+                                             if q.envelope.kind == kind and q.row],
+                                            schema=input_schema(spec))
+            table, row = p.source
+            picked.setdefault(id(table), (table, []))[1].append(row)
+    tables = [table if len(rows) == len(table) else table.take(rows)
+              for table, rows in picked.values()]
+    return None if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 class StreamWorker:
@@ -219,7 +237,8 @@ class StreamWorker:
                 if outcome.status == REJECTED:
                     self._dead_letter(delivery, f"invalid {kind}: {outcome.reason}", report)
                 elif outcome.status == ACCEPTED:
-                    parsed.append(_Parsed(delivery, envelope, rows[outcome.row]))
+                    parsed.append(_Parsed(delivery, envelope, rows[outcome.row],
+                                          (checked.table, outcome.row)))
                 else:  # a repeat within the batch: its first copy carries the effects
                     parsed.append(_Parsed(delivery, envelope, {}))
         for delivery, envelope in envelopes:  # items one by one: each is a version
@@ -242,17 +261,15 @@ class StreamWorker:
         exposures = [p.row for p in parsed if p.envelope.kind == "exposure" and p.row]
         decisions = [p.row for p in parsed if p.envelope.kind == "decision" and p.row]
         if decisions and self.lake is not None:
-            self.lake.write_decisions(pa.Table.from_pylist(decisions,
-                                                           schema=input_schema(DECISIONS)))
+            self.lake.write_decisions(checked_table(parsed, "decision", DECISIONS))
         if exposures and self.lake is not None:
-            self.lake.write_exposures(pa.Table.from_pylist(exposures,
-                                                           schema=input_schema(EXPOSURES)))
+            self.lake.write_exposures(checked_table(parsed, "exposure", EXPOSURES))
         if self.bandit is not None and (decisions or event_rows):
             self.bandit.apply(decisions, event_rows)
         if items:
             self._apply_items(items)
         if event_rows:
-            self._apply_events(event_rows)
+            self._apply_events(event_rows, parsed)
 
     def _apply_items(self, items: list[_Parsed]) -> None:
         """Offer each update to the catalogue state, then write the newest rows downstream
@@ -289,25 +306,25 @@ class StreamWorker:
         if self.lake is not None:
             self.lake.write_items(pa.Table.from_pylist(rows, schema=input_schema(ITEMS)))
 
-    def _apply_events(self, rows: list[dict]) -> None:
+    def _apply_events(self, rows: list[dict], parsed: list[_Parsed]) -> None:
         events = [parse_event(row) for row in rows]
         categories = self.online.categories(e.item_id for e in events)
-        written = self.state.apply(events, categories, self.online.session_rows)
-        self._push_until_stable({e.user_id for e in events}, {e.item_id for e in events},
-                                written)
+        written, counters = self.state.apply(events, categories, self.online.session_rows)
+        self._push_until_stable({e.user_id for e in events}, written, counters)
         if self.lake is not None:
-            self.lake.write_events(pa.Table.from_pylist(rows, schema=input_schema(EVENTS)))
+            self.lake.write_events(checked_table(parsed, "event", EVENTS))
 
-    def _push_until_stable(self, users: set[str], items: set[str],
-                           written: dict[str, tuple[SessionState, int]]) -> None:
+    def _push_until_stable(self, users: set[str],
+                           written: dict[str, tuple[SessionState, int]],
+                           counters: dict[str, tuple[dict, int]]) -> None:
         """Push the users' sessions and the items' counters, then check their versions: what
-        changed meanwhile (another worker) is pushed again. The states this batch wrote are
-        pushed as written; the others (their events were applied before, e.g. by a worker
-        that died before its push) are read."""
+        changed meanwhile (another worker) is pushed again. The first push uses what the
+        batch's own updates returned: the states it wrote and every item's counters; the
+        other users' states (their events were applied before, e.g. by a worker that died
+        before its push) are read."""
         sessions = {u: written[u] for u in users if u in written}
         sessions.update(self.state.sessions(users - sessions.keys()))
         for _ in range(MAX_PUSH_ROUNDS):
-            counters = self.state.item_rows(items)
             self.online.push_sessions([s.feature_row(u) for u, (s, _) in sessions.items()])
             self.online.push_item_counters([row for row, _ in counters.values()])
             session_versions = self.state.session_versions(sessions)
@@ -317,6 +334,7 @@ class StreamWorker:
             if not users and not items:
                 return
             sessions = self.state.sessions(users)
+            counters = self.state.item_rows(items)
 
     def _done(self, parsed: list[_Parsed], report: BatchReport) -> None:
         ids = [p.delivery.entry_id for p in parsed]

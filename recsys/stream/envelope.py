@@ -81,10 +81,17 @@ def decode(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Envelope:
     kind = _text(fields, "kind")
     if kind not in KINDS:
         raise BadEntry(f"entry kind must be one of {list(KINDS)}, got {kind!r}")
+    raw = fields.get(b"body")
     try:
-        body = json.loads(_text(fields, "body"))
-    except json.JSONDecodeError as exc:
-        raise BadEntry(f"entry body is not valid JSON: {exc.msg} at position {exc.pos}") from exc
+        body = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:  # the standard library names the problem (and reads
+        raw = None                  # what orjson refuses but it takes: NaN, huge integers)
+    if raw is None:
+        try:
+            body = json.loads(_text(fields, "body"))
+        except json.JSONDecodeError as exc:
+            raise BadEntry(f"entry body is not valid JSON: {exc.msg} at position {exc.pos}"
+                           ) from exc
     if not isinstance(body, dict):
         raise BadEntry(f"entry body must be a JSON object, got {type(body).__name__}")
     accepted = fields.get(b"accepted_at_us", b"0")  # other producers may leave it out
