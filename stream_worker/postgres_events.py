@@ -11,6 +11,9 @@ Tables (in the offline store's schema), created if absent::
 A table made by an earlier version gets the columns added since (``ADD COLUMN IF NOT
 EXISTS``: nullable, so its rows read as null there).
 
+Events, exposures and decisions are appended with COPY into a temporary table and one
+``INSERT ... SELECT`` from it.
+
 Guarantees: appending an event id the table holds changes nothing (``ON CONFLICT DO
 NOTHING``), so redelivered entries are harmless; a catalogue row replaces the item's row only
 when its content differs; each call is one transaction. A connection that broke (the
@@ -90,17 +93,43 @@ class PostgresEventLog:
             cur.executemany(query, [tuple(r[n] for n in names) for r in rows])
             return cur.rowcount if spec is not ITEMS else len(rows)
 
+    def _append(self, spec: TableSpec, table: pa.Table) -> int:
+        """Append rows whose key the table does not hold: COPY into a temporary table, then
+        one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; returns how many were new."""
+        from psycopg import sql
+
+        if not len(table):
+            return 0
+        names = [f.name for f in spec.schema if f.name != INGESTED_AT]
+        staging = sql.Identifier(f"recsys_staging_{spec.name}")
+        columns = sql.SQL(", ").join(map(sql.Identifier, names))
+        conn = self.conn
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(sql.SQL("CREATE TEMPORARY TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE "
+                                "ROWS").format(staging, sql.SQL(", ").join(
+                                    sql.SQL("{} {}").format(sql.Identifier(c),
+                                                            sql.SQL(t.replace(" NOT NULL", "")))
+                                    for c, t in _columns(spec) if c != INGESTED_AT)))
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
+                for row in zip(*(table.column(n).to_pylist() for n in names)):
+                    copy.write_row(row)
+            cur.execute(sql.SQL("INSERT INTO {}.{} ({}, {}) SELECT {}, now() FROM {} "
+                                "ON CONFLICT ({}) DO NOTHING").format(
+                sql.Identifier(self.schema), sql.Identifier(spec.name), columns,
+                sql.Identifier(INGESTED_AT), columns, staging, sql.Identifier(spec.key)))
+            return cur.rowcount
+
     def write_events(self, table: pa.Table) -> int:
         """Append events; returns how many were new."""
-        return self._write(EVENTS, table, "ON CONFLICT (event_id) DO NOTHING")
+        return self._append(EVENTS, table)
 
     def write_exposures(self, table: pa.Table) -> int:
         """Append exposures; returns how many were new."""
-        return self._write(EXPOSURES, table, "ON CONFLICT (exposure_id) DO NOTHING")
+        return self._append(EXPOSURES, table)
 
     def write_decisions(self, table: pa.Table) -> int:
         """Append decisions; returns how many were new."""
-        return self._write(DECISIONS, table, "ON CONFLICT (request_id) DO NOTHING")
+        return self._append(DECISIONS, table)
 
     def write_items(self, table: pa.Table) -> int:
         """Insert or replace catalogue rows whose content changed."""

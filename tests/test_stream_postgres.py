@@ -10,7 +10,7 @@ import pytest
 from conftest import event
 from feast_support import PG, drop_schema, require_services
 
-from recsys.data.schemas import EVENTS, EXPOSURES, ITEMS
+from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, ITEMS
 from recsys.features.postgres_loader import connection_string
 from recsys.stream.records import check_records
 from stream_worker.postgres_events import PostgresEventLog
@@ -94,6 +94,23 @@ def test_exposures_are_appended_once(log):
     assert [r["exposure_id"] for r in rows] == ["r1/0", "r1/1", "r2/0"]
     assert rows[0]["experiments"] == ["ranker-v2=treatment"] and rows[2]["experiments"] == []
     assert rows[1]["position"] == 1 and rows[0]["propensity"] == pytest.approx(1.0)
+
+
+def test_decisions_are_appended_once_with_their_lists_and_nulls_inside_them(log):
+    from test_validation import _decision
+
+    first = _table([_decision(), _decision(request_id="r2", bandit_updates=None)], DECISIONS)
+    assert log.write_decisions(first) == 2
+    assert log.write_decisions(_table([_decision(request_id="r2")], DECISIONS)) == 0
+    rows = _rows(log, "decisions", "request_id")
+    assert [r["request_id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["list_ages_s"] == [10.0, None, 5.0, 1.0] and rows[0]["ranks"] == [0, 3, 1]
+    assert rows[0]["experiments"] == [] and rows[0]["seed"] == 7
+
+
+def test_an_event_repeated_within_one_append_is_kept_once(log):
+    assert log.write_events(pa.concat_tables([_table([event(event_id="a")], EVENTS)] * 2)) == 1
+    assert [r["event_id"] for r in _rows(log, "events", "event_id")] == ["a"]
 
 
 def test_catalogue_rows_replace_only_changed_items(log):
