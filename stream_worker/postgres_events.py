@@ -32,6 +32,17 @@ _PG_TYPES = {"string": "TEXT", "float": "REAL", "double": "DOUBLE PRECISION",
              "list<item: int32>": "INTEGER[]"}
 
 
+def _csv(table: pa.Table) -> bytes:
+    """``table`` as CSV without a header, strings always quoted so that an empty string and a
+    null (an empty unquoted field) stay apart."""
+    import pyarrow.csv as csv
+
+    sink = pa.BufferOutputStream()
+    csv.write_csv(table, sink, csv.WriteOptions(include_header=False,
+                                                quoting_style="all_valid"))
+    return sink.getvalue().to_pybytes()
+
+
 def _columns(spec: TableSpec) -> list[tuple[str, str]]:
     return [(f.name, _PG_TYPES[str(f.type)] + ("" if f.nullable else " NOT NULL"))
             for f in spec.schema]
@@ -110,9 +121,16 @@ class PostgresEventLog:
                                     sql.SQL("{} {}").format(sql.Identifier(c),
                                                             sql.SQL(t.replace(" NOT NULL", "")))
                                     for c, t in _columns(spec) if c != INGESTED_AT)))
-            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, columns)) as copy:
-                for row in zip(*(table.column(n).to_pylist() for n in names)):
-                    copy.write_row(row)
+            table = table.select(names)
+            if any(pa.types.is_list(f.type) for f in table.schema):  # CSV has no arrays
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging,
+                                                                       columns)) as copy:
+                    for row in zip(*(table.column(n).to_pylist() for n in names)):
+                        copy.write_row(row)
+            else:  # written as CSV by Arrow: a null is an empty field, "" an empty string
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+                        staging, columns)) as copy:
+                    copy.write(_csv(table))
             cur.execute(sql.SQL("INSERT INTO {}.{} ({}, {}) SELECT {}, now() FROM {} "
                                 "ON CONFLICT ({}) DO NOTHING").format(
                 sql.Identifier(self.schema), sql.Identifier(spec.name), columns,

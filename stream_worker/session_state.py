@@ -105,8 +105,8 @@ class SessionState:
         return cls(recent, sessions, 0)
 
     def to_json(self) -> dict[str, Any]:
-        return {"recent": [list(r) for r in self.recent],
-                "sessions": [list(s) for s in self.sessions], "version": self.version}
+        return {"recent": list(self.recent), "sessions": list(self.sessions),
+                "version": self.version}  # tuples: JSON writes them as arrays
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> "SessionState":

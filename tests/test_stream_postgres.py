@@ -108,6 +108,14 @@ def test_decisions_are_appended_once_with_their_lists_and_nulls_inside_them(log)
     assert rows[0]["experiments"] == [] and rows[0]["seed"] == 7
 
 
+def test_event_values_land_as_given_quotes_commas_newlines_empty_and_null(log):
+    odd = 'a "quoted", comma\nand newline'
+    log.write_events(_table([event(event_id="x", user_id=odd, country=None, rating=4.5)],
+                            EVENTS))
+    row = _rows(log, "events", "event_id")[0]
+    assert row["user_id"] == odd and row["country"] is None and row["rating"] == 4.5
+
+
 def test_an_event_repeated_within_one_append_is_kept_once(log):
     assert log.write_events(pa.concat_tables([_table([event(event_id="a")], EVENTS)] * 2)) == 1
     assert [r["event_id"] for r in _rows(log, "events", "event_id")] == ["a"]

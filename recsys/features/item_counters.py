@@ -48,10 +48,14 @@ def item_stream_row(item_id: str, counts: Mapping[tuple[str, int], int],
     """The ``item_stream`` row from per-(kind, bucket) counts and the newest event's time."""
     newest = bucket_of(last_us)
     row = {"item_id": item_id, EVENT_TIMESTAMP: last_us, CREATED_TIMESTAMP: last_us}
-    for window, buckets in WINDOWS.items():
-        for kind in KINDS:
-            row[f"item_stream_{kind}_{window}"] = sum(
-                n for (k, b), n in counts.items() if k == kind and newest - buckets < b <= newest)
+    totals = {(kind, window): 0 for window in WINDOWS for kind in KINDS}
+    for (kind, bucket), n in counts.items():  # one pass over the buckets
+        age = newest - bucket
+        for window, buckets in WINDOWS.items():
+            if 0 <= age < buckets and (kind, window) in totals:
+                totals[(kind, window)] += n
+    for (kind, window), n in totals.items():
+        row[f"item_stream_{kind}_{window}"] = n
     row["item_stream_last_event_at_s"] = last_us // 1_000_000
     return row
 
