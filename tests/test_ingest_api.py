@@ -7,9 +7,9 @@ import re
 
 import pytest
 import requests
-
 from conftest import event
 from recommendation_support import serve_app
+
 from recsys.data.schemas import EVENTS
 from recsys.stream.config import StreamConfig
 from recsys.stream.envelope import decode
@@ -80,7 +80,12 @@ def test_a_batch_reports_each_record(stack):
     url, client, cfg, _ = stack
     records = [event(event_id="b1"), event(event_id="b2", event_type="teleport"),
                event(event_id="b1"), "not an object", {**event(event_id="b3"), "mood": 1}]
-    body = _post(url, "/v1/events", {"events": records}).json()
+    response = _post(url, "/v1/events", {"events": records})
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    from serving.recommendations.ingest_routes import IngestResponse
+
+    assert IngestResponse.model_validate(body).model_dump() == body  # the documented shape
     for result in body["results"]:
         result.pop("entry_id")
     assert body == {"accepted": 1, "rejected": 3, "duplicates": 1, "results": [

@@ -19,8 +19,9 @@ import json
 import time
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -109,11 +110,15 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
 
     def ingest(kind: str, path: str):
         async def handler(request: Request):
+            raw = await request.body()
             try:
-                body = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                metrics.errors.labels(path, "400").inc()
-                return _error(400, "malformed_json", "the request body is not valid JSON")
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:  # the standard library also reads NaN, as before
+                try:
+                    body = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    metrics.errors.labels(path, "400").inc()
+                    return _error(400, "malformed_json", "the request body is not valid JSON")
             records = _records(body, kind)
             if isinstance(records, str):
                 metrics.errors.labels(path, "422").inc()
@@ -140,12 +145,14 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
             for status, n in counts.items():
                 if n:
                     metrics.ingested.labels(kind, status).inc(n)
-            return IngestResponse(
-                accepted=counts["accepted"], rejected=counts["rejected"],
-                duplicates=counts["duplicate"],
-                results=[RecordResult(index=r.index, key=r.key, status=r.status,
-                                      reason=r.reason or None, entry_id=r.entry_id)
-                         for r in receipts])
+            # written straight to bytes in IngestResponse's shape (the model documents it;
+            # validating 1,000 results of our own making cost more than the append)
+            return Response(orjson.dumps({
+                "accepted": counts["accepted"], "rejected": counts["rejected"],
+                "duplicates": counts["duplicate"],
+                "results": [{"index": r.index, "key": r.key, "status": r.status,
+                             "reason": r.reason or None, "entry_id": r.entry_id}
+                            for r in receipts]}), media_type="application/json")
         return handler
 
     description = ("One {kind} (a JSON object with the lake's fields) or a batch "
