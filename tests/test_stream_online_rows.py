@@ -143,6 +143,10 @@ def _older_rows_are_skipped(repo) -> None:
     rows.write(ITEM_STREAM, [later, {**later, "item_stream_clicks_1h": 3,
                                      "event_timestamp": NOW_US + 5}])
     assert rows.read(ITEM_STREAM, ["order-i0"])["order-i0"]["item_stream_clicks_1h"] == 9
+    store.config.online_store.skip_dedup = True  # Feast's option: rows written as they come
+    rows = OnlineRows(store)
+    rows.write(ITEM_STREAM, [older])
+    assert rows.read(ITEM_STREAM, ["order-i0"])["order-i0"]["item_stream_clicks_1h"] == 1
 
 
 def test_the_fast_writers_store_the_bytes_feast_stores_sqlite(tmp_path):
