@@ -44,6 +44,7 @@ from typing import Callable
 
 import pyarrow as pa
 
+from recsys.data.arrow_rows import rows_of
 from recsys.data.records import BadRecord, parse_event, parse_item
 from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, ITEMS
 from recsys.features.rows import catalogue_row
@@ -105,15 +106,6 @@ class _Parsed:
     envelope: Envelope
     row: dict
     source: tuple[pa.Table, int] | None = None  # the checked table the row came from
-
-
-def python_rows(table: pa.Table) -> list[dict]:
-    """The rows of a checked table as dicts, times as integer microseconds (what
-    :func:`~recsys.data.records.parse_event` reads; making datetimes cost more)."""
-    for k, f in enumerate(table.schema):
-        if pa.types.is_timestamp(f.type):
-            table = table.set_column(k, f.name, table.column(k).cast(pa.int64()))
-    return table.to_pylist()
 
 
 def checked_table(parsed: list[_Parsed], kind: str, spec) -> pa.Table | None:
@@ -241,7 +233,7 @@ class StreamWorker:
             if not batch:
                 continue
             checked = check_records([e.body for _, e in batch], spec)
-            rows = python_rows(checked.table)
+            rows = rows_of(checked.table, times="micros")  # what parse_event reads
             for (delivery, envelope), outcome in zip(batch, checked.outcomes):
                 if outcome.status == REJECTED:
                     self._dead_letter(delivery, f"invalid {kind}: {outcome.reason}", report)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from recsys.data.arrow_rows import rows_of
 from recsys.data.schemas import DECISIONS, EVENTS, EXPOSURES, ITEMS, TableSpec
 from recsys.stream.config import StreamConfig
 from recsys.stream.envelope import encode
@@ -43,7 +44,7 @@ class StreamProducer:
         """Check ``records`` (events or items) and append the valid ones; one receipt each."""
         spec = SPECS[kind]
         checked = check_records(records, spec, now=now)
-        rows = checked.table.to_pylist()
+        rows = rows_of(checked.table)
         accepted = checked.accepted
         accepted_at_us = time.time_ns() // 1000
         entry_ids: list[str] = []
