@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.exploration.rewards import RewardConfig
+from recsys.process_lifetime import exit_with_parent
 from recsys.stream.config import StreamConfig
 from stream_worker.worker import BatchReport, StreamWorker
 
@@ -123,7 +125,8 @@ def run_worker(spec: WorkerSpec, stop: threading.Event | None = None) -> None:
     progress.log()
 
 
-def _child(spec: WorkerSpec, level: int) -> None:
+def _child(spec: WorkerSpec, level: int, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)  # SIGTERM (finish the batch, stop) if the parent is killed
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     run_worker(spec)
 
@@ -141,7 +144,7 @@ def run_workers(spec: WorkerSpec, processes: int) -> None:
     context = multiprocessing.get_context("spawn")
     children = [context.Process(target=_child, name=f"{spec.consumer}-{i}",
                                 args=(replace(spec, consumer=f"{spec.consumer}-{i}"),
-                                      logging.getLogger().level))
+                                      logging.getLogger().level, os.getpid()))
                 for i in range(1, processes + 1)]
     for child in children:
         child.start()

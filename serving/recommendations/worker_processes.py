@@ -31,6 +31,7 @@ import time
 from typing import Any, Callable
 
 from recsys.errors import ConfigError
+from recsys.process_lifetime import exit_with_parent
 
 log = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -67,9 +68,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _worker_main(target: Callable[..., Any], args: tuple, host: str, port: int,
-                 index: int) -> None:
+                 index: int, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    exit_with_parent(parent_pid)  # and a parent killed outright takes its workers along
     sock = listening_socket(host, port)
     target(sock, index, *args)
 
@@ -95,7 +97,7 @@ class WorkerPool:
     def _start(self, index: int) -> None:
         process = self._context.Process(
             target=_worker_main, name=f"recsys-api-{index}", daemon=False,
-            args=(self.target, self.args, self.host, self.port, index))
+            args=(self.target, self.args, self.host, self.port, index, os.getpid()))
         process.start()
         self._processes[index], self._started[index] = process, time.monotonic()
         log.info("worker %d started (pid %d)", index, process.pid)
