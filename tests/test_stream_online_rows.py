@@ -72,18 +72,23 @@ def _same_rows_as_feast(repo) -> None:
         ["news", ""]]  # Feast's own rule for None in a string list
 
 
-def test_rows_written_in_one_batch_read_back_as_feast_pushed_them_sqlite(tmp_path):
+def test_rows_written_in_one_batch_read_back_and_are_stored_as_feast_writes_them_sqlite(
+        tmp_path):
     repo = embedded_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
     apply(repo)
     _same_rows_as_feast(repo)
+    _same_bytes_as_feast(repo)
 
 
 @pytest.mark.services
-def test_rows_written_in_one_batch_read_back_as_feast_pushed_them_redis(tmp_path):
+def test_rows_written_in_one_batch_read_back_and_are_stored_as_feast_writes_them_redis(
+        tmp_path):
     repo, schema = production_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
     try:
         apply(repo)
         _same_rows_as_feast(repo)
+        _same_bytes_as_feast(repo)
+        _older_rows_are_skipped(repo)
     finally:
         drop_schema(schema)
 
@@ -147,23 +152,6 @@ def _older_rows_are_skipped(repo) -> None:
     rows = OnlineRows(store)
     rows.write(ITEM_STREAM, [older])
     assert rows.read(ITEM_STREAM, ["order-i0"])["order-i0"]["item_stream_clicks_1h"] == 1
-
-
-def test_the_fast_writers_store_the_bytes_feast_stores_sqlite(tmp_path):
-    repo = embedded_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
-    apply(repo)
-    _same_bytes_as_feast(repo)
-
-
-@pytest.mark.services
-def test_the_fast_writers_store_the_bytes_feast_stores_and_keep_its_order_redis(tmp_path):
-    repo, schema = production_repo(tmp_path, {"item_catalogue": catalogue_table(4)})
-    try:
-        apply(repo)
-        _same_bytes_as_feast(repo)
-        _older_rows_are_skipped(repo)
-    finally:
-        drop_schema(schema)
 
 
 def test_integer_values_are_serialized_once_and_match_the_proto():
