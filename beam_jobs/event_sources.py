@@ -1,10 +1,12 @@
 """The feature build's events, read from the lake straight into blocks per user shard.
 
-Each batch of lake rows is parsed and packed in one step (``beam_jobs/event_blocks.py``), and
-that step's single output holds the blocks, the dead letters and the batch's count. So the rows
-read and the parsed records, large Python objects, never wait in a runner's memory for a second
-consumer: on the DaskRunner a collection with two consumers is held until both have run, and at
-10M events the raw rows held that way were most of the workers' memory.
+Each batch of lake rows is parsed and packed in the step that reads it
+(``beam_jobs/event_blocks.py``), and that step's single output holds the blocks, the dead
+letters and the batch's count. So the rows read and the parsed records, large Python objects,
+are never a step's output: on the DaskRunner a collection with two consumers is held until both
+have run, and the outputs of every step run in one task are held as long as the task's result
+(``ReadParquetBatches``); at 10M events the raw rows held either way were most of the workers'
+memory.
 """
 
 from __future__ import annotations
@@ -60,10 +62,9 @@ def read_user_blocks(p: beam.Pipeline, lake: Path, also: beam.PCollection | None
         return UserBlocks(events.batches | "UserBlocks" >> beam.FlatMap(blocks_by_shard,
                                                                         user_of, shards),
                           events[DEAD_LETTER], events.tally)
-    parsed = (p
-              | "ReadEvents" >> ReadParquetBatches(str(lake / "events" / "*" / "part-*.parquet"))
-              | "ParseEvents" >> beam.ParDo(ParseIntoBlocks("events", parse_event, user_of,
-                                                            shards)))
+    parsed = p | "ReadEvents" >> ReadParquetBatches(
+        str(lake / "events" / "*" / "part-*.parquet"),
+        then=ParseIntoBlocks("events", parse_event, user_of, shards).process)
     return UserBlocks(parsed | "UserBlocks" >> beam.FlatMap(lambda batch: batch.blocks),
                       parsed | "EventDeadLetters" >> beam.FlatMap(
                           lambda batch: batch.dead_letters),

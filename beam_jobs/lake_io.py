@@ -12,8 +12,9 @@ from __future__ import annotations
 import glob
 import json
 import pickle
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -80,15 +81,32 @@ def parquet_batches(path: str, batch_rows: int = BATCH_ROWS) -> Iterator[RowBatc
         yield from piece_batches(piece, batch_rows)
 
 
+def read_piece(piece: Piece, then: Callable[[RowBatch], Iterable] | None = None) -> Iterator:
+    """The :class:`RowBatch` es of one piece or, with ``then``, what ``then`` makes of each
+    batch, batch by batch (a batch's rows are dropped before the next one is read)."""
+    for batch in piece_batches(piece):
+        if then is None:
+            yield batch
+        else:
+            yield from then(batch)
+
+
 class ReadParquetBatches(beam.PTransform):
     """:class:`RowBatch` es of every Parquet file matching ``pattern`` (none matching: none).
     The files are listed, and cut into pieces of at most ``PIECE_ROWS`` rows, when the
     pipeline is built: a runner's task reads pieces, not whole files (the DaskRunner holds a
-    task's whole output in memory, and a file of the lake can hold millions of rows)."""
+    task's whole output in memory, and a file of the lake can hold millions of rows).
 
-    def __init__(self, pattern: str):
+    With ``then`` (RowBatch -> iterable), the step that reads a batch also hands it to
+    ``then`` and emits what it returns instead: the rows read, large Python objects, are then
+    never a step's output. Beam 2.77's DaskRunner keeps the output of every step it runs in
+    one task for as long as that task's result is held (at 10M events, every row read, until
+    the job ended), so where a consumer of the rows makes something smaller of them, it
+    belongs in the same step."""
+
+    def __init__(self, pattern: str, then: Callable[[RowBatch], Iterable] | None = None):
         super().__init__()
-        self.pattern = pattern
+        self.pattern, self.then = pattern, then
 
     def expand(self, pbegin):
         paths = sorted(glob.glob(self.pattern))
@@ -98,7 +116,7 @@ class ReadParquetBatches(beam.PTransform):
                 | "Files" >> beam.Create([piece for path in paths
                                           for piece in parquet_pieces(path)])
                 | "Spread" >> beam.Reshuffle()
-                | "Read" >> beam.FlatMap(piece_batches))
+                | "Read" >> beam.FlatMap(read_piece, self.then))
 
 
 class ReadParquetRows(beam.PTransform):
@@ -168,6 +186,13 @@ def _split(parsed_batches) -> Parsed:
     return Parsed(parsed_batches | "Records" >> beam.FlatMap(lambda b: b.records),
                   parsed_batches | "DeadLetters" >> beam.FlatMap(lambda b: b.dead_letters),
                   parsed_batches | "RecordLists" >> beam.Map(lambda b: b.records))
+
+
+class SplitParsed(beam.PTransform):
+    """:class:`ParsedBatch` es -> :class:`Parsed`."""
+
+    def expand(self, parsed_batches):
+        return _split(parsed_batches)
 
 
 class ParseRows(beam.PTransform):
@@ -301,24 +326,35 @@ def _latest_rows(keyed: tuple[int, list[bytes]], key: str) -> list[dict]:
     return [latest[k] for k in sorted(latest, key=str)]
 
 
+def _latest_then(keyed: tuple[int, list[bytes]], key: str, then: Callable[[list[dict]], Iterable]):
+    return then(_latest_rows(keyed, key))
+
+
 def read_latest(p: beam.Pipeline, lake: Path, table: str, key: str,
-                also: beam.PCollection | None = None, shards: int = DEFAULT_SHARDS):
+                also: beam.PCollection | None = None, shards: int = DEFAULT_SHARDS,
+                then: Callable[[list[dict]], Iterable] | None = None):
     """The latest version of each catalogue row (by ``ingested_at``), over the lake and
     ``also`` (RowBatches of the same table from another source) when given: lists of rows,
-    one per shard of ``key``. Rows are shuffled in blocks per (batch, shard), not one by one
-    (``beam_jobs/event_blocks.py`` says why)."""
+    one per shard of ``key`` (with ``then``: what ``then`` makes of each list, in the same
+    step; :class:`ReadParquetBatches` says why). Rows are shuffled in blocks per (batch,
+    shard), not one by one (``beam_jobs/event_blocks.py`` says why); the lake's rows are
+    packed into blocks where they are read."""
     name = table.title()
-    batches = p | f"Read{name}" >> ReadParquetBatches(str(lake / table / "part-*.parquet"))
+    blocks = p | f"Read{name}" >> ReadParquetBatches(
+        str(lake / table / "part-*.parquet"), then=partial(_row_blocks, key=key, shards=shards))
     if also is not None:
-        batches = (batches, also) | f"Union{name}" >> beam.Flatten()
-    return (batches
-            | f"Blocks{name}" >> beam.FlatMap(_row_blocks, key, shards)
-            | f"ByShard{name}" >> beam.GroupByKey()
-            | f"Latest{name}" >> beam.Map(_latest_rows, key))
+        blocks = ((blocks, also | f"Blocks{name}" >> beam.FlatMap(_row_blocks, key, shards))
+                  | f"Union{name}" >> beam.Flatten())
+    grouped = blocks | f"ByShard{name}" >> beam.GroupByKey()
+    if then is None:
+        return grouped | f"Latest{name}" >> beam.Map(_latest_rows, key)
+    return grouped | f"Latest{name}" >> beam.FlatMap(_latest_then, key, then)
 
 
 def read_items(p: beam.Pipeline, lake: Path, also: beam.PCollection | None = None,
                shards: int = DEFAULT_SHARDS) -> Parsed:
-    """The latest row of every item, parsed (``batches``: one list per shard)."""
-    return (read_latest(p, lake, "items", "item_id", also, shards)
-            | "ParseItems" >> ParseRowLists("items", parse_item))
+    """The latest row of every item, parsed where it is chosen (``batches``: one list per
+    shard)."""
+    return (read_latest(p, lake, "items", "item_id", also, shards,
+                        then=ParseRecords("items", parse_item).process)
+            | "ParsedItems" >> SplitParsed())

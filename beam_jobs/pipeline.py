@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
@@ -227,15 +227,26 @@ class WriteItemTables(beam.DoFn):
 
 class WriteTable(beam.PTransform):
     """Rows (dicts) -> Parquet files under ``out/table/`` (``beam_jobs/shards.py``); emits
-    the names of the files it filled."""
+    the names of the files it filled. With ``rows_of``, elements -> their ``rows_of(element)``
+    rows, made by the step that writes them."""
 
-    def __init__(self, out: Path, table: str, schema: pa.Schema | None = None):
+    def __init__(self, out: Path, table: str, schema: pa.Schema | None = None,
+                 rows_of: Callable[[object], Iterable] | None = None):
         super().__init__()
-        self.out, self.table = out, table
+        self.out, self.table, self.rows_of = out, table, rows_of
         self.schema = schema if schema is not None else OUTPUT_SCHEMAS[table]
 
     def expand(self, rows):
-        return rows | "Write" >> WriteParquet(self.out / self.table, self.schema)
+        return rows | "Write" >> WriteParquet(self.out / self.table, self.schema,
+                                              rows_of=self.rows_of)
+
+
+def _catalogue_rows(records: list[Item]) -> list[dict]:
+    return [catalogue_row(record) for record in records]
+
+
+def _profile_rows(rows: list[dict]) -> list[dict]:
+    return [profile_row(row) for row in rows]
 
 
 def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
@@ -270,14 +281,13 @@ def build(p: beam.Pipeline, lake: Path, out: Path, cfg: FeatureConfig,
                    | "ItemTables" >> beam.ParDo(WriteItemTables(out, item_lookup, horizon, cfg)))
     users = read_latest(p, lake, "users", "user_id", shards=shards)
 
-    tables = {
-        ITEM_CATALOGUE.name: items.batches | "Catalogue" >> beam.FlatMap(
-            lambda records: [catalogue_row(record) for record in records]),
-        USER_PROFILE.name: users | "Profiles" >> beam.FlatMap(
-            lambda rows: [profile_row(row) for row in rows]),
-    }
-    written = [item_tables, *(rows | f"Write{table}" >> WriteTable(out, table)
-                              for table, rows in tables.items())]
+    # The catalogue's and the profiles' rows are made by the steps that write them (not
+    # emitted by a step before: see WriteFiles).
+    written = [item_tables,
+               items.batches | f"Write{ITEM_CATALOGUE.name}" >> WriteTable(
+                   out, ITEM_CATALOGUE.name, rows_of=_catalogue_rows),
+               users | f"Write{USER_PROFILE.name}" >> WriteTable(
+                   out, USER_PROFILE.name, rows_of=_profile_rows)]
     dead = ((events.dead_letter, items[DEAD_LETTER]) | "DeadLetters" >> beam.Flatten())
     written.append(dead | "WriteDeadLetters" >> WriteJsonLines(out / "_dead_letter"))
     written.append(tuple(tallies) | "Tallies" >> beam.Flatten() | "WriteTally" >> Tally(out))

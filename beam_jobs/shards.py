@@ -88,19 +88,25 @@ class FileShards:
 
 class WriteFiles(beam.DoFn):
     """Elements -> files of at most ``rows_per_file`` elements (:class:`FileShards`); emits
-    the path of each file filled by ``process`` (not of the bundle's last one)."""
+    the path of each file filled by ``process`` (not of the bundle's last one). With
+    ``rows_of``, each element is ``rows_of(element)``'s rows, made here: rows made by the step
+    before would be that step's output, which a runner may hold (``ReadParquetBatches`` in
+    ``beam_jobs/lake_io.py``)."""
 
     def __init__(self, directory: str, writer: FileWriter, suffix: str, prefix: str = "part",
-                 rows_per_file: int = ROWS_PER_FILE):
+                 rows_per_file: int = ROWS_PER_FILE,
+                 rows_of: Callable[[object], Iterable] | None = None):
         self.shards = FileShards(directory, writer, suffix, prefix, rows_per_file)
+        self.rows_of = rows_of
 
     def start_bundle(self):
         self.shards.reset()
 
-    def process(self, row):
-        written = self.shards.add(row)
-        if written:
-            yield written
+    def process(self, element):
+        for row in ((element,) if self.rows_of is None else self.rows_of(element)):
+            written = self.shards.add(row)
+            if written:
+                yield written
 
     def finish_bundle(self):
         self.shards.flush()
@@ -130,16 +136,19 @@ def write_tfrecords(path: Path, records: list[bytes]) -> None:
 
 
 class WriteParquet(beam.PTransform):
-    """Rows (dicts) -> Parquet files ``directory/part-DIGEST.parquet`` with ``schema``."""
+    """Rows (dicts) -> Parquet files ``directory/part-DIGEST.parquet`` with ``schema``; with
+    ``rows_of``, elements -> their ``rows_of(element)`` rows (:class:`WriteFiles`)."""
 
-    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int = ROWS_PER_FILE):
+    def __init__(self, directory: Path, schema: pa.Schema, rows_per_file: int = ROWS_PER_FILE,
+                 rows_of: Callable[[object], Iterable] | None = None):
         super().__init__()
         self.directory, self.schema, self.rows_per_file = directory, schema, rows_per_file
+        self.rows_of = rows_of
 
     def expand(self, rows):
         return rows | "Files" >> beam.ParDo(WriteFiles(
             str(self.directory), ParquetFiles(self.schema), ".parquet",
-            rows_per_file=self.rows_per_file))
+            rows_per_file=self.rows_per_file, rows_of=self.rows_of))
 
 
 class WriteJsonLines(beam.PTransform):
