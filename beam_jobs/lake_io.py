@@ -208,17 +208,6 @@ class ParseRows(beam.PTransform):
                       | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
 
 
-class ParseRowLists(beam.PTransform):
-    """Lists of rows -> :class:`Parsed`, parsed a list at a time."""
-
-    def __init__(self, kind: str, parser: Callable[[dict], Any]):
-        super().__init__()
-        self.kind, self.parser = kind, parser
-
-    def expand(self, lists):
-        return _split(lists | "Parse" >> beam.ParDo(ParseRecords(self.kind, self.parser)))
-
-
 class ParseBatches(beam.PTransform):
     """RowBatches -> :class:`Parsed`, parsed a batch at a time."""
 

@@ -105,19 +105,16 @@ class _Parsed:
     delivery: Delivery
     envelope: Envelope
     row: dict
-    source: tuple[pa.Table, int] | None = None  # the checked table the row came from
+    source: tuple[pa.Table, int] | None = None  # the checked table the row came from (not items)
 
 
-def checked_table(parsed: list[_Parsed], kind: str, spec) -> pa.Table | None:
-    """The rows of ``kind`` carrying effects, as the Arrow table the batch's check made (no
-    conversion back from Python rows), in order; None when there are none."""
+def checked_table(parsed: list[_Parsed], kind: str) -> pa.Table | None:
+    """The rows of ``kind`` (an event, exposure or decision: those come from a checked
+    batch) carrying effects, as the Arrow table the batch's check made (no conversion back
+    from Python rows), in order; None when there are none."""
     picked: dict[int, tuple[pa.Table, list[int]]] = {}
     for p in parsed:
         if p.envelope.kind == kind and p.row:
-            if p.source is None:  # not from a checked batch
-                return pa.Table.from_pylist([q.row for q in parsed
-                                             if q.envelope.kind == kind and q.row],
-                                            schema=input_schema(spec))
             table, row = p.source
             picked.setdefault(id(table), (table, []))[1].append(row)
     tables = [table if len(rows) == len(table) else table.take(rows)
@@ -262,9 +259,9 @@ class StreamWorker:
         exposures = [p.row for p in parsed if p.envelope.kind == "exposure" and p.row]
         decisions = [p.row for p in parsed if p.envelope.kind == "decision" and p.row]
         if decisions and self.lake is not None:
-            self.lake.write_decisions(checked_table(parsed, "decision", DECISIONS))
+            self.lake.write_decisions(checked_table(parsed, "decision"))
         if exposures and self.lake is not None:
-            self.lake.write_exposures(checked_table(parsed, "exposure", EXPOSURES))
+            self.lake.write_exposures(checked_table(parsed, "exposure"))
         if self.bandit is not None and (decisions or event_rows):
             self.bandit.apply(decisions, event_rows)
         if items:
@@ -313,7 +310,7 @@ class StreamWorker:
         written, counters = self.state.apply(events, categories, self.online.session_rows)
         self._push_until_stable({e.user_id for e in events}, written, counters)
         if self.lake is not None:
-            self.lake.write_events(checked_table(parsed, "event", EVENTS))
+            self.lake.write_events(checked_table(parsed, "event"))
 
     def _push_until_stable(self, users: set[str],
                            written: dict[str, tuple[SessionState, int]],
