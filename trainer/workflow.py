@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from recsys.errors import SourceError
+from recsys.evaluation import per_user_metrics, top_k
 from recsys.features.catalogue import read_catalogue
 from recsys.model_contract.arrays import with_missing_columns
 from recsys.model_contract.feature_spec import query_inputs
@@ -24,11 +27,10 @@ from trainer.evaluate import (
     DEFAULT_KS,
     Segments,
     evaluate_ranked,
-    evaluate_scores,
     popularity_scores,
     two_tower_top_k,
 )
-from trainer.evaluation_set import build_evaluation_set
+from trainer.evaluation_set import EvaluationSet, build_evaluation_set
 from trainer.export import ExportResult, export_models
 from trainer.model_dir import ModelDir
 from trainer.scann_config import ScannConfig
@@ -47,34 +49,52 @@ def train(repo: Path, model_dir: Path, cfg: RetrievalConfig, progress: bool = Tr
     return train_retrieval(data, cfg, model_dir, progress=progress)
 
 
+Baseline = Callable[[RetrievalData, EvaluationSet, int], np.ndarray]
+"""A reference model for :func:`evaluate`: (data, evaluation set, depth) -> its ranked
+candidate indices, int [queries, depth], best first, the user's train items left out."""
+
+
 def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
              segments: Segments = Segments(), data: RetrievalData | None = None,
-             ranker_dir: Path | None = None) -> dict:
-    """Protocol metrics of most-popular, (with ``model_dir``) the two-tower model and (with
-    ``ranker_dir`` too) the two-tower model's candidates re-ranked by the ranker."""
+             ranker_dir: Path | None = None, baselines: Mapping[str, Baseline] | None = None,
+             per_user: bool = False) -> dict:
+    """Protocol metrics of most-popular, the ``baselines`` (name -> ranking function, in
+    order), (with ``model_dir``) the two-tower model and (with ``ranker_dir`` too) the
+    two-tower model's candidates re-ranked by the ranker. With ``per_user``, the report also
+    holds ``per_user``: model -> metric -> float64 [queries], every model's users in the same
+    order (left out of ``MODEL_DIR/evaluation.json``)."""
     data = data or load_retrieval_data(repo)
     if data.test.empty:
         raise SourceError("no test examples: build the features with --split temporal")
     es = build_evaluation_set(data)
-    results = {"most-popular": evaluate_scores(popularity_scores(es), es, ks, segments)}
+    depth = max(ks)
+    rankings = {"most-popular": top_k(popularity_scores(es), depth, es.exclude)}
+    for name, rank in (baselines or {}).items():
+        started = time.perf_counter()
+        rankings[name] = rank(data, es, depth)
+        log.info("baseline %s ranked in %.1fs", name, time.perf_counter() - started)
     if model_dir is not None:
         _, _, model = ModelDir(model_dir).restore()
-        results["two-tower"] = evaluate_ranked(two_tower_top_k(model, es, max(ks))[0], es, ks,
-                                               segments)
+        rankings["two-tower"] = two_tower_top_k(model, es, depth)[0]
         if ranker_dir is not None:
             from trainer.ranking.evaluate import reranked
             from trainer.ranking.ranker_dir import RankerDir
 
             ranker = RankerDir(Path(ranker_dir)).restore()
-            order = reranked(ranker, model, es, data.catalogue, repo,
-                             depth=max(ranker.cfg.candidates, *ks))
-            results["two-tower + ranker"] = evaluate_ranked(order, es, ks, segments)
+            rankings["two-tower + ranker"] = reranked(
+                ranker, model, es, data.catalogue, repo, depth=max(ranker.cfg.candidates, *ks))
+    results = {name: evaluate_ranked(ranked, es, ks, segments)
+               for name, ranked in rankings.items()}
     report = {"users": len(es.queries), "candidate_items": len(es.candidates),
               "train_interactions": len(data.train),
               "test_interactions": int(sum(len(r) for r in es.relevant)),
               "cold_test_interactions": es.cold_test_items, "models": results}
     if model_dir is not None:
         (Path(model_dir) / EVALUATION_FILE).write_text(json.dumps(report, indent=2))
+    if per_user:
+        report["per_user"] = {name: per_user_metrics(ranked[:, :depth], es.relevant,
+                                                     len(es.candidates), ks)
+                              for name, ranked in rankings.items()}
     return report
 
 
@@ -136,4 +156,4 @@ def export(repo: Path, model_dir: Path, base_path: Path, k: int = 100,
                          profile_rows=profile_rows)
 
 
-__all__ = ["train", "evaluate", "export", "EVALUATION_FILE"]
+__all__ = ["train", "evaluate", "export", "Baseline", "EVALUATION_FILE"]

@@ -39,6 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_quality(args: argparse.Namespace) -> int:
     from recsys.errors import SourceError
+    from recsys.evaluation.paired import PairedDifference, format_differences
     from recsys.evaluation.report import format_table
     from recsys.model_contract.ranker_config import load_ranker_config
     from trainer.config import load_config
@@ -62,6 +63,10 @@ def run_quality(args: argparse.Namespace) -> int:
           f"{document['train_interactions']:,} train and {document['test_interactions']:,} "
           "test interactions")
     print(format_table(document["models"], DEFAULT_KS))
+    print(f"\npaired differences over users (row a minus row b; * the "
+          f"{document['paired_confidence']:.0%} bootstrap interval excludes 0):")
+    print(format_differences([PairedDifference(**d) for d in document["paired_differences"]],
+                             document["paired_confidence"]))
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in document["stage_seconds"].items())
     print(f"wall time {document['wall_seconds']:.1f}s ({stages})")
     if args.out:
