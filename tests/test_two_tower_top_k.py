@@ -38,3 +38,27 @@ def test_a_depth_beyond_the_candidates_is_refused(trained_model_dir, small_data)
     es = build_evaluation_set(small_data)
     with pytest.raises(ValueError, match="larger than the number of candidate items"):
         two_tower_top_k(model, es, len(es.candidates) + 1)
+
+
+def test_candidate_vectors_per_age_bucket_equal_the_whole_tower_on_strings(trained_model_dir,
+                                                                           small_data):
+    """The strings are looked up once and each bucket runs only the numeric core: the vectors
+    are the tower's own on that bucket's rows, and every query row is in one bucket."""
+    from recsys.model_contract.arrays import US_PER_DAY, to_arrays, with_item_age
+    from recsys.model_contract.feature_spec import candidate_inputs
+    from trainer.evaluate import candidate_vectors_by_age, embed
+    from trainer.evaluation_set import build_evaluation_set
+    from trainer.model_dir import ModelDir
+
+    _, _, model = ModelDir(trained_model_dir).restore()
+    es = build_evaluation_set(small_data)
+    step = int(1.0 * US_PER_DAY)
+    seen = []
+    for rows, vectors in candidate_vectors_by_age(model, es, 1.0):
+        bucket = int(es.request_times_us[rows[0]] // step * step)
+        assert np.all(es.request_times_us[rows] // step * step == bucket)
+        want = embed(model.candidate_tower, to_arrays(with_item_age(es.candidates, bucket),
+                                                      candidate_inputs(model.cfg), "c"))
+        np.testing.assert_allclose(vectors, want, rtol=1e-5, atol=1e-6)
+        seen.extend(rows)
+    assert sorted(seen) == list(range(len(es.queries)))

@@ -35,14 +35,33 @@ class CandidateTower(Tower):
         self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "candidate_mlp")
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
-        tag_ids = self.tags.indices(fixed_width(features["item_tags"], self.cfg.max_tags, ""))
+        return self.core(self.encode(features, training), training=training)
+
+    def encode(self, features: Mapping[str, tf.Tensor], training: bool | None = None
+               ) -> dict[str, tf.Tensor]:
+        """Every string lookup, so that :meth:`core` reads only numbers: int64 indices (0
+        padding / missing, 1 unknown; the item id dropped to unknown at ``training``'s rate),
+        the tags at their fixed width, and the age as it came."""
+        return {
+            "item_id": self.item.indices(features["item_id"], training),
+            "item_category": self.category.indices(features["item_category"]),
+            "item_language": self.language.indices(features["item_language"]),
+            "item_tags": self.tags.indices(fixed_width(features["item_tags"],
+                                                       self.cfg.max_tags, "")),
+            "item_age_days": features["item_age_days"],
+        }
+
+    def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
+        """The tower on :meth:`encode`'s numbers (no string operation)."""
+        tag_ids = encoded["item_tags"]
         tags = self.tag_pooling(self.tags.embedding(tag_ids), tag_ids != PAD_INDEX)
-        age = tf.cast(features["item_age_days"], tf.float32)
+        age = tf.cast(encoded["item_age_days"], tf.float32)
         missing = tf.math.is_nan(age)
         age = tf.where(missing, 0.0, tf.math.log1p(tf.maximum(age, 0.0)) / 10.0)
         parts = [
-            self.item(features["item_id"], training=training),
-            self.category(features["item_category"]), self.language(features["item_language"]),
+            self.item.embedding(encoded["item_id"]),
+            self.category.embedding(encoded["item_category"]),
+            self.language.embedding(encoded["item_language"]),
             tags, age[:, tf.newaxis], tf.cast(missing, tf.float32)[:, tf.newaxis],
         ]
         return self.head(tf.concat(parts, axis=-1))

@@ -8,7 +8,7 @@ candidate tower sees each item's age at the user's request time (rounded to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -46,18 +46,46 @@ def popularity_scores(es: EvaluationSet) -> np.ndarray:
                            (len(es.queries), len(es.candidates)))
 
 
-def two_tower_scores(model, es: EvaluationSet, age_resolution_days: float = 30.0) -> np.ndarray:
-    """Dot products of each user's query embedding with every candidate embedding."""
+def candidate_vectors_by_age(model, es: EvaluationSet, age_resolution_days: float = 30.0
+                             ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(query rows, candidate embeddings [candidates, dim]) for each group of queries whose
+    request times fall in one bucket of ``age_resolution_days``: the candidates' ages are
+    taken at the bucket's start. The candidates' arrays are built and their strings looked
+    up once; each bucket only runs the tower's numeric core on its ages."""
+    import tensorflow as tf
+
     cfg = model.cfg
-    queries = embed(model.query_tower, to_arrays(es.queries, query_inputs(cfg), "test queries"))
     step = int(age_resolution_days * US_PER_DAY)
     buckets = (es.request_times_us // step) * step
-    scores = np.empty((len(es.queries), len(es.candidates)), dtype=np.float32)
+    if not len(buckets):
+        return
+    arrays = to_arrays(with_item_age(es.candidates, int(buckets[0])), candidate_inputs(cfg),
+                       "candidates")
+    tower = model.candidate_tower
+    encoded = {}
+    for start in range(0, len(es.candidates), 65_536):
+        part = tower.encode({k: tf.constant(v[start:start + 65_536])
+                             for k, v in arrays.items()}, training=False)
+        for name, values in part.items():
+            encoded.setdefault(name, []).append(values.numpy())
+    encoded = {name: np.concatenate(parts) for name, parts in encoded.items()}
     for bucket in np.unique(buckets):
-        rows = np.flatnonzero(buckets == bucket)
-        items = to_arrays(with_item_age(es.candidates, int(bucket)), candidate_inputs(cfg),
-                          "candidates")
-        scores[rows] = queries[rows] @ embed(model.candidate_tower, items).T
+        ages = with_item_age(es.candidates[["item_created_at_s"]], int(bucket))
+        encoded["item_age_days"] = ages["item_age_days"].to_numpy(np.float32)
+        yield np.flatnonzero(buckets == bucket), embed(tower.core, encoded)
+
+
+def _query_vectors(model, es: EvaluationSet) -> np.ndarray:
+    return embed(model.query_tower, to_arrays(es.queries, query_inputs(model.cfg),
+                                              "test queries"))
+
+
+def two_tower_scores(model, es: EvaluationSet, age_resolution_days: float = 30.0) -> np.ndarray:
+    """Dot products of each user's query embedding with every candidate embedding."""
+    queries = _query_vectors(model, es)
+    scores = np.empty((len(es.queries), len(es.candidates)), dtype=np.float32)
+    for rows, items in candidate_vectors_by_age(model, es, age_resolution_days):
+        scores[rows] = queries[rows] @ items.T
     return scores
 
 
@@ -68,18 +96,11 @@ def two_tower_top_k(model, es: EvaluationSet, k: int, age_resolution_days: float
     where a row is padded with -1), computed for at most ``max_cells`` user x candidate scores
     at a time, so memory stays bounded whatever the users and candidates (a full matrix of
     78K users x 500K items is 150 GB)."""
-    cfg = model.cfg
-    queries = embed(model.query_tower, to_arrays(es.queries, query_inputs(cfg), "test queries"))
-    step = int(age_resolution_days * US_PER_DAY)
-    buckets = (es.request_times_us // step) * step
-    n_candidates = len(es.candidates)
-    chunk = max(1, max_cells // max(n_candidates, 1))
+    queries = _query_vectors(model, es)
+    chunk = max(1, max_cells // max(len(es.candidates), 1))
     ranked = np.full((len(es.queries), k), -1, np.int64)
     scores = np.full((len(es.queries), k), np.nan, np.float32)
-    for bucket in np.unique(buckets):
-        items = embed(model.candidate_tower, to_arrays(
-            with_item_age(es.candidates, int(bucket)), candidate_inputs(cfg), "candidates"))
-        rows = np.flatnonzero(buckets == bucket)
+    for rows, items in candidate_vectors_by_age(model, es, age_resolution_days):
         for start in range(0, len(rows), chunk):
             part = rows[start:start + chunk]
             block = queries[part] @ items.T
@@ -114,5 +135,6 @@ def evaluate_ranked(ranked: np.ndarray, es: EvaluationSet, ks: Sequence[int] = D
     return {"overall": overall, "segments": by_segment}
 
 
-__all__ = ["DEFAULT_KS", "Segments", "embed", "popularity_scores", "two_tower_scores",
+__all__ = ["DEFAULT_KS", "Segments", "embed", "candidate_vectors_by_age", "popularity_scores",
+           "two_tower_scores",
            "two_tower_top_k", "evaluate_scores", "evaluate_ranked"]
