@@ -394,3 +394,42 @@ def test_a_model_without_id_rows_trains_exports_and_serves_users_by_their_histor
     for servable in (fast, own):
         embedding = servable.run(signature, inputs)["embedding"]
         np.testing.assert_allclose(embedding[0], embedding[1], atol=1e-6)
+
+
+def test_a_model_with_a_sequence_encoder_trains_exports_and_reads_the_order(
+        small_data, small_repo, tmp_path):
+    """``sequence_blocks: 1`` through training, the export's checks (the ONNX query core
+    against the SavedModel included) and the real loader on both runtimes, which agree on
+    histories that differ only in their order, and tell them apart."""
+    import dataclasses
+
+    from retrieval_support import small_config
+
+    from serving.servable import Servable
+    from trainer.train import train_retrieval
+
+    base_cfg = small_config(epochs=1)
+    cfg = dataclasses.replace(base_cfg, model=dataclasses.replace(base_cfg.model,
+                                                                  sequence_blocks=1))
+    train_retrieval(small_data, cfg, tmp_path / "model", progress=False)
+    directory = ModelDir(tmp_path / "model")
+    _, _, model = directory.restore()
+    assert model.query_tower.sequence is not None
+    queries = small_data.train[small_data.train["history_item_ids"].map(len) >= 3].sample(
+        32, random_state=4)
+    result = export_models(model, read_catalogue(small_repo / "data"), directory.data_end_us(),
+                           tmp_path / "models", k=10, queries=queries)
+    path = tmp_path / "models" / "retrieval" / str(result.version)
+    fast, own = Servable("retrieval", 1, path), Servable("retrieval", 1, path, onnx=False)
+    assert fast.runtime == "onnxruntime"
+    signature = fast.signature("query_embedding")
+    from recsys.model_contract.arrays import to_arrays
+
+    inputs = to_arrays(queries.iloc[[0, 0]], query_inputs(model.cfg), "queries")
+    inputs = {name: inputs[name] for name in signature.inputs}
+    history = inputs["history_item_ids"]
+    history[1, [0, 1]] = history[1, [1, 0]]
+    fast_out = fast.run(signature, inputs)["embedding"]
+    own_out = own.run(signature, inputs)["embedding"]
+    np.testing.assert_allclose(fast_out, own_out, atol=1e-5)
+    assert not np.allclose(own_out[0], own_out[1], atol=1e-4)

@@ -12,6 +12,7 @@ from recsys.model_contract.retrieval_config import (
 )
 from trainer.layers import HistoryPooling, LogStandardize, LookupEmbedding, fixed_width
 from trainer.layers.lookup_embedding import PAD_INDEX
+from trainer.layers.sequence_encoder import CausalSequenceEncoder
 from trainer.tower import Tower
 from trainer.vocabularies import Vocabularies
 
@@ -26,7 +27,8 @@ def mlp(units: tuple[int, ...], out_dim: int, name: str) -> tf.keras.Sequential:
 
 class QueryTower(Tower):
     """User id (unknown users share a trained row; with ``cfg.user_id_embedding`` off, every
-    user does), the pooled recent items and categories, the time since the latest one,
+    user does), the pooled recent items and categories (and, with ``cfg.sequence_blocks``,
+    their causal transformer encoding: order and ages), the time since the latest one,
     context (hour, weekday, device, country, language) and the Feast user features, through
     an MLP.
 
@@ -55,6 +57,13 @@ class QueryTower(Tower):
         self.numeric = LogStandardize({n: vocab.numeric.get(n, (0.0, 1.0))
                                        for n in cfg.user_numeric_features})
         self.head = mlp(cfg.hidden_units, cfg.embedding_dim, "query_mlp")
+        self.sequence = None
+        if cfg.sequence_blocks:
+            self.sequence_tokens = tf.keras.layers.Dense(cfg.sequence_dim,
+                                                         name="sequence_tokens")
+            self.sequence = CausalSequenceEncoder(
+                cfg.history_length, cfg.sequence_blocks, cfg.sequence_heads,
+                2 * cfg.sequence_dim, cfg.sequence_dropout, name="sequence")
 
     def call(self, features: Mapping[str, tf.Tensor], training: bool | None = None):
         return self.core(self.encode(features, training), training=training)
@@ -94,9 +103,10 @@ class QueryTower(Tower):
         """The tower on :meth:`encode`'s numbers (no string operation)."""
         ids = encoded["history_item_ids"]
         mask = ids != PAD_INDEX
-        items = self.pooling(self.history_items.embedding(ids), mask)
-        categories = self.pooling(self.history_categories.embedding(
-            encoded["history_categories"]), mask)
+        item_vectors = self.history_items.embedding(ids)
+        category_vectors = self.history_categories.embedding(encoded["history_categories"])
+        items = self.pooling(item_vectors, mask)
+        categories = self.pooling(category_vectors, mask)
         gaps = encoded["history_gaps_s"]
         has_history = mask[:, 0]
         latest_gap = tf.where(has_history, tf.math.log1p(tf.maximum(gaps[:, 0], 0.0)) / 10.0,
@@ -110,4 +120,7 @@ class QueryTower(Tower):
         ]
         if self.cfg.user_numeric_features:
             parts.append(self.numeric(encoded))
+        if self.sequence is not None:
+            tokens = self.sequence_tokens(tf.concat([item_vectors, category_vectors], -1))
+            parts.append(self.sequence(tokens, gaps, mask, training=training))
         return self.head(tf.concat(parts, axis=-1))

@@ -60,6 +60,11 @@ class RetrievalModelConfig(Config):
         num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
             in-batch negatives (mixed negative sampling); 0 = in-batch only.
         num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
+        sequence_blocks: 0 = the recent items are pooled only (mean and recency mean); n > 0
+            adds a causal transformer of n blocks over them (SASRec-style, read at the most
+            recent item: it sees their order and their age at the request), beside the pools.
+        sequence_dim, sequence_heads, sequence_dropout: that transformer's width, heads and
+            dropout (its feed-forward is twice as wide).
         user_id_embedding: the query tower has a trained row per user id (True); False: it
             reads only the user's recent history, context and Feast features, so every
             user is encoded as a new one would be, and a user's query follows their recent
@@ -82,6 +87,10 @@ class RetrievalModelConfig(Config):
     num_random_negatives: int = setting(0, non_negative_int)
     num_hard_negatives: int | None = setting(None, optional(positive_int))
     user_id_embedding: bool = setting(True, boolean)
+    sequence_blocks: int = setting(0, non_negative_int)
+    sequence_dim: int = setting(64, positive_int)
+    sequence_heads: int = setting(2, positive_int)
+    sequence_dropout: float = setting(0.1, in_range(0.0, 1.0, high_open=True))
 
     def check_together(self) -> None:
         from recsys.features.tables import USER_FEATURES, USER_PROFILE

@@ -35,10 +35,16 @@ class PostNormBlock(tf.keras.layers.Layer):
 class TransformerBlock(PostNormBlock):
     """Multi-head self-attention + position-wise feed-forward, each with dropout, a residual
     connection and layer normalisation. Padded positions (mask False) are never attended to;
-    their outputs are zeroed.
+    their outputs are zeroed. With ``causal``, for a sequence ordered most recent first,
+    position i attends only to positions j >= i (itself and what came before it).
 
     Input: x float32 [B, T, D], mask bool [B, T]. Output: float32 [B, T, D].
     """
+
+    def __init__(self, num_heads: int, ff_units: int, dropout: float = 0.1,
+                 causal: bool = False, **kwargs):
+        super().__init__(num_heads, ff_units, dropout, **kwargs)
+        self.causal = causal
 
     def build(self, input_shape):
         dim = int(input_shape[-1])
@@ -50,8 +56,15 @@ class TransformerBlock(PostNormBlock):
 
     def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         attend = tf.logical_and(mask[:, tf.newaxis, :], mask[:, :, tf.newaxis])
+        if self.causal:
+            length = tf.shape(x)[1]
+            older = tf.range(length)[tf.newaxis, :] >= tf.range(length)[:, tf.newaxis]
+            attend = tf.logical_and(attend, older[tf.newaxis])
         attended = self.attention(x, x, attention_mask=attend, training=training)
         return self.residual(x, attended, training) * tf.cast(mask, x.dtype)[:, :, tf.newaxis]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "causal": self.causal}
 
 
 __all__ = ["PostNormBlock", "TransformerBlock"]
