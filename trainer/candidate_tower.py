@@ -51,6 +51,12 @@ class CandidateTower(Tower):
             "item_age_days": features["item_age_days"],
         }
 
+    def drop_ids(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None
+                 ) -> dict[str, tf.Tensor]:
+        """:meth:`encode`'s output made without ``training``, with the item id dropout that
+        ``training`` applies."""
+        return {**encoded, "item_id": self.item.drop(encoded["item_id"], training)}
+
     def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
         """The tower on :meth:`encode`'s numbers (no string operation)."""
         tag_ids = encoded["item_tags"]

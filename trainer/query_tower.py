@@ -99,6 +99,13 @@ class QueryTower(Tower):
             encoded[name] = features[name]
         return encoded
 
+    def drop_ids(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None
+                 ) -> dict[str, tf.Tensor]:
+        """:meth:`encode`'s output made without ``training``, with the user id dropout that
+        ``training`` applies: training on inputs encoded once gives the same model as
+        encoding every batch."""
+        return {**encoded, "user_id": self.user.drop(encoded["user_id"], training)}
+
     def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
         """The tower on :meth:`encode`'s numbers (no string operation)."""
         ids = encoded["history_item_ids"]

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from recsys.model_contract.feature_spec import candidate_inputs
+from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.candidate_tower import CandidateTower
 from trainer.query_tower import QueryTower
@@ -24,6 +24,25 @@ from trainer.vocabularies import Vocabularies
 
 SAMPLING_PROBABILITY = "item_sampling_probability"
 EXAMPLE_WEIGHT = "example_weight"  # optional: each example's weight in the loss
+
+
+def encode_arrays(tower, arrays: Mapping[str, np.ndarray], chunk: int = 65_536
+                  ) -> dict[str, np.ndarray]:
+    """``tower.encode`` (no training) of the tower's inputs among NumPy ``arrays``, ``chunk``
+    rows at a time."""
+    n = len(next(iter(arrays.values())))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n, chunk):
+        batch = {k: tf.constant(arrays[k][start:start + chunk]) for k in tower_inputs(tower)}
+        for name, values in tower.encode(batch, training=False).items():
+            parts.setdefault(name, []).append(values.numpy())
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def tower_inputs(tower) -> frozenset[str]:
+    """The raw inputs a tower reads."""
+    specs = (query_inputs if isinstance(tower, QueryTower) else candidate_inputs)(tower.cfg)
+    return frozenset(spec.name for spec in specs)
 
 
 class TwoTowerModel(tfrs.Model):
@@ -45,6 +64,7 @@ class TwoTowerModel(tfrs.Model):
         self.task = tfrs.tasks.Retrieval(temperature=cfg.temperature,
                                          num_hard_negatives=cfg.num_hard_negatives,
                                          remove_accidental_hits=True)
+        self.inputs_encoded = False  # True: compute_loss reads what encode() made
         self._catalogue = None
         if cfg.num_random_negatives:
             if catalogue is None:
@@ -57,9 +77,34 @@ class TwoTowerModel(tfrs.Model):
         the sampling catalogue is training data, not configuration."""
         return self.query_tower.get_config()
 
+    def encode(self, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Both towers' string lookups (``encode`` without training) of raw training arrays,
+        as NumPy; other arrays (the sampling probability, the weights) pass through.
+        Training on these (:meth:`use_encoded_inputs`) looks every string up once instead
+        of once per epoch."""
+        return {**arrays, **encode_arrays(self.query_tower, arrays),
+                **encode_arrays(self.candidate_tower, arrays)}
+
+    def use_encoded_inputs(self) -> None:
+        """From now on :meth:`compute_loss` reads what :meth:`encode` made (the sampling
+        catalogue is encoded here)."""
+        if self._catalogue is not None and not self.inputs_encoded:
+            raw = {name: values.numpy() for name, values in self._catalogue.items()}
+            self._catalogue = {name: tf.constant(values) for name, values in
+                               encode_arrays(self.candidate_tower, raw).items()}
+        self.inputs_encoded = True
+
+    def _towers(self, features: Mapping[str, tf.Tensor], training: bool):
+        """(query embeddings, candidate embeddings) of raw features, or of features
+        :meth:`encode` made when :attr:`inputs_encoded` (ids dropped here)."""
+        q, c = self.query_tower, self.candidate_tower
+        if self.inputs_encoded:
+            return (q.core(q.drop_ids(features, training), training=training),
+                    c.core(c.drop_ids(features, training), training=training))
+        return q(features, training=training), c(features, training=training)
+
     def compute_loss(self, features: Mapping[str, tf.Tensor], training: bool = False):
-        queries = self.query_tower(features, training=training)
-        candidates = self.candidate_tower(features, training=training)
+        queries, candidates = self._towers(features, training)
         batch = tf.cast(tf.shape(queries)[0], tf.float32)
         inclusion = tf.minimum(tf.cast(features[SAMPLING_PROBABILITY], tf.float32) * batch, 1.0)
         ids = features["item_id"]
@@ -67,8 +112,10 @@ class TwoTowerModel(tfrs.Model):
             n = tf.shape(self._catalogue["item_id"])[0]
             pick = tf.random.uniform([self.cfg.num_random_negatives], 0, n, dtype=tf.int32)
             extra = {name: tf.gather(values, pick) for name, values in self._catalogue.items()}
-            candidates = tf.concat([candidates, self.candidate_tower(extra, training=training)],
-                                   axis=0)
+            tower = self.candidate_tower
+            drawn = (tower.core(tower.drop_ids(extra, training), training=training)
+                     if self.inputs_encoded else tower(extra, training=training))
+            candidates = tf.concat([candidates, drawn], axis=0)
             uniform = self.cfg.num_random_negatives / tf.cast(n, tf.float32)
             inclusion = tf.concat([inclusion, tf.fill([self.cfg.num_random_negatives],
                                                       uniform)], axis=0)
@@ -78,4 +125,4 @@ class TwoTowerModel(tfrs.Model):
                          compute_metrics=not training)
 
 
-__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT"]
+__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT", "encode_arrays"]

@@ -175,6 +175,10 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
         checkpoint.restore(latest)
         log.info("%s: resuming from %s (epoch %d)", role.task, latest, int(epoch.numpy()))
     initial_epoch = int(epoch.numpy())
+    # every string is looked up once here, not once per epoch; the raw arrays are let go
+    features = model.encode(features)
+    model.use_encoded_inputs()
+    del queries, candidates
     # batches of the global batch size; on several workers, each takes its share of every
     # batch (sharding by data: every worker reads the same arrays)
     sharding = tf.data.Options()

@@ -36,7 +36,11 @@ class LookupEmbedding(tf.keras.layers.Layer):
         self.built = True  # no weights of its own; callers may use .indices / .embedding only
 
     def indices(self, values: tf.Tensor, training: bool | None = None) -> tf.Tensor:
-        ids = self.lookup(values)
+        return self.drop(self.lookup(values), training)
+
+    def drop(self, ids: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        """``ids`` (from :meth:`indices` without ``training``) with ``dropout_rate`` of the
+        known ones replaced by the unknown id when ``training``."""
         if training and self.dropout_rate > 0.0:
             drop = tf.random.uniform(tf.shape(ids)) < self.dropout_rate
             ids = tf.where(drop & (ids != PAD_INDEX), tf.constant(OOV_INDEX, ids.dtype), ids)
