@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer.layers.transformer_block import PostNormBlock, TransformerBlock
+from trainer.layers.transformer_block import TransformerBlock
 
 GAP_BUCKETS = 16  # log-spaced buckets of the seconds between an entry and the request
 
@@ -17,21 +17,13 @@ def gap_buckets(gaps_s: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(scaled, 0, GAP_BUCKETS - 1), tf.int32) + 1
 
 
-class ReadAtFirst(PostNormBlock):
+class ReadAtFirst(TransformerBlock):
     """The last block of :class:`CausalSequenceEncoder`: only position 0 (the most recent
     entry) attends, to every unmasked position, then the feed-forward; the other positions'
     outputs would never be read, so they are not computed.
 
     Input: x float32 [B, T, D], mask bool [B, T]. Output: float32 [B, D].
     """
-
-    def build(self, input_shape):
-        dim = int(input_shape[-1])
-        self.attention = tf.keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=max(1, dim // self.num_heads),
-            dropout=self.dropout)
-        self.build_residual(dim)
-        super().build(input_shape)
 
     def call(self, x: tf.Tensor, mask: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         first = x[:, :1]
