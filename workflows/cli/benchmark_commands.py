@@ -10,6 +10,10 @@ from pathlib import Path
 
 from workflows.cli.arguments import positive_int
 
+# the benchmark's own two-tower defaults (--config overrides them): mixed negatives, the
+# hardest kept, measured best on ml-latest-small (docs/retrieval.md, "Negatives")
+BENCHMARK_DEFAULTS = {"model": {"num_random_negatives": 1024, "num_hard_negatives": 256}}
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     bench = subparsers.add_parser("benchmark", help="offline quality benchmarks",
@@ -26,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="keep the lake, features and model here (default: a temporary "
                               "directory, removed afterwards)")
     quality.add_argument("--config", type=Path, metavar="FILE.yaml",
-                         help="two-tower configuration (default: the built-in one)")
+                         help="two-tower configuration (default: the built-in one with "
+                              "1,024 uniform negatives per batch, the 256 hardest kept)")
     quality.add_argument("--ranker-config", type=Path, metavar="FILE.yaml",
                          help="ranker configuration (default: the built-in one)")
     quality.add_argument("--no-ranker", action="store_true",
@@ -49,7 +54,8 @@ def run_quality(args: argparse.Namespace) -> int:
     if not (args.movielens / "ratings.csv").is_file():
         raise SourceError(f"{args.movielens} has no ratings.csv: --movielens must be a "
                           "MovieLens 'latest'-format directory")
-    cfg = load_config(args.config, {"train": {"epochs": args.epochs, "seed": args.seed}})
+    cfg = load_config(args.config, {"train": {"epochs": args.epochs, "seed": args.seed}},
+                      defaults=BENCHMARK_DEFAULTS)
     ranker = None if args.no_ranker else load_ranker_config(args.ranker_config)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recsys-quality-"))
     try:
