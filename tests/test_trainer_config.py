@@ -59,6 +59,10 @@ def test_defaults_are_valid():
     ("num_random_negatives", -1),
     ("num_hard_negatives", 0),
     ("user_id_embedding", "no"),
+    ("sequence_blocks", -1),
+    ("sequence_dim", 0),
+    ("sequence_heads", 0),
+    ("sequence_dropout", 1.0),
 ])
 def test_bad_model_value_is_a_config_error_naming_field_and_value(field, value):
     with pytest.raises(ConfigError, match=_names(field, value)):

@@ -52,23 +52,16 @@ def candidate_vectors_by_age(model, es: EvaluationSet, age_resolution_days: floa
     request times fall in one bucket of ``age_resolution_days``: the candidates' ages are
     taken at the bucket's start. The candidates' arrays are built and their strings looked
     up once; each bucket only runs the tower's numeric core on its ages."""
-    import tensorflow as tf
+    from trainer.retrieval_model import encode_arrays
 
-    cfg = model.cfg
     step = int(age_resolution_days * US_PER_DAY)
     buckets = (es.request_times_us // step) * step
     if not len(buckets):
         return
-    arrays = to_arrays(with_item_age(es.candidates, int(buckets[0])), candidate_inputs(cfg),
-                       "candidates")
+    arrays = to_arrays(with_item_age(es.candidates, int(buckets[0])),
+                       candidate_inputs(model.cfg), "candidates")
     tower = model.candidate_tower
-    encoded = {}
-    for start in range(0, len(es.candidates), 65_536):
-        part = tower.encode({k: tf.constant(v[start:start + 65_536])
-                             for k, v in arrays.items()}, training=False)
-        for name, values in part.items():
-            encoded.setdefault(name, []).append(values.numpy())
-    encoded = {name: np.concatenate(parts) for name, parts in encoded.items()}
+    encoded = encode_arrays(tower, arrays)
     for bucket in np.unique(buckets):
         ages = with_item_age(es.candidates[["item_created_at_s"]], int(bucket))
         encoded["item_age_days"] = ages["item_age_days"].to_numpy(np.float32)

@@ -75,14 +75,19 @@ def evaluate(repo: Path, model_dir: Path | None, ks: Sequence[int] = DEFAULT_KS,
         log.info("baseline %s ranked in %.1fs", name, time.perf_counter() - started)
     if model_dir is not None:
         _, _, model = ModelDir(model_dir).restore()
-        rankings["two-tower"] = two_tower_top_k(model, es, depth)[0]
+        ranker = None
         if ranker_dir is not None:
-            from trainer.ranking.evaluate import reranked
             from trainer.ranking.ranker_dir import RankerDir
 
             ranker = RankerDir(Path(ranker_dir)).restore()
-            rankings["two-tower + ranker"] = reranked(
-                ranker, model, es, data.catalogue, repo, depth=max(ranker.cfg.candidates, *ks))
+        rerank_depth = max(ranker.cfg.candidates, *ks) if ranker else depth
+        retrieved = two_tower_top_k(model, es, rerank_depth)  # once, for both rows
+        rankings["two-tower"] = retrieved[0][:, :depth]
+        if ranker is not None:
+            from trainer.ranking.evaluate import reranked
+
+            rankings["two-tower + ranker"] = reranked(ranker, model, es, data.catalogue, repo,
+                                                      rerank_depth, retrieved=retrieved)
     results = {name: evaluate_ranked(ranked, es, ks, segments)
                for name, ranked in rankings.items()}
     report = {"users": len(es.queries), "candidate_items": len(es.candidates),

@@ -16,12 +16,16 @@ from trainer.ranking.lists import list_chunks
 
 
 def reranked(ranker, two_tower, es: EvaluationSet, catalogue: pd.DataFrame, repo: Path,
-             depth: int = 200, batch: int = 8192) -> np.ndarray:
+             depth: int = 200, batch: int = 8192,
+             retrieved: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """int64 [users, depth]: candidate indices in the order of the fused score
-    (ranker and two-tower, :mod:`trainer.ranking.fusion`)."""
+    (ranker and two-tower, :mod:`trainer.ranking.fusion`). ``retrieved``: the two-tower
+    model's :func:`two_tower_top_k` of ``es`` at depth >= ``depth`` when already computed."""
     import tensorflow as tf
 
-    candidates, scores = two_tower_top_k(two_tower, es, depth)
+    if retrieved is None:
+        retrieved = two_tower_top_k(two_tower, es, depth)
+    candidates, scores = (part[:, :depth] for part in retrieved)
     scores = np.nan_to_num(scores, nan=0.0)  # padded places, dropped below
     ids = es.candidates["item_id"].to_numpy()[np.maximum(candidates, 0)]
     per_query = max(1, batch // depth)
