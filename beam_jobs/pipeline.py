@@ -107,7 +107,8 @@ class FeatureJobOptions(PipelineOptions):
         rule = defaults.positive
         parser.add_argument("--history_length", type=int, default=defaults.history_length)
         parser.add_argument("--session_gap_s", type=int, default=defaults.session_gap_s)
-        parser.add_argument("--split", default=defaults.split, help="none or temporal")
+        parser.add_argument("--split", default=defaults.split, help="none, temporal or last_one "
+                            "(leave-last-one-out)")
         parser.add_argument("--test_fraction", type=float, default=defaults.test_fraction)
         parser.add_argument("--max_bad_ratio", type=float, default=defaults.max_bad_ratio)
         parser.add_argument("--positive_event_types", default=",".join(rule.event_types))

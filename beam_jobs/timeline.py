@@ -8,7 +8,8 @@ Guarantees:
   time (ties in natural event-id order), the last ``max(1, floor(test_fraction * n))`` are test
   examples, and sequences, user features, the session state and the events handed on to item
   features come only from the events before the first test positive. Test examples carry the
-  history as of the end of the user's training events.
+  history as of the end of the user's training events. ``split="last_one"`` is the same with
+  only the last positive as test (leave-last-one-out).
 * A positive that repeats the previous positive's item in the same session (click, then watch,
   then like) yields one example, the first.
 """
@@ -74,8 +75,9 @@ def process_user(user_id: str, events: Iterable[Event], items: Mapping[str, Item
     all_slots = assign_sessions(ordered, cfg.session_gap_s)
     positives = _positive_indices(ordered, all_slots, items, cfg)
     cutoff = len(ordered)
-    if cfg.split == "temporal" and positives:
-        n_test = max(1, int(cfg.test_fraction * len(positives)))
+    if cfg.split != "none" and positives:
+        n_test = (1 if cfg.split == "last_one"
+                  else max(1, int(cfg.test_fraction * len(positives))))
         cutoff = positives[-n_test]
     split_name = "train"
     train = ordered[:cutoff]

@@ -82,7 +82,7 @@ def test_rating_threshold_and_weights():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"history_length": 0}, "history_length must be a positive integer, got 0"),
-    ({"split": "random"}, "split must be one of ['none', 'temporal']"),
+    ({"split": "random"}, "split must be one of ['none', 'temporal', 'last_one']"),
     ({"test_fraction": 1.0}, "test_fraction must be a number in (0, 1), got 1.0"),
     ({"history_event_types": ("purchase",)},
      "history_event_types must be a subset of ['impression', "),

@@ -49,3 +49,16 @@ def test_user_feature_values_on_a_small_timeline():
     assert rows[7]["user_engagements_1d"] == 0 and rows[7]["user_engagements_7d"] == 1
     assert rows[36]["user_engagements_30d"] == 0 and rows[36]["user_lifetime_engagements"] == 1
     assert rows[36]["user_ctr_30d"] is None
+
+
+@pytest.mark.parametrize("split, held", [("temporal", ["e7", "e8", "e9"]), ("last_one", ["e9"])])
+def test_splits_hold_out_the_latest_positives(split, held):
+    # ten likes a day apart: temporal holds floor(0.3 * 10) = 3, leave-last-one-out holds 1
+    likes = [Event(f"e{i}", "u", f"i{i}", "like", (i + 1) * US_PER_DAY) for i in range(10)]
+    out = process_user("u", likes, {}, FeatureConfig(split=split, test_fraction=0.3), 20)
+    test = sorted(r["example_id"] for r in out.examples if r["split"] == "test")
+    assert test == held
+    assert len(out.sequences) == 10 - len(held)  # features from the train events only
+    first_test = min((r for r in out.examples if r["split"] == "test"),
+                     key=lambda r: r["event_timestamp"])
+    assert len(first_test["history_item_ids"]) == 10 - len(held)

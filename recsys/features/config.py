@@ -18,7 +18,7 @@ from recsys.config import (
 from recsys.data.schemas import EVENT_TYPES
 
 POSITIVE_CAPABLE = ("click", "watch", "like", "share", "rating")
-SPLITS = ("none", "temporal")
+SPLITS = ("none", "temporal", "last_one")
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ class FeatureConfig(Config):
         session_gap_s: inactivity that ends a session.
         history_event_types: which events put their item into a user's history.
         positive: what counts as a positive training example.
-        split: "none", or "temporal": per user, the last ``test_fraction`` of positives (at least
-            one) are test examples, and every feature is computed from the earlier events only.
+        split: "none"; "temporal": per user, the last ``test_fraction`` of positives (at least
+            one) are test examples, and every feature is computed from the earlier events only;
+            "last_one": the same with only the user's last positive held out (leave-last-one-out).
         test_fraction: share of each user's positives held out by the temporal split.
         top_categories: how many preferred categories a user feature row lists.
         max_bad_ratio: a run fails if more than this share of the records read are bad.
