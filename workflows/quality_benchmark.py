@@ -1,12 +1,13 @@
 """``recsys benchmark quality``: the whole offline path on a MovieLens directory under the
 protocol of ../shared/EVALUATION.md, timed stage by stage.
 
-Stages: import into a lake -> Beam feature build with the temporal split -> feast apply ->
-training set through Feast (point in time) -> two-tower training -> ranker training (its own
-stacking two-tower model and candidate lists) -> full-ranking evaluation of most-popular,
-EASE, two-tower and two-tower + ranker, and for every pair of them the paired difference of
-NDCG@10 and Recall@10 with a 95% bootstrap interval over users. Guarantee: everything the
-models see comes from the train split (the Beam job splits before computing anything).
+Stages: import into a lake -> Beam feature build with the temporal split (or
+leave-last-one-out) -> feast apply -> training set through Feast (point in time) -> two-tower
+training -> ranker training (its own stacking two-tower model and candidate lists) ->
+full-ranking evaluation of most-popular, EASE, a SASRec-style model, two-tower and two-tower +
+ranker, and for every pair of them the paired difference of NDCG@10 and Recall@10 with a 95%
+bootstrap interval over users. Guarantee: everything the models see comes from the train split
+(the Beam job splits before computing anything).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from recsys.evaluation.paired import pairwise_differences
 from recsys.evaluation.report import protocol_document
 from recsys.model_contract.ranker_config import RankerConfig
 from trainer.config import RetrievalConfig
 from trainer.evaluate import DEFAULT_KS, Segments
+
+if TYPE_CHECKING:
+    from trainer.baselines.sasrec import SasrecConfig
 
 log = logging.getLogger(__name__)
 CHECKOUT_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
@@ -51,10 +55,13 @@ def _repo_copy(workdir: Path) -> Path:
 
 def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = RetrievalConfig(),
                       ks: Sequence[int] = DEFAULT_KS, progress: bool = True,
-                      beam_workers: int = 2, ranker: RankerConfig | None = RankerConfig()
-                      ) -> dict:
+                      beam_workers: int = 2, ranker: RankerConfig | None = RankerConfig(),
+                      split: str = "temporal", sasrec: "SasrecConfig | None" = None) -> dict:
     """Run the protocol on ``movielens`` inside ``workdir``; returns the protocol document.
-    ``ranker=None`` leaves the ranker out."""
+    ``ranker=None`` leaves the ranker out. ``split`` is the Beam job's: "temporal" (the
+    protocol's, the last 20% of each user's positives held out) or "last_one"
+    (leave-last-one-out: each user's last positive, still ranked against every item).
+    ``sasrec``: the SASRec baseline's settings (None: its defaults)."""
     from recsys.data.lake import Lake
     from recsys.data.movielens import import_movielens
     from recsys.features.store import apply
@@ -68,7 +75,7 @@ def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = Ret
     lake = workdir / "lake"
     clock.run("import", import_movielens, movielens, Lake(lake, create=True))
     repo = _repo_copy(workdir)
-    beam_args = ["--split", "temporal", "--history_length", str(cfg.model.history_length)]
+    beam_args = ["--split", split, "--history_length", str(cfg.model.history_length)]
     if beam_workers > 1:
         beam_args += ["--direct_running_mode", "multi_processing",
                       "--direct_num_workers", str(beam_workers)]
@@ -83,7 +90,7 @@ def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = Ret
         clock.run("train ranker", train_ranking, repo, model_dir, ranker_dir, ranker, data,
                   progress)
     report = clock.run("evaluate", workflow.evaluate, repo, model_dir, ks, Segments(), data,
-                       ranker_dir, baselines(), per_user=True)
+                       ranker_dir, baselines(sasrec), per_user=True)
     models = {name: result["overall"] for name, result in report["models"].items()}
     segments = {name: result["segments"] for name, result in report["models"].items()}
     differences = clock.run("paired intervals", pairwise_differences, report["per_user"],
@@ -95,21 +102,28 @@ def quality_benchmark(movielens: Path, workdir: Path, cfg: RetrievalConfig = Ret
         "test_interactions": report["test_interactions"],
         "cold_test_interactions": report["cold_test_interactions"],
         "paired_differences": [d.to_dict() for d in differences],
-        "paired_confidence": 0.95,
+        "paired_confidence": 0.95, "split": split,
         "segments": segments, "wall_seconds": total, "stage_seconds": clock.seconds,
         "config": cfg.to_dict(), "ranker_config": ranker.to_dict() if ranker else None})
 
 
-def baselines() -> dict:
+def baselines(sasrec: "SasrecConfig | None" = None) -> dict:
     """The reference models run in the same harness, by row name: EASE at EVALUATION.md's
-    lambda."""
+    lambda, and a SASRec-style sequence model (ids only, softmax loss; ``sasrec`` or its
+    defaults)."""
     from recsys.evaluation import top_k
     from trainer.baselines.ease import DEFAULT_LAMBDA, ease_scores
+    from trainer.baselines.sasrec import SasrecConfig, sasrec_scores
+
+    sasrec = sasrec or SasrecConfig()
 
     def ease(data, es, depth):
         return top_k(ease_scores(data.train, es, DEFAULT_LAMBDA), depth, es.exclude)
 
-    return {f"EASE (lambda {DEFAULT_LAMBDA:g})": ease}
+    def sequence(data, es, depth):
+        return top_k(sasrec_scores(data.train, es, sasrec), depth, es.exclude)
+
+    return {f"EASE (lambda {DEFAULT_LAMBDA:g})": ease, "SASRec (ids, softmax)": sequence}
 
 
 __all__ = ["quality_benchmark", "baselines", "PAIRED_METRICS"]

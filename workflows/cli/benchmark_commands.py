@@ -38,6 +38,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                          help="leave out the 'two-tower + ranker' row")
     quality.add_argument("--epochs", type=positive_int, metavar="N")
     quality.add_argument("--seed", type=int, metavar="S")
+    quality.add_argument("--split", choices=("temporal", "last_one"), default="temporal",
+                         help="temporal: the protocol of EVALUATION.md (each user's last 20%% "
+                              "of positives held out); last_one: leave-last-one-out (each "
+                              "user's last positive), full ranking as well")
     quality.add_argument("--no-progress", action="store_true")
     quality.set_defaults(func=run_quality)
 
@@ -60,11 +64,13 @@ def run_quality(args: argparse.Namespace) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="recsys-quality-"))
     try:
         document = quality_benchmark(args.movielens, workdir, cfg, DEFAULT_KS,
-                                     progress=not args.no_progress, ranker=ranker)
+                                     progress=not args.no_progress, ranker=ranker,
+                                     split=args.split)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(f"\nprotocol {document['protocol']} on {document['dataset']}: "
+    print(f"\nprotocol {document['protocol']} ({document['split']} split) on "
+          f"{document['dataset']}: "
           f"{document['users']:,} users, {document['candidate_items']:,} candidate items, "
           f"{document['train_interactions']:,} train and {document['test_interactions']:,} "
           "test interactions")
