@@ -131,6 +131,21 @@ def test_lists_built_in_chunks_hold_exactly_the_rows_of_every_list(small_data, t
         np.testing.assert_array_equal(expanded[name], values, err_msg=name)
 
 
+def test_lists_encoded_once_give_the_models_scores_of_every_row(ranking, small_data,
+                                                              trained_model_dir, small_repo):
+    from trainer.ranking.train import encode_lists
+
+    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo, chunk_users=2)
+    model = RankerDir(ranking.ranker_dir).restore()
+    request, per_row = encode_lists(model, lists, chunk_lists=2)
+    assert all(len(v) == lists.lists for v in request.values())
+    assert "history_rows" in request and "item_row" in per_row
+    flat = {**per_row, **{k: np.repeat(v, lists.depth, axis=0) for k, v in request.items()}}
+    from_encoded = model.core({k: tf.constant(v) for k, v in flat.items()})["click"].numpy()
+    direct = model({k: tf.constant(v) for k, v in rows.items()})["click"].numpy()
+    np.testing.assert_allclose(from_encoded, direct, atol=1e-5)
+
+
 def test_vocabularies_from_lists_count_a_request_once_per_candidate(small_data, trained_model_dir,
                                                                     small_repo):
     from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES

@@ -48,6 +48,9 @@ class RankerConfig(Config):
         holdout_fraction: share of each user's latest train interactions the ranker learns
             from (the stacking two-tower model is trained on the rest, so its scores and
             candidates are as unseen as at serving time).
+        stacking_epochs: the stacking two-tower model trains at most this many epochs (fewer
+            when the retrieval model has fewer); None = the retrieval model's own. Everything
+            else of its configuration is always the retrieval model's.
         max_lists: train on the lists of at most this many users, drawn at random (``seed``)
             from those with held interactions; None = every one (a list is one user's).
         epochs, batch_size (rows; whole lists per batch), learning_rate, seed: Adam training.
@@ -70,10 +73,11 @@ class RankerConfig(Config):
     watch_weight: float = setting(0.2, non_negative_number)
     candidates: int = setting(200, positive_int)
     holdout_fraction: float = setting(0.2, in_range(0.0, 1.0, low_open=True, high_open=True))
+    stacking_epochs: int | None = setting(4, optional(positive_int))
     max_lists: int | None = setting(None, optional(positive_int))
-    epochs: int = setting(10, positive_int)
+    epochs: int = setting(5, positive_int)
     batch_size: int = setting(512, positive_int)
-    learning_rate: float = setting(0.001, positive_number)
+    learning_rate: float = setting(0.002, positive_number)
     seed: int = setting(42, non_negative_int)
     retrieval_weight: float = setting(0.5, non_negative_number)
 

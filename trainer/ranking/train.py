@@ -47,6 +47,33 @@ def listwise_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_list * has_positive) / tf.maximum(tf.reduce_sum(has_positive), 1.0)
 
 
+REQUEST_ENCODED = ("history_rows",)  # encoded names of request inputs renamed by encode
+
+
+def encode_lists(model: RankerModel, lists: RankerLists, chunk_lists: int = 256
+                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(per list, per row): :meth:`RankerModel.encode` of every row, computed once, ``chunk_lists``
+    lists at a time; the request's encoded inputs are kept once per list. The model's lookups
+    have no dropout, so this is exactly what encoding every batch would give."""
+    depth = lists.depth
+    request_names = {*lists.per_list, *REQUEST_ENCODED}
+    per_list: dict[str, list[np.ndarray]] = {}
+    per_row: dict[str, list[np.ndarray]] = {}
+    for start in range(0, lists.lists, chunk_lists):
+        part = slice(start, min(start + chunk_lists, lists.lists))
+        rows = {k: v[part.start * depth:part.stop * depth] for k, v in lists.per_row.items()}
+        rows.update({k: np.repeat(v[part], depth, axis=0) for k, v in lists.per_list.items()})
+        encoded = model.encode({k: tf.constant(v) for k, v in rows.items()}, training=False)
+        for name, values in encoded.items():
+            values = np.asarray(values)
+            if name in request_names:
+                per_list.setdefault(name, []).append(values[::depth])
+            else:
+                per_row.setdefault(name, []).append(values)
+    return ({k: np.concatenate(v) for k, v in per_list.items()},
+            {k: np.concatenate(v) for k, v in per_row.items()})
+
+
 def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
                  init: RankerModel | None = None) -> RankerTraining:
     """Fit the ranker on labelled candidate lists (one request's candidates each). The click
@@ -61,10 +88,11 @@ def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
     else:
         model = init
     n, list_size = lists.lists, lists.depth
-    grouped = {k: v.reshape(n, list_size, *v.shape[1:]) for k, v in lists.per_row.items()}
+    request_encoded, rows_encoded = encode_lists(model, lists)
+    grouped = {k: v.reshape(n, list_size, *v.shape[1:]) for k, v in rows_encoded.items()}
     watch = watch_targets(lists.engagement, lists.labels)
     per_batch = max(1, cfg.batch_size // list_size)
-    dataset = (tf.data.Dataset.from_tensor_slices(((lists.per_list, grouped), lists.labels,
+    dataset = (tf.data.Dataset.from_tensor_slices(((request_encoded, grouped), lists.labels,
                                                    watch))
                .shuffle(max(n, 1), seed=cfg.seed).batch(per_batch)
                .prefetch(tf.data.AUTOTUNE))
@@ -77,7 +105,7 @@ def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
                 for k, v in candidates.items()}
         flat.update({k: tf.repeat(v, list_size, axis=0) for k, v in request.items()})
         with tf.GradientTape() as tape:
-            out = model(flat, training=True)
+            out = model.core(flat, training=True)
             shape = tf.shape(click)
             loss = listwise_loss(tf.reshape(out["click"], shape), click)
             loss += cfg.watch_weight * tf.reduce_mean(

@@ -2,12 +2,14 @@
 point-in-time features -> listwise fit -> ranker directory.
 
 Guarantees: only the train split is used (see :mod:`trainer.ranking.stacking`); the stacking
-model is trained with the retrieval model's own configuration; the ranker keeps the stacking
+model is trained with the retrieval model's own configuration (for at most
+``stacking_epochs`` epochs); the ranker keeps the stacking
 model's item table, whose vectors were computed at the end of the fit part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -51,6 +53,10 @@ def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: 
     started = time.perf_counter()
     data = data or load_retrieval_data(repo)
     retrieval_cfg = ModelDir(retrieval_model_dir).read_config()
+    if cfg.stacking_epochs is not None:
+        epochs = min(cfg.stacking_epochs, retrieval_cfg.train.epochs)
+        retrieval_cfg = dataclasses.replace(retrieval_cfg,
+                                            train=retrieval_cfg.train.replace(epochs=epochs))
     fit, held = split_by_time(data.train, cfg.holdout_fraction)
     stacking = RetrievalData(train=fit, test=held, catalogue=data.catalogue)
     directory = RankerDir(Path(ranker_dir))
