@@ -131,12 +131,13 @@ def trained_model_dir(small_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_ranker(small_repo, small_data, trained_model_dir, tmp_path_factory):
     """The transformer ranker trained on the small platform for the two-tower model above
-    (a ``RankingResult``); read-only."""
+    (a ``RankingResult``; its stacking model trains 1 epoch of the two-tower model's 2);
+    read-only."""
     from retrieval_support import small_ranker_config
     from trainer.ranking.workflow import train_ranking
 
     return train_ranking(small_repo, trained_model_dir, tmp_path_factory.mktemp("ranker"),
-                         small_ranker_config(), small_data, progress=False)
+                         small_ranker_config(stacking_epochs=1), small_data, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,32 @@ REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 PLATFORM = SyntheticConfig(users=400, items=1_500, days=6, seed=7, end_date=dt.date(2026, 11, 1))
 
 
+SMALL_YAML = """
+model:
+  embedding_dim: 16
+  id_embedding_dim: 16
+  feature_embedding_dim: 8
+  hidden_units: [32]
+  history_length: 10
+train:
+  epochs: 1
+  batch_size: 256
+  learning_rate: 3e-3
+"""  # a retrieval config file for runs through the CLI
+
+
+def split_data(rows: list[dict], items: int):
+    """RetrievalData of interaction ``rows`` (with a ``split`` column: train or test) over the
+    catalogue i0 .. i{items - 1}."""
+    from trainer.training_data import RetrievalData
+
+    frame = pd.DataFrame(rows)
+    catalogue = pd.DataFrame({"item_id": [f"i{i}" for i in range(items)],
+                              "item_created_at_s": 0.0})
+    return RetrievalData(frame[frame.split == "train"].reset_index(drop=True),
+                         frame[frame.split == "test"].reset_index(drop=True), catalogue)
+
+
 def small_config(**train) -> RetrievalConfig:
     model = RetrievalModelConfig(embedding_dim=16, id_embedding_dim=16, feature_embedding_dim=8,
                                  hidden_units=(32,), history_length=10, max_tags=4)

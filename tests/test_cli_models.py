@@ -7,21 +7,10 @@ import json
 import shutil
 
 import pytest
+from retrieval_support import SMALL_YAML
 
 from workflows.cli.main import main
 
-SMALL_YAML = """
-model:
-  embedding_dim: 16
-  id_embedding_dim: 16
-  feature_embedding_dim: 8
-  hidden_units: [32]
-  history_length: 10
-train:
-  epochs: 1
-  batch_size: 256
-  learning_rate: 3e-3
-"""
 RANKER_YAML = """
 history_length: 10
 item_dim: 8
@@ -175,6 +164,8 @@ def _monitor_drift(capsys, repo, version, no_profile, tmp_path):
     (["export", "--min-recall", "1.5"], "argument --min-recall: expected a number in (0, 1]"),
     (["export", "--recall-at", "0"], "argument --recall-at: expected a positive integer"),
     (["benchmark", "quality"], "the following arguments are required: --movielens"),
+    (["benchmark", "quality", "--movielens", "ml", "--split", "random"],
+     "argument --split: invalid choice: 'random'"),
     (["train", "ranking", "--model-dir", "m"],
      "the following arguments are required: --ranker-dir"),
     (["train", "ranking", "--model-dir", "m", "--ranker-dir", "r", "--candidates", "0"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from retrieval_support import split_data
 
 from trainer.baselines.ease import ease_scores, ease_weights, interaction_matrix
 from trainer.evaluation_set import build_evaluation_set
@@ -22,11 +23,7 @@ def _data(rng, users=40, items=25, per_user=8):
                          "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC")
                          + pd.Timedelta(minutes=t),
                          "split": "train" if t < per_user - 2 else "test"})
-    frame = pd.DataFrame(rows)
-    catalogue = pd.DataFrame({"item_id": [f"i{i}" for i in range(items)],
-                              "item_created_at_s": 0.0})
-    return RetrievalData(frame[frame.split == "train"].reset_index(drop=True),
-                         frame[frame.split == "test"].reset_index(drop=True), catalogue)
+    return split_data(rows, items)
 
 
 def test_the_weights_solve_the_regularised_least_squares_with_a_zero_diagonal():

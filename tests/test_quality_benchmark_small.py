@@ -8,21 +8,11 @@ import json
 
 import numpy as np
 import pytest
+import yaml
+from retrieval_support import SMALL_YAML
 
 from workflows.cli.main import main
 
-SMALL_YAML = """
-model:
-  embedding_dim: 16
-  id_embedding_dim: 16
-  feature_embedding_dim: 8
-  hidden_units: [32]
-  history_length: 10
-  num_random_negatives: 0
-train:
-  epochs: 1
-  batch_size: 128
-"""
 GENRES = ("Comedy", "Drama", "Horror", "Sci-Fi")
 
 
@@ -51,7 +41,9 @@ def write_movielens(root, users=40, movies=150, seed=0):
 def test_leave_last_one_out_with_every_baseline_and_paired_differences(tmp_path, capsys):
     movielens = write_movielens(tmp_path / "ml")
     config = tmp_path / "small.yaml"
-    config.write_text(SMALL_YAML)
+    small = yaml.safe_load(SMALL_YAML)
+    small["model"]["num_random_negatives"] = 0  # the benchmark's default draws 1,024
+    config.write_text(yaml.safe_dump(small))
     out = tmp_path / "quality.json"
     code = main(["benchmark", "quality", "--movielens", str(movielens), "--out", str(out),
                  "--workdir", str(tmp_path / "work"), "--config", str(config), "--no-ranker",

@@ -48,12 +48,17 @@ def test_listwise_loss_is_softmax_cross_entropy_over_each_list():
     assert float(listwise_loss(logits, labels)) == pytest.approx(expected, rel=1e-6)
 
 
-def test_training_writes_a_ranker_that_restores_with_the_same_scores(ranking, small_data):
+def test_training_writes_a_ranker_that_restores_with_the_same_scores(ranking, small_data,
+                                                                    trained_model_dir):
     assert ranking.lists > 0 and ranking.positives > 0
     assert len(ranking.losses) == SMALL.epochs and ranking.losses[-1] < ranking.losses[0]
     directory = RankerDir(ranking.ranker_dir)
     assert (directory.path / "loss.png").is_file()
     assert (directory.stacking_model_dir / "config.json").is_file()
+    stacking = ModelDir(directory.stacking_model_dir).read_config()
+    retrieval = ModelDir(trained_model_dir).read_config()
+    assert retrieval.train.epochs == 2 and stacking.model == retrieval.model
+    assert stacking.train.epochs == 1  # stacking_epochs; the rest is the retrieval model's
     restored = directory.restore()
     frame = small_data.test.head(8).assign(item_tags=[["t"]] * 8, item_age_days=1.0)
     frame[RETRIEVAL_SCORE] = np.linspace(-1, 1, 8, dtype=np.float32)
@@ -87,6 +92,8 @@ def test_ranker_config_is_checked(tmp_path):
         RankerConfig(holdout_fraction=1.0)
     with pytest.raises(ConfigError, match="max_lists must be None or a positive integer"):
         RankerConfig(max_lists=0)
+    with pytest.raises(ConfigError, match="stacking_epochs must be None or a positive integer"):
+        RankerConfig(stacking_epochs=0)
     path = tmp_path / "ranker.yaml"
     path.write_text("epochs: 2\nhidden_units: [8]\n")
     assert load_ranker_config(path, {"seed": 3}) == RankerConfig(epochs=2, hidden_units=(8,),

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from retrieval_support import split_data
 
 from recsys.errors import ConfigError
 from trainer.baselines.sasrec import (
@@ -20,7 +21,6 @@ from trainer.baselines.sasrec import (
     user_sequences,
 )
 from trainer.evaluation_set import build_evaluation_set
-from trainer.training_data import RetrievalData
 
 ITEMS = 12
 
@@ -35,11 +35,7 @@ def _cyclic_data(users=36, length=10):
                          "example_id": f"{u}-{t:02d}",
                          "event_timestamp": pd.Timestamp("2026-01-01", tz="UTC")
                          + pd.Timedelta(minutes=t), "split": "train" if t < length else "test"})
-    frame = pd.DataFrame(rows)
-    catalogue = pd.DataFrame({"item_id": [f"i{i}" for i in range(ITEMS)],
-                              "item_created_at_s": 0.0})
-    return RetrievalData(frame[frame.split == "train"].reset_index(drop=True),
-                         frame[frame.split == "test"].reset_index(drop=True), catalogue)
+    return split_data(rows, ITEMS)
 
 
 def test_windows_hold_every_target_once_most_recent_first():
