@@ -191,3 +191,35 @@ def test_forgetting_users_starts_every_known_user_as_the_unknown_one(trained_mod
     after = table.numpy()
     assert np.array_equal(after[:2], before[:2])  # padding and unknown rows kept
     assert np.array_equal(after[2:], np.repeat(before[1:2], len(before) - 2, axis=0))
+
+
+def test_mined_negatives_come_from_each_querys_top_in_the_refreshed_index(small_data,
+                                                                          tmp_path):
+    import dataclasses
+
+    from trainer.retrieval_model import TwoTowerModel
+    from trainer.train import _catalogue_arrays
+
+    base = small_config(epochs=1)
+    cfg = dataclasses.replace(base, model=base.model.replace(
+        num_random_negatives=16, num_hard_negatives=8, num_index_negatives=32,
+        index_negative_depth=5))
+    result = train_retrieval(small_data, cfg, tmp_path / "m", progress=False)
+    assert np.isfinite(result.losses).all()
+    _, vocab, restored = ModelDir(tmp_path / "m").restore()  # serving needs no index
+    assert restored.index is None
+    # the index holds every catalogue item's candidate vector; each mined item is in its
+    # query's top 5 there, after the uniform draws
+    catalogue = _catalogue_arrays(small_data, cfg, vocab)
+    model = TwoTowerModel(cfg.model, vocab, catalogue)
+    model.refresh_index()
+    direct = model.candidate_tower({k: tf.constant(v) for k, v in catalogue.items()},
+                                   training=False).numpy()
+    np.testing.assert_allclose(model.index.numpy(), direct, atol=1e-5)
+    queries = tf.random.normal([40, cfg.model.embedding_dim], seed=3)
+    extra, count = model._extra_negatives(queries)
+    assert int(count) == 16 + 32
+    top = np.argsort(-(queries.numpy()[:32] @ direct.T), axis=1)[:, :5]
+    mined = extra["item_id"].numpy()[16:]
+    for row, item in enumerate(mined):
+        assert item.decode() in set(catalogue["item_id"][top[row]]), row

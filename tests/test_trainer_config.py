@@ -58,6 +58,8 @@ def test_defaults_are_valid():
     ("id_dropout", -0.01),
     ("num_random_negatives", -1),
     ("num_hard_negatives", 0),
+    ("num_index_negatives", -1),
+    ("index_negative_depth", 0),
     ("user_id_embedding", "no"),
     ("sequence_blocks", -1),
     ("sequence_dim", 0),

@@ -86,7 +86,8 @@ class ModelDir:
         if latest is None:
             raise SourceError(f"no checkpoint in {self.checkpoints}: training did not finish "
                               "an epoch")
-        model = TwoTowerModel(dataclasses.replace(cfg.model, num_random_negatives=0), vocab)
+        model = TwoTowerModel(dataclasses.replace(cfg.model, num_random_negatives=0,
+                                                  num_index_negatives=0), vocab)
         tf.train.Checkpoint(model=model).restore(latest).expect_partial()
         return cfg, vocab, model
 

@@ -51,8 +51,8 @@ class TwoTowerModel(tfrs.Model):
     Training features: the query inputs, the candidate inputs of the positive item, and
     ``item_sampling_probability`` (the item's share of training positives), and optionally
     ``example_weight`` (each example's weight in the loss: inverse propensities, say).
-    ``catalogue``: candidate arrays of items to draw random negatives from (needed only when
-    ``num_random_negatives`` > 0).
+    ``catalogue``: candidate arrays of items to draw random negatives from, and to mine
+    negatives from (needed only when ``num_random_negatives`` or ``num_index_negatives`` > 0).
     """
 
     def __init__(self, cfg: RetrievalModelConfig, vocab: Vocabularies,
@@ -66,11 +66,17 @@ class TwoTowerModel(tfrs.Model):
                                          remove_accidental_hits=True)
         self.inputs_encoded = False  # True: compute_loss reads what encode() made
         self._catalogue = None
-        if cfg.num_random_negatives:
+        self.index = None  # the catalogue's candidate vectors, for mined negatives
+        if cfg.num_random_negatives or cfg.num_index_negatives:
             if catalogue is None:
-                raise ValueError("num_random_negatives > 0 needs the catalogue to sample from")
+                raise ValueError("num_random_negatives or num_index_negatives > 0 needs the "
+                                 "catalogue to sample from")
             self._catalogue = {s.name: tf.constant(catalogue[s.name])
                                for s in candidate_inputs(cfg)}
+        if cfg.num_index_negatives:
+            items = len(catalogue["item_id"])
+            self.index = tf.Variable(tf.zeros([items, cfg.embedding_dim]), trainable=False,
+                                     name="negative_index")
 
     def get_config(self) -> dict:
         """The model config and the vocabularies (JSON-serialisable), as the towers give them;
@@ -94,6 +100,36 @@ class TwoTowerModel(tfrs.Model):
                                encode_arrays(self.candidate_tower, raw).items()}
         self.inputs_encoded = True
 
+    def refresh_index(self, chunk: int = 65_536) -> None:
+        """The mined negatives' index := every catalogue item's current candidate vector."""
+        if self.index is None:
+            return
+        tower, n = self.candidate_tower, int(self.index.shape[0])
+        parts = []
+        for start in range(0, n, chunk):
+            rows = {k: v[start:start + chunk] for k, v in self._catalogue.items()}
+            parts.append(tower.core(rows, training=False) if self.inputs_encoded
+                         else tower(rows, training=False))
+        self.index.assign(tf.concat(parts, axis=0))
+
+    def _extra_negatives(self, queries: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+        """The catalogue rows drawn as extra negatives for this batch (uniform draws, then
+        one mined item per query for the first ``num_index_negatives`` queries) and their
+        count."""
+        cfg, n = self.cfg, tf.shape(self._catalogue["item_id"])[0]
+        picks = []
+        if cfg.num_random_negatives:
+            picks.append(tf.random.uniform([cfg.num_random_negatives], 0, n, dtype=tf.int32))
+        if self.index is not None:
+            mining = tf.stop_gradient(queries[:cfg.num_index_negatives])
+            depth = min(cfg.index_negative_depth, int(self.index.shape[0]))
+            top = tf.math.top_k(tf.matmul(mining, self.index, transpose_b=True), depth).indices
+            column = tf.random.uniform([tf.shape(top)[0], 1], 0, depth, dtype=tf.int32)
+            picks.append(tf.gather(top, column, batch_dims=1)[:, 0])
+        pick = tf.concat(picks, axis=0)
+        extra = {name: tf.gather(values, pick) for name, values in self._catalogue.items()}
+        return extra, tf.shape(pick)[0]
+
     def _towers(self, features: Mapping[str, tf.Tensor], training: bool):
         """(query embeddings, candidate embeddings) of raw features, or of features
         :meth:`encode` made when :attr:`inputs_encoded` (ids dropped here)."""
@@ -109,16 +145,16 @@ class TwoTowerModel(tfrs.Model):
         inclusion = tf.minimum(tf.cast(features[SAMPLING_PROBABILITY], tf.float32) * batch, 1.0)
         ids = features["item_id"]
         if self._catalogue is not None and training:
-            n = tf.shape(self._catalogue["item_id"])[0]
-            pick = tf.random.uniform([self.cfg.num_random_negatives], 0, n, dtype=tf.int32)
-            extra = {name: tf.gather(values, pick) for name, values in self._catalogue.items()}
+            extra, drawn_count = self._extra_negatives(queries)
             tower = self.candidate_tower
             drawn = (tower.core(tower.drop_ids(extra, training), training=training)
                      if self.inputs_encoded else tower(extra, training=training))
             candidates = tf.concat([candidates, drawn], axis=0)
-            uniform = self.cfg.num_random_negatives / tf.cast(n, tf.float32)
-            inclusion = tf.concat([inclusion, tf.fill([self.cfg.num_random_negatives],
-                                                      uniform)], axis=0)
+            # every extra item counts as a uniform draw in the logQ correction (the mined
+            # ones' true inclusion probability is unknown)
+            n = tf.cast(tf.shape(self._catalogue["item_id"])[0], tf.float32)
+            uniform = tf.cast(drawn_count, tf.float32) / n
+            inclusion = tf.concat([inclusion, tf.fill([drawn_count], uniform)], axis=0)
             ids = tf.concat([ids, extra["item_id"]], axis=0)
         return self.task(queries, candidates, sample_weight=features.get(EXAMPLE_WEIGHT),
                          candidate_sampling_probability=inclusion, candidate_ids=ids,

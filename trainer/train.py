@@ -125,6 +125,18 @@ def mean_one(weights: np.ndarray) -> np.ndarray:
     return (weights * (len(weights) / weights.sum())).astype(np.float32)
 
 
+class IndexRefresh(tf.keras.callbacks.Callback):
+    """Rebuilds the model's index of mined negatives at the start of every epoch (a no-op
+    without ``num_index_negatives``)."""
+
+    def __init__(self, model: TwoTowerModel):
+        super().__init__()
+        self.two_tower = model
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.two_tower.refresh_index()
+
+
 def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                     progress: bool = True, init_from: ModelDir | None = None,
                     reset_users: bool = False) -> TrainResult:
@@ -152,7 +164,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
              else Vocabularies.build(queries, candidates, query_inputs(cfg.model)))
     vocab.save(writes.vocabularies_file)
     writes.write_data_info(int(timestamps_us(data.train).max()), n_examples=len(frame))
-    catalogue = _catalogue_arrays(data, cfg, vocab) if cfg.model.num_random_negatives else None
+    sampled = cfg.model.num_random_negatives or cfg.model.num_index_negatives
+    catalogue = _catalogue_arrays(data, cfg, vocab) if sampled else None
     features = {**queries, **candidates,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}
     if EXAMPLE_WEIGHT in frame.columns:
@@ -194,7 +207,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     if initial_epoch < cfg.train.epochs:
         history = model.fit(
             dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch, verbose=0,
-            callbacks=[bar, tf.keras.callbacks.TensorBoard(str(writes.logs), update_freq=50),
+            callbacks=[IndexRefresh(model), bar,
+                       tf.keras.callbacks.TensorBoard(str(writes.logs), update_freq=50),
                        EpochCheckpoint(manager, epoch, cfg.train.checkpoint_every_epochs,
                                        cfg.train.epochs)])
         trained = history.history.get("loss", [])

@@ -60,6 +60,12 @@ class RetrievalModelConfig(Config):
         num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
             in-batch negatives (mixed negative sampling); 0 = in-batch only.
         num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
+        num_index_negatives: extra negatives per batch mined from the model's own index of the
+            catalogue (its candidate vectors, refreshed at the start of every epoch): each of
+            the batch's first ``num_index_negatives`` queries adds one item drawn from its top
+            ``index_negative_depth`` there (an exact search: for catalogues of up to some
+            hundred thousand items); 0 = none.
+        index_negative_depth: how deep in a query's results its mined negative is drawn.
         sequence_blocks: 0 = the recent items are pooled only (mean and recency mean); n > 0
             adds a causal transformer of n blocks over them (SASRec-style, read at the most
             recent item: it sees their order and their age at the request), beside the pools.
@@ -86,6 +92,8 @@ class RetrievalModelConfig(Config):
     id_dropout: float = setting(0.05, in_range(0.0, 1.0, high_open=True))
     num_random_negatives: int = setting(0, non_negative_int)
     num_hard_negatives: int | None = setting(None, optional(positive_int))
+    num_index_negatives: int = setting(0, non_negative_int)
+    index_negative_depth: int = setting(100, positive_int)
     user_id_embedding: bool = setting(True, boolean)
     sequence_blocks: int = setting(0, non_negative_int)
     sequence_dim: int = setting(64, positive_int)
