@@ -147,6 +147,7 @@ def test_lists_encoded_once_give_the_models_scores_of_every_row(ranking, small_d
     request, per_row = encode_lists(model, lists, chunk_lists=2)
     assert all(len(v) == lists.lists for v in request.values())
     assert "history_rows" in request and "item_row" in per_row
+    assert not request.keys() & per_row.keys()
     flat = {**per_row, **{k: np.repeat(v, lists.depth, axis=0) for k, v in request.items()}}
     from_encoded = model.core({k: tf.constant(v) for k, v in flat.items()})["click"].numpy()
     direct = model({k: tf.constant(v) for k, v in rows.items()})["click"].numpy()

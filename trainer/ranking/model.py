@@ -109,7 +109,15 @@ class RankerModel(tf.keras.Model):
         """Every lookup of a string (items, categories, tags, context), so that
         :meth:`core` reads only numbers: int64 indices into the item table and the
         vocabularies (0 padding, 1 unknown), the history at its fixed width with NaN gaps
-        cleaned, and the numeric inputs as they came."""
+        cleaned, and the numeric inputs as they came. The union of
+        :meth:`encode_request` and :meth:`encode_candidates`."""
+        return {**self.encode_request(features, training),
+                **self.encode_candidates(features, training)}
+
+    def encode_request(self, features: Mapping[str, tf.Tensor], training: bool | None = None
+                       ) -> dict[str, tf.Tensor]:
+        """:meth:`encode`'s part that reads only the request's inputs (history, context, time
+        and user features): one row per request is enough, whatever its candidates."""
         width = self.cfg.history_length
         gaps = tf.cast(features["history_gaps_s"], tf.float32)
         encoded = {
@@ -119,12 +127,21 @@ class RankerModel(tf.keras.Model):
                 fixed_width(features["history_categories"], width, "")),
             "history_gaps_s": fixed_width(tf.where(tf.math.is_nan(gaps), tf.zeros_like(gaps),
                                                    gaps), width, 0.0),
+            **{n: layer.indices(features[n], training) for n, layer in self.context.items()},
+        }
+        for name in ("hour_of_day", "day_of_week", *self.cfg.user_numeric_features):
+            encoded[name] = features[name]
+        return encoded
+
+    def encode_candidates(self, features: Mapping[str, tf.Tensor],
+                          training: bool | None = None) -> dict[str, tf.Tensor]:
+        """:meth:`encode`'s part that reads only the candidates' inputs (one row each)."""
+        encoded = {
             "item_row": self.table.lookup(features["item_id"]),
             "item_category": self.category.indices(features["item_category"], training),
             "item_tags": self.tags.indices(fixed_width(features["item_tags"], MAX_TAGS, "")),
-            **{n: layer.indices(features[n], training) for n, layer in self.context.items()},
         }
-        for name in self.passthrough_inputs():
+        for name in ("item_age_days", RETRIEVAL_SCORE, *self.cfg.item_numeric_features):
             encoded[name] = features[name]
         return encoded
 

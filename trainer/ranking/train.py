@@ -47,29 +47,24 @@ def listwise_loss(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(per_list * has_positive) / tf.maximum(tf.reduce_sum(has_positive), 1.0)
 
 
-REQUEST_ENCODED = ("history_rows",)  # encoded names of request inputs renamed by encode
-
-
 def encode_lists(model: RankerModel, lists: RankerLists, chunk_lists: int = 256
                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(per list, per row): :meth:`RankerModel.encode` of every row, computed once, ``chunk_lists``
-    lists at a time; the request's encoded inputs are kept once per list. The model's lookups
-    have no dropout, so this is exactly what encoding every batch would give."""
+    """(per list, per row): :meth:`RankerModel.encode_request` of every list's request and
+    :meth:`RankerModel.encode_candidates` of every row, computed once, ``chunk_lists`` lists
+    at a time. The model's lookups have no dropout, so this is exactly what encoding every
+    batch would give."""
     depth = lists.depth
-    request_names = {*lists.per_list, *REQUEST_ENCODED}
     per_list: dict[str, list[np.ndarray]] = {}
     per_row: dict[str, list[np.ndarray]] = {}
     for start in range(0, lists.lists, chunk_lists):
         part = slice(start, min(start + chunk_lists, lists.lists))
-        rows = {k: v[part.start * depth:part.stop * depth] for k, v in lists.per_row.items()}
-        rows.update({k: np.repeat(v[part], depth, axis=0) for k, v in lists.per_list.items()})
-        encoded = model.encode({k: tf.constant(v) for k, v in rows.items()}, training=False)
-        for name, values in encoded.items():
-            values = np.asarray(values)
-            if name in request_names:
-                per_list.setdefault(name, []).append(values[::depth])
-            else:
-                per_row.setdefault(name, []).append(values)
+        request = {k: tf.constant(v[part]) for k, v in lists.per_list.items()}
+        rows = {k: tf.constant(v[part.start * depth:part.stop * depth])
+                for k, v in lists.per_row.items()}
+        for into, encoded in ((per_list, model.encode_request(request, training=False)),
+                              (per_row, model.encode_candidates(rows, training=False))):
+            for name, values in encoded.items():
+                into.setdefault(name, []).append(np.asarray(values))
     return ({k: np.concatenate(v) for k, v in per_list.items()},
             {k: np.concatenate(v) for k, v in per_row.items()})
 
