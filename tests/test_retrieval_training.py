@@ -223,3 +223,29 @@ def test_mined_negatives_come_from_each_querys_top_in_the_refreshed_index(small_
     mined = extra["item_id"].numpy()[16:]
     for row, item in enumerate(mined):
         assert item.decode() in set(catalogue["item_id"][top[row]]), row
+
+
+def test_a_stronger_logq_correction_ranks_popular_items_higher(small_data, tmp_path):
+    """logq_correction above 1 is a popularity prior: the items' mean score over real
+    queries follows their share of the training positives more closely than with none."""
+    import dataclasses
+
+    from scipy.stats import spearmanr
+
+    from trainer.evaluate import embed
+    from trainer.train import _catalogue_arrays
+
+    base = small_config(epochs=2)
+    correlations = {}
+    for strength in (0.0, 3.0):
+        cfg = dataclasses.replace(base, model=base.model.replace(logq_correction=strength))
+        train_retrieval(small_data, cfg, tmp_path / str(strength), progress=False)
+        _, vocab, model = ModelDir(tmp_path / str(strength)).restore()
+        queries, _ = small_data.train_arrays(model.cfg)
+        catalogue = _catalogue_arrays(small_data, cfg, vocab)
+        sample = {k: v[:400] for k, v in queries.items()}
+        scores = embed(model.query_tower, sample) @ embed(model.candidate_tower, catalogue).T
+        counts = small_data.train["item_id"].value_counts()
+        positives = counts.reindex(catalogue["item_id"]).fillna(0).to_numpy()
+        correlations[strength] = spearmanr(scores.mean(axis=0), positives).correlation
+    assert correlations[3.0] > correlations[0.0] + 0.5, correlations

@@ -3,8 +3,9 @@
 Loss per batch: softmax over (cosine similarity / temperature) of each query against every
 candidate of the batch, plus ``num_random_negatives`` catalogue items drawn uniformly when
 configured (mixed negative sampling). Each candidate's logit is corrected by ``-log Q`` with Q
-its expected inclusion probability in the batch (logQ correction), so popular items are not
-pushed down just for being frequent negatives; accidental hits (the positive's own item
+its expected inclusion probability in the batch (logQ correction; ``-s log Q`` with
+``logq_correction`` s), so popular items are not pushed down just for being frequent
+negatives; accidental hits (the positive's own item
 appearing as a negative) are removed.
 """
 
@@ -156,6 +157,8 @@ class TwoTowerModel(tfrs.Model):
             uniform = tf.cast(drawn_count, tf.float32) / n
             inclusion = tf.concat([inclusion, tf.fill([drawn_count], uniform)], axis=0)
             ids = tf.concat([ids, extra["item_id"]], axis=0)
+        if self.cfg.logq_correction != 1.0:  # TFRS subtracts log Q: Q ** s gives s log Q
+            inclusion = inclusion ** self.cfg.logq_correction
         return self.task(queries, candidates, sample_weight=features.get(EXAMPLE_WEIGHT),
                          candidate_sampling_probability=inclusion, candidate_ids=ids,
                          compute_metrics=not training)

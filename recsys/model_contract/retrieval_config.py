@@ -15,6 +15,7 @@ from recsys.config import (
     Check,
     Config,
     boolean,
+    finite_non_negative_number,
     in_range,
     non_negative_int,
     optional,
@@ -57,6 +58,11 @@ class RetrievalModelConfig(Config):
         temperature: logits are cosine similarities divided by this.
         id_dropout: share of training examples whose user id and item id are replaced by the
             out-of-vocabulary id, so unseen users and items get trained embeddings.
+        logq_correction: strength of the sampling-bias correction: each candidate's logit
+            minus ``logq_correction`` times log Q, Q its inclusion probability in the batch;
+            1 = the unbiased estimate of the full softmax, 0 = none, above 1 = popular items
+            ranked higher than that estimate (a popularity prior: each unit above 1 adds
+            log(share of positives) to an item's trained score, relative to the others).
         num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
             in-batch negatives (mixed negative sampling); 0 = in-batch only.
         num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
@@ -90,6 +96,7 @@ class RetrievalModelConfig(Config):
                                                          feature_names)
     temperature: float = setting(0.05, positive_number)
     id_dropout: float = setting(0.05, in_range(0.0, 1.0, high_open=True))
+    logq_correction: float = setting(1.0, finite_non_negative_number)
     num_random_negatives: int = setting(0, non_negative_int)
     num_hard_negatives: int | None = setting(None, optional(positive_int))
     num_index_negatives: int = setting(0, non_negative_int)
