@@ -8,7 +8,7 @@ candidate tower sees each item's age at the user's request time (rounded to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from recsys.evaluation.segments import recent_items, short_history_users
 from recsys.model_contract.arrays import US_PER_DAY, to_arrays, with_item_age
 from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.evaluation_set import EvaluationSet
+from trainer.tower import embed
 
 
 @dataclass(frozen=True)
@@ -26,18 +27,6 @@ class Segments:
 
     short_history: int = 30
     recent_days: float = 365.0
-
-
-def embed(tower, arrays: Mapping[str, np.ndarray], batch_size: int = 4096) -> np.ndarray:
-    """Run a tower over arrays in batches; float32 [rows, dim]."""
-    import tensorflow as tf
-
-    n = len(next(iter(arrays.values())))
-    out = []
-    for start in range(0, n, batch_size):
-        batch = {k: tf.constant(v[start:start + batch_size]) for k, v in arrays.items()}
-        out.append(tower(batch, training=False).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def popularity_scores(es: EvaluationSet) -> np.ndarray:

@@ -21,6 +21,7 @@ from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.retrieval_config import RetrievalModelConfig
 from trainer.candidate_tower import CandidateTower
 from trainer.query_tower import QueryTower
+from trainer.tower import embed
 from trainer.vocabularies import Vocabularies
 
 SAMPLING_PROBABILITY = "item_sampling_probability"
@@ -105,13 +106,9 @@ class TwoTowerModel(tfrs.Model):
         """The mined negatives' index := every catalogue item's current candidate vector."""
         if self.index is None:
             return
-        tower, n = self.candidate_tower, int(self.index.shape[0])
-        parts = []
-        for start in range(0, n, chunk):
-            rows = {k: v[start:start + chunk] for k, v in self._catalogue.items()}
-            parts.append(tower.core(rows, training=False) if self.inputs_encoded
-                         else tower(rows, training=False))
-        self.index.assign(tf.concat(parts, axis=0))
+        tower = self.candidate_tower
+        self.index.assign(embed(tower.core if self.inputs_encoded else tower, self._catalogue,
+                                chunk))
 
     def _extra_negatives(self, queries: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
         """The catalogue rows drawn as extra negatives for this batch (uniform draws, then
