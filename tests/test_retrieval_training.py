@@ -249,3 +249,65 @@ def test_a_stronger_logq_correction_ranks_popular_items_higher(small_data, tmp_p
         positives = counts.reindex(catalogue["item_id"]).fillna(0).to_numpy()
         correlations[strength] = spearmanr(scores.mean(axis=0), positives).correlation
     assert correlations[3.0] > correlations[0.0] + 0.5, correlations
+
+
+def test_an_ensemble_trains_each_member_and_scores_by_their_mean_cosine(small_data, tmp_path):
+    import dataclasses
+
+    from trainer.ensemble_tower import tower_members
+    from trainer.evaluate import embed
+    from trainer.train import _catalogue_arrays, forget_users
+
+    base = small_config(epochs=1)
+    cfg = dataclasses.replace(base, model=base.model.replace(ensemble_members=3))
+    result = train_retrieval(small_data, cfg, tmp_path / "m", progress=False)
+    assert np.isfinite(result.losses).all()
+    _, vocab, model = ModelDir(tmp_path / "m").restore()
+    queries, _ = small_data.train_arrays(model.cfg)
+    sample = {k: v[:50] for k, v in queries.items()}
+    catalogue = _catalogue_arrays(small_data, cfg, vocab)
+    q = embed(model.query_tower, sample)
+    c = embed(model.candidate_tower, catalogue)
+    dim = cfg.model.embedding_dim
+    assert q.shape[1] == c.shape[1] == 3 * dim == cfg.model.output_dim
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)
+    members = [(embed(qm, sample), embed(cm, catalogue)) for qm, cm in
+               zip(tower_members(model.query_tower), tower_members(model.candidate_tower))]
+    np.testing.assert_allclose(q @ c.T, np.mean([a @ b.T for a, b in members], axis=0),
+                               atol=1e-5)
+    # independently initialised members: different weights, different scores
+    assert not np.allclose(members[0][0], members[1][0], atol=1e-3)
+    forget_users(model)
+    for member in tower_members(model.query_tower):
+        table = member.user.embedding.embeddings.numpy()
+        assert np.array_equal(table[2:], np.repeat(table[1:2], len(table) - 2, axis=0))
+
+
+def test_an_ensemble_exports_with_an_onnx_query_core_of_its_width(small_data, small_repo,
+                                                                   tmp_path):
+    import dataclasses
+
+    from recsys.features.catalogue import read_catalogue
+    from recsys.model_contract.manifest import read_manifest
+    from recsys.model_contract.onnx_query import OnnxQueryTower
+    from trainer.export import export_models
+    from trainer.scann_config import ScannConfig
+
+    base = small_config(epochs=1)
+    cfg = dataclasses.replace(base, model=base.model.replace(ensemble_members=2))
+    train_retrieval(small_data, cfg, tmp_path / "m", progress=False)
+    directory = ModelDir(tmp_path / "m")
+    _, _, model = directory.restore()
+    export_models(model, read_catalogue(small_repo / "data"), directory.data_end_us(),
+                  tmp_path / "models", k=10, scann=ScannConfig(min_recall=0.9),
+                  queries=small_data.train.sample(100, random_state=0))
+    path = tmp_path / "models" / "retrieval" / "1"
+    assert read_manifest(path)["embedding_dim"] == 2 * cfg.model.embedding_dim
+    queries, _ = small_data.train_arrays(model.cfg)
+    sample = {k: v[:20] for k, v in queries.items()}
+    served = tf.saved_model.load(str(path)).signatures["query_embedding"](
+        **{k: tf.constant(v) for k, v in sample.items()})["embedding"].numpy()
+    assert served.shape == (20, 2 * cfg.model.embedding_dim)
+    np.testing.assert_allclose(served, model.query_tower(
+        {k: tf.constant(v) for k, v in sample.items()}).numpy(), atol=1e-5)
+    np.testing.assert_allclose(OnnxQueryTower(path).embed(sample), served, atol=1e-4)

@@ -65,6 +65,8 @@ def test_defaults_are_valid():
     ("num_index_negatives", -1),
     ("index_negative_depth", 0),
     ("user_id_embedding", "no"),
+    ("ensemble_members", 0),
+    ("ensemble_members", 2.5),
     ("sequence_blocks", -1),
     ("sequence_dim", 0),
     ("sequence_heads", 0),

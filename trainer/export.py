@@ -199,7 +199,7 @@ def export_models(model, candidates: pd.DataFrame, reference_us: int, base_path:
                                 for s in query_specs})
     query_sample = _sample(to_arrays(queries, query_specs, "the check queries"), rows=256)
     version = next_version(base_path, (*ARTIFACTS, RANKER))
-    info = {"embedding_dim": cfg.embedding_dim, "item_count": n, "k": k,
+    info = {"embedding_dim": cfg.output_dim, "item_count": n, "k": k,
             "model_config": dataclasses.asdict(cfg),
             "item_age_reference": pd.Timestamp(reference_us, unit="us", tz="UTC").isoformat(),
             **(details or {})}

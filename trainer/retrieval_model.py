@@ -19,7 +19,7 @@ import tensorflow_recommenders as tfrs
 
 from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from recsys.model_contract.retrieval_config import RetrievalModelConfig
-from trainer.candidate_tower import CandidateTower
+from trainer.ensemble_tower import QueryEnsemble, make_towers, split_members
 from trainer.query_tower import QueryTower
 from trainer.tower import embed
 from trainer.vocabularies import Vocabularies
@@ -43,7 +43,8 @@ def encode_arrays(tower, arrays: Mapping[str, np.ndarray], chunk: int = 65_536
 
 def tower_inputs(tower) -> frozenset[str]:
     """The raw inputs a tower reads."""
-    specs = (query_inputs if isinstance(tower, QueryTower) else candidate_inputs)(tower.cfg)
+    query = isinstance(tower, (QueryTower, QueryEnsemble))
+    specs = (query_inputs if query else candidate_inputs)(tower.cfg)
     return frozenset(spec.name for spec in specs)
 
 
@@ -61,8 +62,7 @@ class TwoTowerModel(tfrs.Model):
                  catalogue: Mapping[str, np.ndarray] | None = None, **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
-        self.query_tower = QueryTower(cfg, vocab, name="query_tower")
-        self.candidate_tower = CandidateTower(cfg, vocab, name="candidate_tower")
+        self.query_tower, self.candidate_tower = make_towers(cfg, vocab)
         self.task = tfrs.tasks.Retrieval(temperature=cfg.temperature,
                                          num_hard_negatives=cfg.num_hard_negatives,
                                          remove_accidental_hits=True)
@@ -77,7 +77,7 @@ class TwoTowerModel(tfrs.Model):
                                for s in candidate_inputs(cfg)}
         if cfg.num_index_negatives:
             items = len(catalogue["item_id"])
-            self.index = tf.Variable(tf.zeros([items, cfg.embedding_dim]), trainable=False,
+            self.index = tf.Variable(tf.zeros([items, cfg.output_dim]), trainable=False,
                                      name="negative_index")
 
     def get_config(self) -> dict:
@@ -156,9 +156,13 @@ class TwoTowerModel(tfrs.Model):
             ids = tf.concat([ids, extra["item_id"]], axis=0)
         if self.cfg.logq_correction != 1.0:  # TFRS subtracts log Q: Q ** s gives s log Q
             inclusion = inclusion ** self.cfg.logq_correction
-        return self.task(queries, candidates, sample_weight=features.get(EXAMPLE_WEIGHT),
-                         candidate_sampling_probability=inclusion, candidate_ids=ids,
-                         compute_metrics=not training)
+        # an ensemble's members each on their own loss (one model: the one loss)
+        members = self.cfg.ensemble_members
+        return tf.add_n([
+            self.task(q, c, sample_weight=features.get(EXAMPLE_WEIGHT),
+                      candidate_sampling_probability=inclusion, candidate_ids=ids,
+                      compute_metrics=not training)
+            for q, c in zip(split_members(queries, members), split_members(candidates, members))])
 
 
 __all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT", "encode_arrays"]

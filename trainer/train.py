@@ -24,6 +24,7 @@ from recsys.errors import SourceError
 from recsys.model_contract.arrays import to_arrays
 from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
 from trainer.config import RetrievalConfig
+from trainer.ensemble_tower import tower_members
 from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
 from trainer.retrieval_model import EXAMPLE_WEIGHT, SAMPLING_PROBABILITY, TwoTowerModel
@@ -108,10 +109,11 @@ def forget_users(model: TwoTowerModel) -> int:
     """Set every known user's id row of the query tower to the trained "unknown" row (index
     1), so a fine-tune relearns each user from the examples it is given (after a drift, the
     rows hold the tastes the users had before it). Returns the rows reset."""
-    table = model.query_tower.user.embedding.embeddings
     rows = len(model.query_tower.user.vocabulary)  # 0 without id rows (user_id_embedding)
-    if rows > 0:
-        table.assign(tf.concat([table[:2], tf.repeat(table[1:2], rows, axis=0)], axis=0))
+    for member in tower_members(model.query_tower):
+        table = member.user.embedding.embeddings
+        if rows > 0:
+            table.assign(tf.concat([table[:2], tf.repeat(table[1:2], rows, axis=0)], axis=0))
     log.info("forgot %s users: their id rows start as the unknown user's", f"{rows:,}")
     return max(rows, 0)
 

@@ -77,6 +77,11 @@ class RetrievalModelConfig(Config):
             recent item: it sees their order and their age at the request), beside the pools.
         sequence_dim, sequence_heads, sequence_dropout: that transformer's width, heads and
             dropout (its feed-forward is twice as wide).
+        ensemble_members: n > 1: each tower is n independently initialised members (the
+            same inputs and shape), trained side by side, each on its own loss over the same
+            batches; the tower's output is theirs side by side, scaled to unit length
+            (n x ``embedding_dim`` wide), so a score is the members' mean cosine: a seed
+            ensemble that one index serves. Training costs n times as much.
         user_id_embedding: the query tower has a trained row per user id (True); False: it
             reads only the user's recent history, context and Feast features, so every
             user is encoded as a new one would be, and a user's query follows their recent
@@ -101,11 +106,17 @@ class RetrievalModelConfig(Config):
     num_hard_negatives: int | None = setting(None, optional(positive_int))
     num_index_negatives: int = setting(0, non_negative_int)
     index_negative_depth: int = setting(100, positive_int)
+    ensemble_members: int = setting(1, positive_int)
     user_id_embedding: bool = setting(True, boolean)
     sequence_blocks: int = setting(0, non_negative_int)
     sequence_dim: int = setting(64, positive_int)
     sequence_heads: int = setting(2, positive_int)
     sequence_dropout: float = setting(0.1, in_range(0.0, 1.0, high_open=True))
+
+    @property
+    def output_dim(self) -> int:
+        """Width of the towers' output: ``embedding_dim`` per ensemble member."""
+        return self.embedding_dim * self.ensemble_members
 
     def check_together(self) -> None:
         from recsys.features.tables import USER_FEATURES, USER_PROFILE
