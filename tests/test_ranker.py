@@ -21,6 +21,7 @@ from trainer.ranking.evaluate import reranked
 from trainer.ranking.ranker_dir import RankerDir
 from trainer.ranking.stacking import split_by_time
 from trainer.ranking.train import listwise_loss
+from trainer.ranking.workflow import stacking_config
 
 SMALL = small_ranker_config()
 
@@ -69,6 +70,24 @@ def test_training_writes_a_ranker_that_restores_with_the_same_scores(ranking, sm
     assert np.std(again) > 0  # the inputs matter
 
 
+def test_stacking_config_caps_epochs_and_ensemble_members_and_keeps_the_rest():
+    from trainer.config import RetrievalConfig
+
+    retrieval = RetrievalConfig()
+    retrieval = dataclasses.replace(
+        retrieval, model=dataclasses.replace(retrieval.model, ensemble_members=3,
+                                             temperature=0.07),
+        train=retrieval.train.replace(epochs=8))
+    stacking = stacking_config(retrieval, RankerConfig(stacking_epochs=4, stacking_members=1))
+    assert (stacking.train.epochs, stacking.model.ensemble_members) == (4, 1)
+    assert stacking.model.temperature == 0.07 and stacking.train.seed == retrieval.train.seed
+    # a cap above the retrieval model's own leaves it; None keeps the retrieval model's
+    assert stacking_config(retrieval, RankerConfig(stacking_epochs=20, stacking_members=5)
+                           ) == retrieval
+    assert stacking_config(retrieval, RankerConfig(stacking_epochs=None,
+                                                   stacking_members=None)) == retrieval
+
+
 def test_reranking_orders_the_two_tower_candidates(ranking, small_data, trained_model_dir,
                                                    small_repo):
     _, _, two_tower = ModelDir(trained_model_dir).restore()
@@ -94,6 +113,9 @@ def test_ranker_config_is_checked(tmp_path):
         RankerConfig(max_lists=0)
     with pytest.raises(ConfigError, match="stacking_epochs must be None or a positive integer"):
         RankerConfig(stacking_epochs=0)
+    for bad in (0, -1, 1.5, "one"):
+        with pytest.raises(ConfigError, match="stacking_members must be None or a positive"):
+            RankerConfig(stacking_members=bad)
     path = tmp_path / "ranker.yaml"
     path.write_text("epochs: 2\nhidden_units: [8]\n")
     assert load_ranker_config(path, {"seed": 3}) == RankerConfig(epochs=2, hidden_units=(8,),

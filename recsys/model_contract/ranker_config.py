@@ -50,7 +50,12 @@ class RankerConfig(Config):
             candidates are as unseen as at serving time).
         stacking_epochs: the stacking two-tower model trains at most this many epochs (fewer
             when the retrieval model has fewer); None = the retrieval model's own. Everything
-            else of its configuration is always the retrieval model's.
+            else of its configuration is always the retrieval model's, but for
+            ``stacking_members``.
+        stacking_members: the stacking two-tower model's ``ensemble_members`` (at most the
+            retrieval model's); None = the retrieval model's own. The ranker only needs the
+            stacking model's candidates, scores (standardised per request before fusion) and
+            item table, which one member gives at a third of three members' training time.
         max_lists: train on the lists of at most this many users, drawn at random (``seed``)
             from those with held interactions; None = every one (a list is one user's).
         epochs, batch_size (rows; whole lists per batch), learning_rate, seed: Adam training.
@@ -74,6 +79,7 @@ class RankerConfig(Config):
     candidates: int = setting(200, positive_int)
     holdout_fraction: float = setting(0.2, in_range(0.0, 1.0, low_open=True, high_open=True))
     stacking_epochs: int | None = setting(4, optional(positive_int))
+    stacking_members: int | None = setting(None, optional(positive_int))
     max_lists: int | None = setting(None, optional(positive_int))
     epochs: int = setting(5, positive_int)
     batch_size: int = setting(512, positive_int)

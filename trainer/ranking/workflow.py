@@ -3,8 +3,9 @@ point-in-time features -> listwise fit -> ranker directory.
 
 Guarantees: only the train split is used (see :mod:`trainer.ranking.stacking`); the stacking
 model is trained with the retrieval model's own configuration (for at most
-``stacking_epochs`` epochs); the ranker keeps the stacking
-model's item table, whose vectors were computed at the end of the fit part.
+``stacking_epochs`` epochs, with at most ``stacking_members`` ensemble members); the ranker
+keeps the stacking model's item table, whose vectors were computed at the end of the fit
+part.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from recsys.model_contract.arrays import to_arrays, with_item_age
 from recsys.model_contract.feature_spec import candidate_inputs
 from recsys.model_contract.ranker_config import RankerConfig
+from trainer.config import RetrievalConfig
 from trainer.evaluate import embed
 from trainer.model_dir import ModelDir
 from trainer.ranking.ranker_dir import RankerDir
@@ -48,15 +50,25 @@ def item_table(two_tower, data: RetrievalData) -> tuple[list[str], "object"]:
     return catalogue["item_id"].tolist(), vectors
 
 
+def stacking_config(retrieval: RetrievalConfig, cfg: RankerConfig) -> RetrievalConfig:
+    """The stacking two-tower model's configuration: the retrieval model's, with at most
+    ``cfg.stacking_epochs`` epochs and ``cfg.stacking_members`` ensemble members (None: the
+    retrieval model's own)."""
+    if cfg.stacking_epochs is not None:
+        retrieval = dataclasses.replace(retrieval, train=retrieval.train.replace(
+            epochs=min(cfg.stacking_epochs, retrieval.train.epochs)))
+    if cfg.stacking_members is not None:
+        retrieval = dataclasses.replace(retrieval, model=dataclasses.replace(
+            retrieval.model,
+            ensemble_members=min(cfg.stacking_members, retrieval.model.ensemble_members)))
+    return retrieval
+
+
 def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: RankerConfig,
                   data: RetrievalData | None = None, progress: bool = True) -> RankingResult:
     started = time.perf_counter()
     data = data or load_retrieval_data(repo)
-    retrieval_cfg = ModelDir(retrieval_model_dir).read_config()
-    if cfg.stacking_epochs is not None:
-        epochs = min(cfg.stacking_epochs, retrieval_cfg.train.epochs)
-        retrieval_cfg = dataclasses.replace(retrieval_cfg,
-                                            train=retrieval_cfg.train.replace(epochs=epochs))
+    retrieval_cfg = stacking_config(ModelDir(retrieval_model_dir).read_config(), cfg)
     fit, held = split_by_time(data.train, cfg.holdout_fraction)
     stacking = RetrievalData(train=fit, test=held, catalogue=data.catalogue)
     directory = RankerDir(Path(ranker_dir))
@@ -78,4 +90,4 @@ def train_ranking(repo: Path, retrieval_model_dir: Path, ranker_dir: Path, cfg: 
                          time.perf_counter() - started)
 
 
-__all__ = ["train_ranking", "item_table", "RankingResult"]
+__all__ = ["train_ranking", "stacking_config", "item_table", "RankingResult"]
