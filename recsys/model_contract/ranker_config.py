@@ -53,9 +53,10 @@ class RankerConfig(Config):
             else of its configuration is always the retrieval model's, but for
             ``stacking_members``.
         stacking_members: the stacking two-tower model's ``ensemble_members`` (at most the
-            retrieval model's); None = the retrieval model's own. The ranker only needs the
-            stacking model's candidates, scores (standardised per request before fusion) and
-            item table, which one member gives at a third of three members' training time.
+            retrieval model's); None = the retrieval model's own. Fewer members train faster
+            (one: about half of three's time), but the ranker learns its item table and how
+            far to trust the retrieval score from the stacking model, so over an ensemble it
+            then adds less (docs/ranking.md).
         max_lists: train on the lists of at most this many users, drawn at random (``seed``)
             from those with held interactions; None = every one (a list is one user's).
         epochs, batch_size (rows; whole lists per batch), learning_rate, seed: Adam training.
