@@ -129,7 +129,7 @@ class RankerModel(tf.keras.Model):
                                                    gaps), width, 0.0),
             **{n: layer.indices(features[n], training) for n, layer in self.context.items()},
         }
-        for name in ("hour_of_day", "day_of_week", *self.cfg.user_numeric_features):
+        for name in self.request_passthrough():
             encoded[name] = features[name]
         return encoded
 
@@ -141,14 +141,21 @@ class RankerModel(tf.keras.Model):
             "item_category": self.category.indices(features["item_category"], training),
             "item_tags": self.tags.indices(fixed_width(features["item_tags"], MAX_TAGS, "")),
         }
-        for name in ("item_age_days", RETRIEVAL_SCORE, *self.cfg.item_numeric_features):
+        for name in self.candidate_passthrough():
             encoded[name] = features[name]
         return encoded
 
+    def request_passthrough(self) -> tuple[str, ...]:
+        """The request's numeric inputs :meth:`encode_request` hands on as they came."""
+        return ("hour_of_day", "day_of_week", *self.cfg.user_numeric_features)
+
+    def candidate_passthrough(self) -> tuple[str, ...]:
+        """The candidates' numeric inputs :meth:`encode_candidates` hands on as they came."""
+        return ("item_age_days", RETRIEVAL_SCORE, *self.cfg.item_numeric_features)
+
     def passthrough_inputs(self) -> tuple[str, ...]:
         """The numeric inputs :meth:`encode` hands to :meth:`core` as they came."""
-        return ("item_age_days", RETRIEVAL_SCORE, "hour_of_day", "day_of_week",
-                *self.numeric.stats)
+        return (*self.candidate_passthrough(), *self.request_passthrough())
 
     def core(self, encoded: Mapping[str, tf.Tensor], training: bool | None = None):
         """The model on :meth:`encode`'s numbers (no string operation)."""

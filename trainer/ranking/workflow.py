@@ -20,11 +20,11 @@ from recsys.model_contract.arrays import to_arrays, with_item_age
 from recsys.model_contract.feature_spec import candidate_inputs
 from recsys.model_contract.ranker_config import RankerConfig
 from trainer.config import RetrievalConfig
-from trainer.evaluate import embed
 from trainer.model_dir import ModelDir
 from trainer.ranking.ranker_dir import RankerDir
 from trainer.ranking.stacking import candidate_lists, split_by_time
 from trainer.ranking.train import train_ranker
+from trainer.tower import embed
 from trainer.train import train_retrieval
 from trainer.training_data import RetrievalData, load_retrieval_data, timestamps_us
 
