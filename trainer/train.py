@@ -23,6 +23,7 @@ import tensorflow as tf
 from recsys.errors import SourceError
 from recsys.model_contract.arrays import to_arrays
 from recsys.model_contract.feature_spec import candidate_inputs, query_inputs
+from trainer.batches import shuffled_batches
 from trainer.config import RetrievalConfig
 from trainer.ensemble_tower import tower_members
 from trainer.model_dir import ModelDir
@@ -198,11 +199,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     # batch (sharding by data: every worker reads the same arrays)
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = (tf.data.Dataset.from_tensor_slices(features)
-               .shuffle(n, seed=cfg.train.seed, reshuffle_each_iteration=True)
-               .batch(cfg.train.batch_size)
-               .prefetch(tf.data.AUTOTUNE)
-               .with_options(sharding))
+    dataset = shuffled_batches(features, cfg.train.batch_size, cfg.train.seed).with_options(
+        sharding)
     steps = math.ceil(n / cfg.train.batch_size)
     bar = ProgressBar(steps, n, enabled=progress and role.is_chief)
     trained: list = []

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from recsys.model_contract.ranker_config import RankerConfig
+from trainer.batches import shuffled_batches
 from trainer.ranking.lists import RankerLists
 from trainer.ranking.model import RankerModel, build_vocabularies
 from trainer.train import seed_everything
@@ -87,10 +88,8 @@ def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
     grouped = {k: v.reshape(n, list_size, *v.shape[1:]) for k, v in rows_encoded.items()}
     watch = watch_targets(lists.engagement, lists.labels)
     per_batch = max(1, cfg.batch_size // list_size)
-    dataset = (tf.data.Dataset.from_tensor_slices(((request_encoded, grouped), lists.labels,
-                                                   watch))
-               .shuffle(max(n, 1), seed=cfg.seed).batch(per_batch)
-               .prefetch(tf.data.AUTOTUNE))
+    dataset = shuffled_batches(((request_encoded, grouped), lists.labels, watch), per_batch,
+                               cfg.seed)
     optimizer = tf.keras.optimizers.Adam(cfg.learning_rate)
 
     @tf.function
