@@ -130,6 +130,13 @@ def test_restoring_a_directory_that_is_not_a_ranker_names_it(tmp_path):
         RankerDir(tmp_path).restore()
 
 
+@pytest.fixture(scope="module")
+def lists_and_rows(small_data, trained_model_dir, small_repo):
+    """:func:`_lists_and_rows` once for this module's tests (each build joins Feast features
+    chunk by chunk, about a minute); read-only."""
+    return _lists_and_rows(small_data, trained_model_dir, small_repo)
+
+
 def _lists_and_rows(small_data, trained_model_dir, small_repo, depth=7, chunk_users=3):
     """The small platform's lists built in chunks of ``chunk_users``, and the same lists as
     one table of rows (as the ranker was fed before lists were held per request)."""
@@ -148,9 +155,8 @@ def _lists_and_rows(small_data, trained_model_dir, small_repo, depth=7, chunk_us
     return lists, to_arrays(rows, ranker_inputs(SMALL)), len(es.queries)
 
 
-def test_lists_built_in_chunks_hold_exactly_the_rows_of_every_list(small_data, trained_model_dir,
-                                                                   small_repo):
-    lists, rows, queries = _lists_and_rows(small_data, trained_model_dir, small_repo)
+def test_lists_built_in_chunks_hold_exactly_the_rows_of_every_list(lists_and_rows):
+    lists, rows, queries = lists_and_rows
     assert queries > 3 and lists.lists == queries and lists.depth == 7
     assert lists.per_list["history_item_ids"].shape[0] == queries  # once per request
     assert lists.per_row["item_id"].shape[0] == queries * 7
@@ -160,11 +166,10 @@ def test_lists_built_in_chunks_hold_exactly_the_rows_of_every_list(small_data, t
         np.testing.assert_array_equal(expanded[name], values, err_msg=name)
 
 
-def test_lists_encoded_once_give_the_models_scores_of_every_row(ranking, small_data,
-                                                              trained_model_dir, small_repo):
+def test_lists_encoded_once_give_the_models_scores_of_every_row(ranking, lists_and_rows):
     from trainer.ranking.train import encode_lists
 
-    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo, chunk_users=2)
+    lists, rows, _ = lists_and_rows
     model = RankerDir(ranking.ranker_dir).restore()
     request, per_row = encode_lists(model, lists, chunk_lists=2)
     assert all(len(v) == lists.lists for v in request.values())
@@ -176,13 +181,12 @@ def test_lists_encoded_once_give_the_models_scores_of_every_row(ranking, small_d
     np.testing.assert_allclose(from_encoded, direct, atol=1e-5)
 
 
-def test_vocabularies_from_lists_count_a_request_once_per_candidate(small_data, trained_model_dir,
-                                                                    small_repo):
+def test_vocabularies_from_lists_count_a_request_once_per_candidate(lists_and_rows):
     from recsys.model_contract.retrieval_config import CONTEXT_CATEGORICAL_FEATURES
     from trainer.ranking.model import build_vocabularies
     from trainer.vocabularies import log_stats, vocabulary
 
-    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo)
+    lists, rows, _ = lists_and_rows
     vocab = build_vocabularies(lists, SMALL)
     assert vocab.categories == vocabulary(np.concatenate([rows["item_category"],
                                                           rows["history_categories"].ravel()]))
@@ -239,10 +243,10 @@ def test_max_lists_draws_that_many_users_lists_of_the_whole(small_data, trained_
         SMALL, max_lists=every.lists + 10)).lists == every.lists
 
 
-def test_no_query_gives_no_list_with_every_input(small_data, trained_model_dir, small_repo):
+def test_no_query_gives_no_list_with_every_input(lists_and_rows, small_data, small_repo):
     from trainer.ranking.lists import build_lists
 
-    lists, rows, _ = _lists_and_rows(small_data, trained_model_dir, small_repo)
+    lists, rows, _ = lists_and_rows
     es = build_evaluation_set(small_data)
     none = build_lists(es.queries.iloc[:0], np.empty((0, 7), dtype=object),
                        np.empty((0, 7), np.float32), np.empty((0, 7), np.float32),

@@ -51,7 +51,7 @@ class SasrecConfig(Config):
     blocks: int = setting(1, positive_int)
     heads: int = setting(1, positive_int)
     dropout: float = setting(0.2, in_range(0.0, 1.0, high_open=True))
-    negatives: int | None = setting(2048, optional(positive_int))
+    negatives: int | None = setting(1024, optional(positive_int))
     epochs: int = setting(20, positive_int)
     batch_size: int = setting(128, positive_int)
     learning_rate: float = setting(0.003, positive_number)

@@ -36,15 +36,12 @@ class HistoryPooling(tf.keras.layers.Layer):
             positions = tf.cast(tf.range(tf.shape(embeddings)[1]), embeddings.dtype)
             recency = tf.pow(tf.constant(self.decay, embeddings.dtype), positions)
             all_weights.append(mask * recency[tf.newaxis, :])
-        # each pool's weights normalised to sum 1 (0 for an empty sequence), then every pool
-        # in one batched matmul: [B, pools, T] x [B, T, D] (an elementwise product and a sum
-        # over [B, T, D] per pool cost three times as much, gradients included)
-        weights = tf.stack(all_weights, axis=1)
-        weights = tf.math.divide_no_nan(weights, tf.reduce_sum(weights, axis=2, keepdims=True))
-        pooled = tf.matmul(weights, embeddings)
-        dim = embeddings.shape[-1] if embeddings.shape[-1] is not None else tf.shape(
-            embeddings)[-1]
-        return tf.reshape(pooled, [-1, len(all_weights) * dim])
+        pooled = []
+        for weights in all_weights:
+            total = tf.reduce_sum(weights, axis=1, keepdims=True)
+            summed = tf.reduce_sum(embeddings * weights[:, :, tf.newaxis], axis=1)
+            pooled.append(tf.math.divide_no_nan(summed, total))
+        return tf.concat(pooled, axis=-1)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "decay": self.decay}
