@@ -126,6 +126,19 @@ def test_three_artifacts_share_a_version_with_manifests(exported):
     assert {"user_id", "history_item_ids"} <= set(signatures["retrieval"]["inputs"])
 
 
+def test_exports_hold_the_signatures_functions_without_keras_layer_traces(exported):
+    """The artifacts are saved without Keras's per-layer call traces (they cost about 40%
+    of an export and only the Keras loader reads them); the signatures' functions are there."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    base, _ = exported
+    for name in ARTIFACTS:
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((base / name / "1" / "saved_model.pb").read_bytes())
+        functions = [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function]
+        assert functions and not [f for f in functions if "layer_call_and_return" in f], name
+
+
 def test_retrieval_versions_carry_a_reference_profile_that_sees_a_shift(exported,
                                                                         small_data):
     base, result = exported
