@@ -64,6 +64,15 @@ def test_timestamps_need_an_offset():
     assert out.reasons[4].startswith("timestamp: expected an ISO-8601 timestamp")
 
 
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-23:59"])
+def test_a_timestamp_outside_datetimes_years_in_utc_is_bad_not_an_error(text):
+    out = coerce(pd.Series(["2024-01-01T10:00:00Z", text], dtype=object), TS)
+    assert out.bad.tolist() == [False, True]
+    assert out.reasons[1] == (f"timestamp: expected an ISO-8601 timestamp with a UTC offset, "
+                              f"got '{text}' (outside the years 1 to 9999 once converted to "
+                              f"UTC)")
+
+
 def test_naive_datetimes_are_bad_and_aware_ones_convert_to_utc():
     tz = dt.timezone(dt.timedelta(hours=-5))
     out = coerce(pd.Series([dt.datetime(2024, 1, 1, 5, tzinfo=tz), dt.datetime(2024, 1, 1)],

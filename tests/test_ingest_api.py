@@ -109,6 +109,21 @@ def test_an_event_without_a_timestamp_gets_the_time_it_arrived(stack):
     assert _entries(client, cfg)[-1].body["timestamp"].startswith("20")
 
 
+def test_a_timestamp_that_overflows_in_utc_is_rejected_by_name_beside_a_valid_event(stack):
+    """Found by the fuzz: an offset that moves a timestamp out of year 1 in UTC was a 503
+    for the whole batch; it is a rejected record, and the valid one beside it is kept."""
+    url, client, cfg, _ = stack
+    before = client.xlen(cfg.stream)
+    response = _post(url, "/v1/events", {"events": [
+        event(event_id="kept", timestamp="2026-11-01T10:00:00Z"),
+        event(event_id="year-0", timestamp="0001-01-01T00:00:00+00:01")]})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    assert "outside the years 1 to 9999 once converted to UTC" in body["results"][1]["reason"]
+    assert client.xlen(cfg.stream) == before + 1
+
+
 def test_items_are_appended(stack):
     url, client, cfg, _ = stack
     body = _post(url, "/v1/items", {"items": [

@@ -177,6 +177,8 @@ def _to_utc(value: Any) -> dt.datetime:
             raise ValueError("no UTC offset; write e.g. 2024-05-01T12:00:00Z")
         try:  # the common ISO 8601 shapes, 30x faster than pandas' parser
             return dt.datetime.fromisoformat(text).astimezone(dt.timezone.utc)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+            raise ValueError("outside the years 1 to 9999 once converted to UTC") from None
         except ValueError:  # what Python's parser does not take (e.g. nanoseconds)
             stamp = pd.Timestamp(text)
     elif isinstance(value, (dt.datetime, pd.Timestamp, np.datetime64)):
