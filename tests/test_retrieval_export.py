@@ -127,7 +127,7 @@ def test_three_artifacts_share_a_version_with_manifests(exported):
 
 
 def test_exports_hold_the_signatures_functions_without_keras_layer_traces(exported):
-    """The artifacts are saved without Keras's per-layer call traces (they cost about 40%
+    """The artifacts are saved without Keras's per-layer call traces (a quarter to 40%
     of an export and only the Keras loader reads them); the signatures' functions are there."""
     from tensorflow.core.protobuf import saved_model_pb2
 

@@ -91,7 +91,7 @@ def _without_keras_traces():
     functions again for the Keras loader (what ``model.save(save_traces=False)`` does for a
     Keras model). Nothing served needs them: servers, ``tf.saved_model.load`` and the checks
     here call the module's signatures and read its tracked objects, which are saved either
-    way. The traces were about a third of an export's time."""
+    way. The traces were a quarter to 40% of an export's time."""
     from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
     return keras_option_scope(save_traces=False)
