@@ -124,6 +124,29 @@ def test_a_timestamp_that_overflows_in_utc_is_rejected_by_name_beside_a_valid_ev
     assert client.xlen(cfg.stream) == before + 1
 
 
+def test_a_fault_in_checking_is_a_500_not_the_stream_being_down(stack, monkeypatch):
+    """Only Redis's errors mean the stream cannot be written (503); a fault in the service's
+    own checking is a 500, so that it is seen (the fuzz fails on it) and not retried as an
+    outage. Nothing is appended, and a request after it is served."""
+    import recsys.stream.producer as producer_module
+
+    url, client, cfg, _ = stack
+    before = client.xlen(cfg.stream)
+
+    def broken_check(*args, **kwargs):
+        raise ValueError("a bug in the checking")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(producer_module, "check_records", broken_check)
+        response = _post(url, "/v1/events", event(event_id="fault"))
+    assert response.status_code == 500
+    assert "unavailable" not in response.text
+    assert client.xlen(cfg.stream) == before
+    assert _post(url, "/v1/events", event(event_id="after-fault")).json()["accepted"] == 1
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    assert 'recsys_request_errors_total{endpoint="/v1/events",status="500"} 1.0' in metrics
+
+
 def test_items_are_appended(stack):
     url, client, cfg, _ = stack
     body = _post(url, "/v1/items", {"items": [

@@ -8,8 +8,10 @@ record in the same batch. An event without a ``timestamp`` gets the time it was 
 
 Status codes: 200 when the request was read (even if every record was rejected: the
 per-record results say why); 400 ``malformed_json``; 422 ``invalid_request`` when the body is
-not a record or a batch; 503 ``unavailable`` when the stream cannot be written (nothing of
-the request was appended; retrying is safe, the workers deduplicate by event id).
+not a record or a batch; 503 ``unavailable`` when Redis cannot be written (nothing of the
+request was appended; retrying is safe, the workers deduplicate by event id). Any other
+failure is a fault of the service, not of the stream or the input: a 500, logged with its
+traceback, never reported as the stream being down.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from recsys.data.schemas import EVENTS, ITEMS, TableSpec
@@ -135,10 +138,13 @@ def add_ingest_routes(app: FastAPI, producer: StreamProducer | None, metrics) ->
             try:
                 # validation and the Redis round trip block: off the event loop
                 receipts = await run_in_threadpool(producer.submit, kind, records)
-            except Exception as exc:  # noqa: BLE001 - the stream is down: say so
+            except RedisError as exc:  # the stream is down or refuses the append: say so
                 metrics.errors.labels(path, "503").inc()
                 return _error(503, "unavailable", f"the event stream cannot be written: "
                                                   f"{type(exc).__name__}: {exc}")
+            except Exception:  # a fault of ours (validation cannot fail on input): a 500
+                metrics.errors.labels(path, "500").inc()
+                raise
             metrics.request_latency.labels(path).observe(time.perf_counter() - started)
             counts = {s: sum(r.status == s for r in receipts)
                       for s in ("accepted", "rejected", "duplicate")}
