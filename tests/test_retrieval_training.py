@@ -225,6 +225,40 @@ def test_mined_negatives_come_from_each_querys_top_in_the_refreshed_index(small_
         assert item.decode() in set(catalogue["item_id"][top[row]]), row
 
 
+def test_a_users_other_training_positives_are_not_its_negatives(small_data, tmp_path):
+    """mask_user_positives: a candidate that the query's user has a training positive for
+    is left out of that query's negatives (False in the mask), except the query's own
+    positive; the mask equals the pairs looked up one by one, and training with it learns."""
+    import dataclasses
+
+    from trainer.retrieval_model import TwoTowerModel
+    from trainer.train import _catalogue_arrays
+
+    base = small_config(epochs=3)
+    cfg = dataclasses.replace(base, model=base.model.replace(
+        mask_user_positives=True, num_random_negatives=32, num_hard_negatives=16,
+        num_index_negatives=16))
+    result = train_retrieval(small_data, cfg, tmp_path / "m", progress=False)
+    assert np.isfinite(result.losses).all() and result.losses[-1] < result.losses[0]
+    _, vocab, _ = ModelDir(tmp_path / "m").restore()
+    model = TwoTowerModel(cfg.model, vocab, _catalogue_arrays(small_data, cfg, vocab))
+    queries, candidates = small_data.train_arrays(cfg.model)
+    encoded = model.encode({**queries, **candidates})
+    pairs = set(zip(encoded["user_id"].tolist(), encoded["item_id"].tolist()))
+    rows = np.random.default_rng(5).permutation(len(encoded["user_id"]))[:128]
+    users = np.append(encoded["user_id"][rows], 1)  # and an unknown user: nothing masked
+    ids = np.concatenate([encoded["item_id"][rows], [0, 1],
+                          np.arange(2, len(vocab.item_ids) + 2)])
+    expected = np.array([[(u, i) not in pairs or r == c for c, i in enumerate(ids)]
+                         for r, u in enumerate(users.tolist())])
+    assert (~expected).sum() > 128  # each user's other positives are among the candidates
+    assert expected[-1].all()
+    for dense_limit in (1 << 26, 0):  # a [users, items] table; per-user lists
+        model.set_user_positives(encoded["user_id"], encoded["item_id"], dense_limit)
+        mask = model._negatives_mask(tf.constant(users), tf.constant(ids)).numpy()
+        np.testing.assert_array_equal(mask, expected)
+
+
 def test_a_stronger_logq_correction_ranks_popular_items_higher(small_data, tmp_path):
     """logq_correction above 1 is a popularity prior: the items' mean score over real
     queries follows their share of the training positives more closely than with none."""

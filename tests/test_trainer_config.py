@@ -65,6 +65,8 @@ def test_defaults_are_valid():
     ("num_index_negatives", -1),
     ("index_negative_depth", 0),
     ("user_id_embedding", "no"),
+    ("mask_user_positives", "yes"),
+    ("mask_user_positives", 1),
     ("ensemble_members", 0),
     ("ensemble_members", 2.5),
     ("sequence_blocks", -1),

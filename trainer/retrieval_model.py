@@ -6,7 +6,8 @@ configured (mixed negative sampling). Each candidate's logit is corrected by ``-
 its expected inclusion probability in the batch (logQ correction; ``-s log Q`` with
 ``logq_correction`` s), so popular items are not pushed down just for being frequent
 negatives; accidental hits (the positive's own item
-appearing as a negative) are removed.
+appearing as a negative) are removed, and with ``mask_user_positives`` so is every other item
+the query's user has a training positive for.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from trainer.vocabularies import Vocabularies
 
 SAMPLING_PROBABILITY = "item_sampling_probability"
 EXAMPLE_WEIGHT = "example_weight"  # optional: each example's weight in the loss
+DENSE_MASK_LIMIT = 1 << 26  # users x items cells up to which the positives' mask is a table
 
 
 def encode_arrays(tower, arrays: Mapping[str, np.ndarray], chunk: int = 65_536
@@ -67,6 +69,7 @@ class TwoTowerModel(tfrs.Model):
                                          num_hard_negatives=cfg.num_hard_negatives,
                                          remove_accidental_hits=True)
         self.inputs_encoded = False  # True: compute_loss reads what encode() made
+        self.user_positives = None  # the positives to mask: (table,) or (offsets, items)
         self._catalogue = None
         self.index = None  # the catalogue's candidate vectors, for mined negatives
         if cfg.num_random_negatives or cfg.num_index_negatives:
@@ -101,6 +104,62 @@ class TwoTowerModel(tfrs.Model):
             self._catalogue = {name: tf.constant(values) for name, values in
                                encode_arrays(self.candidate_tower, raw).items()}
         self.inputs_encoded = True
+
+    def set_user_positives(self, user_index: np.ndarray, item_index: np.ndarray,
+                           dense_limit: int = DENSE_MASK_LIMIT) -> None:
+        """The training positives, as :meth:`encode` indexed them, that
+        ``mask_user_positives`` leaves out of each query's negatives: a dense [users, items]
+        table when it has at most ``dense_limit`` cells, else per user index its distinct
+        item indices (sorted), as offsets into one array."""
+        users, items = user_index.astype(np.int64), item_index.astype(np.int64)
+        shape = (int(users.max(initial=0)) + 2, int(items.max(initial=0)) + 1)
+        if shape[0] * shape[1] <= dense_limit:
+            table = np.zeros(shape, bool)
+            table[users, items] = True
+            self.user_positives = (tf.constant(table),)
+            return
+        pairs = np.unique(np.stack([users, items], axis=1), axis=0)
+        counts = np.bincount(pairs[:, 0], minlength=shape[0])
+        self.user_positives = (tf.constant(np.concatenate([[0], np.cumsum(counts)])),
+                               tf.constant(pairs[:, 1]))
+
+    def _negatives_mask(self, users: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        """[queries, candidates]: False where the candidate is one of the query's user's
+        training positives, other than the query's own positive (the diagonal). An index
+        beyond the training positives' (a user or item never seen) masks nothing."""
+        users, ids = tf.cast(users, tf.int64), tf.cast(ids, tf.int64)
+        if len(self.user_positives) == 1:
+            table = self.user_positives[0]
+            rows = tf.gather(table, tf.minimum(users, tf.shape(table, tf.int64)[0] - 1))
+            columns = tf.shape(table, tf.int64)[1]
+            known = tf.logical_and(tf.gather(rows, tf.minimum(ids, columns - 1), axis=1),
+                                   (ids < columns)[tf.newaxis, :])
+        else:
+            known = self._sparse_known(users, ids)
+        own = (tf.range(tf.size(users))[:, tf.newaxis]
+               == tf.range(tf.size(ids))[tf.newaxis, :])
+        return tf.logical_or(tf.logical_not(known), own)
+
+    def _sparse_known(self, users: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        """[queries, candidates]: the candidate is a training positive of the query's user,
+        from the per-user lists: costs the batch users' positives times log(distinct
+        candidates), not queries x candidates lookups."""
+        offsets, items = self.user_positives
+        users = tf.minimum(users, tf.cast(tf.size(offsets) - 2, tf.int64))
+        starts, ends = tf.gather(offsets, users), tf.gather(offsets, users + 1)
+        rows = tf.repeat(tf.range(tf.size(users, out_type=tf.int64)), ends - starts)
+        liked = tf.gather(items, tf.ragged.range(starts, ends).flat_values)
+        distinct, column = tf.unique(ids)
+        order = tf.argsort(distinct)
+        ranked = tf.gather(distinct, order)
+        at = tf.minimum(tf.searchsorted(ranked, liked), tf.size(ranked) - 1)
+        hit = tf.gather(ranked, at) == liked
+        where = tf.stack([tf.boolean_mask(rows, hit),
+                          tf.cast(tf.gather(order, tf.boolean_mask(at, hit)), tf.int64)], 1)
+        known = tf.scatter_nd(where, tf.ones([tf.shape(where)[0]], tf.int8),
+                              tf.stack([tf.size(users, out_type=tf.int64),
+                                        tf.size(distinct, out_type=tf.int64)]))
+        return tf.gather(known, column, axis=1) > 0
 
     def refresh_index(self, chunk: int = 65_536) -> None:
         """The mined negatives' index := every catalogue item's current candidate vector."""
@@ -156,12 +215,15 @@ class TwoTowerModel(tfrs.Model):
             ids = tf.concat([ids, extra["item_id"]], axis=0)
         if self.cfg.logq_correction != 1.0:  # TFRS subtracts log Q: Q ** s gives s log Q
             inclusion = inclusion ** self.cfg.logq_correction
+        mask = None
+        if training and self.user_positives is not None:
+            mask = self._negatives_mask(features["user_id"], ids)
         # an ensemble's members each on their own loss (one model: the one loss)
         members = self.cfg.ensemble_members
         return tf.add_n([
             self.task(q, c, sample_weight=features.get(EXAMPLE_WEIGHT),
                       candidate_sampling_probability=inclusion, candidate_ids=ids,
-                      compute_metrics=not training)
+                      compute_metrics=not training, score_mask=mask)
             for q, c in zip(split_members(queries, members), split_members(candidates, members))])
 
 

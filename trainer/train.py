@@ -194,6 +194,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     # every string is looked up once here, not once per epoch; the raw arrays are let go
     features = model.encode(features)
     model.use_encoded_inputs()
+    if cfg.model.mask_user_positives:
+        model.set_user_positives(features["user_id"], features["item_id"])
     del queries, candidates
     # batches of the global batch size; on several workers, each takes its share of every
     # batch (sharding by data: every worker reads the same arrays)

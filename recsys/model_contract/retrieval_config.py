@@ -66,6 +66,11 @@ class RetrievalModelConfig(Config):
         num_random_negatives: extra uniformly sampled catalogue items per batch, added to the
             in-batch negatives (mixed negative sampling); 0 = in-batch only.
         num_hard_negatives: keep only the hardest negatives per query in the loss (None = all).
+        mask_user_positives: each query's negatives leave out every item its user has a
+            training positive for (other than the example's own): such an item is one the
+            user likes, not a negative (the others' positives in the batch, the uniform draws
+            and the mined ones alike). Training on encoded inputs only (as ``train_retrieval``
+            does).
         num_index_negatives: extra negatives per batch mined from the model's own index of the
             catalogue (its candidate vectors, refreshed at the start of every epoch): each of
             the batch's first ``num_index_negatives`` queries adds one item drawn from its top
@@ -105,6 +110,7 @@ class RetrievalModelConfig(Config):
     logq_correction: float = setting(1.0, finite_non_negative_number)
     num_random_negatives: int = setting(0, non_negative_int)
     num_hard_negatives: int | None = setting(None, optional(positive_int))
+    mask_user_positives: bool = setting(False, boolean)
     num_index_negatives: int = setting(0, non_negative_int)
     index_negative_depth: int = setting(100, positive_int)
     ensemble_members: int = setting(1, positive_int)

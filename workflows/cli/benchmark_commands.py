@@ -10,9 +10,11 @@ from pathlib import Path
 
 from workflows.cli.arguments import positive_int
 
-# the benchmark's own two-tower defaults (--config overrides them): mixed negatives, the
-# hardest kept, measured best on ml-latest-small (docs/retrieval.md, "Negatives")
-BENCHMARK_DEFAULTS = {"model": {"num_random_negatives": 1024, "num_hard_negatives": 256}}
+# the benchmark's own two-tower defaults (--config overrides them): mixed negatives (uniform
+# and mined from the model's index), the hardest kept, a user's own training positives never
+# among its negatives; measured best on ml-latest-small (docs/retrieval.md, "Negatives")
+BENCHMARK_DEFAULTS = {"model": {"num_random_negatives": 1024, "num_index_negatives": 256,
+                                "num_hard_negatives": 256, "mask_user_positives": True}}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               "directory, removed afterwards)")
     quality.add_argument("--config", type=Path, metavar="FILE.yaml",
                          help="two-tower configuration (default: the built-in one with "
-                              "1,024 uniform negatives per batch, the 256 hardest kept)")
+                              "1,024 uniform and 256 mined negatives per batch, the 256 "
+                              "hardest kept, each user's training positives masked)")
     quality.add_argument("--ranker-config", type=Path, metavar="FILE.yaml",
                          help="ranker configuration (default: the built-in one)")
     quality.add_argument("--no-ranker", action="store_true",
