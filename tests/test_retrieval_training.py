@@ -240,6 +240,11 @@ def test_a_users_other_training_positives_are_not_its_negatives(small_data, tmp_
         num_index_negatives=16))
     result = train_retrieval(small_data, cfg, tmp_path / "m", progress=False)
     assert np.isfinite(result.losses).all() and result.losses[-1] < result.losses[0]
+    # the mask reaches the loss: the same seed without it trains other weights
+    unmasked = dataclasses.replace(cfg, model=cfg.model.replace(mask_user_positives=False))
+    train_retrieval(small_data, unmasked, tmp_path / "u", progress=False)
+    assert not all(np.array_equal(a, b) for a, b in zip(_weights(tmp_path / "m"),
+                                                        _weights(tmp_path / "u")))
     _, vocab, _ = ModelDir(tmp_path / "m").restore()
     model = TwoTowerModel(cfg.model, vocab, _catalogue_arrays(small_data, cfg, vocab))
     queries, candidates = small_data.train_arrays(cfg.model)
