@@ -98,22 +98,30 @@ def test_a_killed_worker_is_replaced_and_only_a_request_in_flight_can_fail(two_w
     victim = sorted(pids)[0]
     time.sleep(max(0.0, 31.0 - (time.time() - psutil.Process(victim).create_time())))
     results: list[str] = []
+    failures: list[str] = []  # what failed, when (s from the kill) and after how long
     stop = threading.Event()
+    killed_at = [float("inf")]
 
     def load() -> None:
         while not stop.is_set():
+            started = time.monotonic()
             try:
                 answer = requests.post(f"{url}/v1/recommendations",
                                        json={"user_id": user, "k": 5}, timeout=30)
-                results.append("ok" if answer.status_code == 200 else str(answer.status_code))
+                outcome, detail = str(answer.status_code), answer.text[:200]
             except requests.RequestException as exc:
-                results.append(type(exc).__name__)
+                outcome, detail = type(exc).__name__, str(exc)
+            results.append("ok" if outcome == "200" else outcome)
+            if outcome != "200":
+                failures.append(f"{outcome} started {started - killed_at[0]:+.3f}s from the "
+                                f"kill, after {time.monotonic() - started:.3f}s: {detail}")
 
     thread = threading.Thread(target=load)
     thread.start()
     try:
         time.sleep(1.0)
         served_before_kill = len(results)
+        killed_at[0] = time.monotonic()
         os.kill(victim, signal.SIGKILL)
         replacement = set()
         deadline = time.monotonic() + 240
@@ -126,6 +134,6 @@ def test_a_killed_worker_is_replaced_and_only_a_request_in_flight_can_fail(two_w
         thread.join(60)
     failed = [r for r in results if r != "ok"]
     assert served_before_kill > 0 and len(results) > served_before_kill + 10, results
-    assert len(failed) <= 1, failed
+    assert len(failed) <= 1, failures
     assert process.poll() is None
     assert len(_ready_pids(url, 2, time.monotonic() + 60) - {victim}) == 2

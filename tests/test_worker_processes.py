@@ -70,6 +70,22 @@ def test_workers_share_one_port_and_a_dead_one_is_restarted(pool):
         _get(workers.port)
 
 
+def test_a_worker_still_loading_receives_no_connection(pool, tmp_path):
+    """Worker 1 "loads its models" until a file appears: meanwhile every new connection is
+    answered by worker 0 (none waits in worker 1's queue); once it is ready, it answers too."""
+    ready = tmp_path / "ready"
+    workers = pool((False, str(ready), 1), 2, "127.0.0.1", 0, min_uptime_s=0.0).start()
+    assert _pids(workers.port, 1) == {0: workers._processes[0].pid}
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "ready.loading").exists():  # worker 1 holds its socket, loading
+        assert time.monotonic() < deadline, "worker 1 did not start"
+        time.sleep(0.05)
+    answered_by = {_get(workers.port)["index"] for _ in range(40)}  # 40 new connections
+    assert answered_by == {0}
+    ready.touch()
+    assert set(_pids(workers.port, 2)) == {0, 1}
+
+
 def test_a_worker_failing_at_start_ends_the_service(pool):
     workers = pool((True,), 2, "127.0.0.1", 0, min_uptime_s=60.0).start()
     workers.supervise(0.05)  # returns once a worker has failed

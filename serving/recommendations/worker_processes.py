@@ -1,11 +1,18 @@
 """Several service processes on one port: `recsys api --workers N`.
 
 Each worker is a process of its own (its own GIL, its own models, item index and caches) with
-a listening socket bound to the same host and port with ``SO_REUSEPORT``: the kernel spreads
-new connections over the workers. The parent binds the port first without listening (so
-``--port 0`` resolves to one number and a port in use fails before any worker starts), starts
-the workers with the ``spawn`` method (TensorFlow is not fork-safe), restarts a worker that
-dies, and stops them all on SIGINT or SIGTERM.
+a socket bound to the same host and port with ``SO_REUSEPORT``: the kernel spreads new
+connections over the workers' listening sockets. A worker's socket starts listening only when
+the worker is ready to accept (asyncio's ``create_server`` calls ``listen``): a worker that is
+still loading its models, at start or after a restart, is not in the kernel's choice, so no
+connection waits in its queue for the load to end. The parent binds the port first without
+listening (so ``--port 0`` resolves to one number and a port in use fails before any worker
+starts), starts the workers with the ``spawn`` method (TensorFlow is not fork-safe), restarts a
+worker that dies, and stops them all on SIGINT or SIGTERM.
+
+A worker killed outright loses the connections it had accepted and those that reached its
+socket while the kernel was closing it (tens of milliseconds); on Linux 5.14 or later,
+``sysctl net.ipv4.tcp_migrate_req=1`` hands the latter to the other workers.
 
 Metrics: the parent gives the workers one Prometheus multiprocess directory
 (``PROMETHEUS_MULTIPROC_DIR``, prometheus_client's own mechanism, which must be set before
@@ -59,12 +66,11 @@ def reserve_port(host: str, port: int) -> socket.socket:
     return _bound_socket(host, port)
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A worker's own listening socket on the shared ``host:port``."""
-    sock = _bound_socket(host, port)
-    sock.listen(LISTEN_BACKLOG)
-    sock.set_inheritable(True)
-    return sock
+def worker_socket(host: str, port: int) -> socket.socket:
+    """A worker's own socket on the shared ``host:port``, bound but not listening: the worker
+    calls ``listen`` (e.g. ``sock.listen(LISTEN_BACKLOG)``, or asyncio's ``create_server``
+    with ``sock=``) once it is ready, and only then receives connections."""
+    return _bound_socket(host, port)
 
 
 def _worker_main(target: Callable[..., Any], args: tuple, host: str, port: int,
@@ -72,13 +78,13 @@ def _worker_main(target: Callable[..., Any], args: tuple, host: str, port: int,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     exit_with_parent(parent_pid)  # and a parent killed outright takes its workers along
-    sock = listening_socket(host, port)
-    target(sock, index, *args)
+    target(worker_socket(host, port), index, *args)
 
 
 class WorkerPool:
     """``workers`` processes, each running ``target(sock, index, *args)`` (a module-level
-    function: it is pickled to the spawned process) on its own listening socket."""
+    function: it is pickled to the spawned process) on its own socket, bound to the shared
+    port; ``target`` makes it listen when it is ready to accept (see :func:`worker_socket`)."""
 
     def __init__(self, target: Callable[..., Any], args: tuple, workers: int, host: str,
                  port: int, min_uptime_s: float = 30.0):
@@ -176,4 +182,5 @@ def serve_workers(target: Callable[..., Any], args: tuple, workers: int, host: s
     return 1 if pool.failed else 0
 
 
-__all__ = ["WorkerPool", "serve_workers", "reserve_port", "listening_socket", "MULTIPROC_ENV"]
+__all__ = ["WorkerPool", "serve_workers", "reserve_port", "worker_socket", "LISTEN_BACKLOG",
+           "MULTIPROC_ENV"]

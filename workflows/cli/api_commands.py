@@ -97,8 +97,9 @@ def run_api(args: argparse.Namespace) -> int:
 def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None, host: str,
               port: int, log_level: int, access=None) -> None:
     """One service process: the recommender built from ``cfg``, served by uvicorn on
-    ``sock`` (a worker's listening socket) or on ``host:port`` (``sock`` None), behind
-    ``access`` (an :class:`~serving.access.policy.AccessPolicy`; None: open)."""
+    ``sock`` (a worker's bound socket, which uvicorn makes listen once the recommender is
+    built) or on ``host:port`` (``sock`` None), behind ``access`` (an
+    :class:`~serving.access.policy.AccessPolicy`; None: open)."""
     import os
 
     import uvicorn
@@ -109,7 +110,7 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
     from serving.recommendations.metrics import ServiceMetrics
     from serving.recommendations.service import build_recommender, freeze_startup_heap
     from serving.recommendations.serving_profile import ServingProfile
-    from serving.recommendations.worker_processes import MULTIPROC_ENV
+    from serving.recommendations.worker_processes import LISTEN_BACKLOG, MULTIPROC_ENV
 
     if sock is not None:  # a spawned worker: the parent's logging is not inherited
         logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} "
@@ -132,7 +133,8 @@ def serve_api(sock, index: int, cfg, config: Path | None, redis_url: str | None,
                     "are not logged (counted in recsys_exposures_total{outcome=\"dropped\"})")
     server = uvicorn.Server(uvicorn.Config(create_app(recommender, producer, exposures, profile,
                                                       access),
-                                           host=host, port=port, log_level="warning"))
+                                           host=host, port=port, log_level="warning",
+                                           backlog=LISTEN_BACKLOG))
     try:
         server.run(sockets=[sock] if sock is not None else None)
     finally:
