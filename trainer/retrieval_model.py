@@ -113,7 +113,7 @@ class TwoTowerModel(tfrs.Model):
         item indices (sorted), as offsets into one array."""
         users, items = user_index.astype(np.int64), item_index.astype(np.int64)
         shape = (int(users.max(initial=0)) + 2, int(items.max(initial=0)) + 1)
-        if shape[0] * shape[1] <= dense_limit:
+        if shape[0] * shape[1] <= min(dense_limit, 2**31 - 1):  # int32 cell numbers
             table = np.zeros(shape, bool)
             table[users, items] = True
             self.user_positives = (tf.constant(table),)
@@ -128,12 +128,14 @@ class TwoTowerModel(tfrs.Model):
         training positives, other than the query's own positive (the diagonal). An index
         beyond the training positives' (a user or item never seen) masks nothing."""
         users, ids = tf.cast(users, tf.int64), tf.cast(ids, tf.int64)
-        if len(self.user_positives) == 1:
-            table = self.user_positives[0]
-            rows = tf.gather(table, tf.minimum(users, tf.shape(table, tf.int64)[0] - 1))
-            columns = tf.shape(table, tf.int64)[1]
-            known = tf.logical_and(tf.gather(rows, tf.minimum(ids, columns - 1), axis=1),
-                                   (ids < columns)[tf.newaxis, :])
+        if len(self.user_positives) == 1:  # one gather of [queries, candidates] cells
+            table = self.user_positives[0]  # (at most DENSE_MASK_LIMIT < 2**31 of them)
+            shape = tf.shape(table)
+            ids = tf.cast(tf.minimum(ids, tf.cast(shape[1], tf.int64)), tf.int32)
+            rows = tf.cast(tf.minimum(users, tf.cast(shape[0], tf.int64) - 1), tf.int32)
+            cells = rows[:, tf.newaxis] * shape[1] + tf.minimum(ids, shape[1] - 1)
+            known = tf.logical_and(tf.gather(tf.reshape(table, [-1]), cells),
+                                   (ids < shape[1])[tf.newaxis, :])
         else:
             known = self._sparse_known(users, ids)
         own = (tf.range(tf.size(users))[:, tf.newaxis]
