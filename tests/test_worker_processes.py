@@ -75,7 +75,7 @@ def test_a_worker_still_loading_receives_no_connection(pool, tmp_path):
     answered by worker 0 (none waits in worker 1's queue); once it is ready, it answers too."""
     ready = tmp_path / "ready"
     workers = pool((False, str(ready), 1), 2, "127.0.0.1", 0, min_uptime_s=0.0).start()
-    assert _pids(workers.port, 1) == {0: workers._processes[0].pid}
+    assert _pids(workers.port, 1) == {0: workers.pids()[0]}
     deadline = time.monotonic() + 60
     while not (tmp_path / "ready.loading").exists():  # worker 1 holds its socket, loading
         assert time.monotonic() < deadline, "worker 1 did not start"

@@ -113,6 +113,10 @@ class WorkerPool:
             self._start(index)
         return self
 
+    def pids(self) -> dict[int, int]:
+        """The current process id of each started worker, by worker index."""
+        return {index: process.pid for index, process in self._processes.items()}
+
     def supervise(self, poll_s: float = 0.5) -> None:
         """Restart workers that die, until ``stop()`` or a worker fails at start-up."""
         while not self._stop.wait(poll_s):
