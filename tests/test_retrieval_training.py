@@ -232,7 +232,7 @@ def test_a_users_other_training_positives_are_not_its_negatives(small_data, tmp_
     import dataclasses
 
     from trainer.retrieval_model import TwoTowerModel
-    from trainer.train import _catalogue_arrays
+    from trainer.train import _catalogue_arrays, user_numbers
 
     base = small_config(epochs=3)
     cfg = dataclasses.replace(base, model=base.model.replace(
@@ -249,9 +249,10 @@ def test_a_users_other_training_positives_are_not_its_negatives(small_data, tmp_
     model = TwoTowerModel(cfg.model, vocab, _catalogue_arrays(small_data, cfg, vocab))
     queries, candidates = small_data.train_arrays(cfg.model)
     encoded = model.encode({**queries, **candidates})
-    pairs = set(zip(encoded["user_id"].tolist(), encoded["item_id"].tolist()))
-    rows = np.random.default_rng(5).permutation(len(encoded["user_id"]))[:128]
-    users = np.append(encoded["user_id"][rows], 1)  # and an unknown user: nothing masked
+    numbers = user_numbers(queries["user_id"])  # what training keys the mask by
+    pairs = set(zip(numbers.tolist(), encoded["item_id"].tolist()))
+    rows = np.random.default_rng(5).permutation(len(numbers))[:128]
+    users = np.append(numbers[rows], numbers.max() + 1)  # and a user never seen: no mask
     ids = np.concatenate([encoded["item_id"][rows], [0, 1],
                           np.arange(2, len(vocab.item_ids) + 2)])
     expected = np.array([[(u, i) not in pairs or r == c for c, i in enumerate(ids)]
@@ -259,9 +260,40 @@ def test_a_users_other_training_positives_are_not_its_negatives(small_data, tmp_
     assert (~expected).sum() > 128  # each user's other positives are among the candidates
     assert expected[-1].all()
     for dense_limit in (1 << 26, 0):  # a [users, items] table; per-user lists
-        model.set_user_positives(encoded["user_id"], encoded["item_id"], dense_limit)
+        model.set_user_positives(numbers, encoded["item_id"], dense_limit)
         mask = model._negatives_mask(tf.constant(users), tf.constant(ids)).numpy()
         np.testing.assert_array_equal(mask, expected)
+
+
+def test_the_mask_keeps_users_apart_when_they_share_the_unknown_id_row(small_data, tmp_path):
+    """Without id rows every user looks up the one "unknown" row; the positives' mask must
+    still be each user's own (pooled, every item anyone liked stops being a negative and the
+    model learns nothing): masked, the model finds the training positives about as well as
+    unmasked, and far better than chance."""
+    import dataclasses
+
+    from trainer.evaluate import embed
+    from trainer.train import _catalogue_arrays
+
+    base = small_config(epochs=3)
+    found = {}
+    for masked in (False, True):
+        cfg = dataclasses.replace(base, model=base.model.replace(
+            user_id_embedding=False, mask_user_positives=masked, num_random_negatives=32))
+        train_retrieval(small_data, cfg, tmp_path / str(masked), progress=False)
+        _, vocab, model = ModelDir(tmp_path / str(masked)).restore()
+        queries, candidates = small_data.train_arrays(model.cfg)
+        rows = np.random.default_rng(3).permutation(len(candidates["item_id"]))[:500]
+        catalogue = _catalogue_arrays(small_data, cfg, vocab)
+        scores = (embed(model.query_tower, {k: v[rows] for k, v in queries.items()})
+                  @ embed(model.candidate_tower, catalogue).T)
+        top = np.argsort(-scores, axis=1)[:, :20]
+        items = catalogue["item_id"][top]
+        found[masked] = np.mean([candidates["item_id"][r] in set(items[i])
+                                 for i, r in enumerate(rows)])
+    chance = 20 / len(catalogue["item_id"])
+    assert found[False] > 3 * chance, found
+    assert found[True] > 0.5 * found[False], found
 
 
 def test_a_stronger_logq_correction_ranks_popular_items_higher(small_data, tmp_path):

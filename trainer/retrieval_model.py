@@ -27,6 +27,10 @@ from trainer.vocabularies import Vocabularies
 
 SAMPLING_PROBABILITY = "item_sampling_probability"
 EXAMPLE_WEIGHT = "example_weight"  # optional: each example's weight in the loss
+# with mask_user_positives: each example's user as a number of its own, whatever row the
+# query tower's id embedding gives it (without id rows, or for users outside the vocabulary,
+# every user shares the "unknown" row, and their positives must not be pooled)
+MASK_USER = "mask_user"
 DENSE_MASK_LIMIT = 1 << 26  # users x items cells up to which the positives' mask is a table
 
 
@@ -107,8 +111,9 @@ class TwoTowerModel(tfrs.Model):
 
     def set_user_positives(self, user_index: np.ndarray, item_index: np.ndarray,
                            dense_limit: int = DENSE_MASK_LIMIT) -> None:
-        """The training positives, as :meth:`encode` indexed them, that
-        ``mask_user_positives`` leaves out of each query's negatives: a dense [users, items]
+        """The training positives that ``mask_user_positives`` leaves out of each query's
+        negatives, by user number (the ``MASK_USER`` the training examples carry: one per
+        distinct user) and item as :meth:`encode` indexed it: a dense [users, items]
         table when it has at most ``dense_limit`` cells, else per user index its distinct
         item indices (sorted), as offsets into one array."""
         users, items = user_index.astype(np.int64), item_index.astype(np.int64)
@@ -219,7 +224,7 @@ class TwoTowerModel(tfrs.Model):
             inclusion = inclusion ** self.cfg.logq_correction
         mask = None
         if training and self.user_positives is not None:
-            mask = self._negatives_mask(features["user_id"], ids)
+            mask = self._negatives_mask(features[MASK_USER], ids)
         # an ensemble's members each on their own loss (one model: the one loss)
         members = self.cfg.ensemble_members
         return tf.add_n([
@@ -229,4 +234,5 @@ class TwoTowerModel(tfrs.Model):
             for q, c in zip(split_members(queries, members), split_members(candidates, members))])
 
 
-__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT", "encode_arrays"]
+__all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT", "MASK_USER",
+           "encode_arrays"]

@@ -28,7 +28,7 @@ from trainer.config import RetrievalConfig
 from trainer.ensemble_tower import tower_members
 from trainer.model_dir import ModelDir
 from trainer.progress import EpochCheckpoint, ProgressBar
-from trainer.retrieval_model import EXAMPLE_WEIGHT, SAMPLING_PROBABILITY, TwoTowerModel
+from trainer.retrieval_model import EXAMPLE_WEIGHT, MASK_USER, SAMPLING_PROBABILITY, TwoTowerModel
 from trainer.strategy import make_strategy, worker_role
 from trainer.training_data import RetrievalData, timestamps_us, with_content
 from trainer.vocabularies import Vocabularies
@@ -119,6 +119,12 @@ def forget_users(model: TwoTowerModel) -> int:
     return max(rows, 0)
 
 
+def user_numbers(user_ids: np.ndarray) -> np.ndarray:
+    """Each example's user as int64 0..distinct users - 1 (equal ids, equal numbers), for the
+    positives' mask: unlike the id embedding's rows, never shared between two users."""
+    return np.unique(user_ids, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
 def mean_one(weights: np.ndarray) -> np.ndarray:
     """``weights`` (finite, >= 0, not all 0) scaled to mean 1, as float32: the loss keeps
     its scale, and the learning rate its meaning."""
@@ -173,6 +179,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
                 SAMPLING_PROBABILITY: sampling_probability(candidates["item_id"])}
     if EXAMPLE_WEIGHT in frame.columns:
         features[EXAMPLE_WEIGHT] = mean_one(frame[EXAMPLE_WEIGHT].to_numpy(np.float64))
+    if cfg.model.mask_user_positives:
+        features[MASK_USER] = user_numbers(queries["user_id"])
     n = len(frame)
     latest = tf.train.latest_checkpoint(directory.checkpoints)  # the chief's, for every worker
     resuming = latest is not None
@@ -195,7 +203,7 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     features = model.encode(features)
     model.use_encoded_inputs()
     if cfg.model.mask_user_positives:
-        model.set_user_positives(features["user_id"], features["item_id"])
+        model.set_user_positives(features[MASK_USER], features["item_id"])
     del queries, candidates
     # batches of the global batch size; on several workers, each takes its share of every
     # batch (sharding by data: every worker reads the same arrays)
