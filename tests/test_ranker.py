@@ -86,6 +86,12 @@ def test_stacking_config_caps_epochs_and_ensemble_members_and_keeps_the_rest():
                            ) == retrieval
     assert stacking_config(retrieval, RankerConfig(stacking_epochs=None,
                                                    stacking_members=None)) == retrieval
+    # members at their own temperatures: the stacking model's are the first members'
+    mixed = dataclasses.replace(retrieval, model=retrieval.model.replace(
+        member_temperatures=(0.05, 0.15, 0.1)))
+    two = stacking_config(mixed, RankerConfig(stacking_members=2)).model
+    assert (two.ensemble_members, two.temperatures) == (2, (0.05, 0.15))
+    assert stacking_config(mixed, RankerConfig(stacking_members=1)).model.temperatures == (0.05,)
 
 
 def test_reranking_orders_the_two_tower_candidates(ranking, small_data, trained_model_dir,

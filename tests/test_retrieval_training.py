@@ -354,6 +354,44 @@ def test_an_ensemble_trains_each_member_and_scores_by_their_mean_cosine(small_da
         assert np.array_equal(table[2:], np.repeat(table[1:2], len(table) - 2, axis=0))
 
 
+def test_each_ensemble_member_learns_at_its_own_temperature(small_data):
+    import tensorflow_recommenders as tfrs
+
+    from trainer.ensemble_tower import split_members
+    from trainer.retrieval_model import SAMPLING_PROBABILITY, TwoTowerModel
+    from trainer.train import sampling_probability
+    from trainer.training_data import with_content
+    from trainer.vocabularies import Vocabularies
+
+    base = small_config()
+    frame = with_content(small_data.train.head(64), small_data.catalogue)
+    queries = to_arrays(frame, query_inputs(base.model))
+    candidates = to_arrays(frame, candidate_inputs(base.model))
+    vocab = Vocabularies.build(queries, candidates, query_inputs(base.model))
+    features = {**queries, **candidates}
+    features[SAMPLING_PROBABILITY] = sampling_probability(features["item_id"])
+    batch = {k: tf.constant(v) for k, v in features.items()}
+
+    def model_at(temperatures):
+        tf.keras.utils.set_random_seed(3)  # the same initial weights for every model
+        cfg = base.model.replace(ensemble_members=2, member_temperatures=temperatures)
+        return TwoTowerModel(cfg, vocab)
+
+    mixed, swapped, shared = model_at((0.05, 0.5)), model_at((0.5, 0.05)), model_at(())
+    loss = float(mixed.compute_loss(batch))
+    queries = split_members(mixed.query_tower(batch), 2)
+    candidates = split_members(mixed.candidate_tower(batch), 2)
+    inclusion = tf.minimum(batch[SAMPLING_PROBABILITY] * 64.0, 1.0)
+    expected = sum(float(tfrs.tasks.Retrieval(temperature=t, remove_accidental_hits=True)(
+        q, c, candidate_sampling_probability=inclusion, candidate_ids=batch["item_id"],
+        compute_metrics=False)) for t, q, c in zip((0.05, 0.5), queries, candidates))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    # the same weights: another member order, or every member at the shared 0.05, differ
+    assert float(swapped.compute_loss(batch)) != pytest.approx(loss, rel=1e-3)
+    assert shared.cfg.temperatures == (0.05, 0.05)
+    assert float(shared.compute_loss(batch)) != pytest.approx(loss, rel=1e-3)
+
+
 def test_an_ensemble_exports_with_an_onnx_query_core_of_its_width(small_data, small_repo,
                                                                    tmp_path):
     import dataclasses

@@ -69,6 +69,11 @@ def test_defaults_are_valid():
     ("mask_user_positives", 1),
     ("ensemble_members", 0),
     ("ensemble_members", 2.5),
+    ("member_temperatures", (0.05, 0.0)),
+    ("member_temperatures", (-0.1,)),
+    ("member_temperatures", (NAN,)),
+    ("member_temperatures", 0.1),
+    ("member_temperatures", ("warm",)),
     ("sequence_blocks", -1),
     ("sequence_dim", 0),
     ("sequence_heads", 0),
@@ -86,6 +91,21 @@ def test_unknown_user_feature_is_refused_by_name(field):
     with pytest.raises(ConfigError, match=_names("user feature", "user_shoe_size")) as info:
         RetrievalModelConfig(**{field: (known[0], "user_shoe_size")})
     assert known[0] in str(info.value)  # the message lists what is allowed
+
+
+@pytest.mark.parametrize(("members", "temperatures"), [(1, (0.05, 0.15)), (3, (0.05, 0.15)),
+                                                      (2, (0.1,))])
+def test_member_temperatures_must_give_one_per_ensemble_member(members, temperatures):
+    with pytest.raises(ConfigError, match=rf"member_temperatures: {len(temperatures)} "
+                                          rf"temperatures .* for {members} ensemble member"):
+        RetrievalModelConfig(ensemble_members=members, member_temperatures=temperatures)
+
+
+def test_each_member_trains_at_its_own_temperature_or_at_the_shared_one():
+    assert RetrievalModelConfig(temperature=0.07, ensemble_members=3).temperatures == (0.07,) * 3
+    config = RetrievalModelConfig.from_dict({"ensemble_members": 2,
+                                             "member_temperatures": [0.05, 0.15]})
+    assert config.member_temperatures == (0.05, 0.15) == config.temperatures
 
 
 def test_fewer_user_features_and_no_hidden_layers_are_valid():

@@ -69,9 +69,11 @@ class TwoTowerModel(tfrs.Model):
         super().__init__(**kwargs)
         self.cfg = cfg
         self.query_tower, self.candidate_tower = make_towers(cfg, vocab)
-        self.task = tfrs.tasks.Retrieval(temperature=cfg.temperature,
-                                         num_hard_negatives=cfg.num_hard_negatives,
-                                         remove_accidental_hits=True)
+        # one task per ensemble member, each at that member's temperature
+        self.tasks = [tfrs.tasks.Retrieval(temperature=temperature,
+                                           num_hard_negatives=cfg.num_hard_negatives,
+                                           remove_accidental_hits=True)
+                      for temperature in cfg.temperatures]
         self.inputs_encoded = False  # True: compute_loss reads what encode() made
         self.user_positives = None  # the positives to mask: (table,) or (offsets, items)
         self._catalogue = None
@@ -225,13 +227,15 @@ class TwoTowerModel(tfrs.Model):
         mask = None
         if training and self.user_positives is not None:
             mask = self._negatives_mask(features[MASK_USER], ids)
-        # an ensemble's members each on their own loss (one model: the one loss)
+        # an ensemble's members each on their own loss, at their own temperature (one
+        # model: the one loss)
         members = self.cfg.ensemble_members
         return tf.add_n([
-            self.task(q, c, sample_weight=features.get(EXAMPLE_WEIGHT),
-                      candidate_sampling_probability=inclusion, candidate_ids=ids,
-                      compute_metrics=not training, score_mask=mask)
-            for q, c in zip(split_members(queries, members), split_members(candidates, members))])
+            task(q, c, sample_weight=features.get(EXAMPLE_WEIGHT),
+                 candidate_sampling_probability=inclusion, candidate_ids=ids,
+                 compute_metrics=not training, score_mask=mask)
+            for task, q, c in zip(self.tasks, split_members(queries, members),
+                                  split_members(candidates, members))])
 
 
 __all__ = ["TwoTowerModel", "SAMPLING_PROBABILITY", "EXAMPLE_WEIGHT", "MASK_USER",

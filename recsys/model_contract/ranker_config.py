@@ -53,7 +53,8 @@ class RankerConfig(Config):
             else of its configuration is always the retrieval model's, but for
             ``stacking_members``.
         stacking_members: the stacking two-tower model's ``ensemble_members`` (at most the
-            retrieval model's); None = the retrieval model's own. Fewer members train faster
+            retrieval model's, each at its own ``member_temperatures`` entry: the first
+            members'); None = the retrieval model's own. Fewer members train faster
             (one: about half of three's time), but the ranker learns its item table and how
             far to trust the retrieval score from the stacking model, so over an ensemble it
             then adds less (docs/ranking.md).

@@ -88,6 +88,11 @@ class RetrievalModelConfig(Config):
             (n x ``embedding_dim`` wide), so a score is the members' mean cosine: a seed
             ensemble that one index serves. Each member adds its own towers and loss to
             every step (3 members: 2.1 times one model's epoch time on ml-latest-small).
+        member_temperatures: one softmax temperature per ensemble member (as many as
+            ``ensemble_members``), each member's loss at its own: a sharp member (0.05) for
+            the top of the list beside a soft one (0.15) for its depth. Empty (the
+            default): every member at ``temperature``. Training only: the served score is
+            still the members' mean cosine.
         user_id_embedding: the query tower has a trained row per user id (True); False: it
             reads only the user's recent history, context and Feast features, so every
             user is encoded as a new one would be, and a user's query follows their recent
@@ -114,6 +119,8 @@ class RetrievalModelConfig(Config):
     num_index_negatives: int = setting(0, non_negative_int)
     index_negative_depth: int = setting(100, positive_int)
     ensemble_members: int = setting(1, positive_int)
+    member_temperatures: tuple[float, ...] = setting(
+        (), tuple_of(positive_number, what="a list of numbers > 0"))
     user_id_embedding: bool = setting(True, boolean)
     sequence_blocks: int = setting(0, non_negative_int)
     sequence_dim: int = setting(64, positive_int)
@@ -125,8 +132,19 @@ class RetrievalModelConfig(Config):
         """Width of the towers' output: ``embedding_dim`` per ensemble member."""
         return self.embedding_dim * self.ensemble_members
 
+    @property
+    def temperatures(self) -> tuple[float, ...]:
+        """Each ensemble member's softmax temperature, in member order."""
+        return self.member_temperatures or (self.temperature,) * self.ensemble_members
+
     def check_together(self) -> None:
         from recsys.features.tables import USER_FEATURES, USER_PROFILE
+
+        if self.member_temperatures and len(self.member_temperatures) != self.ensemble_members:
+            raise ConfigError(
+                f"model.member_temperatures: {len(self.member_temperatures)} temperatures "
+                f"{list(self.member_temperatures)} for {self.ensemble_members} ensemble "
+                "member(s); give one per member (ensemble_members), or leave it out")
 
         known = set(USER_FEATURES.feature_names) | set(USER_PROFILE.feature_names)
         feature = Check(lambda name: name in known,

@@ -58,9 +58,11 @@ def stacking_config(retrieval: RetrievalConfig, cfg: RankerConfig) -> RetrievalC
         retrieval = dataclasses.replace(retrieval, train=retrieval.train.replace(
             epochs=min(cfg.stacking_epochs, retrieval.train.epochs)))
     if cfg.stacking_members is not None:
+        members = min(cfg.stacking_members, retrieval.model.ensemble_members)
+        temperatures = retrieval.model.member_temperatures  # the first members' own
         retrieval = dataclasses.replace(retrieval, model=dataclasses.replace(
-            retrieval.model,
-            ensemble_members=min(cfg.stacking_members, retrieval.model.ensemble_members)))
+            retrieval.model, ensemble_members=members,
+            member_temperatures=temperatures[:members]))
     return retrieval
 
 
