@@ -420,3 +420,10 @@ def test_an_ensemble_exports_with_an_onnx_query_core_of_its_width(small_data, sm
     np.testing.assert_allclose(served, model.query_tower(
         {k: tf.constant(v) for k, v in sample.items()}).numpy(), atol=1e-5)
     np.testing.assert_allclose(OnnxQueryTower(path).embed(sample), served, atol=1e-4)
+
+
+def test_an_empty_training_set_is_refused_by_name(small_data, tmp_path):
+    empty = RetrievalData(train=small_data.train.head(0), test=small_data.test,
+                          catalogue=small_data.catalogue)
+    with pytest.raises(SourceError, match="no training examples: the training set is empty"):
+        train_retrieval(empty, small_config(epochs=1), tmp_path / "m", progress=False)

@@ -47,3 +47,50 @@ def test_another_seed_gives_another_order():
 
 def test_no_rows_give_no_batches():
     assert list(shuffled_batches({"x": np.zeros((0, 3))}, 4, 0)) == []
+
+
+@pytest.mark.parametrize("rows, batch", [(37, 8), (8, 8)])
+def test_repeat_gives_every_epochs_order_from_one_iterator(rows, batch):
+    arrays = {"x": np.arange(rows)}
+    separate = _epochs(shuffled_batches(arrays, batch, 3), 3)
+    endless = iter(shuffled_batches(arrays, batch, 3, repeat=True))
+    steps = -(-rows // batch)
+    for epoch in separate:
+        got = [next(endless) for _ in range(steps)]
+        assert [len(b["x"]) for b in got] == [len(b["x"]) for b in epoch]
+        np.testing.assert_array_equal(np.concatenate([b["x"] for b in got]),
+                                      np.concatenate([b["x"] for b in epoch]))
+
+
+def test_keras_fit_reads_the_same_batches_from_the_endless_dataset_as_train_retrieval_expects():
+    """train_retrieval feeds fit ``shuffled_batches(..., repeat=True).skip(steps)`` so that
+    training sees the batches fit used to read from the finite dataset (orders 1, 2, ...:
+    fit makes one iterator it never reads). If tf_keras changes that, this fails."""
+    rows, batch, epochs = 50, 8, 3
+    arrays = {"x": np.arange(rows)}
+    steps = -(-rows // batch)
+
+    def batches_fit_reads(dataset, **fit_args):
+        seen = []
+
+        class Recorder(tf.keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.w = tf.Variable(1.0)
+
+            def train_step(self, data):
+                seen.append(data["x"].numpy())
+                return {"loss": self.w * 1.0}
+
+        model = Recorder()
+        model.compile(run_eagerly=True)
+        model.fit(dataset, epochs=epochs, verbose=0, **fit_args)
+        return np.concatenate(seen)
+
+    finite = batches_fit_reads(shuffled_batches(arrays, batch, 5))
+    endless = batches_fit_reads(shuffled_batches(arrays, batch, 5, repeat=True).skip(steps),
+                                steps_per_epoch=steps)
+    np.testing.assert_array_equal(endless, finite)
+    orders = np.concatenate([np.concatenate([b["x"] for b in epoch]) for epoch in
+                             _epochs(shuffled_batches(arrays, batch, 5), epochs + 1)])
+    np.testing.assert_array_equal(finite, orders[rows:])

@@ -154,6 +154,8 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     vocabularies are kept). An ``example_weight`` column weighs each example in the loss
     (scaled to mean 1). ``reset_users`` (with ``init_from``): every user's id row starts as
     the unknown user's (``forget_users``)."""
+    if data.train.empty:
+        raise SourceError("no training examples: the training set is empty")
     # the strategy first: a multi-worker one must exist before any other TensorFlow op
     strategy = make_strategy(cfg.train.strategy)
     role = worker_role(strategy)
@@ -209,14 +211,20 @@ def train_retrieval(data: RetrievalData, cfg: RetrievalConfig, model_dir: Path,
     # batch (sharding by data: every worker reads the same arrays)
     sharding = tf.data.Options()
     sharding.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    dataset = shuffled_batches(features, cfg.train.batch_size, cfg.train.seed).with_options(
-        sharding)
+    # One iterator for every epoch: tf_keras's fit makes a new one at each epoch's start,
+    # and letting the last one go cost up to 20 s at some epoch boundaries (py-spy, inside
+    # the benchmark). The same batches as before: fit also makes one iterator of a finite
+    # dataset that it never reads, so its epochs had the shuffle's orders 1, 2, ...; the
+    # endless dataset skips order 0 to give exactly those.
     steps = math.ceil(n / cfg.train.batch_size)
+    dataset = shuffled_batches(features, cfg.train.batch_size, cfg.train.seed,
+                               repeat=True).skip(steps).with_options(sharding)
     bar = ProgressBar(steps, n, enabled=progress and role.is_chief)
     trained: list = []
     if initial_epoch < cfg.train.epochs:
         history = model.fit(
-            dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch, verbose=0,
+            dataset, epochs=cfg.train.epochs, initial_epoch=initial_epoch,
+            steps_per_epoch=steps, verbose=0,
             callbacks=[IndexRefresh(model), bar,
                        tf.keras.callbacks.TensorBoard(str(writes.logs), update_freq=50),
                        EpochCheckpoint(manager, epoch, cfg.train.checkpoint_every_epochs,

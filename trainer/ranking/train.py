@@ -8,6 +8,7 @@ Guarantee: the same lists, config and seed give the same weights (ops are determ
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,8 +89,11 @@ def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
     grouped = {k: v.reshape(n, list_size, *v.shape[1:]) for k, v in rows_encoded.items()}
     watch = watch_targets(lists.engagement, lists.labels)
     per_batch = max(1, cfg.batch_size // list_size)
-    dataset = shuffled_batches(((request_encoded, grouped), lists.labels, watch), per_batch,
-                               cfg.seed)
+    # one endless iterator: the same batches as an iterator per epoch, without letting one
+    # go at every epoch's end (seconds at some epoch boundaries)
+    batches = shuffled_batches(((request_encoded, grouped), lists.labels, watch), per_batch,
+                               cfg.seed, repeat=True)
+    steps = math.ceil(n / per_batch)
     optimizer = tf.keras.optimizers.Adam(cfg.learning_rate)
 
     @tf.function
@@ -109,12 +113,13 @@ def train_ranker(lists: RankerLists, cfg: RankerConfig, item_ids, item_vectors,
         return loss
 
     losses = []
+    iterator = iter(batches) if steps else None
     for epoch in range(cfg.epochs):
-        total, batches = 0.0, 0
-        for features, click, engagement in dataset:
+        total = 0.0
+        for _ in range(steps):
+            features, click, engagement = next(iterator)
             total += float(step(features, click, engagement))
-            batches += 1
-        losses.append(total / max(batches, 1))
+        losses.append(total / max(steps, 1))
         log.info("ranker epoch %d: loss %.4f (%d lists)", epoch + 1, losses[-1], n)
     return RankerTraining(model, n * list_size, losses)
 
